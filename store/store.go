@@ -1,0 +1,240 @@
+// Package store defines Gatehouse's storage model: one envelope for every
+// configuration object, a global revision bumped once per write transaction,
+// a change feed that can be watched from any revision, and an append-only
+// audit log. Backends live in sub-packages (store/postgres, store/embedded)
+// and must pass the conformance suite in store/storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Errors every backend returns (wrapped) so callers can branch with errors.Is.
+var (
+	// ErrNotFound: no live object with that kind, tenant and id.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a live object of the same kind and tenant already has
+	// that id or name.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrConflict: the object's revision is not the one the caller expected.
+	ErrConflict = errors.New("revision conflict")
+	// ErrCompacted: the change log no longer holds the requested revision.
+	ErrCompacted = errors.New("revision compacted")
+	// ErrInvalid: the object or query is malformed (a programming error, not
+	// user input: the admin API validates before it writes).
+	ErrInvalid = errors.New("invalid object")
+)
+
+// Object is the envelope every configuration object shares, whatever its kind.
+// Spec holds the kind's own fields as JSON.
+type Object struct {
+	// UID identifies this incarnation of the object forever, even after a
+	// soft delete frees its ID for reuse.
+	UID string `json:"uid"`
+	// Kind is the resource kind, e.g. "tenants", "services".
+	Kind string `json:"kind"`
+	// TenantID is empty for system-level kinds (tenants themselves).
+	TenantID string `json:"tenant_id,omitempty"`
+	ID       string `json:"id"`
+	// Name is unique among live objects of the same kind and tenant, when set.
+	Name string `json:"name,omitempty"`
+	// ParentID links an object to its owner (an API to its service).
+	ParentID    string            `json:"parent_id,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// Revision is the global revision of the transaction that last wrote it.
+	Revision int64 `json:"revision"`
+	// CreateRevision is the global revision of the transaction that created it.
+	CreateRevision int64           `json:"create_revision"`
+	CreatedAt      time.Time       `json:"created_at"`
+	CreatedBy      string          `json:"created_by,omitempty"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+	UpdatedBy      string          `json:"updated_by,omitempty"`
+	DeletedAt      *time.Time      `json:"deleted_at,omitempty"`
+	Spec           json.RawMessage `json:"spec,omitempty"`
+}
+
+// Live reports whether the object has not been soft-deleted.
+func (o *Object) Live() bool { return o.DeletedAt == nil }
+
+// Clone returns a deep copy, so callers can modify it without aliasing.
+func (o *Object) Clone() *Object {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	if o.Labels != nil {
+		c.Labels = make(map[string]string, len(o.Labels))
+		for k, v := range o.Labels {
+			c.Labels[k] = v
+		}
+	}
+	if o.DeletedAt != nil {
+		t := *o.DeletedAt
+		c.DeletedAt = &t
+	}
+	if o.Spec != nil {
+		c.Spec = append(json.RawMessage(nil), o.Spec...)
+	}
+	return &c
+}
+
+// Query selects objects for List. Kind is required; TenantID "" selects
+// system-level objects only. Results are ordered by ID (then UID), which makes
+// the After cursor stable under concurrent inserts.
+type Query struct {
+	Kind     string
+	TenantID string
+	// ParentID, when set, restricts the result to children of that object.
+	ParentID string
+	// IncludeDeleted also returns soft-deleted objects.
+	IncludeDeleted bool
+	// Limit caps the page size; 0 means no limit.
+	Limit int
+	// After is the opaque cursor returned as Page.Next by the previous page.
+	After string
+}
+
+// Page is one page of a List result.
+type Page struct {
+	Items []*Object
+	// Total is the number of objects matching the query, ignoring paging.
+	Total int
+	// Next is the cursor for the following page, empty on the last page.
+	Next string
+}
+
+// Op says what a change did to an object.
+type Op string
+
+// Change operations.
+const (
+	OpCreate Op = "create"
+	OpUpdate Op = "update"
+	OpDelete Op = "delete"
+)
+
+// Change is one entry of the change log.
+type Change struct {
+	Revision int64  `json:"revision"`
+	Op       Op     `json:"op"`
+	Kind     string `json:"kind"`
+	TenantID string `json:"tenant_id,omitempty"`
+	ID       string `json:"id"`
+	UID      string `json:"uid"`
+	ParentID string `json:"parent_id,omitempty"`
+}
+
+// WatchEvent carries every change of one committed transaction, in order.
+// A non-nil Err ends the stream (the channel is closed right after).
+type WatchEvent struct {
+	Revision int64
+	Changes  []Change
+	Err      error
+}
+
+// Event is an audit event: one successful admin write.
+type Event struct {
+	// ID is assigned by the store; it orders events (newer events have
+	// greater IDs) and serves as the pagination cursor.
+	ID        string    `json:"id"`
+	TenantID  string    `json:"tenant_id,omitempty"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	Kind      string    `json:"kind"`
+	ObjectID  string    `json:"object_id"`
+	Revision  int64     `json:"revision"`
+	Time      time.Time `json:"time"`
+	RequestID string    `json:"request_id,omitempty"`
+}
+
+// EventQuery filters audit events. Results are newest first.
+type EventQuery struct {
+	// TenantID "" selects system-level events (those about tenants are
+	// recorded under the tenant they concern).
+	TenantID string
+	Kind     string
+	Action   string
+	Actor    string
+	// MinRevision hides events older than that revision (used to hide the
+	// history of an earlier tenant that had the same id).
+	MinRevision int64
+	// From and To bound the event time (inclusive); zero means unbounded.
+	From time.Time
+	To   time.Time
+	// Limit caps the page size; 0 means no limit.
+	Limit int
+	After string
+}
+
+// EventPage is one page of audit events.
+type EventPage struct {
+	Items []*Event
+	Next  string
+}
+
+// Reader is the read side shared by the store and its transactions.
+type Reader interface {
+	// Get returns the live object, or ErrNotFound.
+	Get(ctx context.Context, kind, tenantID, id string) (*Object, error)
+	// GetByName returns the live object with that name, or ErrNotFound.
+	GetByName(ctx context.Context, kind, tenantID, name string) (*Object, error)
+	// List returns one page of objects matching q.
+	List(ctx context.Context, q Query) (*Page, error)
+	// ListEvents returns one page of audit events matching q, newest first.
+	ListEvents(ctx context.Context, q EventQuery) (*EventPage, error)
+	// Revision is the global revision of the latest committed write visible
+	// to this reader.
+	Revision(ctx context.Context) (int64, error)
+}
+
+// Tx is a read-write transaction. All writes in one transaction share one new
+// global revision, assigned at the first write; nothing is visible to others
+// until the transaction commits, and nothing is kept if it fails.
+type Tx interface {
+	Reader
+	// Create inserts obj. UID, revisions and timestamps are set by the store
+	// and written back into obj. ErrAlreadyExists when a live object of the
+	// same kind and tenant has the same ID or Name.
+	Create(ctx context.Context, obj *Object) error
+	// Update replaces the live object with obj's ID. When expectRevision is
+	// not 0 it must equal the stored revision (ErrConflict otherwise).
+	// Creation fields are preserved; revision and UpdatedAt are set.
+	Update(ctx context.Context, obj *Object, expectRevision int64) error
+	// Delete removes the live object (hard delete), or marks it deleted when
+	// soft is true, which frees its ID and name. When expectRevision is not 0
+	// it must equal the stored revision. It returns the object as it was last.
+	Delete(ctx context.Context, kind, tenantID, id string, expectRevision int64, soft bool) (*Object, error)
+	// DeleteTenant hard-deletes every tenant-scoped object of tenantID (not
+	// the tenant object itself, which is system-level) and returns how many.
+	DeleteTenant(ctx context.Context, tenantID string) (int, error)
+	// AppendEvent records an audit event in this transaction. The store sets
+	// its ID and Revision (the transaction's write revision, assigned now if
+	// the transaction has not written yet).
+	AppendEvent(ctx context.Context, e *Event) error
+	// WriteRevision is the revision this transaction's writes get, or 0 when
+	// it has not written yet.
+	WriteRevision() int64
+}
+
+// Store is a storage backend.
+type Store interface {
+	Reader
+	// Update runs fn in a read-write transaction and commits when fn returns
+	// nil. It returns the revision of the writes (0 when fn wrote nothing).
+	// Once Update returns nil the writes are durable.
+	Update(ctx context.Context, fn func(ctx context.Context, tx Tx) error) (int64, error)
+	// View runs fn against a consistent read-only snapshot.
+	View(ctx context.Context, fn func(ctx context.Context, r Reader) error) error
+	// Watch streams committed changes with a revision greater than
+	// fromRevision, in revision order, one WatchEvent per transaction. The
+	// channel is closed when ctx ends or after an event carrying Err.
+	Watch(ctx context.Context, fromRevision int64) (<-chan WatchEvent, error)
+	// Ping checks that the backend is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the backend's resources.
+	Close() error
+}
