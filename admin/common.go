@@ -1,0 +1,167 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+// Paging limits for list endpoints.
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+// Metadata is the read-only envelope rendered on every object. Clients may
+// send it back on PUT (it is ignored), so a GET response can be edited and
+// written as it is.
+type Metadata struct {
+	UID       string     `json:"uid"`
+	Revision  int64      `json:"revision"`
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy string     `json:"created_by,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	UpdatedBy string     `json:"updated_by,omitempty"`
+	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+}
+
+func metadataOf(o *store.Object) *Metadata {
+	return &Metadata{
+		UID: o.UID, Revision: o.Revision, CreatedAt: o.CreatedAt, CreatedBy: o.CreatedBy,
+		UpdatedAt: o.UpdatedAt, UpdatedBy: o.UpdatedBy, DeletedAt: o.DeletedAt,
+	}
+}
+
+// page parses ?limit=&after=.
+func page(c *gin.Context) (limit int, after string, apiErr *Error) {
+	limit = defaultPageSize
+	if v, ok := c.GetQuery("limit"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			return 0, "", fieldError("limit", "must be an integer between 1 and %d", maxPageSize)
+		}
+		limit = n
+	}
+	return limit, c.Query("after"), nil
+}
+
+// cursorError maps a malformed-cursor store error to a 400 on "after".
+func cursorError(err error, what string) *Error {
+	if strings.Contains(err.Error(), "malformed cursor") {
+		return fieldError("after", "not a cursor returned by this listing")
+	}
+	return storeError(err, what, "")
+}
+
+// boolQuery parses an optional boolean query parameter.
+func boolQuery(c *gin.Context, name string) (bool, *Error) {
+	v, ok := c.GetQuery(name)
+	if !ok {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fieldError(name, "must be true or false")
+	}
+	return b, nil
+}
+
+// etag is the entity tag of an object revision.
+func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
+
+// ifMatch parses If-Match into the revision a write expects (0: none).
+// "*" matches any current revision.
+func ifMatch(c *gin.Context) (int64, *Error) {
+	v := strings.TrimSpace(c.GetHeader("If-Match"))
+	if v == "" || v == "*" {
+		return 0, nil
+	}
+	raw := strings.Trim(v, `"`)
+	rev, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || rev <= 0 || strings.HasPrefix(v, "W/") {
+		return 0, newError(http.StatusBadRequest, CodeInvalidHeader,
+			"If-Match must be the ETag of the object (a quoted revision such as \"12\")", map[string]any{"header": "If-Match"})
+	}
+	return rev, nil
+}
+
+// respondObject writes an object with its ETag, honouring If-None-Match.
+func respondObject(c *gin.Context, status int, rev int64, body any) {
+	tag := etag(rev)
+	c.Header("ETag", tag)
+	if status == http.StatusOK && c.Request.Method == http.MethodGet {
+		for _, v := range strings.Split(c.GetHeader("If-None-Match"), ",") {
+			if v = strings.TrimSpace(v); v == tag || v == "W/"+tag || v == "*" {
+				c.Status(http.StatusNotModified)
+				return
+			}
+		}
+	}
+	c.JSON(status, body)
+}
+
+// record appends the audit event of one admin write to the transaction.
+func record(ctx context.Context, tx store.Tx, c *gin.Context, tenantID, action, kind, objectID string) error {
+	return tx.AppendEvent(ctx, &store.Event{
+		TenantID: tenantID, Actor: actor(c), Action: action, Kind: kind, ObjectID: objectID, RequestID: requestID(c),
+	})
+}
+
+var labelKeyPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$`)
+
+// validateLabels: at most 64 labels; keys like Kubernetes label keys,
+// values up to 256 characters.
+func validateLabels(labels map[string]string) *Error {
+	if len(labels) > 64 {
+		return fieldError("labels", "at most 64 labels are allowed")
+	}
+	for k, v := range labels {
+		if !labelKeyPattern.MatchString(k) {
+			return fieldError("labels."+k, "label keys are 1-63 letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit")
+		}
+		if utf8.RuneCountInString(v) > 256 {
+			return fieldError("labels."+k, "label values are at most 256 characters")
+		}
+	}
+	return nil
+}
+
+// validateText checks a free-text field's length; required fields must not
+// be blank.
+func validateText(field, v string, required bool, max int) *Error {
+	if required && strings.TrimSpace(v) == "" {
+		return missingField(field)
+	}
+	if !utf8.ValidString(v) {
+		return fieldError(field, "must be valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(v); n > max {
+		return fieldError(field, "must be at most %d characters (got %d)", max, n)
+	}
+	return nil
+}
+
+// parseTime accepts RFC 3339 or Unix seconds.
+func parseTime(field, v string) (time.Time, *Error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Unix(n, 0).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fieldError(field, "must be an RFC 3339 time or Unix seconds, got %q", v)
+	}
+	return t, nil
+}
+
+func errorf(status int, code, format string, args ...any) *Error {
+	return newError(status, code, fmt.Sprintf(format, args...), nil)
+}

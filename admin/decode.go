@@ -1,0 +1,94 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// DefaultBodyLimit caps JSON request bodies.
+const DefaultBodyLimit = 1 << 20
+
+// decodeJSON strictly decodes the request body into dst: JSON only, unknown
+// fields and trailing data rejected, size capped. Errors name the field.
+func decodeJSON(c *gin.Context, dst any) *Error {
+	return decodeJSONLimit(c, dst, DefaultBodyLimit)
+}
+
+func decodeJSONLimit(c *gin.Context, dst any, limit int64) *Error {
+	if ct := c.GetHeader("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+				fmt.Sprintf("Content-Type %q is not supported; send application/json", ct), map[string]any{"header": "Content-Type"})
+		}
+	}
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err, limit)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return jsonError(err, limit)
+		}
+		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body must hold a single JSON object", nil)
+	}
+	return nil
+}
+
+func jsonError(err error, limit int64) *Error {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+		tooBig *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+			fmt.Sprintf("request body exceeds %d bytes", limit), map[string]any{"limit_bytes": limit})
+	case errors.Is(err, io.EOF):
+		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body is empty; send a JSON object", nil)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body is truncated JSON", nil)
+	case errors.As(err, &syntax):
+		return newError(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+syntax.Error(), map[string]any{"offset": syntax.Offset})
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return newError(http.StatusBadRequest, CodeInvalidJSON, fmt.Sprintf("request body must be a JSON object, not %s", typ.Value), nil)
+		}
+		msg := fmt.Sprintf("must be %s, not %s", jsonTypeName(typ.Type.String()), typ.Value)
+		return newError(http.StatusBadRequest, CodeInvalidField, field+": "+msg, map[string]any{"field": field, "reason": msg})
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return newError(http.StatusBadRequest, CodeUnknownField, fmt.Sprintf("%s: unknown field", name), map[string]any{"field": name, "reason": "unknown field"})
+	}
+	return newError(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+err.Error(), nil)
+}
+
+// jsonTypeName turns a Go type into the JSON type a client should send.
+func jsonTypeName(goType string) string {
+	switch {
+	case goType == "string" || strings.HasSuffix(goType, "Status"):
+		return "a string"
+	case goType == "bool":
+		return "a boolean"
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint") || strings.HasPrefix(goType, "float"):
+		return "a number"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "map[") || strings.HasPrefix(goType, "struct") || strings.Contains(goType, "."):
+		return "an object"
+	}
+	return goType
+}

@@ -1,0 +1,139 @@
+// Package admin is the admin REST API (gin): /api/system/… for cross-tenant
+// operations, /api/admin/{tid}/… for one tenant's configuration. Every route
+// is authenticated, tenant-isolated, audited on write and described by the
+// OpenAPI document served at /api/openapi.json.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+// Options configures the admin API.
+type Options struct {
+	Store store.Store
+	// BootstrapToken is the system-wide admin token (see BootstrapToken).
+	BootstrapToken string
+	Logger         *slog.Logger
+	// Registry receives the HTTP metrics; /metrics serves its Gatherer.
+	// A new registry is made when nil.
+	Registry *prometheus.Registry
+	// PublicURL is the externally visible base URL, used in tenant URLs.
+	PublicURL string
+}
+
+// Server is the admin API.
+type Server struct {
+	store    store.Store
+	auth     Authenticator
+	log      *slog.Logger
+	registry *prometheus.Registry
+	metrics  *httpMetrics
+	public   string
+	engine   *gin.Engine
+	// openAPIJSON is the validated OpenAPI document, rendered once.
+	openAPIJSON []byte
+}
+
+// New builds the admin API and registers its routes.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("admin: a store is required")
+	}
+	if len(opts.BootstrapToken) < 16 {
+		return nil, errors.New("admin: a bootstrap token of at least 16 characters is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	m, err := newHTTPMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := openAPIDocument(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		openAPIJSON: doc,
+		store:       opts.Store,
+		auth:        &tokenAuth{bootstrapHash: sha256.Sum256([]byte(opts.BootstrapToken)), store: opts.Store},
+		log:         opts.Logger,
+		registry:    opts.Registry,
+		metrics:     m,
+		public:      opts.PublicURL,
+	}
+	s.engine = s.routes()
+	return s, nil
+}
+
+// Handler is the HTTP handler of the whole API.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Routes lists the registered method+path pairs (gin path syntax).
+func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
+
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.ContextWithFallback = true
+	e.Use(s.requestContext, s.observe, s.recover)
+	e.NoRoute(func(c *gin.Context) {
+		abort(c, newError(http.StatusNotFound, CodeNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path, nil))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		abort(c, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path, nil))
+	})
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
+	e.GET("/api/openapi.json", s.openAPI)
+
+	sys := e.Group("/api/system", s.authenticate, s.requireSystem)
+	sys.GET("/tenants", s.listTenants)
+	sys.POST("/tenants", s.createTenant)
+	sys.GET("/tenants/:tid", s.getTenant)
+	sys.PUT("/tenants/:tid", s.updateTenant)
+	sys.DELETE("/tenants/:tid", s.deleteTenant)
+	sys.GET("/tenants/:tid/credentials", s.listCredentials)
+	sys.POST("/tenants/:tid/credentials", s.createCredential)
+	sys.DELETE("/tenants/:tid/credentials/:cid", s.deleteCredential)
+
+	adm := e.Group("/api/admin/:tid", s.authenticate, s.loadTenant)
+	adm.GET("/tenant", s.getAdminTenant)
+	adm.PUT("/tenant", s.updateAdminTenant)
+	adm.GET("/events", s.listEvents)
+	return e
+}
+
+// healthz answers as long as the process serves HTTP.
+func (s *Server) healthz(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+
+// readyz answers 200 only when the store is reachable.
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.WarnContext(ctx, "readiness check failed", "error", err.Error())
+		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "store unreachable", nil))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}

@@ -1,0 +1,289 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+var tenantRepo = store.Repo[model.TenantSpec]{Kind: model.KindTenant, SoftDelete: true}
+
+// tenantRequest is the body of POST /api/system/tenants and of the tenant
+// PUTs. url, created and metadata are read-only: accepted and ignored so a
+// GET response can be sent back as it is.
+type tenantRequest struct {
+	ID                            string                     `json:"id"`
+	Name                          string                     `json:"name"`
+	Description                   string                     `json:"description"`
+	Status                        model.TenantStatus         `json:"status"`
+	Labels                        map[string]string          `json:"labels"`
+	AuthenticationContextSettings *model.AuthContextSettings `json:"authentication_context_settings"`
+	URL                           string                     `json:"url"`
+	Created                       *time.Time                 `json:"created"`
+	Metadata                      json.RawMessage            `json:"metadata"`
+}
+
+// tenantResponse is how a tenant is rendered.
+type tenantResponse struct {
+	ID                            string                     `json:"id"`
+	Name                          string                     `json:"name"`
+	Description                   string                     `json:"description"`
+	Status                        model.TenantStatus         `json:"status"`
+	URL                           string                     `json:"url"`
+	Labels                        map[string]string          `json:"labels"`
+	AuthenticationContextSettings *model.AuthContextSettings `json:"authentication_context_settings,omitempty"`
+	Created                       time.Time                  `json:"created"`
+	Metadata                      *Metadata                  `json:"metadata"`
+}
+
+func (s *Server) renderTenant(t *store.Typed[model.TenantSpec]) tenantResponse {
+	labels := t.Meta.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return tenantResponse{
+		ID: t.Meta.ID, Name: t.Spec.Name, Description: t.Meta.Description, Status: t.Spec.Status,
+		URL: strings.TrimSuffix(s.public, "/") + "/" + t.Meta.ID, Labels: labels,
+		AuthenticationContextSettings: t.Spec.AuthenticationContextSettings,
+		Created:                       t.Meta.CreatedAt, Metadata: metadataOf(&t.Meta),
+	}
+}
+
+func (r *tenantRequest) validate() *Error {
+	if err := validateText("name", r.Name, true, 256); err != nil {
+		return err
+	}
+	if err := validateText("description", r.Description, false, 4096); err != nil {
+		return err
+	}
+	if err := validateLabels(r.Labels); err != nil {
+		return err
+	}
+	if r.Status != "" && !r.Status.Valid() {
+		return fieldError("status", "unknown status %q (one of CREATING, AVAILABLE, UPDATING, DISABLED, DELETED)", r.Status)
+	}
+	if a := r.AuthenticationContextSettings; a != nil {
+		seen := map[string]bool{}
+		for i, attr := range a.Attributes {
+			field := fmt.Sprintf("authentication_context_settings.attributes[%d].name", i)
+			if err := validateText(field, attr.Name, true, 256); err != nil {
+				return err
+			}
+			if seen[attr.Name] {
+				return fieldError(field, "duplicate attribute %q", attr.Name)
+			}
+			seen[attr.Name] = true
+		}
+	}
+	return nil
+}
+
+func tenantIDParam(c *gin.Context) (string, *Error) {
+	tid := c.Param("tid")
+	if !model.ValidTenantID(tid) {
+		return "", fieldError("tid", "invalid tenant id (%s)", model.TenantIDRule)
+	}
+	return tid, nil
+}
+
+func (s *Server) listTenants(c *gin.Context) {
+	limit, after, apiErr := page(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	withDeleted, apiErr := boolQuery(c, "include_deleted")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	items, pg, err := tenantRepo.List(c.Request.Context(), s.store, store.Query{Limit: limit, After: after, IncludeDeleted: withDeleted})
+	if err != nil {
+		abort(c, cursorError(err, "tenant"))
+		return
+	}
+	out := make([]tenantResponse, 0, len(items))
+	for _, t := range items {
+		out = append(out, s.renderTenant(t))
+	}
+	c.JSON(http.StatusOK, gin.H{"tenants": out, "total": pg.Total, "next": pg.Next})
+}
+
+func (s *Server) createTenant(c *gin.Context) {
+	var req tenantRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.ID == "" {
+		req.ID = uuid.NewString()
+	} else if !model.ValidTenantID(req.ID) {
+		abort(c, fieldError("id", "invalid tenant id %q (%s)", req.ID, model.TenantIDRule))
+		return
+	}
+	if apiErr := req.validate(); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.Status == "" {
+		req.Status = model.TenantAvailable
+	}
+	if !model.ClientSettableStatus(req.Status) {
+		abort(c, fieldError("status", "a new tenant can be AVAILABLE or DISABLED, not %s", req.Status))
+		return
+	}
+	t := &store.Typed[model.TenantSpec]{
+		Meta: store.Object{ID: req.ID, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
+		Spec: model.TenantSpec{Name: req.Name, Status: req.Status, AuthenticationContextSettings: req.AuthenticationContextSettings},
+	}
+	_, err := s.store.Update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+		if err := tenantRepo.Create(ctx, tx, t); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, t.Meta.ID, "create", model.KindTenant, t.Meta.ID)
+	})
+	if err != nil {
+		fail(c, err, "tenant", req.ID)
+		return
+	}
+	c.Header("Location", "/api/system/tenants/"+t.Meta.ID)
+	respondObject(c, http.StatusCreated, t.Meta.Revision, s.renderTenant(t))
+}
+
+func (s *Server) getTenant(c *gin.Context) {
+	tid, apiErr := tenantIDParam(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	t, err := tenantRepo.Get(c.Request.Context(), s.store, "", tid)
+	if err != nil {
+		fail(c, err, "tenant", tid)
+		return
+	}
+	respondObject(c, http.StatusOK, t.Meta.Revision, s.renderTenant(t))
+}
+
+func (s *Server) updateTenant(c *gin.Context) {
+	tid, apiErr := tenantIDParam(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	s.putTenant(c, tid, false)
+}
+
+func (s *Server) getAdminTenant(c *gin.Context) {
+	t := currentTenant(c)
+	respondObject(c, http.StatusOK, t.Meta.Revision, s.renderTenant(t))
+}
+
+func (s *Server) updateAdminTenant(c *gin.Context) {
+	s.putTenant(c, currentTenant(c).Meta.ID, true)
+}
+
+// putTenant replaces a tenant's mutable fields. Through the tenant's own
+// admin route, a DISABLED tenant may only be re-enabled.
+func (s *Server) putTenant(c *gin.Context, tid string, adminRoute bool) {
+	var req tenantRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.ID != "" && req.ID != tid {
+		abort(c, fieldError("id", "does not match the tenant in the path (%q); tenant ids cannot be changed", tid))
+		return
+	}
+	if apiErr := req.validate(); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	expect, apiErr := ifMatch(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var t *store.Typed[model.TenantSpec]
+	_, err := s.store.Update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+		var err error
+		if t, err = tenantRepo.Get(ctx, tx, "", tid); err != nil {
+			return err
+		}
+		if expect != 0 && t.Meta.Revision != expect {
+			return store.ErrConflict
+		}
+		from, to := t.Spec.Status, req.Status
+		if to == "" {
+			to = from
+		}
+		if adminRoute && from == model.TenantDisabled && to != model.TenantAvailable {
+			return newError(http.StatusForbidden, CodeTenantDisabled,
+				fmt.Sprintf("tenant %q is disabled; the only change allowed is setting status to AVAILABLE", tid), map[string]any{"tenant_id": tid})
+		}
+		if from != to && (!model.ClientSettableStatus(to) || !model.CanTransition(from, to)) {
+			return newError(http.StatusConflict, CodeInvalidTransition, (&model.TransitionError{From: from, To: to}).Error(),
+				map[string]any{"field": "status", "from": string(from), "to": string(to)})
+		}
+		t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Description, req.Labels, actor(c)
+		t.Spec.Name, t.Spec.Status, t.Spec.AuthenticationContextSettings = req.Name, to, req.AuthenticationContextSettings
+		if err := tenantRepo.Update(ctx, tx, t, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "update", model.KindTenant, tid)
+	})
+	if err != nil {
+		fail(c, err, "tenant", tid)
+		return
+	}
+	respondObject(c, http.StatusOK, t.Meta.Revision, s.renderTenant(t))
+}
+
+// deleteTenant marks the tenant DELETED (soft delete, freeing its id) and
+// removes everything under it, in one transaction.
+func (s *Server) deleteTenant(c *gin.Context) {
+	tid, apiErr := tenantIDParam(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	expect, apiErr := ifMatch(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	_, err := s.store.Update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+		t, err := tenantRepo.Get(ctx, tx, "", tid)
+		if err != nil {
+			return err
+		}
+		if expect != 0 && t.Meta.Revision != expect {
+			return store.ErrConflict
+		}
+		if _, err := tx.DeleteTenant(ctx, tid); err != nil {
+			return fmt.Errorf("delete objects of tenant %s: %w", tid, err)
+		}
+		t.Spec.Status = model.TenantDeleted
+		t.Meta.UpdatedBy = actor(c)
+		if err := tenantRepo.Update(ctx, tx, t, 0); err != nil {
+			return err
+		}
+		if _, err := tenantRepo.Delete(ctx, tx, "", tid, 0); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "delete", model.KindTenant, tid)
+	})
+	if err != nil {
+		fail(c, err, "tenant", tid)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
