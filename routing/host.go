@@ -1,0 +1,52 @@
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+var (
+	hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	hostPort  = regexp.MustCompile(`:[0-9]*$`)
+)
+
+// NormalizeHost lower-cases a request host and strips its port. IPv6
+// literals keep their brackets ("[::1]:8080" -> "[::1]").
+func NormalizeHost(host string) string {
+	h := strings.ToLower(host)
+	if strings.HasPrefix(h, "[") {
+		if i := strings.Index(h, "]"); i >= 0 {
+			return h[:i+1]
+		}
+		return h
+	}
+	return hostPort.ReplaceAllString(h, "")
+}
+
+// ValidateDomain checks a service host pattern: a DNS name ("api.example.com"),
+// a wildcard ("*.example.com"), an IPv4 address or a bracketed IPv6 address.
+// It returns the normalised (lower-case) form.
+func ValidateDomain(d string) (string, error) {
+	d = strings.ToLower(strings.TrimSpace(d))
+	if d == "" {
+		return "", errors.New("host is empty")
+	}
+	if d == "*" {
+		return "", errors.New(`"*" is implied by listing no hosts`)
+	}
+	if strings.HasPrefix(d, "[") && strings.HasSuffix(d, "]") {
+		return d, nil
+	}
+	name := strings.TrimPrefix(d, "*.")
+	if len(name) > 253 {
+		return "", fmt.Errorf("host %q is longer than 253 characters", d)
+	}
+	for _, l := range strings.Split(name, ".") {
+		if !hostLabel.MatchString(l) {
+			return "", fmt.Errorf("host %q is not a valid DNS name (a wildcard may only be a leading \"*.\")", d)
+		}
+	}
+	return d, nil
+}
