@@ -1,0 +1,71 @@
+package pgtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestMain(m *testing.M) { Main(m) }
+
+func TestNewDatabaseIsFreshAndDropped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var names []string
+	t.Run("use", func(t *testing.T) {
+		for i := 0; i < 2; i++ {
+			url := NewDatabase(t)
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatalf("connect to %s: %v", url, err)
+			}
+			var name string
+			var tables int
+			err = conn.QueryRow(ctx, `SELECT current_database(),
+				(SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema'))`).Scan(&name, &tables)
+			conn.Close(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tables != 0 {
+				t.Fatalf("database %s is not empty: %d tables", name, tables)
+			}
+			names = append(names, name)
+		}
+		if names[0] == names[1] {
+			t.Fatalf("two calls returned the same database %s", names[0])
+		}
+	})
+	if len(names) != 2 {
+		t.Skip("no databases to check") // "use" failed (already reported) or was skipped
+	}
+	conn, err := pgx.Connect(ctx, ServerURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var left int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname = ANY($1)`, names).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d of %v not dropped at cleanup", left, names)
+	}
+}
+
+func TestWithDatabase(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"postgres://u:p@h:5432/postgres?sslmode=disable", "postgres://u:p@h:5432/gh_x?sslmode=disable"},
+		{"postgresql://h/other", "postgresql://h/gh_x"},
+		{"postgres://h", "postgres://h/gh_x"},
+		{"host=h user=u dbname=postgres", "host=h user=u dbname=postgres dbname=gh_x"},
+	}
+	for _, c := range cases {
+		got, err := withDatabase(c.in, "gh_x")
+		if err != nil || got != c.want {
+			t.Errorf("withDatabase(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
