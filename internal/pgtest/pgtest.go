@@ -60,9 +60,15 @@ var (
 // Main runs the tests and then stops the throwaway server, if one was
 // started, before exiting with the tests' status. Call it from TestMain.
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit, for a TestMain with its own cleanup: it runs
+// the tests, stops the throwaway server and returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	stopServer()
-	os.Exit(code)
+	return code
 }
 
 // ServerURL returns a URL to the maintenance database of the test server:

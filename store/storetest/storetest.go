@@ -15,8 +15,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// Harness gives the suite access to one backend instance. The suite calls
-// New once per subtest, so every subtest starts from an empty store.
+// Harness gives the suite access to one backend instance. Run calls
+// newHarness once per subtest, so every subtest starts from an empty store.
 type Harness struct {
 	// Open returns a new handle on the same underlying data (a new pool, a
 	// reopened file). For single-handle backends the suite closes the
@@ -46,6 +46,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"WatchOrderAndResume", testWatch, false},
 		{"WatchWaitsForFutureRevisions", testWatchFuture, false},
 		{"ConcurrentWritersNoLostUpdate", testConcurrentWriters, false},
+		{"ReadModifyWriteInsideTransaction", testReadModifyWriteInTx, false},
 		{"ReopenKeepsEverything", testReopen, false},
 		{"WatchFromSecondHandle", testSecondHandle, true},
 		{"DeleteTenant", testDeleteTenant, false},
@@ -908,5 +909,51 @@ func testEventsPagination(t *testing.T, h Harness) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("paged events\n got %v\nwant %v", got, want)
+	}
+}
+
+// testReadModifyWriteInTx: a read followed by an unconditional write in one
+// transaction must not lose concurrent updates (writers are serialised).
+func testReadModifyWriteInTx(t *testing.T, h Harness) {
+	s := open(t, h)
+	ctx := ctxT(t)
+	create(t, s, obj("counters", "t1", "c", "", widget{}))
+	const writers, increments = 6, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < increments; i++ {
+				_, err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+					cur, err := tx.Get(ctx, "counters", "t1", "c")
+					if err != nil {
+						return err
+					}
+					var w widget
+					if err := json.Unmarshal(cur.Spec, &w); err != nil {
+						return err
+					}
+					return tx.Update(ctx, obj("counters", "t1", "c", "", widget{Count: w.Count + 1}), 0)
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("writer failed: %v", err)
+	}
+	c, err := s.Get(ctx, "counters", "t1", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := specOf(t, c).Count; n != writers*increments {
+		t.Fatalf("lost updates: counter is %d, want %d", n, writers*increments)
 	}
 }

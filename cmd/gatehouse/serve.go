@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/store"
+	"github.com/gatehouse-dev/gatehouse/store/embedded"
+	"github.com/gatehouse-dev/gatehouse/store/postgres"
+)
+
+// serveConfig is everything `gatehouse serve` can be told.
+type serveConfig struct {
+	HTTPAddr        string
+	DataDir         string
+	DatabaseURL     string
+	PublicURL       string
+	LogLevel        string
+	ShutdownTimeout time.Duration
+}
+
+var serveEnv = []envFlag{
+	{"http-addr", "GATEHOUSE_HTTP_ADDR"},
+	{"data-dir", "GATEHOUSE_DATA_DIR"},
+	{"database-url", "GATEHOUSE_DATABASE_URL"},
+	{"public-url", "GATEHOUSE_PUBLIC_URL"},
+	{"log-level", "GATEHOUSE_LOG_LEVEL"},
+	{"shutdown-timeout", "GATEHOUSE_SHUTDOWN_TIMEOUT"},
+}
+
+func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
+	var cfg serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run Gatehouse in one process (admin API, store)",
+		Long: `Run Gatehouse in one process.
+
+With no flags it stores its state in ./gatehouse-data (embedded store) and
+serves the admin API on 127.0.0.1:8080. A postgres:// --database-url selects
+PostgreSQL instead (migrations are applied at start).
+
+The admin API needs a bearer token. Set GATEHOUSE_ADMIN_TOKEN to choose the
+system-wide bootstrap token; when it is unset, one is generated on first start
+and kept in <data-dir>/admin-token (mode 0600).`,
+		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			return bindEnv(cmd.Flags(), serveEnv)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServe(cmd.Context(), cfg, stdout, stderr)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "admin API listen address")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./gatehouse-data", "directory of the embedded store and generated secrets")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://…); empty uses the embedded store")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "externally visible base URL (default http://<http-addr>)")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain in-flight requests on SIGTERM")
+	annotateEnv(fs, serveEnv)
+	return cmd
+}
+
+// openStore picks the backend: PostgreSQL for a postgres:// URL, else the
+// embedded store in dataDir.
+func openStore(ctx context.Context, databaseURL, dataDir string) (store.Store, string, error) {
+	if databaseURL != "" {
+		if !strings.HasPrefix(databaseURL, "postgres://") && !strings.HasPrefix(databaseURL, "postgresql://") {
+			return nil, "", errors.New("--database-url must be a postgres:// or postgresql:// URL")
+		}
+		s, err := postgres.Open(ctx, databaseURL)
+		if err != nil {
+			return nil, "", fmt.Errorf("open PostgreSQL store: %w", err)
+		}
+		return s, "postgres", nil
+	}
+	s, err := embedded.Open(ctx, dataDir)
+	if err != nil {
+		return nil, "", fmt.Errorf("open embedded store: %w", err)
+	}
+	return s, "embedded (" + filepath.Join(dataDir, embedded.FileName) + ")", nil
+}
+
+func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error {
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	token, tokenPath, generated, err := admin.BootstrapToken(cfg.DataDir, os.Getenv("GATEHOUSE_ADMIN_TOKEN"))
+	if err != nil {
+		return err
+	}
+	st, storeDesc, err := openStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
+	}
+	addr := ln.Addr().String()
+	public := cfg.PublicURL
+	if public == "" {
+		public = "http://" + addr
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api, err := admin.New(admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("admin API listening", "addr", addr, "store", storeDesc)
+	printBanner(stdout, public, storeDesc, tokenPath, generated)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("admin API: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func printBanner(w io.Writer, public, storeDesc, tokenPath string, generated bool) {
+	fmt.Fprintf(w, "Gatehouse is serving\n")
+	fmt.Fprintf(w, "  admin API : %s (OpenAPI at %s/api/openapi.json)\n", public, public)
+	fmt.Fprintf(w, "  store     : %s\n", storeDesc)
+	tokenExpr := "$GATEHOUSE_ADMIN_TOKEN"
+	switch {
+	case tokenPath == "":
+		fmt.Fprintf(w, "  admin token: from GATEHOUSE_ADMIN_TOKEN\n")
+	case generated:
+		fmt.Fprintf(w, "  admin token: generated and stored in %s (mode 0600)\n", tokenPath)
+		tokenExpr = "$(cat " + tokenPath + ")"
+	default:
+		fmt.Fprintf(w, "  admin token: stored in %s\n", tokenPath)
+		tokenExpr = "$(cat " + tokenPath + ")"
+	}
+	fmt.Fprintf(w, "  try       : curl -H \"Authorization: Bearer %s\" %s/api/system/tenants\n", tokenExpr, public)
+}
