@@ -1,0 +1,114 @@
+package model
+
+// Tenant configuration kinds (tenant-scoped).
+const (
+	KindService           = "services"
+	KindAPI               = "apis"
+	KindPolicy            = "policies"
+	KindScope             = "scopes"
+	KindGateway           = "gateways"
+	KindGatewayCredential = "gateway-credentials" // child of a gateway
+)
+
+// ServiceSpec is a protected upstream. Name (unique per tenant) and
+// description live in the envelope.
+type ServiceSpec struct {
+	// URL is the upstream base URL (http or https).
+	URL string `json:"url"`
+	// Hosts are the domains the gateway serves this service under (exact or
+	// "*.suffix"); none means any host not claimed by another service.
+	Hosts    []string `json:"hosts,omitempty"`
+	ServerID string   `json:"server_id,omitempty"`
+	// WithSpecification is set when the APIs were imported from OpenAPI.
+	WithSpecification bool `json:"with_specification,omitempty"`
+}
+
+// APISpec is one operation of a service: a method and a path template.
+// The envelope's ParentID is the service id.
+type APISpec struct {
+	ServiceID string `json:"service_id"`
+	Method    string `json:"method"`
+	Path      string `json:"path"`
+	PolicyID  string `json:"policy_id,omitempty"`
+	// CanHavePolicy false forbids binding a policy (seed 003).
+	CanHavePolicy       bool     `json:"can_have_policy"`
+	DataClassifications []string `json:"data_classifications,omitempty"`
+	// Public APIs are allowed without a policy (and get ext_authz disabled
+	// at the route); other APIs without a policy are denied.
+	Public bool `json:"public,omitempty"`
+	// Imported APIs came from an OpenAPI document.
+	Imported bool `json:"imported,omitempty"`
+	// Position is the operation's position in its service (import order).
+	Position int `json:"position,omitempty"`
+}
+
+// APIName is the envelope name of an API: unique per service, method and
+// template shape, so equivalent routes conflict.
+func APIName(serviceID, method, shape string) string {
+	return serviceID + " " + method + " " + shape
+}
+
+// Policy languages.
+const (
+	LanguageRego       = "rego"
+	LanguageValidators = "validators"
+)
+
+// ValidatorConfig is one declarative check of a validators policy (seed 003).
+type ValidatorConfig struct {
+	Name     string           `json:"name"`
+	Conf     map[string]any   `json:"conf,omitempty"`
+	Recovery []RecoveryConfig `json:"recovery,omitempty"`
+}
+
+// RecoveryConfig is carried through from the seed; it has no effect on
+// decisions.
+type RecoveryConfig struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+}
+
+// PolicySpec is a policy. Its policy_name is the envelope name.
+type PolicySpec struct {
+	Language   string            `json:"language"`
+	Definition string            `json:"definition,omitempty"`
+	Validators []ValidatorConfig `json:"validators,omitempty"`
+	Type       string            `json:"type,omitempty"`
+	// DryRun policies are evaluated and logged, but their denials do not
+	// block requests.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// ScopeSpec is an OAuth scope policies can require. Its name is the
+// envelope name.
+type ScopeSpec struct {
+	DisplayName string `json:"display_name,omitempty"`
+	ServiceID   string `json:"service_id,omitempty"`
+	ServerID    string `json:"server_id,omitempty"`
+}
+
+// Gateway types.
+const (
+	GatewayEnvoy = "envoy"
+)
+
+// GatewaySpec is an enforcement point. Its name is the envelope name.
+type GatewaySpec struct {
+	Type string `json:"type"`
+	// ServiceIDs bound to the gateway; empty means every service of the
+	// tenant.
+	ServiceIDs []string `json:"service_ids,omitempty"`
+	// DryRun gateways log real decisions but allow every request.
+	DryRun bool `json:"dry_run,omitempty"`
+	// AllowUnmatchedRoutes lets requests that match no API through (the
+	// default denies them with 404).
+	AllowUnmatchedRoutes bool   `json:"allow_unmatched_routes,omitempty"`
+	ServerID             string `json:"server_id,omitempty"`
+}
+
+// GatewayCredentialSpec is a gateway's bearer secret for the bundle
+// service, stored as a SHA-256 hash. The envelope's ParentID is the gateway.
+type GatewayCredentialSpec struct {
+	GatewayID  string `json:"gateway_id"`
+	SecretHash string `json:"secret_hash"`
+}

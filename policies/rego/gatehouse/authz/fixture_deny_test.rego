@@ -1,0 +1,3 @@
+package gatehouse.policies.fixture_deny
+
+default allow := false

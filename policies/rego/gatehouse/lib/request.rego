@@ -1,0 +1,25 @@
+# The request being authorized, read from the opa-envoy-plugin input
+# document (input.attributes.request.http, plus context extensions).
+package gatehouse.lib.request
+
+http := object.get(input, ["attributes", "request", "http"], {})
+
+method := object.get(http, "method", "")
+
+# The path without query string and fragment.
+path := split(split(object.get(http, "path", ""), "?")[0], "#")[0]
+
+# Path segments: "/" is [""], "/a/b/" is ["a", "b", ""].
+segments := split(trim_prefix(path, "/"), "/")
+
+# The host, lower-cased, without port ("[::1]:8080" is "[::1]").
+host := regex.replace(lower(object.get(http, "host", "")), ":[0-9]*$", "")
+
+headers := object.get(http, "headers", {})
+
+# Context extensions set on Envoy routes by the xDS control plane. The
+# opa-envoy-plugin spells the key contextExtensions; both are accepted.
+context_extensions := object.union(
+	object.get(input, ["attributes", "context_extensions"], {}),
+	object.get(input, ["attributes", "contextExtensions"], {}),
+)
