@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 )
 
 func TestServeTenantsLifecycle(t *testing.T) {
@@ -215,5 +217,23 @@ func TestEnvironmentConfiguresServe(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "gatehouse.db")); err != nil {
 		t.Fatalf("GATEHOUSE_DATA_DIR was not used: %v", err)
 	}
+	p.stop()
+}
+
+// TestMigrateCommand: `gatehouse migrate` prepares a fresh PostgreSQL
+// database (idempotently) and serve then starts on it.
+func TestMigrateCommand(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	for i := 0; i < 2; i++ {
+		out, err := exec.Command(gatehouseBin, "migrate", "--database-url", url).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "migrations applied") {
+			t.Fatalf("migrate run %d: %v\n%s", i+1, err, out)
+		}
+	}
+	if out, err := exec.Command(gatehouseBin, "migrate").CombinedOutput(); err == nil || !strings.Contains(string(out), "--database-url") {
+		t.Fatalf("migrate without a URL must fail naming --database-url: %v\n%s", err, out)
+	}
+	p := startServe(t, serveOptions{DataDir: t.TempDir(), DatabaseURL: url, Token: testToken})
+	newClient(t, p.URL, testToken).must(201, "POST", "/api/system/tenants", map[string]any{"id": "after-migrate", "name": "x"})
 	p.stop()
 }
