@@ -11,7 +11,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -164,4 +166,64 @@ func parseTime(field, v string) (time.Time, *Error) {
 
 func errorf(status int, code, format string, args ...any) *Error {
 	return newError(status, code, fmt.Sprintf(format, args...), nil)
+}
+
+// objectIDParam reads and validates an object id path parameter.
+func objectIDParam(c *gin.Context, param string) (string, *Error) {
+	id := c.Param(param)
+	if !model.ValidObjectID(id) {
+		return "", fieldError(param, "invalid id %q (%s)", id, model.ObjectIDRule)
+	}
+	return id, nil
+}
+
+// newObjectID validates a caller-chosen id, or generates one.
+func newObjectID(field, id string) (string, *Error) {
+	if id == "" {
+		return uuid.NewString(), nil
+	}
+	if !model.ValidObjectID(id) {
+		return "", fieldError(field, "invalid id %q (%s)", id, model.ObjectIDRule)
+	}
+	return id, nil
+}
+
+// tenantID is the tenant of an /api/admin/{tid} route (set by loadTenant).
+func tenantID(c *gin.Context) string { return currentTenant(c).Meta.ID }
+
+// write runs fn in a store transaction; errors are mapped for (what, id).
+// It reports whether the write succeeded (the response is written if not).
+func (s *Server) write(c *gin.Context, what, id string, fn func(ctx context.Context, tx store.Tx) error) bool {
+	if _, err := s.store.Update(c.Request.Context(), fn); err != nil {
+		fail(c, err, what, id)
+		return false
+	}
+	return true
+}
+
+// checkRevision returns ErrConflict when If-Match named another revision.
+func checkRevision(o *store.Object, expect int64) error {
+	if expect != 0 && o.Revision != expect {
+		return store.ErrConflict
+	}
+	return nil
+}
+
+// labelsOrEmpty renders nil labels as {}.
+func labelsOrEmpty(l map[string]string) map[string]string {
+	if l == nil {
+		return map[string]string{}
+	}
+	return l
+}
+
+// unknownReference is a 400 for a field naming an object that does not exist.
+func unknownReference(field, what, id string) *Error {
+	return fieldError(field, "%s %q does not exist", what, id)
+}
+
+// inUse is a 409 for deleting an object others still reference.
+func inUse(what, id string, users map[string][]string) *Error {
+	return newError(http.StatusConflict, CodeInUse, fmt.Sprintf("%s %q is in use", what, id),
+		map[string]any{"kind": what, "id": id, "used_by": users})
 }

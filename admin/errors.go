@@ -29,6 +29,7 @@ const (
 	CodeAlreadyExists      = "already_exists"
 	CodeConflict           = "conflict"
 	CodeInvalidTransition  = "invalid_transition"
+	CodeInUse              = "in_use"
 	CodePreconditionFailed = "precondition_failed"
 	CodeInternal           = "internal_error"
 	CodeUnavailable        = "unavailable"

@@ -8,6 +8,10 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
+func (s *Server) eventRoutes(_, adm *gin.RouterGroup) {
+	adm.GET("/events", s.listEvents)
+}
+
 // listEvents lists the tenant's audit events, newest first, with filters
 // kind, action, actor, from and to (RFC 3339 or Unix seconds, inclusive).
 func (s *Server) listEvents(c *gin.Context) {

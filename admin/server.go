@@ -107,19 +107,15 @@ func (s *Server) routes() *gin.Engine {
 	e.GET("/api/openapi.json", s.openAPI)
 
 	sys := e.Group("/api/system", s.authenticate, s.requireSystem)
-	sys.GET("/tenants", s.listTenants)
-	sys.POST("/tenants", s.createTenant)
-	sys.GET("/tenants/:tid", s.getTenant)
-	sys.PUT("/tenants/:tid", s.updateTenant)
-	sys.DELETE("/tenants/:tid", s.deleteTenant)
-	sys.GET("/tenants/:tid/credentials", s.listCredentials)
-	sys.POST("/tenants/:tid/credentials", s.createCredential)
-	sys.DELETE("/tenants/:tid/credentials/:cid", s.deleteCredential)
-
 	adm := e.Group("/api/admin/:tid", s.authenticate, s.loadTenant)
-	adm.GET("/tenant", s.getAdminTenant)
-	adm.PUT("/tenant", s.updateAdminTenant)
-	adm.GET("/events", s.listEvents)
+	// Each resource file registers its own routes.
+	for _, register := range []func(sys, adm *gin.RouterGroup){
+		s.tenantRoutes,
+		s.eventRoutes,
+		s.scopeRoutes,
+	} {
+		register(sys, adm)
+	}
 	return e
 }
 

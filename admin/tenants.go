@@ -58,6 +58,19 @@ func (s *Server) renderTenant(t *store.Typed[model.TenantSpec]) tenantResponse {
 	}
 }
 
+func (s *Server) tenantRoutes(sys, adm *gin.RouterGroup) {
+	sys.GET("/tenants", s.listTenants)
+	sys.POST("/tenants", s.createTenant)
+	sys.GET("/tenants/:tid", s.getTenant)
+	sys.PUT("/tenants/:tid", s.updateTenant)
+	sys.DELETE("/tenants/:tid", s.deleteTenant)
+	sys.GET("/tenants/:tid/credentials", s.listCredentials)
+	sys.POST("/tenants/:tid/credentials", s.createCredential)
+	sys.DELETE("/tenants/:tid/credentials/:cid", s.deleteCredential)
+	adm.GET("/tenant", s.getAdminTenant)
+	adm.PUT("/tenant", s.updateAdminTenant)
+}
+
 func (r *tenantRequest) validate() *Error {
 	if err := validateText("name", r.Name, true, 256); err != nil {
 		return err

@@ -1,0 +1,234 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+var scopeRepo = store.Repo[model.ScopeSpec]{Kind: model.KindScope}
+
+// scopeNamePattern: OAuth scope tokens (RFC 6749 §3.3: printable ASCII
+// without space, '"' and '\').
+var scopeNamePattern = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,256}$`)
+
+// scopeRequest is the body of scope create and update (seed 003
+// ScopeWithServiceID). metadata and tenant_id are read-only.
+type scopeRequest struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	DisplayName string            `json:"display_name"`
+	Description string            `json:"description"`
+	ServiceID   string            `json:"service_id"`
+	ServerID    string            `json:"server_id"`
+	Labels      map[string]string `json:"labels"`
+	TenantID    string            `json:"tenant_id"`
+	Metadata    json.RawMessage   `json:"metadata"`
+}
+
+type scopeResponse struct {
+	ID          string            `json:"id"`
+	TenantID    string            `json:"tenant_id"`
+	Name        string            `json:"name"`
+	DisplayName string            `json:"display_name"`
+	Description string            `json:"description"`
+	ServiceID   string            `json:"service_id,omitempty"`
+	ServerID    string            `json:"server_id,omitempty"`
+	WithService bool              `json:"with_service"`
+	Labels      map[string]string `json:"labels"`
+	Metadata    *Metadata         `json:"metadata"`
+}
+
+func renderScope(t *store.Typed[model.ScopeSpec]) scopeResponse {
+	return scopeResponse{
+		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, DisplayName: t.Spec.DisplayName,
+		Description: t.Meta.Description, ServiceID: t.Spec.ServiceID, ServerID: t.Spec.ServerID,
+		WithService: t.Spec.ServiceID != "", Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
+	}
+}
+
+func (s *Server) scopeRoutes(_, adm *gin.RouterGroup) {
+	adm.GET("/scopes", s.listScopes)
+	adm.POST("/scopes", s.createScope)
+	adm.GET("/scopes/:scp", s.getScope)
+	adm.PUT("/scopes/:scp", s.updateScope)
+	adm.DELETE("/scopes/:scp", s.deleteScope)
+}
+
+func (r *scopeRequest) validate(tid string) *Error {
+	if r.Name == "" {
+		return missingField("name")
+	}
+	if !scopeNamePattern.MatchString(r.Name) {
+		return fieldError("name", "must be 1-256 printable ASCII characters without spaces, '\"' or '\\'")
+	}
+	if err := validateText("display_name", r.DisplayName, false, 256); err != nil {
+		return err
+	}
+	if err := validateText("description", r.Description, false, 4096); err != nil {
+		return err
+	}
+	if r.TenantID != "" && r.TenantID != tid {
+		return fieldError("tenant_id", "does not match the tenant in the path")
+	}
+	if r.ServiceID != "" && !model.ValidObjectID(r.ServiceID) {
+		return fieldError("service_id", "invalid id (%s)", model.ObjectIDRule)
+	}
+	return validateLabels(r.Labels)
+}
+
+// checkService fails with a 400 naming field when the service does not exist.
+func checkService(ctx context.Context, rd store.Reader, tid, field, id string) error {
+	if id == "" {
+		return nil
+	}
+	_, err := rd.Get(ctx, model.KindService, tid, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return unknownReference(field, "service", id)
+	}
+	return err
+}
+
+func (s *Server) listScopes(c *gin.Context) {
+	limit, after, apiErr := page(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	items, pg, err := scopeRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
+	if err != nil {
+		abort(c, cursorError(err, "scope"))
+		return
+	}
+	out := make([]scopeResponse, 0, len(items))
+	for _, t := range items {
+		out = append(out, renderScope(t))
+	}
+	c.JSON(http.StatusOK, gin.H{"scopes": out, "total": pg.Total, "next": pg.Next})
+}
+
+func (s *Server) createScope(c *gin.Context) {
+	tid := tenantID(c)
+	var req scopeRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	id, apiErr := newObjectID("id", req.ID)
+	if apiErr == nil {
+		apiErr = req.validate(tid)
+	}
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	t := &store.Typed[model.ScopeSpec]{
+		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
+		Spec: model.ScopeSpec{DisplayName: req.DisplayName, ServiceID: req.ServiceID, ServerID: req.ServerID},
+	}
+	ok := s.write(c, "scope", id, func(ctx context.Context, tx store.Tx) error {
+		if err := checkService(ctx, tx, tid, "service_id", req.ServiceID); err != nil {
+			return err
+		}
+		if err := scopeRepo.Create(ctx, tx, t); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "create", model.KindScope, id)
+	})
+	if ok {
+		respondObject(c, http.StatusCreated, t.Meta.Revision, renderScope(t))
+	}
+}
+
+func (s *Server) getScope(c *gin.Context) {
+	id, apiErr := objectIDParam(c, "scp")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	t, err := scopeRepo.Get(c.Request.Context(), s.store, tenantID(c), id)
+	if err != nil {
+		fail(c, err, "scope", id)
+		return
+	}
+	respondObject(c, http.StatusOK, t.Meta.Revision, renderScope(t))
+}
+
+func (s *Server) updateScope(c *gin.Context) {
+	tid := tenantID(c)
+	id, apiErr := objectIDParam(c, "scp")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var req scopeRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.ID != "" && req.ID != id {
+		abort(c, fieldError("id", "does not match the id in the path; ids cannot be changed"))
+		return
+	}
+	if apiErr := req.validate(tid); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	expect, apiErr := ifMatch(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var t *store.Typed[model.ScopeSpec]
+	ok := s.write(c, "scope", id, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		if t, err = scopeRepo.Get(ctx, tx, tid, id); err != nil {
+			return err
+		}
+		if err := checkRevision(&t.Meta, expect); err != nil {
+			return err
+		}
+		if err := checkService(ctx, tx, tid, "service_id", req.ServiceID); err != nil {
+			return err
+		}
+		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
+		t.Spec = model.ScopeSpec{DisplayName: req.DisplayName, ServiceID: req.ServiceID, ServerID: req.ServerID}
+		if err := scopeRepo.Update(ctx, tx, t, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "update", model.KindScope, id)
+	})
+	if ok {
+		respondObject(c, http.StatusOK, t.Meta.Revision, renderScope(t))
+	}
+}
+
+func (s *Server) deleteScope(c *gin.Context) {
+	tid := tenantID(c)
+	id, apiErr := objectIDParam(c, "scp")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	expect, apiErr := ifMatch(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	ok := s.write(c, "scope", id, func(ctx context.Context, tx store.Tx) error {
+		if _, err := scopeRepo.Delete(ctx, tx, tid, id, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "delete", model.KindScope, id)
+	})
+	if ok {
+		c.Status(http.StatusNoContent)
+	}
+}
