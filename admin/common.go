@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -226,4 +227,16 @@ func unknownReference(field, what, id string) *Error {
 func inUse(what, id string, users map[string][]string) *Error {
 	return newError(http.StatusConflict, CodeInUse, fmt.Sprintf("%s %q is in use", what, id),
 		map[string]any{"kind": what, "id": id, "used_by": users})
+}
+
+// checkPolicy fails with a 400 naming field when the policy does not exist.
+func checkPolicy(ctx context.Context, rd store.Reader, tid, field, id string) error {
+	if id == "" {
+		return nil
+	}
+	_, err := rd.Get(ctx, model.KindPolicy, tid, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return unknownReference(field, "policy", id)
+	}
+	return err
 }

@@ -38,6 +38,8 @@ type APISpec struct {
 	Public bool `json:"public,omitempty"`
 	// Imported APIs came from an OpenAPI document.
 	Imported bool `json:"imported,omitempty"`
+	// OperationID is the OpenAPI operationId of an imported API.
+	OperationID string `json:"operation_id,omitempty"`
 	// Position is the operation's position in its service (import order).
 	Position int `json:"position,omitempty"`
 }
