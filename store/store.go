@@ -210,6 +210,7 @@ type Tx interface {
 	Delete(ctx context.Context, kind, tenantID, id string, expectRevision int64, soft bool) (*Object, error)
 	// DeleteTenant hard-deletes every tenant-scoped object of tenantID (not
 	// the tenant object itself, which is system-level) and returns how many.
+	// The tenant's runtime state and logs go with them.
 	DeleteTenant(ctx context.Context, tenantID string) (int, error)
 	// AppendEvent records an audit event in this transaction. The store sets
 	// its ID and Revision (the transaction's write revision, assigned now if
@@ -220,9 +221,68 @@ type Tx interface {
 	WriteRevision() int64
 }
 
+// StateEntry is one runtime state value.
+type StateEntry struct {
+	Kind      string          `json:"kind"`
+	TenantID  string          `json:"tenant_id,omitempty"`
+	ID        string          `json:"id"`
+	Value     json.RawMessage `json:"value"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// LogStream names one append-only log: a stream kind ("decisions"), the
+// tenant, and a key inside it (a gateway id).
+type LogStream struct {
+	Name     string
+	TenantID string
+	Key      string
+}
+
+// LogEntry is one appended record. ID orders entries (newer is greater) and
+// serves as the pagination cursor.
+type LogEntry struct {
+	ID   string          `json:"id"`
+	Time time.Time       `json:"time"`
+	Data json.RawMessage `json:"data"`
+}
+
+// LogQuery selects one page of a log stream, newest first.
+type LogQuery struct {
+	Stream LogStream
+	Limit  int
+	After  string
+}
+
+// LogPage is one page of log entries.
+type LogPage struct {
+	Items []*LogEntry
+	Next  string
+}
+
+// Runtime holds operational data that is not configuration: gateway status
+// reports, decision logs, bundle bookkeeping. Writes to it take no revision,
+// enter no change log and are not audited; each call is its own durable
+// transaction.
+type Runtime interface {
+	// PutState creates or replaces a state value.
+	PutState(ctx context.Context, kind, tenantID, id string, value json.RawMessage) error
+	// GetState returns a state value, or ErrNotFound.
+	GetState(ctx context.Context, kind, tenantID, id string) (*StateEntry, error)
+	// ListState returns every state value of a kind and tenant, by id.
+	ListState(ctx context.Context, kind, tenantID string) ([]*StateEntry, error)
+	// AppendLog appends entries (JSON values) to a stream, in order.
+	AppendLog(ctx context.Context, stream LogStream, entries []json.RawMessage) error
+	// ListLog returns one page of a stream, newest first.
+	ListLog(ctx context.Context, q LogQuery) (*LogPage, error)
+	// TrimLog keeps the newest keep entries of a stream and returns how many
+	// it removed.
+	TrimLog(ctx context.Context, stream LogStream, keep int) (int, error)
+}
+
 // Store is a storage backend.
 type Store interface {
 	Reader
+	Runtime
 	// Update runs fn in a read-write transaction and commits when fn returns
 	// nil. It returns the revision of the writes (0 when fn wrote nothing).
 	// Once Update returns nil the writes are durable.

@@ -62,7 +62,7 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketLive, bucketNames, bucketSorted, bucketChanges, bucketEvents, bucketEvIdx} {
+		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketLive, bucketNames, bucketSorted, bucketChanges, bucketEvents, bucketEvIdx, bucketState, bucketLogs, bucketLogIx} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -581,6 +581,9 @@ func (t *txn) DeleteTenant(ctx context.Context, tenantID string) (int, error) {
 		if err := t.btx.Bucket(bucketSorted).Delete(key(o.TenantID, o.Kind, o.ID, o.UID)); err != nil {
 			return 0, err
 		}
+	}
+	if err := deleteTenantRuntime(t.btx, tenantID); err != nil {
+		return 0, err
 	}
 	return len(doomed), nil
 }

@@ -82,9 +82,12 @@ func storable(ss ...string) bool {
 	return true
 }
 
-// dbError wraps a database error with what was being done, adding the store
+// dbError wraps a database error (nil stays nil) with what was being done, adding the store
 // error that matches its SQLSTATE so that callers can use errors.Is.
 func dbError(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
 	what := fmt.Sprintf(format, args...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

@@ -276,6 +276,10 @@ func (t *txn) DeleteTenant(ctx context.Context, tenantID string) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, dbError(err, "delete objects of tenant %q", tenantID)
 	}
+	rows.Close()
+	if err := deleteTenantRuntime(ctx, t.tx, tenantID); err != nil {
+		return 0, err
+	}
 	return n, nil
 }
 

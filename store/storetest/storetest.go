@@ -52,6 +52,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"DeleteTenant", testDeleteTenant, false},
 		{"AuditEvents", testEvents, false},
 		{"AuditEventsPagination", testEventsPagination, false},
+		{"RuntimeState", testRuntimeState, false},
+		{"RuntimeLogs", testRuntimeLogs, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

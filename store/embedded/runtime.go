@@ -1,0 +1,222 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+// Runtime buckets.
+var (
+	bucketState = []byte("state")       // kind\0tenant\0id -> StateEntry JSON
+	bucketLogs  = []byte("logs")        // seq -> LogEntry JSON
+	bucketLogIx = []byte("logs_by_key") // stream\0tenant\0key\0seq -> nil
+)
+
+func validKey(parts ...string) error {
+	for _, p := range parts {
+		if bytes.IndexByte([]byte(p), 0) >= 0 {
+			return fmt.Errorf("%w: NUL byte in key", store.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// PutState implements store.Runtime.
+func (s *Store) PutState(ctx context.Context, kind, tenantID, id string, value json.RawMessage) error {
+	if kind == "" || id == "" || !json.Valid(value) {
+		return fmt.Errorf("%w: state needs a kind, an id and a JSON value", store.ErrInvalid)
+	}
+	if err := validKey(kind, tenantID, id); err != nil {
+		return err
+	}
+	body, err := json.Marshal(store.StateEntry{Kind: kind, TenantID: tenantID, ID: id, Value: value, UpdatedAt: now()})
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketState).Put(key(kind, tenantID, id), body)
+	})
+}
+
+// GetState implements store.Runtime.
+func (s *Store) GetState(ctx context.Context, kind, tenantID, id string) (*store.StateEntry, error) {
+	var e *store.StateEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketState).Get(key(kind, tenantID, id))
+		if v == nil {
+			return fmt.Errorf("state %s %q: %w", kind, id, store.ErrNotFound)
+		}
+		e = &store.StateEntry{}
+		return json.Unmarshal(v, e)
+	})
+	return e, err
+}
+
+// ListState implements store.Runtime.
+func (s *Store) ListState(ctx context.Context, kind, tenantID string) ([]*store.StateEntry, error) {
+	out := []*store.StateEntry{}
+	prefix := append(key(kind, tenantID), 0)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketState).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var e store.StateEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, &e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func logPrefix(st store.LogStream) []byte {
+	return append(key(st.Name, st.TenantID, st.Key), 0)
+}
+
+// AppendLog implements store.Runtime.
+func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []json.RawMessage) error {
+	if st.Name == "" {
+		return fmt.Errorf("%w: log stream needs a name", store.ErrInvalid)
+	}
+	if err := validKey(st.Name, st.TenantID, st.Key); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !json.Valid(e) {
+			return fmt.Errorf("%w: log entry is not valid JSON", store.ErrInvalid)
+		}
+	}
+	at := now()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		logs, idx := tx.Bucket(bucketLogs), tx.Bucket(bucketLogIx)
+		prefix := logPrefix(st)
+		for _, data := range entries {
+			seq, err := logs.NextSequence()
+			if err != nil {
+				return err
+			}
+			body, err := json.Marshal(store.LogEntry{ID: strconv.FormatUint(seq, 10), Time: at, Data: data})
+			if err != nil {
+				return err
+			}
+			if err := logs.Put(u64(seq), body); err != nil {
+				return err
+			}
+			if err := idx.Put(append(append([]byte{}, prefix...), u64(seq)...), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ListLog implements store.Runtime.
+func (s *Store) ListLog(ctx context.Context, q store.LogQuery) (*store.LogPage, error) {
+	after, err := store.DecodeEventCursor(q.After)
+	if err != nil {
+		return nil, err
+	}
+	page := &store.LogPage{Items: []*store.LogEntry{}}
+	prefix := logPrefix(q.Stream)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLogIx).Cursor()
+		bound := bytes.Repeat([]byte{0xff}, 8)
+		if after > 0 {
+			bound = u64(uint64(after))
+		}
+		k, _ := c.Seek(append(append([]byte{}, prefix...), bound...))
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		logs := tx.Bucket(bucketLogs)
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Prev() {
+			if q.Limit > 0 && len(page.Items) == q.Limit {
+				page.Next = page.Items[len(page.Items)-1].ID
+				break
+			}
+			v := logs.Get(k[len(prefix):])
+			if v == nil {
+				continue
+			}
+			var e store.LogEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			page.Items = append(page.Items, &e)
+		}
+		return nil
+	})
+	return page, err
+}
+
+// TrimLog implements store.Runtime.
+func (s *Store) TrimLog(ctx context.Context, st store.LogStream, keep int) (int, error) {
+	removed := 0
+	prefix := logPrefix(st)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		idx, logs := tx.Bucket(bucketLogIx), tx.Bucket(bucketLogs)
+		var keys [][]byte
+		c := idx.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			keys = append(keys, append([]byte{}, k...))
+		}
+		if len(keys) <= keep {
+			return nil
+		}
+		for _, k := range keys[:len(keys)-max(keep, 0)] {
+			if err := idx.Delete(k); err != nil {
+				return err
+			}
+			if err := logs.Delete(k[len(prefix):]); err != nil {
+				return err
+			}
+			removed++
+		}
+		return nil
+	})
+	return removed, err
+}
+
+// deleteTenantRuntime removes a tenant's state and logs inside tx.
+func deleteTenantRuntime(tx *bolt.Tx, tenantID string) error {
+	state := tx.Bucket(bucketState)
+	var doomed [][]byte
+	c := state.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if parts := bytes.SplitN(k, []byte{0}, 3); len(parts) == 3 && string(parts[1]) == tenantID {
+			doomed = append(doomed, append([]byte{}, k...))
+		}
+	}
+	for _, k := range doomed {
+		if err := state.Delete(k); err != nil {
+			return err
+		}
+	}
+	idx, logs := tx.Bucket(bucketLogIx), tx.Bucket(bucketLogs)
+	doomed = doomed[:0]
+	c = idx.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if parts := bytes.SplitN(k, []byte{0}, 3); len(parts) == 3 && string(parts[1]) == tenantID {
+			doomed = append(doomed, append([]byte{}, k...))
+		}
+	}
+	for _, k := range doomed {
+		if err := idx.Delete(k); err != nil {
+			return err
+		}
+		if err := logs.Delete(k[len(k)-8:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+func checkRuntimeKey(parts ...string) error {
+	if !storable(parts...) {
+		return fmt.Errorf("%w: runtime keys must be valid UTF-8 without NUL bytes", store.ErrInvalid)
+	}
+	return nil
+}
+
+// PutState implements store.Runtime.
+func (s *Store) PutState(ctx context.Context, kind, tenantID, id string, value json.RawMessage) error {
+	if kind == "" || id == "" || !json.Valid(value) {
+		return fmt.Errorf("%w: state needs a kind, an id and a JSON value", store.ErrInvalid)
+	}
+	if err := checkRuntimeKey(kind, tenantID, id); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO gh_state (kind, tenant_id, id, value, updated_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (kind, tenant_id, id) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at`,
+		kind, tenantID, id, []byte(value), now())
+	return dbError(err, "put state %s %q", kind, id)
+}
+
+// GetState implements store.Runtime.
+func (s *Store) GetState(ctx context.Context, kind, tenantID, id string) (*store.StateEntry, error) {
+	if !storable(kind, tenantID, id) {
+		return nil, fmt.Errorf("state %s %q: %w", kind, id, store.ErrNotFound)
+	}
+	e := &store.StateEntry{Kind: kind, TenantID: tenantID, ID: id}
+	var value []byte
+	err := s.pool.QueryRow(ctx, `SELECT value, updated_at FROM gh_state WHERE kind = $1 AND tenant_id = $2 AND id = $3`,
+		kind, tenantID, id).Scan(&value, &e.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("state %s %q: %w", kind, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, dbError(err, "get state %s %q", kind, id)
+	}
+	e.Value, e.UpdatedAt = value, e.UpdatedAt.UTC()
+	return e, nil
+}
+
+// ListState implements store.Runtime.
+func (s *Store) ListState(ctx context.Context, kind, tenantID string) ([]*store.StateEntry, error) {
+	out := []*store.StateEntry{}
+	if !storable(kind, tenantID) {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, value, updated_at FROM gh_state WHERE kind = $1 AND tenant_id = $2 ORDER BY id`,
+		kind, tenantID)
+	if err != nil {
+		return nil, dbError(err, "list state %s", kind)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e := &store.StateEntry{Kind: kind, TenantID: tenantID}
+		var value []byte
+		if err := rows.Scan(&e.ID, &value, &e.UpdatedAt); err != nil {
+			return nil, dbError(err, "list state %s", kind)
+		}
+		e.Value, e.UpdatedAt = value, e.UpdatedAt.UTC()
+		out = append(out, e)
+	}
+	return out, dbError(rows.Err(), "list state %s", kind)
+}
+
+// AppendLog implements store.Runtime: all entries in one transaction.
+func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []json.RawMessage) error {
+	if st.Name == "" {
+		return fmt.Errorf("%w: log stream needs a name", store.ErrInvalid)
+	}
+	if err := checkRuntimeKey(st.Name, st.TenantID, st.Key); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !json.Valid(e) || strings.Contains(string(e), `\u0000`) {
+			return fmt.Errorf("%w: log entry is not storable JSON", store.ErrInvalid)
+		}
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	at := now()
+	batch := &pgx.Batch{}
+	for _, e := range entries {
+		batch.Queue(`INSERT INTO gh_logs (stream, tenant_id, key, time, data) VALUES ($1, $2, $3, $4, $5)`,
+			st.Name, st.TenantID, st.Key, at, []byte(e))
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return dbError(tx.SendBatch(ctx, batch).Close(), "append to log %s", st.Name)
+	})
+}
+
+// ListLog implements store.Runtime.
+func (s *Store) ListLog(ctx context.Context, q store.LogQuery) (*store.LogPage, error) {
+	after, err := store.DecodeEventCursor(q.After)
+	if err != nil {
+		return nil, err
+	}
+	page := &store.LogPage{Items: []*store.LogEntry{}}
+	if !storable(q.Stream.Name, q.Stream.TenantID, q.Stream.Key) {
+		return page, nil
+	}
+	limit := int64(q.Limit) + 1
+	if q.Limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, time, data FROM gh_logs
+		WHERE stream = $1 AND tenant_id = $2 AND key = $3 AND ($4 = 0 OR seq < $4)
+		ORDER BY seq DESC LIMIT NULLIF($5, -1)`,
+		q.Stream.Name, q.Stream.TenantID, q.Stream.Key, after, limit)
+	if err != nil {
+		return nil, dbError(err, "list log %s", q.Stream.Name)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		var data []byte
+		e := &store.LogEntry{}
+		if err := rows.Scan(&seq, &e.Time, &data); err != nil {
+			return nil, dbError(err, "list log %s", q.Stream.Name)
+		}
+		e.ID, e.Time, e.Data = strconv.FormatInt(seq, 10), e.Time.UTC(), data
+		page.Items = append(page.Items, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError(err, "list log %s", q.Stream.Name)
+	}
+	if q.Limit > 0 && len(page.Items) > q.Limit {
+		page.Items = page.Items[:q.Limit]
+		page.Next = page.Items[q.Limit-1].ID
+	}
+	return page, nil
+}
+
+// TrimLog implements store.Runtime.
+func (s *Store) TrimLog(ctx context.Context, st store.LogStream, keep int) (int, error) {
+	if !storable(st.Name, st.TenantID, st.Key) {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM gh_logs WHERE stream = $1 AND tenant_id = $2 AND key = $3 AND seq < COALESCE((
+			SELECT seq FROM gh_logs WHERE stream = $1 AND tenant_id = $2 AND key = $3
+			ORDER BY seq DESC OFFSET GREATEST($4::int, 0) - 1 LIMIT 1), 0)`,
+		st.Name, st.TenantID, st.Key, keep)
+	if err != nil {
+		return 0, dbError(err, "trim log %s", st.Name)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// deleteTenantRuntime removes a tenant's state and logs in tx.
+func deleteTenantRuntime(ctx context.Context, tx pgx.Tx, tenantID string) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM gh_state WHERE tenant_id = $1`, tenantID); err != nil {
+		return dbError(err, "delete state of tenant %q", tenantID)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM gh_logs WHERE tenant_id = $1`, tenantID); err != nil {
+		return dbError(err, "delete logs of tenant %q", tenantID)
+	}
+	return nil
+}
