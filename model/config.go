@@ -8,6 +8,7 @@ const (
 	KindScope             = "scopes"
 	KindGateway           = "gateways"
 	KindGatewayCredential = "gateway-credentials" // child of a gateway
+	KindSigningKey        = "signing-keys"        // the tenant's bundle signing key
 )
 
 // ServiceSpec is a protected upstream. Name (unique per tenant) and
@@ -113,4 +114,13 @@ type GatewaySpec struct {
 type GatewayCredentialSpec struct {
 	GatewayID  string `json:"gateway_id"`
 	SecretHash string `json:"secret_hash"`
+}
+
+// SigningKeySpec is a tenant's bundle signing key. The private key is sealed
+// with the control plane's master key (AES-256-GCM, bound to the tenant).
+type SigningKeySpec struct {
+	KeyID            string `json:"key_id"`
+	Algorithm        string `json:"algorithm"`
+	PublicKeyPEM     string `json:"public_key_pem"`
+	SealedPrivateKey []byte `json:"sealed_private_key"`
 }

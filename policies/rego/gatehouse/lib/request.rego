@@ -17,6 +17,16 @@ host := regex.replace(lower(object.get(http, "host", "")), ":[0-9]*$", "")
 
 headers := object.get(http, "headers", {})
 
+# Query parameters (name -> list of values): the input's parsed_query, as
+# opa-envoy-plugin provides it, else decoded from the path.
+query := q if {
+	q := input.parsed_query
+} else := q if {
+	parts := split(object.get(http, "path", ""), "?")
+	count(parts) > 1
+	q := urlquery.decode_object(split(parts[1], "#")[0])
+} else := {}
+
 # Context extensions set on Envoy routes by the xDS control plane. The
 # opa-envoy-plugin spells the key contextExtensions; both are accepted.
 context_extensions := object.union(

@@ -1,0 +1,277 @@
+package policies
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+
+	"github.com/open-policy-agent/opa/v1/util"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/routing"
+)
+
+// Paths and names inside every bundle.
+const (
+	// Root is the one bundle root: all data and packages live under it.
+	Root = "gatehouse"
+	// DecisionQuery is the entrypoint for a stock OPA / opa-envoy-plugin.
+	DecisionQuery = "data.gatehouse.authz.decision"
+	// PolicyPackagePrefix is where user policies are packaged.
+	PolicyPackagePrefix = "data.gatehouse.policies."
+)
+
+// Module is one Rego file of a bundle.
+type Module struct {
+	Path   string
+	Source string
+}
+
+// Compiled is a gateway's bundle content before it is given a revision and
+// signed: the data document and the Rego modules.
+type Compiled struct {
+	TenantID  string
+	GatewayID string
+	// Data is data.gatehouse.config, JSON-typed (as util.UnmarshalJSON
+	// returns it), so that OPA hashes it the way it will read it back.
+	Data map[string]any
+	// Modules are the library and the policies, sorted by path.
+	Modules []Module
+	// Hash identifies the content: equal hashes mean identical bundles.
+	Hash string
+	// Skipped lists policies left out because they do not compile; the
+	// APIs bound to them are denied.
+	Skipped map[string]string
+	// Routes is the gateway's routing table (for the fast path and xDS).
+	Routes *routing.Table
+}
+
+// Data model of data.gatehouse.config. Field names are the bundle's
+// public contract (docs/bundles.md).
+type (
+	dataTenant struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	dataGateway struct {
+		ID                   string `json:"id"`
+		Name                 string `json:"name"`
+		Type                 string `json:"type"`
+		DryRun               bool   `json:"dry_run"`
+		AllowUnmatchedRoutes bool   `json:"allow_unmatched_routes"`
+	}
+	dataService struct {
+		ID    string   `json:"id"`
+		Name  string   `json:"name"`
+		URL   string   `json:"url"`
+		Hosts []string `json:"hosts"`
+	}
+	dataAPI struct {
+		ID                  string   `json:"id"`
+		ServiceID           string   `json:"service_id"`
+		Method              string   `json:"method"`
+		Path                string   `json:"path"`
+		PolicyID            string   `json:"policy_id"`
+		Public              bool     `json:"public"`
+		DataClassifications []string `json:"data_classifications"`
+	}
+	dataPolicy struct {
+		ID       string `json:"id"`
+		Name     string `json:"name"`
+		Package  string `json:"package"`
+		Language string `json:"language"`
+		DryRun   bool   `json:"dry_run"`
+	}
+	dataScope struct {
+		ID          string `json:"id"`
+		Name        string `json:"name"`
+		DisplayName string `json:"display_name"`
+		Description string `json:"description"`
+		ServiceID   string `json:"service_id"`
+	}
+	dataSegment struct {
+		Kind  string `json:"kind"` // literal, param, catch_all
+		Value string `json:"value"`
+	}
+	dataRoute struct {
+		APIID     string        `json:"api_id"`
+		ServiceID string        `json:"service_id"`
+		Method    string        `json:"method"`
+		CatchAll  bool          `json:"catch_all"`
+		Segments  []dataSegment `json:"segments"`
+	}
+	dataVHost struct {
+		Name    string      `json:"name"`
+		Domains []string    `json:"domains"`
+		Routes  []dataRoute `json:"routes"`
+	}
+	dataWildcard struct {
+		Suffix string `json:"suffix"`
+		VHost  int    `json:"vhost"`
+	}
+	dataRouteRef struct {
+		VHost int `json:"vhost"`
+		Index int `json:"index"`
+	}
+	dataRouting struct {
+		Exact     map[string]int          `json:"exact"`
+		Wildcards []dataWildcard          `json:"wildcards"`
+		Default   int                     `json:"default"`
+		ByAPI     map[string]dataRouteRef `json:"by_api"`
+		VHosts    []dataVHost             `json:"vhosts"`
+	}
+	dataConfig struct {
+		Tenant   dataTenant             `json:"tenant"`
+		Gateway  dataGateway            `json:"gateway"`
+		Services map[string]dataService `json:"services"`
+		APIs     map[string]dataAPI     `json:"apis"`
+		Policies map[string]dataPolicy  `json:"policies"`
+		Scopes   map[string]dataScope   `json:"scopes"`
+		Routing  dataRouting            `json:"routing"`
+	}
+)
+
+var packageUnsafe = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+// PolicyPackage is the Rego package segment of a policy id: "p_" + the id
+// with non-identifier characters replaced, plus a short hash of the id when
+// anything was replaced (so "a-b" and "a_b" stay distinct).
+func PolicyPackage(policyID string) string {
+	safe := packageUnsafe.ReplaceAllString(policyID, "_")
+	if safe == policyID {
+		return "p_" + safe
+	}
+	sum := sha256.Sum256([]byte(policyID))
+	return "p_" + safe + "_" + hex.EncodeToString(sum[:4])
+}
+
+// Compile turns a tenant's configuration into the content of one gateway's
+// bundle. The result depends only on the configuration: the same
+// configuration always gives the same Hash and, once built, the same bytes.
+func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
+	gw := cfg.Gateway(gatewayID)
+	if gw == nil {
+		return nil, fmt.Errorf("gateway %q not found in tenant %s", gatewayID, cfg.Tenant.ID)
+	}
+	services := cfg.servicesOf(gw)
+	d := dataConfig{
+		Tenant: dataTenant{ID: cfg.Tenant.ID, Name: cfg.Tenant.Spec.Name},
+		Gateway: dataGateway{ID: gw.ID, Name: gw.Name, Type: gw.Spec.Type, DryRun: gw.Spec.DryRun,
+			AllowUnmatchedRoutes: gw.Spec.AllowUnmatchedRoutes},
+		Services: map[string]dataService{},
+		APIs:     map[string]dataAPI{},
+		Policies: map[string]dataPolicy{},
+		Scopes:   map[string]dataScope{},
+	}
+	inGateway := map[string]*routing.ServiceRoutes{}
+	var routeInput []routing.ServiceRoutes
+	for _, s := range services {
+		d.Services[s.ID] = dataService{ID: s.ID, Name: s.Name, URL: s.Spec.URL, Hosts: nonNil(s.Spec.Hosts)}
+		routeInput = append(routeInput, routing.ServiceRoutes{ServiceID: s.ID, Hosts: s.Spec.Hosts})
+	}
+	for i := range routeInput {
+		inGateway[routeInput[i].ServiceID] = &routeInput[i]
+	}
+	apis := append([]Object[model.APISpec](nil), cfg.APIs...)
+	sort.Slice(apis, func(i, j int) bool { return apis[i].ID < apis[j].ID })
+	for _, a := range apis {
+		sr := inGateway[a.Spec.ServiceID]
+		if sr == nil {
+			continue
+		}
+		d.APIs[a.ID] = dataAPI{ID: a.ID, ServiceID: a.Spec.ServiceID, Method: a.Spec.Method, Path: a.Spec.Path,
+			PolicyID: a.Spec.PolicyID, Public: a.Spec.Public, DataClassifications: nonNil(a.Spec.DataClassifications)}
+		sr.APIs = append(sr.APIs, routing.APIRoute{APIID: a.ID, Method: a.Spec.Method, Path: a.Spec.Path})
+	}
+	table, err := routing.Build(routeInput)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: %w", gatewayID, err)
+	}
+	d.Routing = routingData(table)
+
+	out := &Compiled{TenantID: cfg.Tenant.ID, GatewayID: gatewayID, Skipped: map[string]string{}, Routes: table}
+	lib, err := Library(false)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range lib {
+		out.Modules = append(out.Modules, Module{Path: f.Path, Source: f.Source})
+	}
+	for _, p := range cfg.Policies {
+		pkg := PolicyPackage(p.ID)
+		src, err := PolicyModule(p.ID, &p.Spec)
+		if err != nil {
+			out.Skipped[p.ID] = err.Error()
+			continue
+		}
+		d.Policies[p.ID] = dataPolicy{ID: p.ID, Name: p.Name, Package: pkg, Language: p.Spec.Language, DryRun: p.Spec.DryRun}
+		out.Modules = append(out.Modules, Module{Path: Root + "/policies/" + pkg + ".rego", Source: src})
+	}
+	sort.Slice(out.Modules, func(i, j int) bool { return out.Modules[i].Path < out.Modules[j].Path })
+	for _, s := range cfg.Scopes {
+		d.Scopes[s.Name] = dataScope{ID: s.ID, Name: s.Name, DisplayName: s.Spec.DisplayName,
+			Description: s.Description, ServiceID: s.Spec.ServiceID}
+	}
+
+	raw, err := json.Marshal(map[string]any{"gatehouse": map[string]any{"config": d}})
+	if err != nil {
+		return nil, fmt.Errorf("encode bundle data: %w", err)
+	}
+	if err := util.UnmarshalJSON(raw, &out.Data); err != nil {
+		return nil, fmt.Errorf("decode bundle data: %w", err)
+	}
+	h := sha256.New()
+	h.Write(raw)
+	for _, m := range out.Modules {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00%s", m.Path, len(m.Source), m.Source)
+	}
+	out.Hash = hex.EncodeToString(h.Sum(nil))
+	return out, nil
+}
+
+func routingData(t *routing.Table) dataRouting {
+	d := dataRouting{Exact: map[string]int{}, Wildcards: []dataWildcard{}, Default: t.Default,
+		ByAPI: map[string]dataRouteRef{}, VHosts: []dataVHost{}}
+	for h, v := range t.Exact {
+		d.Exact[h] = v
+	}
+	for _, w := range t.Wildcards {
+		d.Wildcards = append(d.Wildcards, dataWildcard{Suffix: w.Suffix, VHost: w.VHost})
+	}
+	for vi, vh := range t.VHosts {
+		dv := dataVHost{Name: vh.Name, Domains: vh.Domains, Routes: []dataRoute{}}
+		for ri, r := range vh.Routes {
+			dr := dataRoute{APIID: r.APIID, ServiceID: r.ServiceID, Method: r.Method, CatchAll: r.Template.HasCatchAll(), Segments: []dataSegment{}}
+			for _, s := range r.Template.Segments {
+				dr.Segments = append(dr.Segments, dataSegment{Kind: segmentKind(s.Kind), Value: s.Value})
+			}
+			dv.Routes = append(dv.Routes, dr)
+			if _, seen := d.ByAPI[r.APIID]; !seen {
+				d.ByAPI[r.APIID] = dataRouteRef{VHost: vi, Index: ri}
+			}
+		}
+		d.VHosts = append(d.VHosts, dv)
+	}
+	return d
+}
+
+func segmentKind(k routing.SegmentKind) string {
+	switch k {
+	case routing.Literal:
+		return "literal"
+	case routing.Param:
+		return "param"
+	default:
+		return "catch_all"
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

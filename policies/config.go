@@ -1,0 +1,54 @@
+package policies
+
+import (
+	"sort"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+)
+
+// Object is one configuration object as the compiler sees it.
+type Object[S any] struct {
+	ID          string
+	Name        string
+	Description string
+	Spec        S
+}
+
+// Config is one tenant's configuration as the compiler reads it: a
+// consistent snapshot at Revision.
+type Config struct {
+	Revision int64
+	Tenant   Object[model.TenantSpec]
+	Services []Object[model.ServiceSpec]
+	APIs     []Object[model.APISpec]
+	Policies []Object[model.PolicySpec]
+	Scopes   []Object[model.ScopeSpec]
+	Gateways []Object[model.GatewaySpec]
+}
+
+// Gateway returns the gateway with that id, or nil.
+func (c *Config) Gateway(id string) *Object[model.GatewaySpec] {
+	for i := range c.Gateways {
+		if c.Gateways[i].ID == id {
+			return &c.Gateways[i]
+		}
+	}
+	return nil
+}
+
+// servicesOf returns the services a gateway enforces, sorted by id: the
+// ones it lists, or all of them when it lists none.
+func (c *Config) servicesOf(gw *Object[model.GatewaySpec]) []Object[model.ServiceSpec] {
+	var out []Object[model.ServiceSpec]
+	want := map[string]bool{}
+	for _, id := range gw.Spec.ServiceIDs {
+		want[id] = true
+	}
+	for _, s := range c.Services {
+		if len(want) == 0 || want[s.ID] {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
