@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
@@ -21,10 +23,12 @@ import (
 const rootToken = "test-bootstrap-token-0123456789"
 
 type env struct {
-	t     *testing.T
-	srv   *httptest.Server
-	api   *admin.Server
-	store store.Store
+	t       *testing.T
+	srv     *httptest.Server
+	api     *admin.Server
+	store   store.Store
+	bundles *bundles.Manager
+	keys    *bundles.KeyStore
 }
 
 func newEnv(t *testing.T) *env {
@@ -33,15 +37,25 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	box, err := secretbox.New(bytes.Repeat([]byte{42}, secretbox.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	keys := bundles.NewKeyStore(st, box)
+	mgr := bundles.NewManager(st, keys, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = mgr.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; st.Close() })
 	api, err := admin.New(admin.Options{Store: st, BootstrapToken: rootToken, PublicURL: "https://gh.example",
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+		Logger: log, Bundles: mgr, Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, api: api, store: st}
+	return &env{t: t, srv: srv, api: api, store: st, bundles: mgr, keys: keys}
 }
 
 type resp struct {

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -30,6 +32,10 @@ type Options struct {
 	Registry *prometheus.Registry
 	// PublicURL is the externally visible base URL, used in tenant URLs.
 	PublicURL string
+	// Bundles serves gateways their bundles; Keys holds the tenants'
+	// bundle signing keys. Both are required for the gateway routes.
+	Bundles *bundles.Manager
+	Keys    *bundles.KeyStore
 }
 
 // Server is the admin API.
@@ -40,6 +46,9 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *httpMetrics
 	public   string
+	bundles  *bundles.Manager
+	keys     *bundles.KeyStore
+	checker  *policies.Checker
 	engine   *gin.Engine
 	// openAPIJSON is the validated OpenAPI document, rendered once.
 	openAPIJSON []byte
@@ -67,7 +76,17 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Bundles == nil || opts.Keys == nil {
+		return nil, errors.New("admin: a bundle manager and a key store are required")
+	}
+	checker, err := policies.NewChecker()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
+		bundles:     opts.Bundles,
+		keys:        opts.Keys,
+		checker:     checker,
 		openAPIJSON: doc,
 		store:       opts.Store,
 		auth:        &tokenAuth{bootstrapHash: sha256.Sum256([]byte(opts.BootstrapToken)), store: opts.Store},
@@ -113,9 +132,12 @@ func (s *Server) routes() *gin.Engine {
 		s.tenantRoutes,
 		s.eventRoutes,
 		s.scopeRoutes,
+		s.policyRoutes,
+		s.gatewayRoutes,
 	} {
 		register(sys, adm)
 	}
+	s.bundleServiceRoutes(e)
 	return e
 }
 

@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 	"github.com/gatehouse-dev/gatehouse/store/postgres"
@@ -31,6 +33,7 @@ type serveConfig struct {
 	PublicURL       string
 	LogLevel        string
 	ShutdownTimeout time.Duration
+	MasterKeyFile   string
 }
 
 var serveEnv = []envFlag{
@@ -40,6 +43,7 @@ var serveEnv = []envFlag{
 	{"public-url", "GATEHOUSE_PUBLIC_URL"},
 	{"log-level", "GATEHOUSE_LOG_LEVEL"},
 	{"shutdown-timeout", "GATEHOUSE_SHUTDOWN_TIMEOUT"},
+	{"master-key-file", "GATEHOUSE_MASTER_KEY_FILE"},
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -55,7 +59,11 @@ PostgreSQL instead (migrations are applied at start).
 
 The admin API needs a bearer token. Set GATEHOUSE_ADMIN_TOKEN to choose the
 system-wide bootstrap token; when it is unset, one is generated on first start
-and kept in <data-dir>/admin-token (mode 0600).`,
+and kept in <data-dir>/admin-token (mode 0600).
+
+Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
+(base64, 32 bytes), else the file --master-key-file, generated on first start
+(mode 0600). Replicas sharing a database must share the master key.`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			return bindEnv(cmd.Flags(), serveEnv)
@@ -71,6 +79,7 @@ and kept in <data-dir>/admin-token (mode 0600).`,
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "externally visible base URL (default http://<http-addr>)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain in-flight requests on SIGTERM")
+	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the master key that seals signing keys (default <data-dir>/master.key, generated; GATEHOUSE_MASTER_KEY gives the key itself)")
 	annotateEnv(fs, serveEnv)
 	return cmd
 }
@@ -104,11 +113,21 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	box, err := masterKey(cfg)
+	if err != nil {
+		return err
+	}
 	st, storeDesc, err := openStore(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	keys := bundles.NewKeyStore(st, box)
+	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"))
+	runCtx, stopRuns := context.WithCancel(context.Background())
+	defer stopRuns()
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Run(runCtx) }()
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -121,7 +140,8 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api, err := admin.New(admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public})
+	api, err := admin.New(admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
+		Bundles: mgr, Keys: keys})
 	if err != nil {
 		ln.Close()
 		return err
@@ -141,6 +161,8 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("admin API: %w", err)
+	case err := <-mgrDone:
+		return fmt.Errorf("bundle manager stopped: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
@@ -149,6 +171,8 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	stopRuns()
+	<-mgrDone
 	log.Info("stopped")
 	return nil
 }
@@ -169,4 +193,25 @@ func printBanner(w io.Writer, public, storeDesc, tokenPath string, generated boo
 		tokenExpr = "$(cat " + tokenPath + ")"
 	}
 	fmt.Fprintf(w, "  try       : curl -H \"Authorization: Bearer %s\" %s/api/system/tenants\n", tokenExpr, public)
+}
+
+// masterKey opens the secret box that seals signing keys: the key from
+// GATEHOUSE_MASTER_KEY, else from --master-key-file (generated when absent).
+func masterKey(cfg serveConfig) (*secretbox.Box, error) {
+	if v := os.Getenv("GATEHOUSE_MASTER_KEY"); v != "" {
+		k, err := secretbox.ParseKey(v)
+		if err != nil {
+			return nil, fmt.Errorf("GATEHOUSE_MASTER_KEY: %w", err)
+		}
+		return secretbox.New(k)
+	}
+	path := cfg.MasterKeyFile
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, "master.key")
+	}
+	k, _, err := secretbox.LoadOrCreateKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return secretbox.New(k)
 }

@@ -1,0 +1,337 @@
+package admin
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+// The bundle service: what OPA (or the Gatehouse authorizer) talks to,
+// authenticated with a gateway credential, under
+// /api/system/{tid}/gateways/{gw}/opa/.
+const (
+	decisionStream = "decisions"
+	statusKind     = "opa-status"
+	// maxLongPoll caps Prefer: wait=N.
+	maxLongPoll = 300 * time.Second
+	// Decision log upload limits: compressed and decompressed bytes.
+	maxLogUpload       = 8 << 20
+	maxLogDecompressed = 64 << 20
+	// decisionsKept is how many decision events are kept per gateway.
+	decisionsKept = 100000
+	// statusUpload caps a status report.
+	maxStatusUpload = 4 << 20
+	ctxGatewayCred  = "gatehouse.gateway_credential"
+)
+
+var preferWait = regexp.MustCompile(`(?:^|[;,\s])wait=(\d+)`)
+
+func (s *Server) bundleServiceRoutes(e *gin.Engine) {
+	g := e.Group("/api/system/:tid/gateways/:gw/opa", s.gatewayAuth)
+	g.GET("/bundle", s.serveBundle)
+	g.POST("/status", s.receiveStatus)
+	g.POST("/logs", s.receiveLogs)
+}
+
+// gatewayAuth admits a gateway credential of this tenant and gateway: 401
+// for a missing, unknown or wrong token, 403 for a valid token of another
+// tenant or gateway.
+func (s *Server) gatewayAuth(c *gin.Context) {
+	tid, gw := c.Param("tid"), c.Param("gw")
+	if !model.ValidTenantID(tid) {
+		abort(c, fieldError("tid", "invalid tenant id (%s)", model.TenantIDRule))
+		return
+	}
+	if !model.ValidObjectID(gw) {
+		abort(c, fieldError("gw", "invalid gateway id (%s)", model.ObjectIDRule))
+		return
+	}
+	scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "a gateway credential is required (Authorization: Bearer ghg_…)", nil))
+		return
+	}
+	rest, ok := strings.CutPrefix(strings.TrimSpace(token), gatewayCredentialPrefix)
+	parts := strings.Split(rest, ".")
+	if !ok || len(parts) != 3 || !model.ValidTenantID(parts[0]) || !model.ValidObjectID(parts[1]) {
+		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid gateway credential", nil))
+		return
+	}
+	cred, err := gatewayCredRepo.Get(c.Request.Context(), s.store, parts[0], parts[1])
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		abort(c, internalError(err))
+		return
+	}
+	want, _ := hex.DecodeString(func() string {
+		if cred == nil {
+			return ""
+		}
+		return cred.Spec.SecretHash
+	}())
+	sum := sha256.Sum256([]byte(parts[2]))
+	if cred == nil || subtle.ConstantTimeCompare(sum[:], want) != 1 {
+		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid gateway credential", nil))
+		return
+	}
+	if parts[0] != tid || cred.Spec.GatewayID != gw {
+		abort(c, forbidden("this credential belongs to another gateway"))
+		return
+	}
+	c.Set(ctxGatewayCred, cred.Meta.ID)
+	c.Set(ctxPrincipal, Principal{Subject: "gateway:" + gw, TenantID: tid})
+	c.Next()
+}
+
+// serveBundle serves the gateway's bundle with ETag / If-None-Match, and
+// long polls when the request says Prefer: wait=N.
+func (s *Server) serveBundle(c *gin.Context) {
+	tid, gw := c.Param("tid"), c.Param("gw")
+	ctx := c.Request.Context()
+	select {
+	case <-s.bundles.Ready():
+	case <-ctx.Done():
+		return
+	}
+	b := s.bundles.Get(tid, gw)
+	if b == nil {
+		if msg := s.bundles.BuildError(tid, gw); msg != "" {
+			abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the gateway's bundle failed to build: "+msg, nil))
+			return
+		}
+		abort(c, notFound("bundle of gateway", gw))
+		return
+	}
+	wait := time.Duration(0)
+	if m := preferWait.FindStringSubmatch(c.GetHeader("Prefer")); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		wait = min(time.Duration(n)*time.Second, maxLongPoll)
+	}
+	inm := c.GetHeader("If-None-Match")
+	if wait > 0 && etagMatches(inm, b.ETag()) {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		b = s.bundles.Wait(wctx, tid, gw, b.ETag())
+		cancel()
+		if b == nil {
+			abort(c, notFound("bundle of gateway", gw))
+			return
+		}
+	}
+	s.touchGateway(ctx, tid, gw, c.ClientIP())
+	contentType := "application/gzip"
+	if wait > 0 {
+		contentType = policies.BundleContentType
+	}
+	c.Header("ETag", b.ETag())
+	c.Header("Content-Type", contentType)
+	if etagMatches(inm, b.ETag()) {
+		c.Status(http.StatusNotModified)
+		return
+	}
+	c.Data(http.StatusOK, contentType, b.Raw)
+}
+
+func etagMatches(header, etag string) bool {
+	for _, v := range strings.Split(header, ",") {
+		if v = strings.TrimSpace(v); v == etag || v == "W/"+etag {
+			return true
+		}
+	}
+	return false
+}
+
+// touchGateway records when the gateway last fetched its bundle.
+func (s *Server) touchGateway(ctx context.Context, tid, gw, remote string) {
+	body, _ := json.Marshal(map[string]any{"last_fetch": time.Now().UTC(), "remote": remote})
+	if err := s.store.PutState(ctx, "gateway-activity", tid, gw, body); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "record gateway activity", "error", err.Error())
+	}
+}
+
+// opaStatusReport is the part of OPA's status report (UpdateRequestV1) the
+// control plane keeps.
+type opaStatusReport struct {
+	Labels  map[string]string `json:"labels"`
+	Bundles map[string]struct {
+		Name                     string            `json:"name"`
+		ActiveRevision           string            `json:"active_revision"`
+		LastSuccessfulActivation *time.Time        `json:"last_successful_activation"`
+		LastSuccessfulDownload   *time.Time        `json:"last_successful_download"`
+		Code                     string            `json:"code"`
+		Message                  string            `json:"message"`
+		Errors                   []json.RawMessage `json:"errors"`
+	} `json:"bundles"`
+	DecisionLogs *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"decision_logs"`
+	Plugins map[string]struct {
+		State   string `json:"state"`
+		Message string `json:"message"`
+	} `json:"plugins"`
+}
+
+// opaInstance is what is kept of one OPA instance's last report.
+type opaInstance struct {
+	ID             string            `json:"id"`
+	LastSeen       time.Time         `json:"last_seen"`
+	ActiveRevision string            `json:"active_revision,omitempty"`
+	LastActivation *time.Time        `json:"last_successful_activation,omitempty"`
+	Errors         []string          `json:"errors,omitempty"`
+	Plugins        map[string]string `json:"plugins,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+}
+
+// opaStatusView summarises the gateway's OPA instances.
+type opaStatusView struct {
+	ActiveRevision string        `json:"active_revision,omitempty"`
+	LastSeen       *time.Time    `json:"last_seen,omitempty"`
+	LastFetch      *time.Time    `json:"last_fetch,omitempty"`
+	Errors         []string      `json:"errors"`
+	Instances      []opaInstance `json:"instances"`
+}
+
+// receiveStatus stores an OPA status report (one per OPA instance).
+func (s *Server) receiveStatus(c *gin.Context) {
+	tid, gw := c.Param("tid"), c.Param("gw")
+	var rep opaStatusReport
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxStatusUpload))
+	if err != nil {
+		abort(c, jsonError(err, maxStatusUpload))
+		return
+	}
+	if err := json.Unmarshal(body, &rep); err != nil {
+		abort(c, jsonError(err, maxStatusUpload))
+		return
+	}
+	inst := opaInstance{ID: rep.Labels["id"], LastSeen: time.Now().UTC(), Labels: rep.Labels, Plugins: map[string]string{}}
+	if inst.ID == "" || len(inst.ID) > 128 {
+		inst.ID = "unlabelled"
+	}
+	for name, b := range rep.Bundles {
+		if b.ActiveRevision != "" {
+			inst.ActiveRevision = b.ActiveRevision
+			inst.LastActivation = b.LastSuccessfulActivation
+		}
+		if b.Code != "" || b.Message != "" {
+			inst.Errors = append(inst.Errors, fmt.Sprintf("bundle %s: %s %s", name, b.Code, b.Message))
+		}
+		for _, e := range b.Errors {
+			inst.Errors = append(inst.Errors, fmt.Sprintf("bundle %s: %s", name, strings.Trim(string(e), `"`)))
+		}
+	}
+	if d := rep.DecisionLogs; d != nil && (d.Code != "" || d.Message != "") {
+		inst.Errors = append(inst.Errors, fmt.Sprintf("decision logs: %s %s", d.Code, d.Message))
+	}
+	for name, p := range rep.Plugins {
+		inst.Plugins[name] = p.State
+	}
+	raw, _ := json.Marshal(inst)
+	if err := s.store.PutState(c.Request.Context(), statusKind, tid, gw+"/"+inst.ID, raw); err != nil {
+		abort(c, internalError(err))
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// opaStatus assembles the gateway's view from its instances' reports: the
+// newest report decides the active revision and errors.
+func (s *Server) opaStatus(ctx context.Context, tid, gw string) opaStatusView {
+	view := opaStatusView{Errors: []string{}, Instances: []opaInstance{}}
+	entries, err := s.store.ListState(ctx, statusKind, tid)
+	if err != nil {
+		view.Errors = append(view.Errors, "status unavailable: "+err.Error())
+		return view
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.ID, gw+"/") {
+			continue
+		}
+		var inst opaInstance
+		if json.Unmarshal(e.Value, &inst) == nil {
+			view.Instances = append(view.Instances, inst)
+		}
+	}
+	sort.Slice(view.Instances, func(i, j int) bool { return view.Instances[i].LastSeen.After(view.Instances[j].LastSeen) })
+	if len(view.Instances) > 0 {
+		newest := view.Instances[0]
+		view.ActiveRevision, view.LastSeen = newest.ActiveRevision, &newest.LastSeen
+		view.Errors = append(view.Errors, newest.Errors...)
+	}
+	if e, err := s.store.GetState(ctx, "gateway-activity", tid, gw); err == nil {
+		var act struct {
+			LastFetch time.Time `json:"last_fetch"`
+		}
+		if json.Unmarshal(e.Value, &act) == nil {
+			view.LastFetch = &act.LastFetch
+		}
+	}
+	return view
+}
+
+// receiveLogs appends OPA decision log events (a JSON array, usually
+// gzip-compressed) to the gateway's decision log.
+func (s *Server) receiveLogs(c *gin.Context) {
+	tid, gw := c.Param("tid"), c.Param("gw")
+	var r io.Reader = http.MaxBytesReader(c.Writer, c.Request.Body, maxLogUpload)
+	if strings.EqualFold(c.GetHeader("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			abort(c, newError(http.StatusBadRequest, CodeInvalidRequest, "the body is not gzip: "+err.Error(), nil))
+			return
+		}
+		defer zr.Close()
+		r = io.LimitReader(zr, maxLogDecompressed+1)
+	}
+	body, err := io.ReadAll(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			abort(c, jsonError(err, maxLogUpload))
+			return
+		}
+		abort(c, newError(http.StatusBadRequest, CodeInvalidRequest, "cannot read the body: "+err.Error(), nil))
+		return
+	}
+	if len(body) > maxLogDecompressed {
+		abort(c, newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("decision logs exceed %d bytes decompressed", maxLogDecompressed), nil))
+		return
+	}
+	var events []json.RawMessage
+	if err := json.Unmarshal(body, &events); err != nil {
+		abort(c, newError(http.StatusBadRequest, CodeInvalidJSON, "decision logs must be a JSON array of events: "+err.Error(), nil))
+		return
+	}
+	for i, e := range events {
+		if len(e) == 0 || e[0] != '{' {
+			abort(c, newError(http.StatusBadRequest, CodeInvalidJSON, fmt.Sprintf("decision log event %d is not an object", i), nil))
+			return
+		}
+	}
+	stream := store.LogStream{Name: decisionStream, TenantID: tid, Key: gw}
+	if err := s.store.AppendLog(c.Request.Context(), stream, events); err != nil {
+		fail(c, err, "decision log", gw)
+		return
+	}
+	if _, err := s.store.TrimLog(c.Request.Context(), stream, decisionsKept); err != nil {
+		s.log.WarnContext(c.Request.Context(), "trim decision log", "error", err.Error())
+	}
+	c.Status(http.StatusNoContent)
+}

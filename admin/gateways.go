@@ -1,0 +1,477 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+var (
+	gatewayRepo     = store.Repo[model.GatewaySpec]{Kind: model.KindGateway}
+	gatewayCredRepo = store.Repo[model.GatewayCredentialSpec]{Kind: model.KindGatewayCredential}
+)
+
+// gatewayRequest is the body of gateway create and update. credential and
+// status are read-only.
+type gatewayRequest struct {
+	ID                   string            `json:"id"`
+	Name                 string            `json:"name"`
+	Description          string            `json:"description"`
+	Type                 string            `json:"type"`
+	ServiceIDs           []string          `json:"service_ids"`
+	DryRun               bool              `json:"dry_run"`
+	AllowUnmatchedRoutes bool              `json:"allow_unmatched_routes"`
+	ServerID             string            `json:"server_id"`
+	Labels               map[string]string `json:"labels"`
+	TenantID             string            `json:"tenant_id"`
+	Metadata             json.RawMessage   `json:"metadata"`
+	Status               json.RawMessage   `json:"status"`
+	Credential           json.RawMessage   `json:"credential"`
+}
+
+type gatewayResponse struct {
+	ID                   string            `json:"id"`
+	TenantID             string            `json:"tenant_id"`
+	Name                 string            `json:"name"`
+	Description          string            `json:"description"`
+	Type                 string            `json:"type"`
+	ServiceIDs           []string          `json:"service_ids"`
+	DryRun               bool              `json:"dry_run"`
+	AllowUnmatchedRoutes bool              `json:"allow_unmatched_routes"`
+	ServerID             string            `json:"server_id,omitempty"`
+	Labels               map[string]string `json:"labels"`
+	Status               *gatewayStatus    `json:"status,omitempty"`
+	Credential           *credentialSecret `json:"credential,omitempty"`
+	Metadata             *Metadata         `json:"metadata"`
+}
+
+// credentialSecret is a gateway credential; Token is only shown when the
+// credential is created.
+type credentialSecret struct {
+	ID        string    `json:"id"`
+	GatewayID string    `json:"gateway_id"`
+	Token     string    `json:"token,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+// gatewayStatus is what the control plane knows of a gateway at runtime.
+type gatewayStatus struct {
+	Bundle bundleStatus  `json:"bundle"`
+	OPA    opaStatusView `json:"opa"`
+}
+
+type bundleStatus struct {
+	Revision int64      `json:"revision,omitempty"`
+	ETag     string     `json:"etag,omitempty"`
+	BuiltAt  *time.Time `json:"built_at,omitempty"`
+	Bytes    int        `json:"bytes,omitempty"`
+	KeyID    string     `json:"key_id,omitempty"`
+	Error    string     `json:"error,omitempty"`
+}
+
+func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
+	adm.GET("/gateways", s.listGateways)
+	adm.POST("/gateways", s.createGateway)
+	adm.GET("/gateways/:gw", s.getGateway)
+	adm.PUT("/gateways/:gw", s.updateGateway)
+	adm.DELETE("/gateways/:gw", s.deleteGateway)
+	adm.GET("/gateways/:gw/keys", s.gatewayKeys)
+	adm.GET("/gateways/:gw/decisions", s.listDecisions)
+	adm.GET("/gateways/:gw/credentials", s.listGatewayCredentials)
+	adm.POST("/gateways/:gw/credentials", s.createGatewayCredential)
+	adm.DELETE("/gateways/:gw/credentials/:cid", s.deleteGatewayCredential)
+}
+
+func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec], withStatus bool) gatewayResponse {
+	out := gatewayResponse{
+		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description, Type: t.Spec.Type,
+		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
+		ServerID: t.Spec.ServerID, Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
+	}
+	if withStatus {
+		st := &gatewayStatus{}
+		if b := s.bundles.Get(t.Meta.TenantID, t.Meta.ID); b != nil {
+			built := b.BuiltAt
+			st.Bundle = bundleStatus{Revision: b.Revision, ETag: b.ETag(), BuiltAt: &built, Bytes: len(b.Raw), KeyID: b.KeyID}
+		}
+		st.Bundle.Error = s.bundles.BuildError(t.Meta.TenantID, t.Meta.ID)
+		st.OPA = s.opaStatus(c.Request.Context(), t.Meta.TenantID, t.Meta.ID)
+		out.Status = st
+	}
+	return out
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (r *gatewayRequest) validate(tid string) *Error {
+	if err := validateText("name", r.Name, true, 256); err != nil {
+		return err
+	}
+	if err := validateText("description", r.Description, false, 4096); err != nil {
+		return err
+	}
+	if r.TenantID != "" && r.TenantID != tid {
+		return fieldError("tenant_id", "does not match the tenant in the path")
+	}
+	if r.Type == "" {
+		r.Type = model.GatewayEnvoy
+	}
+	if r.Type != model.GatewayEnvoy {
+		return fieldError("type", "unsupported gateway type %q (supported: %s)", r.Type, model.GatewayEnvoy)
+	}
+	seen := map[string]bool{}
+	for i, id := range r.ServiceIDs {
+		if !model.ValidObjectID(id) {
+			return fieldError("service_ids", "entry %d: invalid id %q", i, id)
+		}
+		if seen[id] {
+			return fieldError("service_ids", "service %q is listed twice", id)
+		}
+		seen[id] = true
+	}
+	return validateLabels(r.Labels)
+}
+
+func (r *gatewayRequest) spec() model.GatewaySpec {
+	ids := append([]string(nil), r.ServiceIDs...)
+	sort.Strings(ids)
+	return model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ServerID: r.ServerID}
+}
+
+// checkServices fails with a 400 when a listed service does not exist.
+func checkServices(ctx context.Context, rd store.Reader, tid string, ids []string) error {
+	for _, id := range ids {
+		if err := checkService(ctx, rd, tid, "service_ids", id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) listGateways(c *gin.Context) {
+	limit, after, apiErr := page(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	items, pg, err := gatewayRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
+	if err != nil {
+		abort(c, cursorError(err, "gateway"))
+		return
+	}
+	out := make([]gatewayResponse, 0, len(items))
+	for _, t := range items {
+		out = append(out, s.renderGateway(c, t, false))
+	}
+	c.JSON(http.StatusOK, gin.H{"gateways": out, "total": pg.Total, "next": pg.Next})
+}
+
+// createGateway creates the gateway and its first credential, whose token
+// is in the response once (seed 003 GatewayWithClient).
+func (s *Server) createGateway(c *gin.Context) {
+	tid := tenantID(c)
+	var req gatewayRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	id, apiErr := newObjectID("id", req.ID)
+	if apiErr == nil {
+		apiErr = req.validate(tid)
+	}
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	t := &store.Typed[model.GatewaySpec]{
+		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
+		Spec: req.spec(),
+	}
+	var cred *credentialSecret
+	ok := s.write(c, "gateway", id, func(ctx context.Context, tx store.Tx) error {
+		if err := checkServices(ctx, tx, tid, req.ServiceIDs); err != nil {
+			return err
+		}
+		if err := gatewayRepo.Create(ctx, tx, t); err != nil {
+			return err
+		}
+		if err := record(ctx, tx, c, tid, "create", model.KindGateway, id); err != nil {
+			return err
+		}
+		var err error
+		cred, err = mintGatewayCredential(ctx, tx, c, tid, id)
+		return err
+	})
+	if ok {
+		out := s.renderGateway(c, t, false)
+		out.Credential = cred
+		c.Header("Cache-Control", "no-store")
+		respondObject(c, http.StatusCreated, t.Meta.Revision, out)
+	}
+}
+
+// gatewayCredentialPrefix starts every gateway token:
+// ghg_<tenant>.<credential id>.<secret>.
+const gatewayCredentialPrefix = "ghg_"
+
+// mintGatewayCredential creates a credential for a gateway in tx and returns
+// it with its token (the only time the token exists outside the caller).
+func mintGatewayCredential(ctx context.Context, tx store.Tx, c *gin.Context, tid, gw string) (*credentialSecret, error) {
+	secret, err := newSecret()
+	if err != nil {
+		return nil, err
+	}
+	id := strings.ReplaceAll(uuid.NewString(), "-", "")
+	t := &store.Typed[model.GatewayCredentialSpec]{
+		Meta: store.Object{TenantID: tid, ID: id, ParentID: gw, CreatedBy: actor(c)},
+		Spec: model.GatewayCredentialSpec{GatewayID: gw, SecretHash: hashSecret(secret)},
+	}
+	if err := gatewayCredRepo.Create(ctx, tx, t); err != nil {
+		return nil, err
+	}
+	if err := record(ctx, tx, c, tid, "create", model.KindGatewayCredential, id); err != nil {
+		return nil, err
+	}
+	return &credentialSecret{ID: id, GatewayID: gw, Token: gatewayCredentialPrefix + tid + "." + id + "." + secret,
+		CreatedAt: t.Meta.CreatedAt, CreatedBy: t.Meta.CreatedBy}, nil
+}
+
+func (s *Server) loadGateway(c *gin.Context) (*store.Typed[model.GatewaySpec], bool) {
+	id, apiErr := objectIDParam(c, "gw")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return nil, false
+	}
+	t, err := gatewayRepo.Get(c.Request.Context(), s.store, tenantID(c), id)
+	if err != nil {
+		fail(c, err, "gateway", id)
+		return nil, false
+	}
+	return t, true
+}
+
+func (s *Server) getGateway(c *gin.Context) {
+	t, ok := s.loadGateway(c)
+	if ok {
+		respondObject(c, http.StatusOK, t.Meta.Revision, s.renderGateway(c, t, true))
+	}
+}
+
+func (s *Server) updateGateway(c *gin.Context) {
+	tid := tenantID(c)
+	id, apiErr := objectIDParam(c, "gw")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var req gatewayRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.ID != "" && req.ID != id {
+		abort(c, fieldError("id", "does not match the id in the path; ids cannot be changed"))
+		return
+	}
+	if apiErr := req.validate(tid); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	expect, apiErr := ifMatch(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var t *store.Typed[model.GatewaySpec]
+	ok := s.write(c, "gateway", id, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		if t, err = gatewayRepo.Get(ctx, tx, tid, id); err != nil {
+			return err
+		}
+		if err := checkRevision(&t.Meta, expect); err != nil {
+			return err
+		}
+		if req.Type != t.Spec.Type {
+			return fieldError("type", "cannot change from %q; create another gateway", t.Spec.Type)
+		}
+		if err := checkServices(ctx, tx, tid, req.ServiceIDs); err != nil {
+			return err
+		}
+		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
+		t.Spec = req.spec()
+		if err := gatewayRepo.Update(ctx, tx, t, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "update", model.KindGateway, id)
+	})
+	if ok {
+		respondObject(c, http.StatusOK, t.Meta.Revision, s.renderGateway(c, t, false))
+	}
+}
+
+// deleteGateway removes the gateway and its credentials in one transaction;
+// its bundle stops being served.
+func (s *Server) deleteGateway(c *gin.Context) {
+	tid := tenantID(c)
+	id, apiErr := objectIDParam(c, "gw")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	expect, apiErr := ifMatch(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	ok := s.write(c, "gateway", id, func(ctx context.Context, tx store.Tx) error {
+		if _, err := gatewayRepo.Delete(ctx, tx, tid, id, expect); err != nil {
+			return err
+		}
+		creds, err := gatewayCredRepo.ListAll(ctx, tx, store.Query{TenantID: tid, ParentID: id})
+		if err != nil {
+			return err
+		}
+		for _, cr := range creds {
+			if _, err := gatewayCredRepo.Delete(ctx, tx, tid, cr.Meta.ID, 0); err != nil {
+				return err
+			}
+			if err := record(ctx, tx, c, tid, "delete", model.KindGatewayCredential, cr.Meta.ID); err != nil {
+				return err
+			}
+		}
+		return record(ctx, tx, c, tid, "delete", model.KindGateway, id)
+	})
+	if ok {
+		c.Status(http.StatusNoContent)
+	}
+}
+
+// gatewayKeys returns the public key the gateway's bundles are signed with.
+func (s *Server) gatewayKeys(c *gin.Context) {
+	t, ok := s.loadGateway(c)
+	if !ok {
+		return
+	}
+	k, err := s.keys.Key(c.Request.Context(), t.Meta.TenantID)
+	if err != nil {
+		abort(c, internalError(err))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": []gin.H{{
+		"kid": k.KeyID, "alg": k.Algorithm, "use": "bundle-signing", "public_key_pem": k.PublicKeyPEM,
+	}}})
+}
+
+func renderGatewayCredential(t *store.Typed[model.GatewayCredentialSpec]) credentialSecret {
+	return credentialSecret{ID: t.Meta.ID, GatewayID: t.Spec.GatewayID, CreatedAt: t.Meta.CreatedAt, CreatedBy: t.Meta.CreatedBy}
+}
+
+func (s *Server) listGatewayCredentials(c *gin.Context) {
+	t, ok := s.loadGateway(c)
+	if !ok {
+		return
+	}
+	items, err := gatewayCredRepo.ListAll(c.Request.Context(), s.store, store.Query{TenantID: t.Meta.TenantID, ParentID: t.Meta.ID})
+	if err != nil {
+		abort(c, internalError(err))
+		return
+	}
+	out := make([]credentialSecret, 0, len(items))
+	for _, cr := range items {
+		out = append(out, renderGatewayCredential(cr))
+	}
+	c.JSON(http.StatusOK, gin.H{"credentials": out, "total": len(out), "next": ""})
+}
+
+func (s *Server) createGatewayCredential(c *gin.Context) {
+	tid := tenantID(c)
+	t, ok := s.loadGateway(c)
+	if !ok {
+		return
+	}
+	var cred *credentialSecret
+	if s.write(c, "gateway", t.Meta.ID, func(ctx context.Context, tx store.Tx) error {
+		if _, err := gatewayRepo.Get(ctx, tx, tid, t.Meta.ID); err != nil {
+			return err
+		}
+		var err error
+		cred, err = mintGatewayCredential(ctx, tx, c, tid, t.Meta.ID)
+		return err
+	}) {
+		c.Header("Cache-Control", "no-store")
+		c.JSON(http.StatusCreated, cred)
+	}
+}
+
+func (s *Server) deleteGatewayCredential(c *gin.Context) {
+	tid := tenantID(c)
+	t, ok := s.loadGateway(c)
+	if !ok {
+		return
+	}
+	id, apiErr := objectIDParam(c, "cid")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if s.write(c, "credential", id, func(ctx context.Context, tx store.Tx) error {
+		cr, err := gatewayCredRepo.Get(ctx, tx, tid, id)
+		if err != nil {
+			return err
+		}
+		if cr.Spec.GatewayID != t.Meta.ID {
+			return store.ErrNotFound
+		}
+		if _, err := gatewayCredRepo.Delete(ctx, tx, tid, id, 0); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "delete", model.KindGatewayCredential, id)
+	}) {
+		c.Status(http.StatusNoContent)
+	}
+}
+
+// listDecisions lists the decision log events the gateway's OPAs uploaded,
+// newest first.
+func (s *Server) listDecisions(c *gin.Context) {
+	t, ok := s.loadGateway(c)
+	if !ok {
+		return
+	}
+	limit, after, apiErr := page(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	pg, err := s.store.ListLog(c.Request.Context(), store.LogQuery{
+		Stream: store.LogStream{Name: decisionStream, TenantID: t.Meta.TenantID, Key: t.Meta.ID}, Limit: limit, After: after})
+	if err != nil {
+		abort(c, cursorError(err, "decision"))
+		return
+	}
+	type decision struct {
+		ID         string          `json:"id"`
+		ReceivedAt time.Time       `json:"received_at"`
+		Event      json.RawMessage `json:"event"`
+	}
+	out := make([]decision, 0, len(pg.Items))
+	for _, e := range pg.Items {
+		out = append(out, decision{ID: e.ID, ReceivedAt: e.Time, Event: e.Data})
+	}
+	c.JSON(http.StatusOK, gin.H{"decisions": out, "next": pg.Next})
+}
