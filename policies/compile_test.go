@@ -345,7 +345,9 @@ func TestValidatorsTranslateToWorkingRego(t *testing.T) {
 		{"method", func(in map[string]any) { httpOf(in)["method"] = "POST" }, "validator 1 of 7"},
 		{"path", func(in map[string]any) { httpOf(in)["path"] = "/cats" }, "validator 2 of 7"},
 		{"header present", func(in map[string]any) { httpOf(in)["headers"] = map[string]any{"x-debug": "1"} }, "validator 3 of 7"},
-		{"claim", func(in map[string]any) { tokenOf(in)["claims"].(map[string]any)["org"] = map[string]any{"tier": "free"} }, "validator 4 of 7"},
+		{"claim", func(in map[string]any) {
+			tokenOf(in)["claims"].(map[string]any)["org"] = map[string]any{"tier": "free"}
+		}, "validator 4 of 7"},
 		{"missing claim", func(in map[string]any) { delete(tokenOf(in)["claims"].(map[string]any), "org") }, "validator 4 of 7"},
 		{"numeric claim", func(in map[string]any) { tokenOf(in)["claims"].(map[string]any)["age"] = 12 }, "validator 5 of 7"},
 		{"scopes", func(in map[string]any) { tokenOf(in)["scopes"] = []any{"other"} }, "validator 6 of 7"},
