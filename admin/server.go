@@ -36,6 +36,9 @@ type Options struct {
 	// bundle signing keys. Both are required for the gateway routes.
 	Bundles *bundles.Manager
 	Keys    *bundles.KeyStore
+	// AllowPrivateImportURLs lets OpenAPI URL imports fetch from loopback,
+	// private and link-local addresses (refused by default).
+	AllowPrivateImportURLs bool
 }
 
 // Server is the admin API.
@@ -50,6 +53,8 @@ type Server struct {
 	keys     *bundles.KeyStore
 	checker  *policies.Checker
 	engine   *gin.Engine
+	// allowPrivateImportURLs: see Options.AllowPrivateImportURLs.
+	allowPrivateImportURLs bool
 	// openAPIJSON is the validated OpenAPI document, rendered once.
 	openAPIJSON []byte
 }
@@ -94,6 +99,8 @@ func New(opts Options) (*Server, error) {
 		registry:    opts.Registry,
 		metrics:     m,
 		public:      opts.PublicURL,
+
+		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 	}
 	s.engine = s.routes()
 	return s, nil
@@ -134,6 +141,7 @@ func (s *Server) routes() *gin.Engine {
 		s.scopeRoutes,
 		s.policyRoutes,
 		s.gatewayRoutes,
+		s.serviceRoutes, s.apiRoutes,
 	} {
 		register(sys, adm)
 	}

@@ -1,0 +1,472 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/routing"
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+var serviceRepo = store.Repo[model.ServiceSpec]{Kind: model.KindService}
+
+// Limits on service fields.
+const (
+	maxServiceURLLength = 2048
+	maxServiceHosts     = 100
+)
+
+// serviceRequest is the body of service create and update (seed 003
+// Service). with_specification, tenant_id and metadata are read-only.
+type serviceRequest struct {
+	ID                string            `json:"id"`
+	Name              string            `json:"name"`
+	Description       string            `json:"description"`
+	URL               string            `json:"url"`
+	Hosts             []string          `json:"hosts"`
+	ServerID          string            `json:"server_id"`
+	WithSpecification *bool             `json:"with_specification"`
+	Labels            map[string]string `json:"labels"`
+	TenantID          string            `json:"tenant_id"`
+	Metadata          json.RawMessage   `json:"metadata"`
+}
+
+type serviceResponse struct {
+	ID                string            `json:"id"`
+	TenantID          string            `json:"tenant_id"`
+	Name              string            `json:"name"`
+	Description       string            `json:"description"`
+	URL               string            `json:"url"`
+	Hosts             []string          `json:"hosts"`
+	ServerID          string            `json:"server_id,omitempty"`
+	WithSpecification bool              `json:"with_specification"`
+	Labels            map[string]string `json:"labels"`
+	Metadata          *Metadata         `json:"metadata"`
+}
+
+// serviceWithScopes is GET /services/{sid} (seed ServiceWithScopesResponse).
+type serviceWithScopes struct {
+	serviceResponse
+	Scopes []scopeResponse `json:"scopes"`
+}
+
+// removeSpecificationResult is the answer of DELETE /services/{sid}/apis
+// (seed RemoveServiceConfigurationResult). Imports create no policies, so
+// the policy lists are always empty.
+type removeSpecificationResult struct {
+	RemovedAPIs        []apiResponse `json:"removed_apis"`
+	RemovedPolicies    []any         `json:"removed_policies"`
+	NotRemovedPolicies []any         `json:"not_removed_policies"`
+}
+
+func renderService(t *store.Typed[model.ServiceSpec]) serviceResponse {
+	hosts := t.Spec.Hosts
+	if hosts == nil {
+		hosts = []string{}
+	}
+	return serviceResponse{
+		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description,
+		URL: t.Spec.URL, Hosts: hosts, ServerID: t.Spec.ServerID, WithSpecification: t.Spec.WithSpecification,
+		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
+	}
+}
+
+func (s *Server) serviceRoutes(_, adm *gin.RouterGroup) {
+	adm.GET("/services", s.listServices)
+	adm.POST("/services", s.createService)
+	adm.GET("/services/:sid", s.getService)
+	adm.PUT("/services/:sid", s.updateService)
+	adm.DELETE("/services/:sid", s.deleteService)
+	adm.GET("/services/:sid/apis", s.listServiceAPIs)
+	adm.DELETE("/services/:sid/apis", s.removeSpecification)
+	adm.POST("/services/:sid/apis/import/file", s.importFromFile)
+	adm.POST("/services/:sid/apis/import/text", s.importFromText)
+	adm.POST("/services/:sid/apis/import/url", s.importFromURL)
+}
+
+// validate checks the request and returns the normalised hosts.
+func (r *serviceRequest) validate(tid string) ([]string, *Error) {
+	if err := validateText("name", r.Name, true, 256); err != nil {
+		return nil, err
+	}
+	if err := validateText("description", r.Description, false, 4096); err != nil {
+		return nil, err
+	}
+	if err := validateServiceURL(r.URL); err != nil {
+		return nil, err
+	}
+	hosts, err := normalizeHosts(r.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateText("server_id", r.ServerID, false, 256); err != nil {
+		return nil, err
+	}
+	if r.TenantID != "" && r.TenantID != tid {
+		return nil, fieldError("tenant_id", "does not match the tenant in the path")
+	}
+	return hosts, validateLabels(r.Labels)
+}
+
+// validateServiceURL: an absolute http(s) URL with a host, without
+// credentials, query or fragment (the gateway appends request paths to it).
+func validateServiceURL(raw string) *Error {
+	if strings.TrimSpace(raw) == "" {
+		return missingField("url")
+	}
+	if len(raw) > maxServiceURLLength {
+		return fieldError("url", "must be at most %d characters", maxServiceURLLength)
+	}
+	if strings.ContainsAny(raw, " \t\r\n") {
+		return fieldError("url", "must not contain whitespace")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fieldError("url", "not a valid URL: %s", errors.Unwrap(err))
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fieldError("url", "must be an absolute http or https URL, got %q", raw)
+	case u.Opaque != "" || u.Hostname() == "":
+		return fieldError("url", "must have a host, like https://pets.internal:8443")
+	case u.User != nil:
+		return fieldError("url", "must not contain user information")
+	case u.RawQuery != "" || u.ForceQuery:
+		return fieldError("url", "must not have a query")
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return fieldError("url", "must not have a fragment")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fieldError("url", "port must be between 1 and 65535")
+		}
+	}
+	return nil
+}
+
+// normalizeHosts validates service hosts and returns their normalised form.
+func normalizeHosts(hosts []string) ([]string, *Error) {
+	if len(hosts) > maxServiceHosts {
+		return nil, fieldError("hosts", "at most %d hosts are allowed", maxServiceHosts)
+	}
+	if len(hosts) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(hosts))
+	for i, h := range hosts {
+		field := fmt.Sprintf("hosts[%d]", i)
+		d, err := routing.ValidateDomain(h)
+		if err != nil {
+			return nil, fieldError(field, "%s", err.Error())
+		}
+		if slices.Contains(out, d) {
+			return nil, fieldError(field, "duplicate host %q", d)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// pathIDAndIfMatch reads the object id path parameter and the If-Match
+// revision of a write; on a bad value it answers 400 and reports false.
+func pathIDAndIfMatch(c *gin.Context, param string) (string, int64, bool) {
+	id, apiErr := objectIDParam(c, param)
+	var expect int64
+	if apiErr == nil {
+		expect, apiErr = ifMatch(c)
+	}
+	if apiErr != nil {
+		abort(c, apiErr)
+		return "", 0, false
+	}
+	return id, expect, true
+}
+
+// serviceRef loads the service a request field names; a missing service is
+// a 400 naming the field.
+func serviceRef(ctx context.Context, rd store.Reader, tid, field, id string) (*store.Typed[model.ServiceSpec], error) {
+	t, err := serviceRepo.Get(ctx, rd, tid, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unknownReference(field, "service", id)
+	}
+	return t, err
+}
+
+func (s *Server) listServices(c *gin.Context) {
+	limit, after, apiErr := page(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	items, pg, err := serviceRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
+	if err != nil {
+		abort(c, cursorError(err, "service"))
+		return
+	}
+	out := make([]serviceResponse, 0, len(items))
+	for _, t := range items {
+		out = append(out, renderService(t))
+	}
+	c.JSON(http.StatusOK, gin.H{"services": out, "total": pg.Total, "next": pg.Next})
+}
+
+func (s *Server) createService(c *gin.Context) {
+	tid := tenantID(c)
+	var req serviceRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	id, apiErr := newObjectID("id", req.ID)
+	var hosts []string
+	if apiErr == nil {
+		hosts, apiErr = req.validate(tid)
+	}
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	t := &store.Typed[model.ServiceSpec]{
+		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
+		Spec: model.ServiceSpec{URL: req.URL, Hosts: hosts, ServerID: req.ServerID},
+	}
+	ok := s.write(c, "service", id, func(ctx context.Context, tx store.Tx) error {
+		if err := serviceRepo.Create(ctx, tx, t); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "create", model.KindService, id)
+	})
+	if ok {
+		respondObject(c, http.StatusCreated, t.Meta.Revision, renderService(t))
+	}
+}
+
+// getService answers the service with the scopes bound to it.
+func (s *Server) getService(c *gin.Context) {
+	tid := tenantID(c)
+	id, apiErr := objectIDParam(c, "sid")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var (
+		t      *store.Typed[model.ServiceSpec]
+		scopes []*store.Typed[model.ScopeSpec]
+	)
+	err := s.store.View(c.Request.Context(), func(ctx context.Context, rd store.Reader) error {
+		var err error
+		if t, err = serviceRepo.Get(ctx, rd, tid, id); err != nil {
+			return err
+		}
+		scopes, err = serviceScopes(ctx, rd, tid, id)
+		return err
+	})
+	if err != nil {
+		fail(c, err, "service", id)
+		return
+	}
+	out := serviceWithScopes{serviceResponse: renderService(t), Scopes: make([]scopeResponse, 0, len(scopes))}
+	for _, sc := range scopes {
+		out.Scopes = append(out.Scopes, renderScope(sc))
+	}
+	respondObject(c, http.StatusOK, t.Meta.Revision, out)
+}
+
+// serviceScopes lists the scopes bound to a service.
+func serviceScopes(ctx context.Context, rd store.Reader, tid, sid string) ([]*store.Typed[model.ScopeSpec], error) {
+	all, err := scopeRepo.ListAll(ctx, rd, store.Query{TenantID: tid})
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(t *store.Typed[model.ScopeSpec]) bool { return t.Spec.ServiceID != sid }), nil
+}
+
+func (s *Server) updateService(c *gin.Context) {
+	tid := tenantID(c)
+	id, expect, ok := pathIDAndIfMatch(c, "sid")
+	if !ok {
+		return
+	}
+	var req serviceRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.ID != "" && req.ID != id {
+		abort(c, fieldError("id", "does not match the id in the path; ids cannot be changed"))
+		return
+	}
+	hosts, apiErr := req.validate(tid)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var t *store.Typed[model.ServiceSpec]
+	ok = s.write(c, "service", id, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		if t, err = serviceRepo.Get(ctx, tx, tid, id); err != nil {
+			return err
+		}
+		if err := checkRevision(&t.Meta, expect); err != nil {
+			return err
+		}
+		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
+		t.Spec = model.ServiceSpec{URL: req.URL, Hosts: hosts, ServerID: req.ServerID, WithSpecification: t.Spec.WithSpecification}
+		if err := serviceRepo.Update(ctx, tx, t, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "update", model.KindService, id)
+	})
+	if ok {
+		respondObject(c, http.StatusOK, t.Meta.Revision, renderService(t))
+	}
+}
+
+// deleteService deletes the service and its APIs in one transaction. It is
+// refused (409 in_use) while a gateway lists the service or a scope is
+// bound to it.
+func (s *Server) deleteService(c *gin.Context) {
+	tid := tenantID(c)
+	id, expect, ok := pathIDAndIfMatch(c, "sid")
+	if !ok {
+		return
+	}
+	ok = s.write(c, "service", id, func(ctx context.Context, tx store.Tx) error {
+		t, err := serviceRepo.Get(ctx, tx, tid, id)
+		if err != nil {
+			return err
+		}
+		if err := checkRevision(&t.Meta, expect); err != nil {
+			return err
+		}
+		if err := checkServiceUnused(ctx, tx, tid, id); err != nil {
+			return err
+		}
+		if _, err := deleteServiceAPIs(ctx, tx, c, tid, id); err != nil {
+			return err
+		}
+		if _, err := serviceRepo.Delete(ctx, tx, tid, id, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "delete", model.KindService, id)
+	})
+	if ok {
+		c.Status(http.StatusNoContent)
+	}
+}
+
+// checkServiceUnused fails with 409 in_use when gateways list the service
+// or scopes are bound to it.
+func checkServiceUnused(ctx context.Context, rd store.Reader, tid, sid string) error {
+	users := map[string][]string{}
+	gateways, err := gatewayRepo.ListAll(ctx, rd, store.Query{TenantID: tid})
+	if err != nil {
+		return err
+	}
+	for _, g := range gateways {
+		if slices.Contains(g.Spec.ServiceIDs, sid) {
+			users[model.KindGateway] = append(users[model.KindGateway], g.Meta.ID)
+		}
+	}
+	scopes, err := serviceScopes(ctx, rd, tid, sid)
+	if err != nil {
+		return err
+	}
+	for _, sc := range scopes {
+		users[model.KindScope] = append(users[model.KindScope], sc.Meta.ID)
+	}
+	if len(users) > 0 {
+		return inUse("service", sid, users)
+	}
+	return nil
+}
+
+// deleteServiceAPIs deletes every API of a service, recording an audit
+// event for each, and returns them as they were.
+func deleteServiceAPIs(ctx context.Context, tx store.Tx, c *gin.Context, tid, sid string) ([]*store.Typed[model.APISpec], error) {
+	apis, err := serviceAPIs(ctx, tx, tid, sid)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range apis {
+		if err := deleteAPI(ctx, tx, c, tid, a.Meta.ID, 0); err != nil {
+			return nil, err
+		}
+	}
+	return apis, nil
+}
+
+// listServiceAPIs lists a service's APIs in position order (see sortAPIs).
+func (s *Server) listServiceAPIs(c *gin.Context) {
+	tid := tenantID(c)
+	sid, apiErr := objectIDParam(c, "sid")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	f, apiErr := parseAPIFilter(c, false)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	f.serviceID = sid
+	var apis []*store.Typed[model.APISpec]
+	err := s.store.View(c.Request.Context(), func(ctx context.Context, rd store.Reader) error {
+		if _, err := serviceRepo.Get(ctx, rd, tid, sid); err != nil {
+			return err
+		}
+		var err error
+		apis, err = serviceAPIs(ctx, rd, tid, sid)
+		return err
+	})
+	if err != nil {
+		fail(c, err, "service", sid)
+		return
+	}
+	respondAPIList(c, apis, f)
+}
+
+// removeSpecification (seed removeSpecification) deletes all the service's
+// APIs in one transaction and clears with_specification.
+func (s *Server) removeSpecification(c *gin.Context) {
+	tid := tenantID(c)
+	sid, expect, ok := pathIDAndIfMatch(c, "sid")
+	if !ok {
+		return
+	}
+	var removed []*store.Typed[model.APISpec]
+	ok = s.write(c, "service", sid, func(ctx context.Context, tx store.Tx) error {
+		svc, err := serviceRepo.Get(ctx, tx, tid, sid)
+		if err != nil {
+			return err
+		}
+		if err := checkRevision(&svc.Meta, expect); err != nil {
+			return err
+		}
+		if removed, err = deleteServiceAPIs(ctx, tx, c, tid, sid); err != nil {
+			return err
+		}
+		if !svc.Spec.WithSpecification {
+			return nil
+		}
+		svc.Spec.WithSpecification = false
+		svc.Meta.UpdatedBy = actor(c)
+		if err := serviceRepo.Update(ctx, tx, svc, 0); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "update", model.KindService, sid)
+	})
+	if ok {
+		c.JSON(http.StatusOK, removeSpecificationResult{RemovedAPIs: renderAPIs(removed), RemovedPolicies: []any{}, NotRemovedPolicies: []any{}})
+	}
+}
