@@ -34,6 +34,8 @@ type serveConfig struct {
 	LogLevel        string
 	ShutdownTimeout time.Duration
 	MasterKeyFile   string
+	// ImportAllowPrivateURLs lets OpenAPI URL imports reach private networks.
+	ImportAllowPrivateURLs bool
 }
 
 var serveEnv = []envFlag{
@@ -44,6 +46,7 @@ var serveEnv = []envFlag{
 	{"log-level", "GATEHOUSE_LOG_LEVEL"},
 	{"shutdown-timeout", "GATEHOUSE_SHUTDOWN_TIMEOUT"},
 	{"master-key-file", "GATEHOUSE_MASTER_KEY_FILE"},
+	{"import-allow-private-urls", "GATEHOUSE_IMPORT_ALLOW_PRIVATE_URLS"},
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -80,6 +83,7 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain in-flight requests on SIGTERM")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the master key that seals signing keys (default <data-dir>/master.key, generated; GATEHOUSE_MASTER_KEY gives the key itself)")
+	fs.BoolVar(&cfg.ImportAllowPrivateURLs, "import-allow-private-urls", false, "let OpenAPI imports from a URL fetch from loopback, private and link-local addresses")
 	annotateEnv(fs, serveEnv)
 	return cmd
 }
@@ -141,7 +145,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api, err := admin.New(admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
-		Bundles: mgr, Keys: keys})
+		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs})
 	if err != nil {
 		ln.Close()
 		return err
