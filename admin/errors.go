@@ -30,6 +30,7 @@ const (
 	CodeConflict           = "conflict"
 	CodeInvalidTransition  = "invalid_transition"
 	CodeInUse              = "in_use"
+	CodeEvaluation         = "evaluation_error"
 	CodePreconditionFailed = "precondition_failed"
 	CodeInternal           = "internal_error"
 	CodeUnavailable        = "unavailable"

@@ -430,7 +430,7 @@ func (s *Server) runPolicyTest(c *gin.Context, tid, id string, spec model.Policy
 	}
 	result, err := policies.EvalObject(ctx, pq, input)
 	if err != nil {
-		abort(c, newError(http.StatusBadRequest, "evaluation_error", "the policy failed to evaluate: "+err.Error(), map[string]any{"field": "input"}))
+		abort(c, newError(http.StatusBadRequest, CodeEvaluation, "the policy failed to evaluate: "+err.Error(), map[string]any{"field": "input"}))
 		return
 	}
 	failed, err := policies.Explain(ctx, pq, input)
