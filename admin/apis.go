@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -44,6 +45,7 @@ type apiRequest struct {
 	Position            *int              `json:"position"`
 	OperationID         string            `json:"operation_id"`
 	Imported            bool              `json:"imported"`
+	ClaimsToHeaders     map[string]string `json:"claims_to_headers"`
 	Labels              map[string]string `json:"labels"`
 	TenantID            string            `json:"tenant_id"`
 	Metadata            json.RawMessage   `json:"metadata"`
@@ -62,6 +64,7 @@ type apiResponse struct {
 	Position            int               `json:"position"`
 	OperationID         string            `json:"operation_id,omitempty"`
 	Imported            bool              `json:"imported"`
+	ClaimsToHeaders     map[string]string `json:"claims_to_headers"`
 	Labels              map[string]string `json:"labels"`
 	Metadata            *Metadata         `json:"metadata"`
 }
@@ -75,7 +78,7 @@ func renderAPI(t *store.Typed[model.APISpec]) apiResponse {
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, ServiceID: t.Spec.ServiceID, Method: t.Spec.Method, Path: t.Spec.Path,
 		PolicyID: t.Spec.PolicyID, CanHavePolicy: t.Spec.CanHavePolicy, DataClassifications: dc, Public: t.Spec.Public,
 		Position: t.Spec.Position, OperationID: t.Spec.OperationID, Imported: t.Spec.Imported,
-		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
+		ClaimsToHeaders: labelsOrEmpty(t.Spec.ClaimsToHeaders), Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
 }
 
@@ -151,7 +154,41 @@ func (r *apiRequest) validate(tid string, create bool) *Error {
 	if r.TenantID != "" && r.TenantID != tid {
 		return fieldError("tenant_id", "does not match the tenant in the path")
 	}
+	if err := validateClaimsToHeaders(r.ClaimsToHeaders); err != nil {
+		return err
+	}
 	return validateLabels(r.Labels)
+}
+
+var (
+	claimPathPattern  = regexp.MustCompile(`^[A-Za-z0-9_:/$@-]+(\.[A-Za-z0-9_:/$@-]+)*$`)
+	headerNamePattern = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+	reservedHeaders   = map[string]bool{"host": true, "authorization": true, "connection": true, "content-length": true,
+		"transfer-encoding": true, "te": true, "upgrade": true, "keep-alive": true, "proxy-authorization": true}
+)
+
+// validateClaimsToHeaders: claim paths (dotted) to valid, non-reserved
+// header names, at most 32.
+func validateClaimsToHeaders(m map[string]string) *Error {
+	if len(m) > 32 {
+		return fieldError("claims_to_headers", "at most 32 entries are allowed")
+	}
+	seen := map[string]bool{}
+	for claim, header := range m {
+		field := "claims_to_headers." + claim
+		if len(claim) > 256 || !claimPathPattern.MatchString(claim) {
+			return fieldError(field, "the claim must be a dotted path of claim names")
+		}
+		h := strings.ToLower(header)
+		if !headerNamePattern.MatchString(header) || reservedHeaders[h] {
+			return fieldError(field, "%q is not a header name that can be set on the upstream request", header)
+		}
+		if seen[h] {
+			return fieldError(field, "header %q is set twice", header)
+		}
+		seen[h] = true
+	}
+	return nil
 }
 
 func validateDataClassifications(dcs []string) *Error {
@@ -223,7 +260,7 @@ func (s *Server) createAPI(c *gin.Context) {
 		Spec: model.APISpec{
 			ServiceID: req.ServiceID, Method: route.method, Path: route.tpl.Raw, PolicyID: req.PolicyID,
 			CanHavePolicy: req.CanHavePolicy == nil || *req.CanHavePolicy, DataClassifications: req.DataClassifications,
-			Public: req.Public, Position: derefOr(req.Position, 0),
+			Public: req.Public, Position: derefOr(req.Position, 0), ClaimsToHeaders: req.ClaimsToHeaders,
 		},
 	}
 	ok := s.write(c, "api", id, func(ctx context.Context, tx store.Tx) error {
@@ -351,6 +388,7 @@ func (r *apiRequest) merge(cur model.APISpec) (model.APISpec, *Error) {
 	}
 	next.CanHavePolicy = derefOr(r.CanHavePolicy, cur.CanHavePolicy)
 	next.PolicyID, next.DataClassifications, next.Public = r.PolicyID, r.DataClassifications, r.Public
+	next.ClaimsToHeaders = r.ClaimsToHeaders
 	if !next.CanHavePolicy && next.PolicyID != "" {
 		return cur, fieldError("policy_id", "cannot be set: the API has can_have_policy false")
 	}

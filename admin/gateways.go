@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -23,35 +24,41 @@ var (
 // gatewayRequest is the body of gateway create and update. credential and
 // status are read-only.
 type gatewayRequest struct {
-	ID                   string            `json:"id"`
-	Name                 string            `json:"name"`
-	Description          string            `json:"description"`
-	Type                 string            `json:"type"`
-	ServiceIDs           []string          `json:"service_ids"`
-	DryRun               bool              `json:"dry_run"`
-	AllowUnmatchedRoutes bool              `json:"allow_unmatched_routes"`
-	ServerID             string            `json:"server_id"`
-	Labels               map[string]string `json:"labels"`
-	TenantID             string            `json:"tenant_id"`
-	Metadata             json.RawMessage   `json:"metadata"`
-	Status               json.RawMessage   `json:"status"`
-	Credential           json.RawMessage   `json:"credential"`
+	ID                   string                     `json:"id"`
+	Name                 string                     `json:"name"`
+	Description          string                     `json:"description"`
+	Type                 string                     `json:"type"`
+	ServiceIDs           []string                   `json:"service_ids"`
+	DryRun               bool                       `json:"dry_run"`
+	AllowUnmatchedRoutes bool                       `json:"allow_unmatched_routes"`
+	ServerID             string                     `json:"server_id"`
+	ListenerAddress      string                     `json:"listener_address"`
+	ListenerPort         int                        `json:"listener_port"`
+	RequestBody          *model.RequestBodySettings `json:"request_body"`
+	Labels               map[string]string          `json:"labels"`
+	TenantID             string                     `json:"tenant_id"`
+	Metadata             json.RawMessage            `json:"metadata"`
+	Status               json.RawMessage            `json:"status"`
+	Credential           json.RawMessage            `json:"credential"`
 }
 
 type gatewayResponse struct {
-	ID                   string            `json:"id"`
-	TenantID             string            `json:"tenant_id"`
-	Name                 string            `json:"name"`
-	Description          string            `json:"description"`
-	Type                 string            `json:"type"`
-	ServiceIDs           []string          `json:"service_ids"`
-	DryRun               bool              `json:"dry_run"`
-	AllowUnmatchedRoutes bool              `json:"allow_unmatched_routes"`
-	ServerID             string            `json:"server_id,omitempty"`
-	Labels               map[string]string `json:"labels"`
-	Status               *gatewayStatus    `json:"status,omitempty"`
-	Credential           *credentialSecret `json:"credential,omitempty"`
-	Metadata             *Metadata         `json:"metadata"`
+	ID                   string                     `json:"id"`
+	TenantID             string                     `json:"tenant_id"`
+	Name                 string                     `json:"name"`
+	Description          string                     `json:"description"`
+	Type                 string                     `json:"type"`
+	ServiceIDs           []string                   `json:"service_ids"`
+	DryRun               bool                       `json:"dry_run"`
+	AllowUnmatchedRoutes bool                       `json:"allow_unmatched_routes"`
+	ServerID             string                     `json:"server_id,omitempty"`
+	ListenerAddress      string                     `json:"listener_address"`
+	ListenerPort         int                        `json:"listener_port"`
+	RequestBody          *model.RequestBodySettings `json:"request_body,omitempty"`
+	Labels               map[string]string          `json:"labels"`
+	Status               *gatewayStatus             `json:"status,omitempty"`
+	Credential           *credentialSecret          `json:"credential,omitempty"`
+	Metadata             *Metadata                  `json:"metadata"`
 }
 
 // credentialSecret is a gateway credential; Token is only shown when the
@@ -96,7 +103,8 @@ func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec]
 	out := gatewayResponse{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description, Type: t.Spec.Type,
 		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
-		ServerID: t.Spec.ServerID, Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
+		ServerID: t.Spec.ServerID, ListenerAddress: t.Spec.ListenerAddress, ListenerPort: t.Spec.ListenerPort,
+		RequestBody: t.Spec.RequestBody, Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
 	if withStatus {
 		st := &gatewayStatus{}
@@ -131,8 +139,23 @@ func (r *gatewayRequest) validate(tid string) *Error {
 	if r.Type == "" {
 		r.Type = model.GatewayEnvoy
 	}
-	if r.Type != model.GatewayEnvoy {
-		return fieldError("type", "unsupported gateway type %q (supported: %s)", r.Type, model.GatewayEnvoy)
+	if r.Type != model.GatewayEnvoy && r.Type != model.GatewayGRPC {
+		return fieldError("type", "unsupported gateway type %q (supported: %s, %s)", r.Type, model.GatewayEnvoy, model.GatewayGRPC)
+	}
+	if r.ListenerAddress == "" {
+		r.ListenerAddress = model.DefaultListenerAddress
+	}
+	if net.ParseIP(r.ListenerAddress) == nil {
+		return fieldError("listener_address", "must be an IP address (e.g. 0.0.0.0 or ::)")
+	}
+	if r.ListenerPort == 0 {
+		r.ListenerPort = model.DefaultListenerPort
+	}
+	if r.ListenerPort < 1 || r.ListenerPort > 65535 {
+		return fieldError("listener_port", "must be between 1 and 65535")
+	}
+	if b := r.RequestBody; b != nil && (b.MaxRequestBytes == 0 || b.MaxRequestBytes > 8<<20) {
+		return fieldError("request_body.max_request_bytes", "must be between 1 and %d", 8<<20)
 	}
 	seen := map[string]bool{}
 	for i, id := range r.ServiceIDs {
@@ -150,7 +173,8 @@ func (r *gatewayRequest) validate(tid string) *Error {
 func (r *gatewayRequest) spec() model.GatewaySpec {
 	ids := append([]string(nil), r.ServiceIDs...)
 	sort.Strings(ids)
-	return model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ServerID: r.ServerID}
+	return model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ServerID: r.ServerID,
+		ListenerAddress: r.ListenerAddress, ListenerPort: r.ListenerPort, RequestBody: r.RequestBody}
 }
 
 // checkServices fails with a 400 when a listed service does not exist.

@@ -17,12 +17,13 @@ var (
 	policyRepo  = store.Repo[model.PolicySpec]{Kind: model.KindPolicy}
 	scopeRepo   = store.Repo[model.ScopeSpec]{Kind: model.KindScope}
 	gatewayRepo = store.Repo[model.GatewaySpec]{Kind: model.KindGateway}
+	issuerRepo  = store.Repo[model.IssuerSpec]{Kind: model.KindIssuer}
 )
 
 // InputKinds are the kinds whose changes can change a tenant's bundles.
 var InputKinds = map[string]bool{
 	model.KindTenant: true, model.KindService: true, model.KindAPI: true,
-	model.KindPolicy: true, model.KindScope: true, model.KindGateway: true,
+	model.KindPolicy: true, model.KindScope: true, model.KindGateway: true, model.KindIssuer: true,
 }
 
 func objects[S any](items []*store.Typed[S]) []policies.Object[S] {
@@ -66,6 +67,11 @@ func LoadConfig(ctx context.Context, r store.Reader, tenantID string) (*policies
 	if err != nil {
 		return nil, fmt.Errorf("load gateways of %s: %w", tenantID, err)
 	}
+	issuers, err := issuerRepo.ListAll(ctx, r, q)
+	if err != nil {
+		return nil, fmt.Errorf("load issuers of %s: %w", tenantID, err)
+	}
+	cfg.Issuers = objects(issuers)
 	cfg.Services, cfg.APIs, cfg.Policies = objects(services), objects(apis), objects(pols)
 	cfg.Scopes, cfg.Gateways = objects(scopes), objects(gateways)
 	return cfg, nil

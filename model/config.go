@@ -1,5 +1,7 @@
 package model
 
+import "encoding/json"
+
 // Tenant configuration kinds (tenant-scoped).
 const (
 	KindService           = "services"
@@ -9,6 +11,7 @@ const (
 	KindGateway           = "gateways"
 	KindGatewayCredential = "gateway-credentials" // child of a gateway
 	KindSigningKey        = "signing-keys"        // the tenant's bundle signing key
+	KindIssuer            = "issuers"             // trusted token issuers
 )
 
 // ServiceSpec is a protected upstream. Name (unique per tenant) and
@@ -43,6 +46,9 @@ type APISpec struct {
 	OperationID string `json:"operation_id,omitempty"`
 	// Position is the operation's position in its service (import order).
 	Position int `json:"position,omitempty"`
+	// ClaimsToHeaders forwards validated token claims to the upstream:
+	// claim (dotted path) -> header name.
+	ClaimsToHeaders map[string]string `json:"claims_to_headers,omitempty"`
 }
 
 // APIName is the envelope name of an API: unique per service, method and
@@ -93,6 +99,9 @@ type ScopeSpec struct {
 // Gateway types.
 const (
 	GatewayEnvoy = "envoy"
+	// GatewayGRPC is a proxyless gRPC gateway: gRPC clients and servers
+	// consume the xDS resources themselves.
+	GatewayGRPC = "grpc"
 )
 
 // GatewaySpec is an enforcement point. Its name is the envelope name.
@@ -107,6 +116,39 @@ type GatewaySpec struct {
 	// default denies them with 404).
 	AllowUnmatchedRoutes bool   `json:"allow_unmatched_routes,omitempty"`
 	ServerID             string `json:"server_id,omitempty"`
+	// ListenerAddress and ListenerPort are where the gateway's Envoy
+	// listens (xDS); defaults 0.0.0.0 and 10000.
+	ListenerAddress string `json:"listener_address,omitempty"`
+	ListenerPort    int    `json:"listener_port,omitempty"`
+	// RequestBody, when set, makes Envoy send request bodies to the
+	// authorizer (ext_authz with_request_body).
+	RequestBody *RequestBodySettings `json:"request_body,omitempty"`
+}
+
+// Gateway listener defaults.
+const (
+	DefaultListenerAddress = "0.0.0.0"
+	DefaultListenerPort    = 10000
+)
+
+// RequestBodySettings is ext_authz's with_request_body.
+type RequestBodySettings struct {
+	MaxRequestBytes     uint32 `json:"max_request_bytes"`
+	AllowPartialMessage bool   `json:"allow_partial_message,omitempty"`
+}
+
+// IssuerSpec is a token issuer the tenant's gateways trust (an OIDC
+// provider or an authorization server). Its name is the envelope name.
+type IssuerSpec struct {
+	// Issuer is the exact iss claim value (the issuer URL).
+	Issuer string `json:"issuer"`
+	// Audiences: a token's aud must contain at least one of them.
+	Audiences []string `json:"audiences"`
+	// Keys come from exactly one of: JWKS (inline JSON Web Key Set),
+	// JWKSURI, or Discovery (the issuer's OIDC discovery document).
+	JWKS      json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI   string          `json:"jwks_uri,omitempty"`
+	Discovery bool            `json:"discovery,omitempty"`
 }
 
 // GatewayCredentialSpec is a gateway's bearer secret for the bundle

@@ -47,6 +47,12 @@ type Compiled struct {
 	Skipped map[string]string
 	// Routes is the gateway's routing table (for the fast path and xDS).
 	Routes *routing.Table
+	// Gateway, Services (the gateway's, by id), APIs (of those services, by
+	// id) and Issuers are the typed configuration the content came from.
+	Gateway  Object[model.GatewaySpec]
+	Services []Object[model.ServiceSpec]
+	APIs     map[string]Object[model.APISpec]
+	Issuers  []Object[model.IssuerSpec]
 }
 
 // Data model of data.gatehouse.config. Field names are the bundle's
@@ -57,11 +63,24 @@ type (
 		Name string `json:"name"`
 	}
 	dataGateway struct {
-		ID                   string `json:"id"`
-		Name                 string `json:"name"`
-		Type                 string `json:"type"`
-		DryRun               bool   `json:"dry_run"`
-		AllowUnmatchedRoutes bool   `json:"allow_unmatched_routes"`
+		ID                   string                     `json:"id"`
+		Name                 string                     `json:"name"`
+		Type                 string                     `json:"type"`
+		DryRun               bool                       `json:"dry_run"`
+		AllowUnmatchedRoutes bool                       `json:"allow_unmatched_routes"`
+		ListenerAddress      string                     `json:"listener_address"`
+		ListenerPort         int                        `json:"listener_port"`
+		RequestBody          *model.RequestBodySettings `json:"request_body"`
+	}
+	dataIssuer struct {
+		ID        string   `json:"id"`
+		Name      string   `json:"name"`
+		Issuer    string   `json:"issuer"`
+		Audiences []string `json:"audiences"`
+		// JWKS is the inline key set as a JSON string ("" when remote).
+		JWKS      string `json:"jwks"`
+		JWKSURI   string `json:"jwks_uri"`
+		Discovery bool   `json:"discovery"`
 	}
 	dataService struct {
 		ID    string   `json:"id"`
@@ -70,13 +89,14 @@ type (
 		Hosts []string `json:"hosts"`
 	}
 	dataAPI struct {
-		ID                  string   `json:"id"`
-		ServiceID           string   `json:"service_id"`
-		Method              string   `json:"method"`
-		Path                string   `json:"path"`
-		PolicyID            string   `json:"policy_id"`
-		Public              bool     `json:"public"`
-		DataClassifications []string `json:"data_classifications"`
+		ID                  string            `json:"id"`
+		ServiceID           string            `json:"service_id"`
+		Method              string            `json:"method"`
+		Path                string            `json:"path"`
+		PolicyID            string            `json:"policy_id"`
+		Public              bool              `json:"public"`
+		DataClassifications []string          `json:"data_classifications"`
+		ClaimsToHeaders     map[string]string `json:"claims_to_headers"`
 	}
 	dataPolicy struct {
 		ID       string `json:"id"`
@@ -130,6 +150,7 @@ type (
 		APIs     map[string]dataAPI     `json:"apis"`
 		Policies map[string]dataPolicy  `json:"policies"`
 		Scopes   map[string]dataScope   `json:"scopes"`
+		Issuers  []dataIssuer           `json:"issuers"`
 		Routing  dataRouting            `json:"routing"`
 	}
 )
@@ -160,12 +181,22 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	d := dataConfig{
 		Tenant: dataTenant{ID: cfg.Tenant.ID, Name: cfg.Tenant.Spec.Name},
 		Gateway: dataGateway{ID: gw.ID, Name: gw.Name, Type: gw.Spec.Type, DryRun: gw.Spec.DryRun,
-			AllowUnmatchedRoutes: gw.Spec.AllowUnmatchedRoutes},
+			AllowUnmatchedRoutes: gw.Spec.AllowUnmatchedRoutes, ListenerAddress: gw.Spec.ListenerAddress,
+			ListenerPort: gw.Spec.ListenerPort, RequestBody: gw.Spec.RequestBody},
 		Services: map[string]dataService{},
 		APIs:     map[string]dataAPI{},
 		Policies: map[string]dataPolicy{},
 		Scopes:   map[string]dataScope{},
+		Issuers:  []dataIssuer{},
 	}
+	if d.Gateway.ListenerAddress == "" {
+		d.Gateway.ListenerAddress = model.DefaultListenerAddress
+	}
+	if d.Gateway.ListenerPort == 0 {
+		d.Gateway.ListenerPort = model.DefaultListenerPort
+	}
+	out := &Compiled{TenantID: cfg.Tenant.ID, GatewayID: gatewayID, Gateway: *gw, Services: services,
+		APIs: map[string]Object[model.APISpec]{}}
 	inGateway := map[string]*routing.ServiceRoutes{}
 	var routeInput []routing.ServiceRoutes
 	for _, s := range services {
@@ -183,7 +214,9 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 			continue
 		}
 		d.APIs[a.ID] = dataAPI{ID: a.ID, ServiceID: a.Spec.ServiceID, Method: a.Spec.Method, Path: a.Spec.Path,
-			PolicyID: a.Spec.PolicyID, Public: a.Spec.Public, DataClassifications: nonNil(a.Spec.DataClassifications)}
+			PolicyID: a.Spec.PolicyID, Public: a.Spec.Public, DataClassifications: nonNil(a.Spec.DataClassifications),
+			ClaimsToHeaders: nonNilMap(a.Spec.ClaimsToHeaders)}
+		out.APIs[a.ID] = a
 		sr.APIs = append(sr.APIs, routing.APIRoute{APIID: a.ID, Method: a.Spec.Method, Path: a.Spec.Path})
 	}
 	table, err := routing.Build(routeInput)
@@ -192,7 +225,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	}
 	d.Routing = routingData(table)
 
-	out := &Compiled{TenantID: cfg.Tenant.ID, GatewayID: gatewayID, Skipped: map[string]string{}, Routes: table}
+	out.Skipped, out.Routes = map[string]string{}, table
 	lib, err := Library(false)
 	if err != nil {
 		return nil, err
@@ -211,6 +244,13 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		out.Modules = append(out.Modules, Module{Path: Root + "/policies/" + pkg + ".rego", Source: src})
 	}
 	sort.Slice(out.Modules, func(i, j int) bool { return out.Modules[i].Path < out.Modules[j].Path })
+	issuers := append([]Object[model.IssuerSpec](nil), cfg.Issuers...)
+	sort.Slice(issuers, func(i, j int) bool { return issuers[i].ID < issuers[j].ID })
+	out.Issuers = issuers
+	for _, is := range issuers {
+		d.Issuers = append(d.Issuers, dataIssuer{ID: is.ID, Name: is.Name, Issuer: is.Spec.Issuer,
+			Audiences: nonNil(is.Spec.Audiences), JWKS: string(is.Spec.JWKS), JWKSURI: is.Spec.JWKSURI, Discovery: is.Spec.Discovery})
+	}
 	for _, s := range cfg.Scopes {
 		d.Scopes[s.Name] = dataScope{ID: s.ID, Name: s.Name, DisplayName: s.Spec.DisplayName,
 			Description: s.Description, ServiceID: s.Spec.ServiceID}
@@ -267,6 +307,13 @@ func segmentKind(k routing.SegmentKind) string {
 	default:
 		return "catch_all"
 	}
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 func nonNil(s []string) []string {

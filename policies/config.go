@@ -24,6 +24,7 @@ type Config struct {
 	Policies []Object[model.PolicySpec]
 	Scopes   []Object[model.ScopeSpec]
 	Gateways []Object[model.GatewaySpec]
+	Issuers  []Object[model.IssuerSpec]
 }
 
 // Gateway returns the gateway with that id, or nil.
