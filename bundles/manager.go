@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -79,6 +80,23 @@ func (m *Manager) Get(tenantID, gatewayID string) *Bundle {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.bundles[key{tenantID, gatewayID}]
+}
+
+// All returns every current bundle, sorted by tenant then gateway.
+func (m *Manager) All() []*Bundle {
+	m.mu.RLock()
+	out := make([]*Bundle, 0, len(m.bundles))
+	for _, b := range m.bundles {
+		out = append(out, b)
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].TenantID != out[j].TenantID {
+			return out[i].TenantID < out[j].TenantID
+		}
+		return out[i].GatewayID < out[j].GatewayID
+	})
+	return out
 }
 
 // BuildError returns the last build error of a gateway ("" when fine).
