@@ -55,14 +55,17 @@ type Compiled struct {
 	Issuers  []Object[model.IssuerSpec]
 }
 
-// Data model of data.gatehouse.config. Field names are the bundle's
-// public contract (docs/bundles.md).
+// The data model of data.gatehouse.config. Field names are the bundle's
+// public contract (docs/bundles.md); readers of a bundle (the authorizer)
+// parse it back with ParseBundleConfig.
 type (
-	dataTenant struct {
+	// TenantData is the tenant.
+	TenantData struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
 	}
-	dataGateway struct {
+	// GatewayData is the gateway and its settings.
+	GatewayData struct {
 		ID                   string                     `json:"id"`
 		Name                 string                     `json:"name"`
 		Type                 string                     `json:"type"`
@@ -72,23 +75,25 @@ type (
 		ListenerPort         int                        `json:"listener_port"`
 		RequestBody          *model.RequestBodySettings `json:"request_body"`
 	}
-	dataIssuer struct {
+	// IssuerData is a trusted token issuer; JWKS is the inline key set as a JSON string ("" when remote).
+	IssuerData struct {
 		ID        string   `json:"id"`
 		Name      string   `json:"name"`
 		Issuer    string   `json:"issuer"`
 		Audiences []string `json:"audiences"`
-		// JWKS is the inline key set as a JSON string ("" when remote).
-		JWKS      string `json:"jwks"`
-		JWKSURI   string `json:"jwks_uri"`
-		Discovery bool   `json:"discovery"`
+		JWKS      string   `json:"jwks"`
+		JWKSURI   string   `json:"jwks_uri"`
+		Discovery bool     `json:"discovery"`
 	}
-	dataService struct {
+	// ServiceData is a service (upstream).
+	ServiceData struct {
 		ID    string   `json:"id"`
 		Name  string   `json:"name"`
 		URL   string   `json:"url"`
 		Hosts []string `json:"hosts"`
 	}
-	dataAPI struct {
+	// APIData is an API of one of the gateway's services.
+	APIData struct {
 		ID                  string            `json:"id"`
 		ServiceID           string            `json:"service_id"`
 		Method              string            `json:"method"`
@@ -98,60 +103,69 @@ type (
 		DataClassifications []string          `json:"data_classifications"`
 		ClaimsToHeaders     map[string]string `json:"claims_to_headers"`
 	}
-	dataPolicy struct {
+	// PolicyData names a policy and its Rego package.
+	PolicyData struct {
 		ID       string `json:"id"`
 		Name     string `json:"name"`
 		Package  string `json:"package"`
 		Language string `json:"language"`
 		DryRun   bool   `json:"dry_run"`
 	}
-	dataScope struct {
+	// ScopeData is an OAuth scope.
+	ScopeData struct {
 		ID          string `json:"id"`
 		Name        string `json:"name"`
 		DisplayName string `json:"display_name"`
 		Description string `json:"description"`
 		ServiceID   string `json:"service_id"`
 	}
-	dataSegment struct {
+	// SegmentData is one path template segment: kind literal, param or catch_all.
+	SegmentData struct {
 		Kind  string `json:"kind"` // literal, param, catch_all
 		Value string `json:"value"`
 	}
-	dataRoute struct {
+	// RouteData is one route, in priority order within its vhost.
+	RouteData struct {
 		APIID     string        `json:"api_id"`
 		ServiceID string        `json:"service_id"`
 		Method    string        `json:"method"`
 		CatchAll  bool          `json:"catch_all"`
-		Segments  []dataSegment `json:"segments"`
+		Segments  []SegmentData `json:"segments"`
 	}
-	dataVHost struct {
+	// VHostData is a virtual host: its domains and routes.
+	VHostData struct {
 		Name    string      `json:"name"`
 		Domains []string    `json:"domains"`
-		Routes  []dataRoute `json:"routes"`
+		Routes  []RouteData `json:"routes"`
 	}
-	dataWildcard struct {
+	// WildcardData maps a "*.suffix" domain to a vhost.
+	WildcardData struct {
 		Suffix string `json:"suffix"`
 		VHost  int    `json:"vhost"`
 	}
-	dataRouteRef struct {
+	// RouteRefData locates an API's route.
+	RouteRefData struct {
 		VHost int `json:"vhost"`
 		Index int `json:"index"`
 	}
-	dataRouting struct {
+	// RoutingData is the gateway's routing table.
+	RoutingData struct {
 		Exact     map[string]int          `json:"exact"`
-		Wildcards []dataWildcard          `json:"wildcards"`
+		Wildcards []WildcardData          `json:"wildcards"`
 		Default   int                     `json:"default"`
-		ByAPI     map[string]dataRouteRef `json:"by_api"`
-		VHosts    []dataVHost             `json:"vhosts"`
+		ByAPI     map[string]RouteRefData `json:"by_api"`
+		VHosts    []VHostData             `json:"vhosts"`
 	}
-	dataConfig struct {
-		Tenant   dataTenant             `json:"tenant"`
-		Gateway  dataGateway            `json:"gateway"`
-		Services map[string]dataService `json:"services"`
-		APIs     map[string]dataAPI     `json:"apis"`
-		Policies map[string]dataPolicy  `json:"policies"`
-		Scopes   map[string]dataScope   `json:"scopes"`
-		Issuers  []dataIssuer           `json:"issuers"`
-		Routing  dataRouting            `json:"routing"`
+	// BundleConfig is data.gatehouse.config.
+	BundleConfig struct {
+		Tenant   TenantData             `json:"tenant"`
+		Gateway  GatewayData            `json:"gateway"`
+		Services map[string]ServiceData `json:"services"`
+		APIs     map[string]APIData     `json:"apis"`
+		Policies map[string]PolicyData  `json:"policies"`
+		Scopes   map[string]ScopeData   `json:"scopes"`
+		Issuers  []IssuerData           `json:"issuers"`
+		Routing  RoutingData            `json:"routing"`
 	}
 )
 
@@ -178,16 +192,16 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		return nil, fmt.Errorf("gateway %q not found in tenant %s", gatewayID, cfg.Tenant.ID)
 	}
 	services := cfg.servicesOf(gw)
-	d := dataConfig{
-		Tenant: dataTenant{ID: cfg.Tenant.ID, Name: cfg.Tenant.Spec.Name},
-		Gateway: dataGateway{ID: gw.ID, Name: gw.Name, Type: gw.Spec.Type, DryRun: gw.Spec.DryRun,
+	d := BundleConfig{
+		Tenant: TenantData{ID: cfg.Tenant.ID, Name: cfg.Tenant.Spec.Name},
+		Gateway: GatewayData{ID: gw.ID, Name: gw.Name, Type: gw.Spec.Type, DryRun: gw.Spec.DryRun,
 			AllowUnmatchedRoutes: gw.Spec.AllowUnmatchedRoutes, ListenerAddress: gw.Spec.ListenerAddress,
 			ListenerPort: gw.Spec.ListenerPort, RequestBody: gw.Spec.RequestBody},
-		Services: map[string]dataService{},
-		APIs:     map[string]dataAPI{},
-		Policies: map[string]dataPolicy{},
-		Scopes:   map[string]dataScope{},
-		Issuers:  []dataIssuer{},
+		Services: map[string]ServiceData{},
+		APIs:     map[string]APIData{},
+		Policies: map[string]PolicyData{},
+		Scopes:   map[string]ScopeData{},
+		Issuers:  []IssuerData{},
 	}
 	if d.Gateway.ListenerAddress == "" {
 		d.Gateway.ListenerAddress = model.DefaultListenerAddress
@@ -200,7 +214,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	inGateway := map[string]*routing.ServiceRoutes{}
 	var routeInput []routing.ServiceRoutes
 	for _, s := range services {
-		d.Services[s.ID] = dataService{ID: s.ID, Name: s.Name, URL: s.Spec.URL, Hosts: nonNil(s.Spec.Hosts)}
+		d.Services[s.ID] = ServiceData{ID: s.ID, Name: s.Name, URL: s.Spec.URL, Hosts: nonNil(s.Spec.Hosts)}
 		routeInput = append(routeInput, routing.ServiceRoutes{ServiceID: s.ID, Hosts: s.Spec.Hosts})
 	}
 	for i := range routeInput {
@@ -213,7 +227,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		if sr == nil {
 			continue
 		}
-		d.APIs[a.ID] = dataAPI{ID: a.ID, ServiceID: a.Spec.ServiceID, Method: a.Spec.Method, Path: a.Spec.Path,
+		d.APIs[a.ID] = APIData{ID: a.ID, ServiceID: a.Spec.ServiceID, Method: a.Spec.Method, Path: a.Spec.Path,
 			PolicyID: a.Spec.PolicyID, Public: a.Spec.Public, DataClassifications: nonNil(a.Spec.DataClassifications),
 			ClaimsToHeaders: nonNilMap(a.Spec.ClaimsToHeaders)}
 		out.APIs[a.ID] = a
@@ -240,7 +254,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 			out.Skipped[p.ID] = err.Error()
 			continue
 		}
-		d.Policies[p.ID] = dataPolicy{ID: p.ID, Name: p.Name, Package: pkg, Language: p.Spec.Language, DryRun: p.Spec.DryRun}
+		d.Policies[p.ID] = PolicyData{ID: p.ID, Name: p.Name, Package: pkg, Language: p.Spec.Language, DryRun: p.Spec.DryRun}
 		out.Modules = append(out.Modules, Module{Path: Root + "/policies/" + pkg + ".rego", Source: src})
 	}
 	sort.Slice(out.Modules, func(i, j int) bool { return out.Modules[i].Path < out.Modules[j].Path })
@@ -248,11 +262,11 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	sort.Slice(issuers, func(i, j int) bool { return issuers[i].ID < issuers[j].ID })
 	out.Issuers = issuers
 	for _, is := range issuers {
-		d.Issuers = append(d.Issuers, dataIssuer{ID: is.ID, Name: is.Name, Issuer: is.Spec.Issuer,
+		d.Issuers = append(d.Issuers, IssuerData{ID: is.ID, Name: is.Name, Issuer: is.Spec.Issuer,
 			Audiences: nonNil(is.Spec.Audiences), JWKS: string(is.Spec.JWKS), JWKSURI: is.Spec.JWKSURI, Discovery: is.Spec.Discovery})
 	}
 	for _, s := range cfg.Scopes {
-		d.Scopes[s.Name] = dataScope{ID: s.ID, Name: s.Name, DisplayName: s.Spec.DisplayName,
+		d.Scopes[s.Name] = ScopeData{ID: s.ID, Name: s.Name, DisplayName: s.Spec.DisplayName,
 			Description: s.Description, ServiceID: s.Spec.ServiceID}
 	}
 
@@ -272,25 +286,25 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	return out, nil
 }
 
-func routingData(t *routing.Table) dataRouting {
-	d := dataRouting{Exact: map[string]int{}, Wildcards: []dataWildcard{}, Default: t.Default,
-		ByAPI: map[string]dataRouteRef{}, VHosts: []dataVHost{}}
+func routingData(t *routing.Table) RoutingData {
+	d := RoutingData{Exact: map[string]int{}, Wildcards: []WildcardData{}, Default: t.Default,
+		ByAPI: map[string]RouteRefData{}, VHosts: []VHostData{}}
 	for h, v := range t.Exact {
 		d.Exact[h] = v
 	}
 	for _, w := range t.Wildcards {
-		d.Wildcards = append(d.Wildcards, dataWildcard{Suffix: w.Suffix, VHost: w.VHost})
+		d.Wildcards = append(d.Wildcards, WildcardData{Suffix: w.Suffix, VHost: w.VHost})
 	}
 	for vi, vh := range t.VHosts {
-		dv := dataVHost{Name: vh.Name, Domains: vh.Domains, Routes: []dataRoute{}}
+		dv := VHostData{Name: vh.Name, Domains: vh.Domains, Routes: []RouteData{}}
 		for ri, r := range vh.Routes {
-			dr := dataRoute{APIID: r.APIID, ServiceID: r.ServiceID, Method: r.Method, CatchAll: r.Template.HasCatchAll(), Segments: []dataSegment{}}
+			dr := RouteData{APIID: r.APIID, ServiceID: r.ServiceID, Method: r.Method, CatchAll: r.Template.HasCatchAll(), Segments: []SegmentData{}}
 			for _, s := range r.Template.Segments {
-				dr.Segments = append(dr.Segments, dataSegment{Kind: segmentKind(s.Kind), Value: s.Value})
+				dr.Segments = append(dr.Segments, SegmentData{Kind: segmentKind(s.Kind), Value: s.Value})
 			}
 			dv.Routes = append(dv.Routes, dr)
 			if _, seen := d.ByAPI[r.APIID]; !seen {
-				d.ByAPI[r.APIID] = dataRouteRef{VHost: vi, Index: ri}
+				d.ByAPI[r.APIID] = RouteRefData{VHost: vi, Index: ri}
 			}
 		}
 		d.VHosts = append(d.VHosts, dv)
@@ -321,4 +335,23 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// ParseBundleConfig reads data.gatehouse.config back from a bundle's data
+// document (as util.UnmarshalJSON or the bundle reader produce it).
+func ParseBundleConfig(data map[string]any) (*BundleConfig, error) {
+	gh, _ := data[Root].(map[string]any)
+	cfg, ok := gh["config"]
+	if !ok {
+		return nil, fmt.Errorf("bundle data has no %s.config", Root)
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bundle config: %w", err)
+	}
+	var out BundleConfig
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("bundle config: %w", err)
+	}
+	return &out, nil
 }
