@@ -119,12 +119,12 @@ func TestBundleIsSignedVerifiedAndDecides(t *testing.T) {
 	}{
 		{"rego allows with key", input("GET", "pets.example.com", "/pets/7", map[string]any{"x-pet-key": "s3cret"}, nil), true, 200, "get-pet", "pets-rego", "pet 7 of tenant acme"},
 		{"rego denies without key (401 from policy)", input("GET", "pets.example.com", "/pets/7", map[string]any{}, nil), false, 401, "get-pet", "pets-rego", "denied by policy pets-rego"},
-		{"rego denies wrong key", input("GET", "x", "/pets/7", map[string]any{"x-pet-key": "no"}, nil), false, 403, "get-pet", "pets-rego", "denied by policy"},
+		{"rego denies wrong key (401: no token)", input("GET", "x", "/pets/7", map[string]any{"x-pet-key": "no"}, nil), false, 401, "get-pet", "pets-rego", "denied by policy"},
 		{"validators allow", input("GET", "x", "/pets?page=2", map[string]any{"x-tenant": "acme-eu"}, nil), true, 200, "list-pets", "by-validators", "allowed by policy"},
-		{"validators deny on the first failing", input("GET", "x", "/pets?page=2", map[string]any{"x-tenant": "evil"}, nil), false, 403, "list-pets", "by-validators", "validator 1 of 2 (header X-Tenant one_of) failed"},
-		{"validators deny on the second", input("GET", "x", "/pets?page=two", map[string]any{"x-tenant": "acme"}, nil), false, 403, "list-pets", "by-validators", "validator 2 of 2 (query page regex) failed"},
+		{"validators deny on the first failing", input("GET", "x", "/pets?page=2", map[string]any{"x-tenant": "evil"}, nil), false, 401, "list-pets", "by-validators", "validator 1 of 2 (header X-Tenant one_of) failed"},
+		{"validators deny on the second", input("GET", "x", "/pets?page=two", map[string]any{"x-tenant": "acme"}, nil), false, 401, "list-pets", "by-validators", "validator 2 of 2 (query page regex) failed"},
 		{"public API", input("POST", "x", "/healthz", map[string]any{}, nil), true, 200, "health", "", "public API"},
-		{"host-bound service", input("GET", "admin.example.com:443", "/pets/7", map[string]any{"x-pet-key": "s3cret"}, nil), false, 403, "admin-all", "deny-all", "validator 1 of 1 (false) failed"},
+		{"host-bound service", input("GET", "admin.example.com:443", "/pets/7", map[string]any{"x-pet-key": "s3cret"}, nil), false, 401, "admin-all", "deny-all", "validator 1 of 1 (false) failed"},
 		{"unknown route", input("GET", "x", "/cats", map[string]any{}, nil), false, 404, "", "", "no API matches GET /cats"},
 	}
 	for _, c := range cases {

@@ -41,6 +41,11 @@ outcome := o if {
 	not route.found
 	o := {"allowed": false, "http_status": 404, "reason": sprintf("no API matches %s %s", [request.method, request.path])}
 } else := o if {
+	token.info.present
+	not token.info.valid
+	o := {"allowed": false, "http_status": 401, "reason": "invalid bearer token",
+		"headers": {"www-authenticate": `Bearer error="invalid_token"`}}
+} else := o if {
 	api.policy_id == ""
 	api.public
 	o := {"allowed": true, "http_status": 200, "reason": "public API"}
@@ -54,19 +59,50 @@ outcome := o if {
 	"allowed": policy_allowed,
 	"http_status": policy_status,
 	"reason": policy_reason,
-	"headers": object_or_empty(object.get(policy_result, "headers", {})),
+	"headers": policy_headers,
 	"response_headers_to_add": object_or_empty(object.get(policy_result, "response_headers_to_add", {})),
 	"request_headers_to_remove": array_or_empty(object.get(policy_result, "request_headers_to_remove", [])),
 	"body": string_or_empty(object.get(policy_result, "body", "")),
 	"dynamic_metadata": object_or_empty(object.get(policy_result, "dynamic_metadata", {})),
 }
 
+# A denial without a token is 401 (the request lacked credentials), with a
+# token 403, unless the policy says otherwise.
 policy_status := s if {
 	s := policy_result.http_status
 	is_number(s)
 } else := 200 if {
 	policy_allowed
+} else := 401 if {
+	not token.info.present
 } else := 403
+
+# Headers: allowed requests get the API's claims_to_headers, then the
+# policy's headers (which win); a default 401 asks for a bearer token.
+policy_headers := object.union(claim_headers, object_or_empty(object.get(policy_result, "headers", {}))) if {
+	policy_allowed
+} else := object.union({"www-authenticate": "Bearer"}, object_or_empty(object.get(policy_result, "headers", {}))) if {
+	policy_status == 401
+	not is_number(object.get(policy_result, "http_status", null))
+} else := object_or_empty(object.get(policy_result, "headers", {}))
+
+# claims_to_headers: string claims as they are, arrays of strings joined
+# with ","; other claim types are not forwarded.
+claim_headers := {header: value |
+	token.info.valid
+	some claim, header in object.get(api, "claims_to_headers", {})
+	v := object.get(object.get(token.info, "claims", {}), split(claim, "."), null)
+	value := header_value(v)
+}
+
+header_value(v) := v if is_string(v)
+
+header_value(v) := concat(",", v) if {
+	is_array(v)
+	every x in v {
+		is_string(x)
+	}
+}
 
 policy_reason := r if {
 	r := policy_result.reason
