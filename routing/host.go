@@ -12,17 +12,11 @@ var (
 	hostPort  = regexp.MustCompile(`:[0-9]*$`)
 )
 
-// NormalizeHost lower-cases a request host and strips its port. IPv6
-// literals keep their brackets ("[::1]:8080" -> "[::1]").
+// NormalizeHost lower-cases a request host and strips a trailing ":port"
+// ("[::1]:8080" -> "[::1]"). It is exactly the Rego library's rule:
+// regex.replace(lower(host), ":[0-9]*$", "").
 func NormalizeHost(host string) string {
-	h := strings.ToLower(host)
-	if strings.HasPrefix(h, "[") {
-		if i := strings.Index(h, "]"); i >= 0 {
-			return h[:i+1]
-		}
-		return h
-	}
-	return hostPort.ReplaceAllString(h, "")
+	return hostPort.ReplaceAllString(strings.ToLower(host), "")
 }
 
 // ValidateDomain checks a service host pattern: a DNS name ("api.example.com"),

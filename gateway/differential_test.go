@@ -1,0 +1,268 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"reflect"
+	"strings"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/routing"
+)
+
+// Policies the generator binds to APIs: Rego reading headers, path
+// parameters, the query, the method and the body, and validators.
+var diffPolicies = []policies.Object[model.PolicySpec]{
+	{ID: "by-header", Name: "by-header", Spec: model.PolicySpec{Language: model.LanguageRego, Definition: `package policy
+
+default allow := false
+
+allow if input.attributes.request.http.headers["x-key"] == "good"
+
+reason := "header key accepted" if allow
+
+headers := {"x-api": input.gatehouse.api_id, "x-params": concat(",", [v | some v in input.gatehouse.path_params])} if allow
+
+http_status := 418 if input.attributes.request.http.headers["x-key"] == "teapot"
+
+body := "go away" if not allow
+`}},
+	{ID: "by-param", Name: "by-param", Spec: model.PolicySpec{Language: model.LanguageRego, Definition: `package policy
+
+default allow := false
+
+allow if startswith(input.gatehouse.path_params.id, "ok")
+
+allow if input.parsed_query.debug[0] == "1"
+
+allow if input.parsed_body.role == "admin"
+
+request_headers_to_remove := ["x-key"] if allow
+
+response_headers_to_add := {"x-decided-by": "by-param"}
+
+dynamic_metadata := {"api": input.gatehouse.api_id, "tenant": input.gatehouse.tenant}
+`}},
+	{ID: "methods", Name: "methods", Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{
+		{Name: "method", Conf: map[string]any{"comparator": "one_of", "values": []any{"GET", "HEAD"}}},
+		{Name: "header", Conf: map[string]any{"name": "x-tenant", "comparator": "absent"}},
+	}}},
+	{ID: "query-validators", Name: "query-validators", Spec: model.PolicySpec{Language: model.LanguageValidators, DryRun: true, Validators: []model.ValidatorConfig{
+		{Name: "query", Conf: map[string]any{"name": "page", "comparator": "regex", "value": "^[0-9]+$"}},
+	}}},
+	{ID: "deny", Name: "deny", Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{{Name: "false"}}}},
+}
+
+var (
+	diffWords   = []string{"pets", "files", "a", "b", "mine", "v1", "ok1", "x.y", ""}
+	diffMethods = []string{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"}
+	diffHosts   = []string{"api.example.com", "web.example.com", "a.eu.example.com", "other.org", "API.example.com:443", "[::1]:8080", ""}
+)
+
+func randomTemplate(rng *rand.Rand) string {
+	n := 1 + rng.Intn(3)
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteByte('/')
+		switch k := rng.Intn(7); {
+		case k == 0 && i == n-1:
+			b.WriteString("{rest...}")
+		case k <= 2:
+			if i == n-1 || rng.Intn(2) == 0 {
+				b.WriteString("{id}")
+			} else {
+				fmt.Fprintf(&b, "{p%d}", i)
+			}
+		default:
+			b.WriteString(diffWords[rng.Intn(len(diffWords)-2)])
+		}
+	}
+	return b.String()
+}
+
+func randomConfig(rng *rand.Rand) *policies.Config {
+	cfg := &policies.Config{
+		Revision: 1,
+		Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
+		Policies: diffPolicies,
+		Gateways: []policies.Object[model.GatewaySpec]{{ID: "gw", Name: "gw", Spec: model.GatewaySpec{Type: model.GatewayEnvoy,
+			DryRun: rng.Intn(8) == 0, AllowUnmatchedRoutes: rng.Intn(4) == 0}}},
+	}
+	hostSets := [][]string{nil, nil, {"api.example.com"}, {"*.example.com"}, {"*.eu.example.com", "other.org"}}
+	for s := 0; s < 1+rng.Intn(4); s++ {
+		sid := fmt.Sprintf("s%d", s)
+		cfg.Services = append(cfg.Services, policies.Object[model.ServiceSpec]{ID: sid, Name: sid,
+			Spec: model.ServiceSpec{URL: "http://" + sid, Hosts: hostSets[rng.Intn(len(hostSets))]}})
+		seen := map[string]bool{}
+		for a := 0; a < 2+rng.Intn(10); a++ {
+			method := append(diffMethods[:3:3], "*")[rng.Intn(4)]
+			path := randomTemplate(rng)
+			tpl, err := routingParse(path)
+			if err != nil || seen[method+tpl] {
+				continue
+			}
+			seen[method+tpl] = true
+			api := model.APISpec{ServiceID: sid, Method: method, Path: path, CanHavePolicy: true}
+			switch k := rng.Intn(8); {
+			case k == 0:
+				api.Public = true
+			case k == 1:
+			default:
+				api.PolicyID = diffPolicies[rng.Intn(len(diffPolicies))].ID
+			}
+			cfg.APIs = append(cfg.APIs, policies.Object[model.APISpec]{ID: fmt.Sprintf("%s-api%d", sid, a), Spec: api})
+		}
+	}
+	return cfg
+}
+
+func randomRequest(rng *rand.Rand, cfg *policies.Config) *authv3.CheckRequest {
+	var path strings.Builder
+	for i := 0; i < rng.Intn(4); i++ {
+		path.WriteByte('/')
+		path.WriteString(diffWords[rng.Intn(len(diffWords))])
+	}
+	p := path.String()
+	if p == "" {
+		p = "/"
+	}
+	host := diffHosts[rng.Intn(len(diffHosts))]
+	if rng.Intn(10) < 6 && len(cfg.APIs) > 0 {
+		a := cfg.APIs[rng.Intn(len(cfg.APIs))]
+		p = pathFor(rng, a.Spec.Path)
+		for _, s := range cfg.Services {
+			if s.ID == a.Spec.ServiceID && len(s.Spec.Hosts) > 0 {
+				host = strings.Replace(s.Spec.Hosts[rng.Intn(len(s.Spec.Hosts))], "*", "x", 1)
+			}
+		}
+	}
+	switch rng.Intn(4) {
+	case 0:
+		p += "?debug=1&page=2"
+	case 1:
+		p += "?page=x"
+	}
+	headers := map[string]string{}
+	if k := rng.Intn(4); k > 0 {
+		headers["x-key"] = []string{"good", "bad", "teapot"}[k-1]
+	}
+	if rng.Intn(5) == 0 {
+		headers["x-tenant"] = "someone"
+	}
+	body := ""
+	if rng.Intn(4) == 0 {
+		headers["content-type"] = "application/json"
+		body = []string{`{"role":"admin"}`, `{"role":"user"}`, `not json`}[rng.Intn(3)]
+	}
+	http := &authv3.AttributeContext_HttpRequest{Method: diffMethods[rng.Intn(len(diffMethods))], Host: host,
+		Path: p, Headers: headers, Body: body}
+	attrs := &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: http}}
+	if rng.Intn(5) == 0 && len(cfg.APIs) > 0 {
+		attrs.ContextExtensions = map[string]string{"tenant": []string{"acme", "other"}[rng.Intn(2)],
+			"api": []string{cfg.APIs[rng.Intn(len(cfg.APIs))].ID, "ghost"}[rng.Intn(2)]}
+	}
+	return &authv3.CheckRequest{Attributes: attrs}
+}
+
+func normalize(t *testing.T, v any) any {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestFastPathAgreesWithRegoEntrypoint evaluates a generated corpus of
+// requests against generated configurations both ways — the fast path
+// (Go routing, one prepared policy query) and the bundle's pure-Rego
+// entrypoint with OPA — and requires identical decision documents.
+func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewSource(20261123))
+	const configs, requestsPer = 30, 150
+	allowed, denied, matched := 0, 0, 0
+	for ci := 0; ci < configs; ci++ {
+		cfg := randomConfig(rng)
+		compiled, err := policies.Compile(cfg, "gw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, err := SourceFromCompiled(compiled, "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := NewEngine(ctx, src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ri := 0; ri < requestsPer; ri++ {
+			check := randomRequest(rng, cfg)
+			want, err := eng.rego.Decision(ctx, RequestFromCheck(check).Input)
+			if err != nil {
+				t.Fatalf("config %d request %d: rego: %v", ci, ri, err)
+			}
+			got, err := eng.Decide(ctx, RequestFromCheck(check))
+			if err != nil {
+				t.Fatalf("config %d request %d: fast path: %v", ci, ri, err)
+			}
+			if g, w := normalize(t, got.Document()), normalize(t, want); !reflect.DeepEqual(g, w) {
+				in, _ := json.Marshal(RequestFromCheck(check).Input)
+				apis, _ := json.Marshal(cfg.APIs)
+				t.Fatalf("config %d request %d disagree\ninput: %s\napis: %s\nfast: %v\nrego: %v", ci, ri, in, apis, g, w)
+			}
+			if got.Allowed {
+				allowed++
+			} else {
+				denied++
+			}
+			if got.APIID != "" {
+				matched++
+			}
+		}
+	}
+	t.Logf("%d requests: %d allowed, %d denied, %d matched an API", configs*requestsPer, allowed, denied, matched)
+	if allowed < 200 || denied < 200 || matched < 1000 {
+		t.Fatalf("the corpus is too one-sided to prove anything: %d allowed, %d denied, %d matched", allowed, denied, matched)
+	}
+}
+
+func routingParse(path string) (string, error) {
+	t, err := routing.ParseTemplate(path)
+	if err != nil {
+		return "", err
+	}
+	return t.Shape(), nil
+}
+
+// pathFor instantiates an API's template with random segment values.
+func pathFor(rng *rand.Rand, tpl string) string {
+	t, _ := routing.ParseTemplate(tpl)
+	var b strings.Builder
+	for _, s := range t.Segments {
+		switch s.Kind {
+		case routing.Literal:
+			b.WriteString("/" + s.Value)
+		case routing.Param:
+			b.WriteString("/" + []string{"ok7", "nope", "x.y", "mine"}[rng.Intn(4)])
+		case routing.CatchAll:
+			for i := 0; i < rng.Intn(3); i++ {
+				b.WriteString("/" + diffWords[rng.Intn(len(diffWords))])
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
+}

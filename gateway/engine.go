@@ -1,0 +1,422 @@
+// Package gateway is the authorizer: an Envoy ext_authz gRPC service (and an
+// optional reverse proxy) deciding in-process with OPA. Each bundle revision
+// is activated once into an Engine — routing index, one prepared query per
+// policy, token validation — and swapped in atomically; a Check routes in Go
+// (or takes Envoy's context extensions), validates the bearer token in Go and
+// evaluates only the bound policy. The decision is the same document the
+// bundle's pure-Rego entrypoint computes (data.gatehouse.authz.decision).
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/routing"
+)
+
+// TokenInfo is what policies see as input.gatehouse.token.
+type TokenInfo struct {
+	Present bool
+	Valid   bool
+	Issuer  string
+	Subject string
+	Claims  map[string]any
+	Scopes  []string
+}
+
+func (t TokenInfo) value() map[string]any {
+	if !t.Valid {
+		return map[string]any{"present": t.Present, "valid": false}
+	}
+	scopes := make([]any, len(t.Scopes))
+	for i, s := range t.Scopes {
+		scopes[i] = s
+	}
+	claims := t.Claims
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	return map[string]any{"present": true, "valid": true, "issuer": t.Issuer, "subject": t.Subject, "claims": claims, "scopes": scopes}
+}
+
+// TokenValidator validates bearer tokens on the fast path.
+type TokenValidator interface {
+	// Info returns the token information for an Authorization header value.
+	Info(ctx context.Context, authorization string) TokenInfo
+	// Close releases background work (key refresh).
+	Close()
+}
+
+// Source is one bundle revision's content.
+type Source struct {
+	TenantID  string
+	GatewayID string
+	Revision  string
+	Modules   map[string]*ast.Module
+	Data      map[string]any
+}
+
+// SourceFromCompiled adapts the compiler's output (in-process serving).
+func SourceFromCompiled(c *policies.Compiled, revision string) (*Source, error) {
+	mods := make(map[string]*ast.Module, len(c.Modules))
+	for _, m := range c.Modules {
+		pm, err := ast.ParseModuleWithOpts(m.Path, m.Source, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", m.Path, err)
+		}
+		mods[m.Path] = pm
+	}
+	return &Source{TenantID: c.TenantID, GatewayID: c.GatewayID, Revision: revision, Modules: mods, Data: c.Data}, nil
+}
+
+// Engine is one activated bundle revision: read-only once built, shared by
+// concurrent checks.
+type Engine struct {
+	TenantID  string
+	GatewayID string
+	Revision  string
+
+	cfg      *policies.BundleConfig
+	table    *routing.Table
+	rego     *policies.Engine
+	policies map[string]rego.PreparedEvalQuery // by policy id
+	tokens   TokenValidator
+}
+
+// NewEngine activates a bundle: it parses the configuration, builds the
+// routing index and prepares one query per policy. tokens may be nil (no
+// token is then ever valid).
+func NewEngine(ctx context.Context, src *Source, tokens TokenValidator) (*Engine, error) {
+	cfg, err := policies.ParseBundleConfig(src.Data)
+	if err != nil {
+		return nil, err
+	}
+	table, err := routingTable(cfg)
+	if err != nil {
+		return nil, err
+	}
+	re, err := policies.NewEngineFromModules(ctx, src.Modules, src.Data)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{TenantID: cfg.Tenant.ID, GatewayID: cfg.Gateway.ID, Revision: src.Revision,
+		cfg: cfg, table: table, rego: re, policies: map[string]rego.PreparedEvalQuery{}, tokens: tokens}
+	for id, p := range cfg.Policies {
+		pq, err := re.Prepare(ctx, policies.PolicyPackagePrefix+p.Package)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: %w", id, err)
+		}
+		e.policies[id] = pq
+	}
+	return e, nil
+}
+
+// routingTable rebuilds the gateway's routing table from the bundle's
+// services and APIs with the compiler's own function, so the order is the
+// one the bundle's Rego and the Envoy routes use.
+func routingTable(cfg *policies.BundleConfig) (*routing.Table, error) {
+	byService := map[string]*routing.ServiceRoutes{}
+	var services []routing.ServiceRoutes
+	for _, id := range sortedKeys(cfg.Services) {
+		s := cfg.Services[id]
+		services = append(services, routing.ServiceRoutes{ServiceID: s.ID, Hosts: s.Hosts})
+	}
+	for i := range services {
+		byService[services[i].ServiceID] = &services[i]
+	}
+	for _, id := range sortedKeys(cfg.APIs) {
+		a := cfg.APIs[id]
+		if sr := byService[a.ServiceID]; sr != nil {
+			sr.APIs = append(sr.APIs, routing.APIRoute{APIID: a.ID, Method: a.Method, Path: a.Path})
+		}
+	}
+	return routing.Build(services)
+}
+
+// Config is the bundle's configuration (read-only).
+func (e *Engine) Config() *policies.BundleConfig { return e.cfg }
+
+// Routes is the bundle's routing table (read-only).
+func (e *Engine) Routes() *routing.Table { return e.table }
+
+// Decision is the outcome of one check: the decision document of
+// data.gatehouse.authz.decision.
+type Decision struct {
+	Allowed                bool
+	HTTPStatus             int
+	Headers                map[string]any
+	ResponseHeadersToAdd   map[string]any
+	RequestHeadersToRemove []any
+	Body                   string
+	DynamicMetadata        map[string]any
+	Reason                 string
+	APIID                  string
+	ServiceID              string
+	PolicyID               string
+	DryRun                 bool
+	PolicyAllowed          bool
+	// Unauthenticated is true when the denial is for a missing or invalid
+	// token (HTTP 401).
+	Unauthenticated bool
+	// Input is the input document the policy saw.
+	Input map[string]any
+}
+
+// Document is the decision as the Rego entrypoint returns it.
+func (d *Decision) Document() map[string]any {
+	return map[string]any{
+		"allowed": d.Allowed, "http_status": d.HTTPStatus, "headers": d.Headers,
+		"response_headers_to_add": d.ResponseHeadersToAdd, "request_headers_to_remove": d.RequestHeadersToRemove,
+		"body": d.Body, "dynamic_metadata": d.DynamicMetadata, "reason": d.Reason,
+		"api_id": d.APIID, "service_id": d.ServiceID, "policy_id": d.PolicyID,
+		"dry_run": d.DryRun, "policy_allowed": d.PolicyAllowed,
+	}
+}
+
+// outcome is a decision before dry-run is applied.
+type outcome struct {
+	allowed                bool
+	status                 int
+	reason                 string
+	headers                map[string]any
+	responseHeadersToAdd   map[string]any
+	requestHeadersToRemove []any
+	body                   string
+	dynamicMetadata        map[string]any
+}
+
+// Decide evaluates a request. The request's input document is completed
+// with input.gatehouse; only the bound policy's query runs.
+func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
+	route, params, found := e.route(req)
+	var api policies.APIData
+	if found {
+		api = e.cfg.APIs[route.APIID]
+	}
+	var tok TokenInfo
+	if e.tokens != nil {
+		tok = e.tokens.Info(ctx, req.Authorization)
+	} else if req.Authorization != "" {
+		tok = TokenInfo{Present: bearer(req.Authorization)}
+	}
+	gh := map[string]any{"tenant": e.cfg.Tenant.ID, "gateway": e.cfg.Gateway.ID}
+	if found {
+		if params == nil {
+			params = map[string]string{}
+		}
+		pp := make(map[string]any, len(params))
+		for k, v := range params {
+			pp[k] = v
+		}
+		gh["service_id"], gh["api_id"], gh["path_params"], gh["token"] = api.ServiceID, api.ID, pp, tok.value()
+	}
+	req.Input["gatehouse"] = gh
+
+	var o outcome
+	policy, hasPolicy := e.cfg.Policies[api.PolicyID]
+	switch {
+	case !found && e.cfg.Gateway.AllowUnmatchedRoutes:
+		o = outcome{allowed: true, status: 200, reason: fmt.Sprintf("no API matches %s %s; the gateway allows unmatched routes", req.Method, req.Path)}
+	case !found:
+		o = outcome{status: 404, reason: fmt.Sprintf("no API matches %s %s", req.Method, req.Path)}
+	case tok.Present && !tok.Valid:
+		o = outcome{status: 401, reason: "invalid bearer token", headers: map[string]any{"www-authenticate": `Bearer error="invalid_token"`}}
+	case api.PolicyID == "" && api.Public:
+		o = outcome{allowed: true, status: 200, reason: "public API"}
+	case api.PolicyID == "":
+		o = outcome{status: 403, reason: fmt.Sprintf("API %s has no policy", api.ID)}
+	case !hasPolicy:
+		o = outcome{status: 403, reason: fmt.Sprintf("policy %s is missing from the bundle", api.PolicyID)}
+	default:
+		var err error
+		if o, err = e.evalPolicy(ctx, api, tok, req.Input); err != nil {
+			return nil, err
+		}
+	}
+
+	dry := e.cfg.Gateway.DryRun || (hasPolicy && policy.DryRun)
+	d := &Decision{
+		Allowed: dry || o.allowed, Reason: o.reason, DryRun: dry, PolicyAllowed: o.allowed,
+		ResponseHeadersToAdd: orEmptyMap(o.responseHeadersToAdd), RequestHeadersToRemove: orEmptyList(o.requestHeadersToRemove),
+		DynamicMetadata: orEmptyMap(o.dynamicMetadata), Input: req.Input,
+	}
+	if found {
+		d.APIID, d.ServiceID, d.PolicyID = route.APIID, route.ServiceID, api.PolicyID
+	}
+	d.HTTPStatus = 200
+	if !d.Allowed {
+		d.HTTPStatus, d.Body = o.status, o.body
+		d.Unauthenticated = o.status == 401
+	}
+	d.Headers = map[string]any{}
+	if o.allowed == d.Allowed {
+		d.Headers = orEmptyMap(o.headers)
+	}
+	return d, nil
+}
+
+// route finds the request's API: the one Envoy's context extensions name
+// (when it is in this bundle and the tenant matches), else by matching.
+func (e *Engine) route(req *Request) (*routing.Route, map[string]string, bool) {
+	if id, ok := req.ContextExtensions["api"]; ok {
+		tenant, hasTenant := req.ContextExtensions["tenant"]
+		if !hasTenant || tenant == e.cfg.Tenant.ID {
+			if r, ok := e.table.Route(id); ok {
+				params, _ := r.Template.Match(routing.SplitPath(req.Path))
+				return r, params, true
+			}
+		}
+	}
+	return e.table.Match(req.Method, req.Host, req.Path)
+}
+
+func (e *Engine) evalPolicy(ctx context.Context, api policies.APIData, tok TokenInfo, input map[string]any) (outcome, error) {
+	pq := e.policies[api.PolicyID]
+	v, err := ast.InterfaceToValue(input)
+	if err != nil {
+		return outcome{}, fmt.Errorf("input: %w", err)
+	}
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(v))
+	if err != nil {
+		return outcome{}, fmt.Errorf("policy %s: %w", api.PolicyID, err)
+	}
+	r := map[string]any{}
+	if len(rs) == 1 && len(rs[0].Expressions) == 1 {
+		r, _ = rs[0].Expressions[0].Value.(map[string]any)
+	}
+	o := outcome{allowed: r["allow"] == true}
+	status, statusSet := number(r["http_status"])
+	switch {
+	case statusSet:
+		o.status = status
+	case o.allowed:
+		o.status = 200
+	case !tok.Present:
+		o.status = 401
+	default:
+		o.status = 403
+	}
+	if s, ok := r["reason"].(string); ok {
+		o.reason = s
+	} else if o.allowed {
+		o.reason = "allowed by policy " + api.PolicyID
+	} else {
+		o.reason = "denied by policy " + api.PolicyID
+	}
+	policyHeaders, _ := r["headers"].(map[string]any)
+	switch {
+	case o.allowed:
+		o.headers = union(claimHeaders(api.ClaimsToHeaders, tok), policyHeaders)
+	case o.status == 401 && !statusSet:
+		o.headers = union(map[string]any{"www-authenticate": "Bearer"}, policyHeaders)
+	default:
+		o.headers = policyHeaders
+	}
+	o.responseHeadersToAdd, _ = r["response_headers_to_add"].(map[string]any)
+	o.requestHeadersToRemove, _ = r["request_headers_to_remove"].([]any)
+	o.body, _ = r["body"].(string)
+	o.dynamicMetadata, _ = r["dynamic_metadata"].(map[string]any)
+	return o, nil
+}
+
+// claimHeaders forwards string claims, and arrays of strings joined with
+// ",", as the API's claims_to_headers says.
+func claimHeaders(mapping map[string]string, tok TokenInfo) map[string]any {
+	if !tok.Valid || len(mapping) == 0 {
+		return nil
+	}
+	out := map[string]any{}
+	for claim, header := range mapping {
+		var v any = tok.Claims
+		for _, part := range strings.Split(claim, ".") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[part]
+		}
+		switch x := v.(type) {
+		case string:
+			out[header] = x
+		case []any:
+			parts := make([]string, 0, len(x))
+			for _, p := range x {
+				s, ok := p.(string)
+				if !ok {
+					parts = nil
+					break
+				}
+				parts = append(parts, s)
+			}
+			if parts != nil {
+				out[header] = strings.Join(parts, ",")
+			}
+		}
+	}
+	return out
+}
+
+// number reads an OPA number (json.Number) as an HTTP status.
+func number(v any) (int, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		if i, err := n.Int64(); err == nil {
+			return int(i), true
+		}
+		if f, err := n.Float64(); err == nil {
+			return int(f), true
+		}
+	case float64:
+		return int(n), true
+	case int:
+		return n, true
+	}
+	return 0, false
+}
+
+func union(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+func orEmptyMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func orEmptyList(l []any) []any {
+	if l == nil {
+		return []any{}
+	}
+	return l
+}
+
+func bearer(authorization string) bool {
+	scheme, tok, ok := strings.Cut(authorization, " ")
+	return ok && strings.EqualFold(scheme, "bearer") && tok != ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
