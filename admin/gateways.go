@@ -366,23 +366,32 @@ func (s *Server) deleteGateway(c *gin.Context) {
 		if _, err := gatewayRepo.Delete(ctx, tx, tid, id, expect); err != nil {
 			return err
 		}
-		creds, err := gatewayCredRepo.ListAll(ctx, tx, store.Query{TenantID: tid, ParentID: id})
-		if err != nil {
+		if err := deleteGatewayCredentials(ctx, tx, c, tid, id); err != nil {
 			return err
-		}
-		for _, cr := range creds {
-			if _, err := gatewayCredRepo.Delete(ctx, tx, tid, cr.Meta.ID, 0); err != nil {
-				return err
-			}
-			if err := record(ctx, tx, c, tid, "delete", model.KindGatewayCredential, cr.Meta.ID); err != nil {
-				return err
-			}
 		}
 		return record(ctx, tx, c, tid, "delete", model.KindGateway, id)
 	})
 	if ok {
 		c.Status(http.StatusNoContent)
 	}
+}
+
+// deleteGatewayCredentials deletes every credential of a gateway, recording
+// an audit event for each.
+func deleteGatewayCredentials(ctx context.Context, tx store.Tx, c *gin.Context, tid, gw string) error {
+	creds, err := gatewayCredRepo.ListAll(ctx, tx, store.Query{TenantID: tid, ParentID: gw})
+	if err != nil {
+		return err
+	}
+	for _, cr := range creds {
+		if _, err := gatewayCredRepo.Delete(ctx, tx, tid, cr.Meta.ID, 0); err != nil {
+			return err
+		}
+		if err := record(ctx, tx, c, tid, "delete", model.KindGatewayCredential, cr.Meta.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // gatewayKeys returns the public key the gateway's bundles are signed with.

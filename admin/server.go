@@ -142,6 +142,7 @@ func (s *Server) routes() *gin.Engine {
 		s.policyRoutes,
 		s.gatewayRoutes,
 		s.serviceRoutes, s.apiRoutes,
+		s.configurationRoutes,
 	} {
 		register(sys, adm)
 	}
