@@ -28,7 +28,7 @@ import (
 // authenticated with a gateway credential, under
 // /api/system/{tid}/gateways/{gw}/opa/.
 const (
-	decisionStream = "decisions"
+	decisionStream = model.DecisionLogStream
 	statusKind     = "opa-status"
 	// maxLongPoll caps Prefer: wait=N.
 	maxLongPoll = 300 * time.Second

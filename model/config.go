@@ -125,6 +125,10 @@ type GatewaySpec struct {
 	RequestBody *RequestBodySettings `json:"request_body,omitempty"`
 }
 
+// DecisionLogStream is the runtime log stream holding gateways' decision
+// log events (keyed by gateway).
+const DecisionLogStream = "decisions"
+
 // Gateway listener defaults.
 const (
 	DefaultListenerAddress = "0.0.0.0"

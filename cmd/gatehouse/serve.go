@@ -16,9 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/gateway"
+	"github.com/gatehouse-dev/gatehouse/gateway/local"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
@@ -36,6 +39,9 @@ type serveConfig struct {
 	MasterKeyFile   string
 	// ImportAllowPrivateURLs lets OpenAPI URL imports reach private networks.
 	ImportAllowPrivateURLs bool
+	AuthzAddr              string
+	AuthzDefault           string
+	AllowPrivateJWKS       bool
 }
 
 var serveEnv = []envFlag{
@@ -82,8 +88,11 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "externally visible base URL (default http://<http-addr>)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain in-flight requests on SIGTERM")
+	fs.StringVar(&cfg.AuthzAddr, "authz-addr", "127.0.0.1:9191", "in-process ext_authz gRPC listen address (empty: off)")
+	fs.StringVar(&cfg.AuthzDefault, "authz-default-gateway", "", "tenant/gateway whose bundle decides requests whose context extensions name no gateway")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the master key that seals signing keys (default <data-dir>/master.key, generated; GATEHOUSE_MASTER_KEY gives the key itself)")
 	fs.BoolVar(&cfg.ImportAllowPrivateURLs, "import-allow-private-urls", false, "let OpenAPI imports from a URL fetch from loopback, private and link-local addresses")
+	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let the in-process authorizer fetch token issuers' JWKS and discovery documents from loopback, private and link-local addresses")
 	annotateEnv(fs, serveEnv)
 	return cmd
 }
@@ -157,10 +166,20 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("admin API listening", "addr", addr, "store", storeDesc)
 	printBanner(stdout, public, storeDesc, tokenPath, generated)
+
+	// The in-process authorizer decides with the bundles straight from the
+	// compiler, for every gateway (chosen by Envoy's context extensions).
+	var authz *inProcessAuthorizer
+	if cfg.AuthzAddr != "" {
+		if authz, err = startInProcessAuthorizer(runCtx, cfg, st, mgr, reg, log, stdout); err != nil {
+			return err
+		}
+		go func() { serveErr <- authz.serve() }()
+	}
 
 	select {
 	case err := <-serveErr:
@@ -174,6 +193,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if authz != nil {
+		authz.stop(sctx)
 	}
 	stopRuns()
 	<-mgrDone
@@ -218,4 +240,50 @@ func masterKey(cfg serveConfig) (*secretbox.Box, error) {
 		return nil, err
 	}
 	return secretbox.New(k)
+}
+
+// inProcessAuthorizer is the ext_authz service of gatehouse serve.
+type inProcessAuthorizer struct {
+	grpc      *grpc.Server
+	ln        net.Listener
+	logs      *gateway.DecisionLogger
+	activator *gateway.Activator
+}
+
+func startInProcessAuthorizer(ctx context.Context, cfg serveConfig, st store.Store, mgr *bundles.Manager,
+	reg *prometheus.Registry, log *slog.Logger, stdout io.Writer) (*inProcessAuthorizer, error) {
+	metrics, err := gateway.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	engines := gateway.NewEngines(cfg.AuthzDefault)
+	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
+	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: local.StoreSink{Store: st}, Metrics: metrics,
+		Logger: log.With("component", "decision-logs")})
+	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer")})
+	ln, err := net.Listen("tcp", cfg.AuthzAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --authz-addr %s: %w", cfg.AuthzAddr, err)
+	}
+	gs := grpc.NewServer()
+	srv.Register(gs)
+	go srv.WatchHealth(ctx)
+	go local.Run(ctx, mgr, activator, log.With("component", "authorizer"))
+	log.Info("ext_authz listening", "addr", ln.Addr().String())
+	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, in-process, all gateways)\n", ln.Addr())
+	return &inProcessAuthorizer{grpc: gs, ln: ln, logs: logs, activator: activator}, nil
+}
+
+func (a *inProcessAuthorizer) serve() error { return a.grpc.Serve(a.ln) }
+
+func (a *inProcessAuthorizer) stop(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		a.grpc.Stop()
+	}
+	a.logs.Close(ctx)
+	a.activator.Close()
 }

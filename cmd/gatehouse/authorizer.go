@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	yaml "go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
+
+	"github.com/gatehouse-dev/gatehouse/gateway"
+)
+
+// authorizerConfig is everything `gatehouse authorizer` can be told, by
+// flags, environment or a gatehouse-authorizer.yaml (--config).
+type authorizerConfig struct {
+	ControlPlaneURL  string        `yaml:"control_plane_url"`
+	Tenant           string        `yaml:"tenant"`
+	Gateway          string        `yaml:"gateway"`
+	Credential       string        `yaml:"credential"`
+	KeyID            string        `yaml:"key_id"`
+	PublicKey        string        `yaml:"public_key"`
+	PublicKeyFile    string        `yaml:"public_key_file"`
+	AuthzAddr        string        `yaml:"authz_addr"`
+	ProxyAddr        string        `yaml:"proxy_addr"`
+	HTTPAddr         string        `yaml:"http_addr"`
+	CacheDir         string        `yaml:"cache_dir"`
+	LongPoll         time.Duration `yaml:"long_poll"`
+	LogLevel         string        `yaml:"log_level"`
+	MaskHeaders      []string      `yaml:"mask_headers"`
+	AllowPrivateJWKS bool          `yaml:"allow_private_jwks"`
+	ConfigFile       string        `yaml:"-"`
+	Package          string        `yaml:"-"`
+}
+
+var authorizerEnv = []envFlag{
+	{"control-plane-url", "GATEHOUSE_CONTROL_PLANE_URL"},
+	{"tenant", "GATEHOUSE_TENANT"},
+	{"gateway", "GATEHOUSE_GATEWAY"},
+	{"credential", "GATEHOUSE_GATEWAY_CREDENTIAL"},
+	{"key-id", "GATEHOUSE_BUNDLE_KEY_ID"},
+	{"public-key-file", "GATEHOUSE_BUNDLE_PUBLIC_KEY_FILE"},
+	{"authz-addr", "GATEHOUSE_AUTHZ_ADDR"},
+	{"proxy-addr", "GATEHOUSE_PROXY_ADDR"},
+	{"http-addr", "GATEHOUSE_AUTHORIZER_HTTP_ADDR"},
+	{"cache-dir", "GATEHOUSE_CACHE_DIR"},
+	{"long-poll", "GATEHOUSE_LONG_POLL"},
+	{"log-level", "GATEHOUSE_LOG_LEVEL"},
+	{"config", "GATEHOUSE_AUTHORIZER_CONFIG"},
+	{"jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS"},
+}
+
+func defaultCacheDir() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "gatehouse", "authorizer")
+	}
+	return filepath.Join(os.TempDir(), "gatehouse-authorizer-cache")
+}
+
+func newAuthorizerCommand(stdout, stderr io.Writer) *cobra.Command {
+	var cfg authorizerConfig
+	cmd := &cobra.Command{
+		Use:   "authorizer",
+		Short: "Run the Envoy ext_authz authorizer for one gateway",
+		Long: `Run the authorizer for one gateway: an Envoy ext_authz gRPC service (and,
+with --proxy-addr, a reverse proxy for users without Envoy). It follows the
+gateway's bundle from the control plane's bundle service with the gateway's
+credential, verifies every bundle with the tenant's public key, keeps the last
+good bundle in --cache-dir, and starts from that cache when the control plane
+is unreachable. With no bundle at all every request is denied.
+
+Settings come from flags, environment variables or --config
+gatehouse-authorizer.yaml (flags win over the file).`,
+		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			return bindEnv(cmd.Flags(), authorizerEnv)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cfg.load(cmd); err != nil {
+				return err
+			}
+			return runAuthorizer(cmd.Context(), cfg, stdout, stderr)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", "", "control plane base URL, e.g. http://127.0.0.1:8080")
+	fs.StringVar(&cfg.Tenant, "tenant", "", "tenant id")
+	fs.StringVar(&cfg.Gateway, "gateway", "", "gateway id")
+	fs.StringVar(&cfg.Credential, "credential", "", "gateway credential (ghg_…); prefer the environment variable")
+	fs.StringVar(&cfg.KeyID, "key-id", "", "bundle signing key id")
+	fs.StringVar(&cfg.PublicKeyFile, "public-key-file", "", "PEM file of the tenant's bundle signing public key")
+	fs.StringVar(&cfg.AuthzAddr, "authz-addr", "127.0.0.1:9191", "ext_authz gRPC listen address")
+	fs.StringVar(&cfg.ProxyAddr, "proxy-addr", "", "reverse proxy listen address (off when empty)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9192", "health and metrics listen address (/healthz, /readyz, /metrics)")
+	fs.StringVar(&cfg.CacheDir, "cache-dir", defaultCacheDir(), "directory of the last good bundle")
+	fs.DurationVar(&cfg.LongPoll, "long-poll", 30*time.Second, "long-polling wait asked of the bundle service")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.ConfigFile, "config", "", "gatehouse-authorizer.yaml to read settings from")
+	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token validation fetch JWKS and discovery documents from loopback, private and link-local addresses")
+	annotateEnv(fs, authorizerEnv)
+	return cmd
+}
+
+// load merges the config file under the flags that were set.
+func (c *authorizerConfig) load(cmd *cobra.Command) error {
+	if c.ConfigFile != "" {
+		raw, err := os.ReadFile(c.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		var file authorizerConfig
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&file); err != nil {
+			return fmt.Errorf("--config %s: %w", c.ConfigFile, err)
+		}
+		fs := cmd.Flags()
+		set := func(flag string, dst *string, v string) {
+			if !fs.Changed(flag) && v != "" {
+				*dst = v
+			}
+		}
+		set("control-plane-url", &c.ControlPlaneURL, file.ControlPlaneURL)
+		set("tenant", &c.Tenant, file.Tenant)
+		set("gateway", &c.Gateway, file.Gateway)
+		set("credential", &c.Credential, file.Credential)
+		set("key-id", &c.KeyID, file.KeyID)
+		set("public-key-file", &c.PublicKeyFile, file.PublicKeyFile)
+		set("authz-addr", &c.AuthzAddr, file.AuthzAddr)
+		set("proxy-addr", &c.ProxyAddr, file.ProxyAddr)
+		set("http-addr", &c.HTTPAddr, file.HTTPAddr)
+		set("cache-dir", &c.CacheDir, file.CacheDir)
+		set("log-level", &c.LogLevel, file.LogLevel)
+		if !fs.Changed("long-poll") && file.LongPoll > 0 {
+			c.LongPoll = file.LongPoll
+		}
+		if file.PublicKey != "" {
+			c.PublicKey = file.PublicKey
+		}
+		if len(file.MaskHeaders) > 0 {
+			c.MaskHeaders = file.MaskHeaders
+		}
+		c.AllowPrivateJWKS = c.AllowPrivateJWKS || file.AllowPrivateJWKS
+	}
+	if c.PublicKey == "" && c.PublicKeyFile != "" {
+		raw, err := os.ReadFile(c.PublicKeyFile)
+		if err != nil {
+			return fmt.Errorf("--public-key-file: %w", err)
+		}
+		c.PublicKey = string(raw)
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"--control-plane-url", c.ControlPlaneURL}, {"--tenant", c.Tenant},
+		{"--gateway", c.Gateway}, {"--credential (GATEHOUSE_GATEWAY_CREDENTIAL)", c.Credential}, {"--key-id", c.KeyID},
+		{"--public-key-file", c.PublicKey}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing settings: %s (or give them in --config)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.Writer) error {
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := gateway.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	instance := uuid.NewString()
+	bundleURL := strings.TrimRight(cfg.ControlPlaneURL, "/") + "/api/system/" + cfg.Tenant + "/gateways/" + cfg.Gateway + "/opa"
+	client := &http.Client{}
+	engines := gateway.NewEngines(gateway.Key(cfg.Tenant, cfg.Gateway))
+	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
+	defer activator.Close()
+	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{
+		Sink: &gateway.HTTPLogSink{URL: bundleURL, Credential: cfg.Credential, Client: client}, InstanceID: instance,
+		MaskedHeaders: cfg.MaskHeaders, Metrics: metrics, Logger: log.With("component", "decision-logs"),
+	})
+	follower, err := gateway.NewFollower(gateway.FollowerOptions{
+		URL: bundleURL, TenantID: cfg.Tenant, GatewayID: cfg.Gateway, Credential: cfg.Credential,
+		KeyID: cfg.KeyID, PublicKeyPEM: cfg.PublicKey, CacheDir: cfg.CacheDir, LongPoll: cfg.LongPoll,
+		Client: client, Activator: activator, InstanceID: instance, Version: version, Logger: log.With("component", "bundle"),
+	})
+	if err != nil {
+		return err
+	}
+	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log})
+	return serveAuthorizer(ctx, log, authorizerRuntime{
+		engines: engines, server: srv, logs: logs, registry: reg,
+		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr,
+		run: follower.Run,
+	}, stdout)
+}
+
+// authorizerRuntime is what serveAuthorizer runs: listeners and the bundle
+// source (a follower, or the in-process feed of gatehouse serve).
+type authorizerRuntime struct {
+	engines   *gateway.Engines
+	server    *gateway.Server
+	logs      *gateway.DecisionLogger
+	registry  *prometheus.Registry
+	authzAddr string
+	proxyAddr string
+	httpAddr  string
+	run       func(ctx context.Context)
+}
+
+// serveAuthorizer serves ext_authz (and the proxy and health endpoints)
+// until ctx ends, then drains and flushes the decision logs.
+func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime, stdout io.Writer) error {
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	grpcLn, err := net.Listen("tcp", rt.authzAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --authz-addr %s: %w", rt.authzAddr, err)
+	}
+	gs := grpc.NewServer()
+	rt.server.Register(gs)
+	go rt.server.WatchHealth(runCtx)
+	errs := make(chan error, 3)
+	go func() { errs <- gs.Serve(grpcLn) }()
+	log.Info("ext_authz listening", "addr", grpcLn.Addr().String())
+	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, envoy.service.auth.v3.Authorization)\n", grpcLn.Addr())
+
+	var servers []*http.Server
+	if rt.httpAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if !rt.engines.Ready() {
+				http.Error(w, "no policy bundle active", http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "ready\n")
+		})
+		mux.Handle("/metrics", promhttp.HandlerFor(rt.registry, promhttp.HandlerOpts{}))
+		ln, err := net.Listen("tcp", rt.httpAddr)
+		if err != nil {
+			return fmt.Errorf("listen on --http-addr %s: %w", rt.httpAddr, err)
+		}
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, hs)
+		go func() { errs <- hs.Serve(ln) }()
+		log.Info("authorizer health listening", "addr", ln.Addr().String())
+	}
+	if rt.proxyAddr != "" {
+		ln, err := net.Listen("tcp", rt.proxyAddr)
+		if err != nil {
+			return fmt.Errorf("listen on --proxy-addr %s: %w", rt.proxyAddr, err)
+		}
+		ps := &http.Server{Handler: gateway.NewProxy(rt.server, nil), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, ps)
+		go func() { errs <- ps.Serve(ln) }()
+		log.Info("reverse proxy listening", "addr", ln.Addr().String())
+		fmt.Fprintf(stdout, "  proxy     : http://%s\n", ln.Addr())
+	}
+	go rt.run(runCtx)
+
+	select {
+	case err := <-errs:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("authorizer: %w", err)
+		}
+	case <-ctx.Done():
+	}
+	log.Info("authorizer shutting down")
+	stop()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		gs.Stop()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(sctx)
+	}
+	rt.logs.Close(sctx)
+	return nil
+}
+
+// tokenFactory builds bearer token validators from a bundle's issuers.
+func tokenFactory(allowPrivate bool, log *slog.Logger, reg prometheus.Registerer) gateway.TokenFactory {
+	return nil
+}

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"reflect"
+	"strconv"
+	"sync"
+
+	"github.com/gatehouse-dev/gatehouse/policies"
+)
+
+// TokenFactory builds a token validator for a bundle's issuers.
+type TokenFactory func(ctx context.Context, issuers []policies.IssuerData) (TokenValidator, error)
+
+// Activator turns bundle revisions into engines and swaps them in. A
+// gateway's token validator (and its key cache) is kept across revisions
+// while the issuers do not change.
+type Activator struct {
+	Engines *Engines
+	// Tokens builds validators; nil means no token is ever valid.
+	Tokens  TokenFactory
+	Metrics *Metrics
+
+	mu     sync.Mutex
+	tokens map[string]tokenEntry
+}
+
+type tokenEntry struct {
+	issuers []policies.IssuerData
+	v       TokenValidator
+}
+
+// Activate builds an engine for src and makes it the gateway's current one.
+// source labels the metric (control-plane, disk-cache, in-process).
+func (a *Activator) Activate(ctx context.Context, src *Source, source string) (*Engine, error) {
+	e, err := a.build(ctx, src)
+	if a.Metrics != nil {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		a.Metrics.activations.WithLabelValues(source, result).Inc()
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.Engines.Activate(e)
+	if a.Metrics != nil {
+		if rev, err := strconv.ParseFloat(e.Revision, 64); err == nil {
+			a.Metrics.revision.WithLabelValues(e.TenantID, e.GatewayID).Set(rev)
+		}
+	}
+	return e, nil
+}
+
+func (a *Activator) build(ctx context.Context, src *Source) (*Engine, error) {
+	cfg, err := policies.ParseBundleConfig(src.Data)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := a.validator(ctx, Key(cfg.Tenant.ID, cfg.Gateway.ID), cfg.Issuers)
+	if err != nil {
+		return nil, err
+	}
+	return NewEngine(ctx, src, tokens)
+}
+
+func (a *Activator) validator(ctx context.Context, key string, issuers []policies.IssuerData) (TokenValidator, error) {
+	if a.Tokens == nil {
+		return nil, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tokens == nil {
+		a.tokens = map[string]tokenEntry{}
+	}
+	if cur, ok := a.tokens[key]; ok && reflect.DeepEqual(cur.issuers, issuers) {
+		return cur.v, nil
+	}
+	v, err := a.Tokens(ctx, issuers)
+	if err != nil {
+		return nil, err
+	}
+	if cur, ok := a.tokens[key]; ok && cur.v != nil {
+		cur.v.Close()
+	}
+	a.tokens[key] = tokenEntry{issuers: issuers, v: v}
+	return v, nil
+}
+
+// Remove drops a gateway's engine and validator.
+func (a *Activator) Remove(tenantID, gatewayID string) {
+	a.Engines.Remove(tenantID, gatewayID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cur, ok := a.tokens[Key(tenantID, gatewayID)]; ok && cur.v != nil {
+		cur.v.Close()
+	}
+	delete(a.tokens, Key(tenantID, gatewayID))
+}
+
+// Close releases every validator.
+func (a *Activator) Close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, t := range a.tokens {
+		if t.v != nil {
+			t.v.Close()
+		}
+		delete(a.tokens, k)
+	}
+}

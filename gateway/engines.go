@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Engines holds the active engine of each gateway this authorizer serves.
+// Activation is an atomic swap: checks in flight finish on the engine they
+// started with.
+type Engines struct {
+	mu      sync.RWMutex
+	byKey   map[string]*atomic.Pointer[Engine]
+	single  string // when set, the gateway used when a request names none
+	changed chan struct{}
+}
+
+// NewEngines returns an empty set. defaultGateway ("tenant/gateway") is
+// used for requests whose context extensions name no gateway.
+func NewEngines(defaultGateway string) *Engines {
+	return &Engines{byKey: map[string]*atomic.Pointer[Engine]{}, single: defaultGateway, changed: make(chan struct{})}
+}
+
+// Key names a gateway: "tenant/gateway".
+func Key(tenantID, gatewayID string) string { return tenantID + "/" + gatewayID }
+
+func (s *Engines) slot(key string, create bool) *atomic.Pointer[Engine] {
+	s.mu.RLock()
+	p := s.byKey[key]
+	s.mu.RUnlock()
+	if p != nil || !create {
+		return p
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p = s.byKey[key]; p == nil {
+		p = &atomic.Pointer[Engine]{}
+		s.byKey[key] = p
+	}
+	return p
+}
+
+// Activate makes e the gateway's engine and returns the one it replaced.
+func (s *Engines) Activate(e *Engine) *Engine {
+	old := s.slot(Key(e.TenantID, e.GatewayID), true).Swap(e)
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	return old
+}
+
+// Remove drops a gateway's engine.
+func (s *Engines) Remove(tenantID, gatewayID string) *Engine {
+	if p := s.slot(Key(tenantID, gatewayID), false); p != nil {
+		return p.Swap(nil)
+	}
+	return nil
+}
+
+// Get returns a gateway's engine, or nil.
+func (s *Engines) Get(tenantID, gatewayID string) *Engine {
+	if p := s.slot(Key(tenantID, gatewayID), false); p != nil {
+		return p.Load()
+	}
+	return nil
+}
+
+// Changed is closed at the next activation.
+func (s *Engines) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// Ready reports whether at least one engine is active (or, with a default
+// gateway, whether that one is).
+func (s *Engines) Ready() bool {
+	if s.single != "" {
+		p := s.slot(s.single, false)
+		return p != nil && p.Load() != nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, p := range s.byKey {
+		if p.Load() != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// For picks the engine of a request: the gateway its context extensions
+// name ("tenant" and "gateway"), else the default gateway.
+func (s *Engines) For(ext map[string]string) *Engine {
+	if t, g := ext["tenant"], ext["gateway"]; t != "" && g != "" {
+		if p := s.slot(Key(t, g), false); p != nil {
+			return p.Load()
+		}
+		return nil
+	}
+	if s.single == "" {
+		return nil
+	}
+	p := s.slot(s.single, false)
+	if p == nil {
+		return nil
+	}
+	e := p.Load()
+	if e != nil && ext["tenant"] != "" && ext["tenant"] != e.TenantID {
+		return nil // extensions of another tenant: never decide with our bundle
+	}
+	return e
+}

@@ -1,0 +1,149 @@
+package gateway
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// Proxy is the built-in reverse proxy for users without Envoy: the same
+// decisions as the ext_authz service, enforced in front of the services'
+// upstream URLs. Allowed requests go upstream with the decision's headers
+// added and removed; denied ones get the decision's status, headers and
+// body.
+type Proxy struct {
+	server *Server
+	mu     sync.Mutex
+	// upstreams caches one reverse proxy per upstream URL.
+	upstreams map[string]*httputil.ReverseProxy
+	transport http.RoundTripper
+}
+
+// NewProxy returns a proxy deciding with server. transport may be nil.
+func NewProxy(server *Server, transport http.RoundTripper) *Proxy {
+	if transport == nil {
+		transport = http.DefaultTransport
+	}
+	return &Proxy{server: server, upstreams: map[string]*httputil.ReverseProxy{}, transport: transport}
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	engine := p.server.opts.Engines.For(nil)
+	check := checkRequestFromHTTP(r, engine)
+	d, e := p.server.Decide(r.Context(), RequestFromCheck(check))
+	if !d.Allowed {
+		writeHeaders(w.Header(), d.Headers, true)
+		status := d.HTTPStatus
+		if status < 400 || status > 599 {
+			status = http.StatusForbidden
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, d.Body)
+		return
+	}
+	svc, ok := e.cfg.Services[d.ServiceID]
+	if !ok {
+		http.Error(w, "no upstream service for this request", http.StatusBadGateway)
+		return
+	}
+	rp, err := p.upstream(svc.URL)
+	if err != nil {
+		http.Error(w, "invalid upstream URL", http.StatusBadGateway)
+		return
+	}
+	for _, h := range d.RequestHeadersToRemove {
+		if name, ok := h.(string); ok {
+			r.Header.Del(name)
+		}
+	}
+	writeHeaders(r.Header, d.Headers, true)
+	if len(d.ResponseHeadersToAdd) > 0 {
+		writeHeaders(w.Header(), d.ResponseHeadersToAdd, false)
+	}
+	rp.ServeHTTP(w, r)
+}
+
+func (p *Proxy) upstream(raw string) (*httputil.ReverseProxy, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rp, ok := p.upstreams[raw]; ok {
+		return rp, nil
+	}
+	target, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+		},
+		Transport: p.transport,
+	}
+	p.upstreams[raw] = rp
+	return rp, nil
+}
+
+// writeHeaders applies {"name": "v" | ["v1", …]} to h.
+func writeHeaders(h http.Header, headers map[string]any, overwrite bool) {
+	names := make([]string, 0, len(headers))
+	for k := range headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if overwrite {
+			h.Del(k)
+		}
+		switch v := headers[k].(type) {
+		case string:
+			h.Add(k, v)
+		case []any:
+			for _, x := range v {
+				if s, ok := x.(string); ok {
+					h.Add(k, s)
+				}
+			}
+		}
+	}
+}
+
+// checkRequestFromHTTP describes an HTTP request as Envoy would in a
+// CheckRequest. The body is read (and restored) when the gateway asks for
+// request bodies.
+func checkRequestFromHTTP(r *http.Request, e *Engine) *authv3.CheckRequest {
+	headers := make(map[string]string, len(r.Header)+1)
+	for k, vs := range r.Header {
+		headers[strings.ToLower(k)] = strings.Join(vs, ",")
+	}
+	headers[":authority"] = r.Host
+	headers[":method"] = r.Method
+	headers[":path"] = r.URL.RequestURI()
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	headers[":scheme"] = scheme
+	h := &authv3.AttributeContext_HttpRequest{
+		Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Scheme: scheme,
+		Protocol: r.Proto, Headers: headers, Size: r.ContentLength,
+	}
+	if e != nil && e.cfg.Gateway.RequestBody != nil && r.Body != nil {
+		limit := int64(e.cfg.Gateway.RequestBody.MaxRequestBytes)
+		body, _ := io.ReadAll(io.LimitReader(r.Body, limit))
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
+		h.Body = string(body)
+		if int64(len(body)) == limit && e.cfg.Gateway.RequestBody.AllowPartialMessage {
+			headers["x-envoy-auth-partial-body"] = "true"
+		}
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: h}}}
+}
