@@ -1,0 +1,168 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// gatewaySetup is a tenant with one service behind a gateway, created over
+// the admin API.
+type gatewaySetup struct {
+	token, kid, keyFile string
+}
+
+func setupGateway(t *testing.T, c *client, upstream string) gatewaySetup {
+	t.Helper()
+	c.must(201, "POST", "/api/system/tenants", map[string]any{"id": "acme", "name": "Acme"})
+	c.must(201, "POST", "/api/admin/acme/policies", map[string]any{"id": "keyed", "policy_name": "keyed", "definition": fmt.Sprintf(interopPolicy, "k1")})
+	c.must(201, "POST", "/api/admin/acme/services", map[string]any{"id": "pets", "name": "pets", "url": upstream})
+	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "get-pet", "service_id": "pets", "method": "GET", "path": "/pets/{id}", "policy_id": "keyed"})
+	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "health", "service_id": "pets", "method": "GET", "path": "/healthz", "public": true})
+	gw := c.must(201, "POST", "/api/admin/acme/gateways", map[string]any{"id": "edge", "name": "edge"}).JSON(t)
+	key := c.must(200, "GET", "/api/admin/acme/gateways/edge/keys", nil).JSON(t)["keys"].([]any)[0].(map[string]any)
+	keyFile := filepath.Join(t.TempDir(), "bundle-key.pem")
+	if err := os.WriteFile(keyFile, []byte(key["public_key_pem"].(string)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return gatewaySetup{token: gw["credential"].(map[string]any)["token"].(string), kid: key["kid"].(string), keyFile: keyFile}
+}
+
+// startAuthorizer runs `gatehouse authorizer` for acme/edge.
+func startAuthorizer(t *testing.T, cpURL string, g gatewaySetup, cacheDir string, extra ...string) (*process, string) {
+	t.Helper()
+	args := append([]string{"authorizer", "--control-plane-url", cpURL, "--tenant", "acme", "--gateway", "edge",
+		"--key-id", g.kid, "--public-key-file", g.keyFile, "--cache-dir", cacheDir, "--authz-addr", "127.0.0.1:0",
+		"--http-addr", "127.0.0.1:0", "--long-poll", "20s"}, extra...)
+	p := start(t, []string{"PATH=" + os.Getenv("PATH"), "GATEHOUSE_GATEWAY_CREDENTIAL=" + g.token}, args...)
+	return p, p.waitLog(t, "ext_authz listening", "addr")
+}
+
+func authzClient(t *testing.T, addr string) authv3.AuthorizationClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
+}
+
+func checkKey(t *testing.T, c authv3.AuthorizationClient, key string, ext map[string]string) code.Code {
+	t.Helper()
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: ext,
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/pets/1", Host: "pets.example.com", Headers: map[string]string{"x-api-key": key}}}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := c.Check(ctx, req)
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	return code.Code(res.Status.Code)
+}
+
+// TestAuthorizerFollowsTheControlPlane runs gatehouse serve and a separate
+// gatehouse authorizer: a policy change reaches the authorizer within 1 s;
+// with the control plane killed decisions are unchanged; an authorizer
+// restarted while the control plane is down decides the same from its disk
+// cache; the reverse proxy enforces the same decisions in front of a real
+// upstream.
+func TestAuthorizerFollowsTheControlPlane(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream saw %s %s", r.Method, r.URL.Path)
+	}))
+	defer upstream.Close()
+	data := t.TempDir()
+	cp := startServe(t, serveOptions{DataDir: data, Token: testToken, Args: []string{"--authz-addr", "127.0.0.1:0"}})
+	c := newClient(t, cp.URL, testToken)
+	g := setupGateway(t, c, upstream.URL)
+	cache := t.TempDir()
+	authz, addr := startAuthorizer(t, cp.URL, g, cache, "--proxy-addr", "127.0.0.1:0")
+	proxyAddr := authz.waitLog(t, "reverse proxy listening", "addr")
+	ac := authzClient(t, addr)
+	waitFor(t, 20*time.Second, "the authorizer's first bundle", func() bool { return checkKey(t, ac, "k1", nil) == code.Code_OK })
+	if got := checkKey(t, ac, "k2", nil); got != code.Code_UNAUTHENTICATED {
+		t.Fatalf("wrong key: %v", got)
+	}
+
+	// The in-process authorizer of serve decides the same for this gateway.
+	inproc := authzClient(t, cp.waitLog(t, "ext_authz listening", "addr"))
+	waitFor(t, 10*time.Second, "the in-process authorizer", func() bool {
+		return checkKey(t, inproc, "k1", map[string]string{"tenant": "acme", "gateway": "edge"}) == code.Code_OK
+	})
+	if got := checkKey(t, inproc, "k1", map[string]string{"tenant": "acme", "gateway": "nope"}); got != code.Code_PERMISSION_DENIED {
+		t.Fatalf("in-process check for an unknown gateway: %v", got)
+	}
+
+	// Policy change → the authorizer's decisions change within 1 s.
+	c.must(200, "PUT", "/api/admin/acme/policies/keyed", map[string]any{"policy_name": "keyed", "definition": fmt.Sprintf(interopPolicy, "k2")})
+	took := waitFor(t, time.Second, "the policy change at the authorizer", func() bool { return checkKey(t, ac, "k2", nil) == code.Code_OK })
+	t.Logf("policy change enforced by the authorizer after %v", took)
+	if checkKey(t, ac, "k1", nil) == code.Code_OK {
+		t.Fatal("the old key still works")
+	}
+
+	// The reverse proxy: allowed requests reach the upstream.
+	get := func(path, key string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+proxyAddr+path, nil)
+		req.Header.Set("X-Api-Key", key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if st, body := get("/pets/3", "k2"); st != 200 || body != "upstream saw GET /pets/3" {
+		t.Fatalf("proxy allowed: %d %q", st, body)
+	}
+	if st, body := get("/pets/3", "k1"); st != 401 || strings.Contains(body, "upstream") {
+		t.Fatalf("proxy denied: %d %q", st, body)
+	}
+	if st, _ := get("/healthz", ""); st != 200 {
+		t.Fatalf("proxy public API: %d", st)
+	}
+
+	// Control plane killed: decisions unchanged.
+	cp.kill()
+	for i := 0; i < 5; i++ {
+		if checkKey(t, ac, "k2", nil) != code.Code_OK || checkKey(t, ac, "k1", nil) == code.Code_OK {
+			t.Fatal("decisions changed while the control plane is down")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Authorizer restarted while the control plane is down: same decisions
+	// from the disk cache.
+	authz.stop()
+	authz2, addr2 := startAuthorizer(t, cp.URL, g, cache)
+	_ = authz2
+	ac2 := authzClient(t, addr2)
+	waitFor(t, 10*time.Second, "decisions from the disk cache", func() bool { return checkKey(t, ac2, "k2", nil) == code.Code_OK })
+	if checkKey(t, ac2, "k1", nil) == code.Code_OK {
+		t.Fatal("the restarted authorizer did not enforce the cached bundle")
+	}
+
+	// An authorizer with neither control plane nor cache denies everything.
+	_, addr3 := startAuthorizer(t, cp.URL, g, t.TempDir())
+	ac3 := authzClient(t, addr3)
+	time.Sleep(300 * time.Millisecond)
+	if got := checkKey(t, ac3, "k2", nil); got != code.Code_PERMISSION_DENIED {
+		t.Fatalf("no bundle at all: %v", got)
+	}
+}
