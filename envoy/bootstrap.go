@@ -1,0 +1,139 @@
+package envoy
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Bootstrap defaults.
+const (
+	DefaultAdminAddress = "127.0.0.1:9901"
+	DefaultNodeCluster  = "gatehouse"
+	// RegexProgramSizeLimit is the RE2 program size Envoy accepts, raised in
+	// the bootstrap from Envoy's default of 100 (runtime key
+	// re2.max_program_size.error_level): path templates with parameters
+	// become regexes whose size grows with the template's length.
+	RegexProgramSizeLimit = 20000
+)
+
+// BootstrapOptions describe a gateway's Envoy.
+type BootstrapOptions struct {
+	// NodeID is the gateway's node id (NodeID(tenant, gateway)); required.
+	NodeID string
+	// Cluster is the Envoy node's cluster (default "gatehouse").
+	Cluster string
+	// XDSAddress is the control plane's xDS gRPC address, "host:port";
+	// required. It is reached over plaintext HTTP/2.
+	XDSAddress string
+	// AdminAddress is Envoy's admin listener, "host:port" on a loopback
+	// address (default 127.0.0.1:9901): the admin API is unauthenticated.
+	AdminAddress string
+}
+
+// Bootstrap returns an Envoy bootstrap (YAML) for a gateway: the node id and
+// cluster, listeners and clusters from ADS over gRPC (state of the world,
+// API v3) to a static control-plane cluster speaking HTTP/2, the admin
+// listener on loopback, and a runtime layer raising the RE2 program size
+// limit (RegexProgramSizeLimit).
+func Bootstrap(opts BootstrapOptions) ([]byte, error) {
+	tid, gw, err := ParseNodeID(opts.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	if opts.Cluster == "" {
+		opts.Cluster = DefaultNodeCluster
+	}
+	if opts.AdminAddress == "" {
+		opts.AdminAddress = DefaultAdminAddress
+	}
+	xdsHost, xdsPort, xdsIP, err := parseHostPort("bootstrap: xds address", opts.XDSAddress)
+	if err != nil {
+		return nil, err
+	}
+	adminHost, adminPort, adminIP, err := parseHostPort("bootstrap: admin address", opts.AdminAddress)
+	if err != nil {
+		return nil, err
+	}
+	if a, _ := netip.ParseAddr(adminHost); !adminIP || !a.IsLoopback() {
+		return nil, fmt.Errorf("bootstrap: admin address %q must be a loopback IP address", opts.AdminAddress)
+	}
+	xds := staticCluster(XDSClusterName, xdsHost, xdsPort, xdsIP, time.Second)
+	if xds.TypedExtensionProtocolOptions, err = http2Options(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	runtime, err := structpb.NewStruct(map[string]any{"re2.max_program_size.error_level": RegexProgramSizeLimit})
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: runtime layer: %w", err)
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node:  &corev3.Node{Id: opts.NodeID, Cluster: opts.Cluster},
+		Admin: &bootstrapv3.Admin{Address: socketAddress(adminHost, adminPort)},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:                   corev3.ApiConfigSource_GRPC,
+				TransportApiVersion:       corev3.ApiVersion_V3,
+				SetNodeOnFirstMessageOnly: true,
+				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName}}}},
+			},
+			CdsConfig: adsConfigSource(),
+			LdsConfig: adsConfigSource(),
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{xds}},
+		LayeredRuntime: &bootstrapv3.LayeredRuntime{Layers: []*bootstrapv3.RuntimeLayer{{
+			Name:           "gatehouse",
+			LayerSpecifier: &bootstrapv3.RuntimeLayer_StaticLayer{StaticLayer: runtime},
+		}}},
+	}
+	if err := validateMessage(b); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: encode: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(js, &doc); err != nil {
+		return nil, fmt.Errorf("bootstrap: convert to YAML: %w", err)
+	}
+	blockStyle(&doc)
+	doc.HeadComment = fmt.Sprintf("Envoy bootstrap of Gatehouse gateway %q of tenant %q (generated).\n"+
+		"Listeners, routes and clusters come from the control plane over ADS.", gw, tid)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, fmt.Errorf("bootstrap: encode YAML: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("bootstrap: encode YAML: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// blockStyle turns the flow-style nodes of a document parsed from JSON into
+// block style, and drops quotes YAML does not need.
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		// Keep strings that would read back as another type quoted.
+		var v any
+		if yaml.Unmarshal([]byte(n.Value), &v) != nil {
+			n.Style = yaml.DoubleQuotedStyle
+		} else if _, ok := v.(string); !ok {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+	}
+}

@@ -1,0 +1,356 @@
+package envoy
+
+import (
+	"fmt"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/routing"
+)
+
+// Context extension keys set on every API route; the authorizer reads them
+// to skip its own route matching.
+const (
+	ExtTenant  = "tenant"
+	ExtService = "service"
+	ExtAPI     = "api"
+)
+
+// Defaults of TranslateOptions.
+const (
+	DefaultAuthorizerTimeout      = 500 * time.Millisecond
+	DefaultUpstreamCAFile         = "/etc/ssl/certs/ca-certificates.crt"
+	DefaultConnectTimeout         = 5 * time.Second
+	defaultAuthorizerConnectLimit = 1 * time.Second
+)
+
+// TranslateOptions are the deployment facts the configuration does not hold.
+type TranslateOptions struct {
+	// AuthorizerAddress is the authorizer's ext_authz gRPC server as Envoy
+	// reaches it, "host:port". Required for envoy gateways.
+	AuthorizerAddress string
+	// AuthorizerTimeout bounds each ext_authz check (default 500ms).
+	AuthorizerTimeout time.Duration
+	// AuthorizerConnectTimeout is the authorizer cluster's connect timeout
+	// (default 1s).
+	AuthorizerConnectTimeout time.Duration
+	// UpstreamConnectTimeout is the service clusters' connect timeout
+	// (default 5s).
+	UpstreamConnectTimeout time.Duration
+	// UpstreamCAFile is the CA bundle, on the Envoy host, that https
+	// upstream certificates are verified with (default
+	// /etc/ssl/certs/ca-certificates.crt).
+	UpstreamCAFile string
+}
+
+func (o TranslateOptions) withDefaults() TranslateOptions {
+	if o.AuthorizerTimeout <= 0 {
+		o.AuthorizerTimeout = DefaultAuthorizerTimeout
+	}
+	if o.AuthorizerConnectTimeout <= 0 {
+		o.AuthorizerConnectTimeout = defaultAuthorizerConnectLimit
+	}
+	if o.UpstreamConnectTimeout <= 0 {
+		o.UpstreamConnectTimeout = DefaultConnectTimeout
+	}
+	if o.UpstreamCAFile == "" {
+		o.UpstreamCAFile = DefaultUpstreamCAFile
+	}
+	return o
+}
+
+// Resources is a gateway's xDS resources by type URL.
+type Resources = map[resource.Type][]types.Resource
+
+// Translate turns a gateway's compiled configuration into xDS resources:
+// for an envoy gateway a listener, its RouteConfiguration (served by RDS)
+// and clusters; for a grpc gateway the proxyless resources (see the package
+// documentation). The result is deterministic, and ValidateDeep accepts it.
+func Translate(c *policies.Compiled, opts TranslateOptions) (Resources, error) {
+	if c == nil || c.Routes == nil {
+		return nil, errNoCompiled
+	}
+	opts = opts.withDefaults()
+	switch c.Gateway.Spec.Type {
+	case model.GatewayEnvoy, "":
+		return translateEnvoy(c, &opts)
+	case model.GatewayGRPC:
+		return translateGRPC(c, &opts)
+	default:
+		return nil, fmt.Errorf("gateway %s: unsupported type %q", c.GatewayID, c.Gateway.Spec.Type)
+	}
+}
+
+// services indexes the gateway's services and parses their URLs.
+func services(c *policies.Compiled) (map[string]upstream, error) {
+	out := make(map[string]upstream, len(c.Services))
+	for _, s := range c.Services {
+		up, err := parseUpstream(s.Spec.URL)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", s.ID, err)
+		}
+		out[s.ID] = up
+	}
+	return out, nil
+}
+
+func mustPack(m proto.Message) *anypb.Any {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		// anypb.New fails only when m cannot be marshalled, which no
+		// message built here can.
+		panic(fmt.Sprintf("envoy: pack %T: %v", m, err))
+	}
+	return a
+}
+
+func translateEnvoy(c *policies.Compiled, opts *TranslateOptions) (Resources, error) {
+	if opts.AuthorizerAddress == "" {
+		return nil, fmt.Errorf("gateway %s: no authorizer address", c.GatewayID)
+	}
+	ups, err := services(c)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: %w", c.GatewayID, err)
+	}
+	var clusters []types.Resource
+	for _, s := range c.Services {
+		cl, err := serviceCluster(s.ID, ups[s.ID], opts)
+		if err != nil {
+			return nil, fmt.Errorf("gateway %s: service %s: %w", c.GatewayID, s.ID, err)
+		}
+		clusters = append(clusters, cl)
+	}
+	authz, err := authorizerCluster(opts)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: %w", c.GatewayID, err)
+	}
+	clusters = append(clusters, authz)
+
+	rc, err := envoyRoutes(c, ups)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: %w", c.GatewayID, err)
+	}
+	lis, err := envoyListener(c, opts)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: %w", c.GatewayID, err)
+	}
+	return Resources{
+		resource.ClusterType:  clusters,
+		resource.ListenerType: {lis},
+		resource.RouteType:    {rc},
+	}, nil
+}
+
+// envoyListener is the gateway's listener: an HTTP connection manager with
+// ext_authz then the router, routes from RDS.
+func envoyListener(c *policies.Compiled, opts *TranslateOptions) (*listenerv3.Listener, error) {
+	gw := c.Gateway.Spec
+	addr := gw.ListenerAddress
+	if addr == "" {
+		addr = model.DefaultListenerAddress
+	}
+	port := gw.ListenerPort
+	if port == 0 {
+		port = model.DefaultListenerPort
+	}
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("listener port %d out of range", port)
+	}
+	authz := &extauthzv3.ExtAuthz{
+		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: AuthorizerClusterName}},
+			Timeout:         durationpb.New(opts.AuthorizerTimeout),
+		}},
+		TransportApiVersion:    corev3.ApiVersion_V3,
+		FailureModeAllow:       false,
+		IncludePeerCertificate: false,
+	}
+	if b := gw.RequestBody; b != nil && b.MaxRequestBytes > 0 {
+		authz.WithRequestBody = &extauthzv3.BufferSettings{
+			MaxRequestBytes:     b.MaxRequestBytes,
+			AllowPartialMessage: b.AllowPartialMessage,
+			PackAsBytes:         true,
+		}
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		StatPrefix: ListenerName(c.GatewayID),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource: adsConfigSource(), RouteConfigName: RouteConfigName(c.GatewayID)}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			{Name: wellknown.HTTPExternalAuthorization, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(authz)}},
+			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(&routerv3.Router{})}},
+		},
+		// Route on the host without its port, and on the path exactly as
+		// the client sent it, which is also what the authorizer sees.
+		StripPortMode:                &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		NormalizePath:                wrapperspb.Bool(false),
+		MergeSlashes:                 false,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_KEEP_UNCHANGED,
+	}
+	return &listenerv3.Listener{
+		Name:    ListenerName(c.GatewayID),
+		Address: socketAddress(addr, uint32(port)),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name:       wellknown.HTTPConnectionManager,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustPack(hcm)},
+		}}}},
+	}, nil
+}
+
+// envoyRoutes is the gateway's RouteConfiguration: one virtual host per
+// routing vhost, its routes in the routing table's priority order (so that
+// Envoy's first match is Gatehouse's match), then a catch-all.
+func envoyRoutes(c *policies.Compiled, ups map[string]upstream) (*routev3.RouteConfiguration, error) {
+	rc := &routev3.RouteConfiguration{Name: RouteConfigName(c.GatewayID)}
+	for _, vh := range c.Routes.VHosts {
+		v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains}
+		for i := range vh.Routes {
+			r := &vh.Routes[i]
+			up, ok := ups[r.ServiceID]
+			if !ok {
+				return nil, fmt.Errorf("api %s: service %s is not in the gateway", r.APIID, r.ServiceID)
+			}
+			m := &routev3.RouteMatch{Headers: methodMatch(r.Method)}
+			pathMatch(m, r.Template, false)
+			ext := map[string]string{ExtTenant: c.TenantID, ExtService: r.ServiceID, ExtAPI: r.APIID}
+			v.Routes = append(v.Routes, &routev3.Route{
+				Name:                 r.APIID,
+				Match:                m,
+				Action:               forward(r.ServiceID, up),
+				TypedPerFilterConfig: authzPerRoute(ext, c.APIs[r.APIID].Spec.Public),
+			})
+		}
+		v.Routes = append(v.Routes, unmatchedRoute(c, vh))
+		rc.VirtualHosts = append(rc.VirtualHosts, v)
+	}
+	return rc, nil
+}
+
+// forward routes to a service's cluster, with the upstream's Host header
+// and its base path prefixed.
+func forward(serviceID string, up upstream) *routev3.Route_Route {
+	a := &routev3.RouteAction{
+		ClusterSpecifier:     &routev3.RouteAction_Cluster{Cluster: ServiceClusterName(serviceID)},
+		HostRewriteSpecifier: &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: up.authority},
+	}
+	if up.basePath != "" {
+		a.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
+			Pattern:      &matcherv3.RegexMatcher{Regex: "^/"},
+			Substitution: up.basePath + "/",
+		}
+	}
+	return &routev3.Route_Route{Route: a}
+}
+
+// authzPerRoute is a route's ext_authz override: the context extensions
+// naming the API, or ext_authz disabled for a public API.
+func authzPerRoute(ext map[string]string, public bool) map[string]*anypb.Any {
+	per := &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
+		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: ext}}}
+	if public {
+		per.Override = &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}
+	}
+	return map[string]*anypb.Any{wellknown.HTTPExternalAuthorization: mustPack(per)}
+}
+
+// unmatchedRoute ends a virtual host. Requests no API matches get a 404
+// from Envoy without an authorizer call, as the authorizer would answer
+// them. With AllowUnmatchedRoutes, a vhost of exactly one service sends them
+// to that service through ext_authz (context extensions without an API, so
+// the authorizer matches, finds nothing and applies the gateway's rule); a
+// vhost of several services has no upstream to choose, so it still answers
+// 404.
+func unmatchedRoute(c *policies.Compiled, vh routing.VHost) *routev3.Route {
+	catchAll := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	if c.Gateway.Spec.AllowUnmatchedRoutes {
+		if sid, ok := soleService(c, vh); ok {
+			if up, err := parseUpstream(serviceURL(c, sid)); err == nil {
+				return &routev3.Route{
+					Name:                 "unmatched",
+					Match:                catchAll,
+					Action:               forward(sid, up),
+					TypedPerFilterConfig: authzPerRoute(map[string]string{ExtTenant: c.TenantID, ExtService: sid}, false),
+				}
+			}
+		}
+	}
+	return &routev3.Route{
+		Name:  "unmatched",
+		Match: catchAll,
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+			Status: 404,
+			Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
+				InlineString: `{"error":"not_found","error_description":"no API matches this request"}` + "\n"}},
+		}},
+		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+		TypedPerFilterConfig: map[string]*anypb.Any{wellknown.HTTPExternalAuthorization: mustPack(
+			&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}})},
+	}
+}
+
+// soleService returns the one service a vhost serves, if it serves one.
+func soleService(c *policies.Compiled, vh routing.VHost) (string, bool) {
+	in := map[string]bool{}
+	for _, s := range c.Services {
+		if servesDomains(s.Spec.Hosts, vh.Domains) {
+			in[s.ID] = true
+		}
+	}
+	if len(in) != 1 {
+		return "", false
+	}
+	for id := range in {
+		return id, true
+	}
+	return "", false
+}
+
+// servesDomains reports whether a service with these hosts belongs to a
+// vhost with these domains (vhosts group the domains of identical service
+// sets, so one shared domain decides).
+func servesDomains(hosts, domains []string) bool {
+	if len(hosts) == 0 {
+		return len(domains) == 1 && domains[0] == "*"
+	}
+	for _, h := range hosts {
+		d, err := routing.ValidateDomain(h)
+		if err != nil {
+			continue
+		}
+		for _, vd := range domains {
+			if d == vd {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func serviceURL(c *policies.Compiled, serviceID string) string {
+	for _, s := range c.Services {
+		if s.ID == serviceID {
+			return s.Spec.URL
+		}
+	}
+	return ""
+}
