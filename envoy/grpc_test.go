@@ -1,0 +1,132 @@
+package envoy
+
+import (
+	"encoding/json"
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/xds"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+)
+
+// TestProxylessGRPC has grpc-go's own xDS client (the xds:/// resolver)
+// consume a grpc gateway's resources and make real RPCs to a gRPC server on
+// loopback through them.
+func TestProxylessGRPC(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := grpc.NewServer()
+	healthpb.RegisterHealthServer(up, health.NewServer())
+	go func() { _ = up.Serve(lis) }()
+	defer up.Stop()
+
+	f := newFixture(t)
+	f.tenant("acme")
+	f.service("acme", "greeter", "http://"+lis.Addr().String(), "greeter.internal")
+	f.service("acme", "plain", "http://"+lis.Addr().String())
+	f.apis("acme",
+		api{id: "check", service: "greeter", method: "POST", path: "/grpc.health.v1.Health/Check"},
+		api{id: "plain-health", service: "plain", method: "*", path: "/grpc.health.v1.Health/{method}"},
+	)
+	f.gateway("acme", "mesh", model.GatewaySpec{Type: model.GatewayGRPC})
+	cp := f.start()
+
+	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": %q, "cluster": "test", "locality": {"zone": "a"}}
+	}`, cp.addr, NodeID("acme", "mesh"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(target string) healthpb.HealthClient {
+		cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return healthpb.NewHealthClient(cc)
+	}
+	check := func(c healthpb.HealthClient) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r, err := c.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+		if err == nil && r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("status %v", r.GetStatus())
+		}
+		return err
+	}
+
+	// Through the listener named after the service's host, and through the
+	// one named after a service without hosts.
+	greeter, plain := dial("xds:///greeter.internal"), dial("xds:///plain")
+	if err := check(greeter); err != nil {
+		t.Fatalf("Check via xds:///greeter.internal: %v", err)
+	}
+	if err := check(plain); err != nil {
+		t.Fatalf("Check via xds:///plain: %v", err)
+	}
+	// A method without an API has no route: the client fails it without
+	// reaching the server.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, err := greeter.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = ws.Recv()
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("Watch without an API: %v, want Unavailable (no route)", err)
+	}
+
+	// The control plane sees the gRPC nodes (one xDS stream per channel
+	// here) and their ACKs (the route configuration is inline in the
+	// listeners).
+	var st XDSStatus
+	defer func() {
+		if t.Failed() {
+			js, _ := json.MarshalIndent(cp.xds.Status("acme", "mesh"), "", "  ")
+			t.Logf("status: %s", js)
+		}
+	}()
+	eventually(t, "the gRPC node's ACKs", func() bool {
+		st = cp.xds.Status("acme", "mesh")
+		if len(st.Nodes) == 0 {
+			return false
+		}
+		for _, n := range st.Nodes {
+			for _, typ := range []string{resource.ListenerType, resource.ClusterType, resource.EndpointType} {
+				if r := n.Resources[typ]; r == nil || r.AckedVersion != st.Version {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if st.LastNack != nil {
+		t.Fatalf("grpc-go rejected the resources: %+v", st.LastNack)
+	}
+
+	// An admin change reaches the client: Check loses its route.
+	f.setAPIPath("acme", "check", "/grpc.health.v1.Health/Other")
+	eventually(t, "the route change to reach the gRPC client", func() bool {
+		return status.Code(check(greeter)) == codes.Unavailable
+	})
+	if err := check(plain); err != nil {
+		t.Fatalf("the other listener broke: %v", err)
+	}
+	if st := cp.xds.Status("acme", "mesh"); st.LastNack != nil {
+		t.Fatalf("grpc-go rejected the update: %+v", st.LastNack)
+	}
+}
