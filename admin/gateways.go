@@ -75,6 +75,9 @@ type credentialSecret struct {
 type gatewayStatus struct {
 	Bundle bundleStatus  `json:"bundle"`
 	OPA    opaStatusView `json:"opa"`
+	// XDS is the xDS control plane's view (connected nodes, ACKs, NACKs),
+	// absent when no control plane runs in this process.
+	XDS any `json:"xds,omitempty"`
 }
 
 type bundleStatus struct {
@@ -114,6 +117,9 @@ func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec]
 		}
 		st.Bundle.Error = s.bundles.BuildError(t.Meta.TenantID, t.Meta.ID)
 		st.OPA = s.opaStatus(c.Request.Context(), t.Meta.TenantID, t.Meta.ID)
+		if s.xds != nil {
+			st.XDS = s.xds.GatewayStatus(t.Meta.TenantID, t.Meta.ID)
+		}
 		out.Status = st
 	}
 	return out

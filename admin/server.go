@@ -39,6 +39,15 @@ type Options struct {
 	// AllowPrivateImportURLs lets OpenAPI URL imports fetch from loopback,
 	// private and link-local addresses (refused by default).
 	AllowPrivateImportURLs bool
+	// XDS reports the gateways' xDS state, shown as status.xds; nil when
+	// no xDS control plane runs in this process.
+	XDS XDSStatusSource
+}
+
+// XDSStatusSource reports a gateway's xDS state (the envoy package's
+// Server). The value is rendered as JSON.
+type XDSStatusSource interface {
+	GatewayStatus(tenantID, gatewayID string) any
 }
 
 // Server is the admin API.
@@ -51,6 +60,7 @@ type Server struct {
 	public   string
 	bundles  *bundles.Manager
 	keys     *bundles.KeyStore
+	xds      XDSStatusSource
 	checker  *policies.Checker
 	engine   *gin.Engine
 	// allowPrivateImportURLs: see Options.AllowPrivateImportURLs.
@@ -91,6 +101,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		bundles:     opts.Bundles,
 		keys:        opts.Keys,
+		xds:         opts.XDS,
 		checker:     checker,
 		openAPIJSON: doc,
 		store:       opts.Store,
