@@ -33,6 +33,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, func(o *admin.Options) { o.XDSPublicAddress = "xds.example.com:18000" })
+}
+
+// newEnvWith is newEnv with changes to the server's options.
+func newEnvWith(t *testing.T, edit func(*admin.Options)) *env {
+	t.Helper()
 	st, err := embedded.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -48,8 +54,12 @@ func newEnv(t *testing.T) *env {
 	done := make(chan struct{})
 	go func() { _ = mgr.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; st.Close() })
-	api, err := admin.New(admin.Options{Store: st, BootstrapToken: rootToken, PublicURL: "https://gh.example",
-		Logger: log, Bundles: mgr, Keys: keys})
+	opts := admin.Options{Store: st, BootstrapToken: rootToken, PublicURL: "https://gh.example",
+		Logger: log, Bundles: mgr, Keys: keys}
+	if edit != nil {
+		edit(&opts)
+	}
+	api, err := admin.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

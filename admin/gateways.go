@@ -96,6 +96,7 @@ func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
 	adm.PUT("/gateways/:gw", s.updateGateway)
 	adm.DELETE("/gateways/:gw", s.deleteGateway)
 	adm.GET("/gateways/:gw/keys", s.gatewayKeys)
+	adm.GET("/gateways/:gw/package", s.gatewayPackage)
 	adm.GET("/gateways/:gw/decisions", s.listDecisions)
 	adm.GET("/gateways/:gw/credentials", s.listGatewayCredentials)
 	adm.POST("/gateways/:gw/credentials", s.createGatewayCredential)

@@ -42,6 +42,9 @@ type Options struct {
 	// XDS reports the gateways' xDS state, shown as status.xds; nil when
 	// no xDS control plane runs in this process.
 	XDS XDSStatusSource
+	// XDSPublicAddress is the xDS address gateways are told to use in their
+	// packages ("host:port"); empty when no xDS server runs.
+	XDSPublicAddress string
 }
 
 // XDSStatusSource reports a gateway's xDS state (the envoy package's
@@ -61,8 +64,10 @@ type Server struct {
 	bundles  *bundles.Manager
 	keys     *bundles.KeyStore
 	xds      XDSStatusSource
-	checker  *policies.Checker
-	engine   *gin.Engine
+	// xdsPublic is the xDS address written into gateway packages.
+	xdsPublic string
+	checker   *policies.Checker
+	engine    *gin.Engine
 	// allowPrivateImportURLs: see Options.AllowPrivateImportURLs.
 	allowPrivateImportURLs bool
 	// openAPIJSON is the validated OpenAPI document, rendered once.
@@ -102,6 +107,7 @@ func New(opts Options) (*Server, error) {
 		bundles:     opts.Bundles,
 		keys:        opts.Keys,
 		xds:         opts.XDS,
+		xdsPublic:   opts.XDSPublicAddress,
 		checker:     checker,
 		openAPIJSON: doc,
 		store:       opts.Store,

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/zip"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 
+	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/gateway"
 )
 
@@ -60,6 +63,7 @@ var authorizerEnv = []envFlag{
 	{"long-poll", "GATEHOUSE_LONG_POLL"},
 	{"log-level", "GATEHOUSE_LOG_LEVEL"},
 	{"config", "GATEHOUSE_AUTHORIZER_CONFIG"},
+	{"package", "GATEHOUSE_GATEWAY_PACKAGE"},
 	{"jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS"},
 }
 
@@ -109,6 +113,7 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.DurationVar(&cfg.LongPoll, "long-poll", 30*time.Second, "long-polling wait asked of the bundle service")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.ConfigFile, "config", "", "gatehouse-authorizer.yaml to read settings from")
+	fs.StringVar(&cfg.Package, "package", "", "gateway package (zip from GET …/gateways/{gw}/package) to read settings from")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token validation fetch JWKS and discovery documents from loopback, private and link-local addresses")
 	annotateEnv(fs, authorizerEnv)
 	return cmd
@@ -116,16 +121,19 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 
 // load merges the config file under the flags that were set.
 func (c *authorizerConfig) load(cmd *cobra.Command) error {
-	if c.ConfigFile != "" {
-		raw, err := os.ReadFile(c.ConfigFile)
+	if c.ConfigFile != "" && c.Package != "" {
+		return errors.New("give --config or --package, not both")
+	}
+	if c.ConfigFile != "" || c.Package != "" {
+		raw, err := c.readConfig()
 		if err != nil {
-			return fmt.Errorf("--config: %w", err)
+			return err
 		}
 		var file authorizerConfig
 		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&file); err != nil {
-			return fmt.Errorf("--config %s: %w", c.ConfigFile, err)
+			return fmt.Errorf("%s: %w", cmp.Or(c.ConfigFile, c.Package), err)
 		}
 		fs := cmd.Flags()
 		set := func(flag string, dst *string, v string) {
@@ -300,6 +308,33 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 	}
 	rt.logs.Close(sctx)
 	return nil
+}
+
+// readConfig returns gatehouse-authorizer.yaml, from --config or from the
+// gateway package zip.
+func (c *authorizerConfig) readConfig() ([]byte, error) {
+	if c.ConfigFile != "" {
+		raw, err := os.ReadFile(c.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		return raw, nil
+	}
+	zr, err := zip.OpenReader(c.Package)
+	if err != nil {
+		return nil, fmt.Errorf("--package: %w", err)
+	}
+	defer zr.Close()
+	f, err := zr.Open(admin.PackageAuthorizer)
+	if err != nil {
+		return nil, fmt.Errorf("--package %s: no %s in it: %w", c.Package, admin.PackageAuthorizer, err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("--package %s: %w", c.Package, err)
+	}
+	return raw, nil
 }
 
 // tokenFactory builds bearer token validators from a bundle's issuers.

@@ -1,0 +1,197 @@
+package admin
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse-dev/gatehouse/envoy"
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+// Files of a gateway package.
+const (
+	PackageEnvoyBootstrap = "envoy.yaml"
+	PackageGRPCBootstrap  = "grpc-xds-bootstrap.json"
+	PackageAuthorizer     = "gatehouse-authorizer.yaml"
+	PackageEnv            = ".env"
+	PackagePublicKey      = "bundle-signing-key.pem"
+	PackageReadme         = "README.txt"
+)
+
+// AuthorizerConfig is gatehouse-authorizer.yaml: everything `gatehouse
+// authorizer --config` (or --package) needs.
+type AuthorizerConfig struct {
+	ControlPlaneURL string `yaml:"control_plane_url"`
+	Tenant          string `yaml:"tenant"`
+	Gateway         string `yaml:"gateway"`
+	Credential      string `yaml:"credential"`
+	KeyID           string `yaml:"key_id"`
+	PublicKey       string `yaml:"public_key"`
+	AuthzAddr       string `yaml:"authz_addr"`
+	HTTPAddr        string `yaml:"http_addr"`
+}
+
+// gatewayPackage mints a credential and returns the gateway's package: a
+// zip with the Envoy bootstrap (or a gRPC xDS bootstrap for grpc gateways),
+// gatehouse-authorizer.yaml, the same settings as a .env, the bundle
+// signing public key and a README. Each download mints a new credential;
+// earlier ones stay valid until revoked.
+func (s *Server) gatewayPackage(c *gin.Context) {
+	tid := tenantID(c)
+	gw, ok := s.loadGateway(c)
+	if !ok {
+		return
+	}
+	if s.xdsPublic == "" {
+		abort(c, newError(http.StatusBadRequest, CodeInvalidRequest,
+			"this control plane runs no xDS server (--xds-addr), so there is no bootstrap to put in a package", nil))
+		return
+	}
+	key, err := s.keys.Key(c.Request.Context(), tid)
+	if err != nil {
+		abort(c, internalError(err))
+		return
+	}
+	var cred *credentialSecret
+	if !s.write(c, "gateway", gw.Meta.ID, func(ctx context.Context, tx store.Tx) error {
+		if _, err := gatewayRepo.Get(ctx, tx, tid, gw.Meta.ID); err != nil {
+			return err
+		}
+		var err error
+		cred, err = mintGatewayCredential(ctx, tx, c, tid, gw.Meta.ID)
+		return err
+	}) {
+		return
+	}
+	nodeID := envoy.NodeID(tid, gw.Meta.ID)
+	authz := AuthorizerConfig{
+		ControlPlaneURL: strings.TrimSuffix(s.public, "/"), Tenant: tid, Gateway: gw.Meta.ID, Credential: cred.Token,
+		KeyID: key.KeyID, PublicKey: key.PublicKeyPEM, AuthzAddr: "127.0.0.1:9191", HTTPAddr: "127.0.0.1:9192",
+	}
+	authzYAML, err := yaml.Marshal(authz)
+	if err != nil {
+		abort(c, internalError(err))
+		return
+	}
+	files := []struct {
+		name string
+		body []byte
+		mode uint32
+	}{
+		{PackageAuthorizer, append([]byte("# gatehouse authorizer --config gatehouse-authorizer.yaml (or --package on the zip)\n# It holds a gateway credential: keep it secret.\n"), authzYAML...), 0o600},
+		{PackageEnv, []byte(envFile(authz)), 0o600},
+		{PackagePublicKey, []byte(key.PublicKeyPEM), 0o644},
+	}
+	if gw.Spec.Type == model.GatewayGRPC {
+		files = append(files, struct {
+			name string
+			body []byte
+			mode uint32
+		}{PackageGRPCBootstrap, grpcBootstrap(nodeID, s.xdsPublic), 0o644})
+	} else {
+		boot, err := envoy.Bootstrap(envoy.BootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid, XDSAddress: s.xdsPublic})
+		if err != nil {
+			abort(c, internalError(err))
+			return
+		}
+		files = append(files, struct {
+			name string
+			body []byte
+			mode uint32
+		}{PackageEnvoyBootstrap, boot, 0o644})
+	}
+	files = append(files, struct {
+		name string
+		body []byte
+		mode uint32
+	}{PackageReadme, []byte(packageReadme(tid, gw, nodeID, s.xdsPublic)), 0o644})
+
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range files {
+		h := &zip.FileHeader{Name: f.name, Method: zip.Deflate, Modified: time.Now().UTC()}
+		h.SetMode(fsMode(f.mode))
+		w, err := zw.CreateHeader(h)
+		if err == nil {
+			_, err = w.Write(f.body)
+		}
+		if err != nil {
+			abort(c, internalError(err))
+			return
+		}
+	}
+	if err := zw.Close(); err != nil {
+		abort(c, internalError(err))
+		return
+	}
+	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="gatehouse-%s-%s.zip"`, tid, gw.Meta.ID))
+	c.Header("Cache-Control", "no-store")
+	c.Header("X-Gateway-Credential-Id", cred.ID)
+	c.Data(http.StatusOK, "application/zip", buf.Bytes())
+}
+
+func envFile(a AuthorizerConfig) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Settings of gatehouse authorizer, as environment variables. Keep secret.\n")
+	for _, kv := range [][2]string{
+		{"GATEHOUSE_CONTROL_PLANE_URL", a.ControlPlaneURL}, {"GATEHOUSE_TENANT", a.Tenant}, {"GATEHOUSE_GATEWAY", a.Gateway},
+		{"GATEHOUSE_GATEWAY_CREDENTIAL", a.Credential}, {"GATEHOUSE_BUNDLE_KEY_ID", a.KeyID},
+		{"GATEHOUSE_BUNDLE_PUBLIC_KEY_FILE", PackagePublicKey}, {"GATEHOUSE_AUTHZ_ADDR", a.AuthzAddr},
+		{"GATEHOUSE_AUTHORIZER_HTTP_ADDR", a.HTTPAddr},
+	} {
+		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
+	}
+	return b.String()
+}
+
+// grpcBootstrap is the xDS bootstrap of a proxyless gRPC gateway.
+func grpcBootstrap(nodeID, xds string) []byte {
+	return []byte(fmt.Sprintf(`{
+  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+  "node": {"id": %q, "cluster": "gatehouse"},
+  "server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%%s"
+}
+`, xds, nodeID))
+}
+
+func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Gatehouse gateway package: tenant %s, gateway %s (%s)\n\n", tid, gw.Meta.ID, gw.Spec.Type)
+	fmt.Fprintf(&b, "Envoy node id: %s    xDS control plane: %s\n\n", nodeID, xds)
+	b.WriteString(`Files
+  gatehouse-authorizer.yaml  settings of the authorizer, including a gateway credential (secret)
+  .env                       the same settings as environment variables
+  bundle-signing-key.pem     the tenant's public key; bundles that do not verify are refused
+`)
+	if gw.Spec.Type == model.GatewayGRPC {
+		b.WriteString(`  grpc-xds-bootstrap.json    xDS bootstrap for proxyless gRPC clients and servers
+                             (GRPC_XDS_BOOTSTRAP=grpc-xds-bootstrap.json)
+`)
+	} else {
+		b.WriteString(`  envoy.yaml                 Envoy bootstrap: listeners, routes and clusters come from the control plane (ADS)
+`)
+	}
+	b.WriteString(`
+Run
+  gatehouse authorizer --package this.zip          # ext_authz on 127.0.0.1:9191
+  envoy -c envoy.yaml                              # Envoy, configured over xDS, asks the authorizer
+Without Envoy, the authorizer can proxy itself:
+  gatehouse authorizer --package this.zip --proxy-addr 127.0.0.1:8000
+
+Each download of the package mints a new credential; revoke old ones with
+  DELETE /api/admin/` + tid + `/gateways/` + gw.Meta.ID + `/credentials/{id}
+`)
+	return b.String()
+}
+
+func fsMode(m uint32) fs.FileMode { return fs.FileMode(m) }
