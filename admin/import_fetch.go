@@ -7,13 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/internal/netguard"
 )
 
 // importFetchTimeout bounds a URL import's fetch: connection, redirects
@@ -28,9 +28,6 @@ const maxImportURLLength = 8192
 
 // importURLTypes are the media types POST …/import/url accepts.
 var importURLTypes = []string{"application/json", "multipart/form-data", "application/x-www-form-urlencoded"}
-
-// sharedAddressSpace is 100.64.0.0/10 (RFC 6598, carrier-grade NAT).
-var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
 
 // blockedURLError is a URL (or an address it resolves to) an import must not
 // fetch: a caller mistake, answered with 400 on the url field.
@@ -160,56 +157,17 @@ func (s *Server) fetchSpecification(ctx context.Context, raw string) ([]byte, *E
 }
 
 // importTransport dials only public addresses unless the server allows
-// private ones. The check runs on the address actually dialed, so a DNS
-// answer that changes between checks (rebinding) cannot bypass it. No
-// proxy is used: it would hide the real destination from the check.
+// private ones (see package netguard). No proxy is used: it would hide the
+// real destination from the check.
 func (s *Server) importTransport() *http.Transport {
-	dialer := &net.Dialer{Timeout: importFetchTimeout}
-	if !s.allowPrivateImportURLs {
-		dialer.Control = refuseRestrictedAddress
-	}
 	return &http.Transport{
 		Proxy:                  nil,
-		DialContext:            dialer.DialContext,
+		DialContext:            netguard.Dialer(importFetchTimeout, s.allowPrivateImportURLs).DialContext,
 		ForceAttemptHTTP2:      true,
 		TLSHandshakeTimeout:    importFetchTimeout,
 		ResponseHeaderTimeout:  importFetchTimeout,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
-}
-
-// refuseRestrictedAddress is a net.Dialer Control hook.
-func refuseRestrictedAddress(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return &blockedURLError{fmt.Sprintf("cannot check address %q", address)}
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return &blockedURLError{fmt.Sprintf("cannot check address %q", address)}
-	}
-	if kind := restrictedAddress(ip); kind != "" {
-		return &blockedURLError{fmt.Sprintf("the host resolves to %s, a %s address; imports from such addresses are disabled (server option --import-allow-private-urls)", ip, kind)}
-	}
-	return nil
-}
-
-// restrictedAddress names the kind of a non-public address, or "".
-func restrictedAddress(ip netip.Addr) string {
-	ip = ip.Unmap().WithZone("")
-	switch {
-	case ip.IsLoopback():
-		return "loopback"
-	case ip.IsPrivate(), sharedAddressSpace.Contains(ip):
-		return "private"
-	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
-		return "link-local"
-	case ip.IsUnspecified(), ip.Is4() && ip.As4()[0] == 0:
-		return "unspecified"
-	case ip.IsMulticast(), ip.IsInterfaceLocalMulticast(), ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return "multicast or broadcast"
-	}
-	return ""
 }
 
 func fetchFailed(u *url.URL, reason string) *Error {
@@ -223,6 +181,13 @@ func fetchError(u *url.URL, err error) *Error {
 	var blocked *blockedURLError
 	if errors.As(err, &blocked) {
 		return fieldError("url", "%s", blocked.reason)
+	}
+	var refused *netguard.Error
+	if errors.As(err, &refused) {
+		if refused.Kind == "" {
+			return fieldError("url", "%s", refused.Error())
+		}
+		return fieldError("url", "the host resolves to %s, a %s address; imports from such addresses are disabled (server option --import-allow-private-urls)", refused.IP, refused.Kind)
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {

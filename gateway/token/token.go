@@ -1,0 +1,465 @@
+// Package token validates bearer tokens on the authorizer's fast path and
+// computes what policies see as input.gatehouse.token. The pure-Rego
+// entrypoint computes the same object (gatehouse.lib.token.info in
+// policies/rego/gatehouse/lib/token.rego); the rules below are shared, and a
+// parity test checks that Go and Rego agree token by token.
+//
+// The token is the Authorization header value after a case-insensitive
+// "Bearer " prefix (nothing is trimmed). Without such a header the token is
+// absent: {"present": false, "valid": false}. A present token is valid only
+// if all of these hold:
+//
+//   - It is a compact JWS: exactly three non-empty segments of base64url
+//     characters (A-Z a-z 0-9 - _, no padding), whose header and payload
+//     decode to JSON objects. JSON is read strictly (nothing may follow the
+//     value) and numbers are kept exact; of duplicate members the last wins.
+//   - The header's alg is RS256, RS384, RS512, PS256, PS384, PS512, ES256,
+//     ES384 or ES512 (never none or HS*); kid, typ and cty, if present, are
+//     strings; there is no crit and no enc member.
+//   - The payload's iss equals the issuer of a configured issuer exactly,
+//     and for one such issuer both hold: aud (a string, or an array of
+//     strings) contains one of the issuer's audiences (an issuer without
+//     audiences accepts no token), and the signature verifies with a key of
+//     the issuer's JWK Set. The keys tried: when the header has a kid, only
+//     keys whose kid equals it; without a kid, every key. A key must fit the
+//     alg — kty RSA for RS* and PS*; kty EC with crv P-256, P-384, P-521 for
+//     ES256, ES384, ES512 — and its alg and use members, if present, must be
+//     the token's alg and "sig". Only a key's public material is used (n and
+//     e, or crv, x and y: base64url, EC coordinates of the curve's full
+//     size); a key whose material does not parse is skipped. ES signatures
+//     are r||s of the curve's size.
+//   - exp is present and a number, and now < floor(exp) + Leeway; nbf and
+//     iat, if present, are numbers with floor(nbf) - Leeway <= now and
+//     floor(iat) - Leeway <= now. Claims are truncated to whole seconds
+//     (floor) and compared with the current time in nanoseconds.
+//
+// A valid token gives {"present": true, "valid": true, "issuer": iss,
+// "subject": sub (or "" unless sub is a string), "claims": the whole
+// payload, "scopes": [...]}, where scopes are the scope claim split on
+// spaces (empty parts dropped) if it is a string, else the scp claim split
+// the same way if it is a string, else scp as it is if it is an array of
+// strings, else []. An invalid token gives exactly {"present": true,
+// "valid": false}; Verify and Check say why.
+//
+// Keys come from an issuer's inline JWK Set, from its jwks_uri, or from the
+// jwks_uri of its OpenID Connect discovery document (in that order of
+// precedence). Remote sets are fetched eagerly and asynchronously by New,
+// refreshed in the background every RefreshInterval, and refetched when a
+// token names a kid the set lacks (or no keys could be fetched yet) — at
+// most once per MinRefetchInterval, concurrent requests sharing one fetch.
+// A failed fetch keeps the last good keys. A check never waits on the
+// network for a key that is cached. The pure-Rego entrypoint has no network:
+// there, tokens of issuers whose keys are remote are never valid.
+package token
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// Leeway is the clock skew allowed on exp, nbf and iat. The Rego library
+// uses the same number (gatehouse.lib.token.leeway, in seconds).
+const Leeway = 30 * time.Second
+
+const leewaySeconds = int64(Leeway / time.Second)
+
+// Reasons a token is invalid; Verify's errors wrap one of them.
+var (
+	ErrMalformed = errors.New("malformed token")
+	ErrAlgorithm = errors.New("unsupported signature algorithm")
+	ErrIssuer    = errors.New("untrusted issuer")
+	ErrAudience  = errors.New("audience not accepted")
+	ErrTime      = errors.New("token not valid at this time")
+	ErrSignature = errors.New("signature not verified")
+)
+
+// Info is what policies see as input.gatehouse.token. It marshals to
+// exactly the object the Rego library computes: {"present":…,"valid":false}
+// for an absent or invalid token, and every field for a valid one (subject
+// "", claims {} and scopes [] included).
+type Info struct {
+	Present bool           `json:"present"`
+	Valid   bool           `json:"valid"`
+	Issuer  string         `json:"issuer,omitempty"`
+	Subject string         `json:"subject,omitempty"`
+	Claims  map[string]any `json:"claims,omitempty"`
+	Scopes  []string       `json:"scopes,omitempty"`
+}
+
+// Value returns the object with JSON types (map[string]any, []any, string,
+// bool, json.Number), as it goes into the policy input.
+func (i Info) Value() map[string]any {
+	if !i.Valid {
+		return map[string]any{"present": i.Present, "valid": false}
+	}
+	scopes := make([]any, len(i.Scopes))
+	for n, s := range i.Scopes {
+		scopes[n] = s
+	}
+	claims := i.Claims
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	return map[string]any{"present": true, "valid": true, "issuer": i.Issuer, "subject": i.Subject,
+		"claims": claims, "scopes": scopes}
+}
+
+// MarshalJSON encodes Value.
+func (i Info) MarshalJSON() ([]byte, error) {
+	return json.Marshal(i.Value())
+}
+
+// Token is a verified token.
+type Token struct {
+	// IssuerID is the ID of the configured issuer whose key verified it.
+	IssuerID string
+	// Issuer is the iss claim, Subject the sub claim ("" unless a string).
+	Issuer  string
+	Subject string
+	// Header and Claims are the decoded JOSE header and payload; numbers
+	// are json.Number.
+	Header map[string]any
+	Claims map[string]any
+	// Scopes are the token's scopes (see the package documentation).
+	Scopes []string
+}
+
+// Info returns the token as policies see it.
+func (t *Token) Info() Info {
+	return Info{Present: true, Valid: true, Issuer: t.Issuer, Subject: t.Subject, Claims: t.Claims, Scopes: t.Scopes}
+}
+
+// Bearer returns the token of an Authorization header value: what follows
+// a case-insensitive "Bearer " prefix. ok is false without the prefix.
+func Bearer(authorization string) (raw string, ok bool) {
+	const prefix = "bearer "
+	if len(authorization) < len(prefix) {
+		return "", false
+	}
+	for i := range len(prefix) {
+		c := authorization[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return "", false
+		}
+	}
+	return authorization[len(prefix):], true
+}
+
+// Info returns input.gatehouse.token for an Authorization header value
+// ("" when the request has none).
+func (v *Verifier) Info(ctx context.Context, authorization string) Info {
+	info, _ := v.Check(ctx, authorization)
+	return info
+}
+
+// Check is Info plus the reason a present token is invalid (nil when the
+// token is valid or absent).
+func (v *Verifier) Check(ctx context.Context, authorization string) (Info, error) {
+	raw, ok := Bearer(authorization)
+	if !ok {
+		return Info{}, nil
+	}
+	t, err := v.Verify(ctx, raw)
+	if err != nil {
+		return Info{Present: true}, err
+	}
+	return t.Info(), nil
+}
+
+// algorithm is an accepted alg and the key it needs.
+type algorithm struct {
+	method jwt.SigningMethod
+	kty    string // "RSA" or "EC"
+	crv    string // the curve, for EC
+}
+
+var algorithms = map[string]algorithm{
+	"RS256": {jwt.SigningMethodRS256, "RSA", ""},
+	"RS384": {jwt.SigningMethodRS384, "RSA", ""},
+	"RS512": {jwt.SigningMethodRS512, "RSA", ""},
+	"PS256": {jwt.SigningMethodPS256, "RSA", ""},
+	"PS384": {jwt.SigningMethodPS384, "RSA", ""},
+	"PS512": {jwt.SigningMethodPS512, "RSA", ""},
+	"ES256": {jwt.SigningMethodES256, "EC", "P-256"},
+	"ES384": {jwt.SigningMethodES384, "EC", "P-384"},
+	"ES512": {jwt.SigningMethodES512, "EC", "P-521"},
+}
+
+// Verify validates a raw token (without the "Bearer " prefix). The error
+// wraps one of the Err* reasons.
+//
+// Parsing is done here rather than by jwt.Parser, whose JSON and time
+// handling differ from the Rego builtins' on edge cases (a header number
+// beyond float64, data after the payload object, fractional or huge
+// NumericDates); golang-jwt's signing methods verify the signature.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
+	now := v.now().UnixNano()
+	hseg, pseg, sseg, ok := splitCompact(raw)
+	if !ok {
+		return nil, fmt.Errorf("%w: not three base64url segments", ErrMalformed)
+	}
+	header, err := decodeObject(hseg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	alg, _ := header["alg"].(string)
+	spec, ok := algorithms[alg]
+	if !ok {
+		return nil, fmt.Errorf("%w: alg %v", ErrAlgorithm, header["alg"])
+	}
+	if err := checkHeader(header); err != nil {
+		return nil, err
+	}
+	claims, err := decodeObject(pseg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
+
+	iss, ok := claims["iss"].(string)
+	candidates := v.issuers[iss]
+	if !ok || len(candidates) == 0 {
+		return nil, fmt.Errorf("%w: iss %v", ErrIssuer, claims["iss"])
+	}
+	auds, ok := audiences(claims["aud"])
+	if !ok {
+		return nil, fmt.Errorf("%w: aud is not a string or an array of strings", ErrAudience)
+	}
+	accepted := 0
+	for _, is := range candidates {
+		if is.accepts(auds) {
+			accepted++
+		}
+	}
+	if accepted == 0 {
+		return nil, fmt.Errorf("%w: aud %v", ErrAudience, claims["aud"])
+	}
+	if err := checkTimes(claims, now); err != nil {
+		return nil, err
+	}
+
+	sig, err := base64.RawURLEncoding.DecodeString(sseg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
+	}
+	kid, hasKid := header["kid"].(string)
+	signed := raw[:len(hseg)+1+len(pseg)]
+	var keyErr error
+	for _, is := range candidates {
+		if !is.accepts(auds) {
+			continue
+		}
+		ks, err := is.keySet(ctx, kid, hasKid)
+		if err != nil {
+			keyErr = err
+			continue
+		}
+		for i := range ks.keys {
+			k := &ks.keys[i]
+			if k.usableFor(alg, spec, kid, hasKid) && spec.method.Verify(signed, sig, k.public) == nil {
+				return &Token{IssuerID: is.ID, Issuer: iss, Subject: subject(claims), Header: header,
+					Claims: claims, Scopes: scopes(claims)}, nil
+			}
+		}
+	}
+	if keyErr != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSignature, keyErr)
+	}
+	if hasKid {
+		return nil, fmt.Errorf("%w: no key with kid %q and type %s verifies it", ErrSignature, kid, alg)
+	}
+	return nil, fmt.Errorf("%w: no key of type %s verifies it", ErrSignature, alg)
+}
+
+// splitCompact splits a compact JWS into its three segments, each
+// non-empty, of base64url characters and of a length base64 allows.
+func splitCompact(raw string) (header, payload, signature string, ok bool) {
+	header, rest, ok1 := strings.Cut(raw, ".")
+	payload, signature, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || !segmentOK(header) || !segmentOK(payload) || !segmentOK(signature) {
+		return "", "", "", false
+	}
+	return header, payload, signature, true
+}
+
+// segmentOK: non-empty unpadded base64url (the Rego library's segment_ok).
+func segmentOK(s string) bool {
+	if len(s) == 0 || len(s)%4 == 1 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeObject decodes a segment into a JSON object the way Rego's
+// json.unmarshal does (OPA's util.UnmarshalJSON: strict, exact numbers).
+func decodeObject(seg string) (map[string]any, error) {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, err
+	}
+	var x any
+	if err := util.UnmarshalJSON(b, &x); err != nil {
+		return nil, err
+	}
+	obj, ok := x.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	return obj, nil
+}
+
+// checkHeader applies the header rules besides alg.
+func checkHeader(h map[string]any) error {
+	for _, name := range [...]string{"kid", "typ", "cty"} {
+		if x, ok := h[name]; ok {
+			if _, ok := x.(string); !ok {
+				return fmt.Errorf("%w: header %s is not a string", ErrMalformed, name)
+			}
+		}
+	}
+	for _, name := range [...]string{"crit", "enc"} {
+		if _, ok := h[name]; ok {
+			return fmt.Errorf("%w: header has %s", ErrMalformed, name)
+		}
+	}
+	return nil
+}
+
+// audiences reads aud: a string or an array of strings (ok false otherwise;
+// an absent aud is ok with none).
+func audiences(aud any) ([]any, bool) {
+	switch a := aud.(type) {
+	case nil:
+		return nil, true
+	case string:
+		return []any{a}, true
+	case []any:
+		for _, x := range a {
+			if _, ok := x.(string); !ok {
+				return nil, false
+			}
+		}
+		return a, true
+	}
+	return nil, false
+}
+
+// checkTimes applies the exp, nbf and iat rules at now (Unix nanoseconds).
+func checkTimes(claims map[string]any, now int64) error {
+	exp, ok := claims["exp"].(json.Number)
+	if !ok {
+		return fmt.Errorf("%w: exp is missing or not a number", ErrTime)
+	}
+	if c, ok := compareNumericDate(now, exp, leewaySeconds); !ok || c >= 0 {
+		return fmt.Errorf("%w: expired (exp %s)", ErrTime, exp)
+	}
+	for _, name := range [...]string{"nbf", "iat"} {
+		x, present := claims[name]
+		if !present {
+			continue
+		}
+		n, ok := x.(json.Number)
+		if !ok {
+			return fmt.Errorf("%w: %s is not a number", ErrTime, name)
+		}
+		if c, ok := compareNumericDate(now, n, -leewaySeconds); !ok || c < 0 {
+			return fmt.Errorf("%w: %s %s is in the future", ErrTime, name, n)
+		}
+	}
+	return nil
+}
+
+// compareNumericDate compares now (Unix nanoseconds) with (floor(n) +
+// offset seconds) in nanoseconds, computed as the Rego library computes it
+// with OPA's arithmetic: floor of a non-integer goes through a big.Float of
+// 64-bit mantissa (OPA's floor builtin), the rest is exact. ok is false when
+// n is not a finite number.
+func compareNumericDate(now int64, n json.Number, offset int64) (c int, ok bool) {
+	const bound = 1 << 33 // (bound + offset) * 1e9 fits an int64
+	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil && -bound < i && i < bound {
+		d := (i + offset) * int64(time.Second)
+		switch {
+		case now < d:
+			return -1, true
+		case now > d:
+			return 1, true
+		}
+		return 0, true
+	}
+	f, ok := new(big.Float).SetString(string(n))
+	if !ok || f.IsInf() {
+		return 0, false
+	}
+	d := opaFloor(f)
+	d.Add(d, big.NewInt(offset))
+	d.Mul(d, big.NewInt(int64(time.Second)))
+	return big.NewInt(now).Cmp(d), true
+}
+
+// opaFloor is OPA's floor for a big.Float (topdown.arithFloor), quirks
+// included, as an integer.
+func opaFloor(a *big.Float) *big.Int {
+	i, _ := a.Int(nil)
+	f := new(big.Float).SetInt(i)
+	if !f.Signbit() || a.Cmp(f) == 0 {
+		return i
+	}
+	r, _ := new(big.Float).Sub(f, big.NewFloat(1.0)).Int(nil)
+	return r
+}
+
+func subject(claims map[string]any) string {
+	s, _ := claims["sub"].(string)
+	return s
+}
+
+// scopes: scope split on spaces if a string, else scp split if a string,
+// else scp if an array of strings, else none.
+func scopes(claims map[string]any) []string {
+	if s, ok := claims["scope"].(string); ok {
+		return splitSpaces(s)
+	}
+	switch scp := claims["scp"].(type) {
+	case string:
+		return splitSpaces(scp)
+	case []any:
+		out := make([]string, 0, len(scp))
+		for _, x := range scp {
+			s, ok := x.(string)
+			if !ok {
+				return []string{}
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	return []string{}
+}
+
+func splitSpaces(s string) []string {
+	out := make([]string, 0, strings.Count(s, " ")+1)
+	for part := range strings.SplitSeq(s, " ") {
+		if part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

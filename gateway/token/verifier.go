@@ -1,0 +1,552 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-dev/gatehouse/internal/netguard"
+	"github.com/gatehouse-dev/gatehouse/policies"
+)
+
+// Issuer is a trusted token issuer. Its keys are, in order of precedence,
+// the inline JWK Set JWKS, the set at JWKSURI, or the set at the jwks_uri
+// of its OpenID Connect discovery document (Discovery).
+type Issuer struct {
+	ID        string
+	Issuer    string
+	Audiences []string
+	JWKS      []byte
+	JWKSURI   string
+	Discovery bool
+}
+
+// FromBundle converts a bundle's issuers (data.gatehouse.config.issuers).
+func FromBundle(issuers []policies.IssuerData) []Issuer {
+	out := make([]Issuer, len(issuers))
+	for i, d := range issuers {
+		out[i] = Issuer{ID: d.ID, Issuer: d.Issuer, Audiences: d.Audiences, JWKSURI: d.JWKSURI, Discovery: d.Discovery}
+		if d.JWKS != "" {
+			out[i].JWKS = []byte(d.JWKS)
+		}
+	}
+	return out
+}
+
+// Options configure a Verifier. Zero values mean the defaults.
+type Options struct {
+	// HTTPClient fetches JWK Sets and discovery documents. The default
+	// dials public addresses only (see AllowPrivateNetworks), uses no
+	// proxy and follows up to 5 redirects to http(s) URLs. A client given
+	// here is used as it is: its dialer is not guarded.
+	HTTPClient *http.Client
+	// AllowPrivateNetworks lets the default client fetch from loopback,
+	// private, link-local and unspecified addresses (refused by default).
+	AllowPrivateNetworks bool
+	// RefreshInterval is how often remote key sets are refreshed in the
+	// background (default 10m).
+	RefreshInterval time.Duration
+	// MinRefetchInterval rate-limits the refetch of a remote set when a
+	// token names a kid it lacks (default 30s).
+	MinRefetchInterval time.Duration
+	// FetchTimeout bounds one fetch, discovery included (default 5s).
+	FetchTimeout time.Duration
+	// MaxJWKSBytes caps the size of a JWK Set or discovery document
+	// (default 1 MiB).
+	MaxJWKSBytes int64
+	// Now is the clock for token times and the refetch rate limit
+	// (default time.Now).
+	Now func() time.Time
+	// Logger receives fetch failures and refreshes (default: discarded).
+	Logger *slog.Logger
+	// Registerer receives the fetch metrics (default: not registered).
+	// Verifiers sharing a registerer share the metrics.
+	Registerer prometheus.Registerer
+}
+
+// Defaults of Options.
+const (
+	DefaultRefreshInterval    = 10 * time.Minute
+	DefaultMinRefetchInterval = 30 * time.Second
+	DefaultFetchTimeout       = 5 * time.Second
+	DefaultMaxJWKSBytes       = 1 << 20
+)
+
+// maxRedirects is how many redirects the default client follows.
+const maxRedirects = 5
+
+// Verifier validates tokens of a set of issuers. It is safe for concurrent
+// use; Close stops its background refresh.
+type Verifier struct {
+	opts    Options
+	now     func() time.Time
+	log     *slog.Logger
+	client  *http.Client
+	metrics *metrics
+	issuers map[string][]*issuer // by iss
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// issuer is a configured issuer with its keys.
+type issuer struct {
+	Issuer
+	audiences map[string]struct{}
+	inline    *keySet // inline JWKS (possibly empty)
+	remote    *remoteKeys
+}
+
+// New returns a Verifier for issuers and starts fetching their remote key
+// sets in the background.
+func New(issuers []Issuer, opts Options) (*Verifier, error) {
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = DefaultRefreshInterval
+	}
+	if opts.MinRefetchInterval <= 0 {
+		opts.MinRefetchInterval = DefaultMinRefetchInterval
+	}
+	if opts.FetchTimeout <= 0 {
+		opts.FetchTimeout = DefaultFetchTimeout
+	}
+	if opts.MaxJWKSBytes <= 0 {
+		opts.MaxJWKSBytes = DefaultMaxJWKSBytes
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verifier{opts: opts, now: opts.Now, log: opts.Logger, metrics: m, issuers: map[string][]*issuer{}}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
+	}
+	v.client = newClient(opts)
+	v.ctx, v.cancel = context.WithCancel(context.Background())
+
+	var remotes []*remoteKeys
+	for _, spec := range issuers {
+		is := &issuer{Issuer: spec, audiences: map[string]struct{}{}}
+		for _, a := range spec.Audiences {
+			is.audiences[a] = struct{}{}
+		}
+		switch {
+		case len(spec.JWKS) > 0:
+			ks, err := parseKeySet(spec.JWKS)
+			if err != nil {
+				v.log.Warn("token issuer: inline JWK Set unusable; its tokens are invalid", "issuer", spec.ID, "error", err)
+				ks = &keySet{}
+			}
+			is.inline = ks
+		case spec.JWKSURI != "" || spec.Discovery:
+			is.remote = &remoteKeys{v: v, is: &is.Issuer, uri: spec.JWKSURI}
+			remotes = append(remotes, is.remote)
+		default:
+			v.log.Warn("token issuer has no keys; its tokens are invalid", "issuer", spec.ID)
+			is.inline = &keySet{}
+		}
+		v.issuers[spec.Issuer] = append(v.issuers[spec.Issuer], is)
+	}
+	for _, r := range remotes {
+		r.mu.Lock()
+		first := r.start()
+		r.mu.Unlock()
+		v.wg.Add(1)
+		go r.refreshLoop(first)
+	}
+	return v, nil
+}
+
+// Close stops the background refresh and waits for running fetches.
+func (v *Verifier) Close() {
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return
+	}
+	v.closed = true
+	v.mu.Unlock()
+	v.cancel()
+	v.wg.Wait()
+	if v.opts.HTTPClient == nil {
+		v.client.CloseIdleConnections()
+	}
+}
+
+// goFetch runs f on a goroutine Close waits for; false once closed.
+func (v *Verifier) goFetch(f func()) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return false
+	}
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (is *issuer) accepts(auds []any) bool {
+	for _, a := range auds {
+		if _, ok := is.audiences[a.(string)]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// keySet returns the issuer's keys for a token. A remote set is refetched
+// (rate-limited) when it lacks the token's kid or is not there yet; cached
+// keys are returned without waiting.
+func (is *issuer) keySet(ctx context.Context, kid string, hasKid bool) (*keySet, error) {
+	if is.remote == nil {
+		return is.inline, nil
+	}
+	ks := is.remote.keys.Load()
+	if ks == nil || hasKid && !ks.hasKid(kid) {
+		return is.remote.refetch(ctx)
+	}
+	return ks, nil
+}
+
+// remoteKeys is an issuer's remote JWK Set.
+type remoteKeys struct {
+	v    *Verifier
+	is   *Issuer
+	keys atomic.Pointer[keySet] // nil until the first successful fetch
+
+	mu           sync.Mutex
+	inflight     chan struct{} // closed when the running fetch ends; nil when none runs
+	lastOnDemand time.Time     // start of the last refetch for a token
+	lastErr      error         // of the last fetch
+
+	// uri is the JWK Set URL: configured, or discovered ("" until then).
+	// Only the running fetch reads and writes it.
+	uri string
+}
+
+// refreshLoop waits for the first fetch (started by New), then fetches
+// every RefreshInterval until Close.
+func (r *remoteKeys) refreshLoop(done chan struct{}) {
+	defer r.v.wg.Done()
+	t := time.NewTicker(r.v.opts.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+		case <-r.v.ctx.Done():
+			return
+		}
+		select {
+		case <-t.C:
+		case <-r.v.ctx.Done():
+			return
+		}
+		r.mu.Lock()
+		done = r.start()
+		r.mu.Unlock()
+	}
+}
+
+// start starts a fetch unless one runs and returns the channel closed when
+// it ends. r.mu must be held.
+func (r *remoteKeys) start() chan struct{} {
+	if r.inflight != nil {
+		return r.inflight
+	}
+	done := make(chan struct{})
+	if !r.v.goFetch(func() { r.fetch(done) }) {
+		close(done)
+		return done
+	}
+	r.inflight = done
+	return done
+}
+
+// refetch fetches the set again for a token whose kid it lacks: it joins a
+// running fetch, else starts one unless one was started for a token less
+// than MinRefetchInterval ago. It returns the keys then current.
+func (r *remoteKeys) refetch(ctx context.Context) (*keySet, error) {
+	r.mu.Lock()
+	done := r.inflight
+	if done == nil {
+		now := r.v.now()
+		if !r.lastOnDemand.IsZero() && now.Sub(r.lastOnDemand) < r.v.opts.MinRefetchInterval {
+			err := r.lastErr
+			r.mu.Unlock()
+			return r.current(err)
+		}
+		r.lastOnDemand = now
+		r.v.metrics.refetches.WithLabelValues(r.is.ID).Inc()
+		done = r.start()
+	}
+	r.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	err := r.lastErr
+	r.mu.Unlock()
+	return r.current(err)
+}
+
+// current returns the cached keys, or an error if there are none.
+func (r *remoteKeys) current(lastErr error) (*keySet, error) {
+	if ks := r.keys.Load(); ks != nil {
+		return ks, nil
+	}
+	if lastErr != nil {
+		return nil, fmt.Errorf("no keys for issuer %s: %w", r.is.ID, lastErr)
+	}
+	return nil, fmt.Errorf("no keys for issuer %s yet", r.is.ID)
+}
+
+// fetch loads the set once and keeps it if it is usable; a failure keeps
+// the last good keys.
+func (r *remoteKeys) fetch(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(r.v.ctx, r.v.opts.FetchTimeout)
+	ks, err := r.load(ctx)
+	cancel()
+	result := "success"
+	if err != nil {
+		result = "error"
+		r.v.log.Warn("token issuer: fetching the JWK Set failed; keeping the last keys", "issuer", r.is.ID, "error", err)
+	} else {
+		r.keys.Store(ks)
+		r.v.log.Debug("token issuer: JWK Set fetched", "issuer", r.is.ID, "keys", len(ks.keys))
+	}
+	r.v.metrics.fetches.WithLabelValues(r.is.ID, result).Inc()
+	r.mu.Lock()
+	r.inflight, r.lastErr = nil, err
+	r.mu.Unlock()
+	close(done)
+}
+
+// load discovers the JWK Set URL if needed and fetches the set.
+func (r *remoteKeys) load(ctx context.Context) (*keySet, error) {
+	if r.uri == "" {
+		uri, err := r.discover(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.uri = uri
+	}
+	ks, err := r.get(ctx, r.uri)
+	if err != nil && r.is.JWKSURI == "" {
+		r.uri = "" // discover again: the document may have moved the set
+	}
+	return ks, err
+}
+
+// discover reads jwks_uri from the issuer's OpenID Connect discovery
+// document (go-oidc checks that the document names the same issuer).
+func (r *remoteKeys) discover(ctx context.Context) (string, error) {
+	if err := checkURL(r.is.Issuer); err != nil {
+		return "", fmt.Errorf("discovery: %w", err)
+	}
+	p, err := oidc.NewProvider(oidc.ClientContext(ctx, r.v.client), r.is.Issuer)
+	if err != nil {
+		return "", fmt.Errorf("discovery: %w", err)
+	}
+	var doc struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&doc); err != nil {
+		return "", fmt.Errorf("discovery: %w", err)
+	}
+	if doc.JWKSURI == "" {
+		return "", errors.New("discovery: the document has no jwks_uri")
+	}
+	return doc.JWKSURI, nil
+}
+
+// get fetches and parses a JWK Set; a set without a usable key is an error.
+func (r *remoteKeys) get(ctx context.Context, uri string) (*keySet, error) {
+	if err := checkURL(uri); err != nil {
+		return nil, fmt.Errorf("jwks_uri: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, fmt.Errorf("jwks_uri: %w", err)
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	res, err := r.v.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: HTTP %d", uri, res.StatusCode)
+	}
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", uri, err)
+	}
+	ks, err := parseKeySet(body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", uri, err)
+	}
+	if ks.usable() == 0 {
+		return nil, fmt.Errorf("GET %s: no usable key in the set", uri)
+	}
+	return ks, nil
+}
+
+// checkURL accepts absolute http and https URLs with a host.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q is not an http(s) URL", raw)
+	case u.Host == "":
+		return fmt.Errorf("%q has no host", raw)
+	}
+	return nil
+}
+
+// newClient returns the client for fetches: Options.HTTPClient or the
+// guarded default, with bodies capped at MaxJWKSBytes.
+func newClient(opts Options) *http.Client {
+	var c http.Client
+	if opts.HTTPClient != nil {
+		c = *opts.HTTPClient
+	} else {
+		c.Transport = &http.Transport{
+			Proxy:                  nil,
+			DialContext:            netguard.Dialer(opts.FetchTimeout, opts.AllowPrivateNetworks).DialContext,
+			ForceAttemptHTTP2:      true,
+			TLSHandshakeTimeout:    opts.FetchTimeout,
+			ResponseHeaderTimeout:  opts.FetchTimeout,
+			MaxResponseHeaderBytes: 64 << 10,
+			IdleConnTimeout:        90 * time.Second,
+		}
+		c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if len(via) >= maxRedirects {
+				return fmt.Errorf("stopped after %d redirects", maxRedirects)
+			}
+			return checkURL(req.URL.String())
+		}
+	}
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = &limitedTransport{base: base, max: opts.MaxJWKSBytes}
+	return &c
+}
+
+// limitedTransport fails responses whose body exceeds max bytes.
+type limitedTransport struct {
+	base http.RoundTripper
+	max  int64
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if res.ContentLength > t.max {
+		res.Body.Close()
+		return nil, fmt.Errorf("the response from %s is larger than %d bytes", req.URL.Redacted(), t.max)
+	}
+	res.Body = &limitedBody{ReadCloser: res.Body, left: t.max, max: t.max}
+	return res, nil
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach base.
+func (t *limitedTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	left, max int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, b.tooLarge()
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n, b.tooLarge()
+	}
+	return n, err
+}
+
+func (b *limitedBody) tooLarge() error {
+	return fmt.Errorf("the response is larger than %d bytes", b.max)
+}
+
+// metrics are the key fetch counters.
+type metrics struct {
+	fetches   *prometheus.CounterVec
+	refetches *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_token_jwks_fetches_total",
+			Help: "Fetches of token issuers' remote JWK Sets (discovery included) by issuer and result (success, error).",
+		}, []string{"issuer", "result"}),
+		refetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_token_jwks_unknown_kid_refetches_total",
+			Help: "Refetches of a remote JWK Set started because a token named a kid the cached set lacks, by issuer.",
+		}, []string{"issuer"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.fetches, err = register(reg, m.fetches); err != nil {
+		return nil, err
+	}
+	if m.refetches, err = register(reg, m.refetches); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name (verifiers of successive bundle revisions share the metrics).
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			return existing, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("register token metrics: %w", err)
+	}
+	return c, nil
+}
