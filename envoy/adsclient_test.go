@@ -3,6 +3,8 @@ package envoy
 import (
 	"context"
 	"fmt"
+	"sync"
+	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -27,6 +29,8 @@ type adsClient struct {
 	names   map[string][]string
 	acked   map[string]string
 	nonce   map[string]string
+	// close ends the stream (idempotent).
+	close func()
 }
 
 type recvResult struct {
@@ -34,20 +38,31 @@ type recvResult struct {
 	err  error
 }
 
-func dialADS(ctx context.Context, addr, nodeID string) (*adsClient, error) {
+// dialADS opens an ADS stream to addr as node nodeID, closed when the test
+// ends.
+func dialADS(t testing.TB, addr, nodeID string) *adsClient {
+	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	s, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
 	if err != nil {
+		cancel()
 		cc.Close()
-		return nil, err
+		t.Fatal(err)
 	}
 	c := &adsClient{cc: cc, stream: s, recv: make(chan recvResult, 64),
 		node:    &corev3.Node{Id: nodeID, Cluster: "test", UserAgentName: "envoy"},
 		pending: map[string][]*discoverygrpc.DiscoveryResponse{}, names: map[string][]string{},
 		acked: map[string]string{}, nonce: map[string]string{}}
+	c.close = sync.OnceFunc(func() {
+		_ = s.CloseSend()
+		cancel()
+		cc.Close()
+	})
+	t.Cleanup(c.close)
 	go func() {
 		for {
 			r, err := s.Recv()
@@ -57,12 +72,7 @@ func dialADS(ctx context.Context, addr, nodeID string) (*adsClient, error) {
 			}
 		}
 	}()
-	return c, nil
-}
-
-func (c *adsClient) close() {
-	_ = c.stream.CloseSend()
-	c.cc.Close()
+	return c
 }
 
 // subscribe sends the first request of a type; nil names is a wildcard.

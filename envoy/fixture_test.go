@@ -91,16 +91,22 @@ func (f *fixture) apis(tid string, apis ...api) {
 	})
 }
 
-func (f *fixture) setAPIPath(tid, id, path string) {
+// update changes an object's spec through its repository.
+func update[S any](f *fixture, repo store.Repo[S], tid, id string, fn func(*S)) {
 	f.t.Helper()
 	f.write(func(ctx context.Context, tx store.Tx) error {
-		a, err := apiRepo.Get(ctx, tx, tid, id)
+		o, err := repo.Get(ctx, tx, tid, id)
 		if err != nil {
 			return err
 		}
-		a.Spec.Path = path
-		return apiRepo.Update(ctx, tx, a, 0)
+		fn(&o.Spec)
+		return repo.Update(ctx, tx, o, 0)
 	})
+}
+
+func (f *fixture) setAPIPath(tid, id, path string) {
+	f.t.Helper()
+	update(f, apiRepo, tid, id, func(a *model.APISpec) { a.Path = path })
 }
 
 func (f *fixture) gateway(tid, id string, spec model.GatewaySpec) {

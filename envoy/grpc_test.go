@@ -1,8 +1,8 @@
 package envoy
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"testing"

@@ -20,7 +20,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 )
@@ -67,10 +66,11 @@ type Server struct {
 type gatewayState struct {
 	revision int64
 	hash     string
-	// set: a snapshot was served; version, digest and updatedAt describe it.
+	// set: a snapshot was served; version, key (translationKey of its
+	// input) and updatedAt describe it.
 	set       bool
 	version   string
-	digest    [sha256.Size]byte
+	key       [sha256.Size]byte
 	updatedAt time.Time
 	err       string
 	// deleted: the gateway is gone; an empty snapshot is served until its
@@ -195,19 +195,19 @@ func (s *Server) sync(ctx context.Context) {
 func (s *Server) build(ctx context.Context, id string, b *bundles.Bundle, prev *gatewayState) {
 	next := &gatewayState{revision: b.Revision, hash: b.Hash}
 	if prev != nil && !prev.deleted {
-		next.set, next.version, next.digest, next.updatedAt = prev.set, prev.version, prev.digest, prev.updatedAt
+		next.set, next.version, next.key, next.updatedAt = prev.set, prev.version, prev.key, prev.updatedAt
 	}
 	err := func() error {
+		if b.Compiled == nil {
+			return errNoCompiled
+		}
+		key := translationKey(b.Compiled, s.opts)
+		if next.set && key == next.key {
+			return nil // a change xDS does not see (a policy, a scope, …)
+		}
 		res, err := Translate(b.Compiled, s.opts)
 		if err != nil {
 			return err
-		}
-		digest, err := digestOf(res)
-		if err != nil {
-			return err
-		}
-		if next.set && digest == next.digest {
-			return nil
 		}
 		version := fmt.Sprintf("%d.%d", b.Revision, s.counter.Add(1))
 		snap, err := newSnapshot(version, res)
@@ -217,7 +217,7 @@ func (s *Server) build(ctx context.Context, id string, b *bundles.Bundle, prev *
 		if err := s.setSnapshot(ctx, id, snap); err != nil {
 			return err
 		}
-		next.set, next.version, next.digest, next.updatedAt = true, version, digest, time.Now().UTC()
+		next.set, next.version, next.key, next.updatedAt = true, version, key, time.Now().UTC()
 		s.log.Info("xds snapshot set", "node", id, "version", version)
 		return nil
 	}()
@@ -271,28 +271,6 @@ func (s *Server) setSnapshot(ctx context.Context, id string, snap *cache.Snapsho
 		return fmt.Errorf("set snapshot: %w", err)
 	}
 	return nil
-}
-
-// digestOf hashes resources (deterministic encoding) to detect rebuilds
-// that change nothing.
-func digestOf(res Resources) ([sha256.Size]byte, error) {
-	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
-	var buf []byte
-	for _, typ := range sortedTypes(res) {
-		fmt.Fprintf(h, "\x00type %s %d\x00", typ, len(res[typ]))
-		for _, r := range res[typ] {
-			var err error
-			if buf, err = opts.MarshalAppend(buf[:0], r); err != nil {
-				return [sha256.Size]byte{}, fmt.Errorf("encode %s %q: %w", typ, cache.GetResourceName(r), err)
-			}
-			fmt.Fprintf(h, "%d\x00", len(buf))
-			h.Write(buf)
-		}
-	}
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out, nil
 }
 
 // Status returns what the control plane knows of a gateway's xDS state.

@@ -8,9 +8,15 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -21,7 +27,7 @@ const step = 5 * time.Second
 // subscribeLikeEnvoy runs Envoy's initial ADS exchange: wildcard CDS, EDS
 // for the EDS clusters, wildcard LDS, RDS for the route configurations the
 // listeners name, ACKing each response.
-func subscribeLikeEnvoy(t *testing.T, c *adsClient) (clusters []*clusterv3.Cluster, listeners []*listenerv3.Listener, routes []*routev3.RouteConfiguration) {
+func subscribeLikeEnvoy(t testing.TB, c *adsClient) (clusters []*clusterv3.Cluster, listeners []*listenerv3.Listener, routes []*routev3.RouteConfiguration) {
 	t.Helper()
 	must := func(err error) {
 		t.Helper()
@@ -77,13 +83,7 @@ func TestADSClientLikeEnvoy(t *testing.T) {
 	f.gateway("other", "gw", model.GatewaySpec{Type: model.GatewayEnvoy})
 	cp := f.start()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c, err := dialADS(ctx, cp.addr, NodeID("acme", "edge"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c := dialADS(t, cp.addr, NodeID("acme", "edge"))
 	clusters, listeners, routes := subscribeLikeEnvoy(t, c)
 
 	if len(listeners) != 1 || listeners[0].GetAddress().GetSocketAddress().GetPortValue() != 10001 {
@@ -194,13 +194,7 @@ func TestNackIsRecordedAndNotResent(t *testing.T) {
 	seedShop(f, "acme")
 	f.gateway("acme", "edge", model.GatewaySpec{Type: model.GatewayEnvoy})
 	cp := f.start()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c, err := dialADS(ctx, cp.addr, NodeID("acme", "edge"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c := dialADS(t, cp.addr, NodeID("acme", "edge"))
 	if err := c.subscribe(resource.ListenerType, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -253,13 +247,7 @@ func TestDeletedGatewayIsEmptiedThenDropped(t *testing.T) {
 	f.gateway("acme", "edge", model.GatewaySpec{Type: model.GatewayEnvoy})
 	f.gateway("acme", "idle", model.GatewaySpec{Type: model.GatewayEnvoy})
 	cp := f.start()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c, err := dialADS(ctx, cp.addr, NodeID("acme", "edge"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c := dialADS(t, cp.addr, NodeID("acme", "edge"))
 	subscribeLikeEnvoy(t, c)
 	f.write(func(ctx context.Context, tx store.Tx) error {
 		for _, gw := range []string{"edge", "idle"} {
@@ -283,4 +271,107 @@ func TestDeletedGatewayIsEmptiedThenDropped(t *testing.T) {
 	if cp.xds.Status("acme", "edge").Version != "" {
 		t.Fatal("a deleted gateway still reports a version")
 	}
+}
+
+// A bundle change xDS does not see (a new policy) rebuilds the bundle but
+// sends nothing: the snapshot keeps its version.
+func TestInvisibleChangeKeepsVersion(t *testing.T) {
+	f := newFixture(t)
+	seedShop(f, "acme")
+	f.gateway("acme", "edge", model.GatewaySpec{Type: model.GatewayEnvoy})
+	cp := f.start()
+	before := cp.xds.Status("acme", "edge")
+	rev := cp.bundles.Get("acme", "edge").Revision
+	policyRepo := store.Repo[model.PolicySpec]{Kind: model.KindPolicy}
+	f.write(func(ctx context.Context, tx store.Tx) error {
+		return policyRepo.Create(ctx, tx, &store.Typed[model.PolicySpec]{Meta: store.Object{TenantID: "acme", ID: "p", Name: "p"},
+			Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{{Name: "true"}}}})
+	})
+	eventually(t, "the bundle rebuild", func() bool { return cp.bundles.Get("acme", "edge").Revision != rev })
+	eventually(t, "the xDS server to see it", func() bool {
+		return cp.xds.Status("acme", "edge").BundleRevision == cp.bundles.Get("acme", "edge").Revision
+	})
+	if after := cp.xds.Status("acme", "edge"); after.Version != before.Version || after.Error != "" {
+		t.Fatalf("version %s -> %s (error %q)", before.Version, after.Version, after.Error)
+	}
+}
+
+// Incremental (delta) xDS streams are served and tracked too.
+func TestDeltaStream(t *testing.T) {
+	f := newFixture(t)
+	seedShop(f, "acme")
+	f.gateway("acme", "edge", model.GatewaySpec{Type: model.GatewayEnvoy})
+	cp := f.start()
+	cc, err := grpc.NewClient(cp.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: NodeID("acme", "edge"), UserAgentName: "envoy"}
+	if err := s.Send(&discoverygrpc.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	cds, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cds.GetResources()) != 5 {
+		t.Fatalf("%d clusters", len(cds.GetResources()))
+	}
+	if err := s.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: cds.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	lds, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ListenerType, ResponseNonce: lds.GetNonce(),
+		ErrorDetail: &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "no thanks"}}); err != nil {
+		t.Fatal(err)
+	}
+	var st XDSStatus
+	eventually(t, "the delta ACK and NACK", func() bool {
+		st = cp.xds.Status("acme", "edge")
+		return st.LastNack != nil && len(st.Nodes) == 1 && st.Nodes[0].Resources[resource.ClusterType].AckedAt != nil
+	})
+	if !st.Nodes[0].Delta || st.LastNack.Error != "no thanks" || st.LastNack.TypeURL != resource.ListenerType ||
+		st.Nodes[0].Resources[resource.ClusterType].AckedVersion == "" {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// A configuration that cannot be translated leaves the previous snapshot
+// in place and shows why in the status; fixing it serves a new version.
+func TestBadConfigurationKeepsPreviousSnapshot(t *testing.T) {
+	f := newFixture(t)
+	seedShop(f, "acme")
+	f.gateway("acme", "edge", model.GatewaySpec{Type: model.GatewayEnvoy})
+	cp := f.start()
+	good := cp.xds.Status("acme", "edge").Version
+	setURL := func(url string) {
+		update(f, serviceRepo, "acme", "store", func(s *model.ServiceSpec) { s.URL = url })
+	}
+	setURL("ftp://store.example.com")
+	var st XDSStatus
+	eventually(t, "the error in the status", func() bool {
+		st = cp.xds.Status("acme", "edge")
+		return st.Error != ""
+	})
+	if st.Version != good || !strings.Contains(st.Error, "scheme") {
+		t.Fatalf("status %+v", st)
+	}
+	setURL("https://store.example.com")
+	eventually(t, "a new version", func() bool {
+		st = cp.xds.Status("acme", "edge")
+		return st.Error == "" && st.Version != good
+	})
 }

@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/peer"
 )
 
@@ -144,66 +145,65 @@ func (st *streamState) resource(typeURL string) *ResourceStatus {
 	return r
 }
 
-// request classifies a SotW request: a subscription (no nonce), an ACK or a
-// NACK (error_detail set) of the latest response of its type. Requests with
-// an older nonce are ignored, as the server ignores them.
+// reply records what a request says of the latest response of its type on
+// its stream: nothing (a subscription, without a nonce, or a request with
+// an older nonce, which the server ignores too), an ACK, or a NACK:
+// error_detail set, or (from old clients) a version_info other than the
+// version sent with that nonce. For a NACK it returns the rejected version.
+func (t *tracker) reply(id int64, node *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status) (rejected string, nack bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[id]
+	if st == nil {
+		return "", false
+	}
+	st.identify(node)
+	last, ok := st.sent[typeURL]
+	if nonce == "" || !ok || nonce != last.nonce {
+		return "", false
+	}
+	r := st.resource(typeURL)
+	now := t.now().UTC()
+	if detail == nil && version != last.version {
+		detail = &rpcstatus.Status{Message: fmt.Sprintf("version %q was not accepted (the client still has %q)", last.version, version)}
+	}
+	if detail != nil {
+		n := &NackStatus{TypeURL: typeURL, Version: last.version, Error: detail.GetMessage(), At: now}
+		r.LastNack = n
+		t.lastNack[st.node] = n
+		return last.version, true
+	}
+	r.AckedVersion, r.AckedAt = last.version, &now
+	return "", false
+}
+
+// request records a SotW request (see reply).
 //
 // After a NACK, version_info still names the last accepted version, so the
 // snapshot cache would answer at once with the same rejected snapshot, and a
 // client that rejects it again would loop. The request's version_info is
 // therefore set to the rejected version: the cache then holds the watch
-// until a new version exists. (The server passes this same request to the
+// until a new version exists. (The server hands this same request to the
 // cache right after the callback.)
 func (t *tracker) request(id int64, req *discoverygrpc.DiscoveryRequest) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.streams[id]
-	if st == nil {
-		return nil
+	rejected, nack := t.reply(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+	if nack {
+		req.VersionInfo = rejected
 	}
-	st.identify(req.GetNode())
-	nonce := req.GetResponseNonce()
-	last, ok := st.sent[req.GetTypeUrl()]
-	if nonce == "" || !ok || nonce != last.nonce {
-		return nil
-	}
-	r := st.resource(req.GetTypeUrl())
-	now := t.now().UTC()
-	if d := req.GetErrorDetail(); d != nil {
-		n := &NackStatus{TypeURL: req.GetTypeUrl(), Version: last.version, Error: d.GetMessage(), At: now}
-		r.LastNack = n
-		t.lastNack[st.node] = n
-		req.VersionInfo = last.version
-		return nil
-	}
-	r.AckedVersion, r.AckedAt = req.GetVersionInfo(), &now
 	return nil
 }
 
-// deltaRequest classifies a delta request like request does; delta ACKs
-// carry no version, so the version is the one sent with the nonce. (The
-// delta cache does not resend rejected resources, so nothing is rewritten.)
+// deltaRequest records a delta request (see reply). Delta ACKs carry no
+// version: the version is the one sent with the nonce. The delta cache does
+// not resend rejected resources, so nothing is rewritten.
 func (t *tracker) deltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+	version := ""
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.streams[id]
-	if st == nil {
-		return nil
+	if st := t.streams[id]; st != nil {
+		version = st.sent[req.GetTypeUrl()].version
 	}
-	st.identify(req.GetNode())
-	last, ok := st.sent[req.GetTypeUrl()]
-	if req.GetResponseNonce() == "" || !ok || req.GetResponseNonce() != last.nonce {
-		return nil
-	}
-	r := st.resource(req.GetTypeUrl())
-	now := t.now().UTC()
-	if d := req.GetErrorDetail(); d != nil {
-		n := &NackStatus{TypeURL: req.GetTypeUrl(), Version: last.version, Error: d.GetMessage(), At: now}
-		r.LastNack = n
-		t.lastNack[st.node] = n
-		return nil
-	}
-	r.AckedVersion, r.AckedAt = last.version, &now
+	t.mu.Unlock()
+	t.reply(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), version, req.GetErrorDetail())
 	return nil
 }
 

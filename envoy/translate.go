@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -165,6 +166,11 @@ func envoyListener(c *policies.Compiled, opts *TranslateOptions) (*listenerv3.Li
 	if addr == "" {
 		addr = model.DefaultListenerAddress
 	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener address %q is not an IP address", addr)
+	}
+	addr = ip.String()
 	port := gw.ListenerPort
 	if port == 0 {
 		port = model.DefaultListenerPort

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -38,13 +39,14 @@ var typeOrder = []resource.Type{resource.ClusterType, resource.EndpointType, res
 func ValidateDeep(resources Resources) error {
 	var errs []error
 	more := 0
+	v := newDeepValidator()
 	for _, typ := range sortedTypes(resources) {
 		for _, r := range resources[typ] {
 			if r == nil {
 				errs = append(errs, fmt.Errorf("%s: nil resource", typ))
 				continue
 			}
-			if err := validateMessage(r); err != nil {
+			if err := v.validate(r); err != nil {
 				if len(errs) >= maxReported {
 					more++
 					continue
@@ -82,65 +84,185 @@ type validatorAll interface{ ValidateAll() error }
 
 // validateMessage is ValidateAll on m, then on every Any inside it.
 func validateMessage(m proto.Message) error {
-	if v, ok := m.(validatorAll); ok {
-		if err := v.ValidateAll(); err != nil {
+	return newDeepValidator().validate(m)
+}
+
+// deepValidator validates messages and the Anys inside them. It remembers,
+// per message type, which fields can lead to an Any, so that the walk skips
+// the (many) fields that cannot, and it builds the path of a field only
+// when reporting an error there.
+type deepValidator struct {
+	// paths: per analysed message type, its Any-reaching fields.
+	paths map[protoreflect.FullName][]protoreflect.FieldDescriptor
+	// at is the path from the resource to the message being walked.
+	at []pathStep
+}
+
+// pathStep is one step of a field path: a field, and an index or a map key.
+type pathStep struct {
+	field protoreflect.Name
+	index int // -1 when none
+	key   *protoreflect.MapKey
+}
+
+func newDeepValidator() *deepValidator {
+	return &deepValidator{paths: map[protoreflect.FullName][]protoreflect.FieldDescriptor{}}
+}
+
+func (v *deepValidator) path() string {
+	var b strings.Builder
+	for i, st := range v.at {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(string(st.field))
+		switch {
+		case st.key != nil:
+			fmt.Fprintf(&b, "[%q]", st.key.String())
+		case st.index >= 0:
+			fmt.Fprintf(&b, "[%d]", st.index)
+		}
+	}
+	return b.String()
+}
+
+func (v *deepValidator) validate(m proto.Message) error {
+	if va, ok := m.(validatorAll); ok {
+		if err := va.ValidateAll(); err != nil {
 			return err
 		}
 	}
 	var errs []error
-	walkAnys(m.ProtoReflect(), "", func(path string, a *anypb.Any) {
+	outer := v.at
+	v.at = nil
+	v.walk(m.ProtoReflect(), func(a *anypb.Any) {
 		if len(errs) >= maxReported {
 			return
 		}
 		inner, err := a.UnmarshalNew()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: unpack %s: %w", path, a.GetTypeUrl(), err))
+			errs = append(errs, fmt.Errorf("%s: unpack %s: %w", v.path(), a.GetTypeUrl(), err))
 			return
 		}
-		if err := validateMessage(inner); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", path, a.GetTypeUrl(), err))
+		if err := v.validate(inner); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): %w", v.path(), a.GetTypeUrl(), err))
 		}
 	})
+	v.at = outer
 	return errors.Join(errs...)
 }
 
 var anyName = (&anypb.Any{}).ProtoReflect().Descriptor().FullName()
 
-// walkAnys calls fn for every Any reachable from m without crossing another
-// Any (fn recurses into those itself).
-func walkAnys(m protoreflect.Message, prefix string, fn func(string, *anypb.Any)) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		valueFD := fd
-		if fd.IsMap() {
-			valueFD = fd.MapValue()
+// messageField returns the message type a field holds (its map value's for
+// a map), or nil.
+func messageField(fd protoreflect.FieldDescriptor) protoreflect.MessageDescriptor {
+	if fd.IsMap() {
+		fd = fd.MapValue()
+	}
+	if k := fd.Kind(); k != protoreflect.MessageKind && k != protoreflect.GroupKind {
+		return nil
+	}
+	return fd.Message()
+}
+
+// anyFields returns the fields of md through which an Any can be reached.
+// A new type is analysed with every type reachable from it, to a fixed
+// point (message types may be recursive).
+func (v *deepValidator) anyFields(md protoreflect.MessageDescriptor) []protoreflect.FieldDescriptor {
+	if fs, ok := v.paths[md.FullName()]; ok {
+		return fs
+	}
+	var todo []protoreflect.MessageDescriptor
+	seen := map[protoreflect.FullName]bool{}
+	var collect func(protoreflect.MessageDescriptor)
+	collect = func(d protoreflect.MessageDescriptor) {
+		name := d.FullName()
+		if _, done := v.paths[name]; done || name == anyName || seen[name] {
+			return
 		}
-		if k := valueFD.Kind(); k != protoreflect.MessageKind && k != protoreflect.GroupKind {
+		seen[name] = true
+		todo = append(todo, d)
+		fields := d.Fields()
+		for i := 0; i < fields.Len(); i++ {
+			if c := messageField(fields.Get(i)); c != nil {
+				collect(c)
+			}
+		}
+	}
+	collect(md)
+	reach := map[protoreflect.FullName]bool{}
+	reaches := func(d protoreflect.MessageDescriptor) bool {
+		name := d.FullName()
+		if name == anyName {
 			return true
 		}
-		visit := func(path string, mv protoreflect.Message) {
-			if mv.Descriptor().FullName() == anyName {
-				fn(path, mv.Interface().(*anypb.Any))
-				return
-			}
-			walkAnys(mv, path+".", fn)
+		if fs, done := v.paths[name]; done {
+			return len(fs) > 0
 		}
-		name := prefix + string(fd.Name())
+		return reach[name]
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, d := range todo {
+			if reach[d.FullName()] {
+				continue
+			}
+			fields := d.Fields()
+			for i := 0; i < fields.Len(); i++ {
+				if c := messageField(fields.Get(i)); c != nil && reaches(c) {
+					reach[d.FullName()], changed = true, true
+					break
+				}
+			}
+		}
+	}
+	for _, d := range todo {
+		fs := []protoreflect.FieldDescriptor{}
+		fields := d.Fields()
+		for i := 0; i < fields.Len(); i++ {
+			if c := messageField(fields.Get(i)); c != nil && reaches(c) {
+				fs = append(fs, fields.Get(i))
+			}
+		}
+		v.paths[d.FullName()] = fs
+	}
+	return v.paths[md.FullName()]
+}
+
+// walk calls fn for every Any reachable from m without crossing another
+// Any (fn recurses into those itself), with v.at naming its place.
+func (v *deepValidator) walk(m protoreflect.Message, fn func(*anypb.Any)) {
+	for _, fd := range v.anyFields(m.Descriptor()) {
+		if !m.Has(fd) {
+			continue
+		}
+		val := m.Get(fd)
 		switch {
 		case fd.IsList():
-			l := v.List()
+			l := val.List()
 			for i := 0; i < l.Len(); i++ {
-				visit(fmt.Sprintf("%s[%d]", name, i), l.Get(i).Message())
+				v.visit(pathStep{field: fd.Name(), index: i}, l.Get(i).Message(), fn)
 			}
 		case fd.IsMap():
-			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				visit(fmt.Sprintf("%s[%q]", name, k.String()), mv.Message())
+			val.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				v.visit(pathStep{field: fd.Name(), index: -1, key: &k}, mv.Message(), fn)
 				return true
 			})
 		default:
-			visit(name, v.Message())
+			v.visit(pathStep{field: fd.Name(), index: -1}, val.Message(), fn)
 		}
-		return true
-	})
+	}
+}
+
+func (v *deepValidator) visit(st pathStep, m protoreflect.Message, fn func(*anypb.Any)) {
+	v.at = append(v.at, st)
+	if m.Descriptor().FullName() == anyName {
+		fn(m.Interface().(*anypb.Any))
+	} else {
+		v.walk(m, fn)
+	}
+	v.at = v.at[:len(v.at)-1]
 }
 
 func shortType(t resource.Type) string {
