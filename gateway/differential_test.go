@@ -7,10 +7,13 @@ import (
 	"math/rand"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/gatehouse-dev/gatehouse/gateway/token"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/routing"
@@ -57,6 +60,11 @@ dynamic_metadata := {"api": input.gatehouse.api_id, "tenant": input.gatehouse.te
 		{Name: "query", Conf: map[string]any{"name": "page", "comparator": "regex", "value": "^[0-9]+$"}},
 	}}},
 	{ID: "deny", Name: "deny", Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{{Name: "false"}}}},
+	{ID: "roles", Name: "roles", Spec: model.PolicySpec{Language: model.LanguageRego, Definition: roleRego}},
+	{ID: "token-validators", Name: "token-validators", Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{
+		{Name: "claim", Conf: map[string]any{"claim": "org.tier", "comparator": "one_of", "values": []any{"gold", "silver"}}},
+		{Name: "scope", Conf: map[string]any{"scopes": []any{"pets:read", "pets:write"}, "match": "any"}},
+	}}},
 }
 
 var (
@@ -86,13 +94,27 @@ func randomTemplate(rng *rand.Rand) string {
 	return b.String()
 }
 
-func randomConfig(rng *rand.Rand) *policies.Config {
+// diffSigner signs the corpus's tokens; its key set is the bundle's inline
+// JWKS, so the pure-Rego entrypoint can verify them too.
+var diffSigner struct {
+	once sync.Once
+	s    signer
+}
+
+func diffKey(t testing.TB) signer {
+	diffSigner.once.Do(func() { diffSigner.s = newSigner(t, "diff") })
+	return diffSigner.s
+}
+
+func randomConfig(t testing.TB, rng *rand.Rand) *policies.Config {
 	cfg := &policies.Config{
 		Revision: 1,
 		Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
 		Policies: diffPolicies,
 		Gateways: []policies.Object[model.GatewaySpec]{{ID: "gw", Name: "gw", Spec: model.GatewaySpec{Type: model.GatewayEnvoy,
 			DryRun: rng.Intn(8) == 0, AllowUnmatchedRoutes: rng.Intn(4) == 0}}},
+		Issuers: []policies.Object[model.IssuerSpec]{{ID: "idp", Name: "idp", Spec: model.IssuerSpec{Issuer: issuerURL,
+			Audiences: []string{"pets-api"}, JWKS: jwksOf(t, diffKey(t))}}},
 	}
 	hostSets := [][]string{nil, nil, {"api.example.com"}, {"*.example.com"}, {"*.eu.example.com", "other.org"}}
 	for s := 0; s < 1+rng.Intn(4); s++ {
@@ -116,13 +138,47 @@ func randomConfig(rng *rand.Rand) *policies.Config {
 			default:
 				api.PolicyID = diffPolicies[rng.Intn(len(diffPolicies))].ID
 			}
+			if rng.Intn(3) == 0 {
+				api.ClaimsToHeaders = map[string]string{"sub": "x-user", "roles": "x-roles", "org.tier": "x-tier", "exp": "x-exp"}
+			}
 			cfg.APIs = append(cfg.APIs, policies.Object[model.APISpec]{ID: fmt.Sprintf("%s-api%d", sid, a), Spec: api})
 		}
 	}
 	return cfg
 }
 
-func randomRequest(rng *rand.Rand, cfg *policies.Config) *authv3.CheckRequest {
+// randomAuthorization is no header, a valid token with random claims, or
+// an invalid one.
+func randomAuthorization(t testing.TB, rng *rand.Rand) string {
+	good := map[string]any{}
+	if rng.Intn(2) == 0 {
+		good["roles"] = []any{[]string{"admin", "ops", "viewer"}[rng.Intn(3)]}
+	}
+	switch rng.Intn(3) {
+	case 0:
+		good["scope"] = []string{"pets:read", "pets:write", "pets:read pets:write"}[rng.Intn(3)]
+	case 1:
+		good["scp"] = []any{"pets:write"}
+	}
+	if rng.Intn(2) == 0 {
+		good["org"] = map[string]any{"tier": []string{"gold", "free"}[rng.Intn(2)]}
+	}
+	k := diffKey(t)
+	switch rng.Intn(8) {
+	case 0, 1:
+		return ""
+	case 2:
+		return "Bearer " + k.token(t, claims("pets-api", -time.Hour, good))
+	case 3:
+		return "Bearer " + k.token(t, claims("other", time.Hour, good))
+	case 4:
+		return []string{"Bearer garbage", "Basic dXNlcjpwdw==", "Bearer "}[rng.Intn(3)]
+	default:
+		return "Bearer " + k.token(t, claims("pets-api", time.Hour, good))
+	}
+}
+
+func randomRequest(t testing.TB, rng *rand.Rand, cfg *policies.Config) *authv3.CheckRequest {
 	var path strings.Builder
 	for i := 0; i < rng.Intn(4); i++ {
 		path.WriteByte('/')
@@ -154,6 +210,9 @@ func randomRequest(rng *rand.Rand, cfg *policies.Config) *authv3.CheckRequest {
 	}
 	if rng.Intn(5) == 0 {
 		headers["x-tenant"] = "someone"
+	}
+	if auth := randomAuthorization(t, rng); auth != "" {
+		headers["authorization"] = auth
 	}
 	body := ""
 	if rng.Intn(4) == 0 {
@@ -191,9 +250,9 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewSource(20261123))
 	const configs, requestsPer = 30, 150
-	allowed, denied, matched := 0, 0, 0
+	allowed, denied, matched, withToken := 0, 0, 0, 0
 	for ci := 0; ci < configs; ci++ {
-		cfg := randomConfig(rng)
+		cfg := randomConfig(t, rng)
 		compiled, err := policies.Compile(cfg, "gw")
 		if err != nil {
 			t.Fatal(err)
@@ -202,12 +261,17 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eng, err := NewEngine(ctx, src, nil)
+		cfgData, _ := policies.ParseBundleConfig(compiled.Data)
+		tokens, err := token.New(token.FromBundle(cfgData.Issuers), token.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := NewEngine(ctx, src, tokens)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for ri := 0; ri < requestsPer; ri++ {
-			check := randomRequest(rng, cfg)
+			check := randomRequest(t, rng, cfg)
 			want, err := eng.rego.Decision(ctx, RequestFromCheck(check).Input)
 			if err != nil {
 				t.Fatalf("config %d request %d: rego: %v", ci, ri, err)
@@ -229,10 +293,13 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 			if got.APIID != "" {
 				matched++
 			}
+			if tok, _ := got.Input["gatehouse"].(map[string]any)["token"].(map[string]any); tok["valid"] == true {
+				withToken++
+			}
 		}
 	}
-	t.Logf("%d requests: %d allowed, %d denied, %d matched an API", configs*requestsPer, allowed, denied, matched)
-	if allowed < 200 || denied < 200 || matched < 1000 {
+	t.Logf("%d requests: %d allowed, %d denied, %d matched an API, %d carried a valid token", configs*requestsPer, allowed, denied, matched, withToken)
+	if allowed < 200 || denied < 200 || matched < 1000 || withToken < 300 {
 		t.Fatalf("the corpus is too one-sided to prove anything: %d allowed, %d denied, %d matched", allowed, denied, matched)
 	}
 }

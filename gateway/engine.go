@@ -17,34 +17,13 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 
+	"github.com/gatehouse-dev/gatehouse/gateway/token"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/routing"
 )
 
 // TokenInfo is what policies see as input.gatehouse.token.
-type TokenInfo struct {
-	Present bool
-	Valid   bool
-	Issuer  string
-	Subject string
-	Claims  map[string]any
-	Scopes  []string
-}
-
-func (t TokenInfo) value() map[string]any {
-	if !t.Valid {
-		return map[string]any{"present": t.Present, "valid": false}
-	}
-	scopes := make([]any, len(t.Scopes))
-	for i, s := range t.Scopes {
-		scopes[i] = s
-	}
-	claims := t.Claims
-	if claims == nil {
-		claims = map[string]any{}
-	}
-	return map[string]any{"present": true, "valid": true, "issuer": t.Issuer, "subject": t.Subject, "claims": claims, "scopes": scopes}
-}
+type TokenInfo = token.Info
 
 // TokenValidator validates bearer tokens on the fast path.
 type TokenValidator interface {
@@ -203,8 +182,8 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	var tok TokenInfo
 	if e.tokens != nil {
 		tok = e.tokens.Info(ctx, req.Authorization)
-	} else if req.Authorization != "" {
-		tok = TokenInfo{Present: bearer(req.Authorization)}
+	} else if _, ok := token.Bearer(req.Authorization); ok {
+		tok = TokenInfo{Present: true}
 	}
 	gh := map[string]any{"tenant": e.cfg.Tenant.ID, "gateway": e.cfg.Gateway.ID}
 	if found {
@@ -215,7 +194,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 		for k, v := range params {
 			pp[k] = v
 		}
-		gh["service_id"], gh["api_id"], gh["path_params"], gh["token"] = api.ServiceID, api.ID, pp, tok.value()
+		gh["service_id"], gh["api_id"], gh["path_params"], gh["token"] = api.ServiceID, api.ID, pp, tok.Value()
 	}
 	req.Input["gatehouse"] = gh
 
@@ -405,11 +384,6 @@ func orEmptyList(l []any) []any {
 		return []any{}
 	}
 	return l
-}
-
-func bearer(authorization string) bool {
-	scheme, tok, ok := strings.Cut(authorization, " ")
-	return ok && strings.EqualFold(scheme, "bearer") && tok != ""
 }
 
 func sortedKeys[V any](m map[string]V) []string {

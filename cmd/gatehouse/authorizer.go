@@ -25,6 +25,8 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/gateway"
+	"github.com/gatehouse-dev/gatehouse/gateway/token"
+	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
 // authorizerConfig is everything `gatehouse authorizer` can be told, by
@@ -339,5 +341,8 @@ func (c *authorizerConfig) readConfig() ([]byte, error) {
 
 // tokenFactory builds bearer token validators from a bundle's issuers.
 func tokenFactory(allowPrivate bool, log *slog.Logger, reg prometheus.Registerer) gateway.TokenFactory {
-	return nil
+	return func(ctx context.Context, issuers []policies.IssuerData) (gateway.TokenValidator, error) {
+		return token.New(token.FromBundle(issuers), token.Options{AllowPrivateNetworks: allowPrivate,
+			Logger: log.With("component", "tokens"), Registerer: reg})
+	}
 }
