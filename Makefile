@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: build run test bench lint fmt clean
+.PHONY: build run test bench bench-authz lint fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -22,6 +22,12 @@ test:
 ## bench: every benchmark, with allocations.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+## bench-authz: gRPC load against the authorizer and an opa-envoy-plugin-style
+## evaluation of the same policy, then per-Check time and allocations.
+bench-authz:
+	$(GO) run ./internal/authzbench/run -duration 20s -concurrency 16
+	$(GO) test -run '^$$' -bench BenchmarkCheck -benchmem -count=1 ./gateway
 
 ## lint: gofmt check and go vet.
 lint:
