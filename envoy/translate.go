@@ -31,6 +31,9 @@ const (
 	ExtTenant  = "tenant"
 	ExtService = "service"
 	ExtAPI     = "api"
+	// ExtGateway names the gateway, so one authorizer (gatehouse serve's
+	// in-process one) can serve several gateways' bundles.
+	ExtGateway = "gateway"
 )
 
 // Defaults of TranslateOptions.
@@ -235,7 +238,7 @@ func envoyRoutes(c *policies.Compiled, ups map[string]upstream) (*routev3.RouteC
 			}
 			m := &routev3.RouteMatch{Headers: methodMatch(r.Method)}
 			pathMatch(m, r.Template, false)
-			ext := map[string]string{ExtTenant: c.TenantID, ExtService: r.ServiceID, ExtAPI: r.APIID}
+			ext := map[string]string{ExtTenant: c.TenantID, ExtGateway: c.GatewayID, ExtService: r.ServiceID, ExtAPI: r.APIID}
 			v.Routes = append(v.Routes, &routev3.Route{
 				Name:                 r.APIID,
 				Match:                m,
@@ -292,7 +295,7 @@ func unmatchedRoute(c *policies.Compiled, vh routing.VHost) *routev3.Route {
 					Name:                 "unmatched",
 					Match:                catchAll,
 					Action:               forward(sid, up),
-					TypedPerFilterConfig: authzPerRoute(map[string]string{ExtTenant: c.TenantID, ExtService: sid}, false),
+					TypedPerFilterConfig: authzPerRoute(map[string]string{ExtTenant: c.TenantID, ExtGateway: c.GatewayID, ExtService: sid}, false),
 				}
 			}
 		}

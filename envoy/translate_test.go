@@ -278,7 +278,7 @@ func TestTranslateEnvoy(t *testing.T) {
 				}
 				continue
 			}
-			want := map[string]string{"tenant": "acme", "service": r.ServiceID, "api": r.APIID}
+			want := map[string]string{"tenant": "acme", "gateway": c.GatewayID, "service": r.ServiceID, "api": r.APIID}
 			if got := per.GetCheckSettings().GetContextExtensions(); !mapsEqual(got, want) {
 				t.Fatalf("route %s context extensions %v", r.APIID, got)
 			}

@@ -210,7 +210,8 @@ func TestServeHelpDocumentsConfiguration(t *testing.T) {
 // work like their flags.
 func TestEnvironmentConfiguresServe(t *testing.T) {
 	dir := t.TempDir()
-	env := []string{"GATEHOUSE_HTTP_ADDR=127.0.0.1:0", "GATEHOUSE_DATA_DIR=" + dir, "GATEHOUSE_ADMIN_TOKEN=" + testToken, "PATH=" + os.Getenv("PATH")}
+	env := []string{"GATEHOUSE_HTTP_ADDR=127.0.0.1:0", "GATEHOUSE_DATA_DIR=" + dir, "GATEHOUSE_ADMIN_TOKEN=" + testToken,
+		"GATEHOUSE_AUTHZ_ADDR=127.0.0.1:0", "GATEHOUSE_XDS_ADDR=127.0.0.1:0", "PATH=" + os.Getenv("PATH")}
 	p := start(t, env, "serve")
 	p.URL = "http://" + p.waitLog(t, "admin API listening", "addr")
 	newClient(t, p.URL, testToken).must(200, "GET", "/api/system/tenants", nil)

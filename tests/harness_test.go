@@ -86,7 +86,8 @@ type serveOptions struct {
 // listens.
 func startServe(t *testing.T, o serveOptions) *process {
 	t.Helper()
-	args := []string{"serve", "--http-addr", "127.0.0.1:0", "--data-dir", o.DataDir}
+	args := []string{"serve", "--http-addr", "127.0.0.1:0", "--data-dir", o.DataDir,
+		"--authz-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0"}
 	if o.DatabaseURL != "" {
 		args = append(args, "--database-url", o.DatabaseURL)
 	}

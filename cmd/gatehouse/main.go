@@ -38,7 +38,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(stdout, stderr), newAuthorizerCommand(stdout, stderr), newMigrateCommand(stderr), newVersionCommand(stdout))
+	root.AddCommand(newServeCommand(stdout, stderr), newControlPlaneCommand(stdout, stderr), newAuthorizerCommand(stdout, stderr), newMigrateCommand(stderr), newVersionCommand(stdout))
 	return root
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gateway/local"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
@@ -41,6 +42,9 @@ type serveConfig struct {
 	ImportAllowPrivateURLs bool
 	AuthzAddr              string
 	AuthzDefault           string
+	XDSAddr                string
+	XDSPublicAddr          string
+	AuthorizerAddress      string
 	AllowPrivateJWKS       bool
 }
 
@@ -56,11 +60,27 @@ var serveEnv = []envFlag{
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
+	return newServerCommand(stdout, stderr, "serve", "Run Gatehouse in one process (admin API, bundles, xDS, authorizer)",
+		`Run Gatehouse in one process: the admin API, the bundle service, the xDS
+control plane and an in-process authorizer.`, "127.0.0.1:9191")
+}
+
+// newControlPlaneCommand is serve without the in-process authorizer: the
+// stateless control plane that replicas on one PostgreSQL run.
+func newControlPlaneCommand(stdout, stderr io.Writer) *cobra.Command {
+	return newServerCommand(stdout, stderr, "control-plane", "Run the control plane (admin API, bundles, xDS) without an authorizer",
+		`Run the control plane: the admin API, the bundle service and the xDS control
+plane. It keeps no state of its own beyond the store: run several replicas on
+one PostgreSQL (--database-url), sharing GATEHOUSE_ADMIN_TOKEN and
+GATEHOUSE_MASTER_KEY. Gateways run gatehouse authorizer.`, "")
+}
+
+func newServerCommand(stdout, stderr io.Writer, use, short, intro, defaultAuthz string) *cobra.Command {
 	var cfg serveConfig
 	cmd := &cobra.Command{
-		Use:   "serve",
-		Short: "Run Gatehouse in one process (admin API, store)",
-		Long: `Run Gatehouse in one process.
+		Use:   use,
+		Short: short,
+		Long: intro + `
 
 With no flags it stores its state in ./gatehouse-data (embedded store) and
 serves the admin API on 127.0.0.1:8080. A postgres:// --database-url selects
@@ -88,7 +108,10 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "externally visible base URL (default http://<http-addr>)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain in-flight requests on SIGTERM")
-	fs.StringVar(&cfg.AuthzAddr, "authz-addr", "127.0.0.1:9191", "in-process ext_authz gRPC listen address (empty: off)")
+	fs.StringVar(&cfg.AuthzAddr, "authz-addr", defaultAuthz, "in-process ext_authz gRPC listen address (empty: off)")
+	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:18000", "xDS (ADS) gRPC listen address (empty: off)")
+	fs.StringVar(&cfg.XDSPublicAddr, "xds-public-addr", "", "xDS address written into gateway packages (default: the --xds-addr listener)")
+	fs.StringVar(&cfg.AuthorizerAddress, "authorizer-address", "127.0.0.1:9191", "where the Envoys configured over xDS reach their authorizer (host:port)")
 	fs.StringVar(&cfg.AuthzDefault, "authz-default-gateway", "", "tenant/gateway whose bundle decides requests whose context extensions name no gateway")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the master key that seals signing keys (default <data-dir>/master.key, generated; GATEHOUSE_MASTER_KEY gives the key itself)")
 	fs.BoolVar(&cfg.ImportAllowPrivateURLs, "import-allow-private-urls", false, "let OpenAPI imports from a URL fetch from loopback, private and link-local addresses")
@@ -153,8 +176,18 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api, err := admin.New(admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
-		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs})
+	// The xDS control plane: one snapshot per gateway, from the bundles.
+	var xds *xdsServer
+	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
+		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs}
+	if cfg.XDSAddr != "" {
+		if xds, err = startXDS(cfg, mgr, log, stdout); err != nil {
+			ln.Close()
+			return err
+		}
+		opts.XDS, opts.XDSPublicAddress = xds.server, xds.public
+	}
+	api, err := admin.New(opts)
 	if err != nil {
 		ln.Close()
 		return err
@@ -166,10 +199,19 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 4)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("admin API listening", "addr", addr, "store", storeDesc)
 	printBanner(stdout, public, storeDesc, tokenPath, generated)
+
+	if xds != nil {
+		go func() { serveErr <- xds.grpc.Serve(xds.ln) }()
+		go func() {
+			if err := xds.server.Run(runCtx); err != nil {
+				serveErr <- fmt.Errorf("xDS: %w", err)
+			}
+		}()
+	}
 
 	// The in-process authorizer decides with the bundles straight from the
 	// compiler, for every gateway (chosen by Envoy's context extensions).
@@ -198,6 +240,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		authz.stop(sctx)
 	}
 	stopRuns()
+	if xds != nil {
+		xds.stop(sctx)
+	}
 	<-mgrDone
 	log.Info("stopped")
 	return nil
@@ -286,4 +331,42 @@ func (a *inProcessAuthorizer) stop(ctx context.Context) {
 	}
 	a.logs.Close(ctx)
 	a.activator.Close()
+}
+
+// xdsServer is the ADS server of serve and control-plane.
+type xdsServer struct {
+	server *envoy.Server
+	grpc   *grpc.Server
+	ln     net.Listener
+	public string
+}
+
+func startXDS(cfg serveConfig, mgr *bundles.Manager, log *slog.Logger, stdout io.Writer) (*xdsServer, error) {
+	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds")})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.XDSAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --xds-addr %s: %w", cfg.XDSAddr, err)
+	}
+	gs := grpc.NewServer()
+	srv.Register(gs)
+	public := cfg.XDSPublicAddr
+	if public == "" {
+		public = ln.Addr().String()
+	}
+	log.Info("xDS listening", "addr", ln.Addr().String(), "public", public, "authorizer", cfg.AuthorizerAddress)
+	fmt.Fprintf(stdout, "  xDS       : %s (ADS gRPC; Envoys reach their authorizer at %s)\n", ln.Addr(), cfg.AuthorizerAddress)
+	return &xdsServer{server: srv, grpc: gs, ln: ln, public: public}, nil
+}
+
+func (x *xdsServer) stop(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { x.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		x.grpc.Stop()
+	}
 }
