@@ -40,6 +40,7 @@ type configDocument struct {
 	APIs     []configAPI     `json:"apis"`
 	Policies []configPolicy  `json:"policies"`
 	Scopes   []configScope   `json:"scopes"`
+	Issuers  []configIssuer  `json:"issuers"`
 	Gateways []configGateway `json:"gateways"`
 }
 
@@ -52,6 +53,7 @@ type configDocumentIn struct {
 	APIs     []json.RawMessage `json:"apis"`
 	Policies []json.RawMessage `json:"policies"`
 	Scopes   []json.RawMessage `json:"scopes"`
+	Issuers  []json.RawMessage `json:"issuers"`
 	Gateways []json.RawMessage `json:"gateways"`
 }
 
@@ -115,6 +117,18 @@ type configScope struct {
 	Labels      map[string]string `json:"labels"`
 }
 
+type configIssuer struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Issuer      string            `json:"issuer"`
+	Audiences   []string          `json:"audiences"`
+	JWKS        json.RawMessage   `json:"jwks,omitempty"`
+	JWKSURI     string            `json:"jwks_uri,omitempty"`
+	Discovery   bool              `json:"discovery"`
+	Labels      map[string]string `json:"labels"`
+}
+
 type configGateway struct {
 	ID                   string                     `json:"id"`
 	Name                 string                     `json:"name"`
@@ -156,6 +170,7 @@ var configKinds = []configKind{
 	{model.KindService, "service", "name", canonicalSpec[model.ServiceSpec]},
 	{model.KindAPI, "api", "path", canonicalSpec[model.APISpec]},
 	{model.KindScope, "scope", "name", canonicalSpec[model.ScopeSpec]},
+	{model.KindIssuer, "issuer", "name", canonicalSpec[model.IssuerSpec]},
 	{model.KindGateway, "gateway", "name", canonicalSpec[model.GatewaySpec]},
 }
 
@@ -246,6 +261,9 @@ func exportConfiguration(ctx context.Context, rd store.Reader, tid string) (*con
 	if doc.Scopes, err = exportItems(ctx, rd, scopeRepo, tid, exportScope); err != nil {
 		return nil, err
 	}
+	if doc.Issuers, err = exportItems(ctx, rd, issuerRepo, tid, exportIssuer); err != nil {
+		return nil, err
+	}
 	if doc.Gateways, err = exportItems(ctx, rd, gatewayRepo, tid, exportGateway); err != nil {
 		return nil, err
 	}
@@ -293,6 +311,14 @@ func exportScope(t *store.Typed[model.ScopeSpec]) configScope {
 	return configScope{
 		ID: t.Meta.ID, Name: t.Meta.Name, DisplayName: t.Spec.DisplayName, Description: t.Meta.Description,
 		ServiceID: t.Spec.ServiceID, ServerID: t.Spec.ServerID, Labels: labelsOrEmpty(t.Meta.Labels),
+	}
+}
+
+func exportIssuer(t *store.Typed[model.IssuerSpec]) configIssuer {
+	return configIssuer{
+		ID: t.Meta.ID, Name: t.Meta.Name, Description: t.Meta.Description, Issuer: t.Spec.Issuer,
+		Audiences: nonNilStrings(t.Spec.Audiences), JWKS: t.Spec.JWKS, JWKSURI: t.Spec.JWKSURI, Discovery: t.Spec.Discovery,
+		Labels: labelsOrEmpty(t.Meta.Labels),
 	}
 }
 
@@ -377,6 +403,9 @@ func (s *Server) validateConfiguration(tid string, in *configDocumentIn) (*confi
 		return nil, apiErr
 	}
 	if plan.objects[model.KindScope], apiErr = configItems(in.Scopes, model.KindScope, configScopeObject); apiErr != nil {
+		return nil, apiErr
+	}
+	if plan.objects[model.KindIssuer], apiErr = configItems(in.Issuers, model.KindIssuer, configIssuerObject); apiErr != nil {
 		return nil, apiErr
 	}
 	if plan.objects[model.KindGateway], apiErr = configItems(in.Gateways, model.KindGateway, configGatewayObject); apiErr != nil {
@@ -538,6 +567,19 @@ func configScopeObject(in *configScope) (*configObject, *Error) {
 		o.refs = append(o.refs, configRef{"service_id", model.KindService, in.ServiceID})
 	}
 	return o, apiErr
+}
+
+func configIssuerObject(in *configIssuer) (*configObject, *Error) {
+	if apiErr := configID(in.ID); apiErr != nil {
+		return nil, apiErr
+	}
+	req := issuerRequest{Name: in.Name, Description: in.Description, Issuer: in.Issuer, Audiences: in.Audiences,
+		JWKS: in.JWKS, JWKSURI: in.JWKSURI, Discovery: in.Discovery, Labels: in.Labels}
+	spec, apiErr := req.spec("")
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	return newConfigObject(model.KindIssuer, in.ID, in.Name, "", in.Description, in.Labels, spec)
 }
 
 func configGatewayObject(in *configGateway) (*configObject, *Error) {

@@ -48,6 +48,11 @@ func (e *env) buildRichTenant(tid string) string {
 	post("/scopes", map[string]any{"id": "pets-read", "name": "pets.read", "display_name": "Read pets", "description": "read",
 		"service_id": "pets", "server_id": "default", "labels": map[string]string{"k": "v"}})
 	post("/scopes", map[string]any{"id": "profile", "name": "profile"})
+	post("/issuers", map[string]any{"id": "idp", "name": "IdP", "description": "corporate", "issuer": "https://idp.example.com",
+		"audiences": []string{"pets-api", "shop"}, "jwks": json.RawMessage(testJWKS), "labels": map[string]string{"k": "v"}})
+	post("/issuers", map[string]any{"id": "remote", "name": "Remote", "issuer": "https://login.example.org", "audiences": []string{"x"},
+		"jwks_uri": "https://login.example.org/keys"})
+	post("/issuers", map[string]any{"id": "oidc", "name": "OIDC", "issuer": "https://accounts.example.net", "audiences": []string{"y"}, "discovery": true})
 	gw := post("/gateways", map[string]any{"id": "edge", "name": "Edge", "description": "the edge", "service_ids": []string{"shop", "pets"},
 		"dry_run": true, "allow_unmatched_routes": true, "server_id": "default", "listener_address": "127.0.0.1", "listener_port": 10001,
 		"request_body": map[string]any{"max_request_bytes": 4096, "allow_partial_message": true}, "labels": map[string]string{"zone": "eu"}})
@@ -94,7 +99,7 @@ func (e *env) importCounts(tid, mode string, doc any) map[string]int {
 	out := map[string]int{}
 	for _, action := range []string{"created", "updated", "deleted", "unchanged"} {
 		counts := m[action].(map[string]any)
-		for _, kind := range []string{"services", "apis", "policies", "scopes", "gateways"} {
+		for _, kind := range []string{"services", "apis", "policies", "scopes", "issuers", "gateways"} {
 			n, ok := counts[kind].(float64)
 			if !ok {
 				e.t.Fatalf("%s.%s missing: %s", action, kind, m)
@@ -103,14 +108,14 @@ func (e *env) importCounts(tid, mode string, doc any) map[string]int {
 				out[action+" "+kind] = int(n)
 			}
 		}
-		if len(counts) != 5 {
+		if len(counts) != len(configKeys) {
 			e.t.Fatalf("%s: %v", action, counts)
 		}
 	}
 	return out
 }
 
-var configKeys = []string{"services", "apis", "policies", "scopes", "gateways"}
+var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "gateways"}
 
 // sizes counts the objects of each kind in a document.
 func sizes(doc map[string]any) map[string]int {
@@ -255,7 +260,7 @@ func TestConfigurationRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for schema, key := range map[string]string{"ServiceRequest": "services", "APIRequest": "apis", "PolicyRequest": "policies",
-		"ScopeRequest": "scopes", "GatewayRequest": "gateways", "TenantRequest": "tenant"} {
+		"ScopeRequest": "scopes", "IssuerRequest": "issuers", "GatewayRequest": "gateways", "TenantRequest": "tenant"} {
 		seen := map[string]bool{}
 		objs := []any{doc["tenant"]}
 		if key != "tenant" {
@@ -293,7 +298,7 @@ func TestConfigurationRoundTrip(t *testing.T) {
 	if !bytes.Equal(bytes.Replace(copied, []byte(`"tenant":{"id":"copy"`), []byte(`"tenant":{"id":"src"`), 1), exported) {
 		t.Fatalf("the copy exports differently:\n%s\n%s", exported, copied)
 	}
-	for _, kind := range []string{"services", "apis", "policies", "scopes", "gateways"} {
+	for _, kind := range []string{"services", "apis", "policies", "scopes", "issuers", "gateways"} {
 		if a, b := e.resourceView("src", kind), e.resourceView("copy", kind); !reflect.DeepEqual(a, b) {
 			t.Errorf("%s differ through the API:\n%v\n%v", kind, a, b)
 		}

@@ -158,6 +158,7 @@ func (s *Server) routes() *gin.Engine {
 		s.scopeRoutes,
 		s.policyRoutes,
 		s.gatewayRoutes,
+		s.issuerRoutes,
 		s.serviceRoutes, s.apiRoutes,
 		s.configurationRoutes,
 	} {

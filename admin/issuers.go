@@ -1,0 +1,282 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+var issuerRepo = store.Repo[model.IssuerSpec]{Kind: model.KindIssuer}
+
+// maxInlineJWKS caps an inline key set.
+const maxInlineJWKS = 64 << 10
+
+// issuerRequest is the body of issuer create and update: a token issuer
+// whose bearer tokens the tenant's gateways accept.
+type issuerRequest struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Issuer      string            `json:"issuer"`
+	Audiences   []string          `json:"audiences"`
+	JWKS        json.RawMessage   `json:"jwks"`
+	JWKSURI     string            `json:"jwks_uri"`
+	Discovery   bool              `json:"discovery"`
+	Labels      map[string]string `json:"labels"`
+	TenantID    string            `json:"tenant_id"`
+	Metadata    json.RawMessage   `json:"metadata"`
+}
+
+type issuerResponse struct {
+	ID          string            `json:"id"`
+	TenantID    string            `json:"tenant_id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Issuer      string            `json:"issuer"`
+	Audiences   []string          `json:"audiences"`
+	JWKS        json.RawMessage   `json:"jwks,omitempty"`
+	JWKSURI     string            `json:"jwks_uri,omitempty"`
+	Discovery   bool              `json:"discovery"`
+	Labels      map[string]string `json:"labels"`
+	Metadata    *Metadata         `json:"metadata"`
+}
+
+func renderIssuer(t *store.Typed[model.IssuerSpec]) issuerResponse {
+	return issuerResponse{
+		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description, Issuer: t.Spec.Issuer,
+		Audiences: nonNilStrings(t.Spec.Audiences), JWKS: t.Spec.JWKS, JWKSURI: t.Spec.JWKSURI, Discovery: t.Spec.Discovery,
+		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
+	}
+}
+
+func (s *Server) issuerRoutes(_, adm *gin.RouterGroup) {
+	adm.GET("/issuers", s.listIssuers)
+	adm.POST("/issuers", s.createIssuer)
+	adm.GET("/issuers/:iid", s.getIssuer)
+	adm.PUT("/issuers/:iid", s.updateIssuer)
+	adm.DELETE("/issuers/:iid", s.deleteIssuer)
+}
+
+// spec validates the request: exactly one key source (an inline public
+// JWK Set, a jwks_uri, or OIDC discovery from the issuer URL) and at least
+// one audience.
+func (r *issuerRequest) spec(tid string) (model.IssuerSpec, *Error) {
+	if err := validateText("name", r.Name, true, 256); err != nil {
+		return model.IssuerSpec{}, err
+	}
+	if err := validateText("description", r.Description, false, 4096); err != nil {
+		return model.IssuerSpec{}, err
+	}
+	if r.TenantID != "" && r.TenantID != tid {
+		return model.IssuerSpec{}, fieldError("tenant_id", "does not match the tenant in the path")
+	}
+	if r.Issuer == "" {
+		return model.IssuerSpec{}, missingField("issuer")
+	}
+	if len(r.Issuer) > 2048 {
+		return model.IssuerSpec{}, fieldError("issuer", "must be at most 2048 characters")
+	}
+	if r.Discovery {
+		if err := httpURL("issuer", r.Issuer); err != nil {
+			return model.IssuerSpec{}, err
+		}
+	}
+	if len(r.Audiences) == 0 {
+		return model.IssuerSpec{}, fieldError("audiences", "at least one audience is required (tokens must name one of them in aud)")
+	}
+	for i, a := range r.Audiences {
+		if err := validateText(fmt.Sprintf("audiences[%d]", i), a, true, 512); err != nil {
+			return model.IssuerSpec{}, err
+		}
+	}
+	sources := 0
+	for _, set := range []bool{len(r.JWKS) > 0 && string(r.JWKS) != "null", r.JWKSURI != "", r.Discovery} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return model.IssuerSpec{}, fieldError("jwks", "give exactly one key source: jwks (inline), jwks_uri, or discovery")
+	}
+	spec := model.IssuerSpec{Issuer: r.Issuer, Audiences: r.Audiences, JWKSURI: r.JWKSURI, Discovery: r.Discovery}
+	if r.JWKSURI != "" {
+		if err := httpURL("jwks_uri", r.JWKSURI); err != nil {
+			return model.IssuerSpec{}, err
+		}
+	}
+	if len(r.JWKS) > 0 && string(r.JWKS) != "null" {
+		jwks, apiErr := publicJWKS(r.JWKS)
+		if apiErr != nil {
+			return model.IssuerSpec{}, apiErr
+		}
+		spec.JWKS = jwks
+	}
+	return spec, validateLabels(r.Labels)
+}
+
+func httpURL(field, raw string) *Error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fieldError(field, "must be an absolute http(s) URL without credentials or fragment")
+	}
+	return nil
+}
+
+// publicJWKS checks an inline key set: a JSON Web Key Set of public
+// signing keys (private key material is refused), stored compact.
+func publicJWKS(raw json.RawMessage) (json.RawMessage, *Error) {
+	if len(raw) > maxInlineJWKS {
+		return nil, fieldError("jwks", "must be at most %d bytes", maxInlineJWKS)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fieldError("jwks", "is not a JSON Web Key Set: %v", err)
+	}
+	if len(set.Keys) == 0 {
+		return nil, fieldError("jwks", "holds no keys")
+	}
+	for i, k := range set.Keys {
+		field := fmt.Sprintf("jwks.keys[%d]", i)
+		if !k.Valid() {
+			return nil, fieldError(field, "is not a valid key")
+		}
+		if !k.IsPublic() {
+			return nil, fieldError(field, "holds private key material; give the public key only")
+		}
+		if k.Use != "" && k.Use != "sig" {
+			return nil, fieldError(field, "use must be sig")
+		}
+	}
+	compact, err := json.Marshal(set)
+	if err != nil {
+		return nil, fieldError("jwks", "cannot be encoded: %v", err)
+	}
+	return compact, nil
+}
+
+func (s *Server) listIssuers(c *gin.Context) {
+	limit, after, apiErr := page(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	items, pg, err := issuerRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
+	if err != nil {
+		abort(c, cursorError(err, "issuer"))
+		return
+	}
+	out := make([]issuerResponse, 0, len(items))
+	for _, t := range items {
+		out = append(out, renderIssuer(t))
+	}
+	c.JSON(http.StatusOK, gin.H{"issuers": out, "total": pg.Total, "next": pg.Next})
+}
+
+func (s *Server) createIssuer(c *gin.Context) {
+	tid := tenantID(c)
+	var req issuerRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	id, apiErr := newObjectID("id", req.ID)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	spec, apiErr := req.spec(tid)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	t := &store.Typed[model.IssuerSpec]{
+		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
+		Spec: spec,
+	}
+	if s.write(c, "issuer", id, func(ctx context.Context, tx store.Tx) error {
+		if err := issuerRepo.Create(ctx, tx, t); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "create", model.KindIssuer, id)
+	}) {
+		respondObject(c, http.StatusCreated, t.Meta.Revision, renderIssuer(t))
+	}
+}
+
+func (s *Server) getIssuer(c *gin.Context) {
+	id, apiErr := objectIDParam(c, "iid")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	t, err := issuerRepo.Get(c.Request.Context(), s.store, tenantID(c), id)
+	if err != nil {
+		fail(c, err, "issuer", id)
+		return
+	}
+	respondObject(c, http.StatusOK, t.Meta.Revision, renderIssuer(t))
+}
+
+func (s *Server) updateIssuer(c *gin.Context) {
+	tid := tenantID(c)
+	id, expect, ok := pathIDAndIfMatch(c, "iid")
+	if !ok {
+		return
+	}
+	var req issuerRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.ID != "" && req.ID != id {
+		abort(c, fieldError("id", "does not match the id in the path; ids cannot be changed"))
+		return
+	}
+	spec, apiErr := req.spec(tid)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var t *store.Typed[model.IssuerSpec]
+	if s.write(c, "issuer", id, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		if t, err = issuerRepo.Get(ctx, tx, tid, id); err != nil {
+			return err
+		}
+		if err := checkRevision(&t.Meta, expect); err != nil {
+			return err
+		}
+		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
+		t.Spec = spec
+		if err := issuerRepo.Update(ctx, tx, t, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "update", model.KindIssuer, id)
+	}) {
+		respondObject(c, http.StatusOK, t.Meta.Revision, renderIssuer(t))
+	}
+}
+
+func (s *Server) deleteIssuer(c *gin.Context) {
+	tid := tenantID(c)
+	id, expect, ok := pathIDAndIfMatch(c, "iid")
+	if !ok {
+		return
+	}
+	if s.write(c, "issuer", id, func(ctx context.Context, tx store.Tx) error {
+		if _, err := issuerRepo.Delete(ctx, tx, tid, id, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "delete", model.KindIssuer, id)
+	}) {
+		c.Status(http.StatusNoContent)
+	}
+}
