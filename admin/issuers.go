@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"net/url"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/gin-gonic/gin"
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
