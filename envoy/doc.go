@@ -21,8 +21,8 @@
 // for "*") and a path matcher equal to the template (see match.go: exact
 // path, path_separated_prefix or an anchored RE2 regex, never uri_template),
 // forwards to the service's cluster with the upstream's Host and its URL
-// path prefixed, and carries ext_authz context extensions {tenant, service,
-// api} — or ext_authz disabled for a public API. Each virtual host ends
+// path prefixed, and carries ext_authz context extensions {tenant, gateway,
+// service, api} — or ext_authz disabled for a public API. Each virtual host ends
 // with a catch-all: a 404 from Envoy itself (the authorizer's answer for
 // unmatched requests, without asking it); with AllowUnmatchedRoutes, a
 // vhost serving a single service forwards unmatched requests to it through
