@@ -195,21 +195,9 @@ func checkServices(ctx context.Context, rd store.Reader, tid string, ids []strin
 }
 
 func (s *Server) listGateways(c *gin.Context) {
-	limit, after, apiErr := page(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	items, pg, err := gatewayRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
-	if err != nil {
-		abort(c, cursorError(err, "gateway"))
-		return
-	}
-	out := make([]gatewayResponse, 0, len(items))
-	for _, t := range items {
-		out = append(out, s.renderGateway(c, t, false))
-	}
-	c.JSON(http.StatusOK, gin.H{"gateways": out, "total": pg.Total, "next": pg.Next})
+	listKind(s, c, gatewayRepo, "gateway", "gateways", func(t *store.Typed[model.GatewaySpec]) gatewayResponse {
+		return s.renderGateway(c, t, false)
+	})
 }
 
 // createGateway creates the gateway and its first credential, whose token

@@ -163,21 +163,7 @@ func publicJWKS(raw json.RawMessage) (json.RawMessage, *Error) {
 }
 
 func (s *Server) listIssuers(c *gin.Context) {
-	limit, after, apiErr := page(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	items, pg, err := issuerRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
-	if err != nil {
-		abort(c, cursorError(err, "issuer"))
-		return
-	}
-	out := make([]issuerResponse, 0, len(items))
-	for _, t := range items {
-		out = append(out, renderIssuer(t))
-	}
-	c.JSON(http.StatusOK, gin.H{"issuers": out, "total": pg.Total, "next": pg.Next})
+	listKind(s, c, issuerRepo, "issuer", "issuers", renderIssuer)
 }
 
 func (s *Server) createIssuer(c *gin.Context) {
@@ -212,17 +198,7 @@ func (s *Server) createIssuer(c *gin.Context) {
 }
 
 func (s *Server) getIssuer(c *gin.Context) {
-	id, apiErr := objectIDParam(c, "iid")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	t, err := issuerRepo.Get(c.Request.Context(), s.store, tenantID(c), id)
-	if err != nil {
-		fail(c, err, "issuer", id)
-		return
-	}
-	respondObject(c, http.StatusOK, t.Meta.Revision, renderIssuer(t))
+	getKind(s, c, issuerRepo, "iid", "issuer", renderIssuer)
 }
 
 func (s *Server) updateIssuer(c *gin.Context) {
@@ -266,17 +242,5 @@ func (s *Server) updateIssuer(c *gin.Context) {
 }
 
 func (s *Server) deleteIssuer(c *gin.Context) {
-	tid := tenantID(c)
-	id, expect, ok := pathIDAndIfMatch(c, "iid")
-	if !ok {
-		return
-	}
-	if s.write(c, "issuer", id, func(ctx context.Context, tx store.Tx) error {
-		if _, err := issuerRepo.Delete(ctx, tx, tid, id, expect); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "delete", model.KindIssuer, id)
-	}) {
-		c.Status(http.StatusNoContent)
-	}
+	deleteKind(s, c, issuerRepo, "iid", "issuer", nil)
 }

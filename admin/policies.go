@@ -145,21 +145,7 @@ func (s *Server) check(id string, spec *model.PolicySpec) *Error {
 }
 
 func (s *Server) listPolicies(c *gin.Context) {
-	limit, after, apiErr := page(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	items, pg, err := policyRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
-	if err != nil {
-		abort(c, cursorError(err, "policy"))
-		return
-	}
-	out := make([]policyResponse, 0, len(items))
-	for _, t := range items {
-		out = append(out, renderPolicy(t))
-	}
-	c.JSON(http.StatusOK, gin.H{"policies": out, "total": pg.Total, "next": pg.Next})
+	listKind(s, c, policyRepo, "policy", "policies", renderPolicy)
 }
 
 func (s *Server) createPolicy(c *gin.Context) {
@@ -198,17 +184,7 @@ func (s *Server) createPolicy(c *gin.Context) {
 }
 
 func (s *Server) getPolicy(c *gin.Context) {
-	id, apiErr := objectIDParam(c, "pid")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	t, err := policyRepo.Get(c.Request.Context(), s.store, tenantID(c), id)
-	if err != nil {
-		fail(c, err, "policy", id)
-		return
-	}
-	respondObject(c, http.StatusOK, t.Meta.Revision, renderPolicy(t))
+	getKind(s, c, policyRepo, "pid", "policy", renderPolicy)
 }
 
 func (s *Server) updatePolicy(c *gin.Context) {
@@ -263,18 +239,7 @@ func (s *Server) updatePolicy(c *gin.Context) {
 
 // deletePolicy refuses (409 in_use) while APIs are bound to the policy.
 func (s *Server) deletePolicy(c *gin.Context) {
-	tid := tenantID(c)
-	id, apiErr := objectIDParam(c, "pid")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	expect, apiErr := ifMatch(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	ok := s.write(c, "policy", id, func(ctx context.Context, tx store.Tx) error {
+	deleteKind(s, c, policyRepo, "pid", "policy", func(ctx context.Context, tx store.Tx, tid, id string) error {
 		apis, err := store.Repo[model.APISpec]{Kind: model.KindAPI}.ListAll(ctx, tx, store.Query{TenantID: tid})
 		if err != nil {
 			return err
@@ -288,14 +253,8 @@ func (s *Server) deletePolicy(c *gin.Context) {
 		if len(users) > 0 {
 			return inUse("policy", id, map[string][]string{"apis": users})
 		}
-		if _, err := policyRepo.Delete(ctx, tx, tid, id, expect); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "delete", model.KindPolicy, id)
+		return nil
 	})
-	if ok {
-		c.Status(http.StatusNoContent)
-	}
 }
 
 // policyTestRequest evaluates a policy against an input document. For

@@ -97,21 +97,7 @@ func checkService(ctx context.Context, rd store.Reader, tid, field, id string) e
 }
 
 func (s *Server) listScopes(c *gin.Context) {
-	limit, after, apiErr := page(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	items, pg, err := scopeRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
-	if err != nil {
-		abort(c, cursorError(err, "scope"))
-		return
-	}
-	out := make([]scopeResponse, 0, len(items))
-	for _, t := range items {
-		out = append(out, renderScope(t))
-	}
-	c.JSON(http.StatusOK, gin.H{"scopes": out, "total": pg.Total, "next": pg.Next})
+	listKind(s, c, scopeRepo, "scope", "scopes", renderScope)
 }
 
 func (s *Server) createScope(c *gin.Context) {
@@ -148,17 +134,7 @@ func (s *Server) createScope(c *gin.Context) {
 }
 
 func (s *Server) getScope(c *gin.Context) {
-	id, apiErr := objectIDParam(c, "scp")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	t, err := scopeRepo.Get(c.Request.Context(), s.store, tenantID(c), id)
-	if err != nil {
-		fail(c, err, "scope", id)
-		return
-	}
-	respondObject(c, http.StatusOK, t.Meta.Revision, renderScope(t))
+	getKind(s, c, scopeRepo, "scp", "scope", renderScope)
 }
 
 func (s *Server) updateScope(c *gin.Context) {
@@ -211,24 +187,5 @@ func (s *Server) updateScope(c *gin.Context) {
 }
 
 func (s *Server) deleteScope(c *gin.Context) {
-	tid := tenantID(c)
-	id, apiErr := objectIDParam(c, "scp")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	expect, apiErr := ifMatch(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	ok := s.write(c, "scope", id, func(ctx context.Context, tx store.Tx) error {
-		if _, err := scopeRepo.Delete(ctx, tx, tid, id, expect); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "delete", model.KindScope, id)
-	})
-	if ok {
-		c.Status(http.StatusNoContent)
-	}
+	deleteKind(s, c, scopeRepo, "scp", "scope", nil)
 }
