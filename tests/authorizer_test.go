@@ -116,6 +116,26 @@ func TestAuthorizerFollowsTheControlPlane(t *testing.T) {
 		t.Fatal("the old key still works")
 	}
 
+	// The authorizer's decision logs reach the control plane, without the
+	// key header; its /readyz says ready.
+	waitFor(t, 10*time.Second, "the authorizer's decision logs", func() bool {
+		ds := c.must(200, "GET", "/api/admin/acme/gateways/edge/decisions?limit=500", nil).JSON(t)["decisions"].([]any)
+		for _, d := range ds {
+			ev := d.(map[string]any)["event"].(map[string]any)
+			if ev["labels"].(map[string]any)["app"] == "gatehouse-authorizer" && ev["result"].(map[string]any)["allowed"] == true {
+				if strings.Contains(toJSON(t, ev["input"]), "x-api-key") {
+					t.Fatalf("the masked header was logged: %v", ev["input"])
+				}
+				return true
+			}
+		}
+		return false
+	})
+	health := "http://" + authz.waitLog(t, "authorizer health listening", "addr")
+	if res, err := http.Get(health + "/readyz"); err != nil || res.StatusCode != 200 {
+		t.Fatalf("readyz with a bundle: %v %v", res, err)
+	}
+
 	// The reverse proxy: allowed requests reach the upstream.
 	get := func(path, key string) (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+proxyAddr+path, nil)
@@ -158,11 +178,15 @@ func TestAuthorizerFollowsTheControlPlane(t *testing.T) {
 		t.Fatal("the restarted authorizer did not enforce the cached bundle")
 	}
 
-	// An authorizer with neither control plane nor cache denies everything.
-	_, addr3 := startAuthorizer(t, cp.URL, g, t.TempDir())
+	// An authorizer with neither control plane nor cache denies everything
+	// and is not ready.
+	authz3, addr3 := startAuthorizer(t, cp.URL, g, t.TempDir())
 	ac3 := authzClient(t, addr3)
 	time.Sleep(300 * time.Millisecond)
 	if got := checkKey(t, ac3, "k2", nil); got != code.Code_PERMISSION_DENIED {
 		t.Fatalf("no bundle at all: %v", got)
+	}
+	if res, err := http.Get("http://" + authz3.waitLog(t, "authorizer health listening", "addr") + "/readyz"); err != nil || res.StatusCode != 503 {
+		t.Fatalf("readyz without a bundle: %v %v", res, err)
 	}
 }
