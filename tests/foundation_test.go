@@ -199,7 +199,10 @@ func TestServeHelpDocumentsConfiguration(t *testing.T) {
 		t.Fatalf("serve --help: %v\n%s", err, out)
 	}
 	for _, want := range []string{"--http-addr", "GATEHOUSE_HTTP_ADDR", "127.0.0.1:8080", "--data-dir", "GATEHOUSE_DATA_DIR",
-		"./gatehouse-data", "--database-url", "GATEHOUSE_DATABASE_URL", "GATEHOUSE_ADMIN_TOKEN"} {
+		"./gatehouse-data", "--database-url", "GATEHOUSE_DATABASE_URL", "GATEHOUSE_ADMIN_TOKEN",
+		"--authz-addr", "GATEHOUSE_AUTHZ_ADDR", "--xds-addr", "GATEHOUSE_XDS_ADDR", "--xds-public-addr", "GATEHOUSE_XDS_PUBLIC_ADDR",
+		"--authorizer-address", "GATEHOUSE_AUTHORIZER_ADDRESS", "--authz-default-gateway", "GATEHOUSE_AUTHZ_DEFAULT_GATEWAY",
+		"--jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS", "--master-key-file", "GATEHOUSE_MASTER_KEY_FILE"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("serve --help does not mention %s", want)
 		}
@@ -214,6 +217,11 @@ func TestEnvironmentConfiguresServe(t *testing.T) {
 		"GATEHOUSE_AUTHZ_ADDR=127.0.0.1:0", "GATEHOUSE_XDS_ADDR=127.0.0.1:0", "PATH=" + os.Getenv("PATH")}
 	p := start(t, env, "serve")
 	p.URL = "http://" + p.waitLog(t, "admin API listening", "addr")
+	for msg, port := range map[string]string{"ext_authz listening": ":9191", "xDS listening": ":18000"} {
+		if addr := p.waitLog(t, msg, "addr"); strings.HasSuffix(addr, port) {
+			t.Fatalf("%s on %s: the environment was ignored", msg, addr)
+		}
+	}
 	newClient(t, p.URL, testToken).must(200, "GET", "/api/system/tenants", nil)
 	if _, err := os.Stat(filepath.Join(dir, "gatehouse.db")); err != nil {
 		t.Fatalf("GATEHOUSE_DATA_DIR was not used: %v", err)
@@ -237,4 +245,20 @@ func TestMigrateCommand(t *testing.T) {
 	p := startServe(t, serveOptions{DataDir: t.TempDir(), DatabaseURL: url, Token: testToken})
 	newClient(t, p.URL, testToken).must(201, "POST", "/api/system/tenants", map[string]any{"id": "after-migrate", "name": "x"})
 	p.stop()
+}
+
+// TestAuthorizerHelpDocumentsConfiguration: the authorizer's flags and
+// their environment variables are in --help.
+func TestAuthorizerHelpDocumentsConfiguration(t *testing.T) {
+	out, err := exec.Command(gatehouseBin, "authorizer", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("authorizer --help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--control-plane-url", "GATEHOUSE_CONTROL_PLANE_URL", "--credential", "GATEHOUSE_GATEWAY_CREDENTIAL",
+		"--authz-addr", "127.0.0.1:9191", "--proxy-addr", "--cache-dir", "GATEHOUSE_CACHE_DIR", "--package", "--config",
+		"--key-id", "--public-key-file", "--http-addr", "--long-poll"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("authorizer --help does not mention %s", want)
+		}
+	}
 }

@@ -57,6 +57,12 @@ var serveEnv = []envFlag{
 	{"shutdown-timeout", "GATEHOUSE_SHUTDOWN_TIMEOUT"},
 	{"master-key-file", "GATEHOUSE_MASTER_KEY_FILE"},
 	{"import-allow-private-urls", "GATEHOUSE_IMPORT_ALLOW_PRIVATE_URLS"},
+	{"authz-addr", "GATEHOUSE_AUTHZ_ADDR"},
+	{"authz-default-gateway", "GATEHOUSE_AUTHZ_DEFAULT_GATEWAY"},
+	{"xds-addr", "GATEHOUSE_XDS_ADDR"},
+	{"xds-public-addr", "GATEHOUSE_XDS_PUBLIC_ADDR"},
+	{"authorizer-address", "GATEHOUSE_AUTHORIZER_ADDRESS"},
+	{"jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS"},
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -181,7 +187,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs}
 	if cfg.XDSAddr != "" {
-		if xds, err = startXDS(cfg, mgr, log, stdout); err != nil {
+		if xds, err = startXDS(cfg, mgr, log); err != nil {
 			ln.Close()
 			return err
 		}
@@ -205,6 +211,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	printBanner(stdout, public, storeDesc, tokenPath, generated)
 
 	if xds != nil {
+		fmt.Fprintf(stdout, "  xDS       : %s (ADS gRPC; Envoys reach their authorizer at %s)\n", xds.ln.Addr(), cfg.AuthorizerAddress)
 		go func() { serveErr <- xds.grpc.Serve(xds.ln) }()
 		go func() {
 			if err := xds.server.Run(runCtx); err != nil {
@@ -341,7 +348,7 @@ type xdsServer struct {
 	public string
 }
 
-func startXDS(cfg serveConfig, mgr *bundles.Manager, log *slog.Logger, stdout io.Writer) (*xdsServer, error) {
+func startXDS(cfg serveConfig, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
 	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds")})
 	if err != nil {
 		return nil, err
@@ -357,7 +364,6 @@ func startXDS(cfg serveConfig, mgr *bundles.Manager, log *slog.Logger, stdout io
 		public = ln.Addr().String()
 	}
 	log.Info("xDS listening", "addr", ln.Addr().String(), "public", public, "authorizer", cfg.AuthorizerAddress)
-	fmt.Fprintf(stdout, "  xDS       : %s (ADS gRPC; Envoys reach their authorizer at %s)\n", ln.Addr(), cfg.AuthorizerAddress)
 	return &xdsServer{server: srv, grpc: gs, ln: ln, public: public}, nil
 }
 
