@@ -11,8 +11,9 @@
 // envoy.filters.http.ext_authz (gRPC to the authorizer cluster, API v3,
 // failure_mode_allow false, no peer certificate, the request body when the
 // gateway asks for it, packed as bytes) then the router. It strips the port
-// from the host and neither normalises paths nor merges slashes, so routes
-// see, and the authorizer receives, the path the client sent.
+// from the host, normalises paths (dot segments, unreserved escapes),
+// merges slashes and refuses escaped slashes, so routes, the authorizer and
+// the upstream all see the same path.
 //
 // Routes come from RDS (RouteConfigName, over ADS): one virtual host per
 // routing vhost with its domains ("*" for the default one), one route per

@@ -206,12 +206,16 @@ func envoyListener(c *policies.Compiled, opts *TranslateOptions) (*listenerv3.Li
 			{Name: wellknown.HTTPExternalAuthorization, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(authz)}},
 			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(&routerv3.Router{})}},
 		},
-		// Route on the host without its port, and on the path exactly as
-		// the client sent it, which is also what the authorizer sees.
+		// Route on the host without its port, and on a normalised path
+		// (RFC 3986 dot segments resolved, unreserved escapes decoded,
+		// repeated slashes merged; escaped slashes refused), which is also
+		// what the authorizer sees: a path can never mean one thing to
+		// routing and authorization and another to the upstream (a public
+		// /static/{p...} must not reach /admin through /static/../admin).
 		StripPortMode:                &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		NormalizePath:                wrapperspb.Bool(false),
-		MergeSlashes:                 false,
-		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_KEEP_UNCHANGED,
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
 	}
 	return &listenerv3.Listener{
 		Name:    ListenerName(c.GatewayID),

@@ -236,8 +236,9 @@ func TestTranslateEnvoy(t *testing.T) {
 	if hcm.GetRds().GetRouteConfigName() != RouteConfigName("edge") || hcm.GetRds().GetConfigSource().GetAds() == nil {
 		t.Fatalf("RDS %v", hcm.GetRds())
 	}
-	if !hcm.GetStripAnyHostPort() || hcm.GetNormalizePath().GetValue() || hcm.GetMergeSlashes() {
-		t.Fatal("the HCM must strip host ports and keep paths as sent")
+	if !hcm.GetStripAnyHostPort() || !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() ||
+		hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
+		t.Fatal("the HCM must strip host ports, normalise paths, merge slashes and refuse escaped slashes")
 	}
 	if n := len(hcm.GetHttpFilters()); n != 2 || hcm.GetHttpFilters()[0].GetName() != wellknown.HTTPExternalAuthorization || hcm.GetHttpFilters()[1].GetName() != wellknown.Router {
 		t.Fatalf("filters %v", hcm.GetHttpFilters())

@@ -189,9 +189,15 @@ func randomRequest(t testing.TB, rng *rand.Rand, cfg *policies.Config) *authv3.C
 		p = "/"
 	}
 	host := diffHosts[rng.Intn(len(diffHosts))]
+	if rng.Intn(12) == 0 {
+		p += []string{"/..", "/./x", "/%2e%2E", "/a%2Fb", "/a%5cb", `/a\b`}[rng.Intn(6)]
+	}
 	if rng.Intn(10) < 6 && len(cfg.APIs) > 0 {
 		a := cfg.APIs[rng.Intn(len(cfg.APIs))]
 		p = pathFor(rng, a.Spec.Path)
+		if rng.Intn(15) == 0 {
+			p = strings.Replace(p, "/", "/../", 1)
+		}
 		for _, s := range cfg.Services {
 			if s.ID == a.Spec.ServiceID && len(s.Spec.Hosts) > 0 {
 				host = strings.Replace(s.Spec.Hosts[rng.Intn(len(s.Spec.Hosts))], "*", "x", 1)

@@ -201,6 +201,8 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	var o outcome
 	policy, hasPolicy := e.cfg.Policies[api.PolicyID]
 	switch {
+	case routing.UnsafePath(req.Path):
+		o = outcome{status: 400, reason: "the request path is not normalized (dot segments or encoded slashes)"}
 	case !found && e.cfg.Gateway.AllowUnmatchedRoutes:
 		o = outcome{allowed: true, status: 200, reason: fmt.Sprintf("no API matches %s %s; the gateway allows unmatched routes", req.Method, req.Path)}
 	case !found:

@@ -312,4 +312,18 @@ func TestReverseProxy(t *testing.T) {
 	if res.StatusCode != 404 {
 		t.Fatalf("unknown route: %d", res.StatusCode)
 	}
+	// Paths an upstream might resolve differently never go through.
+	for _, path := range []string{"/pets/../admin", "/pets/%2e%2e/admin", "/pets/a%2Fb"} {
+		seenPath = ""
+		req, _ := http.NewRequest("GET", proxy.URL+path, nil)
+		req.Header.Set("X-Key", "good")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 400 || seenPath != "" {
+			t.Errorf("%s: %d (upstream saw %q)", path, res.StatusCode, seenPath)
+		}
+	}
 }

@@ -33,6 +33,7 @@ func TestParseTemplate(t *testing.T) {
 		"", "pets", "/pets//x", "/pets/{id", "/pets/id}", "/pets/{}", "/pets/{1id}", "/pets/{id}.json",
 		"/pets/{id}/{id}", "/files/{p...}/x", "/pets/{a-b}", "/sp ace", "/q?x=1", "/frag#x", "/%zz",
 		"/" + strings.Repeat("a/", MaxSegments+1), "/" + strings.Repeat("a", MaxTemplateLength),
+		"/a/../b", "/./a", "/a%2Fb", "/%2e%2e",
 	}
 	for _, raw := range bad {
 		if _, err := ParseTemplate(raw); err == nil {
@@ -264,6 +265,18 @@ func BenchmarkMatch200Routes(b *testing.B) {
 	for b.Loop() {
 		if _, _, ok := tb.Match("GET", "api.example.com", "/r42/abc/items/x/y"); !ok {
 			b.Fatal("no match")
+		}
+	}
+}
+
+func TestUnsafePath(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/a/b": false, "/": false, "/a.b/c..d": false, "/a%20b": false, "/x%41": false,
+		"/a/../b": true, "/..": true, "/./a": true, "/a/.": true, "/a%2Fb": true, "/a%2fb": true,
+		"/%2e%2e/x": true, "/a%5Cb": true, `/a\b`: true,
+	} {
+		if got := UnsafePath(path); got != want {
+			t.Errorf("UnsafePath(%q) = %v, want %v", path, got, want)
 		}
 	}
 }

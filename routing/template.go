@@ -101,6 +101,8 @@ func ParseTemplate(raw string) (*Template, error) {
 			return nil, fmt.Errorf("segment %d (%q): a parameter must be a whole segment like {name}", i+1, p)
 		case !literalChars.MatchString(p):
 			return nil, fmt.Errorf("segment %d (%q) has characters not allowed in a URL path", i+1, p)
+		case p == "." || p == ".." || unsafeEscapes.MatchString(p):
+			return nil, fmt.Errorf("segment %d (%q): dot segments and encoded '.', '/' or '\\' never match a normalised path", i+1, p)
 		default:
 			t.Segments = append(t.Segments, Segment{Kind: Literal, Value: p})
 		}
@@ -120,6 +122,22 @@ func RequestPath(target string) string {
 		return target[:i]
 	}
 	return target
+}
+
+var unsafeEscapes = regexp.MustCompile(`(?i)%2e|%2f|%5c`)
+
+// UnsafePath reports whether a request path (without query) still holds dot
+// segments, a backslash, or encoded slashes, backslashes or dots: a path an
+// upstream might resolve differently from routing. Authorizers refuse them
+// (gateways normalise paths before they get there). It is the Rego
+// library's unsafe_path.
+func UnsafePath(path string) bool {
+	for _, s := range SplitPath(path) {
+		if s == "." || s == ".." {
+			return true
+		}
+	}
+	return strings.ContainsRune(path, '\\') || unsafeEscapes.MatchString(path)
 }
 
 // Shape is the template with parameter names erased: two templates with the

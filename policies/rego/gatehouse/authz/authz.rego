@@ -34,6 +34,9 @@ policy_allowed := true if {
 
 # The outcome before dry-run is applied.
 outcome := o if {
+	request.unsafe_path
+	o := {"allowed": false, "http_status": 400, "reason": "the request path is not normalized (dot segments or encoded slashes)"}
+} else := o if {
 	not route.found
 	config.gateway.allow_unmatched_routes
 	o := {"allowed": true, "http_status": 200, "reason": sprintf("no API matches %s %s; the gateway allows unmatched routes", [request.method, request.path])}

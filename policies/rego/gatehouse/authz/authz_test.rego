@@ -120,3 +120,11 @@ test_policy_sees_path_params_and_tenant if {
 	g.api_id == "get-pet"
 	g.service_id == "pets"
 }
+
+test_unnormalized_paths_are_refused if {
+	every p in ["/pets/../admin", "/pets/%2e%2e/x", "/pets/a%2Fb", "/./pets", "/pets\\x"] {
+		d := authz.decision with data.gatehouse.config as cfg with input as req("GET", p, {"x-pet-key": "ok"})
+		d.allowed == false
+		d.http_status == 400
+	}
+}

@@ -12,6 +12,18 @@ path := split(split(object.get(http, "path", ""), "?")[0], "#")[0]
 # Path segments: "/" is [""], "/a/b/" is ["a", "b", ""].
 segments := split(trim_prefix(path, "/"), "/")
 
+# A path that still holds dot segments, or encoded slashes, backslashes or
+# dots an upstream might decode, is refused: what routing and the upstream
+# see must be the same path (Envoy normalises paths before both).
+unsafe_path if {
+	some s in segments
+	s in {".", ".."}
+}
+
+unsafe_path if regex.match(`(?i)%2e|%2f|%5c`, path)
+
+unsafe_path if contains(path, "\\")
+
 # The host, lower-cased, without port ("[::1]:8080" is "[::1]").
 host := regex.replace(lower(object.get(http, "host", "")), ":[0-9]*$", "")
 
