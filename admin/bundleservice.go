@@ -248,7 +248,38 @@ func (s *Server) receiveStatus(c *gin.Context) {
 		abort(c, internalError(err))
 		return
 	}
+	s.pruneInstances(c.Request.Context(), tid, gw)
 	c.Status(http.StatusNoContent)
+}
+
+// maxOPAInstances bounds the instances remembered per gateway; the ones
+// not seen for the longest are forgotten first.
+const maxOPAInstances = 32
+
+func (s *Server) pruneInstances(ctx context.Context, tid, gw string) {
+	view := s.opaStatus(ctx, tid, gw) // newest first
+	for _, inst := range view.Instances[min(len(view.Instances), maxOPAInstances):] {
+		if err := s.store.DeleteState(ctx, statusKind, tid, gw+"/"+inst.ID); err != nil {
+			s.log.WarnContext(ctx, "prune OPA status", "error", err.Error())
+		}
+	}
+}
+
+// forgetGatewayRuntime drops a deleted gateway's decision log, status
+// reports and activity, so a gateway created later with the same id starts
+// clean.
+func (s *Server) forgetGatewayRuntime(ctx context.Context, tid, gw string) {
+	var errs []error
+	if _, err := s.store.TrimLog(ctx, store.LogStream{Name: decisionStream, TenantID: tid, Key: gw}, 0); err != nil {
+		errs = append(errs, err)
+	}
+	for _, inst := range s.opaStatus(ctx, tid, gw).Instances {
+		errs = append(errs, s.store.DeleteState(ctx, statusKind, tid, gw+"/"+inst.ID))
+	}
+	errs = append(errs, s.store.DeleteState(ctx, "gateway-activity", tid, gw))
+	if err := errors.Join(errs...); err != nil {
+		s.log.WarnContext(ctx, "forget the runtime data of a deleted gateway", "tenant", tid, "gateway", gw, "error", err.Error())
+	}
 }
 
 // opaStatus assembles the gateway's view from its instances' reports: the

@@ -146,10 +146,11 @@ type configGateway struct {
 
 // configImportResult counts what an import did, per kind.
 type configImportResult struct {
-	Created   map[string]int `json:"created"`
-	Updated   map[string]int `json:"updated"`
-	Deleted   map[string]int `json:"deleted"`
-	Unchanged map[string]int `json:"unchanged"`
+	deletedGateways []string
+	Created         map[string]int `json:"created"`
+	Updated         map[string]int `json:"updated"`
+	Deleted         map[string]int `json:"deleted"`
+	Unchanged       map[string]int `json:"unchanged"`
 }
 
 // configKind describes one kind of the document. configKinds is in write
@@ -369,6 +370,9 @@ func (s *Server) importConfiguration(c *gin.Context) {
 		result, err = applyConfiguration(ctx, tx, c, tid, plan, merge)
 		return err
 	}) {
+		for _, gw := range result.deletedGateways {
+			s.forgetGatewayRuntime(c.Request.Context(), tid, gw)
+		}
 		c.JSON(http.StatusOK, result)
 	}
 }
@@ -636,7 +640,7 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 		return m
 	}
 	res := &configImportResult{Created: counts(), Updated: counts(), Deleted: counts(), Unchanged: counts()}
-	w := configWriter{ctx: ctx, tx: tx, c: c, tid: tid}
+	w := configWriter{ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways}
 	if !merge {
 		for i := len(configKinds) - 1; i >= 0; i-- {
 			k := configKinds[i]
@@ -781,6 +785,8 @@ type configWriter struct {
 	tx  store.Tx
 	c   *gin.Context
 	tid string
+	// deletedGateways are forgotten from runtime data after the commit.
+	deletedGateways *[]string
 }
 
 // deleteMissing deletes the stored objects the document lacks (and, for a
@@ -802,6 +808,7 @@ func (w configWriter) deleteMissing(kind string, want []*configObject, stored co
 			if err := deleteGatewayCredentials(w.ctx, w.tx, w.c, w.tid, id); err != nil {
 				return 0, err
 			}
+			*w.deletedGateways = append(*w.deletedGateways, id)
 		}
 		if err := record(w.ctx, w.tx, w.c, w.tid, "delete", kind, id); err != nil {
 			return 0, err

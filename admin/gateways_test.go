@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"bytes"
+	"fmt"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -135,10 +136,17 @@ func TestGatewaysAndBundleService(t *testing.T) {
 	e.expect(e.fetchBundle(bundlePath, fresh), 200)
 
 	// Status reports and decision logs.
+	// Many instances: only the most recently seen are remembered.
+	for i := 0; i < 40; i++ {
+		e.expect(e.do("POST", "/api/system/acme/gateways/edge/opa/status", fresh, fmt.Sprintf(`{"labels":{"id":"old-%d"}}`, i)), 204)
+	}
 	status := `{"labels":{"id":"opa-1","version":"1.22.2"},"bundles":{"edge":{"name":"edge","active_revision":"7","last_successful_activation":"2026-11-23T10:00:00Z"}},"plugins":{"bundle":{"state":"OK"}}}`
 	e.expect(e.do("POST", "/api/system/acme/gateways/edge/opa/status", fresh, status), 204)
 	st := e.expect(e.do("GET", "/api/admin/acme/gateways/edge", rootToken, nil), 200).json(t)["status"].(map[string]any)
 	opa := st["opa"].(map[string]any)
+	if n := len(opa["instances"].([]any)); n != 32 {
+		t.Fatalf("%d OPA instances remembered, want 32", n)
+	}
 	if opa["active_revision"] != "7" || opa["instances"].([]any)[0].(map[string]any)["id"] != "opa-1" || st["bundle"].(map[string]any)["revision"] == nil {
 		t.Fatalf("status: %v", st)
 	}
@@ -160,9 +168,18 @@ func TestGatewaysAndBundleService(t *testing.T) {
 	}
 	e.expect(e.do("POST", "/api/system/acme/gateways/edge/opa/logs", fresh, `{"not":"an array"}`), 400)
 
-	// Deleting the gateway revokes its credentials and its bundle.
+	// Deleting the gateway revokes its credentials and its bundle, and a
+	// gateway created later with the same id inherits none of its decision
+	// logs or status.
 	e.expect(e.do("DELETE", "/api/admin/acme/gateways/edge", rootToken, nil), 204)
 	e.expect(e.fetchBundle(bundlePath, fresh), 401)
+	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge"}), 201)
+	if ds := e.expect(e.do("GET", "/api/admin/acme/gateways/edge/decisions", rootToken, nil), 200).json(t)["decisions"].([]any); len(ds) != 0 {
+		t.Fatalf("a new gateway inherited decisions: %v", ds)
+	}
+	if st := e.expect(e.do("GET", "/api/admin/acme/gateways/edge", rootToken, nil), 200).json(t)["status"].(map[string]any)["opa"].(map[string]any); len(st["instances"].([]any)) != 0 || st["last_fetch"] != nil {
+		t.Fatalf("a new gateway inherited status: %v", st)
+	}
 }
 
 func gunzipAll(t *testing.T, b []byte) []byte {

@@ -270,6 +270,8 @@ type Runtime interface {
 	GetState(ctx context.Context, kind, tenantID, id string) (*StateEntry, error)
 	// ListState returns every state value of a kind and tenant, by id.
 	ListState(ctx context.Context, kind, tenantID string) ([]*StateEntry, error)
+	// DeleteState removes a state value (nothing happens when there is none).
+	DeleteState(ctx context.Context, kind, tenantID, id string) error
 	// AppendLog appends entries (JSON values) to a stream, in order.
 	AppendLog(ctx context.Context, stream LogStream, entries []json.RawMessage) error
 	// ListLog returns one page of a stream, newest first.

@@ -59,6 +59,13 @@ func (s *Store) GetState(ctx context.Context, kind, tenantID, id string) (*store
 	return e, err
 }
 
+// DeleteState implements store.Runtime.
+func (s *Store) DeleteState(ctx context.Context, kind, tenantID, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketState).Delete(key(kind, tenantID, id))
+	})
+}
+
 // ListState implements store.Runtime.
 func (s *Store) ListState(ctx context.Context, kind, tenantID string) ([]*store.StateEntry, error) {
 	out := []*store.StateEntry{}

@@ -53,6 +53,15 @@ func (s *Store) GetState(ctx context.Context, kind, tenantID, id string) (*store
 	return e, nil
 }
 
+// DeleteState implements store.Runtime.
+func (s *Store) DeleteState(ctx context.Context, kind, tenantID, id string) error {
+	if !storable(kind, tenantID, id) {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM gh_state WHERE kind = $1 AND tenant_id = $2 AND id = $3`, kind, tenantID, id)
+	return dbError(err, "delete state %s %q", kind, id)
+}
+
 // ListState implements store.Runtime.
 func (s *Store) ListState(ctx context.Context, kind, tenantID string) ([]*store.StateEntry, error) {
 	out := []*store.StateEntry{}

@@ -40,6 +40,15 @@ func testRuntimeState(t *testing.T, h Harness) {
 	if err != nil || len(list) != 2 || list[0].ID != "aaa" || list[1].ID != "gw" {
 		t.Fatalf("list state: %v %+v", err, list)
 	}
+	must(s.DeleteState(ctx, "gateway-status", "t1", "aaa"))
+	must(s.DeleteState(ctx, "gateway-status", "t1", "never-there"))
+	if _, err := s.GetState(ctx, "gateway-status", "t1", "aaa"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted state still there: %v", err)
+	}
+	if list, _ := s.ListState(ctx, "gateway-status", "t1"); len(list) != 1 {
+		t.Fatalf("delete removed more than one value: %+v", list)
+	}
+	must(s.PutState(ctx, "gateway-status", "t1", "aaa", json.RawMessage(`{"seen":3}`)))
 	if err := s.PutState(ctx, "k", "t1", "x", json.RawMessage(`{not json`)); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("invalid JSON state: %v", err)
 	}
