@@ -80,14 +80,21 @@ type serveOptions struct {
 	// Token is GATEHOUSE_ADMIN_TOKEN; empty leaves it unset.
 	Token string
 	Args  []string
+	// Command is "serve" (default) or "control-plane".
+	Command string
 }
 
 // startServe starts `gatehouse serve` on a free port and waits until it
 // listens.
 func startServe(t *testing.T, o serveOptions) *process {
 	t.Helper()
-	args := []string{"serve", "--http-addr", "127.0.0.1:0", "--data-dir", o.DataDir,
-		"--authz-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0"}
+	if o.Command == "" {
+		o.Command = "serve"
+	}
+	args := []string{o.Command, "--http-addr", "127.0.0.1:0", "--data-dir", o.DataDir, "--xds-addr", "127.0.0.1:0"}
+	if o.Command == "serve" {
+		args = append(args, "--authz-addr", "127.0.0.1:0")
+	}
 	if o.DatabaseURL != "" {
 		args = append(args, "--database-url", o.DatabaseURL)
 	}

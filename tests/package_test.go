@@ -21,7 +21,9 @@ func TestGatewayPackageRunsTheAuthorizer(t *testing.T) {
 		fmt.Fprintf(w, "pets upstream: %s", r.URL.Path)
 	}))
 	defer upstream.Close()
-	cp := startServe(t, serveOptions{DataDir: t.TempDir(), Token: testToken})
+	// The control plane runs no authorizer, so the packaged one can take
+	// its default address, as in docs/envoy.md.
+	cp := startServe(t, serveOptions{DataDir: t.TempDir(), Token: testToken, Command: "control-plane"})
 	c := newClient(t, cp.URL, testToken)
 	setupGateway(t, c, upstream.URL)
 
@@ -33,9 +35,13 @@ func TestGatewayPackageRunsTheAuthorizer(t *testing.T) {
 	if err := os.WriteFile(zipPath, pkg.Body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Nothing but the package (and local listen addresses) is given.
+	// Nothing but the package is given (and, for the reverse-proxy mode,
+	// its address); everything else comes from the package or defaults.
 	p := start(t, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, "authorizer", "--package", zipPath,
-		"--proxy-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--cache-dir", t.TempDir())
+		"--proxy-addr", "127.0.0.1:0")
+	if addr := p.waitLog(t, "ext_authz listening", "addr"); addr != "127.0.0.1:9191" {
+		t.Fatalf("the packaged authorizer listens on %s", addr)
+	}
 	proxy := "http://" + p.waitLog(t, "reverse proxy listening", "addr")
 	get := func(key string) (int, string) {
 		req, _ := http.NewRequest("GET", proxy+"/pets/9", nil)
