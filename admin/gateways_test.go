@@ -2,10 +2,10 @@ package admin_test
 
 import (
 	"bytes"
-	"fmt"
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
