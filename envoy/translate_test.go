@@ -58,14 +58,14 @@ func TestPathMatchEqualsTemplateMatch(t *testing.T) {
 	templates := []string{
 		"/", "/a/", "/pets", "/pets/{id}", "/pets/{id}/", "/pets/{id}/toys/{toy}",
 		"/files/{p...}", "/{all...}", "/a/{x}/{rest...}", "/v1.0/a+b/(x)", "/a.b/{id}", "/$x'/(y)/{id}",
-		"/a;b/{z...}", "/%2F/{id}", "/pets/mine", "/a*b/{p...}", "/{x}",
+		"/a;b/{z...}", "/%20/{id}", "/pets/mine", "/a*b/{p...}", "/{x}",
 	}
 	paths := []string{
 		"", "/", "//", "/a", "/a/", "/a//", "/pets", "/pets/", "/pets/1", "/pets/1/", "/pets//", "/pets/1/toys/2",
 		"/pets/1/toys/", "/pets/mine", "/pets/mine/x", "/petsx", "/files", "/files/", "/files/a", "/files/a/b",
 		"/files//x", "/filesx", "/filesx/a", "/a/x", "/a/x/", "/a/x/y/z", "/a//y", "/v1.0/a+b/(x)", "/v1x0/a+b/(x)",
 		"/v1.0/aab/(x)", "/v1.0/a+b/x", "/a.b/1", "/aXb/1", "/$x'/(y)/1", "/$x'/y/1", "/x/y/1", "/a;b", "/a;b/c/d", "/aab/c", "/a",
-		"/b", "/%2F/1", "//1", "/q?x", "/q", "/a*b", "/a*b/1/2", "/aab/1", "/x\ny", "/files/a\nb",
+		"/b", "/%2F/1", "/%20/1", "//1", "/q?x", "/q", "/a*b", "/a*b/1/2", "/aab/1", "/x\ny", "/files/a\nb",
 	}
 	positives := 0
 	for _, raw := range templates {
