@@ -140,7 +140,11 @@ func (s *Server) check(id string, spec *model.PolicySpec) *Error {
 	for i, p := range problems {
 		msgs[i] = p.String()
 	}
-	return newError(http.StatusBadRequest, CodeInvalidPolicy, field+": "+strings.Join(msgs, "; "),
+	msg := strings.Join(msgs, "; ")
+	if problems[0].Field == "" {
+		msg = field + ": " + msg // Rego problems carry line:column, not the field
+	}
+	return newError(http.StatusBadRequest, CodeInvalidPolicy, msg,
 		map[string]any{"field": field, "errors": problems})
 }
 
