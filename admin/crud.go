@@ -67,3 +67,61 @@ func deleteKind[S any](s *Server, c *gin.Context, repo store.Repo[S], param, wha
 		c.Status(http.StatusNoContent)
 	}
 }
+
+// updater turns a PUT body into the change it makes: it decodes and
+// validates the request (errors before anything is read) and returns the
+// function that applies it to the stored object inside the transaction
+// (where checks against other objects run). The envelope's UpdatedBy,
+// the revision check, the write and the audit event are updateKind's.
+type updater[S any] func(c *gin.Context, id string) (apply func(ctx context.Context, tx store.Tx, t *store.Typed[S]) error, apiErr *Error)
+
+// updateKind answers PUT …/{plural}/{id}.
+func updateKind[S, R any](s *Server, c *gin.Context, repo store.Repo[S], param, what string, render func(*store.Typed[S]) R, prepare updater[S]) {
+	tid := tenantID(c)
+	id, apiErr := objectIDParam(c, param)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	apply, apiErr := prepare(c, id)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	expect, apiErr := ifMatch(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var t *store.Typed[S]
+	if s.write(c, what, id, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		if t, err = repo.Get(ctx, tx, tid, id); err != nil {
+			return err
+		}
+		if err := checkRevision(&t.Meta, expect); err != nil {
+			return err
+		}
+		if err := apply(ctx, tx, t); err != nil {
+			return err
+		}
+		t.Meta.UpdatedBy = actor(c)
+		if err := repo.Update(ctx, tx, t, expect); err != nil {
+			return err
+		}
+		return record(ctx, tx, c, tid, "update", repo.Kind, id)
+	}) {
+		respondObject(c, http.StatusOK, t.Meta.Revision, render(t))
+	}
+}
+
+// decodeUpdate decodes a PUT body whose id, when given, must be the path's.
+func decodeUpdate(c *gin.Context, dst any, bodyID func() string, id string) *Error {
+	if apiErr := decodeJSON(c, dst); apiErr != nil {
+		return apiErr
+	}
+	if b := bodyID(); b != "" && b != id {
+		return fieldError("id", "does not match the id in the path; ids cannot be changed")
+	}
+	return nil
+}

@@ -293,54 +293,27 @@ func (s *Server) getGateway(c *gin.Context) {
 
 func (s *Server) updateGateway(c *gin.Context) {
 	tid := tenantID(c)
-	id, apiErr := objectIDParam(c, "gw")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	var req gatewayRequest
-	if apiErr := decodeJSON(c, &req); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	if req.ID != "" && req.ID != id {
-		abort(c, fieldError("id", "does not match the id in the path; ids cannot be changed"))
-		return
-	}
-	if apiErr := req.validate(tid); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	expect, apiErr := ifMatch(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	var t *store.Typed[model.GatewaySpec]
-	ok := s.write(c, "gateway", id, func(ctx context.Context, tx store.Tx) error {
-		var err error
-		if t, err = gatewayRepo.Get(ctx, tx, tid, id); err != nil {
-			return err
+	render := func(t *store.Typed[model.GatewaySpec]) gatewayResponse { return s.renderGateway(c, t, false) }
+	updateKind(s, c, gatewayRepo, "gw", "gateway", render, func(c *gin.Context, id string) (func(context.Context, store.Tx, *store.Typed[model.GatewaySpec]) error, *Error) {
+		var req gatewayRequest
+		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
+			return nil, apiErr
 		}
-		if err := checkRevision(&t.Meta, expect); err != nil {
-			return err
+		if apiErr := req.validate(tid); apiErr != nil {
+			return nil, apiErr
 		}
-		if req.Type != t.Spec.Type {
-			return fieldError("type", "cannot change from %q; create another gateway", t.Spec.Type)
-		}
-		if err := checkServices(ctx, tx, tid, req.ServiceIDs); err != nil {
-			return err
-		}
-		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
-		t.Spec = req.spec()
-		if err := gatewayRepo.Update(ctx, tx, t, expect); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "update", model.KindGateway, id)
+		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.GatewaySpec]) error {
+			if req.Type != t.Spec.Type {
+				return fieldError("type", "cannot change from %q; create another gateway", t.Spec.Type)
+			}
+			if err := checkServices(ctx, tx, tid, req.ServiceIDs); err != nil {
+				return err
+			}
+			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
+			t.Spec = req.spec()
+			return nil
+		}, nil
 	})
-	if ok {
-		respondObject(c, http.StatusOK, t.Meta.Revision, s.renderGateway(c, t, false))
-	}
 }
 
 // deleteGateway removes the gateway and its credentials in one transaction;

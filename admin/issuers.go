@@ -203,42 +203,21 @@ func (s *Server) getIssuer(c *gin.Context) {
 
 func (s *Server) updateIssuer(c *gin.Context) {
 	tid := tenantID(c)
-	id, expect, ok := pathIDAndIfMatch(c, "iid")
-	if !ok {
-		return
-	}
-	var req issuerRequest
-	if apiErr := decodeJSON(c, &req); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	if req.ID != "" && req.ID != id {
-		abort(c, fieldError("id", "does not match the id in the path; ids cannot be changed"))
-		return
-	}
-	spec, apiErr := req.spec(tid)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	var t *store.Typed[model.IssuerSpec]
-	if s.write(c, "issuer", id, func(ctx context.Context, tx store.Tx) error {
-		var err error
-		if t, err = issuerRepo.Get(ctx, tx, tid, id); err != nil {
-			return err
+	updateKind(s, c, issuerRepo, "iid", "issuer", renderIssuer, func(c *gin.Context, id string) (func(context.Context, store.Tx, *store.Typed[model.IssuerSpec]) error, *Error) {
+		var req issuerRequest
+		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
+			return nil, apiErr
 		}
-		if err := checkRevision(&t.Meta, expect); err != nil {
-			return err
+		spec, apiErr := req.spec(tid)
+		if apiErr != nil {
+			return nil, apiErr
 		}
-		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
-		t.Spec = spec
-		if err := issuerRepo.Update(ctx, tx, t, expect); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "update", model.KindIssuer, id)
-	}) {
-		respondObject(c, http.StatusOK, t.Meta.Revision, renderIssuer(t))
-	}
+		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.IssuerSpec]) error {
+			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
+			t.Spec = spec
+			return nil
+		}, nil
+	})
 }
 
 func (s *Server) deleteIssuer(c *gin.Context) {

@@ -193,52 +193,24 @@ func (s *Server) getPolicy(c *gin.Context) {
 
 func (s *Server) updatePolicy(c *gin.Context) {
 	tid := tenantID(c)
-	id, apiErr := objectIDParam(c, "pid")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	var req policyRequest
-	if apiErr := decodeJSON(c, &req); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	if req.ID != "" && req.ID != id {
-		abort(c, fieldError("id", "does not match the id in the path; ids cannot be changed"))
-		return
-	}
-	spec, apiErr := req.spec(tid)
-	if apiErr == nil {
-		apiErr = s.check(id, &spec)
-	}
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	expect, apiErr := ifMatch(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	var t *store.Typed[model.PolicySpec]
-	ok := s.write(c, "policy", id, func(ctx context.Context, tx store.Tx) error {
-		var err error
-		if t, err = policyRepo.Get(ctx, tx, tid, id); err != nil {
-			return err
+	updateKind(s, c, policyRepo, "pid", "policy", renderPolicy, func(c *gin.Context, id string) (func(context.Context, store.Tx, *store.Typed[model.PolicySpec]) error, *Error) {
+		var req policyRequest
+		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
+			return nil, apiErr
 		}
-		if err := checkRevision(&t.Meta, expect); err != nil {
-			return err
+		spec, apiErr := req.spec(tid)
+		if apiErr == nil {
+			apiErr = s.check(id, &spec)
 		}
-		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.PolicyName, req.Description, req.Labels, actor(c)
-		t.Spec = spec
-		if err := policyRepo.Update(ctx, tx, t, expect); err != nil {
-			return err
+		if apiErr != nil {
+			return nil, apiErr
 		}
-		return record(ctx, tx, c, tid, "update", model.KindPolicy, id)
+		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.PolicySpec]) error {
+			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.PolicyName, req.Description, req.Labels
+			t.Spec = spec
+			return nil
+		}, nil
 	})
-	if ok {
-		respondObject(c, http.StatusOK, t.Meta.Revision, renderPolicy(t))
-	}
 }
 
 // deletePolicy refuses (409 in_use) while APIs are bound to the policy.

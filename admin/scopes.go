@@ -139,51 +139,23 @@ func (s *Server) getScope(c *gin.Context) {
 
 func (s *Server) updateScope(c *gin.Context) {
 	tid := tenantID(c)
-	id, apiErr := objectIDParam(c, "scp")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	var req scopeRequest
-	if apiErr := decodeJSON(c, &req); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	if req.ID != "" && req.ID != id {
-		abort(c, fieldError("id", "does not match the id in the path; ids cannot be changed"))
-		return
-	}
-	if apiErr := req.validate(tid); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	expect, apiErr := ifMatch(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	var t *store.Typed[model.ScopeSpec]
-	ok := s.write(c, "scope", id, func(ctx context.Context, tx store.Tx) error {
-		var err error
-		if t, err = scopeRepo.Get(ctx, tx, tid, id); err != nil {
-			return err
+	updateKind(s, c, scopeRepo, "scp", "scope", renderScope, func(c *gin.Context, id string) (func(context.Context, store.Tx, *store.Typed[model.ScopeSpec]) error, *Error) {
+		var req scopeRequest
+		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
+			return nil, apiErr
 		}
-		if err := checkRevision(&t.Meta, expect); err != nil {
-			return err
+		if apiErr := req.validate(tid); apiErr != nil {
+			return nil, apiErr
 		}
-		if err := checkService(ctx, tx, tid, "service_id", req.ServiceID); err != nil {
-			return err
-		}
-		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
-		t.Spec = model.ScopeSpec{DisplayName: req.DisplayName, ServiceID: req.ServiceID, ServerID: req.ServerID}
-		if err := scopeRepo.Update(ctx, tx, t, expect); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "update", model.KindScope, id)
+		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.ScopeSpec]) error {
+			if err := checkService(ctx, tx, tid, "service_id", req.ServiceID); err != nil {
+				return err
+			}
+			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
+			t.Spec = model.ScopeSpec{DisplayName: req.DisplayName, ServiceID: req.ServiceID, ServerID: req.ServerID}
+			return nil
+		}, nil
 	})
-	if ok {
-		respondObject(c, http.StatusOK, t.Meta.Revision, renderScope(t))
-	}
 }
 
 func (s *Server) deleteScope(c *gin.Context) {
