@@ -1,23 +1,28 @@
 package routing
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/routing/pathcorpus"
 )
 
 func TestParseTemplate(t *testing.T) {
 	good := map[string]string{
-		"/":                       "/",
-		"/pets":                   "/pets",
-		"/pets/":                  "/pets/",
-		"/pets/{id}":              "/pets/{}",
-		"/pets/{id}/toys/{toy}":   "/pets/{}/toys/{}",
-		"/files/{path...}":        "/files/{...}",
-		"/{all...}":               "/{...}",
-		"/v1/a:b@c,d;e=f~g.h_i-j": "/v1/a:b@c,d;e=f~g.h_i-j",
-		"/caf%C3%A9":              "/caf%C3%A9",
+		"/":                     "/",
+		"/pets":                 "/pets",
+		"/pets/":                "/pets/",
+		"/pets/{id}":            "/pets/{}",
+		"/pets/{id}/toys/{toy}": "/pets/{}/toys/{}",
+		"/files/{path...}":      "/files/{...}",
+		"/{all...}":             "/{...}",
+		"/v1/a:b@c,d=f~g.h_i-j": "/v1/a:b@c,d=f~g.h_i-j",
+		"/%61dmin/%7euser":      "/admin/~user",
+		"/caf%c3%a9s":           "/caf%C3%A9s",
+		"/caf%C3%A9":            "/caf%C3%A9",
 	}
 	for raw, shape := range good {
 		tpl, err := ParseTemplate(raw)
@@ -33,7 +38,7 @@ func TestParseTemplate(t *testing.T) {
 		"", "pets", "/pets//x", "/pets/{id", "/pets/id}", "/pets/{}", "/pets/{1id}", "/pets/{id}.json",
 		"/pets/{id}/{id}", "/files/{p...}/x", "/pets/{a-b}", "/sp ace", "/q?x=1", "/frag#x", "/%zz",
 		"/" + strings.Repeat("a/", MaxSegments+1), "/" + strings.Repeat("a", MaxTemplateLength),
-		"/a/../b", "/./a", "/a%2Fb", "/%2e%2e",
+		"/a/../b", "/./a", "/a%2Fb", "/%2e%2e", "/a;b", "/a%3Bb", "/a./b", "/a/b.", "/a%00",
 	}
 	for _, raw := range bad {
 		if _, err := ParseTemplate(raw); err == nil {
@@ -269,14 +274,68 @@ func BenchmarkMatch200Routes(b *testing.B) {
 	}
 }
 
-func TestUnsafePath(t *testing.T) {
-	for path, want := range map[string]bool{
-		"/a/b": false, "/": false, "/a.b/c..d": false, "/a%20b": false, "/x%41": false,
-		"/a/../b": true, "/..": true, "/./a": true, "/a/.": true, "/a%2Fb": true, "/a%2fb": true,
-		"/%2e%2e/x": true, "/a%5Cb": true, `/a\b`: true,
-	} {
-		if got := UnsafePath(path); got != want {
-			t.Errorf("UnsafePath(%q) = %v, want %v", path, got, want)
+func TestCanonicalPathCorpus(t *testing.T) {
+	for _, c := range pathcorpus.Cases() {
+		t.Run(c.Class, func(t *testing.T) {
+			got, query, err := CanonicalTarget(c.Target)
+			if c.Status != 0 {
+				var pe *PathError
+				if !errors.As(err, &pe) || pe.Status != c.Status {
+					t.Fatalf("CanonicalTarget(%q) = %q, %v; want a refusal with status %d", c.Target, got, err, c.Status)
+				}
+				return
+			}
+			if err != nil || got != c.Canonical {
+				t.Fatalf("CanonicalTarget(%q) = %q, %v; want %q", c.Target, got, err, c.Canonical)
+			}
+			if _, q, ok := strings.Cut(c.Target, "?"); ok && query != q {
+				t.Errorf("query %q, want %q kept as it was", query, q)
+			}
+			// The canonical form is a fixed point.
+			if again, err := CanonicalPath(got); err != nil || again != got {
+				t.Errorf("CanonicalPath(%q) = %q, %v; not a fixed point", got, again, err)
+			}
+		})
+	}
+}
+
+// TestCanonicalPathProperties checks, over random paths built from every
+// byte class, that an accepted path's canonical form is a fixed point, holds
+// no refused construct, and that refusals are consistent.
+func TestCanonicalPathProperties(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	atoms := []string{"/", "//", "a", "Z", "9", ".", "..", "-", "_", "~", ";", "\\", "%", "%2", "%2f", "%2F", "%2e", "%5c",
+		"%41", "%61", "%7e", "%3b", "%00", "%0a", "%7f", "%20", "%c3%a9", "%25", "%zz", ":", "@", "!", "+", "=", " ", "\xff", "{", "}"}
+	for i := 0; i < 20000; i++ {
+		var b strings.Builder
+		b.WriteByte('/')
+		for n := rng.Intn(8); n >= 0; n-- {
+			b.WriteString(atoms[rng.Intn(len(atoms))])
+		}
+		raw := b.String()
+		got, err := CanonicalPath(raw)
+		if err != nil {
+			var pe *PathError
+			if !errors.As(err, &pe) || pe.Status != 400 || pe.Reason != ReasonNonCanonicalPath {
+				t.Fatalf("CanonicalPath(%q): unexpected error %v", raw, err)
+			}
+			continue
+		}
+		if again, err := CanonicalPath(got); err != nil || again != got {
+			t.Fatalf("CanonicalPath(%q) = %q: not a fixed point (%q, %v)", raw, got, again, err)
+		}
+		if strings.Contains(got, "//") || strings.ContainsAny(got, ";\\ ") {
+			t.Fatalf("CanonicalPath(%q) = %q holds a refused construct", raw, got)
+		}
+		for _, s := range SplitPath(got) {
+			if strings.HasSuffix(s, ".") {
+				t.Fatalf("CanonicalPath(%q) = %q has a dot-ended segment", raw, got)
+			}
+		}
+		for j := 0; j+2 < len(got); j++ {
+			if got[j] == '%' && (unreservedDecoded(unhex(got[j+1])<<4|unhex(got[j+2])) || got[j+1] != upperHex(got[j+1]) || got[j+2] != upperHex(got[j+2])) {
+				t.Fatalf("CanonicalPath(%q) = %q keeps a non-canonical escape", raw, got)
+			}
 		}
 	}
 }

@@ -101,10 +101,15 @@ func ParseTemplate(raw string) (*Template, error) {
 			return nil, fmt.Errorf("segment %d (%q): a parameter must be a whole segment like {name}", i+1, p)
 		case !literalChars.MatchString(p):
 			return nil, fmt.Errorf("segment %d (%q) has characters not allowed in a URL path", i+1, p)
-		case p == "." || p == ".." || unsafeEscapes.MatchString(p):
-			return nil, fmt.Errorf("segment %d (%q): dot segments and encoded '.', '/' or '\\' never match a normalised path", i+1, p)
 		default:
-			t.Segments = append(t.Segments, Segment{Kind: Literal, Value: p})
+			// A literal is kept in canonical form; one that no canonical
+			// path holds (dot segments, trailing dots, ';', encoded
+			// separators) is refused.
+			canon, err := CanonicalPath("/" + p)
+			if err != nil {
+				return nil, fmt.Errorf("segment %d (%q) never matches a canonical request path: %s", i+1, p, err.(*PathError).Detail)
+			}
+			t.Segments = append(t.Segments, Segment{Kind: Literal, Value: canon[1:]})
 		}
 	}
 	return t, nil
@@ -117,27 +122,12 @@ func SplitPath(path string) []string {
 }
 
 // RequestPath strips the query and fragment from an HTTP request target.
+// Routing matches canonical paths only (CanonicalPath).
 func RequestPath(target string) string {
 	if i := strings.IndexAny(target, "?#"); i >= 0 {
 		return target[:i]
 	}
 	return target
-}
-
-var unsafeEscapes = regexp.MustCompile(`(?i)%2e|%2f|%5c`)
-
-// UnsafePath reports whether a request path (without query) still holds dot
-// segments, a backslash, or encoded slashes, backslashes or dots: a path an
-// upstream might resolve differently from routing. Authorizers refuse them
-// (gateways normalise paths before they get there). It is the Rego
-// library's unsafe_path.
-func UnsafePath(path string) bool {
-	for _, s := range SplitPath(path) {
-		if s == "." || s == ".." {
-			return true
-		}
-	}
-	return strings.ContainsRune(path, '\\') || unsafeEscapes.MatchString(path)
 }
 
 // Shape is the template with parameter names erased: two templates with the
