@@ -46,6 +46,7 @@ type authorizerConfig struct {
 	LongPoll         time.Duration `yaml:"long_poll"`
 	LogLevel         string        `yaml:"log_level"`
 	MaskHeaders      []string      `yaml:"mask_headers"`
+	MaskQueryParams  []string      `yaml:"mask_query_params"`
 	AllowPrivateJWKS bool          `yaml:"allow_private_jwks"`
 	ConfigFile       string        `yaml:"-"`
 	Package          string        `yaml:"-"`
@@ -163,6 +164,9 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 		if len(file.MaskHeaders) > 0 {
 			c.MaskHeaders = file.MaskHeaders
 		}
+		if len(file.MaskQueryParams) > 0 {
+			c.MaskQueryParams = file.MaskQueryParams
+		}
 		c.AllowPrivateJWKS = c.AllowPrivateJWKS || file.AllowPrivateJWKS
 	}
 	if c.PublicKey == "" && c.PublicKeyFile != "" {
@@ -205,7 +209,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	defer activator.Close()
 	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{
 		Sink: &gateway.HTTPLogSink{URL: bundleURL, Credential: cfg.Credential, Client: client}, InstanceID: instance,
-		MaskedHeaders: cfg.MaskHeaders, Metrics: metrics, Logger: log.With("component", "decision-logs"),
+		MaskedHeaders: cfg.MaskHeaders, MaskedQueryParameters: cfg.MaskQueryParams, Metrics: metrics, Logger: log.With("component", "decision-logs"),
 	})
 	follower, err := gateway.NewFollower(gateway.FollowerOptions{
 		URL: bundleURL, TenantID: cfg.Tenant, GatewayID: cfg.Gateway, Credential: cfg.Credential,
