@@ -204,6 +204,9 @@ func randomRequest(t testing.TB, rng *rand.Rand, cfg *policies.Config) *authv3.C
 			}
 		}
 	}
+	if rng.Intn(4) == 0 {
+		p = mutatePath(rng, p)
+	}
 	switch rng.Intn(4) {
 	case 0:
 		p += "?debug=1&page=2"
@@ -216,6 +219,13 @@ func randomRequest(t testing.TB, rng *rand.Rand, cfg *policies.Config) *authv3.C
 	}
 	if rng.Intn(5) == 0 {
 		headers["x-tenant"] = "someone"
+	}
+	// Forged gateway-owned headers: claims_to_headers targets, a policy's
+	// literal header names, the x-gatehouse- prefix, method overrides.
+	for _, h := range []string{"x-user", "x-roles", "x-api", "x-gatehouse-tenant", "X-Gatehouse-Mixed", "x-http-method-override"} {
+		if rng.Intn(6) == 0 {
+			headers[h] = "forged"
+		}
 	}
 	if auth := randomAuthorization(t, rng); auth != "" {
 		headers["authorization"] = auth
@@ -338,4 +348,34 @@ func pathFor(rng *rand.Rand, tpl string) string {
 		return "/"
 	}
 	return b.String()
+}
+
+// mutatePath rewrites a path into another spelling of one of the path
+// classes of routing.CanonicalPath: encoded unreserved characters, mixed
+// case escapes, empty segments, ';' parameters, trailing dots, encoded
+// separators.
+func mutatePath(rng *rand.Rand, p string) string {
+	switch rng.Intn(8) {
+	case 0: // encode one unreserved character
+		for i := 0; i < len(p); i++ {
+			if c := p[i]; c >= 'a' && c <= 'z' {
+				return p[:i] + fmt.Sprintf("%%%02x", c) + p[i+1:]
+			}
+		}
+	case 1:
+		return strings.Replace(p, "/", "//", 1+rng.Intn(2))
+	case 2:
+		return p + "%c3%a9"
+	case 3:
+		return p + ";jsessionid=1"
+	case 4:
+		return p + "."
+	case 5:
+		return strings.Replace(p, "/", "/%2e%2e/", 1)
+	case 6:
+		return "/" + strings.Repeat("x", 8200)
+	case 7:
+		return p + "/%zz"
+	}
+	return p
 }

@@ -67,6 +67,7 @@ type Engine struct {
 	rego     *policies.Engine
 	policies map[string]rego.PreparedEvalQuery // by policy id
 	tokens   TokenValidator
+	owned    map[string]bool // owned request header names
 }
 
 // NewEngine activates a bundle: it parses the configuration, builds the
@@ -86,7 +87,8 @@ func NewEngine(ctx context.Context, src *Source, tokens TokenValidator) (*Engine
 		return nil, err
 	}
 	e := &Engine{TenantID: cfg.Tenant.ID, GatewayID: cfg.Gateway.ID, Revision: src.Revision,
-		cfg: cfg, table: table, rego: re, policies: map[string]rego.PreparedEvalQuery{}, tokens: tokens}
+		cfg: cfg, table: table, rego: re, policies: map[string]rego.PreparedEvalQuery{}, tokens: tokens,
+		owned: cfg.OwnedHeaders()}
 	for id, p := range cfg.Policies {
 		pq, err := re.Prepare(ctx, policies.PolicyPackagePrefix+p.Package)
 		if err != nil {
@@ -174,7 +176,16 @@ type outcome struct {
 // Decide evaluates a request. The request's input document is completed
 // with input.gatehouse; only the bound policy's query runs.
 func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
-	route, params, found := e.route(req)
+	canon := policies.CanonicalizeInput(req.Input, e.owned)
+	req.Path, req.RawQuery, req.PathError, req.OwnedHeaders = canon.Path, canon.RawQuery, canon.PathError, canon.OwnedPresent
+	var (
+		route  *routing.Route
+		params map[string]string
+		found  bool
+	)
+	if req.PathError == nil { // a refused path is never routed
+		route, params, found = e.route(req)
+	}
 	var api policies.APIData
 	if found {
 		api = e.cfg.APIs[route.APIID]
@@ -201,8 +212,8 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	var o outcome
 	policy, hasPolicy := e.cfg.Policies[api.PolicyID]
 	switch {
-	case routing.UnsafePath(req.Path):
-		o = outcome{status: 400, reason: "the request path is not normalized (dot segments or encoded slashes)"}
+	case req.PathError != nil:
+		o = outcome{status: req.PathError.Status, reason: req.PathError.Reason}
 	case !found && e.cfg.Gateway.AllowUnmatchedRoutes:
 		o = outcome{allowed: true, status: 200, reason: fmt.Sprintf("no API matches %s %s; the gateway allows unmatched routes", req.Method, req.Path)}
 	case !found:
@@ -222,7 +233,9 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 		}
 	}
 
-	dry := e.cfg.Gateway.DryRun || (hasPolicy && policy.DryRun)
+	// Dry-run never lets a refused path through: there is no canonical
+	// path to forward.
+	dry := (e.cfg.Gateway.DryRun || (hasPolicy && policy.DryRun)) && req.PathError == nil
 	d := &Decision{
 		Allowed: dry || o.allowed, Reason: o.reason, DryRun: dry, PolicyAllowed: o.allowed,
 		ResponseHeadersToAdd: orEmptyMap(o.responseHeadersToAdd), RequestHeadersToRemove: orEmptyList(o.requestHeadersToRemove),
@@ -239,6 +252,10 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	d.Headers = map[string]any{}
 	if o.allowed == d.Allowed {
 		d.Headers = orEmptyMap(o.headers)
+	}
+	if d.Allowed {
+		d.RequestHeadersToRemove = append(d.RequestHeadersToRemove,
+			policies.OwnedHeadersToRemove(req.OwnedHeaders, d.Headers, d.RequestHeadersToRemove)...)
 	}
 	return d, nil
 }
@@ -264,7 +281,15 @@ func (e *Engine) evalPolicy(ctx context.Context, api policies.APIData, tok Token
 	if err != nil {
 		return outcome{}, fmt.Errorf("input: %w", err)
 	}
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(v))
+	// The gateway's deadline bounds the evaluation; OPA stops at it.
+	timeout := e.cfg.Gateway.PolicyTimeout()
+	evalCtx, cancel := policies.WithTimeout(ctx, timeout)
+	rs, err := pq.Eval(evalCtx, rego.EvalParsedInput(v))
+	timedOut := policies.TimedOut(evalCtx)
+	cancel()
+	if err != nil && timedOut {
+		return outcome{}, &policies.TimeoutError{PolicyID: api.PolicyID, APIID: api.ID, ServiceID: api.ServiceID, Timeout: timeout}
+	}
 	if err != nil {
 		return outcome{}, fmt.Errorf("policy %s: %w", api.PolicyID, err)
 	}

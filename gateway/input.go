@@ -16,9 +16,20 @@ import (
 // Request is one request to authorize: the opa-envoy-plugin input document
 // plus the fields the fast path reads from it.
 type Request struct {
-	Method        string
-	Host          string
-	Path          string // without query or fragment
+	Method string
+	Host   string
+	// Path is the path without query or fragment: as sent, until Decide
+	// sets the canonical path (routing.CanonicalPath) and RawQuery, the
+	// query as the client sent it — what the decision is made on and what
+	// the reverse proxy forwards.
+	Path     string
+	RawQuery string
+	// PathError is set by Decide when the path is refused (never routed,
+	// never forwarded).
+	PathError *routing.PathError
+	// OwnedHeaders are the gateway-owned headers the client sent (set by
+	// Decide, which removes them from the input).
+	OwnedHeaders  []string
 	Authorization string
 	// ContextExtensions are the route's ext_authz context extensions.
 	ContextExtensions map[string]string

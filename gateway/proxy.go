@@ -5,12 +5,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"sort"
 	"strings"
 	"sync"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
 // Proxy is the built-in reverse proxy for users without Envoy: the same
@@ -37,8 +40,13 @@ func NewProxy(server *Server, transport http.RoundTripper) *Proxy {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	engine := p.server.opts.Engines.For(nil)
+	// Hop-by-hop headers (RFC 9110 §7.6.1) go first, so that a client's
+	// Connection header can neither hide a header from the policy nor
+	// remove one the gateway sets.
+	removeHopByHop(r.Header)
 	check := checkRequestFromHTTP(r, engine)
-	d, e := p.server.Decide(r.Context(), RequestFromCheck(check))
+	req := RequestFromCheck(check)
+	d, e := p.server.Decide(r.Context(), req)
 	if !d.Allowed {
 		writeHeaders(w.Header(), d.Headers, true)
 		status := d.HTTPStatus
@@ -59,12 +67,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid upstream URL", http.StatusBadGateway)
 		return
 	}
+	// The gateway's headers: whatever the client sent under an owned name is
+	// removed, then the decision's removals and headers apply.
+	for name := range r.Header {
+		if policies.IsOwnedHeader(e.owned, name) {
+			r.Header.Del(name)
+		}
+	}
 	for _, h := range d.RequestHeadersToRemove {
 		if name, ok := h.(string); ok {
 			r.Header.Del(name)
 		}
 	}
 	writeHeaders(r.Header, d.Headers, true)
+	// Upstream gets exactly the canonical path and the query decided on.
+	unescaped, err := url.PathUnescape(req.Path)
+	if err != nil {
+		http.Error(w, "invalid canonical path", http.StatusBadRequest)
+		return
+	}
+	r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.URL.Fragment = unescaped, req.Path, req.RawQuery, ""
 	if len(d.ResponseHeadersToAdd) > 0 {
 		writeHeaders(w.Header(), d.ResponseHeadersToAdd, false)
 	}
@@ -90,6 +112,37 @@ func (p *Proxy) upstream(raw string) (*httputil.ReverseProxy, error) {
 	}
 	p.upstreams[raw] = rp
 	return rp, nil
+}
+
+// hopByHop are the hop-by-hop headers a proxy never forwards.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding"}
+
+// removeHopByHop removes the hop-by-hop headers and those the Connection
+// header names, keeping "Connection: Upgrade" (and Upgrade) for protocol
+// upgrades such as WebSocket, which the reverse proxy handles itself.
+func removeHopByHop(h http.Header) {
+	upgrade := false
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			name = textproto.TrimString(name)
+			if strings.EqualFold(name, "upgrade") {
+				upgrade = true
+				continue
+			}
+			if name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+	if upgrade && h.Get("Upgrade") != "" {
+		h.Set("Connection", "Upgrade")
+	} else {
+		h.Del("Upgrade")
+	}
 }
 
 // writeHeaders applies {"name": "v" | ["v1", …]} to h.
@@ -124,16 +177,22 @@ func checkRequestFromHTTP(r *http.Request, e *Engine) *authv3.CheckRequest {
 	for k, vs := range r.Header {
 		headers[strings.ToLower(k)] = strings.Join(vs, ",")
 	}
+	// The request target exactly as the client sent it (r.URL.RequestURI
+	// would re-encode it): canonicalisation is the decision's job.
+	target := r.RequestURI
+	if target == "" {
+		target = r.URL.RequestURI()
+	}
 	headers[":authority"] = r.Host
 	headers[":method"] = r.Method
-	headers[":path"] = r.URL.RequestURI()
+	headers[":path"] = target
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
 	headers[":scheme"] = scheme
 	h := &authv3.AttributeContext_HttpRequest{
-		Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Scheme: scheme,
+		Method: r.Method, Path: target, Host: r.Host, Scheme: scheme,
 		Protocol: r.Proto, Headers: headers, Size: r.ContentLength,
 	}
 	if e != nil && e.cfg.Gateway.RequestBody != nil && r.Body != nil {

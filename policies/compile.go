@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
+	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/util"
 
 	"github.com/gatehouse-dev/gatehouse/model"
@@ -74,6 +77,8 @@ type (
 		ListenerAddress      string                     `json:"listener_address"`
 		ListenerPort         int                        `json:"listener_port"`
 		RequestBody          *model.RequestBodySettings `json:"request_body"`
+		// PolicyTimeoutMS bounds one policy evaluation in the authorizer.
+		PolicyTimeoutMS int `json:"policy_timeout_ms"`
 	}
 	// IssuerData is a trusted token issuer; JWKS is the inline key set as a JSON string ("" when remote).
 	IssuerData struct {
@@ -102,6 +107,13 @@ type (
 		Public              bool              `json:"public"`
 		DataClassifications []string          `json:"data_classifications"`
 		ClaimsToHeaders     map[string]string `json:"claims_to_headers"`
+	}
+	// RequestHeadersData: Owned are the lower-cased names the gateway owns
+	// besides those starting with OwnedPrefix (see ownedHeaders); what
+	// clients send under these names is removed on every route.
+	RequestHeadersData struct {
+		Owned       []string `json:"owned"`
+		OwnedPrefix string   `json:"owned_prefix"`
 	}
 	// PolicyData names a policy and its Rego package.
 	PolicyData struct {
@@ -166,8 +178,23 @@ type (
 		Scopes   map[string]ScopeData   `json:"scopes"`
 		Issuers  []IssuerData           `json:"issuers"`
 		Routing  RoutingData            `json:"routing"`
+		// AllowedBuiltins are the denied built-ins the control plane lets
+		// policies call (sorted; usually none).
+		AllowedBuiltins []string `json:"allowed_builtins"`
+		// RequestHeaders are the request headers the gateway owns.
+		RequestHeaders RequestHeadersData `json:"request_headers"`
 	}
 )
+
+// PolicyTimeout is the gateway's deadline for one policy evaluation
+// (model.DefaultPolicyTimeoutMS when the bundle does not say).
+func (g GatewayData) PolicyTimeout() time.Duration {
+	ms := g.PolicyTimeoutMS
+	if ms <= 0 {
+		ms = model.DefaultPolicyTimeoutMS
+	}
+	return time.Duration(ms) * time.Millisecond
+}
 
 var packageUnsafe = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
@@ -196,12 +223,24 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		Tenant: TenantData{ID: cfg.Tenant.ID, Name: cfg.Tenant.Spec.Name},
 		Gateway: GatewayData{ID: gw.ID, Name: gw.Name, Type: gw.Spec.Type, DryRun: gw.Spec.DryRun,
 			AllowUnmatchedRoutes: gw.Spec.AllowUnmatchedRoutes, ListenerAddress: gw.Spec.ListenerAddress,
-			ListenerPort: gw.Spec.ListenerPort, RequestBody: gw.Spec.RequestBody},
+			ListenerPort: gw.Spec.ListenerPort, RequestBody: gw.Spec.RequestBody, PolicyTimeoutMS: gw.Spec.PolicyTimeoutMS},
 		Services: map[string]ServiceData{},
 		APIs:     map[string]APIData{},
 		Policies: map[string]PolicyData{},
 		Scopes:   map[string]ScopeData{},
 		Issuers:  []IssuerData{},
+	}
+	allowed, err := NormalizeAllowedBuiltins(cfg.AllowedBuiltins)
+	if err != nil {
+		return nil, err
+	}
+	d.AllowedBuiltins = allowed
+	allowSet := map[string]bool{}
+	for _, n := range allowed {
+		allowSet[n] = true
+	}
+	if d.Gateway.PolicyTimeoutMS <= 0 {
+		d.Gateway.PolicyTimeoutMS = model.DefaultPolicyTimeoutMS
 	}
 	if d.Gateway.ListenerAddress == "" {
 		d.Gateway.ListenerAddress = model.DefaultListenerAddress
@@ -229,7 +268,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		}
 		d.APIs[a.ID] = APIData{ID: a.ID, ServiceID: a.Spec.ServiceID, Method: a.Spec.Method, Path: a.Spec.Path,
 			PolicyID: a.Spec.PolicyID, Public: a.Spec.Public, DataClassifications: nonNil(a.Spec.DataClassifications),
-			ClaimsToHeaders: nonNilMap(a.Spec.ClaimsToHeaders)}
+			ClaimsToHeaders: lowerValues(a.Spec.ClaimsToHeaders)}
 		out.APIs[a.ID] = a
 		sr.APIs = append(sr.APIs, routing.APIRoute{APIID: a.ID, Method: a.Spec.Method, Path: a.Spec.Path})
 	}
@@ -247,14 +286,26 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	for _, f := range lib {
 		out.Modules = append(out.Modules, Module{Path: f.Path, Source: f.Source})
 	}
+	policyModules := map[string]*ast.Module{}
 	for _, p := range cfg.Policies {
 		pkg := PolicyPackage(p.ID)
-		src, err := PolicyModule(p.ID, &p.Spec)
+		src, parsed, err := policyModule(p.ID, &p.Spec)
 		if err != nil {
 			out.Skipped[p.ID] = err.Error()
 			continue
 		}
+		// A policy saved while a built-in was allowed, kept after the
+		// allow-list changed, is left out rather than failing the bundle.
+		if parsed != nil {
+			if denied := deniedCalls(parsed, allowSet); len(denied) > 0 {
+				out.Skipped[p.ID] = (&ProblemsError{Problems: denied}).Error()
+				continue
+			}
+		}
 		d.Policies[p.ID] = PolicyData{ID: p.ID, Name: p.Name, Package: pkg, Language: p.Spec.Language, DryRun: p.Spec.DryRun}
+		if parsed != nil {
+			policyModules[p.ID] = parsed
+		}
 		out.Modules = append(out.Modules, Module{Path: Root + "/policies/" + pkg + ".rego", Source: src})
 	}
 	sort.Slice(out.Modules, func(i, j int) bool { return out.Modules[i].Path < out.Modules[j].Path })
@@ -269,6 +320,8 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		d.Scopes[s.Name] = ScopeData{ID: s.ID, Name: s.Name, DisplayName: s.Spec.DisplayName,
 			Description: s.Description, ServiceID: s.Spec.ServiceID}
 	}
+
+	d.RequestHeaders = RequestHeadersData{Owned: ownedHeaders(d.APIs, policyModules), OwnedPrefix: OwnedHeaderPrefix}
 
 	raw, err := json.Marshal(map[string]any{"gatehouse": map[string]any{"config": d}})
 	if err != nil {
@@ -323,11 +376,15 @@ func segmentKind(k routing.SegmentKind) string {
 	}
 }
 
-func nonNilMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
+// lowerValues copies a claims_to_headers mapping with lower-cased header
+// names (header names are case-insensitive; owned-header checks compare
+// them lower-cased).
+func lowerValues(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = strings.ToLower(v)
 	}
-	return m
+	return out
 }
 
 func nonNil(s []string) []string {

@@ -24,8 +24,16 @@ gatehouse := {
 	"token": token.info,
 }
 
+# The input policies see: the canonical request (path and parsed_path in
+# canonical form), plus input.gatehouse.
+policy_input := object.union(json.remove(input, ["attributes/request/http/headers"]), {
+	"gatehouse": gatehouse,
+	"parsed_path": request.parsed_path,
+	"attributes": {"request": {"http": {"path": request.target, "headers": request.headers}}},
+})
+
 policy_result := r if {
-	r := data.gatehouse.policies[policy.package] with input as object.union(input, {"gatehouse": gatehouse})
+	r := data.gatehouse.policies[policy.package] with input as policy_input
 }
 
 policy_allowed := true if {
@@ -34,8 +42,8 @@ policy_allowed := true if {
 
 # The outcome before dry-run is applied.
 outcome := o if {
-	request.unsafe_path
-	o := {"allowed": false, "http_status": 400, "reason": "the request path is not normalized (dot segments or encoded slashes)"}
+	e := request.path_error
+	o := {"allowed": false, "http_status": e.status, "reason": e.reason}
 } else := o if {
 	not route.found
 	config.gateway.allow_unmatched_routes
@@ -132,8 +140,11 @@ dry_run if policy.dry_run
 
 # In dry-run, a denial is logged (policy_allowed false, reason kept) but the
 # request is allowed.
+# Dry-run never lets a refused path through: there is no canonical path to
+# forward.
 final_allowed := true if {
 	dry_run
+	not request.path_error
 } else := outcome.allowed
 
 decision := {
@@ -141,7 +152,7 @@ decision := {
 	"http_status": final_status,
 	"headers": final_headers,
 	"response_headers_to_add": object.get(outcome, "response_headers_to_add", {}),
-	"request_headers_to_remove": object.get(outcome, "request_headers_to_remove", []),
+	"request_headers_to_remove": final_request_headers_to_remove,
 	"body": final_body,
 	"dynamic_metadata": object.get(outcome, "dynamic_metadata", {}),
 	"reason": outcome.reason,
@@ -152,7 +163,23 @@ decision := {
 	"policy_allowed": outcome.allowed,
 }
 
-dry_run_applied := true if dry_run else := false
+dry_run_applied := true if {
+	dry_run
+	not request.path_error
+} else := false
+
+# An allowed request loses the owned headers the client sent that the
+# decision neither sets nor already removes.
+final_request_headers_to_remove := array.concat(outcome_removed, [h |
+	some h in request.owned_present
+	not h in decided_names
+]) if {
+	final_allowed
+} else := outcome_removed
+
+outcome_removed := object.get(outcome, "request_headers_to_remove", [])
+
+decided_names := {lower(k) | some k, _ in final_headers} | {lower(x) | some x in outcome_removed; is_string(x)}
 
 route_api_id := route.route.api_id if route.found else := ""
 

@@ -25,6 +25,7 @@ wildcard_hits contains i if {
 # The route Envoy already selected, when its context extensions name an API
 # of this bundle (and, if they name a tenant, this tenant).
 extension_route := r if {
+	request.path # a refused path is never routed
 	api_id := request.context_extensions.api
 	object.get(request.context_extensions, "tenant", data.gatehouse.config.tenant.id) == data.gatehouse.config.tenant.id
 	loc := routing.by_api[api_id]
