@@ -37,7 +37,7 @@ func translationKey(c *policies.Compiled, opts TranslateOptions) [sha256.Size]by
 			w.str("domains", vh.Domains...)
 			for _, r := range vh.Routes {
 				w.str("route", r.APIID, r.ServiceID, r.Method, r.Template.Raw,
-					strconv.FormatBool(c.APIs[r.APIID].Spec.Public))
+					strconv.FormatBool(skipsAuthorizer(c.APIs[r.APIID].Spec)))
 			}
 		}
 	}
@@ -49,6 +49,7 @@ func translationKey(c *policies.Compiled, opts TranslateOptions) [sha256.Size]by
 	}
 	sort.Strings(ids)
 	w.str("apis", ids...)
+	w.str("owned-headers", c.OwnedHeaders...)
 	var out [sha256.Size]byte
 	h.Sum(out[:0])
 	return out

@@ -1,8 +1,10 @@
 package envoy
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -37,7 +39,7 @@ func templateRegex(t *routing.Template) string {
 		switch s.Kind {
 		case routing.Literal:
 			b.WriteString("/")
-			b.WriteString(regexp.QuoteMeta(s.Value))
+			b.WriteString(literalRegex(s.Value))
 		case routing.Param:
 			b.WriteString("/[^/]+")
 		case routing.CatchAll:
@@ -50,14 +52,41 @@ func templateRegex(t *routing.Template) string {
 	return b.String()
 }
 
+// literalRegex quotes a canonical literal segment, matching its escapes'
+// hex digits in either case: Envoy does not normalise the case of
+// escapes, the authorizer's canonical path does.
+func literalRegex(lit string) string {
+	var b strings.Builder
+	for i := 0; i < len(lit); i++ {
+		if lit[i] == '%' && i+2 < len(lit) {
+			b.WriteByte('%')
+			for _, c := range lit[i+1 : i+3] {
+				if lo := unicode.ToLower(c); lo != c {
+					fmt.Fprintf(&b, "[%c%c]", c, lo)
+				} else {
+					b.WriteRune(c)
+				}
+			}
+			i += 2
+			continue
+		}
+		b.WriteString(regexp.QuoteMeta(lit[i : i+1]))
+	}
+	return b.String()
+}
+
 // literalPrefix returns the template's path when every segment is a literal,
 // or, with catchAll true, the path of the literals before a final
-// catch-all. ok is false when the template has a parameter.
+// catch-all. ok is false when the template has a parameter, or an escape
+// (matched in either case by the regex).
 func literalPrefix(t *routing.Template) (path string, catchAll, ok bool) {
 	var b strings.Builder
 	for _, s := range t.Segments {
 		switch s.Kind {
 		case routing.Literal:
+			if strings.Contains(s.Value, "%") {
+				return "", false, false
+			}
 			b.WriteString("/")
 			b.WriteString(s.Value)
 		case routing.Param:

@@ -3,12 +3,15 @@ package envoy
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -203,6 +206,7 @@ func envoyListener(c *policies.Compiled, opts *TranslateOptions) (*listenerv3.Li
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource: adsConfigSource(), RouteConfigName: RouteConfigName(c.GatewayID)}},
 		HttpFilters: []*hcmv3.HttpFilter{
+			ownedHeadersFilter(c.OwnedHeaders),
 			{Name: wellknown.HTTPExternalAuthorization, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(authz)}},
 			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(&routerv3.Router{})}},
 		},
@@ -227,13 +231,77 @@ func envoyListener(c *policies.Compiled, opts *TranslateOptions) (*listenerv3.Li
 	}, nil
 }
 
+// HeaderMutationFilterName is the header_mutation HTTP filter's name.
+const HeaderMutationFilterName = "envoy.filters.http.header_mutation"
+
+// ownedHeadersFilter removes, ahead of ext_authz and on every route (public
+// ones included, where ext_authz does not run), whatever the client sent
+// under a header name the gateway owns (policies.OwnedHeaderPrefix and the
+// bundle's owned names): those headers are only ever set by the gateway.
+func ownedHeadersFilter(owned []string) *hcmv3.HttpFilter {
+	m := &headermutationv3.Mutations{}
+	for _, h := range owned {
+		m.RequestMutations = append(m.RequestMutations, &mutationrulesv3.HeaderMutation{
+			Action: &mutationrulesv3.HeaderMutation_Remove{Remove: h}})
+	}
+	m.RequestMutations = append(m.RequestMutations, &mutationrulesv3.HeaderMutation{
+		Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
+			KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: policies.OwnedHeaderPrefix}, IgnoreCase: true}}}})
+	return &hcmv3.HttpFilter{Name: HeaderMutationFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{
+		TypedConfig: mustPack(&headermutationv3.HeaderMutation{Mutations: m})}}
+}
+
+// nonCanonicalPaths are RE2 patterns (full match, on the path Envoy routes
+// after normalize_path and merge_slashes) for the paths routing.CanonicalPath
+// refuses that Envoy's own normalisation lets through: raw characters
+// outside pchar (';' and '\' among them), encoded control characters, '/',
+// '\', '.' and ';', invalid escapes, and segments ending with '.'. Each
+// vhost answers them 400 before any API route, as the authorizer would.
+var nonCanonicalPaths = []string{
+	`.*[^A-Za-z0-9._~!$&'()*+,=:@/%-].*`,
+	`.*%(?:[01][0-9A-Fa-f]|7[Ff]|2[EeFf]|5[Cc]|3[Bb]).*`,
+	`.*%(?:[^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$).*`,
+	`.*[.](?:/.*)?`,
+}
+
+// nonCanonicalRoutes answer the nonCanonicalPaths with 400, without an
+// authorizer call (the authorizer answers them 400 too).
+func nonCanonicalRoutes() []*routev3.Route {
+	var out []*routev3.Route
+	for i, re := range nonCanonicalPaths {
+		out = append(out, &routev3.Route{
+			Name:  fmt.Sprintf("non-canonical-%d", i),
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}},
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+				Status: 400,
+				Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
+					InlineString: `{"error":"invalid_request","error_description":"` + strings.ReplaceAll(routing.ReasonNonCanonicalPath, `\`, `\\`) + `"}` + "\n"}},
+			}},
+			ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+				Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			}},
+			TypedPerFilterConfig: map[string]*anypb.Any{wellknown.HTTPExternalAuthorization: mustPack(
+				&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}})},
+		})
+	}
+	return out
+}
+
+// skipsAuthorizer says whether an API's route may skip ext_authz: exactly
+// when the authorizer would allow it as public (public and no policy;
+// the admin API refuses public with a policy, and should such an API exist
+// its policy runs).
+func skipsAuthorizer(a model.APISpec) bool { return a.Public && a.PolicyID == "" }
+
 // envoyRoutes is the gateway's RouteConfiguration: one virtual host per
-// routing vhost, its routes in the routing table's priority order (so that
-// Envoy's first match is Gatehouse's match), then a catch-all.
+// routing vhost, first the routes refusing non-canonical paths, then its
+// API routes in the routing table's priority order (so that Envoy's first
+// match is Gatehouse's match), then a catch-all.
 func envoyRoutes(c *policies.Compiled, ups map[string]upstream) (*routev3.RouteConfiguration, error) {
 	rc := &routev3.RouteConfiguration{Name: RouteConfigName(c.GatewayID)}
 	for _, vh := range c.Routes.VHosts {
-		v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains}
+		v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains, Routes: nonCanonicalRoutes()}
 		for i := range vh.Routes {
 			r := &vh.Routes[i]
 			up, ok := ups[r.ServiceID]
@@ -247,7 +315,7 @@ func envoyRoutes(c *policies.Compiled, ups map[string]upstream) (*routev3.RouteC
 				Name:                 r.APIID,
 				Match:                m,
 				Action:               forward(r.ServiceID, up),
-				TypedPerFilterConfig: authzPerRoute(ext, c.APIs[r.APIID].Spec.Public),
+				TypedPerFilterConfig: authzPerRoute(ext, skipsAuthorizer(c.APIs[r.APIID].Spec)),
 			})
 		}
 		v.Routes = append(v.Routes, unmatchedRoute(c, vh))

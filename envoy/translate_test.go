@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -42,6 +43,39 @@ func envoyPathMatches(t *testing.T, m *routev3.RouteMatch, path string) bool {
 	return false
 }
 
+// envoyNormalized approximates what Envoy's normalize_path and
+// merge_slashes leave of a path Gatehouse accepts: unreserved escapes
+// decoded, other escapes in the case they were sent, slashes merged.
+func envoyNormalized(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '/' && strings.HasSuffix(b.String(), "/"):
+		case p[i] == '%' && i+2 < len(p):
+			if v, err := strconv.ParseUint(p[i+1:i+3], 16, 8); err == nil &&
+				(v >= 'a' && v <= 'z' || v >= 'A' && v <= 'Z' || v >= '0' && v <= '9' || v == '-' || v == '_' || v == '~') {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+			b.WriteByte('%')
+		default:
+			b.WriteByte(p[i])
+		}
+	}
+	return b.String()
+}
+
+func upperEscapes(p string) string {
+	b := []byte(p)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = byte(unicode.ToUpper(rune(b[i+1]))), byte(unicode.ToUpper(rune(b[i+2])))
+		}
+	}
+	return string(b)
+}
+
 // grpcPathMatches is grpc-go's rule: a regex is applied with MatchString
 // (not anchored by grpc-go), exact paths and prefixes as Envoy does.
 func grpcPathMatches(t *testing.T, m *routev3.RouteMatch, path string) bool {
@@ -58,13 +92,13 @@ func TestPathMatchEqualsTemplateMatch(t *testing.T) {
 	templates := []string{
 		"/", "/a/", "/pets", "/pets/{id}", "/pets/{id}/", "/pets/{id}/toys/{toy}",
 		"/files/{p...}", "/{all...}", "/a/{x}/{rest...}", "/v1.0/a+b/(x)", "/a.b/{id}", "/$x'/(y)/{id}",
-		"/a;b/{z...}", "/%20/{id}", "/pets/mine", "/a*b/{p...}", "/{x}",
+		"/a:b/{z...}", "/%20/{id}", "/caf%C3%A9/{id}", "/x%3A/y", "/pets/mine", "/a*b/{p...}", "/{x}",
 	}
 	paths := []string{
 		"", "/", "//", "/a", "/a/", "/a//", "/pets", "/pets/", "/pets/1", "/pets/1/", "/pets//", "/pets/1/toys/2",
 		"/pets/1/toys/", "/pets/mine", "/pets/mine/x", "/petsx", "/files", "/files/", "/files/a", "/files/a/b",
 		"/files//x", "/filesx", "/filesx/a", "/a/x", "/a/x/", "/a/x/y/z", "/a//y", "/v1.0/a+b/(x)", "/v1x0/a+b/(x)",
-		"/v1.0/aab/(x)", "/v1.0/a+b/x", "/a.b/1", "/aXb/1", "/$x'/(y)/1", "/$x'/y/1", "/x/y/1", "/a;b", "/a;b/c/d", "/aab/c", "/a",
+		"/v1.0/aab/(x)", "/v1.0/a+b/x", "/a.b/1", "/aXb/1", "/$x'/(y)/1", "/$x'/y/1", "/x/y/1", "/a:b", "/a:b/c/d", "/caf%C3%A9/1", "/caf%c3%a9/1", "/x%3A/y", "/x%3a/y", "/x:/y", "/aab/c", "/a",
 		"/b", "/%2F/1", "/%20/1", "//1", "/q?x", "/q", "/a*b", "/a*b/1/2", "/aab/1", "/x\ny", "/files/a\nb",
 	}
 	positives := 0
@@ -86,9 +120,21 @@ func TestPathMatchEqualsTemplateMatch(t *testing.T) {
 				}
 				var got bool
 				if grpc {
+					// Escapes match in either case, as in Envoy.
+					_, want = tpl.Match(routing.SplitPath(upperEscapes(p)))
+					want = want && p != ""
 					got = grpcPathMatches(t, m, p)
 				} else {
-					got = envoyPathMatches(t, m, p)
+					// Envoy routes the path after its own normalisation;
+					// the authorizer matches the canonical path. Paths
+					// the canonicalisation refuses never reach an API
+					// route (TestNonCanonicalRoutes).
+					canon, err := routing.CanonicalPath(p)
+					if err != nil {
+						continue
+					}
+					_, want = tpl.Match(routing.SplitPath(canon))
+					got = envoyPathMatches(t, m, envoyNormalized(p))
 				}
 				if p == "" {
 					got = false
@@ -141,7 +187,7 @@ func TestPathMatchKinds(t *testing.T) {
 func TestRegexProgramSizeWithinBootstrapLimit(t *testing.T) {
 	var b strings.Builder
 	for i := 0; i < routing.MaxSegments/2; i++ {
-		fmt.Fprintf(&b, "/{p%02d}/%s", i, strings.Repeat("x.", 27))
+		fmt.Fprintf(&b, "/{p%02d}/%s", i, strings.Repeat(".x", 27))
 	}
 	raw := b.String()
 	if len(raw) > routing.MaxTemplateLength {
@@ -240,8 +286,9 @@ func TestTranslateEnvoy(t *testing.T) {
 		hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
 		t.Fatal("the HCM must strip host ports, normalise paths, merge slashes and refuse escaped slashes")
 	}
-	if n := len(hcm.GetHttpFilters()); n != 2 || hcm.GetHttpFilters()[0].GetName() != wellknown.HTTPExternalAuthorization || hcm.GetHttpFilters()[1].GetName() != wellknown.Router {
-		t.Fatalf("filters %v", hcm.GetHttpFilters())
+	if n := len(hcm.GetHttpFilters()); n != 3 || hcm.GetHttpFilters()[0].GetName() != HeaderMutationFilterName ||
+		hcm.GetHttpFilters()[1].GetName() != wellknown.HTTPExternalAuthorization || hcm.GetHttpFilters()[2].GetName() != wellknown.Router {
+		t.Fatalf("filters %v: want header_mutation, ext_authz, router", hcm.GetHttpFilters())
 	}
 	if authz.GetGrpcService().GetEnvoyGrpc().GetClusterName() != AuthorizerClusterName || authz.GetTransportApiVersion().String() != "V3" ||
 		authz.GetFailureModeAllow() || authz.GetIncludePeerCertificate() {
@@ -261,11 +308,17 @@ func TestTranslateEnvoy(t *testing.T) {
 		if ev.GetName() != vh.Name || strings.Join(ev.GetDomains(), ",") != strings.Join(vh.Domains, ",") {
 			t.Fatalf("vhost %d: %s %v, want %s %v", i, ev.GetName(), ev.GetDomains(), vh.Name, vh.Domains)
 		}
-		if len(ev.GetRoutes()) != len(vh.Routes)+1 {
+		nc := len(nonCanonicalPaths)
+		if len(ev.GetRoutes()) != nc+len(vh.Routes)+1 {
 			t.Fatalf("vhost %s: %d routes for %d APIs", vh.Name, len(ev.GetRoutes()), len(vh.Routes))
 		}
+		for j := range nc {
+			if er := ev.GetRoutes()[j]; er.GetDirectResponse().GetStatus() != 400 || !perRoute(t, er).GetDisabled() {
+				t.Fatalf("vhost %s: route %d should refuse non-canonical paths: %v", vh.Name, j, er)
+			}
+		}
 		for j, r := range vh.Routes {
-			er := ev.GetRoutes()[j]
+			er := ev.GetRoutes()[nc+j]
 			if er.GetName() != r.APIID {
 				t.Fatalf("vhost %s route %d is %s, want %s", vh.Name, j, er.GetName(), r.APIID)
 			}
@@ -462,7 +515,7 @@ func TestValidateDeepLooksInsideAny(t *testing.T) {
 	l := res[resource.ListenerType][0].(*listenerv3.Listener)
 	hcm, authz := listenerHCM(t, l)
 	authz.GetGrpcService().GetEnvoyGrpc().ClusterName = ""
-	hcm.HttpFilters[0].ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(authz)}
+	hcm.HttpFilters[1].ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(authz)}
 	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustPack(hcm)}
 	if err := l.ValidateAll(); err != nil {
 		t.Fatalf("ValidateAll alone should not see inside Any: %v", err)
@@ -512,7 +565,7 @@ func listenerHCM(t testing.TB, l *listenerv3.Listener) (*hcmv3.HttpConnectionMan
 		t.Fatal(err)
 	}
 	authz := &extauthzv3.ExtAuthz{}
-	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(authz); err != nil {
+	if err := hcm.GetHttpFilters()[1].GetTypedConfig().UnmarshalTo(authz); err != nil {
 		t.Fatal(err)
 	}
 	return hcm, authz

@@ -56,6 +56,9 @@ type Compiled struct {
 	Services []Object[model.ServiceSpec]
 	APIs     map[string]Object[model.APISpec]
 	Issuers  []Object[model.IssuerSpec]
+	// OwnedHeaders are the request headers the gateway owns besides
+	// OwnedHeaderPrefix (the bundle's request_headers.owned).
+	OwnedHeaders []string
 }
 
 // The data model of data.gatehouse.config. Field names are the bundle's
@@ -322,6 +325,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	}
 
 	d.RequestHeaders = RequestHeadersData{Owned: ownedHeaders(d.APIs, policyModules), OwnedPrefix: OwnedHeaderPrefix}
+	out.OwnedHeaders = d.RequestHeaders.Owned
 
 	raw, err := json.Marshal(map[string]any{"gatehouse": map[string]any{"config": d}})
 	if err != nil {
