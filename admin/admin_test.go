@@ -192,8 +192,8 @@ func TestAuthentication(t *testing.T) {
 			}
 		}
 	}
-	// Unauthenticated operational routes.
-	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/api/openapi.json"} {
+	// Unauthenticated operational routes; /metrics is not one of them.
+	for _, p := range []string{"/healthz", "/readyz", "/api/openapi.json"} {
 		e.expect(e.do("GET", p, "", nil), 200)
 	}
 }
@@ -293,16 +293,14 @@ func TestTenantCRUD(t *testing.T) {
 	}
 	// Stale If-Match: 412, nothing changes.
 	body["name"] = "Lost update"
-	before := e.revision()
+	before := e.snapshot()
 	if r := e.do("PUT", "/api/system/tenants/acme", rootToken, body, "If-Match", etag); r.status != 412 || r.errorCode(t) != admin.CodePreconditionFailed {
 		t.Fatalf("stale If-Match: %d %s", r.status, r.body)
 	}
 	if r := e.do("DELETE", "/api/system/tenants/acme", rootToken, nil, "If-Match", etag); r.status != 412 {
 		t.Fatalf("stale If-Match on delete: %d %s", r.status, r.body)
 	}
-	if e.revision() != before {
-		t.Fatal("a refused write changed the store")
-	}
+	e.requireUnchanged(t, before, "a refused write changed the store")
 	if r := e.do("PUT", "/api/system/tenants/acme", rootToken, body, "If-Match", "W/\"3\""); r.status != 400 || r.errorCode(t) != admin.CodeInvalidHeader {
 		t.Fatalf("weak If-Match: %d %s", r.status, r.body)
 	}
@@ -444,7 +442,7 @@ func TestBadInputIsRejectedWithTheErrorShape(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := e.revision()
+			before := e.snapshot()
 			r := e.do(c.method, c.path, rootToken, c.body, c.headers...)
 			if r.status != c.status {
 				t.Fatalf("status %d, want %d: %.300s", r.status, c.status, r.body)
@@ -461,9 +459,7 @@ func TestBadInputIsRejectedWithTheErrorShape(t *testing.T) {
 					t.Fatalf("message does not name the field %q: %s", c.field, m["error"])
 				}
 			}
-			if e.revision() != before {
-				t.Fatal("a rejected request changed the store")
-			}
+			e.requireUnchanged(t, before, "a rejected request changed the store")
 		})
 	}
 }
@@ -529,12 +525,32 @@ func TestAuditEvents(t *testing.T) {
 	}
 }
 
+// TestMetricsNeedASystemToken: the metrics name every tenant and gateway,
+// so /metrics of the admin API needs a system-wide token.
+func TestMetricsNeedASystemToken(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge"}), 201)
+	for _, tok := range []string{"", "not-the-token-at-all"} {
+		r := e.do("GET", "/metrics", tok, nil)
+		if r.status != 401 || r.errorCode(t) != admin.CodeUnauthorized || strings.Contains(string(r.body), "acme") {
+			t.Fatalf("/metrics with token %q: %d %s", tok, r.status, r.body)
+		}
+	}
+	if r := e.do("GET", "/metrics", e.credential("acme"), nil); r.status != 403 || r.errorCode(t) != admin.CodeForbidden {
+		t.Fatalf("/metrics with a tenant token: %d %s", r.status, r.body)
+	}
+	if m := e.expect(e.do("GET", "/metrics", rootToken, nil), 200); !strings.Contains(string(m.body), "gatehouse_http_requests_total") {
+		t.Fatalf("/metrics with the bootstrap token: %.300s", m.body)
+	}
+}
+
 func TestMetricsAndReadiness(t *testing.T) {
 	e := newEnv(t)
 	e.createTenant("acme")
 	e.do("GET", "/api/system/tenants/acme", rootToken, nil)
 	e.do("GET", "/api/system/tenants/nope", rootToken, nil)
-	m := string(e.expect(e.do("GET", "/metrics", "", nil), 200).body)
+	m := string(e.expect(e.do("GET", "/metrics", rootToken, nil), 200).body)
 	for _, want := range []string{
 		`gatehouse_http_requests_total{code="201",method="POST",route="/api/system/tenants"} 1`,
 		`gatehouse_http_requests_total{code="404",method="GET",route="/api/system/tenants/:tid"} 1`,
@@ -543,6 +559,12 @@ func TestMetricsAndReadiness(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// The same metrics, for a listener of their own (--metrics-addr).
+	rec := httptest.NewRecorder()
+	e.api.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `gatehouse_http_requests_total{code="201",method="POST",route="/api/system/tenants"} 1`) {
+		t.Fatalf("MetricsHandler: %d %.300s", rec.Code, rec.Body)
 	}
 	e.expect(e.do("GET", "/readyz", "", nil), 200)
 	e.store.Close()

@@ -42,7 +42,7 @@ func TestAPIs(t *testing.T) {
 	e.expect(e.do("POST", base, tok, map[string]any{"id": "shop-pet", "service_id": "shop", "method": "GET", "path": "/pets/{id}", "data_classifications": []string{"pii"}}), 201)
 	e.expect(e.do("POST", base, tok, map[string]any{"id": "get-pet", "service_id": "shop", "method": "GET", "path": "/other"}), 409)
 
-	before := e.revision()
+	before := e.snapshot()
 	for _, bad := range []struct {
 		body  map[string]any
 		field string
@@ -70,9 +70,7 @@ func TestAPIs(t *testing.T) {
 	} {
 		e.expectFieldError(e.do("POST", base, tok, bad.body), bad.field)
 	}
-	if e.revision() != before {
-		t.Fatal("a rejected request changed the store")
-	}
+	e.requireUnchanged(t, before, "a rejected request changed the store")
 
 	// PUT: the seed's {policy_id, data_classifications} body keeps the route.
 	got := e.expect(e.do("GET", base+"/get-pet", tok, nil), 200)
@@ -90,15 +88,13 @@ func TestAPIs(t *testing.T) {
 	if moved["path"] != "/pets/{petId}" || moved["policy_id"] != "block" {
 		t.Fatalf("moved: %v", moved)
 	}
-	before = e.revision()
+	before = e.snapshot()
 	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"service_id": "shop"}), "service_id")
 	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"policy_id": "ghost"}), "policy_id")
 	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"path": "nope"}), "path")
 	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"id": "other"}), "id")
 	e.expectFieldError(e.do("PUT", base+"/"+gen["id"].(string), tok, map[string]any{"policy_id": "block"}), "policy_id")
-	if e.revision() != before {
-		t.Fatal("a rejected update changed the store")
-	}
+	e.requireUnchanged(t, before, "a rejected update changed the store")
 	e.expect(e.do("PUT", base+"/ghost", tok, map[string]any{"policy_id": "block"}), 404)
 
 	// Lists: tenant-wide with filters, per service with data classification filters.

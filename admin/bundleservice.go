@@ -266,6 +266,10 @@ func (s *Server) pruneInstances(ctx context.Context, tid, gw string) {
 }
 
 // forgetGatewayRuntime drops a deleted gateway's decision log, status
+	if apiErr := notNull(body); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
 // reports and activity, so a gateway created later with the same id starts
 // clean.
 func (s *Server) forgetGatewayRuntime(ctx context.Context, tid, gw string) {
@@ -346,7 +350,11 @@ func (s *Server) receiveLogs(c *gin.Context) {
 		return
 	}
 	var events []json.RawMessage
-	if err := json.Unmarshal(body, &events); err != nil {
+	err = json.Unmarshal(body, &events)
+	if err == nil && events == nil {
+		err = errors.New("null is not an array")
+	}
+	if err != nil {
 		abort(c, newError(http.StatusBadRequest, CodeInvalidJSON, "decision logs must be a JSON array of events: "+err.Error(), nil))
 		return
 	}

@@ -409,7 +409,7 @@ func (s *Server) validateConfiguration(tid string, in *configDocumentIn) (*confi
 	if plan.objects[model.KindScope], apiErr = configItems(in.Scopes, model.KindScope, configScopeObject); apiErr != nil {
 		return nil, apiErr
 	}
-	if plan.objects[model.KindIssuer], apiErr = configItems(in.Issuers, model.KindIssuer, configIssuerObject); apiErr != nil {
+	if plan.objects[model.KindIssuer], apiErr = configItems(in.Issuers, model.KindIssuer, s.configIssuerObject); apiErr != nil {
 		return nil, apiErr
 	}
 	if plan.objects[model.KindGateway], apiErr = configItems(in.Gateways, model.KindGateway, configGatewayObject); apiErr != nil {
@@ -573,13 +573,13 @@ func configScopeObject(in *configScope) (*configObject, *Error) {
 	return o, apiErr
 }
 
-func configIssuerObject(in *configIssuer) (*configObject, *Error) {
+func (s *Server) configIssuerObject(in *configIssuer) (*configObject, *Error) {
 	if apiErr := configID(in.ID); apiErr != nil {
 		return nil, apiErr
 	}
 	req := issuerRequest{Name: in.Name, Description: in.Description, Issuer: in.Issuer, Audiences: in.Audiences,
 		JWKS: in.JWKS, JWKSURI: in.JWKSURI, Discovery: in.Discovery, Labels: in.Labels}
-	spec, apiErr := req.spec("")
+	spec, apiErr := req.spec("", s.allowPrivateJWKSURLs)
 	if apiErr != nil {
 		return nil, apiErr
 	}
@@ -640,6 +640,9 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 		return m
 	}
 	res := &configImportResult{Created: counts(), Updated: counts(), Deleted: counts(), Unchanged: counts()}
+	if apiErr := checkIssuerURLs(plan, stored[model.KindIssuer], merge); apiErr != nil {
+		return nil, apiErr
+	}
 	w := configWriter{ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways}
 	if !merge {
 		for i := len(configKinds) - 1; i >= 0; i-- {
@@ -766,6 +769,40 @@ func duplicateConfigName(k configKind, o *configObject, other string) *Error {
 }
 
 // sameConfigObject reports whether the stored object already is what the
+// checkIssuerURLs applies the issuer endpoint's rule that one tenant's
+// issuers have distinct issuer URLs: within the document and, in merge
+// mode, against the stored issuers the merge keeps.
+func checkIssuerURLs(plan *configPlan, stored configState, merge bool) *Error {
+	seen := map[string]string{} // issuer URL -> where it is
+	if merge {
+		named := map[string]bool{}
+		for _, o := range plan.objects[model.KindIssuer] {
+			named[o.obj.ID] = true
+		}
+		for _, id := range slices.Sorted(maps.Keys(stored)) {
+			if named[id] {
+				continue
+			}
+			var spec model.IssuerSpec
+			if err := json.Unmarshal(stored[id].Spec, &spec); err != nil {
+				return internalError(fmt.Errorf("decode issuer %q: %w", id, err))
+			}
+			seen[spec.Issuer] = fmt.Sprintf("issuer %q, which a merge keeps", id)
+		}
+	}
+	for _, o := range plan.objects[model.KindIssuer] {
+		var spec model.IssuerSpec
+		if err := json.Unmarshal(o.obj.Spec, &spec); err != nil {
+			return internalError(fmt.Errorf("decode issuer %q: %w", o.obj.ID, err))
+		}
+		if prev, dup := seen[spec.Issuer]; dup {
+			return fieldError(o.field+".issuer", "%q is also the issuer URL of %s", spec.Issuer, prev)
+		}
+		seen[spec.Issuer] = o.field
+	}
+	return nil
+}
+
 // document asks for.
 func sameConfigObject(k configKind, cur, want *store.Object) (bool, error) {
 	if cur == nil || cur.Name != want.Name || cur.ParentID != want.ParentID || cur.Description != want.Description ||

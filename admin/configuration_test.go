@@ -314,13 +314,11 @@ func TestConfigurationRoundTrip(t *testing.T) {
 
 	// Re-importing the same document changes nothing at all.
 	for _, tid := range []string{"copy", "src"} {
-		rev, events := e.revision(), e.eventCount(tid)
+		before := e.snapshot()
 		for _, mode := range []string{"replace", "merge"} {
 			e.expectCounts(e.importCounts(tid, mode, exported), counts("unchanged", n))
 		}
-		if e.revision() != rev || e.eventCount(tid) != events {
-			t.Fatalf("an unchanged re-import into %s wrote to the store", tid)
-		}
+		e.requireUnchanged(t, before, "an unchanged re-import into "+tid+" wrote to the store")
 	}
 
 	// The imported gateway has no credential; one minted for it works.
@@ -434,15 +432,13 @@ func TestConfigurationReplaceMergeAndRenames(t *testing.T) {
 	typed := deepCopy(t, edited)
 	_, j := docItem(t, typed, "gateways", "edge")
 	docList(typed, "gateways")[j].(map[string]any)["type"] = "grpc"
-	rev := e.revision()
+	rev := e.snapshot()
 	for field, bad := range map[string]map[string]any{fmt.Sprintf("apis[%d].service_id", i): moved, fmt.Sprintf("gateways[%d].type", j): typed} {
 		if r := e.importConfig("acme", "", bad); r.status != 400 || r.json(t)["details"].(map[string]any)["field"] != field {
 			t.Errorf("%s: %d %s", field, r.status, r.body)
 		}
 	}
-	if e.revision() != rev {
-		t.Fatal("a refused import changed the store")
-	}
+	e.requireUnchanged(t, rev, "a refused import changed the store")
 }
 
 func TestConfigurationInvalidDocuments(t *testing.T) {
@@ -530,7 +526,7 @@ func TestConfigurationInvalidDocuments(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rev := e.revision()
+			rev := e.snapshot()
 			path := c.query
 			if path == "" {
 				path = configPath + "?tid=acme"
@@ -554,9 +550,7 @@ func TestConfigurationInvalidDocuments(t *testing.T) {
 					t.Fatalf("policy problem without its position: %v", first)
 				}
 			}
-			if e.revision() != rev {
-				t.Fatal("a rejected import changed the store")
-			}
+			e.requireUnchanged(t, rev, "a rejected import changed the store")
 		})
 	}
 	if !bytes.Equal(e.exportConfig("acme"), exported) {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +17,8 @@ import (
 const DefaultBodyLimit = 1 << 20
 
 // decodeJSON strictly decodes the request body into dst: JSON only, unknown
-// fields and trailing data rejected, size capped. Errors name the field.
+// fields, trailing data and a null body rejected, size capped. Errors name
+// the field.
 func decodeJSON(c *gin.Context, dst any) *Error {
 	return decodeJSONLimit(c, dst, DefaultBodyLimit)
 }
@@ -29,18 +31,33 @@ func decodeJSONLimit(c *gin.Context, dst any, limit int64) *Error {
 				fmt.Sprintf("Content-Type %q is not supported; send application/json", ct), map[string]any{"header": "Content-Type"})
 		}
 	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
-	dec := json.NewDecoder(body)
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return jsonError(err, limit)
+		}
+		return newError(http.StatusBadRequest, CodeInvalidRequest, "cannot read the request body: "+err.Error(), nil)
+	}
+	if apiErr := notNull(raw); apiErr != nil {
+		return apiErr
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err, limit)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return jsonError(err, limit)
-		}
 		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body must hold a single JSON object", nil)
+	}
+	return nil
+}
+
+// notNull refuses a body that is the JSON literal null: decoding it into a
+// struct would silently give the zero value, as if {} had been sent.
+func notNull(raw []byte) *Error {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body must be a JSON object, not null", nil)
 	}
 	return nil
 }

@@ -84,10 +84,10 @@ func TestImportOpenAPI30(t *testing.T) {
 	e.expect(e.do("POST", "/api/admin/acme/scopes", tok, map[string]any{"id": "pets-read", "name": "pets:read"}), 201)
 	storeObject(e, model.KindPolicy, "acme", "block", model.PolicySpec{Language: model.LanguageRego})
 
-	before := e.revision()
+	before := e.snapshot()
 	res := e.expect(e.importText(tok, fixture(t, "petstore-3.0.yaml"), "application/yaml"), 200).json(t)
-	if e.revision() != before+1 {
-		t.Fatalf("the import took %d transactions", e.revision()-before)
+	if n := e.transactionsSince(before); n != 1 {
+		t.Fatalf("the import took %d transactions", n)
 	}
 	created := items(t, res, "created_apis")
 	want := []string{
@@ -171,10 +171,10 @@ func TestReimportKeepsBindings(t *testing.T) {
 	e.expect(e.do("PUT", "/api/admin/acme/apis/"+byOp["listPets"], tok, map[string]any{"can_have_policy": false}), 200)
 
 	body, ct := multipartForm(t, "file", "petstore.yaml", fixture(t, "petstore-3.0-v2.yaml"))
-	before := e.revision()
+	before := e.snapshot()
 	res := e.expect(e.do("POST", importBase+"file", tok, body, "Content-Type", ct), 200).json(t)
-	if e.revision() != before+1 {
-		t.Fatalf("the re-import took %d transactions", e.revision()-before)
+	if n := e.transactionsSince(before); n != 1 {
+		t.Fatalf("the re-import took %d transactions", n)
 	}
 	updated := items(t, res, "updated_apis")
 	if fmt.Sprint(routes(updated)) != "[GET /api/v1/pets/{petId} showPet 0 GET /api/v1/pets listPets 2 POST /api/v1/pets createPet 3]" {
@@ -228,7 +228,7 @@ func TestImportRejectsInvalidDocuments(t *testing.T) {
 	e, tok := importEnv(t)
 	e.expect(e.importText(tok, fixture(t, "petstore-3.0.yaml"), "application/yaml"), 200)
 	apisBefore := e.expect(e.do("GET", "/api/admin/acme/apis", tok, nil), 200).body
-	before := e.revision()
+	before := e.snapshot()
 	for _, c := range []struct {
 		name    string
 		doc     string
@@ -282,9 +282,7 @@ func TestImportRejectsInvalidDocuments(t *testing.T) {
 		t.Errorf("stale If-Match: %d %s", r.status, r.body)
 	}
 
-	if e.revision() != before {
-		t.Fatal("a rejected import changed the store")
-	}
+	e.requireUnchanged(t, before, "a rejected import changed the store")
 	if after := e.expect(e.do("GET", "/api/admin/acme/apis", tok, nil), 200).body; !bytes.Equal(after, apisBefore) {
 		t.Fatalf("the APIs changed:\n%s\n%s", apisBefore, after)
 	}
@@ -295,10 +293,10 @@ func TestRemoveSpecification(t *testing.T) {
 	imported := items(t, e.expect(e.importText(tok, fixture(t, "petstore-3.0.yaml"), "application/yaml"), 200).json(t), "created_apis")
 	svcTag := e.expect(e.do("GET", "/api/admin/acme/services/pets", tok, nil), 200).header.Get("ETag")
 	e.expect(e.do("DELETE", "/api/admin/acme/services/pets/apis", tok, nil, "If-Match", `"1"`), 412)
-	before := e.revision()
+	before := e.snapshot()
 	res := e.expect(e.do("DELETE", "/api/admin/acme/services/pets/apis", tok, nil, "If-Match", svcTag), 200).json(t)
-	if e.revision() != before+1 {
-		t.Fatalf("removal took %d transactions", e.revision()-before)
+	if n := e.transactionsSince(before); n != 1 {
+		t.Fatalf("removal took %d transactions", n)
 	}
 	if len(items(t, res, "removed_apis")) != len(imported) || len(items(t, res, "removed_policies")) != 0 || len(items(t, res, "not_removed_policies")) != 0 {
 		t.Fatalf("removed: %v", res)
@@ -357,7 +355,7 @@ func TestImportFromURL(t *testing.T) {
 	if e.api.AllowsPrivateImportURLs() {
 		t.Fatal("private import URLs are allowed by default")
 	}
-	before := e.revision()
+	before := e.snapshot()
 	for _, target := range []string{remote.URL + "/spec.yaml", "http://localhost:" + u.Port() + "/spec.yaml"} {
 		r := importURL(target)
 		e.expectFieldError(r, "url")
@@ -371,9 +369,7 @@ func TestImportFromURL(t *testing.T) {
 	if r := e.do("POST", importBase+"url", tok, map[string]any{}); r.status != 400 || r.errorCode(t) != admin.CodeMissingField {
 		t.Fatalf("missing url: %d %s", r.status, r.body)
 	}
-	if e.revision() != before {
-		t.Fatal("a refused URL import changed the store")
-	}
+	e.requireUnchanged(t, before, "a refused URL import changed the store")
 
 	e.api.SetAllowPrivateImportURLs(true)
 	res := e.expect(importURL(remote.URL+"/redirect"), 200).json(t)
@@ -389,7 +385,7 @@ func TestImportFromURL(t *testing.T) {
 		t.Fatalf("text/plain url: %d %s", r.status, r.body)
 	}
 
-	before = e.revision()
+	before = e.snapshot()
 	e.expectFieldError(importURL(remote.URL+"/to-ftp"), "url")
 	e.expectFieldError(importURL(remote.URL+"/big"), "url")
 	for _, path := range []string{"/missing", "/loop"} {
@@ -406,9 +402,7 @@ func TestImportFromURL(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("the slow fetch took %s", d)
 	}
-	if e.revision() != before {
-		t.Fatal("a failed fetch changed the store")
-	}
+	e.requireUnchanged(t, before, "a failed fetch changed the store")
 }
 
 func TestImportURLOption(t *testing.T) {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/gatehouse-dev/gatehouse/internal/netguard"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -65,10 +68,12 @@ func (s *Server) issuerRoutes(_, adm *gin.RouterGroup) {
 	adm.DELETE("/issuers/:iid", s.deleteIssuer)
 }
 
-// spec validates the request: exactly one key source (an inline public
-// JWK Set, a jwks_uri, or OIDC discovery from the issuer URL) and at least
-// one audience.
-func (r *issuerRequest) spec(tid string) (model.IssuerSpec, *Error) {
+// spec validates the request: an issuer URL, exactly one key source (an
+// inline public JWK Set, a jwks_uri, or OIDC discovery from the issuer URL)
+// and at least one audience. URLs the authorizer fetches (jwks_uri, the
+// issuer with discovery) must be https and may name a loopback or private
+// host only when allowPrivate is set (--jwks-allow-private-urls).
+func (r *issuerRequest) spec(tid string, allowPrivate bool) (model.IssuerSpec, *Error) {
 	if err := validateText("name", r.Name, true, 256); err != nil {
 		return model.IssuerSpec{}, err
 	}
@@ -84,8 +89,11 @@ func (r *issuerRequest) spec(tid string) (model.IssuerSpec, *Error) {
 	if len(r.Issuer) > 2048 {
 		return model.IssuerSpec{}, fieldError("issuer", "must be at most 2048 characters")
 	}
+	if err := issuerURL(r.Issuer); err != nil {
+		return model.IssuerSpec{}, err
+	}
 	if r.Discovery {
-		if err := httpURL("issuer", r.Issuer); err != nil {
+		if err := keyURL("issuer", r.Issuer, allowPrivate); err != nil {
 			return model.IssuerSpec{}, err
 		}
 	}
@@ -108,7 +116,10 @@ func (r *issuerRequest) spec(tid string) (model.IssuerSpec, *Error) {
 	}
 	spec := model.IssuerSpec{Issuer: r.Issuer, Audiences: r.Audiences, JWKSURI: r.JWKSURI, Discovery: r.Discovery}
 	if r.JWKSURI != "" {
-		if err := httpURL("jwks_uri", r.JWKSURI); err != nil {
+		if len(r.JWKSURI) > 2048 {
+			return model.IssuerSpec{}, fieldError("jwks_uri", "must be at most 2048 characters")
+		}
+		if err := keyURL("jwks_uri", r.JWKSURI, allowPrivate); err != nil {
 			return model.IssuerSpec{}, err
 		}
 	}
@@ -122,10 +133,64 @@ func (r *issuerRequest) spec(tid string) (model.IssuerSpec, *Error) {
 	return spec, validateLabels(r.Labels)
 }
 
-func httpURL(field, raw string) *Error {
+// issuerURL checks an issuer identifier (the iss of its tokens): an
+// absolute http(s) URL without credentials, query or fragment, as OpenID
+// Connect Discovery requires of issuers.
+func issuerURL(raw string) *Error {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
-		return fieldError(field, "must be an absolute http(s) URL without credentials or fragment")
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "" || u.User != nil ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n") {
+		return fieldError("issuer", "must be an absolute http(s) URL without credentials, query or fragment (the iss of the tokens)")
+	}
+	return nil
+}
+
+// keyURL checks a URL the authorizer fetches keys or discovery documents
+// from: https, without credentials or fragment. A loopback, private or
+// link-local host (an IP literal, or localhost) is refused unless
+// allowPrivate is set, and then may also be plain http; a public host must
+// be https. Names resolving to private addresses are caught when the
+// authorizer dials them (internal/netguard).
+func keyURL(field, raw string, allowPrivate bool) *Error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "" || u.User != nil ||
+		u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n") {
+		return fieldError(field, "must be an absolute https URL without credentials or fragment")
+	}
+	kind := hostKind(u.Hostname())
+	switch {
+	case kind != "" && !allowPrivate:
+		return fieldError(field, "names a %s address; such URLs are allowed only with --jwks-allow-private-urls", kind)
+	case u.Scheme != "https" && kind == "":
+		return fieldError(field, "must be an https URL (plain http is allowed only to loopback and private addresses, with --jwks-allow-private-urls)")
+	}
+	return nil
+}
+
+// hostKind is netguard.Kind of an IP literal host, "loopback" for
+// localhost and its subdomains, and "" for any other name.
+func hostKind(host string) string {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return netguard.Kind(ip)
+	}
+	if h := strings.ToLower(strings.TrimSuffix(host, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return "loopback"
+	}
+	return ""
+}
+
+// uniqueIssuer refuses an issuer URL another issuer of the tenant (other
+// than id) already has: a token's iss must name one issuer.
+func uniqueIssuer(ctx context.Context, tx store.Tx, tid, id, issuer string) error {
+	all, err := issuerRepo.ListAll(ctx, tx, store.Query{TenantID: tid})
+	if err != nil {
+		return err
+	}
+	for _, other := range all {
+		if other.Meta.ID != id && other.Spec.Issuer == issuer {
+			return newError(http.StatusConflict, CodeAlreadyExists, fmt.Sprintf("issuer: %q is already the issuer URL of issuer %q", issuer, other.Meta.ID),
+				map[string]any{"field": "issuer", "reason": "already the issuer URL of another issuer", "kind": "issuer", "id": other.Meta.ID})
+		}
 	}
 	return nil
 }
@@ -178,7 +243,7 @@ func (s *Server) createIssuer(c *gin.Context) {
 		abort(c, apiErr)
 		return
 	}
-	spec, apiErr := req.spec(tid)
+	spec, apiErr := req.spec(tid, s.allowPrivateJWKSURLs)
 	if apiErr != nil {
 		abort(c, apiErr)
 		return
@@ -188,6 +253,9 @@ func (s *Server) createIssuer(c *gin.Context) {
 		Spec: spec,
 	}
 	if s.write(c, "issuer", id, func(ctx context.Context, tx store.Tx) error {
+		if err := uniqueIssuer(ctx, tx, tid, id, spec.Issuer); err != nil {
+			return err
+		}
 		if err := issuerRepo.Create(ctx, tx, t); err != nil {
 			return err
 		}
@@ -208,11 +276,14 @@ func (s *Server) updateIssuer(c *gin.Context) {
 		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
 			return nil, apiErr
 		}
-		spec, apiErr := req.spec(tid)
+		spec, apiErr := req.spec(tid, s.allowPrivateJWKSURLs)
 		if apiErr != nil {
 			return nil, apiErr
 		}
 		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.IssuerSpec]) error {
+			if err := uniqueIssuer(ctx, tx, tid, id, spec.Issuer); err != nil {
+				return err
+			}
 			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
 			t.Spec = spec
 			return nil

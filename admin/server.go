@@ -27,7 +27,8 @@ type Options struct {
 	// BootstrapToken is the system-wide admin token (see BootstrapToken).
 	BootstrapToken string
 	Logger         *slog.Logger
-	// Registry receives the HTTP metrics; /metrics serves its Gatherer.
+	// Registry receives the HTTP metrics; /metrics (system-wide token) and
+	// MetricsHandler serve its Gatherer.
 	// A new registry is made when nil.
 	Registry *prometheus.Registry
 	// PublicURL is the externally visible base URL, used in tenant URLs.
@@ -40,6 +41,10 @@ type Options struct {
 	// private and link-local addresses (refused by default).
 	AllowPrivateImportURLs bool
 	// XDS reports the gateways' xDS state, shown as status.xds; nil when
+	// AllowPrivateJWKSURLs lets token issuers name loopback, private and
+	// link-local hosts (and plain http to them) in jwks_uri and discovery
+	// issuer URLs (refused by default; --jwks-allow-private-urls).
+	AllowPrivateJWKSURLs bool
 	// no xDS control plane runs in this process.
 	XDS XDSStatusSource
 	// XDSPublicAddress is the xDS address gateways are told to use in their
@@ -78,6 +83,8 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("admin: a store is required")
+	// allowPrivateJWKSURLs: see Options.AllowPrivateJWKSURLs.
+	allowPrivateJWKSURLs bool
 	}
 	if len(opts.BootstrapToken) < 16 {
 		return nil, errors.New("admin: a bootstrap token of at least 16 characters is required")
@@ -129,6 +136,7 @@ func (s *Server) Handler() http.Handler { return s.engine }
 // Routes lists the registered method+path pairs (gin path syntax).
 func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
 
+		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
 func (s *Server) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -139,6 +147,13 @@ func (s *Server) routes() *gin.Engine {
 	e.Use(s.requestContext, s.observe, s.recover)
 	e.NoRoute(func(c *gin.Context) {
 		abort(c, newError(http.StatusNotFound, CodeNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path, nil))
+// MetricsHandler serves the registry's metrics without authentication,
+// for a separate listener only trusted scrapers reach (--metrics-addr);
+// the admin API's own /metrics needs a system-wide token.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
+}
+
 	})
 	e.NoMethod(func(c *gin.Context) {
 		abort(c, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path, nil))
@@ -146,7 +161,8 @@ func (s *Server) routes() *gin.Engine {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
+	// The metrics name every tenant and gateway: a system-wide token only.
+	e.GET("/metrics", s.authenticate, s.requireSystem, gin.WrapH(s.MetricsHandler()))
 	e.GET("/api/openapi.json", s.openAPI)
 
 	sys := e.Group("/api/system", s.authenticate, s.requireSystem)
