@@ -15,7 +15,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/routing"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -142,6 +144,14 @@ func (r *apiRequest) validate(tid string, create bool) *Error {
 	if r.PolicyID != "" && !model.ValidObjectID(r.PolicyID) {
 		return fieldError("policy_id", "invalid id (%s)", model.ObjectIDRule)
 	}
+	if r.Public && r.PolicyID != "" {
+		// Every enforcement point must agree on what is public: Envoy skips
+		// the authorizer on public routes, so a policy there would never run.
+		e := fieldError("public", "cannot be true together with policy_id (%q): a public API is served without any policy; "+
+			"remove policy_id, or set public to false to enforce the policy", r.PolicyID)
+		e.Details["fields"] = []string{"public", "policy_id"}
+		return e
+	}
 	if r.CanHavePolicy != nil && !*r.CanHavePolicy && r.PolicyID != "" {
 		return fieldError("policy_id", "cannot be set when can_have_policy is false")
 	}
@@ -230,6 +240,53 @@ func checkRouteFree(ctx context.Context, rd store.Reader, tid, selfID string, ro
 		map[string]any{"kind": "api", "id": other.Meta.ID, "method": other.Spec.Method, "path": other.Spec.Path})
 }
 
+// takeoverScope says which route takeovers a write caused: those involving
+// these APIs, APIs of these services, or these gateways; all counts every
+// one (a configuration import replaces everything).
+type takeoverScope struct {
+	apis, services, gateways map[string]bool
+	all                      bool
+}
+
+func (sc takeoverScope) covers(rc policies.RouteConflict) bool {
+	return sc.all || rc.Involves(sc.apis, sc.services) || sc.gateways[rc.GatewayID]
+}
+
+// checkRouteTakeover fails with 409 conflict when a write made an API of one
+// service take over (or be taken over by) an equivalent route of another
+// service served by the same gateway on a shared host
+// (policies.RouteConflicts). It reads the configuration in rd (the write's
+// transaction); pending, when not nil, applies a change not yet written.
+// Only conflicts the write caused count (scope); the message names the API
+// that was there (the one not being written, when one is).
+func checkRouteTakeover(ctx context.Context, rd store.Reader, tid string, scope takeoverScope, pending func(*policies.Config)) error {
+	cfg, err := bundles.LoadConfig(ctx, rd, tid)
+	if err != nil {
+		return err
+	}
+	if pending != nil {
+		pending(cfg)
+	}
+	for _, rc := range cfg.RouteConflicts() {
+		if !scope.covers(rc) {
+			continue
+		}
+		existing, other := rc.A, rc.B
+		if scope.apis[existing.ID] || (scope.services[existing.Spec.ServiceID] && !scope.services[other.Spec.ServiceID]) {
+			existing, other = other, existing
+		}
+		return newError(http.StatusConflict, CodeConflict,
+			fmt.Sprintf("API %q of service %q (%s %s) already serves these requests on host %s of gateway %q; "+
+				"API %q of service %q (%s %s) would take them over (or lose them): change the path, the method or the hosts, "+
+				"or serve the services through different gateways",
+				existing.ID, existing.Spec.ServiceID, existing.Spec.Method, existing.Spec.Path, rc.Domain, rc.GatewayID,
+				other.ID, other.Spec.ServiceID, other.Spec.Method, other.Spec.Path),
+			map[string]any{"kind": "api", "id": existing.ID, "service_id": existing.Spec.ServiceID, "method": existing.Spec.Method,
+				"path": existing.Spec.Path, "gateway_id": rc.GatewayID, "host": rc.Domain, "conflicting_api_id": other.ID})
+	}
+	return nil
+}
+
 // errSpecificationOwnsAPIs is the 409 for hand-editing the API list of a
 // service whose APIs come from an OpenAPI import.
 func errSpecificationOwnsAPIs(serviceID, what string) *Error {
@@ -278,6 +335,9 @@ func (s *Server) createAPI(c *gin.Context) {
 			return err
 		}
 		if err := apiRepo.Create(ctx, tx, t); err != nil {
+			return err
+		}
+		if err := checkRouteTakeover(ctx, tx, tid, takeoverScope{apis: map[string]bool{id: true}}, nil); err != nil {
 			return err
 		}
 		return record(ctx, tx, c, tid, "create", model.KindAPI, id)
@@ -350,6 +410,9 @@ func (s *Server) updateAPI(c *gin.Context) {
 		t.Meta.Name, t.Meta.Labels, t.Meta.UpdatedBy = route.name(spec.ServiceID), req.Labels, actor(c)
 		t.Spec = spec
 		if err := apiRepo.Update(ctx, tx, t, expect); err != nil {
+			return err
+		}
+		if err := checkRouteTakeover(ctx, tx, tid, takeoverScope{apis: map[string]bool{id: true}}, nil); err != nil {
 			return err
 		}
 		return record(ctx, tx, c, tid, "update", model.KindAPI, id)

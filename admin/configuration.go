@@ -367,8 +367,10 @@ func (s *Server) importConfiguration(c *gin.Context) {
 	var result *configImportResult
 	if s.write(c, "tenant", tid, func(ctx context.Context, tx store.Tx) error {
 		var err error
-		result, err = applyConfiguration(ctx, tx, c, tid, plan, merge)
-		return err
+		if result, err = applyConfiguration(ctx, tx, c, tid, plan, merge); err != nil {
+			return err
+		}
+		return checkRouteTakeover(ctx, tx, tid, takeoverScope{all: true}, nil)
 	}) {
 		for _, gw := range result.deletedGateways {
 			s.forgetGatewayRuntime(c.Request.Context(), tid, gw)

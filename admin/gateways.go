@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -229,6 +230,9 @@ func (s *Server) createGateway(c *gin.Context) {
 		if err := gatewayRepo.Create(ctx, tx, t); err != nil {
 			return err
 		}
+		if err := checkRouteTakeover(ctx, tx, tid, takeoverScope{gateways: map[string]bool{id: true}}, nil); err != nil {
+			return err
+		}
 		if err := record(ctx, tx, c, tid, "create", model.KindGateway, id); err != nil {
 			return err
 		}
@@ -311,7 +315,11 @@ func (s *Server) updateGateway(c *gin.Context) {
 			}
 			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
 			t.Spec = req.spec()
-			return nil
+			return checkRouteTakeover(ctx, tx, tid, takeoverScope{gateways: map[string]bool{t.Meta.ID: true}}, func(cfg *policies.Config) {
+				if gw := cfg.Gateway(t.Meta.ID); gw != nil {
+					gw.Spec = t.Spec
+				}
+			})
 		}, nil
 	})
 }

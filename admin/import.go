@@ -190,8 +190,10 @@ func (s *Server) importWith(c *gin.Context, read func(c *gin.Context) ([]byte, *
 	var res *importResult
 	ok = s.write(c, "service", sid, func(ctx context.Context, tx store.Tx) error {
 		var err error
-		res, err = applySpecification(ctx, tx, c, tid, sid, expect, spec)
-		return err
+		if res, err = applySpecification(ctx, tx, c, tid, sid, expect, spec); err != nil {
+			return err
+		}
+		return checkRouteTakeover(ctx, tx, tid, takeoverScope{services: map[string]bool{sid: true}}, nil)
 	})
 	if ok {
 		c.JSON(http.StatusOK, res)

@@ -150,9 +150,9 @@ func TestImportOpenAPI30(t *testing.T) {
 	e.expectFieldError(e.do("PUT", getPet, tok, map[string]any{"position": 0}), "position")
 	upd := e.expect(e.do("PUT", getPet, tok, map[string]any{
 		"method": "get", "path": "/api/v1/pets/{pet_id}", "position": 2, "policy_id": "block",
-		"data_classifications": []string{"pii"}, "public": true, "labels": map[string]string{"k": "v"},
+		"data_classifications": []string{"pii"}, "public": false, "labels": map[string]string{"k": "v"},
 	}), 200).json(t)
-	if upd["policy_id"] != "block" || upd["public"] != true || upd["imported"] != true || upd["operation_id"] != "getPet" {
+	if upd["policy_id"] != "block" || upd["public"] != false || upd["imported"] != true || upd["operation_id"] != "getPet" {
 		t.Fatalf("update of an imported API: %v", upd)
 	}
 }
@@ -166,9 +166,9 @@ func TestReimportKeepsBindings(t *testing.T) {
 		byOp[a["operation_id"].(string)] = a["id"].(string)
 	}
 	e.expect(e.do("PUT", "/api/admin/acme/apis/"+byOp["getPet"], tok, map[string]any{
-		"policy_id": "block", "data_classifications": []string{"pii"}, "public": true, "can_have_policy": true, "labels": map[string]string{"k": "v"},
+		"policy_id": "block", "data_classifications": []string{"pii"}, "can_have_policy": true, "labels": map[string]string{"k": "v"},
 	}), 200)
-	e.expect(e.do("PUT", "/api/admin/acme/apis/"+byOp["listPets"], tok, map[string]any{"can_have_policy": false}), 200)
+	e.expect(e.do("PUT", "/api/admin/acme/apis/"+byOp["listPets"], tok, map[string]any{"can_have_policy": false, "public": true}), 200)
 
 	body, ct := multipartForm(t, "file", "petstore.yaml", fixture(t, "petstore-3.0-v2.yaml"))
 	before := e.snapshot()
@@ -182,10 +182,10 @@ func TestReimportKeepsBindings(t *testing.T) {
 	}
 	kept := updated[0]
 	if kept["id"] != byOp["getPet"] || kept["policy_id"] != "block" || fmt.Sprint(kept["data_classifications"]) != "[pii]" ||
-		kept["public"] != true || fmt.Sprint(kept["labels"]) != "map[k:v]" {
+		kept["public"] != false || fmt.Sprint(kept["labels"]) != "map[k:v]" {
 		t.Fatalf("the re-import lost the binding: %v", kept)
 	}
-	if updated[1]["id"] != byOp["listPets"] || updated[1]["can_have_policy"] != false {
+	if updated[1]["id"] != byOp["listPets"] || updated[1]["can_have_policy"] != false || updated[1]["public"] != true {
 		t.Fatalf("listPets: %v", updated[1])
 	}
 	if fmt.Sprint(routes(items(t, res, "created_apis"))) != "[PUT /api/v1/pets/{petId} replacePet 1]" {

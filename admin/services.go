@@ -325,6 +325,9 @@ func (s *Server) updateService(c *gin.Context) {
 		if err := serviceRepo.Update(ctx, tx, t, expect); err != nil {
 			return err
 		}
+		if err := checkRouteTakeover(ctx, tx, tid, takeoverScope{services: map[string]bool{id: true}}, nil); err != nil {
+			return err
+		}
 		return record(ctx, tx, c, tid, "update", model.KindService, id)
 	})
 	if ok {

@@ -195,3 +195,99 @@ func TestOwnedHeadersRemovedAheadOfExtAuthz(t *testing.T) {
 		t.Errorf("prefix %q is not removed", policies.OwnedHeaderPrefix)
 	}
 }
+
+// TestRoutePriorityAgreesWithGatehouse generates overlapping templates
+// across several services on one host and requires Envoy's first match over
+// the generated routes (path specifier and :method header) to pick the API
+// that Gatehouse's routing table picks, for every generated request.
+func TestRoutePriorityAgreesWithGatehouse(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	words := []string{"pets", "a", "b", "mine", "x.y"}
+	segment := func() string {
+		switch rng.Intn(4) {
+		case 0:
+			return "{p}"
+		default:
+			return words[rng.Intn(len(words))]
+		}
+	}
+	compared, matched := 0, 0
+	for n := 0; n < 30; n++ {
+		cfg := &policies.Config{
+			Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
+			Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy}}},
+		}
+		seen := map[string]bool{}
+		for s := 0; s < 3; s++ {
+			sid := fmt.Sprintf("s%d", s)
+			cfg.Services = append(cfg.Services, policies.Object[model.ServiceSpec]{ID: sid, Name: sid, Spec: model.ServiceSpec{URL: "http://" + sid}})
+			for i := 0; i < 6; i++ {
+				var b strings.Builder
+				for k := rng.Intn(3); k >= 0; k-- {
+					b.WriteString("/" + segment())
+				}
+				if rng.Intn(4) == 0 {
+					b.WriteString("/{rest...}")
+				}
+				path := strings.Replace(b.String(), "{p}", fmt.Sprintf("{p%d}", i), 1)
+				path = strings.ReplaceAll(path, "{p}", "{q}")
+				if strings.Count(path, "{q}") > 1 {
+					continue
+				}
+				method := []string{"GET", "POST", "*"}[rng.Intn(3)]
+				tpl, err := routing.ParseTemplate(path)
+				if err != nil || seen[sid+method+tpl.Shape()] {
+					continue
+				}
+				seen[sid+method+tpl.Shape()] = true
+				cfg.APIs = append(cfg.APIs, policies.Object[model.APISpec]{ID: fmt.Sprintf("%s-%d", sid, i),
+					Spec: model.APISpec{ServiceID: sid, Method: method, Path: path, Public: true}})
+			}
+		}
+		c, err := policies.Compile(cfg, "edge")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Translate(c, TranslateOptions{AuthorizerAddress: "authz:9191"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes := resourcesOf[*routev3.RouteConfiguration](t, res, resource.RouteType)[0].GetVirtualHosts()[0].GetRoutes()
+		for r := 0; r < 200; r++ {
+			var b strings.Builder
+			for k := rng.Intn(4); k >= 0; k-- {
+				b.WriteString("/" + []string{"pets", "a", "b", "mine", "x.y", "7", ""}[rng.Intn(7)])
+			}
+			path, err := routing.CanonicalPath(b.String())
+			if err != nil {
+				continue
+			}
+			method := []string{"GET", "POST", "PUT"}[rng.Intn(3)]
+			want := ""
+			if rt, _, ok := c.Routes.Match(method, "any.host", path); ok {
+				want = rt.APIID
+				matched++
+			}
+			got := ""
+			for _, er := range routes {
+				if !envoyPathMatches(t, er.GetMatch(), path) {
+					continue
+				}
+				if hs := er.GetMatch().GetHeaders(); len(hs) == 1 && hs[0].GetStringMatch().GetExact() != method {
+					continue
+				}
+				if _, isAPI := c.APIs[er.GetName()]; isAPI {
+					got = er.GetName()
+				}
+				break
+			}
+			if got != want {
+				t.Fatalf("%s %s: Envoy's first match %q, Gatehouse %q", method, path, got, want)
+			}
+			compared++
+		}
+	}
+	if matched < 500 {
+		t.Fatalf("only %d of %d requests matched an API", matched, compared)
+	}
+}
