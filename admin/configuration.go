@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -141,6 +142,7 @@ type configGateway struct {
 	ListenerAddress      string                     `json:"listener_address"`
 	ListenerPort         int                        `json:"listener_port"`
 	RequestBody          *model.RequestBodySettings `json:"request_body,omitempty"`
+	PolicyTimeoutMS      int                        `json:"policy_timeout_ms,omitempty"`
 	Labels               map[string]string          `json:"labels"`
 }
 
@@ -328,7 +330,7 @@ func exportGateway(t *store.Typed[model.GatewaySpec]) configGateway {
 		ID: t.Meta.ID, Name: t.Meta.Name, Description: t.Meta.Description, Type: t.Spec.Type,
 		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
 		ServerID: t.Spec.ServerID, ListenerAddress: t.Spec.ListenerAddress, ListenerPort: t.Spec.ListenerPort,
-		RequestBody: t.Spec.RequestBody, Labels: labelsOrEmpty(t.Meta.Labels),
+		RequestBody: t.Spec.RequestBody, PolicyTimeoutMS: effectivePolicyTimeout(t.Spec.PolicyTimeoutMS), Labels: labelsOrEmpty(t.Meta.Labels),
 	}
 }
 
@@ -404,6 +406,10 @@ func (s *Server) validateConfiguration(tid string, in *configDocumentIn) (*confi
 	}
 	if plan.objects[model.KindAPI], apiErr = configItems(in.APIs, model.KindAPI, configAPIObject); apiErr != nil {
 		return nil, apiErr
+	}
+	if len(in.Policies) > policies.MaxPoliciesPerTenant { // before compiling any of them
+		return nil, limitError("policies", policies.MaxPoliciesPerTenant, "a tenant may have at most %d policies (the document has %d)",
+			policies.MaxPoliciesPerTenant, len(in.Policies))
 	}
 	if plan.objects[model.KindPolicy], apiErr = configItems(in.Policies, model.KindPolicy, s.configPolicyObject); apiErr != nil {
 		return nil, apiErr
@@ -594,7 +600,7 @@ func configGatewayObject(in *configGateway) (*configObject, *Error) {
 	}
 	req := gatewayRequest{Name: in.Name, Description: in.Description, Type: in.Type, ServiceIDs: in.ServiceIDs, DryRun: in.DryRun,
 		AllowUnmatchedRoutes: in.AllowUnmatchedRoutes, ServerID: in.ServerID, ListenerAddress: in.ListenerAddress,
-		ListenerPort: in.ListenerPort, RequestBody: in.RequestBody, Labels: in.Labels}
+		ListenerPort: in.ListenerPort, RequestBody: in.RequestBody, PolicyTimeoutMS: in.PolicyTimeoutMS, Labels: in.Labels}
 	if apiErr := req.validate(""); apiErr != nil {
 		return nil, apiErr
 	}
@@ -632,6 +638,9 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 		return nil, apiErr
 	}
 	if apiErr := checkFixedFields(plan, stored); apiErr != nil {
+		return nil, apiErr
+	}
+	if apiErr := checkConfigPolicyCount(plan, stored[model.KindPolicy], merge); apiErr != nil {
 		return nil, apiErr
 	}
 	counts := func() map[string]int {

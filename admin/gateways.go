@@ -36,6 +36,7 @@ type gatewayRequest struct {
 	ListenerAddress      string                     `json:"listener_address"`
 	ListenerPort         int                        `json:"listener_port"`
 	RequestBody          *model.RequestBodySettings `json:"request_body"`
+	PolicyTimeoutMS      int                        `json:"policy_timeout_ms"`
 	Labels               map[string]string          `json:"labels"`
 	TenantID             string                     `json:"tenant_id"`
 	Metadata             json.RawMessage            `json:"metadata"`
@@ -56,6 +57,7 @@ type gatewayResponse struct {
 	ListenerAddress      string                     `json:"listener_address"`
 	ListenerPort         int                        `json:"listener_port"`
 	RequestBody          *model.RequestBodySettings `json:"request_body,omitempty"`
+	PolicyTimeoutMS      int                        `json:"policy_timeout_ms"`
 	Labels               map[string]string          `json:"labels"`
 	Status               *gatewayStatus             `json:"status,omitempty"`
 	Credential           *credentialSecret          `json:"credential,omitempty"`
@@ -109,7 +111,8 @@ func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec]
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description, Type: t.Spec.Type,
 		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
 		ServerID: t.Spec.ServerID, ListenerAddress: t.Spec.ListenerAddress, ListenerPort: t.Spec.ListenerPort,
-		RequestBody: t.Spec.RequestBody, Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
+		RequestBody: t.Spec.RequestBody, PolicyTimeoutMS: effectivePolicyTimeout(t.Spec.PolicyTimeoutMS),
+		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
 	if withStatus {
 		st := &gatewayStatus{}
@@ -165,6 +168,12 @@ func (r *gatewayRequest) validate(tid string) *Error {
 	if b := r.RequestBody; b != nil && (b.MaxRequestBytes == 0 || b.MaxRequestBytes > 8<<20) {
 		return fieldError("request_body.max_request_bytes", "must be between 1 and %d", 8<<20)
 	}
+	if r.PolicyTimeoutMS == 0 {
+		r.PolicyTimeoutMS = model.DefaultPolicyTimeoutMS
+	}
+	if r.PolicyTimeoutMS < 1 || r.PolicyTimeoutMS > model.MaxPolicyTimeoutMS {
+		return fieldError("policy_timeout_ms", "must be between 1 and %d (milliseconds; default %d)", model.MaxPolicyTimeoutMS, model.DefaultPolicyTimeoutMS)
+	}
 	seen := map[string]bool{}
 	for i, id := range r.ServiceIDs {
 		if !model.ValidObjectID(id) {
@@ -182,7 +191,16 @@ func (r *gatewayRequest) spec() model.GatewaySpec {
 	ids := append([]string(nil), r.ServiceIDs...)
 	sort.Strings(ids)
 	return model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ServerID: r.ServerID,
-		ListenerAddress: r.ListenerAddress, ListenerPort: r.ListenerPort, RequestBody: r.RequestBody}
+		ListenerAddress: r.ListenerAddress, ListenerPort: r.ListenerPort, RequestBody: r.RequestBody, PolicyTimeoutMS: r.PolicyTimeoutMS}
+}
+
+// effectivePolicyTimeout is a stored gateway's policy deadline in
+// milliseconds (gateways stored before the field existed have none).
+func effectivePolicyTimeout(ms int) int {
+	if ms <= 0 {
+		return model.DefaultPolicyTimeoutMS
+	}
+	return ms
 }
 
 // checkServices fails with a 400 when a listed service does not exist.

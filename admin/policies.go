@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -17,8 +18,25 @@ import (
 
 var policyRepo = store.Repo[model.PolicySpec]{Kind: model.KindPolicy}
 
-// CodeInvalidPolicy: a policy that does not parse, compile or validate.
-const CodeInvalidPolicy = "invalid_policy"
+// Error codes of the policy endpoints.
+const (
+	// CodeInvalidPolicy: a policy that does not parse, compile or validate.
+	CodeInvalidPolicy = "invalid_policy"
+	// CodeLimitExceeded: a policy (or the tenant's policies) over a
+	// documented limit (policies.MaxDefinitionBytes, MaxValidators,
+	// MaxPoliciesPerTenant).
+	CodeLimitExceeded = "limit_exceeded"
+	// CodeEvaluationTimeout: a policy test that did not finish within the
+	// test deadline.
+	CodeEvaluationTimeout = "evaluation_timeout"
+)
+
+// limitError is a 400 naming the field over a limit.
+func limitError(field string, limit int, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	return newError(http.StatusBadRequest, CodeLimitExceeded, field+": "+msg,
+		map[string]any{"field": field, "reason": msg, "limit": limit})
+}
 
 // policyRequest is the body of policy create and update (seed 003 Policy
 // plus language, definition, type and dry_run).
@@ -103,12 +121,17 @@ func (r *policyRequest) spec(tid string) (model.PolicySpec, *Error) {
 		if r.Definition == "" {
 			return model.PolicySpec{}, missingField("definition")
 		}
-		if len(r.Definition) > 256<<10 {
-			return model.PolicySpec{}, fieldError("definition", "must be at most 256 KiB")
+		if len(r.Definition) > policies.MaxDefinitionBytes {
+			return model.PolicySpec{}, limitError("definition", policies.MaxDefinitionBytes,
+				"must be at most %d KiB (this one is %d bytes)", policies.MaxDefinitionBytes>>10, len(r.Definition))
 		}
 	case model.LanguageValidators:
 		if r.Definition != "" {
 			return model.PolicySpec{}, fieldError("definition", "a validators policy has validators, not a definition")
+		}
+		if len(r.Validators) > policies.MaxValidators {
+			return model.PolicySpec{}, limitError("validators", policies.MaxValidators,
+				"a policy may have at most %d validators (this one has %d)", policies.MaxValidators, len(r.Validators))
 		}
 	case "":
 		return model.PolicySpec{}, fieldError("language", "give either a definition (rego) or validators, not both")
@@ -144,7 +167,11 @@ func (s *Server) check(id string, spec *model.PolicySpec) *Error {
 	if problems[0].Field == "" {
 		msg = field + ": " + msg // Rego problems carry line:column, not the field
 	}
-	return newError(http.StatusBadRequest, CodeInvalidPolicy, msg,
+	code := CodeInvalidPolicy
+	if problems[0].Code == CodeLimitExceeded {
+		code = CodeLimitExceeded
+	}
+	return newError(http.StatusBadRequest, code, msg,
 		map[string]any{"field": field, "errors": problems})
 }
 
@@ -180,6 +207,9 @@ func (s *Server) createPolicy(c *gin.Context) {
 		if err := policyRepo.Create(ctx, tx, t); err != nil {
 			return err
 		}
+		if err := checkPolicyCount(ctx, tx, tid); err != nil {
+			return err
+		}
 		return record(ctx, tx, c, tid, "create", model.KindPolicy, id)
 	})
 	if ok {
@@ -213,6 +243,44 @@ func (s *Server) updatePolicy(c *gin.Context) {
 	})
 }
 
+// checkPolicyCount refuses (400 naming "policies") a tenant with more
+// than policies.MaxPoliciesPerTenant policies. It runs after the write, so
+// the transaction holds the store's write lock and concurrent creates
+// cannot both slip under the limit.
+func checkPolicyCount(ctx context.Context, tx store.Tx, tid string) error {
+	pg, err := tx.List(ctx, store.Query{Kind: model.KindPolicy, TenantID: tid, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if pg.Total > policies.MaxPoliciesPerTenant {
+		return limitError("policies", policies.MaxPoliciesPerTenant, "a tenant may have at most %d policies", policies.MaxPoliciesPerTenant)
+	}
+	return nil
+}
+
+// checkConfigPolicyCount applies MaxPoliciesPerTenant to a configuration
+// import: the document's policies plus, in merge mode, the stored ones it
+// does not name.
+func checkConfigPolicyCount(plan *configPlan, stored configState, merge bool) *Error {
+	n := len(plan.objects[model.KindPolicy])
+	if merge {
+		named := map[string]bool{}
+		for _, o := range plan.objects[model.KindPolicy] {
+			named[o.obj.ID] = true
+		}
+		for id := range stored {
+			if !named[id] {
+				n++
+			}
+		}
+	}
+	if n > policies.MaxPoliciesPerTenant {
+		return limitError("policies", policies.MaxPoliciesPerTenant, "a tenant may have at most %d policies (the import would leave %d)",
+			policies.MaxPoliciesPerTenant, n)
+	}
+	return nil
+}
+
 // deletePolicy refuses (409 in_use) while APIs are bound to the policy.
 func (s *Server) deletePolicy(c *gin.Context) {
 	deleteKind(s, c, policyRepo, "pid", "policy", func(ctx context.Context, tx store.Tx, tid, id string) error {
@@ -242,17 +310,61 @@ type policyTestRequest struct {
 
 // policyTestResponse is the decision of the policy plus an explanation.
 type policyTestResponse struct {
-	Allowed     bool              `json:"allowed"`
-	Result      map[string]any    `json:"result"`
+	Allowed bool           `json:"allowed"`
+	Result  map[string]any `json:"result"`
+	// Request is the canonical request the policy saw (when the input has
+	// a request path).
+	Request     *testRequestView  `json:"request,omitempty"`
 	Explanation policyExplanation `json:"explanation"`
+}
+
+// testRequestView is what a gateway makes of the test input's request: the
+// canonical path and query it would decide on and forward, the owned
+// headers it removed, or why it refuses the path.
+type testRequestView struct {
+	Path           string   `json:"path"`
+	Query          string   `json:"query"`
+	RemovedHeaders []string `json:"removed_headers"`
+	RefusedStatus  int      `json:"refused_status,omitempty"`
+	RefusedReason  string   `json:"refused_reason,omitempty"`
+}
+
+// canonicalTestInput canonicalises a test input in place, as the
+// authorizer does (policies.CanonicalizeInput), when it has a request path;
+// for a refused path it returns the refusal as the policy result.
+func canonicalTestInput(input map[string]any, owned []string) (*testRequestView, map[string]any) {
+	attrs, _ := input["attributes"].(map[string]any)
+	req, _ := attrs["request"].(map[string]any)
+	h, _ := req["http"].(map[string]any)
+	if _, ok := h["path"].(string); !ok {
+		return nil, nil
+	}
+	set := map[string]bool{}
+	for _, h := range owned {
+		set[h] = true
+	}
+	canon := policies.CanonicalizeInput(input, set)
+	view := &testRequestView{Path: canon.Path, Query: canon.RawQuery, RemovedHeaders: canon.OwnedPresent}
+	if view.RemovedHeaders == nil {
+		view.RemovedHeaders = []string{}
+	}
+	if e := canon.PathError; e != nil {
+		view.Path, view.Query, view.RefusedStatus, view.RefusedReason = "", "", e.Status, e.Reason
+		return view, map[string]any{"allow": false, "http_status": e.Status, "reason": e.Reason}
+	}
+	return view, nil
 }
 
 type policyExplanation struct {
 	// Validators says, for a validators policy, which passed.
 	Validators []validatorOutcome `json:"validators,omitempty"`
 	// FailedExpressions are the Rego expressions that evaluated false
-	// (file:line: expression), from OPA's trace.
+	// (file:line: expression), from OPA's trace, at most
+	// policies.MaxExplainLines lines and MaxExplainBytes bytes.
 	FailedExpressions []string `json:"failed_expressions"`
+	// Truncated says failed_expressions is not the whole list (the bounds,
+	// or the deadline, were reached).
+	Truncated bool `json:"truncated"`
 	// Module is the Rego the policy compiles to (for validators, the
 	// generated translation).
 	Module string `json:"module"`
@@ -317,11 +429,26 @@ func (s *Server) testUnsavedPolicy(c *gin.Context) {
 }
 
 // runPolicyTest evaluates one policy with the tenant's compiled
-// configuration as data.gatehouse.config, as a bundle would.
+// configuration as data.gatehouse.config, as a bundle would. At most
+// cap(s.policyTests) tests run at once; the evaluation (decision and
+// explanation together) stops at s.policyTestTimeout.
 func (s *Server) runPolicyTest(c *gin.Context, tid, id string, spec model.PolicySpec, input map[string]any) {
 	ctx := c.Request.Context()
 	if input == nil {
 		abort(c, missingField("input"))
+		return
+	}
+	wait := time.NewTimer(s.policyTestTimeout)
+	defer wait.Stop()
+	select {
+	case s.policyTests <- struct{}{}:
+		defer func() { <-s.policyTests }()
+	case <-wait.C:
+		c.Header("Retry-After", "1")
+		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "too many policy tests are running; retry shortly", nil))
+		return
+	case <-ctx.Done():
+		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the request ended while waiting to run the policy test", nil))
 		return
 	}
 	var cfg *policies.Config
@@ -344,6 +471,7 @@ func (s *Server) runPolicyTest(c *gin.Context, tid, id string, spec model.Policy
 		}
 	}
 	cfg.Policies = append(kept, policies.Object[model.PolicySpec]{ID: id, Name: id, Spec: spec})
+	cfg.AllowedBuiltins = s.bundles.AllowedBuiltins()
 	compiled, err := policies.Compile(cfg, "policy-test")
 	if err != nil {
 		abort(c, internalError(err))
@@ -363,21 +491,47 @@ func (s *Server) runPolicyTest(c *gin.Context, tid, id string, spec model.Policy
 		abort(c, internalError(err))
 		return
 	}
-	result, err := policies.EvalObject(ctx, pq, input)
+	// The policy sees the request as a gateway would hand it over: the
+	// canonical path, without the headers the gateway owns. A path the
+	// gateway refuses never reaches the policy.
+	view, refusal := canonicalTestInput(input, compiled.OwnedHeaders)
+	if refusal != nil {
+		module, _ := policies.PolicyModule(id, &spec)
+		c.JSON(http.StatusOK, policyTestResponse{Result: refusal, Request: view,
+			Explanation: policyExplanation{FailedExpressions: []string{"the gateway refuses the request path before any policy runs: " + refusal["reason"].(string)},
+				Module: module}})
+		return
+	}
+	evalCtx, cancel := policies.WithTimeout(ctx, s.policyTestTimeout)
+	defer cancel()
+	result, err := policies.EvalObject(evalCtx, pq, input)
 	if err != nil {
+		if policies.TimedOut(evalCtx) {
+			field := "definition"
+			if spec.Language == model.LanguageValidators {
+				field = "validators"
+			}
+			abort(c, newError(http.StatusBadRequest, CodeEvaluationTimeout,
+				fmt.Sprintf("%s: the policy did not finish evaluating within %s (the policy test deadline); a gateway would deny such a request", field, s.policyTestTimeout),
+				map[string]any{"field": field, "timeout_ms": s.policyTestTimeout.Milliseconds()}))
+			return
+		}
 		abort(c, newError(http.StatusBadRequest, CodeEvaluation, "the policy failed to evaluate: "+err.Error(), map[string]any{"field": "input"}))
 		return
 	}
-	failed, err := policies.Explain(ctx, pq, input)
-	if err != nil {
-		failed = []string{"explanation unavailable: " + err.Error()}
+	failed, truncated, err := policies.Explain(evalCtx, pq, input)
+	switch {
+	case err != nil && policies.TimedOut(evalCtx):
+		truncated = true // the lines found before the deadline
+	case err != nil:
+		failed, truncated = []string{"explanation unavailable: " + err.Error()}, false
 	}
 	if failed == nil {
 		failed = []string{}
 	}
 	module, _ := policies.PolicyModule(id, &spec)
-	out := policyTestResponse{Allowed: result["allow"] == true, Result: result,
-		Explanation: policyExplanation{FailedExpressions: failed, Module: module}}
+	out := policyTestResponse{Allowed: result["allow"] == true, Result: result, Request: view,
+		Explanation: policyExplanation{FailedExpressions: failed, Truncated: truncated, Module: module}}
 	for i, v := range spec.Validators {
 		out.Explanation.Validators = append(out.Explanation.Validators,
 			validatorOutcome{Index: i, Name: v.Name, Passed: result[fmt.Sprintf("check_%d", i)] == true})

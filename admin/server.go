@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -40,16 +41,19 @@ type Options struct {
 	// AllowPrivateImportURLs lets OpenAPI URL imports fetch from loopback,
 	// private and link-local addresses (refused by default).
 	AllowPrivateImportURLs bool
-	// XDS reports the gateways' xDS state, shown as status.xds; nil when
 	// AllowPrivateJWKSURLs lets token issuers name loopback, private and
 	// link-local hosts (and plain http to them) in jwks_uri and discovery
 	// issuer URLs (refused by default; --jwks-allow-private-urls).
 	AllowPrivateJWKSURLs bool
+	// XDS reports the gateways' xDS state, shown as status.xds; nil when
 	// no xDS control plane runs in this process.
 	XDS XDSStatusSource
 	// XDSPublicAddress is the xDS address gateways are told to use in their
 	// packages ("host:port"); empty when no xDS server runs.
 	XDSPublicAddress string
+	// PolicyTestTimeout bounds one evaluation of the policy test API
+	// (default policies.DefaultTestTimeout; --policy-test-timeout).
+	PolicyTestTimeout time.Duration
 }
 
 // XDSStatusSource reports a gateway's xDS state (the envoy package's
@@ -72,9 +76,15 @@ type Server struct {
 	// xdsPublic is the xDS address written into gateway packages.
 	xdsPublic string
 	checker   *policies.Checker
-	engine    *gin.Engine
+	// policyTests bounds concurrent policy tests; policyTestTimeout is
+	// each one's evaluation deadline.
+	policyTests       chan struct{}
+	policyTestTimeout time.Duration
+	engine            *gin.Engine
 	// allowPrivateImportURLs: see Options.AllowPrivateImportURLs.
 	allowPrivateImportURLs bool
+	// allowPrivateJWKSURLs: see Options.AllowPrivateJWKSURLs.
+	allowPrivateJWKSURLs bool
 	// openAPIJSON is the validated OpenAPI document, rendered once.
 	openAPIJSON []byte
 }
@@ -83,8 +93,6 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("admin: a store is required")
-	// allowPrivateJWKSURLs: see Options.AllowPrivateJWKSURLs.
-	allowPrivateJWKSURLs bool
 	}
 	if len(opts.BootstrapToken) < 16 {
 		return nil, errors.New("admin: a bootstrap token of at least 16 characters is required")
@@ -106,9 +114,12 @@ func New(opts Options) (*Server, error) {
 	if opts.Bundles == nil || opts.Keys == nil {
 		return nil, errors.New("admin: a bundle manager and a key store are required")
 	}
-	checker, err := policies.NewChecker()
+	checker, err := policies.NewChecker(opts.Bundles.AllowedBuiltins()...)
 	if err != nil {
 		return nil, err
+	}
+	if opts.PolicyTestTimeout <= 0 {
+		opts.PolicyTestTimeout = policies.DefaultTestTimeout
 	}
 	s := &Server{
 		bundles:     opts.Bundles,
@@ -125,7 +136,10 @@ func New(opts Options) (*Server, error) {
 		public:      opts.PublicURL,
 
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
+		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
 	}
+	s.policyTests = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	s.policyTestTimeout = opts.PolicyTestTimeout
 	s.engine = s.routes()
 	return s, nil
 }
@@ -133,10 +147,16 @@ func New(opts Options) (*Server, error) {
 // Handler is the HTTP handler of the whole API.
 func (s *Server) Handler() http.Handler { return s.engine }
 
+// MetricsHandler serves the registry's metrics without authentication,
+// for a separate listener only trusted scrapers reach (--metrics-addr);
+// the admin API's own /metrics needs a system-wide token.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
+}
+
 // Routes lists the registered method+path pairs (gin path syntax).
 func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
 
-		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
 func (s *Server) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -147,13 +167,6 @@ func (s *Server) routes() *gin.Engine {
 	e.Use(s.requestContext, s.observe, s.recover)
 	e.NoRoute(func(c *gin.Context) {
 		abort(c, newError(http.StatusNotFound, CodeNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path, nil))
-// MetricsHandler serves the registry's metrics without authentication,
-// for a separate listener only trusted scrapers reach (--metrics-addr);
-// the admin API's own /metrics needs a system-wide token.
-func (s *Server) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
-}
-
 	})
 	e.NoMethod(func(c *gin.Context) {
 		abort(c, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path, nil))

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -51,9 +52,10 @@ type key struct{ tenant, gateway string }
 
 // Manager owns the current bundles.
 type Manager struct {
-	store store.Store
-	keys  *KeyStore
-	log   *slog.Logger
+	store   store.Store
+	keys    *KeyStore
+	log     *slog.Logger
+	allowed []string
 
 	mu      sync.RWMutex
 	bundles map[key]*Bundle
@@ -61,16 +63,69 @@ type Manager struct {
 	changed chan struct{} // closed and replaced whenever a bundle changes
 	ready   chan struct{}
 	builds  int64
+
+	// Tenant builds run concurrently, at most cap(slots) at a time, and
+	// never two of one tenant: a tenant has at most one build goroutine
+	// (sched[tid] set), and a change arriving while its build runs makes
+	// that goroutine build once more.
+	slots    chan struct{}
+	schedMu  sync.Mutex
+	sched    map[string]buildState
+	inFlight sync.WaitGroup
+	// beforeBuild, when set (tests), runs at the start of every tenant
+	// build.
+	beforeBuild func(ctx context.Context, tenantID string)
+}
+
+// buildState is where a tenant's build goroutine is.
+type buildState int
+
+const (
+	buildWaiting buildState = iota + 1 // for a slot; it will read the newest snapshot
+	buildRunning                       // it read its snapshot; a change means building again
+	buildAgain                         // running, and changed since its snapshot
+)
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithAllowedBuiltins lets policies call these denied built-ins
+// (policies.DeniedBuiltins); they are written into every bundle so the
+// authorizer compiles with the same capabilities.
+func WithAllowedBuiltins(names ...string) Option {
+	return func(m *Manager) { m.allowed = append([]string(nil), names...) }
+}
+
+// WithBuildConcurrency bounds how many tenants' bundles build at once
+// (default: GOMAXPROCS, at least 2, so one heavy tenant cannot hold up
+// the others).
+func WithBuildConcurrency(n int) Option {
+	return func(m *Manager) {
+		if n > 0 {
+			m.slots = make(chan struct{}, n)
+		}
+	}
 }
 
 // NewManager returns a manager; Run starts it.
-func NewManager(s store.Store, keys *KeyStore, log *slog.Logger) *Manager {
+func NewManager(s store.Store, keys *KeyStore, log *slog.Logger, opts ...Option) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{store: s, keys: keys, log: log, bundles: map[key]*Bundle{}, errs: map[key]string{},
-		changed: make(chan struct{}), ready: make(chan struct{})}
+	m := &Manager{store: s, keys: keys, log: log, bundles: map[key]*Bundle{}, errs: map[key]string{},
+		changed: make(chan struct{}), ready: make(chan struct{}), sched: map[string]buildState{}}
+	for _, o := range opts {
+		o(m)
+	}
+	if m.slots == nil {
+		m.slots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	}
+	return m
 }
+
+// AllowedBuiltins are the denied built-ins policies may call (see
+// WithAllowedBuiltins).
+func (m *Manager) AllowedBuiltins() []string { return append([]string(nil), m.allowed...) }
 
 // Ready is closed once every bundle has been built at start.
 func (m *Manager) Ready() <-chan struct{} { return m.ready }
@@ -139,7 +194,9 @@ func (m *Manager) Wait(ctx context.Context, tenantID, gatewayID, etag string) *B
 }
 
 // Run builds every bundle, then follows the change feed until ctx ends.
+// It returns once the builds it started have stopped.
 func (m *Manager) Run(ctx context.Context) error {
+	defer m.inFlight.Wait()
 	rev, err := m.rebuildAll(ctx)
 	if err != nil {
 		return err
@@ -223,11 +280,62 @@ func (m *Manager) follow(ctx context.Context, rev int64) (int64, error) {
 	}
 }
 
+// rebuildTenants schedules the tenants' builds; it does not wait for them,
+// so the change feed keeps flowing while a heavy tenant builds.
 func (m *Manager) rebuildTenants(ctx context.Context, tenants map[string]bool) {
 	for tid := range tenants {
-		if err := m.RebuildTenant(ctx, tid); err != nil && ctx.Err() == nil {
+		m.schedule(ctx, tid)
+	}
+}
+
+// schedule makes sure the tenant is built from a snapshot taken after
+// now: it starts the tenant's build goroutine, or, when one is already
+// running past its snapshot, asks it to build again.
+func (m *Manager) schedule(ctx context.Context, tid string) {
+	m.schedMu.Lock()
+	defer m.schedMu.Unlock()
+	switch m.sched[tid] {
+	case buildWaiting, buildAgain:
+		return
+	case buildRunning:
+		m.sched[tid] = buildAgain
+		return
+	}
+	m.sched[tid] = buildWaiting
+	m.inFlight.Add(1)
+	go m.buildLoop(ctx, tid)
+}
+
+// buildLoop builds a tenant in a slot, again while changes arrived during
+// the build.
+func (m *Manager) buildLoop(ctx context.Context, tid string) {
+	defer m.inFlight.Done()
+	for {
+		select {
+		case m.slots <- struct{}{}:
+		case <-ctx.Done():
+			m.schedMu.Lock()
+			delete(m.sched, tid)
+			m.schedMu.Unlock()
+			return
+		}
+		m.schedMu.Lock()
+		m.sched[tid] = buildRunning
+		m.schedMu.Unlock()
+		err := m.RebuildTenant(ctx, tid)
+		<-m.slots
+		if err != nil && ctx.Err() == nil {
 			m.log.Error("bundle build failed", "tenant", tid, "error", err.Error())
 		}
+		m.schedMu.Lock()
+		if m.sched[tid] == buildAgain && ctx.Err() == nil {
+			m.sched[tid] = buildWaiting
+			m.schedMu.Unlock()
+			continue
+		}
+		delete(m.sched, tid)
+		m.schedMu.Unlock()
+		return
 	}
 }
 
@@ -251,19 +359,26 @@ func (m *Manager) rebuildAll(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("list tenants: %w", err)
 	}
 	for _, tid := range tenants {
-		if err := m.RebuildTenant(ctx, tid); err != nil {
-			if ctx.Err() != nil {
-				return 0, ctx.Err()
-			}
-			m.log.Error("bundle build failed", "tenant", tid, "error", err.Error())
-		}
+		m.schedule(ctx, tid)
+	}
+	// Nothing else schedules meanwhile (the change feed is not being
+	// followed), so this waits for exactly the builds above and any left
+	// from before.
+	m.inFlight.Wait()
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
 	}
 	return rev, nil
 }
 
 // RebuildTenant recompiles a tenant's gateways and replaces the bundles
-// whose content changed; a deleted tenant's bundles are dropped.
+// whose content changed; a deleted tenant's bundles are dropped. Run
+// schedules its own calls (never two of one tenant at once); other callers
+// must not call it for a tenant while Run may be building that tenant.
 func (m *Manager) RebuildTenant(ctx context.Context, tenantID string) error {
+	if m.beforeBuild != nil {
+		m.beforeBuild(ctx, tenantID)
+	}
 	var cfg *policies.Config
 	err := m.store.View(ctx, func(ctx context.Context, r store.Reader) error {
 		var err error
@@ -277,6 +392,7 @@ func (m *Manager) RebuildTenant(ctx context.Context, tenantID string) error {
 	if err != nil {
 		return err
 	}
+	cfg.AllowedBuiltins = m.allowed
 	present := map[string]bool{}
 	var buildErr error
 	for _, gw := range cfg.Gateways {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -17,6 +18,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
 // ServerOptions configures the ext_authz service.
@@ -76,6 +79,10 @@ func (s *Server) updateHealth() {
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
 }
 
+// PolicyTimeoutReason is the reason of a check denied because its policy
+// did not finish within the gateway's policy_timeout_ms.
+const PolicyTimeoutReason = "policy evaluation timed out"
+
 // Decide picks the request's engine and decides; with no engine (no
 // bundle yet, or a gateway this authorizer does not serve) the request is
 // denied. Every decision is logged.
@@ -88,7 +95,20 @@ func (s *Server) Decide(ctx context.Context, req *Request) (*Decision, *Engine) 
 			Headers: map[string]any{}}, nil
 	}
 	d, err := e.Decide(ctx, req)
-	if err != nil {
+	var timeout *policies.TimeoutError
+	if errors.As(err, &timeout) {
+		// Denied whatever dry-run says, like any evaluation that did not
+		// finish: 503, the policy could not decide in time.
+		s.opts.Logger.WarnContext(ctx, "policy evaluation timed out", "tenant", e.TenantID, "gateway", e.GatewayID,
+			"policy", timeout.PolicyID, "api", timeout.APIID, "timeout", timeout.Timeout.String())
+		s.count("timeout")
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.policyTimeouts.WithLabelValues(e.TenantID, e.GatewayID).Inc()
+		}
+		d = &Decision{HTTPStatus: http.StatusServiceUnavailable, Reason: PolicyTimeoutReason, Headers: map[string]any{},
+			ResponseHeadersToAdd: map[string]any{}, RequestHeadersToRemove: []any{}, DynamicMetadata: map[string]any{},
+			APIID: timeout.APIID, ServiceID: timeout.ServiceID, PolicyID: timeout.PolicyID, Input: req.Input}
+	} else if err != nil {
 		s.opts.Logger.ErrorContext(ctx, "policy evaluation failed", "tenant", e.TenantID, "gateway", e.GatewayID, "error", err.Error())
 		s.count("error")
 		d = &Decision{HTTPStatus: http.StatusInternalServerError, Reason: "policy evaluation failed", Headers: map[string]any{}, Input: req.Input}

@@ -123,7 +123,17 @@ type GatewaySpec struct {
 	// RequestBody, when set, makes Envoy send request bodies to the
 	// authorizer (ext_authz with_request_body).
 	RequestBody *RequestBodySettings `json:"request_body,omitempty"`
+	// PolicyTimeoutMS bounds one policy evaluation in the gateway's
+	// authorizer, in milliseconds (0: DefaultPolicyTimeoutMS); a check
+	// whose policy runs longer is denied.
+	PolicyTimeoutMS int `json:"policy_timeout_ms,omitempty"`
 }
+
+// Policy evaluation deadlines of gateways, in milliseconds.
+const (
+	DefaultPolicyTimeoutMS = 50
+	MaxPolicyTimeoutMS     = 1000
+)
 
 // DecisionLogStream is the runtime log stream holding gateways' decision
 // log events (keyed by gateway).

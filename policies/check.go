@@ -9,42 +9,30 @@ import (
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
-// DeniedBuiltins are built-in functions policies may not call: they reach
-// the network or the host from inside the authorizer.
-var DeniedBuiltins = map[string]bool{
-	"http.send":          true,
-	"net.lookup_ip_addr": true,
-	"opa.runtime":        true,
-}
-
-// Capabilities is what Gatehouse lets policies use: this OPA's builtins
-// minus DeniedBuiltins.
-func Capabilities() *ast.Capabilities {
-	caps := ast.CapabilitiesForThisVersion()
-	kept := caps.Builtins[:0]
-	for _, b := range caps.Builtins {
-		if !DeniedBuiltins[b.Name] {
-			kept = append(kept, b)
-		}
-	}
-	caps.Builtins = kept
-	return caps
-}
-
-// Checker validates policies against the built-in library. It is safe for
-// concurrent use.
+// Checker validates policies against the built-in library, the limits
+// and the built-ins policies may call. It is safe for concurrent use.
 type Checker struct {
-	lib  map[string]*ast.Module
-	caps *ast.Capabilities
+	lib     map[string]*ast.Module
+	caps    *ast.Capabilities
+	allowed map[string]bool
 }
 
-// NewChecker parses the built-in library once.
-func NewChecker() (*Checker, error) {
+// NewChecker parses the built-in library once. allowed names the denied
+// built-ins (DeniedBuiltins) policies may call all the same.
+func NewChecker(allowed ...string) (*Checker, error) {
+	names, err := NormalizeAllowedBuiltins(allowed)
+	if err != nil {
+		return nil, err
+	}
 	lib, err := parseLibrary(false)
 	if err != nil {
 		return nil, err
 	}
-	return &Checker{lib: lib, caps: Capabilities()}, nil
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return &Checker{lib: lib, caps: Capabilities(names...), allowed: set}, nil
 }
 
 // policyFile is the file name problems in a Rego policy are reported under.
@@ -57,6 +45,10 @@ func (c *Checker) Check(policyID string, spec *model.PolicySpec) []Problem {
 	case model.LanguageRego:
 		return c.checkRego(policyID, spec.Definition)
 	case model.LanguageValidators:
+		if len(spec.Validators) > MaxValidators {
+			return []Problem{{Field: "validators", Code: "limit_exceeded",
+				Message: fmt.Sprintf("a policy may have at most %d validators (this one has %d)", MaxValidators, len(spec.Validators))}}
+		}
 		if problems := ValidateValidators(spec.Validators); len(problems) > 0 {
 			return problems
 		}
@@ -76,6 +68,10 @@ func (c *Checker) checkRego(policyID, src string) []Problem {
 	if src == "" {
 		return []Problem{{Field: "definition", Code: "missing_definition", Message: "a Rego policy needs a definition"}}
 	}
+	if len(src) > MaxDefinitionBytes {
+		return []Problem{{Field: "definition", Code: "limit_exceeded",
+			Message: fmt.Sprintf("must be at most %d KiB (this one is %d bytes)", MaxDefinitionBytes>>10, len(src))}}
+	}
 	m, err := ast.ParseModuleWithOpts(policyFile, src, parserOptions)
 	if err != nil {
 		return astProblems(err)
@@ -86,6 +82,9 @@ func (c *Checker) checkRego(policyID, src string) []Problem {
 	if !definesAllow(m) {
 		return []Problem{{Line: m.Package.Location.Row, Column: m.Package.Location.Col, Code: "rego_allow_missing",
 			Message: "the policy must define allow (a boolean rule)"}}
+	}
+	if problems := deniedCalls(m, c.allowed); len(problems) > 0 {
+		return problems
 	}
 	rewritten, err := rewritePackage(src, PolicyPackagePrefix+PolicyPackage(policyID))
 	if err != nil {

@@ -25,6 +25,10 @@ type Config struct {
 	Scopes   []Object[model.ScopeSpec]
 	Gateways []Object[model.GatewaySpec]
 	Issuers  []Object[model.IssuerSpec]
+	// AllowedBuiltins are the denied built-ins (DeniedBuiltins) the
+	// control plane lets policies call; they go into the bundle so the
+	// authorizer compiles with the same capabilities.
+	AllowedBuiltins []string
 }
 
 // Gateway returns the gateway with that id, or nil.

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
-	"github.com/open-policy-agent/opa/v1/topdown/lineage"
 )
 
 // Engine evaluates bundle content in-process with OPA: one compiler and one
@@ -35,9 +35,11 @@ func NewEngine(ctx context.Context, modules []Module, data map[string]any) (*Eng
 	return NewEngineFromModules(ctx, parsed, data)
 }
 
-// NewEngineFromModules is NewEngine for parsed modules.
+// NewEngineFromModules is NewEngine for parsed modules. Policies may call
+// the denied built-ins the bundle's data.gatehouse.config.allowed_builtins
+// names, and no others.
 func NewEngineFromModules(ctx context.Context, modules map[string]*ast.Module, data map[string]any) (*Engine, error) {
-	c := ast.NewCompiler().WithCapabilities(Capabilities()).WithEnablePrintStatements(false)
+	c := ast.NewCompiler().WithCapabilities(Capabilities(allowedBuiltinsOf(data)...)).WithEnablePrintStatements(false)
 	c.Compile(modules)
 	if c.Failed() {
 		return nil, fmt.Errorf("compile bundle: %w", c.Errors)
@@ -88,28 +90,70 @@ func EvalObject(ctx context.Context, pq rego.PreparedEvalQuery, input any, opts 
 	return obj, nil
 }
 
-// Explain evaluates a query with rule indexing off and returns the trace of
-// the expressions that failed, one line each ("file:row: expression").
-func Explain(ctx context.Context, pq rego.PreparedEvalQuery, input any) ([]string, error) {
+// Bounds of an explanation (the policy test API's failed expressions).
+const (
+	MaxExplainLines     = 100
+	MaxExplainBytes     = 16 << 10
+	maxExplainLineBytes = 512
+)
+
+// Explain evaluates a query with rule indexing off and returns the
+// expressions that failed, one line each ("file:row: expression"), at most
+// MaxExplainLines lines and MaxExplainBytes bytes (each line at most 512
+// bytes); truncated says something was left out. Only those lines are
+// kept while evaluating, never the whole trace. On an error (a deadline)
+// the lines found so far come back with it.
+func Explain(ctx context.Context, pq rego.PreparedEvalQuery, input any) (lines []string, truncated bool, err error) {
 	v, err := ast.InterfaceToValue(input)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	buf := topdown.NewBufferTracer()
-	if _, err := pq.Eval(ctx, rego.EvalParsedInput(v), rego.EvalQueryTracer(buf), rego.EvalRuleIndexing(false)); err != nil {
-		return nil, err
+	tr := &failTracer{seen: map[string]bool{}}
+	_, err = pq.Eval(ctx, rego.EvalParsedInput(v), rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false))
+	return tr.lines, tr.truncated, err
+}
+
+// failTracer keeps the distinct failed expressions of an evaluation,
+// within the explanation bounds.
+type failTracer struct {
+	lines     []string
+	seen      map[string]bool
+	bytes     int
+	truncated bool
+}
+
+func (t *failTracer) Enabled() bool { return true }
+
+func (t *failTracer) Config() topdown.TraceConfig { return topdown.TraceConfig{} }
+
+func (t *failTracer) TraceEvent(ev topdown.Event) {
+	if ev.Op != topdown.FailOp || !ev.HasExpr() || ev.Location == nil || len(ev.Location.Text) == 0 {
+		return
 	}
-	var lines []string
-	seen := map[string]bool{}
-	for _, ev := range lineage.Fails(*buf) {
-		if ev.Op != topdown.FailOp || !ev.HasExpr() || ev.Location == nil || len(ev.Location.Text) == 0 {
-			continue
+	text := ev.Location.Text
+	cut := len(text) > maxExplainLineBytes
+	if cut {
+		n := maxExplainLineBytes
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
 		}
-		line := fmt.Sprintf("%s:%d: %s", strings.TrimPrefix(ev.Location.File, "/"), ev.Location.Row, ev.Location.Text)
-		if !seen[line] {
-			seen[line] = true
-			lines = append(lines, line)
-		}
+		text = text[:n]
 	}
-	return lines, nil
+	line := fmt.Sprintf("%s:%d: %s", strings.TrimPrefix(ev.Location.File, "/"), ev.Location.Row, text)
+	if cut {
+		line += "…"
+	}
+	if t.seen[line] {
+		return
+	}
+	if len(t.lines) >= MaxExplainLines || t.bytes+len(line) > MaxExplainBytes {
+		t.truncated = true
+		return
+	}
+	t.seen[line] = true
+	t.lines = append(t.lines, line)
+	t.bytes += len(line)
+	if cut {
+		t.truncated = true
+	}
 }

@@ -51,31 +51,45 @@ func (e *ProblemsError) Error() string {
 // PolicyModule returns the bundle module of a policy: the user's Rego with
 // its package line replaced, or the Rego translation of its validators.
 func PolicyModule(policyID string, spec *model.PolicySpec) (string, error) {
+	src, _, err := policyModule(policyID, spec)
+	return src, err
+}
+
+// policyModule is PolicyModule that also returns, for a Rego policy, the
+// user's module as parsed (nil for validators, which only call the
+// library).
+func policyModule(policyID string, spec *model.PolicySpec) (string, *ast.Module, error) {
 	pkg := PolicyPackagePrefix + PolicyPackage(policyID)
 	switch spec.Language {
 	case model.LanguageRego:
-		return rewritePackage(spec.Definition, pkg)
+		return rewritePackageParsed(spec.Definition, pkg)
 	case model.LanguageValidators:
-		return TranslateValidators(policyID, spec.Validators)
+		src, err := TranslateValidators(policyID, spec.Validators)
+		return src, nil, err
 	}
-	return "", fmt.Errorf("unknown policy language %q", spec.Language)
+	return "", nil, fmt.Errorf("unknown policy language %q", spec.Language)
 }
 
 // rewritePackage replaces the "policy" of "package policy" in place, so every
 // other line (and so every error location) stays where the author wrote it.
 func rewritePackage(src, pkg string) (string, error) {
+	out, _, err := rewritePackageParsed(src, pkg)
+	return out, err
+}
+
+func rewritePackageParsed(src, pkg string) (string, *ast.Module, error) {
 	m, err := ast.ParseModuleWithOpts("policy.rego", src, parserOptions)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := checkUserPackage(m); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	loc := m.Package.Path[1].Location
 	if loc == nil || loc.Offset+len(loc.Text) > len(src) || string(loc.Text) != UserPackage {
-		return "", errors.New("cannot locate the package name in the source")
+		return "", nil, errors.New("cannot locate the package name in the source")
 	}
-	return src[:loc.Offset] + strings.TrimPrefix(pkg, "data.") + src[loc.Offset+len(loc.Text):], nil
+	return src[:loc.Offset] + strings.TrimPrefix(pkg, "data.") + src[loc.Offset+len(loc.Text):], m, nil
 }
 
 func checkUserPackage(m *ast.Module) *Problem {

@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gateway/local"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 	"github.com/gatehouse-dev/gatehouse/store/postgres"
@@ -46,6 +47,10 @@ type serveConfig struct {
 	XDSPublicAddr          string
 	AuthorizerAddress      string
 	AllowPrivateJWKS       bool
+	// PolicyAllowBuiltins are denied built-ins policies may call all the
+	// same; PolicyTestTimeout bounds one policy test evaluation.
+	PolicyAllowBuiltins []string
+	PolicyTestTimeout   time.Duration
 }
 
 var serveEnv = []envFlag{
@@ -63,6 +68,8 @@ var serveEnv = []envFlag{
 	{"xds-public-addr", "GATEHOUSE_XDS_PUBLIC_ADDR"},
 	{"authorizer-address", "GATEHOUSE_AUTHORIZER_ADDRESS"},
 	{"jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS"},
+	{"policy-allow-builtins", "GATEHOUSE_POLICY_ALLOW_BUILTINS"},
+	{"policy-test-timeout", "GATEHOUSE_POLICY_TEST_TIMEOUT"},
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -122,6 +129,9 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the master key that seals signing keys (default <data-dir>/master.key, generated; GATEHOUSE_MASTER_KEY gives the key itself)")
 	fs.BoolVar(&cfg.ImportAllowPrivateURLs, "import-allow-private-urls", false, "let OpenAPI imports from a URL fetch from loopback, private and link-local addresses")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let the in-process authorizer fetch token issuers' JWKS and discovery documents from loopback, private and link-local addresses")
+	fs.StringSliceVar(&cfg.PolicyAllowBuiltins, "policy-allow-builtins", nil, "built-ins policies may call although they reach outside the authorizer (comma-separated, of: "+
+		strings.Join(policies.DeniedBuiltins(), ", ")+"; docs/bundles.md)")
+	fs.DurationVar(&cfg.PolicyTestTimeout, "policy-test-timeout", policies.DefaultTestTimeout, "deadline of one evaluation of the policy test API (POST …/policies/test); at most 1m")
 	annotateEnv(fs, serveEnv)
 	return cmd
 }
@@ -151,6 +161,13 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	allowBuiltins, err := policies.NormalizeAllowedBuiltins(cfg.PolicyAllowBuiltins)
+	if err != nil {
+		return fmt.Errorf("--policy-allow-builtins: %w", err)
+	}
+	if cfg.PolicyTestTimeout <= 0 || cfg.PolicyTestTimeout > time.Minute {
+		return fmt.Errorf("--policy-test-timeout must be positive and at most 1m, not %s", cfg.PolicyTestTimeout)
+	}
 	token, tokenPath, generated, err := admin.BootstrapToken(cfg.DataDir, os.Getenv("GATEHOUSE_ADMIN_TOKEN"))
 	if err != nil {
 		return err
@@ -165,7 +182,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	defer st.Close()
 	keys := bundles.NewKeyStore(st, box)
-	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"))
+	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...))
 	runCtx, stopRuns := context.WithCancel(context.Background())
 	defer stopRuns()
 	mgrDone := make(chan error, 1)
@@ -185,7 +202,8 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// The xDS control plane: one snapshot per gateway, from the bundles.
 	var xds *xdsServer
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
-		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs}
+		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs,
+		PolicyTestTimeout: cfg.PolicyTestTimeout}
 	if cfg.XDSAddr != "" {
 		if xds, err = startXDS(cfg, mgr, log); err != nil {
 			ln.Close()
