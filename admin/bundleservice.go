@@ -3,9 +3,6 @@ package admin
 import (
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -69,29 +67,16 @@ func (s *Server) gatewayAuth(c *gin.Context) {
 		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "a gateway credential is required (Authorization: Bearer ghg_…)", nil))
 		return
 	}
-	rest, ok := strings.CutPrefix(strings.TrimSpace(token), gatewayCredentialPrefix)
-	parts := strings.Split(rest, ".")
-	if !ok || len(parts) != 3 || !model.ValidTenantID(parts[0]) || !model.ValidObjectID(parts[1]) {
+	cred, credTenant, err := verifyGatewayToken(c.Request.Context(), s.store, token)
+	if errors.Is(err, envoy.ErrInvalidCredential) {
 		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid gateway credential", nil))
 		return
 	}
-	cred, err := gatewayCredRepo.Get(c.Request.Context(), s.store, parts[0], parts[1])
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil {
 		abort(c, internalError(err))
 		return
 	}
-	want, _ := hex.DecodeString(func() string {
-		if cred == nil {
-			return ""
-		}
-		return cred.Spec.SecretHash
-	}())
-	sum := sha256.Sum256([]byte(parts[2]))
-	if cred == nil || subtle.ConstantTimeCompare(sum[:], want) != 1 {
-		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid gateway credential", nil))
-		return
-	}
-	if parts[0] != tid || cred.Spec.GatewayID != gw {
+	if credTenant != tid || cred.Spec.GatewayID != gw {
 		abort(c, forbidden("this credential belongs to another gateway"))
 		return
 	}

@@ -92,14 +92,11 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		{PackageEnv, []byte(envFile(authz)), 0o600},
 		{PackagePublicKey, []byte(key.PublicKeyPEM), 0o644},
 	}
+	// The bootstraps hold the credential too: the xDS server serves a node
+	// id only to a credential of its gateway.
 	if gw.Spec.Type == model.GatewayGRPC {
-		files = append(files, struct {
-			name string
-			body []byte
-			mode uint32
-		}{PackageGRPCBootstrap, grpcBootstrap(nodeID, s.xdsPublic), 0o644})
-	} else {
-		boot, err := envoy.Bootstrap(envoy.BootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid, XDSAddress: s.xdsPublic})
+		boot, err := envoy.GRPCBootstrap(envoy.GRPCBootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid,
+			XDSAddress: s.xdsPublic, Credential: cred.Token})
 		if err != nil {
 			abort(c, internalError(err))
 			return
@@ -108,7 +105,19 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 			name string
 			body []byte
 			mode uint32
-		}{PackageEnvoyBootstrap, boot, 0o644})
+		}{PackageGRPCBootstrap, boot, 0o600})
+	} else {
+		boot, err := envoy.Bootstrap(envoy.BootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid, XDSAddress: s.xdsPublic,
+			Credential: cred.Token})
+		if err != nil {
+			abort(c, internalError(err))
+			return
+		}
+		files = append(files, struct {
+			name string
+			body []byte
+			mode uint32
+		}{PackageEnvoyBootstrap, boot, 0o600})
 	}
 	files = append(files, struct {
 		name string
@@ -154,16 +163,6 @@ func envFile(a AuthorizerConfig) string {
 	return b.String()
 }
 
-// grpcBootstrap is the xDS bootstrap of a proxyless gRPC gateway.
-func grpcBootstrap(nodeID, xds string) []byte {
-	return []byte(fmt.Sprintf(`{
-  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-  "node": {"id": %q, "cluster": "gatehouse"},
-  "server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%%s"
-}
-`, xds, nodeID))
-}
-
 func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Gatehouse gateway package: tenant %s, gateway %s (%s)\n\n", tid, gw.Meta.ID, gw.Spec.Type)
@@ -175,10 +174,13 @@ func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds s
 `)
 	if gw.Spec.Type == model.GatewayGRPC {
 		b.WriteString(`  grpc-xds-bootstrap.json    xDS bootstrap for proxyless gRPC clients and servers
-                             (GRPC_XDS_BOOTSTRAP=grpc-xds-bootstrap.json)
+                             (GRPC_XDS_BOOTSTRAP=grpc-xds-bootstrap.json); it holds the gateway
+                             credential (secret) in channel_creds of type "gatehouse": Go programs
+                             import _ "github.com/gatehouse-dev/gatehouse/envoy/xdscreds" to register it
 `)
 	} else {
-		b.WriteString(`  envoy.yaml                 Envoy bootstrap: listeners, routes and clusters come from the control plane (ADS)
+		b.WriteString(`  envoy.yaml                 Envoy bootstrap: listeners, routes and clusters come from the control plane (ADS);
+                             it holds the gateway credential (secret) in the ADS stream's initial_metadata
 `)
 	}
 	b.WriteString(`
@@ -190,6 +192,7 @@ Without Envoy, the authorizer can proxy itself:
 
 Each download of the package mints a new credential; revoke old ones with
   DELETE /api/admin/` + tid + `/gateways/` + gw.Meta.ID + `/credentials/{id}
+Revoking a credential ends the xDS streams opened with it and refuses new ones.
 `)
 	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/envoy"
 )
 
 func unzip(t *testing.T, raw []byte) map[string]string {
@@ -77,6 +79,15 @@ func TestGatewayPackage(t *testing.T) {
 	if boot.Node.Id != "acme/edge" || !strings.Contains(files[admin.PackageEnvoyBootstrap], "xds.example.com") {
 		t.Fatalf("bootstrap node %q", boot.Node.Id)
 	}
+	// Envoy sends the package's credential on its ADS stream, so the
+	// bootstrap is as secret as the authorizer's settings.
+	md := boot.GetDynamicResources().GetAdsConfig().GetGrpcServices()[0].GetInitialMetadata()
+	if len(md) != 1 || md[0].GetKey() != "authorization" || md[0].GetValue() != "Bearer "+cfg.Credential {
+		t.Fatalf("ADS initial_metadata %v", md)
+	}
+	if m := modes(t, r.body); m[admin.PackageEnvoyBootstrap] != 0o600 || m[admin.PackageAuthorizer] != 0o600 || m[admin.PackageEnv] != 0o600 {
+		t.Fatalf("file modes %v", m)
+	}
 	// The minted credential works against the bundle service; each
 	// download mints another; old ones are listed and can be revoked.
 	deadline := time.Now().Add(10 * time.Second)
@@ -100,9 +111,31 @@ func TestGatewayPackage(t *testing.T) {
 
 	// A grpc gateway gets a gRPC xDS bootstrap instead.
 	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "mesh", "name": "mesh", "type": "grpc"}), 201)
-	g := unzip(t, e.expect(e.do("GET", "/api/admin/acme/gateways/mesh/package", rootToken, nil), 200).body)
+	raw := e.expect(e.do("GET", "/api/admin/acme/gateways/mesh/package", rootToken, nil), 200).body
+	g := unzip(t, raw)
 	if !strings.Contains(g[admin.PackageGRPCBootstrap], `"acme/mesh"`) || g[admin.PackageEnvoyBootstrap] != "" {
 		t.Fatalf("grpc package: %v", g)
+	}
+	// Its xDS channel credentials carry the package's credential.
+	var gcfg admin.AuthorizerConfig
+	yaml.Unmarshal([]byte(g[admin.PackageAuthorizer]), &gcfg)
+	var gboot struct {
+		XDSServers []struct {
+			ChannelCreds []struct {
+				Type   string            `json:"type"`
+				Config map[string]string `json:"config"`
+			} `json:"channel_creds"`
+		} `json:"xds_servers"`
+	}
+	if err := json.Unmarshal([]byte(g[admin.PackageGRPCBootstrap]), &gboot); err != nil {
+		t.Fatal(err)
+	}
+	if cc := gboot.XDSServers[0].ChannelCreds; len(cc) != 1 || cc[0].Type != envoy.GRPCCredentialsType ||
+		cc[0].Config["credential"] != gcfg.Credential || !strings.HasPrefix(gcfg.Credential, "ghg_acme.") {
+		t.Fatalf("grpc bootstrap channel_creds %+v (credential %q)", cc, gcfg.Credential)
+	}
+	if m := modes(t, raw); m[admin.PackageGRPCBootstrap] != 0o600 {
+		t.Fatalf("file modes %v", m)
 	}
 	e.expect(e.do("GET", "/api/admin/acme/gateways/ghost/package", rootToken, nil), 404)
 }
@@ -114,6 +147,20 @@ func TestGatewayPackageNeedsXDS(t *testing.T) {
 	if r := e.do("GET", "/api/admin/acme/gateways/edge/package", rootToken, nil); r.status != 400 || r.errorCode(t) != admin.CodeInvalidRequest {
 		t.Fatalf("package without xDS: %d %s", r.status, r.body)
 	}
+}
+
+// modes returns the permission bits of a zip's files.
+func modes(t *testing.T, raw []byte) map[string]fs.FileMode {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]fs.FileMode{}
+	for _, f := range zr.File {
+		out[f.Name] = f.Mode().Perm()
+	}
+	return out
 }
 
 // jsonOf converts a YAML-decoded value to JSON.

@@ -17,7 +17,7 @@ var _ admin.XDSStatusSource = (*envoy.Server)(nil)
 func TestGatewayStatusShowsXDS(t *testing.T) {
 	e := newEnv(t)
 	xs, err := envoy.New(envoy.Options{Bundles: e.bundles, AuthorizerAddress: "127.0.0.1:9191",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Credentials: admin.NewGatewayCredentials(e.store, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

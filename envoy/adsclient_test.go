@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -39,14 +40,16 @@ type recvResult struct {
 }
 
 // dialADS opens an ADS stream to addr as node nodeID, closed when the test
-// ends.
-func dialADS(t testing.TB, addr, nodeID string) *adsClient {
+// ends. A non-empty token is sent as the stream's gateway credential, in
+// the stream's initial metadata as Envoy sends its initial_metadata.
+func dialADS(t testing.TB, addr, nodeID, token string) *adsClient {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	ctx = withCredential(ctx, token)
 	s, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
 	if err != nil {
 		cancel()
@@ -154,4 +157,13 @@ func unpack[T proto.Message](r *discoverygrpc.DiscoveryResponse, newT func() T) 
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// withCredential sends token (if any) as the gateway credential of the
+// calls made with ctx.
+func withCredential(ctx context.Context, token string) context.Context {
+	if token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }

@@ -109,7 +109,7 @@ func BenchmarkWriteToUpdate(b *testing.B) {
 			f := newFixture(b)
 			seedBench(b, f, size.services, size.apis)
 			cp := f.start()
-			c := dialADS(b, cp.addr, NodeID("t", "edge"))
+			c := dialADS(b, cp.addr, NodeID("t", "edge"), cp.token("t", "edge"))
 			subscribeLikeEnvoy(b, c)
 			version := cp.xds.Status("t", "edge").Version
 			i := 0

@@ -2,6 +2,8 @@ package envoy
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -37,11 +39,17 @@ type BootstrapOptions struct {
 	// AdminAddress is Envoy's admin listener, "host:port" on a loopback
 	// address (default 127.0.0.1:9901): the admin API is unauthenticated.
 	AdminAddress string
+	// Credential is the gateway's credential (required): Envoy sends it on
+	// the ADS stream as "authorization: Bearer …" (initial_metadata), and
+	// the control plane serves it this gateway's node id only. It makes the
+	// bootstrap a secret.
+	Credential string
 }
 
 // Bootstrap returns an Envoy bootstrap (YAML) for a gateway: the node id and
 // cluster, listeners and clusters from ADS over gRPC (state of the world,
-// API v3) to a static control-plane cluster speaking HTTP/2, the admin
+// API v3) to a static control-plane cluster speaking HTTP/2, with the
+// gateway credential in the ADS stream's initial_metadata, the admin
 // listener on loopback, and a runtime layer raising the RE2 program size
 // limit (RegexProgramSizeLimit).
 func Bootstrap(opts BootstrapOptions) ([]byte, error) {
@@ -58,6 +66,10 @@ func Bootstrap(opts BootstrapOptions) ([]byte, error) {
 	xdsHost, xdsPort, xdsIP, err := parseHostPort("bootstrap: xds address", opts.XDSAddress)
 	if err != nil {
 		return nil, err
+	}
+	authorization, err := bearerValue(opts.Credential)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	adminHost, adminPort, adminIP, err := parseHostPort("bootstrap: admin address", opts.AdminAddress)
 	if err != nil {
@@ -82,8 +94,11 @@ func Bootstrap(opts BootstrapOptions) ([]byte, error) {
 				ApiType:                   corev3.ApiConfigSource_GRPC,
 				TransportApiVersion:       corev3.ApiVersion_V3,
 				SetNodeOnFirstMessageOnly: true,
-				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName}}}},
+				GrpcServices: []*corev3.GrpcService{{
+					TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+						EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName}},
+					InitialMetadata: []*corev3.HeaderValue{{Key: CredentialMetadataKey, Value: authorization}},
+				}},
 			},
 			CdsConfig: adsConfigSource(),
 			LdsConfig: adsConfigSource(),
@@ -107,7 +122,8 @@ func Bootstrap(opts BootstrapOptions) ([]byte, error) {
 	}
 	blockStyle(&doc)
 	doc.HeadComment = fmt.Sprintf("Envoy bootstrap of Gatehouse gateway %q of tenant %q (generated).\n"+
-		"Listeners, routes and clusters come from the control plane over ADS.", gw, tid)
+		"Listeners, routes and clusters come from the control plane over ADS.\n"+
+		"It holds the gateway's credential (ADS initial_metadata authorization): keep it secret.", gw, tid)
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -137,3 +153,74 @@ func blockStyle(n *yaml.Node) {
 		}
 	}
 }
+
+// bearerValue is the authorization value of a gateway credential.
+func bearerValue(credential string) (string, error) {
+	if credential == "" {
+		return "", errors.New("a gateway credential is required")
+	}
+	for _, r := range credential {
+		if r <= ' ' || r >= 0x7f {
+			return "", errors.New("the gateway credential must be printable ASCII without spaces")
+		}
+	}
+	return "Bearer " + credential, nil
+}
+
+// GRPCBootstrapOptions describe a proxyless gRPC gateway's xDS client.
+type GRPCBootstrapOptions struct {
+	// NodeID is the gateway's node id (NodeID(tenant, gateway)); required.
+	NodeID string
+	// Cluster is the node's cluster (default "gatehouse").
+	Cluster string
+	// XDSAddress is the control plane's xDS gRPC address, "host:port";
+	// required. It is reached over plaintext HTTP/2.
+	XDSAddress string
+	// Credential is the gateway's credential (required), sent as
+	// "authorization: Bearer …" through the channel credentials type
+	// "gatehouse" (package envoy/xdscreds). It makes the bootstrap a secret.
+	Credential string
+}
+
+// GRPCBootstrap returns the xDS bootstrap (JSON) of a proxyless gRPC
+// gateway's clients and servers: the control plane with channel
+// credentials of type "gatehouse" holding the gateway credential (grpc-go
+// programs import envoy/xdscreds to register it; without it grpc-go
+// refuses the bootstrap rather than connect without the credential), the
+// node id and the server listener template.
+func GRPCBootstrap(opts GRPCBootstrapOptions) ([]byte, error) {
+	if _, _, err := ParseNodeID(opts.NodeID); err != nil {
+		return nil, fmt.Errorf("grpc bootstrap: %w", err)
+	}
+	if _, _, _, err := parseHostPort("grpc bootstrap: xds address", opts.XDSAddress); err != nil {
+		return nil, err
+	}
+	if _, err := bearerValue(opts.Credential); err != nil {
+		return nil, fmt.Errorf("grpc bootstrap: %w", err)
+	}
+	if opts.Cluster == "" {
+		opts.Cluster = DefaultNodeCluster
+	}
+	type creds struct {
+		Type   string            `json:"type"`
+		Config map[string]string `json:"config,omitempty"`
+	}
+	doc := map[string]any{
+		"xds_servers": []any{map[string]any{
+			"server_uri":      opts.XDSAddress,
+			"channel_creds":   []creds{{Type: GRPCCredentialsType, Config: map[string]string{"credential": opts.Credential}}},
+			"server_features": []string{"xds_v3"},
+		}},
+		"node":                                   map[string]string{"id": opts.NodeID, "cluster": opts.Cluster},
+		"server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%s",
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("grpc bootstrap: %w", err)
+	}
+	return append(out, '\n'), nil
+}
+
+// GRPCCredentialsType is the xDS bootstrap channel_creds type that carries
+// a gateway credential (registered by package envoy/xdscreds).
+const GRPCCredentialsType = "gatehouse"

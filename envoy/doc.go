@@ -70,10 +70,30 @@
 // nodes get an empty snapshot (Envoy drops its listener); its state goes
 // once none is connected.
 //
+// # Authentication
+//
+// Every xDS call must carry a gateway credential, gRPC metadata
+// "authorization: Bearer ghg_…", checked by a CredentialVerifier
+// (admin.GatewayCredentials on the control plane). Server.ServerOptions
+// holds the interceptors that do it before go-control-plane sees the call
+// (UNAUTHENTICATED for no, a malformed, unknown or revoked credential) and
+// put the GatewayIdentity in the call's context; the server's callbacks
+// then refuse, with PERMISSION_DENIED and before the status tracker
+// records anything, every request whose node id is not that gateway's
+// NodeID (SotW, delta and Fetch alike; a delta request without a node is
+// held to the stream's first). Calls that bypassed the interceptors carry
+// no identity and are refused. Reverify ends the open streams whose
+// credential was revoked since; the control plane calls it from the
+// store's change feed.
+//
 // # Bootstrap
 //
 // Bootstrap writes an Envoy bootstrap for a gateway: node id and cluster,
-// ADS over gRPC to a static control-plane cluster, the admin listener on
+// ADS over gRPC to a static control-plane cluster with the gateway
+// credential in the stream's initial_metadata, the admin listener on
 // loopback, and a runtime layer raising the RE2 program size limit (100 by
 // default in Envoy, too small for long templates with parameters).
+// GRPCBootstrap writes the xDS bootstrap of a proxyless gRPC gateway, its
+// credential in channel credentials of type "gatehouse" (package xdscreds
+// registers that type with grpc-go).
 package envoy

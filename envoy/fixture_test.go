@@ -3,13 +3,13 @@ package envoy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
@@ -142,14 +142,64 @@ type controlPlane struct {
 	bundles *bundles.Manager
 	xds     *Server
 	addr    string
+	creds   *testCredentials
 }
+
+// testCredentials is a CredentialVerifier over minted tokens, as the
+// control plane's is over the store's gateway credentials.
+type testCredentials struct {
+	mu     sync.Mutex
+	n      int
+	tokens map[string]GatewayIdentity
+	// fault, when set, is what VerifyGateway returns for every token.
+	fault error
+}
+
+func (c *testCredentials) VerifyGateway(_ context.Context, token string) (GatewayIdentity, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fault != nil {
+		return GatewayIdentity{}, c.fault
+	}
+	id, ok := c.tokens[token]
+	if !ok {
+		return GatewayIdentity{}, fmt.Errorf("token %.8s…: %w", token, ErrInvalidCredential)
+	}
+	return id, nil
+}
+
+// mint returns a new credential of a gateway.
+func (c *testCredentials) mint(tid, gw string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	token := fmt.Sprintf("ghg_%s.cred%d.secret%d", tid, c.n, c.n)
+	c.tokens[token] = GatewayIdentity{TenantID: tid, GatewayID: gw, CredentialID: fmt.Sprintf("cred%d", c.n)}
+	return token
+}
+
+func (c *testCredentials) revoke(token string) {
+	c.mu.Lock()
+	delete(c.tokens, token)
+	c.mu.Unlock()
+}
+
+func (c *testCredentials) setFault(err error) {
+	c.mu.Lock()
+	c.fault = err
+	c.mu.Unlock()
+}
+
+// token mints a credential of a gateway.
+func (cp *controlPlane) token(tid, gw string) string { return cp.creds.mint(tid, gw) }
 
 // start runs the bundle manager and an xDS server on a loopback port until
 // the test ends.
 func (f *fixture) start() *controlPlane {
 	f.t.Helper()
 	m := bundles.NewManager(f.store, f.keys, quietLogger())
-	srv, err := New(Options{Bundles: m, AuthorizerAddress: "authorizer.internal:9191", Logger: quietLogger()})
+	creds := &testCredentials{tokens: map[string]GatewayIdentity{}}
+	srv, err := New(Options{Bundles: m, AuthorizerAddress: "authorizer.internal:9191", Logger: quietLogger(), Credentials: creds})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -157,8 +207,7 @@ func (f *fixture) start() *controlPlane {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	srv.Register(gs)
+	gs := srv.NewGRPCServer()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 3)
 	go func() { _ = m.Run(ctx); done <- struct{}{} }()
@@ -176,7 +225,7 @@ func (f *fixture) start() *controlPlane {
 	case <-time.After(20 * time.Second):
 		f.t.Fatal("xds server not ready")
 	}
-	return &controlPlane{bundles: m, xds: srv, addr: lis.Addr().String()}
+	return &controlPlane{bundles: m, xds: srv, addr: lis.Addr().String(), creds: creds}
 }
 
 // eventually polls cond for up to 5s.

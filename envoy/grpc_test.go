@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 
+	_ "github.com/gatehouse-dev/gatehouse/envoy/xdscreds"
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
@@ -44,33 +46,18 @@ func TestProxylessGRPC(t *testing.T) {
 	f.gateway("acme", "mesh", model.GatewaySpec{Type: model.GatewayGRPC})
 	cp := f.start()
 
-	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q, "cluster": "test", "locality": {"zone": "a"}}
-	}`, cp.addr, NodeID("acme", "mesh"))))
+	// The bootstrap a gateway package holds: the gateway credential in
+	// channel credentials of type "gatehouse" (registered by xdscreds).
+	boot, err := GRPCBootstrap(GRPCBootstrapOptions{NodeID: NodeID("acme", "mesh"), XDSAddress: cp.addr, Cluster: "test",
+		Credential: cp.token("acme", "mesh")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dial := func(target string) healthpb.HealthClient {
-		cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cc.Close() })
-		return healthpb.NewHealthClient(cc)
-	}
-	check := func(c healthpb.HealthClient) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		r, err := c.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
-		if err == nil && r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("status %v", r.GetStatus())
-		}
-		return err
-	}
+	dial := grpcDialer(t, boot)
 
 	// Through the listener named after the service's host, and through the
 	// one named after a service without hosts.
+	check := checkHealth
 	greeter, plain := dial("xds:///greeter.internal"), dial("xds:///plain")
 	if err := check(greeter); err != nil {
 		t.Fatalf("Check via xds:///greeter.internal: %v", err)
@@ -128,5 +115,115 @@ func TestProxylessGRPC(t *testing.T) {
 	}
 	if st := cp.xds.Status("acme", "mesh"); st.LastNack != nil {
 		t.Fatalf("grpc-go rejected the update: %+v", st.LastNack)
+	}
+}
+
+// grpcDialer returns a function dialing xds:/// targets with grpc-go's xDS
+// resolver configured by bootstrap.
+func grpcDialer(t *testing.T, bootstrap []byte) func(target string) healthpb.HealthClient {
+	t.Helper()
+	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(target string) healthpb.HealthClient {
+		cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return healthpb.NewHealthClient(cc)
+	}
+}
+
+// checkHealth makes a Health.Check RPC, waiting up to 5s for the channel.
+func checkHealth(c healthpb.HealthClient) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := c.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+	if err == nil && r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("status %v", r.GetStatus())
+	}
+	return err
+}
+
+// grpc-go's xDS client gets nothing for node acme/mesh without that
+// gateway's credential: its RPCs fail, and nothing is recorded for the
+// gateway.
+func TestProxylessGRPCNeedsTheGatewaysCredential(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := grpc.NewServer()
+	healthpb.RegisterHealthServer(up, health.NewServer())
+	go func() { _ = up.Serve(lis) }()
+	defer up.Stop()
+
+	f := newFixture(t)
+	for _, tid := range []string{"acme", "beta"} {
+		f.tenant(tid)
+		f.service(tid, "greeter", "http://"+lis.Addr().String(), "greeter.internal")
+		f.apis(tid, api{id: "check", service: "greeter", method: "POST", path: "/grpc.health.v1.Health/Check"})
+		f.gateway(tid, "mesh", model.GatewaySpec{Type: model.GatewayGRPC})
+	}
+	f.gateway("acme", "edge", model.GatewaySpec{Type: model.GatewayEnvoy})
+	cp := f.start()
+	revoked := cp.token("acme", "mesh")
+	cp.creds.revoke(revoked)
+
+	bootstrapWith := func(token string) []byte {
+		if token == "" { // what a bootstrap without the credential says
+			return []byte(fmt.Sprintf(`{
+				"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+				"node": {"id": "acme/mesh", "cluster": "test"}
+			}`, cp.addr))
+		}
+		b, err := GRPCBootstrap(GRPCBootstrapOptions{NodeID: NodeID("acme", "mesh"), XDSAddress: cp.addr, Credential: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name, token string
+		want        codes.Code
+	}{
+		{"no credential", "", codes.Unauthenticated},
+		{"revoked credential", revoked, codes.Unauthenticated},
+		{"another gateway's credential", cp.token("acme", "edge"), codes.PermissionDenied},
+		{"another tenant's credential", cp.token("beta", "mesh"), codes.PermissionDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := grpcDialer(t, bootstrapWith(tc.token))("xds:///greeter.internal")
+			// The client fails RPCs, soon with the xDS stream's error inside
+			// (before it has heard from the control plane, with another).
+			want := "xDS stream: rpc error: code = " + tc.want.String()
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_, err := c.Check(ctx, &healthpb.HealthCheckRequest{})
+				cancel()
+				if err == nil {
+					t.Fatal("the RPC went through")
+				}
+				if status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), want) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("RPC error %v, want Unavailable from %q", err, want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	st := cp.xds.Status("acme", "mesh")
+	if len(st.Nodes) != 0 || st.LastNack != nil {
+		t.Fatalf("refused gRPC clients were recorded: %+v", st)
+	}
+	// With its own credential the same client works.
+	ok := grpcDialer(t, bootstrapWith(cp.token("acme", "mesh")))("xds:///greeter.internal")
+	if err := checkHealth(ok); err != nil {
+		t.Fatalf("own credential: %v", err)
 	}
 }

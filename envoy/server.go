@@ -35,16 +35,23 @@ type Options struct {
 	// AuthorizerTimeout and UpstreamCAFile: see TranslateOptions.
 	AuthorizerTimeout time.Duration
 	UpstreamCAFile    string
+	// Credentials verifies the gateway credential every xDS call must carry
+	// (required): a node may only ask for its own gateway's snapshot.
+	Credentials CredentialVerifier
 }
 
 // Server is the xDS control plane: it keeps one snapshot per gateway, keyed
 // by the gateway's node id (NodeID), rebuilt from the bundle manager's
-// change feed, and serves them over ADS and the per-type xDS services.
+// change feed, and serves them over ADS and the per-type xDS services to
+// clients authenticated with a credential of that gateway (see
+// ServerOptions).
 type Server struct {
-	bundles *bundles.Manager
-	opts    TranslateOptions
-	log     *slog.Logger
-	tracker *tracker
+	bundles  *bundles.Manager
+	opts     TranslateOptions
+	log      *slog.Logger
+	tracker  *tracker
+	verifier CredentialVerifier
+	guard    *guard
 	// Envoy nodes are served by an ADS cache (responses ordered CDS, EDS,
 	// LDS, RDS); other clients, such as proxyless gRPC, which subscribe to
 	// subsets of a snapshot by name, by a non-ADS cache. Both hold every
@@ -78,10 +85,14 @@ type gatewayState struct {
 	deleted bool
 }
 
-// New returns a server; Register it on a gRPC server, then Run it.
+// New returns a server; Register it on a gRPC server created with its
+// ServerOptions, then Run it.
 func New(opts Options) (*Server, error) {
 	if opts.Bundles == nil {
 		return nil, errors.New("envoy: a bundle manager is required")
+	}
+	if opts.Credentials == nil {
+		return nil, errors.New("envoy: a credential verifier is required")
 	}
 	if _, _, _, err := parseHostPort("envoy: authorizer address", opts.AuthorizerAddress); err != nil {
 		return nil, err
@@ -97,6 +108,8 @@ func New(opts Options) (*Server, error) {
 			UpstreamCAFile: opts.UpstreamCAFile}.withDefaults(),
 		log:      lg,
 		tracker:  newTracker(),
+		verifier: opts.Credentials,
+		guard:    newGuard(lg),
 		ready:    make(chan struct{}),
 		gateways: map[string]*gatewayState{},
 	}
@@ -109,7 +122,7 @@ func New(opts Options) (*Server, error) {
 		Caches:        map[string]cache.Cache{"ads": s.adsCache, "plain": s.plainCache},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.xds = server.NewServer(s.ctx, mux, s.tracker.callbacks(), sotw.WithOrderedADS(), sotw.WithLogger(cl))
+	s.xds = server.NewServer(s.ctx, mux, s.callbacks(), sotw.WithOrderedADS(), sotw.WithLogger(cl))
 	return s, nil
 }
 
@@ -121,8 +134,19 @@ func classify(userAgent string) string {
 	return "plain"
 }
 
+// NewGRPCServer returns a gRPC server with the xDS services registered and
+// ServerOptions applied before extra (transport credentials, further
+// interceptors, limits).
+func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) *grpc.Server {
+	gs := grpc.NewServer(append(s.ServerOptions(), extra...)...)
+	s.Register(gs)
+	return gs
+}
+
 // Register registers the aggregated (ADS) and the per-type (CDS, EDS, LDS,
-// RDS) discovery services on gs.
+// RDS) discovery services on gs, which must have been created with
+// ServerOptions: calls that did not go through its interceptors are
+// refused.
 func (s *Server) Register(gs grpc.ServiceRegistrar) {
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(gs, s.xds)

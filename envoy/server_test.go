@@ -83,7 +83,7 @@ func TestADSClientLikeEnvoy(t *testing.T) {
 	f.gateway("other", "gw", model.GatewaySpec{Type: model.GatewayEnvoy})
 	cp := f.start()
 
-	c := dialADS(t, cp.addr, NodeID("acme", "edge"))
+	c := dialADS(t, cp.addr, NodeID("acme", "edge"), cp.token("acme", "edge"))
 	clusters, listeners, routes := subscribeLikeEnvoy(t, c)
 
 	if len(listeners) != 1 || listeners[0].GetAddress().GetSocketAddress().GetPortValue() != 10001 {
@@ -194,7 +194,7 @@ func TestNackIsRecordedAndNotResent(t *testing.T) {
 	seedShop(f, "acme")
 	f.gateway("acme", "edge", model.GatewaySpec{Type: model.GatewayEnvoy})
 	cp := f.start()
-	c := dialADS(t, cp.addr, NodeID("acme", "edge"))
+	c := dialADS(t, cp.addr, NodeID("acme", "edge"), cp.token("acme", "edge"))
 	if err := c.subscribe(resource.ListenerType, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestDeletedGatewayIsEmptiedThenDropped(t *testing.T) {
 	f.gateway("acme", "edge", model.GatewaySpec{Type: model.GatewayEnvoy})
 	f.gateway("acme", "idle", model.GatewaySpec{Type: model.GatewayEnvoy})
 	cp := f.start()
-	c := dialADS(t, cp.addr, NodeID("acme", "edge"))
+	c := dialADS(t, cp.addr, NodeID("acme", "edge"), cp.token("acme", "edge"))
 	subscribeLikeEnvoy(t, c)
 	f.write(func(ctx context.Context, tx store.Tx) error {
 		for _, gw := range []string{"edge", "idle"} {
@@ -309,6 +309,7 @@ func TestDeltaStream(t *testing.T) {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	ctx = withCredential(ctx, cp.token("acme", "edge"))
 	s, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -72,38 +72,51 @@ type streamState struct {
 	sent map[string]sent
 }
 
+// streamKey names a stream: go-control-plane numbers SotW and delta streams
+// separately, so their ids collide.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
 // tracker follows xDS streams through the server callbacks: who is
 // connected, what was sent, ACKed and NACKed.
 type tracker struct {
 	now func() time.Time
 
 	mu       sync.Mutex
-	streams  map[int64]*streamState
+	streams  map[streamKey]*streamState
 	lastNack map[string]*NackStatus // by node id
 }
 
 func newTracker() *tracker {
-	return &tracker{now: time.Now, streams: map[int64]*streamState{}, lastNack: map[string]*NackStatus{}}
+	return &tracker{now: time.Now, streams: map[streamKey]*streamState{}, lastNack: map[string]*NackStatus{}}
 }
 
 func (t *tracker) callbacks() server.CallbackFuncs {
 	return server.CallbackFuncs{
-		StreamOpenFunc:         func(ctx context.Context, id int64, _ string) error { t.open(ctx, id, false); return nil },
-		StreamClosedFunc:       func(id int64, _ *corev3.Node) { t.close(id) },
-		DeltaStreamOpenFunc:    func(ctx context.Context, id int64, _ string) error { t.open(ctx, id, true); return nil },
-		DeltaStreamClosedFunc:  func(id int64, _ *corev3.Node) { t.close(id) },
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			t.open(ctx, streamKey{id: id}, false)
+			return nil
+		},
+		StreamClosedFunc: func(id int64, _ *corev3.Node) { t.close(streamKey{id: id}) },
+		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			t.open(ctx, streamKey{delta: true, id: id}, true)
+			return nil
+		},
+		DeltaStreamClosedFunc:  func(id int64, _ *corev3.Node) { t.close(streamKey{delta: true, id: id}) },
 		StreamRequestFunc:      t.request,
 		StreamResponseFunc:     t.response,
 		StreamDeltaRequestFunc: t.deltaRequest,
 		StreamDeltaResponseFunc: func(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
-			t.sent(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+			t.sent(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
 		},
 	}
 }
 
-func (t *tracker) open(ctx context.Context, id int64, delta bool) {
+func (t *tracker) open(ctx context.Context, id streamKey, delta bool) {
 	st := &streamState{sent: map[string]sent{}}
-	st.Stream, st.Delta, st.ConnectedAt = id, delta, t.now().UTC()
+	st.Stream, st.Delta, st.ConnectedAt = id.id, delta, t.now().UTC()
 	st.Resources = map[string]*ResourceStatus{}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		st.Peer = p.Addr.String()
@@ -113,7 +126,7 @@ func (t *tracker) open(ctx context.Context, id int64, delta bool) {
 	t.mu.Unlock()
 }
 
-func (t *tracker) close(id int64) {
+func (t *tracker) close(id streamKey) {
 	t.mu.Lock()
 	delete(t.streams, id)
 	t.mu.Unlock()
@@ -150,7 +163,7 @@ func (st *streamState) resource(typeURL string) *ResourceStatus {
 // an older nonce, which the server ignores too), an ACK, or a NACK:
 // error_detail set, or (from old clients) a version_info other than the
 // version sent with that nonce. For a NACK it returns the rejected version.
-func (t *tracker) reply(id int64, node *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status) (rejected string, nack bool) {
+func (t *tracker) reply(id streamKey, node *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status) (rejected string, nack bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.streams[id]
@@ -186,7 +199,7 @@ func (t *tracker) reply(id int64, node *corev3.Node, typeURL, nonce, version str
 // until a new version exists. (The server hands this same request to the
 // cache right after the callback.)
 func (t *tracker) request(id int64, req *discoverygrpc.DiscoveryRequest) error {
-	rejected, nack := t.reply(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+	rejected, nack := t.reply(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
 	if nack {
 		req.VersionInfo = rejected
 	}
@@ -197,21 +210,22 @@ func (t *tracker) request(id int64, req *discoverygrpc.DiscoveryRequest) error {
 // version: the version is the one sent with the nonce. The delta cache does
 // not resend rejected resources, so nothing is rewritten.
 func (t *tracker) deltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+	key := streamKey{delta: true, id: id}
 	version := ""
 	t.mu.Lock()
-	if st := t.streams[id]; st != nil {
+	if st := t.streams[key]; st != nil {
 		version = st.sent[req.GetTypeUrl()].version
 	}
 	t.mu.Unlock()
-	t.reply(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), version, req.GetErrorDetail())
+	t.reply(key, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), version, req.GetErrorDetail())
 	return nil
 }
 
 func (t *tracker) response(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
-	t.sent(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+	t.sent(streamKey{id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
 }
 
-func (t *tracker) sent(id int64, typeURL, nonce, version string) {
+func (t *tracker) sent(id streamKey, typeURL, nonce, version string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.streams[id]
@@ -244,7 +258,12 @@ func (t *tracker) node(nodeID string) ([]NodeStatus, *NackStatus) {
 		}
 		out = append(out, ns)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Stream < out[j].Stream })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Stream != out[j].Stream {
+			return out[i].Stream < out[j].Stream
+		}
+		return !out[i].Delta && out[j].Delta
+	})
 	var last *NackStatus
 	if n := t.lastNack[nodeID]; n != nil {
 		c := *n

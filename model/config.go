@@ -166,7 +166,8 @@ type IssuerSpec struct {
 }
 
 // GatewayCredentialSpec is a gateway's bearer secret for the bundle
-// service, stored as a SHA-256 hash. The envelope's ParentID is the gateway.
+// service and the xDS server, stored as a SHA-256 hash. The envelope's
+// ParentID is the gateway.
 type GatewayCredentialSpec struct {
 	GatewayID  string `json:"gateway_id"`
 	SecretHash string `json:"secret_hash"`

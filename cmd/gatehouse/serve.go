@@ -205,7 +205,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs,
 		PolicyTestTimeout: cfg.PolicyTestTimeout}
 	if cfg.XDSAddr != "" {
-		if xds, err = startXDS(cfg, mgr, log); err != nil {
+		if xds, err = startXDS(cfg, st, mgr, log); err != nil {
 			ln.Close()
 			return err
 		}
@@ -233,6 +233,12 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		go func() { serveErr <- xds.grpc.Serve(xds.ln) }()
 		go func() {
 			if err := xds.server.Run(runCtx); err != nil {
+				serveErr <- fmt.Errorf("xDS: %w", err)
+			}
+		}()
+		// Revoked gateway credentials end their xDS streams.
+		go func() {
+			if err := xds.creds.FollowRevocations(runCtx, 0, func(ctx context.Context) { xds.server.Reverify(ctx) }); err != nil {
 				serveErr <- fmt.Errorf("xDS: %w", err)
 			}
 		}()
@@ -358,16 +364,20 @@ func (a *inProcessAuthorizer) stop(ctx context.Context) {
 	a.activator.Close()
 }
 
-// xdsServer is the ADS server of serve and control-plane.
+// xdsServer is the ADS server of serve and control-plane. Every stream
+// must carry a credential of the gateway whose node id it uses.
 type xdsServer struct {
 	server *envoy.Server
+	creds  *admin.GatewayCredentials
 	grpc   *grpc.Server
 	ln     net.Listener
 	public string
 }
 
-func startXDS(cfg serveConfig, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
-	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds")})
+func startXDS(cfg serveConfig, st store.Store, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
+	creds := admin.NewGatewayCredentials(st, log.With("component", "xds"))
+	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds"),
+		Credentials: creds})
 	if err != nil {
 		return nil, err
 	}
@@ -375,14 +385,15 @@ func startXDS(cfg serveConfig, mgr *bundles.Manager, log *slog.Logger) (*xdsServ
 	if err != nil {
 		return nil, fmt.Errorf("listen on --xds-addr %s: %w", cfg.XDSAddr, err)
 	}
-	gs := grpc.NewServer()
-	srv.Register(gs)
+	// Options of the gRPC server (TLS, limits) go to NewGRPCServer, after
+	// the xDS server's authenticating interceptors.
+	gs := srv.NewGRPCServer()
 	public := cfg.XDSPublicAddr
 	if public == "" {
 		public = ln.Addr().String()
 	}
 	log.Info("xDS listening", "addr", ln.Addr().String(), "public", public, "authorizer", cfg.AuthorizerAddress)
-	return &xdsServer{server: srv, grpc: gs, ln: ln, public: public}, nil
+	return &xdsServer{server: srv, creds: creds, grpc: gs, ln: ln, public: public}, nil
 }
 
 func (x *xdsServer) stop(ctx context.Context) {
