@@ -3,6 +3,9 @@ package admin
 import (
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +43,11 @@ const (
 	ctxGatewayCred  = "gatehouse.gateway_credential"
 )
 
+// CodeGatewayNotFound is the bundle service's answer (404) when the gateway
+// does not exist, also given to a credential of a deleted gateway: the
+// authorizer then stops enforcing the gateway's last bundle.
+const CodeGatewayNotFound = "gateway_not_found"
+
 var preferWait = regexp.MustCompile(`(?:^|[;,\s])wait=(\d+)`)
 
 func (s *Server) bundleServiceRoutes(e *gin.Engine) {
@@ -51,7 +59,8 @@ func (s *Server) bundleServiceRoutes(e *gin.Engine) {
 
 // gatewayAuth admits a gateway credential of this tenant and gateway: 401
 // for a missing, unknown or wrong token, 403 for a valid token of another
-// tenant or gateway.
+// tenant or gateway, 404 gateway_not_found for a valid token of a gateway
+// that was deleted.
 func (s *Server) gatewayAuth(c *gin.Context) {
 	tid, gw := c.Param("tid"), c.Param("gw")
 	if !model.ValidTenantID(tid) {
@@ -69,7 +78,14 @@ func (s *Server) gatewayAuth(c *gin.Context) {
 	}
 	cred, credTenant, err := verifyGatewayToken(c.Request.Context(), s.store, token)
 	if errors.Is(err, envoy.ErrInvalidCredential) {
-		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid gateway credential", nil))
+		switch deleted, err := s.deletedGatewayCredential(c.Request.Context(), tid, gw, token); {
+		case err != nil:
+			abort(c, internalError(err))
+		case deleted:
+			abort(c, gatewayNotFound(gw))
+		default:
+			abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid gateway credential", nil))
+		}
 		return
 	}
 	if err != nil {
@@ -85,6 +101,58 @@ func (s *Server) gatewayAuth(c *gin.Context) {
 	c.Next()
 }
 
+// deletedGatewayCredential reports whether token is a credential of
+// gateway gw of tenant tid that was deleted with its gateway (such
+// credentials are soft-deleted): only its holder learns of the deletion.
+func (s *Server) deletedGatewayCredential(ctx context.Context, tid, gw, token string) (bool, error) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(token), gatewayCredentialPrefix)
+	parts := strings.Split(rest, ".")
+	if !ok || len(parts) != 3 || parts[0] != tid || !model.ValidObjectID(parts[1]) {
+		return false, nil
+	}
+	page, err := s.store.List(ctx, store.Query{Kind: model.KindGatewayCredential, TenantID: tid, ParentID: gw, IncludeDeleted: true})
+	if err != nil {
+		return false, fmt.Errorf("look up deleted gateway credentials: %w", err)
+	}
+	for _, o := range page.Items {
+		if o.ID != parts[1] || o.Live() {
+			continue
+		}
+		var spec model.GatewayCredentialSpec
+		if err := json.Unmarshal(o.Spec, &spec); err != nil {
+			return false, fmt.Errorf("deleted gateway credential %s: %w", o.ID, err)
+		}
+		want, _ := hex.DecodeString(spec.SecretHash)
+		sum := sha256.Sum256([]byte(parts[2]))
+		return spec.GatewayID == gw && subtle.ConstantTimeCompare(sum[:], want) == 1, nil
+	}
+	return false, nil
+}
+
+func gatewayNotFound(gw string) *Error {
+	return newError(http.StatusNotFound, CodeGatewayNotFound, fmt.Sprintf("gateway %q does not exist (it was deleted)", gw),
+		map[string]any{"kind": "gateway", "id": gw})
+}
+
+// noBundle answers for a gateway without a bundle: 404 gateway_not_found
+// when the gateway does not exist (it was deleted, perhaps during a long
+// poll), 503 while its bundle fails to build or is not built yet.
+func (s *Server) noBundle(c *gin.Context, tid, gw string) {
+	if msg := s.bundles.BuildError(tid, gw); msg != "" {
+		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the gateway's bundle failed to build: "+msg, nil))
+		return
+	}
+	_, err := gatewayRepo.Get(c.Request.Context(), s.store, tid, gw)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		abort(c, gatewayNotFound(gw))
+	case err != nil:
+		abort(c, internalError(err))
+	default:
+		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the gateway's bundle is not built yet; retry", nil))
+	}
+}
+
 // serveBundle serves the gateway's bundle with ETag / If-None-Match, and
 // long polls when the request says Prefer: wait=N.
 func (s *Server) serveBundle(c *gin.Context) {
@@ -97,11 +165,7 @@ func (s *Server) serveBundle(c *gin.Context) {
 	}
 	b := s.bundles.Get(tid, gw)
 	if b == nil {
-		if msg := s.bundles.BuildError(tid, gw); msg != "" {
-			abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the gateway's bundle failed to build: "+msg, nil))
-			return
-		}
-		abort(c, notFound("bundle of gateway", gw))
+		s.noBundle(c, tid, gw)
 		return
 	}
 	wait := time.Duration(0)
@@ -115,7 +179,7 @@ func (s *Server) serveBundle(c *gin.Context) {
 		b = s.bundles.Wait(wctx, tid, gw, b.ETag())
 		cancel()
 		if b == nil {
-			abort(c, notFound("bundle of gateway", gw))
+			s.noBundle(c, tid, gw)
 			return
 		}
 	}
@@ -202,6 +266,10 @@ func (s *Server) receiveStatus(c *gin.Context) {
 		abort(c, jsonError(err, maxStatusUpload))
 		return
 	}
+	if apiErr := notNull(body); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
 	if err := json.Unmarshal(body, &rep); err != nil {
 		abort(c, jsonError(err, maxStatusUpload))
 		return
@@ -251,10 +319,6 @@ func (s *Server) pruneInstances(ctx context.Context, tid, gw string) {
 }
 
 // forgetGatewayRuntime drops a deleted gateway's decision log, status
-	if apiErr := notNull(body); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
 // reports and activity, so a gateway created later with the same id starts
 // clean.
 func (s *Server) forgetGatewayRuntime(ctx context.Context, tid, gw string) {

@@ -372,14 +372,16 @@ func (s *Server) deleteGateway(c *gin.Context) {
 }
 
 // deleteGatewayCredentials deletes every credential of a gateway, recording
-// an audit event for each.
+// an audit event for each. They are soft-deleted (revoked, their ids freed,
+// their hashes kept) so that the bundle service can tell an authorizer
+// presenting one that its gateway was deleted (gatewayAuth).
 func deleteGatewayCredentials(ctx context.Context, tx store.Tx, c *gin.Context, tid, gw string) error {
 	creds, err := gatewayCredRepo.ListAll(ctx, tx, store.Query{TenantID: tid, ParentID: gw})
 	if err != nil {
 		return err
 	}
 	for _, cr := range creds {
-		if _, err := gatewayCredRepo.Delete(ctx, tx, tid, cr.Meta.ID, 0); err != nil {
+		if _, err := tx.Delete(ctx, model.KindGatewayCredential, tid, cr.Meta.ID, 0, true); err != nil {
 			return err
 		}
 		if err := record(ctx, tx, c, tid, "delete", model.KindGatewayCredential, cr.Meta.ID); err != nil {

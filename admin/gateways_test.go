@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -171,9 +172,31 @@ func TestGatewaysAndBundleService(t *testing.T) {
 	// Deleting the gateway revokes its credentials and its bundle, and a
 	// gateway created later with the same id inherits none of its decision
 	// logs or status.
+	// Its authorizer learns of the deletion (404 gateway_not_found), in a
+	// long poll held when it happens and with its credential afterwards,
+	// even once a gateway with the same id exists again; a wrong secret
+	// learns nothing.
+	cur = e.fetchBundle(bundlePath, fresh).header.Get("ETag")
+	polled := make(chan resp, 1)
+	go func() { polled <- e.fetchBundle(bundlePath, fresh, "If-None-Match", cur, "Prefer", "wait=20") }()
 	e.expect(e.do("DELETE", "/api/admin/acme/gateways/edge", rootToken, nil), 204)
-	e.expect(e.fetchBundle(bundlePath, fresh), 401)
+	gone := func(r resp) {
+		t.Helper()
+		if r.status != 404 || r.json(t)["error_code"] != admin.CodeGatewayNotFound {
+			t.Fatalf("a deleted gateway's credential: %d %s", r.status, r.body)
+		}
+	}
+	select {
+	case r := <-polled:
+		gone(r)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long poll did not end with the deletion")
+	}
+	gone(e.fetchBundle(bundlePath, fresh))
+	gone(e.do("POST", "/api/system/acme/gateways/edge/opa/status", fresh, status))
+	e.expect(e.fetchBundle(bundlePath, fresh[:len(fresh)-2]+"xx"), 401)
 	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge"}), 201)
+	gone(e.fetchBundle(bundlePath, fresh))
 	if ds := e.expect(e.do("GET", "/api/admin/acme/gateways/edge/decisions", rootToken, nil), 200).json(t)["decisions"].([]any); len(ds) != 0 {
 		t.Fatalf("a new gateway inherited decisions: %v", ds)
 	}

@@ -88,9 +88,13 @@ func (a *Activator) validator(ctx context.Context, key string, issuers []policie
 	return v, nil
 }
 
-// Remove drops a gateway's engine and validator.
+// Remove drops a gateway's engine and validator (and its revision gauge):
+// its requests are denied from now on.
 func (a *Activator) Remove(tenantID, gatewayID string) {
 	a.Engines.Remove(tenantID, gatewayID)
+	if a.Metrics != nil {
+		a.Metrics.revision.DeleteLabelValues(tenantID, gatewayID)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if cur, ok := a.tokens[Key(tenantID, gatewayID)]; ok && cur.v != nil {

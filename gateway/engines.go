@@ -43,19 +43,30 @@ func (s *Engines) slot(key string, create bool) *atomic.Pointer[Engine] {
 // Activate makes e the gateway's engine and returns the one it replaced.
 func (s *Engines) Activate(e *Engine) *Engine {
 	old := s.slot(Key(e.TenantID, e.GatewayID), true).Swap(e)
+	s.broadcast()
+	return old
+}
+
+// Remove drops a gateway's engine, so its requests are denied and, when it
+// is the default gateway, Ready reports false. It returns the engine it
+// removed.
+func (s *Engines) Remove(tenantID, gatewayID string) *Engine {
+	p := s.slot(Key(tenantID, gatewayID), false)
+	if p == nil {
+		return nil
+	}
+	old := p.Swap(nil)
+	if old != nil {
+		s.broadcast()
+	}
+	return old
+}
+
+func (s *Engines) broadcast() {
 	s.mu.Lock()
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	return old
-}
-
-// Remove drops a gateway's engine.
-func (s *Engines) Remove(tenantID, gatewayID string) *Engine {
-	if p := s.slot(Key(tenantID, gatewayID), false); p != nil {
-		return p.Swap(nil)
-	}
-	return nil
 }
 
 // Get returns a gateway's engine, or nil.
@@ -66,7 +77,7 @@ func (s *Engines) Get(tenantID, gatewayID string) *Engine {
 	return nil
 }
 
-// Changed is closed at the next activation.
+// Changed is closed at the next activation or removal.
 func (s *Engines) Changed() <-chan struct{} {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

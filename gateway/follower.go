@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,20 +48,68 @@ type FollowerOptions struct {
 }
 
 // Follower keeps a gateway's bundle current: it long-polls the bundle
-// service with the ETag it has, verifies every bundle's signature with the
-// tenant key before activating it, writes the last good bundle to disk and
-// starts from that cache when the control plane is unreachable. It reports
-// status to the control plane in OPA's format.
+// service with the ETag of the revision it has, verifies every bundle's
+// signature with the tenant key before activating it, writes the last good
+// bundle to disk and starts from that cache when the control plane is
+// unreachable. It reports status to the control plane in OPA's format.
+//
+// It never rolls back: it keeps the highest revision it has activated (its
+// high-water mark, persisted beside the cache) and refuses a verified bundle
+// with a lower revision, or with the same revision and other content. When
+// the control plane answers that the gateway does not exist, it removes the
+// gateway's engine (every request is denied, Ready is false), deletes the
+// cache and records the deletion, so a restart does not resurrect the bundle.
 type Follower struct {
 	opts FollowerOptions
 	vc   *bundle.VerificationConfig
 
+	// activating serialises activations, so the high-water mark check and
+	// the swap are one step.
+	activating sync.Mutex
+	stateOnce  sync.Once
+	stateErr   error
+
 	mu          sync.Mutex
 	etag        string
 	revision    string
+	digest      string
 	activatedAt time.Time
 	downloadAt  time.Time
 	lastErr     string
+	lastCode    string
+	// hwm is the highest revision activated (hwmSet false: none yet) and
+	// hwmDigest that revision's content digest.
+	hwm       int64
+	hwmDigest string
+	hwmSet    bool
+	// deletedAt is when the control plane said the gateway was deleted
+	// (nil while it is not).
+	deletedAt *time.Time
+}
+
+// Errors the follower's checks end in.
+var (
+	// errRollback: a verified bundle older than the high-water mark, or at
+	// the same revision with different content.
+	errRollback = errors.New("bundle rollback refused")
+	// errGatewayDeleted: the control plane answered that the gateway does
+	// not exist.
+	errGatewayDeleted = errors.New("the gateway was deleted on the control plane")
+)
+
+// codeGatewayNotFound is the bundle service's error_code (404) for a
+// gateway that does not exist, also given to a credential of a deleted
+// gateway (admin.CodeGatewayNotFound; the gateway never imports admin).
+const codeGatewayNotFound = "gateway_not_found"
+
+// followerState is state.json beside the cached bundle.
+type followerState struct {
+	// Revision and Digest are the high-water mark: the highest revision
+	// activated and its content digest.
+	Revision string `json:"revision,omitempty"`
+	Digest   string `json:"digest,omitempty"`
+	// DeletedAt is set while the control plane says the gateway is deleted.
+	DeletedAt *time.Time `json:"deleted_at,omitempty"`
 }
 
 // NewFollower validates the options.
@@ -88,33 +140,130 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 	return &Follower{opts: opts, vc: policies.VerificationConfig(opts.KeyID, opts.PublicKeyPEM)}, nil
 }
 
-// Revision is the active bundle revision ("" before the first activation).
+// Revision is the active bundle revision ("" before the first activation
+// and after the gateway was deleted).
 func (f *Follower) Revision() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.revision
 }
 
-func (f *Follower) cachePath() string {
+// Deleted reports whether the control plane said the gateway was deleted
+// (then nothing is enforced: every request is denied).
+func (f *Follower) Deleted() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deletedAt != nil
+}
+
+func (f *Follower) cacheDir() string {
 	if f.opts.CacheDir == "" {
 		return ""
 	}
-	return filepath.Join(f.opts.CacheDir, f.opts.TenantID, f.opts.GatewayID, "bundle.tar.gz")
+	return filepath.Join(f.opts.CacheDir, f.opts.TenantID, f.opts.GatewayID)
 }
 
-// LoadCache activates the cached bundle, if there is one that verifies.
+func (f *Follower) cachePath() string {
+	if dir := f.cacheDir(); dir != "" {
+		return filepath.Join(dir, "bundle.tar.gz")
+	}
+	return ""
+}
+
+func (f *Follower) statePath() string {
+	if dir := f.cacheDir(); dir != "" {
+		return filepath.Join(dir, "state.json")
+	}
+	return ""
+}
+
+// loadState reads state.json once. A missing file is an empty state (a
+// first start, or a cache written before the high-water mark existed); an
+// unreadable one is an error, and the cache is then not trusted.
+func (f *Follower) loadState() error {
+	f.stateOnce.Do(func() {
+		path := f.statePath()
+		if path == "" {
+			return
+		}
+		raw, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if err != nil {
+			f.stateErr = fmt.Errorf("read %s: %w", path, err)
+			return
+		}
+		var st followerState
+		if err := json.Unmarshal(raw, &st); err != nil {
+			f.stateErr = fmt.Errorf("read %s: %w", path, err)
+			return
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if st.Revision != "" {
+			rev, err := parseRevision(st.Revision)
+			if err != nil {
+				f.stateErr = fmt.Errorf("read %s: %w", path, err)
+				return
+			}
+			f.hwm, f.hwmDigest, f.hwmSet = rev, st.Digest, true
+		}
+		f.deletedAt = st.DeletedAt
+	})
+	return f.stateErr
+}
+
+// state is what state.json should hold now.
+func (f *Follower) state() followerState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := followerState{DeletedAt: f.deletedAt}
+	if f.hwmSet {
+		st.Revision, st.Digest = strconv.FormatInt(f.hwm, 10), f.hwmDigest
+	}
+	return st
+}
+
+// saveState writes the current state.
+func (f *Follower) saveState() error { return f.writeState(f.state()) }
+
+// writeState writes state.json atomically (nothing without a cache
+// directory: the high-water mark then lives in memory only).
+func (f *Follower) writeState(st followerState) error {
+	path := f.statePath()
+	if path == "" {
+		return nil
+	}
+	raw, _ := json.Marshal(st)
+	return writeFileAtomic(path, append(raw, '\n'))
+}
+
+// LoadCache activates the cached bundle, if there is one that verifies and
+// is not older than the high-water mark, and the gateway was not deleted.
 func (f *Follower) LoadCache(ctx context.Context) error {
 	path := f.cachePath()
 	if path == "" {
 		return errors.New("no cache directory")
 	}
+	if err := f.loadState(); err != nil {
+		return fmt.Errorf("not using the cached bundle: %w", err)
+	}
+	if f.Deleted() {
+		return fmt.Errorf("not using the cached bundle: %w", errGatewayDeleted)
+	}
+	// Caches written before the ETag came from the verified manifest have
+	// a side file; it is never read.
+	_ = os.Remove(path + ".etag")
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	etag, _ := os.ReadFile(path + ".etag")
-	if err := f.activate(ctx, raw, strings.TrimSpace(string(etag)), "disk-cache"); err != nil {
+	if _, err := f.activate(ctx, raw, "disk-cache"); err != nil {
 		return fmt.Errorf("cached bundle %s: %w", path, err)
+	}
+	if err := f.saveState(); err != nil {
+		f.opts.Logger.Warn("cannot write the follower state", "error", err.Error())
 	}
 	return nil
 }
@@ -123,9 +272,18 @@ func (f *Follower) LoadCache(ctx context.Context) error {
 // bundle yet, then follows the bundle service until ctx ends.
 func (f *Follower) Run(ctx context.Context) {
 	if f.cachePath() != "" {
-		if err := f.LoadCache(ctx); err == nil {
+		switch err := f.LoadCache(ctx); {
+		case err == nil:
 			f.opts.Logger.Info("activated the cached bundle", "revision", f.Revision(), "path", f.cachePath())
-		} else if !errors.Is(err, os.ErrNotExist) {
+		case errors.Is(err, os.ErrNotExist):
+		case errors.Is(err, errGatewayDeleted):
+			f.setError(err)
+			f.opts.Logger.Error("the gateway was deleted on the control plane; not using the cache, every request is denied",
+				"tenant", f.opts.TenantID, "gateway", f.opts.GatewayID)
+		case errors.Is(err, errRollback):
+			f.setError(err)
+			f.opts.Logger.Error("cached bundle refused", "error", err.Error(), "path", f.cachePath())
+		default:
 			f.opts.Logger.Warn("cannot use the cached bundle", "error", err.Error())
 		}
 	}
@@ -144,7 +302,14 @@ func (f *Follower) Run(ctx context.Context) {
 			}
 			continue
 		}
-		f.opts.Logger.Warn("bundle download failed; enforcing the last good bundle", "error", err.Error(), "revision", f.Revision(), "retry_in", backoff.String())
+		switch {
+		case errors.Is(err, errGatewayDeleted):
+			f.failClosed()
+		case errors.Is(err, errRollback):
+			f.opts.Logger.Error("bundle rollback refused; enforcing the active revision", "error", err.Error(), "revision", f.Revision())
+		default:
+			f.opts.Logger.Warn("bundle download failed; enforcing the last good bundle", "error", err.Error(), "revision", f.Revision(), "retry_in", backoff.String())
+		}
 		f.report(ctx)
 		select {
 		case <-ctx.Done():
@@ -158,11 +323,51 @@ func (f *Follower) Run(ctx context.Context) {
 func (f *Follower) setError(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err != nil {
-		f.lastErr = err.Error()
-	} else {
-		f.lastErr = ""
+	f.lastErr, f.lastCode = "", ""
+	switch {
+	case err == nil:
+		return
+	case errors.Is(err, errGatewayDeleted):
+		f.lastCode = codeGatewayNotFound
+	case errors.Is(err, errRollback):
+		f.lastCode = "bundle_rollback"
+	default:
+		f.lastCode = "bundle_error"
 	}
+	f.lastErr = err.Error()
+}
+
+// failClosed handles the control plane's word that the gateway is gone:
+// its engine goes at once (every request is denied, /readyz fails), then
+// the cache is deleted and the deletion recorded, so a restart starts with
+// nothing; Deleted reports true once all that is done.
+func (f *Follower) failClosed() {
+	f.opts.Activator.Remove(f.opts.TenantID, f.opts.GatewayID)
+	f.mu.Lock()
+	first := f.deletedAt == nil
+	f.etag, f.revision, f.digest = "", "", ""
+	f.mu.Unlock()
+	if !first {
+		return
+	}
+	f.opts.Logger.Error("the gateway was deleted on the control plane; every request is denied",
+		"tenant", f.opts.TenantID, "gateway", f.opts.GatewayID)
+	if path := f.cachePath(); path != "" {
+		for _, p := range []string{path, path + ".etag"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				f.opts.Logger.Warn("cannot delete the bundle cache", "error", err.Error())
+			}
+		}
+	}
+	now := time.Now().UTC()
+	st := f.state()
+	st.DeletedAt = &now
+	if err := f.writeState(st); err != nil {
+		f.opts.Logger.Warn("cannot record the gateway's deletion", "error", err.Error())
+	}
+	f.mu.Lock()
+	f.deletedAt = &now
+	f.mu.Unlock()
 }
 
 // poll makes one (long-polling) request and activates what it gets.
@@ -192,6 +397,15 @@ func (f *Follower) poll(ctx context.Context) (bool, error) {
 	case http.StatusOK:
 	default:
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		// Only the bundle service's own answer counts as a deletion, not
+		// any 404 (a proxy, a wrong URL).
+		var apiErr struct {
+			Code    string `json:"error_code"`
+			Message string `json:"error"`
+		}
+		if res.StatusCode == http.StatusNotFound && json.Unmarshal(b, &apiErr) == nil && apiErr.Code == codeGatewayNotFound {
+			return false, fmt.Errorf("%w: %s", errGatewayDeleted, apiErr.Message)
+		}
 		return false, fmt.Errorf("download bundle: %s: %s", res.Status, bytes.TrimSpace(b))
 	}
 	raw, err := io.ReadAll(io.LimitReader(res.Body, f.opts.MaxBundleBytes+1))
@@ -204,65 +418,152 @@ func (f *Follower) poll(ctx context.Context) (bool, error) {
 	f.mu.Lock()
 	f.downloadAt = time.Now().UTC()
 	f.mu.Unlock()
-	newTag := res.Header.Get("ETag")
-	if err := f.activate(ctx, raw, newTag, "control-plane"); err != nil {
+	changed, err := f.activate(ctx, raw, "control-plane")
+	if err != nil || !changed {
 		return false, err
 	}
-	if err := f.writeCache(raw, newTag); err != nil {
+	// The cache first, then the high-water mark: a crash between the two
+	// leaves a cache newer than the mark, never older.
+	if err := f.writeCache(raw); err != nil {
 		f.opts.Logger.Warn("cannot write the bundle cache", "error", err.Error())
+	}
+	if err := f.saveState(); err != nil {
+		f.opts.Logger.Warn("cannot write the follower state", "error", err.Error())
 	}
 	return true, nil
 }
 
-// activate verifies the signature, builds the engine and swaps it in.
-func (f *Follower) activate(ctx context.Context, raw []byte, etag, source string) error {
+// activate verifies the signature, the gateway and the revision against the
+// high-water mark, builds the engine and swaps it in. It reports false
+// (and does nothing) when the bundle is the one already active.
+func (f *Follower) activate(ctx context.Context, raw []byte, source string) (bool, error) {
 	b, err := policies.ReadBundle(raw, f.vc)
 	if err != nil {
-		return fmt.Errorf("verify bundle: %w", err)
+		return false, fmt.Errorf("verify bundle: %w", err)
 	}
 	if t, g := b.Manifest.Metadata["tenant"], b.Manifest.Metadata["gateway"]; t != f.opts.TenantID || g != f.opts.GatewayID {
-		return fmt.Errorf("verify bundle: it is for %v/%v, not %s/%s", t, g, f.opts.TenantID, f.opts.GatewayID)
+		return false, fmt.Errorf("verify bundle: it is for %v/%v, not %s/%s", t, g, f.opts.TenantID, f.opts.GatewayID)
+	}
+	rev, err := parseRevision(b.Manifest.Revision)
+	if err != nil {
+		return false, fmt.Errorf("verify bundle: %w", err)
+	}
+	digest, err := bundleDigest(&b)
+	if err != nil {
+		return false, fmt.Errorf("verify bundle: %w", err)
+	}
+	f.activating.Lock()
+	defer f.activating.Unlock()
+	f.mu.Lock()
+	active := f.revision == b.Manifest.Revision && f.digest == digest
+	switch {
+	case !f.hwmSet || active:
+	case rev < f.hwm:
+		err = fmt.Errorf("%w: revision %d is older than revision %d, the newest this authorizer has activated", errRollback, rev, f.hwm)
+	case rev == f.hwm && digest != f.hwmDigest:
+		err = fmt.Errorf("%w: this revision %d has other content than the revision %d activated before", errRollback, rev, f.hwm)
+	}
+	f.mu.Unlock()
+	if err != nil || active {
+		return false, err
 	}
 	src := &Source{TenantID: f.opts.TenantID, GatewayID: f.opts.GatewayID, Revision: b.Manifest.Revision,
 		Modules: b.ParsedModules("gatehouse"), Data: b.Data}
 	if _, err := f.opts.Activator.Activate(ctx, src, source); err != nil {
-		return fmt.Errorf("activate bundle revision %s: %w", b.Manifest.Revision, err)
+		return false, fmt.Errorf("activate bundle revision %s: %w", b.Manifest.Revision, err)
 	}
 	f.mu.Lock()
-	f.etag, f.revision, f.activatedAt = etag, b.Manifest.Revision, time.Now().UTC()
+	f.etag, f.revision, f.digest, f.activatedAt = etagOf(b.Manifest.Revision), b.Manifest.Revision, digest, time.Now().UTC()
+	if !f.hwmSet || rev > f.hwm {
+		f.hwm, f.hwmDigest, f.hwmSet = rev, digest, true
+	}
+	undeleted := f.deletedAt != nil
+	f.deletedAt = nil
 	f.mu.Unlock()
+	if undeleted {
+		f.opts.Logger.Warn("the control plane serves the gateway again", "tenant", f.opts.TenantID, "gateway", f.opts.GatewayID)
+	}
 	f.opts.Logger.Info("bundle activated", "revision", b.Manifest.Revision, "source", source)
-	return nil
+	return true, nil
 }
 
-// writeCache stores the bundle atomically (temp file, fsync, rename).
-func (f *Follower) writeCache(raw []byte, etag string) error {
+// etagOf is the bundle service's ETag of a revision. The follower derives
+// it from the verified manifest, so what it asks for is what it enforces.
+func etagOf(revision string) string { return `"` + revision + `"` }
+
+// parseRevision reads a manifest revision: a store revision number in
+// canonical decimal form; anything else is refused.
+func parseRevision(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != s {
+		return 0, fmt.Errorf("manifest revision %q is not a revision number", s)
+	}
+	return n, nil
+}
+
+// bundleDigest identifies a verified bundle's content (manifest, data,
+// modules) independently of its archive encoding.
+func bundleDigest(b *bundle.Bundle) (string, error) {
+	type module struct {
+		Path string `json:"path"`
+		Raw  []byte `json:"raw"`
+	}
+	mods := make([]module, 0, len(b.Modules))
+	for _, m := range b.Modules {
+		mods = append(mods, module{m.Path, m.Raw})
+	}
+	slices.SortFunc(mods, func(a, b module) int { return strings.Compare(a.Path, b.Path) })
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, v := range []any{b.Manifest, b.Data, mods} {
+		if err := enc.Encode(v); err != nil {
+			return "", fmt.Errorf("bundle digest: %w", err)
+		}
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// writeCache stores the bundle atomically and drops the legacy ETag side
+// file.
+func (f *Follower) writeCache(raw []byte) error {
 	path := f.cachePath()
 	if path == "" {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := writeFileAtomic(path, raw); err != nil {
 		return err
 	}
-	for _, w := range []struct {
-		path string
-		data []byte
-	}{{path, raw}, {path + ".etag", []byte(etag + "\n")}} {
-		tmp, err := os.CreateTemp(filepath.Dir(path), ".bundle-*")
-		if err != nil {
-			return err
-		}
-		_, werr := tmp.Write(w.data)
-		serr := tmp.Sync()
-		cerr := tmp.Close()
-		if err := errors.Join(werr, serr, cerr); err != nil {
-			os.Remove(tmp.Name())
-			return err
-		}
-		if err := os.Rename(tmp.Name(), w.path); err != nil {
-			os.Remove(tmp.Name())
-			return err
-		}
+	if err := os.Remove(path + ".etag"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// writeFileAtomic writes a file through a temporary file, fsync and rename,
+// then syncs the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	serr := tmp.Sync()
+	cerr := tmp.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
 	return nil
 }
@@ -295,7 +596,7 @@ func (f *Follower) report(ctx context.Context) {
 		state = "NOT_READY"
 	}
 	if f.lastErr != "" {
-		st["code"], st["message"] = "bundle_error", f.lastErr
+		st["code"], st["message"] = f.lastCode, f.lastErr
 		state = "ERROR"
 	}
 	f.mu.Unlock()

@@ -5,11 +5,14 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +32,14 @@ type fakeBundleService struct {
 	statuses []map[string]any
 	logs     []map[string]any
 	down     bool
+	// status, when set, is the plain error every request gets; gone answers
+	// as the bundle service does for a deleted gateway; abort drops the
+	// connection (a network error).
+	status int
+	gone   bool
+	abort  bool
+	// inm records the If-None-Match of every bundle request.
+	inm []string
 }
 
 func (f *fakeBundleService) set(raw []byte, etag string) {
@@ -43,10 +54,24 @@ func (f *fakeBundleService) set(raw []byte, etag string) {
 
 func (f *fakeBundleService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
-	down := f.down
+	down, status, gone, abort := f.down, f.status, f.gone, f.abort
+	if r.URL.Path == "/opa/bundle" {
+		f.inm = append(f.inm, r.Header.Get("If-None-Match"))
+	}
 	f.mu.Unlock()
-	if down {
+	switch {
+	case abort:
+		panic(http.ErrAbortHandler)
+	case down:
 		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	case status != 0:
+		http.Error(w, "plain error", status)
+		return
+	case gone:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"status_code":404,"error":"gateway \"edge\" does not exist","error_code":"gateway_not_found","details":{}}`)
 		return
 	}
 	if r.Header.Get("Authorization") != "Bearer cred" {
@@ -119,10 +144,16 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 func newFollowerFixture(t *testing.T, url, cacheDir string, key *policies.SigningKey) (*Follower, *Engines) {
 	t.Helper()
+	return newLoggingFollower(t, url, cacheDir, key, io.Discard)
+}
+
+// newLoggingFollower is newFollowerFixture with JSON log lines written to w.
+func newLoggingFollower(t *testing.T, url, cacheDir string, key *policies.SigningKey, w io.Writer) (*Follower, *Engines) {
+	t.Helper()
 	engines := NewEngines(Key("acme", "edge"))
 	f, err := NewFollower(FollowerOptions{URL: url + "/opa", TenantID: "acme", GatewayID: "edge", Credential: "cred",
 		KeyID: key.KeyID, PublicKeyPEM: key.PublicKeyPEM, CacheDir: cacheDir, LongPoll: time.Second,
-		Activator: &Activator{Engines: engines}, InstanceID: "test-instance", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Activator: &Activator{Engines: engines}, InstanceID: "test-instance", Logger: slog.New(slog.NewJSONHandler(w, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,6 +355,329 @@ func TestReverseProxy(t *testing.T) {
 		res.Body.Close()
 		if res.StatusCode != 400 || seenPath != "" {
 			t.Errorf("%s: %d (upstream saw %q)", path, res.StatusCode, seenPath)
+		}
+	}
+}
+
+// syncBuffer collects log lines written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// logged reports whether a JSON log line has that level and message.
+func (b *syncBuffer) logged(level, msg string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, line := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil && m["level"] == level && m["msg"] == msg {
+			return true
+		}
+	}
+	return false
+}
+
+// reported reports whether a status report since the last reset matches.
+func (f *fakeBundleService) reported(match func(b map[string]any) bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.statuses {
+		if b, ok := s["bundles"].(map[string]any)["gatehouse"].(map[string]any); ok && match(b) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeBundleService) update(fn func(*fakeBundleService)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func runFollower(t *testing.T, f *Follower) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// healthAllowed says whether the active engine lets GET /healthz through:
+// it tells the two contents apart (the mutation makes it private).
+func healthAllowed(engines *Engines) bool {
+	res, _ := NewServer(ServerOptions{Engines: engines}).Check(context.Background(), check("GET", "/healthz", nil))
+	return res.GetOkResponse() != nil
+}
+
+func privateHealth(c *policies.Config) { c.APIs[2].Spec.Public = false }
+
+// TestFollowerRefusesRollback: a validly signed bundle replayed with an
+// older revision, or with the active revision and other content, is refused
+// with a logged error and a status report error; the active revision stays
+// and a newer one is still taken.
+func TestFollowerRefusesRollback(t *testing.T) {
+	key, _ := policies.GenerateSigningKey("acme")
+	rev3 := signedBundle(t, key, 3, nil)
+	fake := &fakeBundleService{}
+	fake.set(signedBundle(t, key, 5, nil), `"5"`)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	logs := &syncBuffer{}
+	f, engines := newLoggingFollower(t, srv.URL, t.TempDir(), key, logs)
+	runFollower(t, f)
+	waitUntil(t, "revision 5", func() bool { return f.Revision() == "5" })
+
+	fake.update(func(f *fakeBundleService) { f.statuses = nil })
+	fake.set(rev3, `"3"`) // a man in the middle replays an older bundle
+	waitUntil(t, "a status report refusing revision 3", func() bool {
+		return fake.reported(func(b map[string]any) bool {
+			return b["active_revision"] == "5" && b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "revision 3 is older than revision 5")
+		})
+	})
+	if !logs.logged("ERROR", "bundle rollback refused; enforcing the active revision") {
+		t.Fatal("the refused rollback was not logged as an error")
+	}
+	if e := engines.For(nil); f.Revision() != "5" || e == nil || e.Revision != "5" || !healthAllowed(engines) {
+		t.Fatal("the replayed older bundle was activated")
+	}
+
+	// The same revision with other content is refused as well.
+	fake.update(func(f *fakeBundleService) { f.statuses = nil })
+	fake.set(signedBundle(t, key, 5, privateHealth), `"5-other"`)
+	waitUntil(t, "a status report refusing the other revision 5", func() bool {
+		return fake.reported(func(b map[string]any) bool {
+			return b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "other content")
+		})
+	})
+	if f.Revision() != "5" || !healthAllowed(engines) {
+		t.Fatal("a bundle with the active revision and other content was activated")
+	}
+
+	// A newer revision is taken.
+	fake.set(signedBundle(t, key, 7, privateHealth), `"7"`)
+	waitUntil(t, "revision 7", func() bool { return f.Revision() == "7" })
+	if healthAllowed(engines) {
+		t.Fatal("revision 7 is not the one enforced")
+	}
+}
+
+// TestFollowerETagFromVerifiedManifest: a cache holding an old bundle with
+// a newer .etag side file beside it must not make the follower claim the
+// newer revision: it asks with the ETag of the bundle it verified and gets
+// the newer one.
+func TestFollowerETagFromVerifiedManifest(t *testing.T) {
+	key, _ := policies.GenerateSigningKey("acme")
+	fake := &fakeBundleService{}
+	fake.set(signedBundle(t, key, 2, privateHealth), `"2"`)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	cache := t.TempDir()
+	f, engines := newFollowerFixture(t, srv.URL, cache, key)
+	if err := os.MkdirAll(filepath.Dir(f.cachePath()), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(f.cachePath(), signedBundle(t, key, 1, nil), 0o600)
+	os.WriteFile(f.cachePath()+".etag", []byte(`"2"`+"\n"), 0o600)
+
+	runFollower(t, f)
+	waitUntil(t, "revision 2 from the control plane", func() bool { return f.Revision() == "2" })
+	fake.mu.Lock()
+	first := fake.inm[0]
+	fake.mu.Unlock()
+	if first != `"1"` {
+		t.Fatalf("the first request said If-None-Match %s, want the cached bundle's \"1\"", first)
+	}
+	if healthAllowed(engines) {
+		t.Fatal("revision 2 is not the one enforced")
+	}
+	if _, err := os.Stat(f.cachePath() + ".etag"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the .etag side file is still there: %v", err)
+	}
+}
+
+// TestFollowerRestartKeepsTheHighWaterMark: after revision 7 was active, a
+// restart with an older (validly signed) bundle in the cache does not
+// activate it, nor does the same bundle replayed over the network.
+func TestFollowerRestartKeepsTheHighWaterMark(t *testing.T) {
+	key, _ := policies.GenerateSigningKey("acme")
+	rev3 := signedBundle(t, key, 3, nil)
+	fake := &fakeBundleService{}
+	fake.set(signedBundle(t, key, 7, privateHealth), `"7"`)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	cache := t.TempDir()
+	f, _ := newFollowerFixture(t, srv.URL, cache, key)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	waitUntil(t, "revision 7", func() bool { return f.Revision() == "7" })
+	cancel()
+	<-done
+	var st followerState
+	if raw, err := os.ReadFile(f.statePath()); err != nil || json.Unmarshal(raw, &st) != nil || st.Revision != "7" {
+		t.Fatalf("state.json after revision 7: %+v %v", st, err)
+	}
+
+	// The cache now holds revision 3 (restored from a backup, or planted).
+	os.WriteFile(f.cachePath(), rev3, 0o600)
+	fake.update(func(f *fakeBundleService) { f.down = true })
+	f2, engines2 := newFollowerFixture(t, srv.URL, cache, key)
+	if err := f2.LoadCache(context.Background()); err == nil || !errors.Is(err, errRollback) || engines2.For(nil) != nil || engines2.Ready() {
+		t.Fatalf("the older cached bundle: %v (engine %v)", err, engines2.For(nil))
+	}
+
+	// Nor does the control plane's answer (a replay) bring revision 3 back.
+	logs := &syncBuffer{}
+	f3, engines3 := newLoggingFollower(t, srv.URL, cache, key, logs)
+	fake.update(func(f *fakeBundleService) { f.down = false; f.statuses = nil })
+	fake.set(rev3, `"3"`)
+	runFollower(t, f3)
+	waitUntil(t, "a status report refusing revision 3", func() bool {
+		return fake.reported(func(b map[string]any) bool {
+			return b["code"] == "bundle_rollback" && b["active_revision"] == ""
+		})
+	})
+	if engines3.For(nil) != nil || !logs.logged("ERROR", "cached bundle refused") {
+		t.Fatal("revision 3 was activated after a restart, or its refusal not logged")
+	}
+	fake.set(signedBundle(t, key, 8, nil), `"8"`)
+	waitUntil(t, "revision 8", func() bool { return f3.Revision() == "8" && engines3.Ready() })
+}
+
+// TestFollowerFailsClosedWhenTheGatewayIsDeleted: network errors and
+// answers that are not the bundle service's word keep the last good
+// bundle; a 404 gateway_not_found removes the engine, the cache and the
+// readiness, and a restart does not bring the bundle back. A later bundle
+// (the deletion was faked, or the gateway is back) is enforced again.
+func TestFollowerFailsClosedWhenTheGatewayIsDeleted(t *testing.T) {
+	key, _ := policies.GenerateSigningKey("acme")
+	fake := &fakeBundleService{}
+	fake.set(signedBundle(t, key, 4, nil), `"4"`)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+
+	for _, c := range []struct {
+		name string
+		set  func(*fakeBundleService)
+	}{
+		{"a dropped connection", func(f *fakeBundleService) { f.abort = true }},
+		{"a plain 404", func(f *fakeBundleService) { f.status = http.StatusNotFound }},
+		{"a 401", func(f *fakeBundleService) { f.status = http.StatusUnauthorized }},
+		{"a 503", func(f *fakeBundleService) { f.status = http.StatusServiceUnavailable }},
+	} {
+		fake.update(func(f *fakeBundleService) { f.abort, f.status = false, 0 })
+		f, engines := newFollowerFixture(t, srv.URL, t.TempDir(), key)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { f.Run(ctx); close(done) }()
+		waitUntil(t, "revision 4", func() bool { return f.Revision() == "4" })
+		fake.update(func(f *fakeBundleService) { f.inm = nil; c.set(f) })
+		// Two requests: the answer to the first has been handled.
+		waitUntil(t, "two requests after "+c.name, func() bool {
+			fake.mu.Lock()
+			defer fake.mu.Unlock()
+			return len(fake.inm) >= 2
+		})
+		if f.Deleted() || !engines.Ready() || engines.For(nil) == nil || engines.For(nil).Revision != "4" {
+			t.Errorf("%s: the last good bundle is no longer enforced", c.name)
+		}
+		cancel()
+		<-done
+	}
+
+	fake.update(func(f *fakeBundleService) { f.abort, f.status = false, 0 })
+	cache := t.TempDir()
+	logs := &syncBuffer{}
+	f, engines := newLoggingFollower(t, srv.URL, cache, key, logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "revision 4", func() bool { return f.Revision() == "4" })
+
+	fake.update(func(f *fakeBundleService) { f.gone = true })
+	waitUntil(t, "the deletion", func() bool { return f.Deleted() })
+	if engines.Ready() || engines.For(nil) != nil || f.Revision() != "" {
+		t.Fatal("the deleted gateway's bundle is still enforced")
+	}
+	if healthAllowed(engines) {
+		t.Fatal("a request was allowed after the deletion")
+	}
+	if !logs.logged("ERROR", "the gateway was deleted on the control plane; every request is denied") {
+		t.Fatal("the deletion was not logged as an error")
+	}
+	if _, err := os.Stat(f.cachePath()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the cache survived the deletion: %v", err)
+	}
+	var st followerState
+	if raw, err := os.ReadFile(f.statePath()); err != nil || json.Unmarshal(raw, &st) != nil || st.DeletedAt == nil || st.Revision != "4" {
+		t.Fatalf("state.json after the deletion: %+v %v", st, err)
+	}
+
+	// A restart, even with a bundle put back in the cache and the control
+	// plane unreachable, enforces nothing.
+	cancel()
+	<-done
+	os.WriteFile(f.cachePath(), signedBundle(t, key, 4, nil), 0o600)
+	fake.update(func(f *fakeBundleService) { f.gone, f.down = false, true })
+	f2, engines2 := newFollowerFixture(t, srv.URL, cache, key)
+	if err := f2.LoadCache(context.Background()); !errors.Is(err, errGatewayDeleted) || engines2.Ready() || !f2.Deleted() {
+		t.Fatalf("restart after the deletion: %v, ready %v", err, engines2.Ready())
+	}
+
+	// The control plane serves the gateway again: enforced, no longer deleted.
+	fake.update(func(f *fakeBundleService) { f.down = false })
+	fake.set(signedBundle(t, key, 9, nil), `"9"`)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan struct{})
+	go func() { f2.Run(ctx2); close(done2) }()
+	defer func() { cancel2(); <-done2 }()
+	waitUntil(t, "revision 9", func() bool { return f2.Revision() == "9" && engines2.Ready() && !f2.Deleted() })
+	waitUntil(t, "state.json without the deletion", func() bool {
+		var st followerState
+		raw, err := os.ReadFile(f2.statePath())
+		return err == nil && json.Unmarshal(raw, &st) == nil && st.DeletedAt == nil && st.Revision == "9"
+	})
+}
+
+// TestFollowerWithoutCacheKeepsTheMarkInMemory: no cache directory, the
+// high-water mark still holds for the process's lifetime.
+func TestFollowerWithoutCacheKeepsTheMarkInMemory(t *testing.T) {
+	key, _ := policies.GenerateSigningKey("acme")
+	fake := &fakeBundleService{}
+	fake.set(signedBundle(t, key, 6, nil), `"6"`)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	f, engines := newFollowerFixture(t, srv.URL, "", key)
+	runFollower(t, f)
+	waitUntil(t, "revision 6", func() bool { return f.Revision() == "6" })
+	fake.update(func(f *fakeBundleService) { f.statuses = nil })
+	fake.set(signedBundle(t, key, 2, privateHealth), `"2"`)
+	waitUntil(t, "a status report refusing revision 2", func() bool {
+		return fake.reported(func(b map[string]any) bool { return b["code"] == "bundle_rollback" })
+	})
+	if f.Revision() != "6" || !healthAllowed(engines) {
+		t.Fatal("revision 2 was activated")
+	}
+}
+
+func TestParseRevision(t *testing.T) {
+	for s, want := range map[string]int64{"0": 0, "1": 1, "9223372036854775807": 1<<63 - 1} {
+		if got, err := parseRevision(s); err != nil || got != want {
+			t.Errorf("%q: %d %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"", "abc", "-1", "+1", "01", " 1", "1.0", "0x10", "9223372036854775808"} {
+		if _, err := parseRevision(s); err == nil {
+			t.Errorf("%q: accepted", s)
 		}
 	}
 }

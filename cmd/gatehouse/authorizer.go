@@ -223,7 +223,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	return serveAuthorizer(ctx, log, authorizerRuntime{
 		engines: engines, server: srv, logs: logs, registry: reg,
 		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr,
-		run: follower.Run,
+		run: follower.Run, deleted: follower.Deleted,
 	}, stdout)
 }
 
@@ -238,6 +238,8 @@ type authorizerRuntime struct {
 	proxyAddr string
 	httpAddr  string
 	run       func(ctx context.Context)
+	// deleted, when set, says the control plane deleted the gateway.
+	deleted func() bool
 }
 
 // serveAuthorizer serves ext_authz (and the proxy and health endpoints)
@@ -262,11 +264,14 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-			if !rt.engines.Ready() {
+			switch {
+			case rt.deleted != nil && rt.deleted():
+				http.Error(w, "the gateway was deleted on the control plane; every request is denied", http.StatusServiceUnavailable)
+			case !rt.engines.Ready():
 				http.Error(w, "no policy bundle active", http.StatusServiceUnavailable)
-				return
+			default:
+				io.WriteString(w, "ready\n")
 			}
-			io.WriteString(w, "ready\n")
 		})
 		mux.Handle("/metrics", promhttp.HandlerFor(rt.registry, promhttp.HandlerOpts{}))
 		ln, err := net.Listen("tcp", rt.httpAddr)
