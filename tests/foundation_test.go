@@ -202,7 +202,8 @@ func TestServeHelpDocumentsConfiguration(t *testing.T) {
 		"./gatehouse-data", "--database-url", "GATEHOUSE_DATABASE_URL", "GATEHOUSE_ADMIN_TOKEN",
 		"--authz-addr", "GATEHOUSE_AUTHZ_ADDR", "--xds-addr", "GATEHOUSE_XDS_ADDR", "--xds-public-addr", "GATEHOUSE_XDS_PUBLIC_ADDR",
 		"--authorizer-address", "GATEHOUSE_AUTHORIZER_ADDRESS", "--authz-default-gateway", "GATEHOUSE_AUTHZ_DEFAULT_GATEWAY",
-		"--jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS", "--master-key-file", "GATEHOUSE_MASTER_KEY_FILE"} {
+		"--jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS", "--master-key-file", "GATEHOUSE_MASTER_KEY_FILE",
+		"--metrics-addr", "GATEHOUSE_METRICS_ADDR"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("serve --help does not mention %s", want)
 		}

@@ -1,15 +1,23 @@
 package tests
 
 import (
+	"archive/zip"
+	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse-dev/gatehouse/admin"
 )
 
 // TestGatewayPackageRunsTheAuthorizer downloads a gateway package from a
@@ -21,8 +29,6 @@ func TestGatewayPackageRunsTheAuthorizer(t *testing.T) {
 		fmt.Fprintf(w, "pets upstream: %s", r.URL.Path)
 	}))
 	defer upstream.Close()
-	// The control plane runs no authorizer, so the packaged one can take
-	// its default address, as in docs/envoy.md.
 	cp := startServe(t, serveOptions{DataDir: t.TempDir(), Token: testToken, Command: "control-plane"})
 	c := newClient(t, cp.URL, testToken)
 	setupGateway(t, c, upstream.URL)
@@ -31,16 +37,28 @@ func TestGatewayPackageRunsTheAuthorizer(t *testing.T) {
 	if pkg.Header.Get("Content-Type") != "application/zip" || !strings.Contains(pkg.Header.Get("Content-Disposition"), ".zip") {
 		t.Fatalf("package headers: %v", pkg.Header)
 	}
+	// The package says the authorizer listens where docs/envoy.md and the
+	// generated Envoy configuration expect it. The test does not bind
+	// those fixed ports (anything, make run say, may hold them): it gives
+	// the authorizer a copy of the package whose addresses are free ports,
+	// so the authorizer is still seen to take its addresses from the
+	// package (ignoring them, it would listen on its defaults).
+	addrs := packageAddresses(t, pkg.Body)
+	if addrs["authz_addr"] != "127.0.0.1:9191" || addrs["http_addr"] != "127.0.0.1:9192" {
+		t.Fatalf("the package's authorizer addresses: %v", addrs)
+	}
 	zipPath := filepath.Join(t.TempDir(), "gateway.zip")
-	if err := os.WriteFile(zipPath, pkg.Body, 0o600); err != nil {
+	if err := os.WriteFile(zipPath, withAuthorizerAddresses(t, pkg.Body, "127.0.0.1:0"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing but the package is given (and, for the reverse-proxy mode,
 	// its address); everything else comes from the package or defaults.
 	p := start(t, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, "authorizer", "--package", zipPath,
 		"--proxy-addr", "127.0.0.1:0")
-	if addr := p.waitLog(t, "ext_authz listening", "addr"); addr != "127.0.0.1:9191" {
-		t.Fatalf("the packaged authorizer listens on %s", addr)
+	for msg, fixed := range map[string]string{"ext_authz listening": "127.0.0.1:9191", "authorizer health listening": "127.0.0.1:9192"} {
+		if addr := p.waitLog(t, msg, "addr"); addr == fixed || !strings.HasPrefix(addr, "127.0.0.1:") || strings.HasSuffix(addr, ":0") {
+			t.Fatalf("%s on %s: the package's address (a free port) was not used", msg, addr)
+		}
 	}
 	proxy := "http://" + p.waitLog(t, "reverse proxy listening", "addr")
 	get := func(key string) (int, string) {
@@ -76,4 +94,60 @@ func TestGatewayPackageRunsTheAuthorizer(t *testing.T) {
 		st := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)
 		return st["opa"].(map[string]any)["active_revision"] == fmt.Sprint(st["bundle"].(map[string]any)["revision"])
 	})
+}
+
+// packageAddresses reads authz_addr and http_addr from a gateway package's
+// gatehouse-authorizer.yaml.
+func packageAddresses(t *testing.T, zipped []byte) map[string]string {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := fs.ReadFile(zr, admin.PackageAuthorizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"authz_addr": fmt.Sprint(cfg["authz_addr"]), "http_addr": fmt.Sprint(cfg["http_addr"])}
+}
+
+// withAuthorizerAddresses copies a gateway package with authz_addr and
+// http_addr of its gatehouse-authorizer.yaml set to addr.
+func withAuthorizerAddresses(t *testing.T, zipped []byte, addr string) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range zr.File {
+		raw, err := fs.ReadFile(zr, f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Name == admin.PackageAuthorizer {
+			raw = regexp.MustCompile(`(?m)^(authz_addr|http_addr): .*$`).ReplaceAll(raw, []byte("$1: "+addr))
+		}
+		h := f.FileHeader
+		w, err := zw.CreateHeader(&h)
+		if err == nil {
+			_, err = w.Write(raw)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.Bytes()
+	if got := packageAddresses(t, out); got["authz_addr"] != addr || got["http_addr"] != addr {
+		t.Fatalf("rewritten package addresses: %v", got)
+	}
+	return out
 }

@@ -51,6 +51,8 @@ type serveConfig struct {
 	// same; PolicyTestTimeout bounds one policy test evaluation.
 	PolicyAllowBuiltins []string
 	PolicyTestTimeout   time.Duration
+	// MetricsAddr serves /metrics without a token (empty: off).
+	MetricsAddr string
 }
 
 var serveEnv = []envFlag{
@@ -70,6 +72,7 @@ var serveEnv = []envFlag{
 	{"jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS"},
 	{"policy-allow-builtins", "GATEHOUSE_POLICY_ALLOW_BUILTINS"},
 	{"policy-test-timeout", "GATEHOUSE_POLICY_TEST_TIMEOUT"},
+	{"metrics-addr", "GATEHOUSE_METRICS_ADDR"},
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -128,7 +131,8 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringVar(&cfg.AuthzDefault, "authz-default-gateway", "", "tenant/gateway whose bundle decides requests whose context extensions name no gateway")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the master key that seals signing keys (default <data-dir>/master.key, generated; GATEHOUSE_MASTER_KEY gives the key itself)")
 	fs.BoolVar(&cfg.ImportAllowPrivateURLs, "import-allow-private-urls", false, "let OpenAPI imports from a URL fetch from loopback, private and link-local addresses")
-	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let the in-process authorizer fetch token issuers' JWKS and discovery documents from loopback, private and link-local addresses")
+	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token issuers name loopback, private and link-local jwks_uri and discovery URLs (plain http only there), and the in-process authorizer fetch from them")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics without a token on this address, for trusted scrapers (empty: off; the admin API's /metrics needs a system-wide token)")
 	fs.StringSliceVar(&cfg.PolicyAllowBuiltins, "policy-allow-builtins", nil, "built-ins policies may call although they reach outside the authorizer (comma-separated, of: "+
 		strings.Join(policies.DeniedBuiltins(), ", ")+"; docs/bundles.md)")
 	fs.DurationVar(&cfg.PolicyTestTimeout, "policy-test-timeout", policies.DefaultTestTimeout, "deadline of one evaluation of the policy test API (POST …/policies/test); at most 1m")
@@ -202,7 +206,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// The xDS control plane: one snapshot per gateway, from the bundles.
 	var xds *xdsServer
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
-		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs,
+		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
 		PolicyTestTimeout: cfg.PolicyTestTimeout}
 	if cfg.XDSAddr != "" {
 		if xds, err = startXDS(cfg, st, mgr, log); err != nil {
@@ -223,7 +227,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	serveErr := make(chan error, 4)
+	serveErr := make(chan error, 8)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("admin API listening", "addr", addr, "store", storeDesc)
 	printBanner(stdout, public, storeDesc, tokenPath, generated)
@@ -253,6 +257,17 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		}
 		go func() { serveErr <- authz.serve() }()
 	}
+	var metrics *metricsListener
+	if cfg.MetricsAddr != "" {
+		if metrics, err = startMetrics(cfg.MetricsAddr, api.MetricsHandler(), log, stdout); err != nil {
+			return err
+		}
+		go func() {
+			if err := metrics.serve(); err != nil {
+				serveErr <- err
+			}
+		}()
+	}
 
 	select {
 	case err := <-serveErr:
@@ -269,6 +284,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	if authz != nil {
 		authz.stop(sctx)
+	}
+	if metrics != nil {
+		metrics.stop(sctx)
 	}
 	stopRuns()
 	if xds != nil {
