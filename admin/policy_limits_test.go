@@ -88,7 +88,7 @@ func TestPolicyLimitsAtSave(t *testing.T) {
 	e := newEnv(t)
 	e.createTenant("acme")
 	base := "/api/admin/acme/policies"
-	before := e.revision()
+	before := e.snapshot()
 	trueValidators := func(n int) []any {
 		vs := make([]any, n)
 		for i := range vs {
@@ -127,22 +127,18 @@ func TestPolicyLimitsAtSave(t *testing.T) {
 	if r.status != 400 || r.errorCode(t) != admin.CodeLimitExceeded || errDetails(t, r)["field"] != "policy.validators" {
 		t.Errorf("test endpoint: %d %s", r.status, r.body)
 	}
-	if e.revision() != before {
-		t.Fatal("a refused policy changed the store")
-	}
+	e.requireUnchanged(t, before, "a refused policy changed the store")
 	e.expect(e.do("POST", base, rootToken, map[string]any{"policy_name": "max", "validators": trueValidators(policies.MaxValidators)}), 201)
 
 	// Policies per tenant: creating one more than the limit is refused.
 	e.seedPolicies("acme", policies.MaxPoliciesPerTenant-1)
-	before = e.revision()
+	before = e.snapshot()
 	r = e.do("POST", base, rootToken, map[string]any{"id": "one-too-many", "policy_name": "one too many", "definition": goodRego})
 	if r.status != 400 || r.errorCode(t) != admin.CodeLimitExceeded || errDetails(t, r)["field"] != "policies" ||
 		errDetails(t, r)["limit"] != float64(policies.MaxPoliciesPerTenant) {
 		t.Fatalf("policy over the tenant limit: %d %s", r.status, r.body)
 	}
-	if e.revision() != before {
-		t.Fatal("a refused policy changed the store")
-	}
+	e.requireUnchanged(t, before, "a refused policy changed the store")
 	e.expect(e.do("GET", base+"/one-too-many", rootToken, nil), 404)
 	// Other tenants are not affected; freeing one makes room.
 	e.createTenant("other")
@@ -156,7 +152,7 @@ func TestPolicyLimitsAtSave(t *testing.T) {
 	if err := json.Unmarshal(e.exportConfig("acme"), &doc); err != nil {
 		t.Fatal(err)
 	}
-	before = e.revision()
+	before = e.snapshot()
 	doc["policies"] = []any{map[string]any{"id": "imported", "policy_name": "imported", "language": "rego", "definition": goodRego}}
 	r = e.importConfig("acme", "merge", doc)
 	if r.status != 400 || r.errorCode(t) != admin.CodeLimitExceeded || errDetails(t, r)["field"] != "policies" {
@@ -171,9 +167,7 @@ func TestPolicyLimitsAtSave(t *testing.T) {
 	if r.status != 400 || r.errorCode(t) != admin.CodeLimitExceeded || errDetails(t, r)["field"] != "policies" {
 		t.Fatalf("replace over the limit: %d %s", r.status, r.body)
 	}
-	if e.revision() != before {
-		t.Fatalf("refused imports changed the store (revision %d, was %d)", e.revision(), before)
-	}
+	e.requireUnchanged(t, before, "refused imports changed the store")
 }
 
 func TestGatewayPolicyTimeout(t *testing.T) {
