@@ -26,6 +26,14 @@ var (
 	// ErrInvalid: the object or query is malformed (a programming error, not
 	// user input: the admin API validates before it writes).
 	ErrInvalid = errors.New("invalid object")
+	// ErrUnavailable: the backend did not answer in time or cannot be
+	// reached (a hung or down database, a call past its deadline). The
+	// outcome of a write that fails so is unknown: it may have committed.
+	// Callers answer 503 and let the client retry.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrStorageFull: the backend is out of disk space (ENOSPC, a quota,
+	// PostgreSQL's disk_full). Nothing of the failed write is kept.
+	ErrStorageFull = errors.New("store storage full")
 )
 
 // Object is the envelope every configuration object shares, whatever its kind.

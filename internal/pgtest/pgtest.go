@@ -108,7 +108,11 @@ func ServerURL(t testing.TB) string {
 // own cleanups registered later, such as closing its pools).
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	admin := ServerURL(t)
+	return newDatabaseOn(t, ServerURL(t))
+}
+
+func newDatabaseOn(t testing.TB, admin string) string {
+	t.Helper()
 	name := "gh_test_" + randomHex(8)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -186,6 +190,126 @@ func randomHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// Server is a PostgreSQL server of one test alone, which the test may
+// pause and resume to see how its code copes with a hung database.
+type Server struct {
+	s *throwaway
+}
+
+// NewServer starts a throwaway PostgreSQL server for this test alone (even
+// when GATEHOUSE_TEST_DATABASE_URL names a shared one: no test may hang a
+// server others use) and stops it when the test ends, resuming it first if
+// it is paused. It skips the test when PostgreSQL is not installed (fails
+// it when GATEHOUSE_TEST_REQUIRE_POSTGRES=1).
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	s, err := startServer()
+	switch {
+	case errors.Is(err, errNotInstalled):
+		if os.Getenv(EnvRequire) == "1" {
+			t.Fatalf("%s=1 but %v", EnvRequire, err)
+		}
+		t.Skip("PostgreSQL not installed: SKIPPING a test that needs a PostgreSQL server of its own. Install PostgreSQL (initdb, pg_ctl).")
+	case err != nil:
+		t.Fatalf("pgtest: start a PostgreSQL server: %v", err)
+	}
+	srv := &Server{s: s}
+	t.Cleanup(func() {
+		_ = srv.signal(syscall.SIGCONT)
+		s.stop()
+	})
+	return srv
+}
+
+// URL is a URL to the server's maintenance database (a superuser).
+func (s *Server) URL() string { return s.s.url }
+
+// NewDatabase creates a fresh database on the server and returns a URL to
+// it; it is dropped when the test ends.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
+	u := newDatabaseOn(t, s.s.url)
+	// Runs before the drop (cleanups run last-registered first).
+	t.Cleanup(func() { _ = s.Resume() })
+	return u
+}
+
+// Pause stops (SIGSTOP) every process of the server, the postmaster and
+// each of its children (backends, background workers): connections stay
+// open but nothing answers, and new ones get no further than the TCP
+// handshake, as with a hung database. Linux only (it reads /proc).
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues (SIGCONT) a paused server.
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+// signal sends sig to the postmaster, then to each of its children (every
+// backend calls setsid, so they are not in its process group). Nothing
+// else is signalled: only processes whose parent is this server's
+// postmaster.
+func (s *Server) signal(sig syscall.Signal) error {
+	pid, err := s.s.postmasterPID()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("pgtest: signal %v to postmaster %d: %w", sig, pid, err)
+	}
+	children, err := childProcesses(pid)
+	if err != nil {
+		return err
+	}
+	for _, c := range children {
+		if err := syscall.Kill(c, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("pgtest: signal %v to server process %d: %w", sig, c, err)
+		}
+	}
+	return nil
+}
+
+// childProcesses lists the processes whose parent is pid, from /proc.
+func childProcesses(pid int) ([]int, error) {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: list processes: %w", err)
+	}
+	var out []int
+	for _, d := range dirs {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out, nil
+}
+
+// postmasterPID reads the server's postmaster.pid.
+func (s *throwaway) postmasterPID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: read postmaster.pid: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("pgtest: postmaster.pid starts with %q, not a process id", line)
+	}
+	return pid, nil
 }
 
 // throwaway is a PostgreSQL server in a temporary directory.

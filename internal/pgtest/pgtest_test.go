@@ -69,3 +69,52 @@ func TestWithDatabase(t *testing.T) {
 		}
 	}
 }
+
+// A paused server answers nothing (a query waits until its deadline) and
+// answers again once resumed; the shared test server is left alone.
+func TestServerPauseAndResume(t *testing.T) {
+	srv := NewServer(t)
+	url := srv.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	one := func(ctx context.Context) error {
+		var n int
+		return conn.QueryRow(ctx, "SELECT 1").Scan(&n)
+	}
+	if err := one(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	qctx, qcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = one(qctx)
+	qcancel()
+	if err == nil {
+		t.Fatal("a paused server answered")
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	c2, err := pgx.Connect(cctx, url)
+	ccancel()
+	if err == nil {
+		c2.Close(context.Background())
+		t.Fatal("a paused server accepted a connection")
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	c3, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect after resume: %v", err)
+	}
+	defer c3.Close(context.Background())
+	var n int
+	if err := c3.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("query after resume: %d, %v", n, err)
+	}
+}

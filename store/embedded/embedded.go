@@ -14,11 +14,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -43,6 +47,13 @@ const FileName = "gatehouse.db"
 // Store is the embedded backend.
 type Store struct {
 	db *bolt.DB
+	// writer admits one write transaction at a time. Waiting for it
+	// honours the caller's context, which waiting for bbolt's own writer
+	// lock would not.
+	writer chan struct{}
+	// writeFault, when set (tests), fails write transactions the way a
+	// failed disk write fails them.
+	writeFault atomic.Pointer[func() error]
 
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced after every commit
@@ -57,7 +68,8 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: the data directory is in use by another gatehouse process", path)
+			return nil, fmt.Errorf("open %s: the data directory is in use by another gatehouse process (file lock not obtained within 2s): %w",
+				path, store.ErrUnavailable)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -71,9 +83,9 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 	})
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("initialise %s: %w", path, err)
+		return nil, fmt.Errorf("initialise %s: %w", path, classify(err, nil))
 	}
-	return &Store{db: db, notify: make(chan struct{})}, nil
+	return &Store{db: db, writer: make(chan struct{}, 1), notify: make(chan struct{})}, nil
 }
 
 // Close closes the database file.
@@ -108,7 +120,7 @@ func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx stor
 		return 0, err
 	}
 	var rev int64
-	err := s.db.Update(func(btx *bolt.Tx) error {
+	err := s.update(ctx, func(btx *bolt.Tx) error {
 		tx := &txn{reader: reader{btx: btx}, now: now()}
 		if err := fn(ctx, tx); err != nil {
 			return err
@@ -136,6 +148,52 @@ func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx stor
 		s.wake()
 	}
 	return rev, nil
+}
+
+// update runs fn in a bbolt read-write transaction once it holds the
+// writer slot, or fails when ctx ends first. A failure for want of disk
+// space wraps store.ErrStorageFull.
+func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("embedded store: wait for the writer: %w", ctx.Err())
+	}
+	defer func() { <-s.writer }()
+	var fnErr error
+	err := s.db.Update(func(btx *bolt.Tx) error {
+		if fnErr = fn(btx); fnErr != nil {
+			return fnErr
+		}
+		if f := s.writeFault.Load(); f != nil {
+			return (*f)()
+		}
+		return nil
+	})
+	return classify(err, fnErr)
+}
+
+// classify wraps store.ErrStorageFull around an error that says the disk
+// (or the quota) is full. fnErr is the error of the transaction's own
+// function: it is matched by errors.Is only, while bbolt's errors, some of
+// which keep only the message of the errno (bbolt wraps a failed file
+// resize with %s), are also matched by that message.
+func classify(err, fnErr error) error {
+	if err == nil || errors.Is(err, store.ErrStorageFull) {
+		return err
+	}
+	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, berrors.ErrMaxSizeReached)
+	if !full && err != fnErr {
+		msg := err.Error()
+		full = strings.Contains(msg, syscall.ENOSPC.Error()) || strings.Contains(msg, syscall.EDQUOT.Error())
+	}
+	if full {
+		return fmt.Errorf("%w: %w", store.ErrStorageFull, err)
+	}
+	return err
 }
 
 // View runs fn in a read-only snapshot.

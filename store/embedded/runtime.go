@@ -40,7 +40,7 @@ func (s *Store) PutState(ctx context.Context, kind, tenantID, id string, value j
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketState).Put(key(kind, tenantID, id), body)
 	})
 }
@@ -61,7 +61,7 @@ func (s *Store) GetState(ctx context.Context, kind, tenantID, id string) (*store
 
 // DeleteState implements store.Runtime.
 func (s *Store) DeleteState(ctx context.Context, kind, tenantID, id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketState).Delete(key(kind, tenantID, id))
 	})
 }
@@ -102,7 +102,7 @@ func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []jso
 		}
 	}
 	at := now()
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
 		logs, idx := tx.Bucket(bucketLogs), tx.Bucket(bucketLogIx)
 		prefix := logPrefix(st)
 		for _, data := range entries {
@@ -170,7 +170,7 @@ func (s *Store) ListLog(ctx context.Context, q store.LogQuery) (*store.LogPage, 
 func (s *Store) TrimLog(ctx context.Context, st store.LogStream, keep int) (int, error) {
 	removed := 0
 	prefix := logPrefix(st)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
 		idx, logs := tx.Bucket(bucketLogIx), tx.Bucket(bucketLogs)
 		var keys [][]byte
 		c := idx.Cursor()

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -59,6 +60,8 @@ type Store struct {
 	pool      *pgxpool.Pool
 	rd        reader
 	listenCfg *pgx.ConnConfig
+	// timeout bounds each read of a watcher (Options.Timeout; 0: none).
+	timeout time.Duration
 
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced on every wake-up
@@ -69,10 +72,30 @@ type Store struct {
 	listenerDone chan struct{}
 }
 
+// Options tunes Open. The zero value keeps PostgreSQL's and pgx's
+// defaults.
+type Options struct {
+	// Timeout is the server-side guard behind the caller's deadlines
+	// (store.WithDeadline; gatehouse serve --store-timeout): the sessions'
+	// statement_timeout, twice it as idle_in_transaction_session_timeout
+	// (a replica that hangs mid-transaction cannot hold the revision lock
+	// for long), the timeout of connecting (dial and startup) and of the
+	// health ping of a pooled connection when it is acquired, and the bound
+	// of each change log read of a watcher. Settings the database URL
+	// makes itself (statement_timeout=…, connect_timeout=…,
+	// pool_ping_timeout=…) win. Migrations run without it.
+	Timeout time.Duration
+}
+
 // Open connects to databaseURL (a PostgreSQL URL or key/value connection
 // string, as accepted by pgxpool), applies pending migrations, opens the
 // connection pool and starts the change listener. Close releases them.
 func Open(ctx context.Context, databaseURL string) (*Store, error) {
+	return OpenWith(ctx, databaseURL, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: parse database URL: %w", err)
@@ -80,13 +103,28 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	if err := migrate(ctx, cfg.ConnConfig.Copy()); err != nil {
 		return nil, err
 	}
+	if opts.Timeout > 0 {
+		params := cfg.ConnConfig.RuntimeParams
+		if _, ok := params["statement_timeout"]; !ok {
+			params["statement_timeout"] = strconv.FormatInt(opts.Timeout.Milliseconds(), 10)
+		}
+		if _, ok := params["idle_in_transaction_session_timeout"]; !ok {
+			params["idle_in_transaction_session_timeout"] = strconv.FormatInt(2*opts.Timeout.Milliseconds(), 10)
+		}
+		if cfg.ConnConfig.ConnectTimeout == 0 {
+			cfg.ConnConfig.ConnectTimeout = opts.Timeout
+		}
+		if cfg.PingTimeout == 0 {
+			cfg.PingTimeout = opts.Timeout
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: open pool: %w", err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres store: connect: %w", err)
+		return nil, classify(fmt.Errorf("postgres store: connect: %w", err))
 	}
 	listenCfg := cfg.ConnConfig.Copy()
 	listenCfg.RuntimeParams["application_name"] = ListenerApplicationName
@@ -94,6 +132,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		pool:         pool,
 		rd:           reader{q: pool},
 		listenCfg:    listenCfg,
+		timeout:      opts.Timeout,
 		notify:       make(chan struct{}),
 		closed:       make(chan struct{}),
 		listenerDone: make(chan struct{}),
@@ -172,35 +211,40 @@ func (s *Store) Close() error {
 // Ping checks that the database is reachable.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres store: ping: %w", err)
+		return classify(fmt.Errorf("postgres store: ping: %w", err))
 	}
 	return nil
 }
 
 // Get implements store.Reader outside any transaction.
 func (s *Store) Get(ctx context.Context, kind, tenantID, id string) (*store.Object, error) {
-	return s.rd.Get(ctx, kind, tenantID, id)
+	o, err := s.rd.Get(ctx, kind, tenantID, id)
+	return o, classify(err)
 }
 
 // GetByName implements store.Reader outside any transaction.
 func (s *Store) GetByName(ctx context.Context, kind, tenantID, name string) (*store.Object, error) {
-	return s.rd.GetByName(ctx, kind, tenantID, name)
+	o, err := s.rd.GetByName(ctx, kind, tenantID, name)
+	return o, classify(err)
 }
 
 // List implements store.Reader; the page and its Total come from one
 // statement, hence one snapshot.
 func (s *Store) List(ctx context.Context, q store.Query) (*store.Page, error) {
-	return s.rd.List(ctx, q)
+	p, err := s.rd.List(ctx, q)
+	return p, classify(err)
 }
 
 // ListEvents implements store.Reader outside any transaction.
 func (s *Store) ListEvents(ctx context.Context, q store.EventQuery) (*store.EventPage, error) {
-	return s.rd.ListEvents(ctx, q)
+	p, err := s.rd.ListEvents(ctx, q)
+	return p, classify(err)
 }
 
 // Revision implements store.Reader: the latest committed revision.
 func (s *Store) Revision(ctx context.Context) (int64, error) {
-	return s.rd.Revision(ctx)
+	rev, err := s.rd.Revision(ctx)
+	return rev, classify(err)
 }
 
 // Update runs fn in a READ COMMITTED transaction that first locks the
@@ -212,6 +256,11 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 // commit the change log row is inserted and the revision NOTIFYed in the same
 // transaction.
 func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) (int64, error) {
+	rev, err := s.update(ctx, fn)
+	return rev, classify(err)
+}
+
+func (s *Store) update(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -258,6 +307,10 @@ func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx stor
 // View runs fn in a REPEATABLE READ READ ONLY transaction: one consistent
 // snapshot for all its reads.
 func (s *Store) View(ctx context.Context, fn func(ctx context.Context, r store.Reader) error) error {
+	return classify(s.view(ctx, fn))
+}
+
+func (s *Store) view(ctx context.Context, fn func(ctx context.Context, r store.Reader) error) error {
 	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("postgres store: begin read-only: %w", err)
@@ -319,7 +372,7 @@ func (s *Store) watch(ctx context.Context, last int64, out chan<- store.WatchEve
 				err = errClosed
 			default:
 			}
-			fail(fmt.Errorf("postgres store: watch after revision %d: %w", last, err))
+			fail(classify(fmt.Errorf("postgres store: watch after revision %d: %w", last, err)))
 			return
 		}
 		for _, ev := range batch {
@@ -344,8 +397,15 @@ func (s *Store) watch(ctx context.Context, last int64, out chan<- store.WatchEve
 	}
 }
 
-// changesAfter reads up to watchBatch change log entries after rev.
+// changesAfter reads up to watchBatch change log entries after rev, within
+// s.timeout when one is set (a hung database ends the watch with an error
+// rather than holding it forever).
 func (s *Store) changesAfter(ctx context.Context, rev int64) ([]store.WatchEvent, error) {
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
 	rows, err := s.pool.Query(ctx,
 		`SELECT revision, changes FROM gh_changes WHERE revision > $1 ORDER BY revision LIMIT $2`, rev, watchBatch)
 	if err != nil {

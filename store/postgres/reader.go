@@ -98,7 +98,7 @@ func dbError(err error, format string, args ...any) error {
 			return fmt.Errorf("%s: %w: %w", what, store.ErrInvalid, err)
 		}
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return classify(fmt.Errorf("%s: %w", what, err))
 }
 
 // reader implements store.Reader over the pool or a transaction.

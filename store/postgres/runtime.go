@@ -108,9 +108,9 @@ func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []jso
 		batch.Queue(`INSERT INTO gh_logs (stream, tenant_id, key, time, data) VALUES ($1, $2, $3, $4, $5)`,
 			st.Name, st.TenantID, st.Key, at, []byte(e))
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return dbError(tx.SendBatch(ctx, batch).Close(), "append to log %s", st.Name)
-	})
+	}))
 }
 
 // ListLog implements store.Runtime.
