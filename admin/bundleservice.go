@@ -153,14 +153,65 @@ func (s *Server) noBundle(c *gin.Context, tid, gw string) {
 	}
 }
 
+// Drain ends the bundle service's long polls, for a shutdown: parked
+// requests are answered at once (the current bundle, or 304 when the caller
+// has it) and later ones are not held; each answer says Connection: close.
+// Call it before http.Server.Shutdown, which waits for requests in flight.
+func (s *Server) Drain() { s.drain() }
+
+// tenantDisabled reports whether the tenant is DISABLED (a tenant that
+// does not exist is not: noBundle answers for its gateways).
+func (s *Server) tenantDisabled(ctx context.Context, tid string) (bool, error) {
+	t, err := tenantRepo.Get(ctx, s.store, "", tid)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look up tenant %s: %w", tid, err)
+	}
+	return t.Spec.Status == model.TenantDisabled, nil
+}
+
+// refuseDisabled answers 403 tenant_disabled and reports true when the
+// tenant is DISABLED: its gateways get no bundle (an authorizer keeps
+// enforcing the one it has).
+func (s *Server) refuseDisabled(c *gin.Context, tid string) bool {
+	disabled, err := s.tenantDisabled(c.Request.Context(), tid)
+	switch {
+	case err != nil:
+		abort(c, internalError(err))
+	case disabled:
+		abort(c, newError(http.StatusForbidden, CodeTenantDisabled,
+			fmt.Sprintf("tenant %q is disabled: its gateways get no bundle until it is enabled again (keep enforcing the last one)", tid),
+			map[string]any{"tenant_id": tid}))
+	}
+	return err != nil || disabled
+}
+
 // serveBundle serves the gateway's bundle with ETag / If-None-Match, and
-// long polls when the request says Prefer: wait=N.
+// long polls when the request says Prefer: wait=N. A DISABLED tenant's
+// gateways are refused (403 tenant_disabled). While the server drains
+// (Drain), nothing waits.
 func (s *Server) serveBundle(c *gin.Context) {
 	tid, gw := c.Param("tid"), c.Param("gw")
 	ctx := c.Request.Context()
+	if s.draining.Err() != nil {
+		c.Header("Connection", "close")
+	}
 	select {
 	case <-s.bundles.Ready():
-	case <-ctx.Done():
+	default:
+		select {
+		case <-s.bundles.Ready():
+		case <-ctx.Done():
+			return
+		case <-s.draining.Done():
+			c.Header("Connection", "close")
+			abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the control plane is shutting down before its first build; retry", nil))
+			return
+		}
+	}
+	if s.refuseDisabled(c, tid) {
 		return
 	}
 	b := s.bundles.Get(tid, gw)
@@ -176,12 +227,22 @@ func (s *Server) serveBundle(c *gin.Context) {
 	inm := c.GetHeader("If-None-Match")
 	if wait > 0 && etagMatches(inm, b.ETag()) {
 		wctx, cancel := context.WithTimeout(ctx, wait)
-		b = s.bundles.Wait(wctx, tid, gw, b.ETag())
+		stop := context.AfterFunc(s.draining, cancel)
+		nb := s.bundles.Wait(wctx, tid, gw, b.ETag())
+		stop()
 		cancel()
-		if b == nil {
+		if s.draining.Err() != nil {
+			c.Header("Connection", "close")
+		}
+		if nb == nil {
 			s.noBundle(c, tid, gw)
 			return
 		}
+		// The tenant may have been disabled during the wait.
+		if nb.ETag() != b.ETag() && s.refuseDisabled(c, tid) {
+			return
+		}
+		b = nb
 	}
 	s.touchGateway(ctx, tid, gw, c.ClientIP())
 	contentType := "application/gzip"

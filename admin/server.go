@@ -87,6 +87,9 @@ type Server struct {
 	allowPrivateJWKSURLs bool
 	// openAPIJSON is the validated OpenAPI document, rendered once.
 	openAPIJSON []byte
+	// draining ends when Drain is called (drain): long polls answer at once.
+	draining context.Context
+	drain    context.CancelFunc
 }
 
 // New builds the admin API and registers its routes.
@@ -138,6 +141,7 @@ func New(opts Options) (*Server, error) {
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
 	}
+	s.draining, s.drain = context.WithCancel(context.Background())
 	s.policyTests = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 	s.policyTestTimeout = opts.PolicyTestTimeout
 	s.engine = s.routes()

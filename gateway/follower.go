@@ -77,6 +77,10 @@ type Follower struct {
 	downloadAt  time.Time
 	lastErr     string
 	lastCode    string
+	// reported is what the last status report the control plane took
+	// said (reportKey), so a change, such as an error that cleared, is
+	// reported at once.
+	reported string
 	// hwm is the highest revision activated (hwmSet false: none yet) and
 	// hwmDigest that revision's content digest.
 	hwm       int64
@@ -95,12 +99,19 @@ var (
 	// errGatewayDeleted: the control plane answered that the gateway does
 	// not exist.
 	errGatewayDeleted = errors.New("the gateway was deleted on the control plane")
+	// errTenantDisabled: the control plane refuses the bundle because the
+	// tenant is DISABLED; the last good bundle stays enforced.
+	errTenantDisabled = errors.New("the tenant is disabled on the control plane; enforcing the last good bundle")
 )
 
 // codeGatewayNotFound is the bundle service's error_code (404) for a
 // gateway that does not exist, also given to a credential of a deleted
 // gateway (admin.CodeGatewayNotFound; the gateway never imports admin).
 const codeGatewayNotFound = "gateway_not_found"
+
+// codeTenantDisabled is the bundle service's error_code (403) for the
+// gateways of a DISABLED tenant (admin.CodeTenantDisabled).
+const codeTenantDisabled = "tenant_disabled"
 
 // followerState is state.json beside the cached bundle.
 type followerState struct {
@@ -299,6 +310,8 @@ func (f *Follower) Run(ctx context.Context) {
 			backoff = 250 * time.Millisecond
 			if changed {
 				f.report(ctx)
+			} else {
+				f.reportChange(ctx) // an error that cleared
 			}
 			continue
 		}
@@ -307,6 +320,8 @@ func (f *Follower) Run(ctx context.Context) {
 			f.failClosed()
 		case errors.Is(err, errRollback):
 			f.opts.Logger.Error("bundle rollback refused; enforcing the active revision", "error", err.Error(), "revision", f.Revision())
+		case errors.Is(err, errTenantDisabled):
+			f.opts.Logger.Warn("the tenant is disabled on the control plane; enforcing the last good bundle", "revision", f.Revision(), "retry_in", backoff.String())
 		default:
 			f.opts.Logger.Warn("bundle download failed; enforcing the last good bundle", "error", err.Error(), "revision", f.Revision(), "retry_in", backoff.String())
 		}
@@ -331,6 +346,8 @@ func (f *Follower) setError(err error) {
 		f.lastCode = codeGatewayNotFound
 	case errors.Is(err, errRollback):
 		f.lastCode = "bundle_rollback"
+	case errors.Is(err, errTenantDisabled):
+		f.lastCode = codeTenantDisabled
 	default:
 		f.lastCode = "bundle_error"
 	}
@@ -370,7 +387,9 @@ func (f *Follower) failClosed() {
 	f.mu.Unlock()
 }
 
-// poll makes one (long-polling) request and activates what it gets.
+// poll makes one (long-polling) request and activates what it gets. After
+// an error it does not ask to wait, so the error clears (and is reported
+// cleared) as soon as the control plane answers again.
 func (f *Follower) poll(ctx context.Context) (bool, error) {
 	rctx, cancel := context.WithTimeout(ctx, f.opts.LongPoll+15*time.Second)
 	defer cancel()
@@ -380,12 +399,16 @@ func (f *Follower) poll(ctx context.Context) (bool, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+f.opts.Credential)
 	f.mu.Lock()
-	etag := f.etag
+	etag, failing := f.etag, f.lastErr != ""
 	f.mu.Unlock()
 	if etag != "" {
 		req.Header.Set("If-None-Match", etag)
 	}
-	req.Header.Set("Prefer", fmt.Sprintf("modes=snapshot;wait=%d", int(f.opts.LongPoll/time.Second)))
+	if failing {
+		req.Header.Set("Prefer", "modes=snapshot")
+	} else {
+		req.Header.Set("Prefer", fmt.Sprintf("modes=snapshot;wait=%d", int(f.opts.LongPoll/time.Second)))
+	}
 	res, err := f.opts.Client.Do(req)
 	if err != nil {
 		return false, fmt.Errorf("download bundle: %w", err)
@@ -405,6 +428,9 @@ func (f *Follower) poll(ctx context.Context) (bool, error) {
 		}
 		if res.StatusCode == http.StatusNotFound && json.Unmarshal(b, &apiErr) == nil && apiErr.Code == codeGatewayNotFound {
 			return false, fmt.Errorf("%w: %s", errGatewayDeleted, apiErr.Message)
+		}
+		if res.StatusCode == http.StatusForbidden && json.Unmarshal(b, &apiErr) == nil && apiErr.Code == codeTenantDisabled {
+			return false, fmt.Errorf("%w (%s)", errTenantDisabled, apiErr.Message)
 		}
 		return false, fmt.Errorf("download bundle: %s: %s", res.Status, bytes.TrimSpace(b))
 	}
@@ -581,9 +607,28 @@ func (f *Follower) reportLoop(ctx context.Context) {
 	}
 }
 
+// reportKey is what a status report says that matters to its reader: the
+// active revision and the error. Called with mu held.
+func (f *Follower) reportKey() string {
+	return f.revision + "\x00" + f.lastCode + "\x00" + f.lastErr
+}
+
+// reportChange reports unless the control plane already has a report that
+// says what one would say now (a report that did not get through does not
+// count).
+func (f *Follower) reportChange(ctx context.Context) {
+	f.mu.Lock()
+	same := f.reported == f.reportKey()
+	f.mu.Unlock()
+	if !same {
+		f.report(ctx)
+	}
+}
+
 // report posts an OPA-format status report (UpdateRequestV1).
 func (f *Follower) report(ctx context.Context) {
 	f.mu.Lock()
+	key := f.reportKey()
 	st := map[string]any{"name": "gatehouse", "active_revision": f.revision, "last_request": time.Now().UTC()}
 	if !f.activatedAt.IsZero() {
 		st["last_successful_activation"] = f.activatedAt
@@ -619,4 +664,11 @@ func (f *Follower) report(ctx context.Context) {
 		return
 	}
 	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		f.opts.Logger.Debug("status report refused", "status", res.Status)
+		return
+	}
+	f.mu.Lock()
+	f.reported = key
+	f.mu.Unlock()
 }

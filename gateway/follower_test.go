@@ -38,6 +38,9 @@ type fakeBundleService struct {
 	status int
 	gone   bool
 	abort  bool
+	// disabled refuses bundles as the bundle service does for a DISABLED
+	// tenant (status reports and logs are still taken).
+	disabled bool
 	// inm records the If-None-Match of every bundle request.
 	inm []string
 }
@@ -54,7 +57,7 @@ func (f *fakeBundleService) set(raw []byte, etag string) {
 
 func (f *fakeBundleService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
-	down, status, gone, abort := f.down, f.status, f.gone, f.abort
+	down, status, gone, abort, disabled := f.down, f.status, f.gone, f.abort, f.disabled
 	if r.URL.Path == "/opa/bundle" {
 		f.inm = append(f.inm, r.Header.Get("If-None-Match"))
 	}
@@ -72,6 +75,11 @@ func (f *fakeBundleService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
 		io.WriteString(w, `{"status_code":404,"error":"gateway \"edge\" does not exist","error_code":"gateway_not_found","details":{}}`)
+		return
+	case disabled && r.URL.Path == "/opa/bundle":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `{"status_code":403,"error":"tenant \"acme\" is disabled","error_code":"tenant_disabled","details":{"tenant_id":"acme"}}`)
 		return
 	}
 	if r.Header.Get("Authorization") != "Bearer cred" {

@@ -251,7 +251,8 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 	if err != nil {
 		return fmt.Errorf("listen on --authz-addr %s: %w", rt.authzAddr, err)
 	}
-	gs := grpc.NewServer()
+	drain := newStreamDrainer()
+	gs := grpc.NewServer(drain.option())
 	rt.server.Register(gs)
 	go rt.server.WatchHealth(runCtx)
 	errs := make(chan error, 3)
@@ -303,23 +304,30 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 		}
 	case <-ctx.Done():
 	}
-	log.Info("authorizer shutting down")
+	start := time.Now()
+	log.Info("authorizer shutting down", "timeout", authorizerShutdownTimeout.String())
+	// The follower's long poll and the health watches end at once; the
+	// checks and proxied requests in flight finish, then the decision logs
+	// are flushed.
 	stop()
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		gs.Stop()
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	drain.drain()
+	sctx, cancel := context.WithTimeout(context.Background(), authorizerShutdownTimeout)
 	defer cancel()
+	graceful := stopGRPC(sctx, gs)
 	for _, s := range servers {
-		_ = s.Shutdown(sctx)
+		graceful = stopHTTP(sctx, s) && graceful
 	}
 	rt.logs.Close(sctx)
+	if !graceful || sctx.Err() != nil {
+		return fmt.Errorf("authorizer shutdown: still busy after %s; cut off", authorizerShutdownTimeout)
+	}
+	log.Info("authorizer stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
+
+// authorizerShutdownTimeout bounds an authorizer's shutdown: requests in
+// flight and the last decision log upload.
+const authorizerShutdownTimeout = 10 * time.Second
 
 // readConfig returns gatehouse-authorizer.yaml, from --config or from the
 // gateway package zip.

@@ -41,4 +41,5 @@ func (m *metricsListener) serve() error {
 	return nil
 }
 
-func (m *metricsListener) stop(ctx context.Context) { _ = m.srv.Shutdown(ctx) }
+// stop drains the listener until ctx ends; false: it was cut off.
+func (m *metricsListener) stop(ctx context.Context) bool { return stopHTTP(ctx, m.srv) }

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -235,8 +237,11 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if xds != nil {
 		fmt.Fprintf(stdout, "  xDS       : %s (ADS gRPC; Envoys reach their authorizer at %s)\n", xds.ln.Addr(), cfg.AuthorizerAddress)
 		go func() { serveErr <- xds.grpc.Serve(xds.ln) }()
+		xdsCtx, endStreams := context.WithCancel(runCtx)
+		xds.endStreams, xds.runDone = endStreams, make(chan struct{})
 		go func() {
-			if err := xds.server.Run(runCtx); err != nil {
+			defer close(xds.runDone)
+			if err := xds.server.Run(xdsCtx); err != nil {
 				serveErr <- fmt.Errorf("xDS: %w", err)
 			}
 		}()
@@ -276,24 +281,78 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		return fmt.Errorf("bundle manager stopped: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	return shutdownServe(log, cfg.ShutdownTimeout, servingParts{api: api, http: srv, xds: xds, authz: authz, metrics: metrics},
+		stopRuns, mgrDone)
+}
+
+// servingParts are what shutdownServe stops; xds, authz and metrics may be
+// nil.
+type servingParts struct {
+	api     *admin.Server
+	http    *http.Server
+	xds     *xdsServer
+	authz   *inProcessAuthorizer
+	metrics *metricsListener
+}
+
+// shutdownServe stops serve within timeout: first whatever only waits (the
+// bundle service's long polls are answered, the xDS streams and health
+// watches end), then every listener drains its requests in flight
+// concurrently (the in-process authorizer then flushes its decision logs),
+// and last the background work stops. What is still in flight at the
+// timeout is cut, and that is the error returned.
+func shutdownServe(log *slog.Logger, timeout time.Duration, p servingParts, stopRuns func(), mgrDone <-chan error) error {
+	start := time.Now()
+	log.Info("shutting down", "timeout", timeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+
+	p.api.Drain()
+	if p.xds != nil {
+		p.xds.endStreams()
+		select {
+		case <-p.xds.runDone:
+		case <-sctx.Done():
+		}
 	}
-	if authz != nil {
-		authz.stop(sctx)
+	if p.authz != nil {
+		p.authz.drain.drain()
 	}
-	if metrics != nil {
-		metrics.stop(sctx)
+
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		stuck []string
+	)
+	stop := func(name string, fn func(context.Context) bool) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !fn(sctx) {
+				mu.Lock()
+				stuck = append(stuck, name)
+				mu.Unlock()
+			}
+		}()
 	}
+	stop("admin API", func(ctx context.Context) bool { return stopHTTP(ctx, p.http) })
+	if p.xds != nil {
+		stop("xDS", func(ctx context.Context) bool { return stopGRPC(ctx, p.xds.grpc) })
+	}
+	if p.authz != nil {
+		stop("ext_authz", p.authz.stop)
+	}
+	if p.metrics != nil {
+		stop("metrics", p.metrics.stop)
+	}
+	wg.Wait()
 	stopRuns()
-	if xds != nil {
-		xds.stop(sctx)
-	}
 	<-mgrDone
-	log.Info("stopped")
+	if len(stuck) > 0 {
+		sort.Strings(stuck)
+		return fmt.Errorf("shutdown: %s still busy after --shutdown-timeout %s; cut off", strings.Join(stuck, ", "), timeout)
+	}
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 
@@ -338,6 +397,7 @@ func masterKey(cfg serveConfig) (*secretbox.Box, error) {
 
 // inProcessAuthorizer is the ext_authz service of gatehouse serve.
 type inProcessAuthorizer struct {
+	drain     *streamDrainer
 	grpc      *grpc.Server
 	ln        net.Listener
 	logs      *gateway.DecisionLogger
@@ -359,27 +419,25 @@ func startInProcessAuthorizer(ctx context.Context, cfg serveConfig, st store.Sto
 	if err != nil {
 		return nil, fmt.Errorf("listen on --authz-addr %s: %w", cfg.AuthzAddr, err)
 	}
-	gs := grpc.NewServer()
+	drain := newStreamDrainer()
+	gs := grpc.NewServer(drain.option())
 	srv.Register(gs)
 	go srv.WatchHealth(ctx)
 	go local.Run(ctx, mgr, activator, log.With("component", "authorizer"))
 	log.Info("ext_authz listening", "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, in-process, all gateways)\n", ln.Addr())
-	return &inProcessAuthorizer{grpc: gs, ln: ln, logs: logs, activator: activator}, nil
+	return &inProcessAuthorizer{drain: drain, grpc: gs, ln: ln, logs: logs, activator: activator}, nil
 }
 
 func (a *inProcessAuthorizer) serve() error { return a.grpc.Serve(a.ln) }
 
-func (a *inProcessAuthorizer) stop(ctx context.Context) {
-	done := make(chan struct{})
-	go func() { a.grpc.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		a.grpc.Stop()
-	}
+// stop ends the checks in flight (until ctx ends), then flushes the
+// decision logs to the store. It reports whether both finished in time.
+func (a *inProcessAuthorizer) stop(ctx context.Context) bool {
+	graceful := stopGRPC(ctx, a.grpc)
 	a.logs.Close(ctx)
 	a.activator.Close()
+	return graceful && ctx.Err() == nil
 }
 
 // xdsServer is the ADS server of serve and control-plane. Every stream
@@ -390,6 +448,10 @@ type xdsServer struct {
 	grpc   *grpc.Server
 	ln     net.Listener
 	public string
+	// endStreams ends Run, and with it every xDS stream; runDone is
+	// closed when Run has returned.
+	endStreams context.CancelFunc
+	runDone    chan struct{}
 }
 
 func startXDS(cfg serveConfig, st store.Store, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
@@ -412,14 +474,4 @@ func startXDS(cfg serveConfig, st store.Store, mgr *bundles.Manager, log *slog.L
 	}
 	log.Info("xDS listening", "addr", ln.Addr().String(), "public", public, "authorizer", cfg.AuthorizerAddress)
 	return &xdsServer{server: srv, creds: creds, grpc: gs, ln: ln, public: public}, nil
-}
-
-func (x *xdsServer) stop(ctx context.Context) {
-	done := make(chan struct{})
-	go func() { x.grpc.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		x.grpc.Stop()
-	}
 }

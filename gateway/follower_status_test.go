@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/policies"
+)
+
+// refusingTransport fails bundle downloads with "connection refused" while
+// refuse is set (the control plane's bundle endpoint is unreachable) and
+// lets everything else through.
+type refusingTransport struct {
+	refuse atomic.Bool
+}
+
+func (t *refusingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.refuse.Load() && strings.HasSuffix(r.URL.Path, "/bundle") {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func newStatusFollower(t *testing.T, url string, key *policies.SigningKey, client *http.Client, logs *syncBuffer) (*Follower, *Engines) {
+	t.Helper()
+	engines := NewEngines(Key("acme", "edge"))
+	f, err := NewFollower(FollowerOptions{URL: url + "/opa", TenantID: "acme", GatewayID: "edge", Credential: "cred",
+		KeyID: key.KeyID, PublicKeyPEM: key.PublicKeyPEM, CacheDir: t.TempDir(), LongPoll: time.Second, Client: client,
+		Activator: &Activator{Engines: engines}, InstanceID: "test-instance", Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, engines
+}
+
+// clean is a status report of revision rev without an error.
+func clean(rev string) func(b map[string]any) bool {
+	return func(b map[string]any) bool {
+		_, code := b["code"]
+		_, msg := b["message"]
+		return b["active_revision"] == rev && !code && !msg
+	}
+}
+
+// waitQuickly waits for a condition well within the follower's 30 s
+// periodic report, so only a report sent because of the change counts.
+func waitQuickly(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFollowerClearsErrorsWhenTheControlPlaneIsBack: while bundle downloads
+// are refused, the status report carries the error; once the control plane
+// answers again, a report without the error follows at once, although the
+// revision did not change.
+func TestFollowerClearsErrorsWhenTheControlPlaneIsBack(t *testing.T) {
+	key, _ := policies.GenerateSigningKey("acme")
+	fake := &fakeBundleService{}
+	fake.set(signedBundle(t, key, 4, nil), `"4"`)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	tr := &refusingTransport{}
+	f, engines := newStatusFollower(t, srv.URL, key, &http.Client{Transport: tr}, &syncBuffer{})
+	runFollower(t, f)
+	waitUntil(t, "revision 4", func() bool { return f.Revision() == "4" })
+
+	for round := 0; round < 2; round++ {
+		tr.refuse.Store(true)
+		waitQuickly(t, "a status report with the refused connection", func() bool {
+			return fake.reported(func(b map[string]any) bool {
+				msg, _ := b["message"].(string)
+				return b["active_revision"] == "4" && b["code"] == "bundle_error" && strings.Contains(msg, "connection refused")
+			})
+		})
+		if e := engines.For(nil); e == nil || e.Revision != "4" {
+			t.Fatal("the last good bundle is not enforced while the control plane is away")
+		}
+		fake.update(func(f *fakeBundleService) { f.statuses = nil })
+		tr.refuse.Store(false)
+		waitQuickly(t, "a status report without the error", func() bool { return fake.reported(clean("4")) })
+		if f.Revision() != "4" {
+			t.Fatalf("revision %s, want 4 (nothing changed)", f.Revision())
+		}
+		fake.update(func(f *fakeBundleService) { f.statuses = nil })
+	}
+}
+
+// TestFollowerKeepsEnforcingForADisabledTenant: the bundle service refuses
+// a DISABLED tenant's bundle (403 tenant_disabled); the follower keeps
+// enforcing its last good bundle, stays ready, says why in its status
+// report and log, and takes bundles again once the tenant is enabled.
+func TestFollowerKeepsEnforcingForADisabledTenant(t *testing.T) {
+	key, _ := policies.GenerateSigningKey("acme")
+	fake := &fakeBundleService{}
+	fake.set(signedBundle(t, key, 4, nil), `"4"`)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	logs := &syncBuffer{}
+	f, engines := newStatusFollower(t, srv.URL, key, &http.Client{}, logs)
+	runFollower(t, f)
+	waitUntil(t, "revision 4", func() bool { return f.Revision() == "4" })
+
+	fake.update(func(f *fakeBundleService) { f.disabled = true; f.inm = nil })
+	waitQuickly(t, "a status report saying the tenant is disabled", func() bool {
+		return fake.reported(func(b map[string]any) bool {
+			msg, _ := b["message"].(string)
+			return b["active_revision"] == "4" && b["code"] == "tenant_disabled" && strings.Contains(msg, "disabled")
+		})
+	})
+	// Two requests: the answer to the first has been handled.
+	waitUntil(t, "two refused requests", func() bool {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return len(fake.inm) >= 2
+	})
+	if e := engines.For(nil); e == nil || e.Revision != "4" || !engines.Ready() || f.Deleted() || !healthAllowed(engines) {
+		t.Fatal("the last good bundle is not enforced while the tenant is disabled")
+	}
+	if !logs.logged("WARN", "the tenant is disabled on the control plane; enforcing the last good bundle") {
+		t.Fatal("the refusal was not logged")
+	}
+
+	fake.update(func(f *fakeBundleService) { f.disabled = false; f.statuses = nil })
+	waitQuickly(t, "a status report without the error", func() bool { return fake.reported(clean("4")) })
+	fake.set(signedBundle(t, key, 5, privateHealth), `"5"`)
+	waitUntil(t, "revision 5", func() bool { return f.Revision() == "5" && !healthAllowed(engines) })
+}
