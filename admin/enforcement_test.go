@@ -2,10 +2,12 @@ package admin_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/routing/pathcorpus"
 )
 
 // TestPublicAPIWithAPolicyIsRefused: public and policy_id together would
@@ -110,4 +112,51 @@ func TestRouteTakeoverAcrossServicesIsRefused(t *testing.T) {
 		t.Fatalf("import route: %d %s", r.status, r.body)
 	}
 	takeover("OpenAPI import", r, "get-pet")
+}
+
+// TestPolicyTestEndpointSeesTheCanonicalRequest runs every path class of
+// routing/pathcorpus through POST /policies/test: the policy sees the
+// canonical path (and the query as sent), never an owned header, and a
+// refused path never reaches the policy — as in the authorizer.
+func TestPolicyTestEndpointSeesTheCanonicalRequest(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	tok := e.credential("acme")
+	policy := map[string]any{"policy_name": "echo", "language": "rego", "definition": `package policy
+
+default allow := false
+
+allow if not input.attributes.request.http.headers["x-gatehouse-user"]
+
+reason := input.attributes.request.http.path
+
+headers := {"x-seen": concat("/", input.parsed_path)}
+`}
+	for _, c := range pathcorpus.Cases() {
+		t.Run(c.Class, func(t *testing.T) {
+			input := map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
+				"method": "GET", "path": c.Target, "headers": map[string]any{"x-gatehouse-user": "root", "X-Seen": "forged"}}}}}
+			r := e.do("POST", "/api/admin/acme/policies/test", tok, map[string]any{"policy": policy, "input": input})
+			if r.status != 200 {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			m := r.json(t)
+			result, _ := m["result"].(map[string]any)
+			req, _ := m["request"].(map[string]any)
+			if c.Status != 0 {
+				if m["allowed"] != false || result["http_status"] != float64(c.Status) || req["refused_status"] != float64(c.Status) {
+					t.Fatalf("refused path %.80q: %v", c.Target, m)
+				}
+				return
+			}
+			want := c.Canonical
+			if _, q, ok := strings.Cut(c.Target, "?"); ok {
+				want += "?" + q
+			}
+			if m["allowed"] != true || result["reason"] != want || req["path"] != c.Canonical ||
+				fmt.Sprint(req["removed_headers"]) != "[x-gatehouse-user x-seen]" {
+				t.Fatalf("%.80q: allowed %v, policy saw %.100v, request %.200v", c.Target, m["allowed"], result["reason"], req)
+			}
+		})
+	}
 }

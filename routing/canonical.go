@@ -21,7 +21,8 @@ import (
 //     any raw character outside RFC 3986's pchar; a segment that is "." or
 //     "..", or that ends with '.' (some upstreams strip trailing dots); a
 //     path not starting with '/'.
-//  4. Refused (HTTP 414): a path longer than MaxPathLength bytes.
+//  4. Refused (HTTP 414): an otherwise acceptable path longer than
+//     MaxPathLength bytes.
 //
 // Refusing instead of resolving keeps one rule simple and exact: what the
 // gateway routed on is what the upstream receives, whatever the upstream
@@ -80,9 +81,6 @@ func refusedEscape(b byte) bool {
 // CanonicalPath returns the canonical form of a request path (without query
 // or fragment), or a *PathError saying why it is refused.
 func CanonicalPath(path string) (string, error) {
-	if len(path) > MaxPathLength {
-		return "", &PathError{Status: 414, Reason: ReasonPathTooLong, Detail: fmt.Sprintf("%d bytes", len(path))}
-	}
 	if !strings.HasPrefix(path, "/") {
 		return "", refused("the path does not start with '/'")
 	}
@@ -123,6 +121,11 @@ func CanonicalPath(path string) (string, error) {
 		if strings.HasSuffix(s, ".") {
 			return "", refused("segment %q is a dot segment or ends with '.'", s)
 		}
+	}
+	// Checked last, so that a refused construct is a 400 whatever the
+	// length (the Rego library counts characters, which are bytes here).
+	if len(path) > MaxPathLength {
+		return "", &PathError{Status: 414, Reason: ReasonPathTooLong, Detail: fmt.Sprintf("%d bytes", len(path))}
 	}
 	return out, nil
 }
