@@ -316,3 +316,24 @@ func TestControlPlaneServesOtherTenantsDuringAHeavyPolicyTest(t *testing.T) {
 	// And the server still serves the heavy tenant afterwards.
 	e.expect(e.do("GET", "/api/admin/heavy/policies", heavyTok, nil), 200)
 }
+
+func TestPolicyTestCompilesWhatThePolicyNeeds(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	e.expect(e.do("POST", "/api/admin/acme/policies", rootToken, map[string]any{"id": "base", "policy_name": "base", "definition": goodRego}), 201)
+	// A stored policy that OPA cannot compile (it was never checked): it
+	// is not the one tested, nor referred to, so it is not compiled.
+	if _, err := e.store.Update(context.Background(), func(ctx context.Context, tx store.Tx) error {
+		spec, _ := json.Marshal(model.PolicySpec{Language: model.LanguageRego, Definition: "package policy\n\nallow if not_a_function(1)\n"})
+		return tx.Create(ctx, &store.Object{Kind: model.KindPolicy, TenantID: "acme", ID: "broken", Name: "broken", Spec: spec})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	calling := "package policy\n\ndefault allow := false\n\nallow if data.gatehouse.policies." + policies.PolicyPackage("base") + ".allow\n"
+	in := map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{"headers": map[string]any{"x-key": "open-sesame"}}}}}
+	res := e.expect(e.do("POST", "/api/admin/acme/policies/test", rootToken, map[string]any{"input": in, "policy": map[string]any{"definition": calling}}), 200).json(t)
+	if res["allowed"] != true {
+		t.Fatalf("a policy calling another: %v", res)
+	}
+	e.expect(e.do("POST", "/api/admin/acme/policies/base/test", rootToken, map[string]any{"input": in}), 200)
+}

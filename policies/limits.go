@@ -31,17 +31,28 @@ const (
 // deniedBuiltins are the built-in functions policies may not call unless
 // the operator allows them (serve --policy-allow-builtins), with why: they
 // reach outside the evaluation — the network, the host's files, the
-// process — or only write into traces, which the hot path never reads.
-// Every other built-in is pure computation over the input and the bundle,
-// bounded by the evaluation deadline.
+// process —, only write into traces, which the hot path never reads, or do
+// work out of proportion to their arguments in one call, which the
+// evaluation deadline cannot interrupt (each was measured: seconds to
+// minutes and gigabytes past a 50 ms deadline). Every other built-in is
+// computation over the input and the bundle that OPA cancels at the
+// deadline or whose cost follows the size of its arguments.
 var deniedBuiltins = map[string]string{
-	"http.send":          "it sends HTTP requests from the authorizer",
-	"net.lookup_ip_addr": "it resolves names over the network (DNS)",
-	"opa.runtime":        "it exposes the authorizer's environment variables and configuration",
-	"json.match_schema":  "a schema's $ref makes it read the host's files and fetch URLs",
-	"json.verify_schema": "a schema's $ref makes it read the host's files and fetch URLs",
-	"trace":              "it only writes into evaluation traces, which decisions never read",
+	"http.send":                 "it sends HTTP requests from the authorizer",
+	"net.lookup_ip_addr":        "it resolves names over the network (DNS)",
+	"opa.runtime":               "it exposes the authorizer's environment variables and configuration",
+	"json.match_schema":         "a schema's $ref makes it read the host's files and fetch URLs",
+	"json.verify_schema":        "a schema's $ref makes it read the host's files and fetch URLs",
+	"trace":                     "it only writes into evaluation traces, which decisions never read",
+	"bits.lsh":                  "its result grows with the shift, in one call the evaluation deadline cannot interrupt",
+	"strings.render_template":   "nested ranges make one call of unbounded work that the evaluation deadline cannot interrupt",
+	"json.marshal_with_options": "an indent or prefix repeats on every line, in one call the evaluation deadline cannot interrupt",
 }
+
+// maxFormatWidth bounds the widths and precisions of sprintf verbs in
+// policies (Go's fmt allows a million per verb, in one call the deadline
+// cannot interrupt).
+const maxFormatWidth = 1000
 
 // DeniedBuiltins returns the names of the built-in functions policies may
 // not call unless allowed, sorted.
@@ -118,9 +129,31 @@ func deniedCalls(m *ast.Module, allowed map[string]bool) []Problem {
 		}
 		out = append(out, p)
 	}
+	format := func(op ast.Ref, args []*ast.Term, loc *ast.Location) {
+		if op.String() != ast.Sprintf.Name || len(args) == 0 {
+			return
+		}
+		why := ""
+		if lit, ok := args[0].Value.(ast.String); !ok {
+			why = "the format must be a string literal"
+		} else {
+			why = checkFormat(string(lit))
+		}
+		if why == "" {
+			return
+		}
+		p := Problem{Code: "rego_builtin_unbounded", Message: "sprintf: " + why +
+			fmt.Sprintf(" (widths and precisions at most %d, no *: one call cannot be interrupted by the evaluation deadline)", maxFormatWidth)}
+		if loc != nil {
+			p.Line, p.Column = loc.Row, loc.Col
+		}
+		out = append(out, p)
+	}
 	ast.WalkExprs(m, func(e *ast.Expr) bool {
 		if e.IsCall() {
+			terms := e.Terms.([]*ast.Term)
 			report(e.Operator(), e.Location)
+			format(e.Operator(), terms[1:], e.Location)
 		}
 		return false
 	})
@@ -128,6 +161,7 @@ func deniedCalls(m *ast.Module, allowed map[string]bool) []Problem {
 		if c, ok := t.Value.(ast.Call); ok && len(c) > 0 {
 			if op, ok := c[0].Value.(ast.Ref); ok {
 				report(op, t.Location)
+				format(op, c[1:], t.Location)
 			}
 		}
 		return false
@@ -139,6 +173,53 @@ func deniedCalls(m *ast.Module, allowed map[string]bool) []Problem {
 		return out[i].Column < out[j].Column
 	})
 	return out
+}
+
+// checkFormat returns why a sprintf format is refused ("" when fine): a
+// width or precision over maxFormatWidth, or one taken from the arguments
+// (*).
+func checkFormat(f string) string {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		i++
+		if i < len(f) && f[i] == '%' {
+			continue
+		}
+		for i < len(f) && strings.IndexByte("+-# 0", f[i]) >= 0 {
+			i++
+		}
+		number := func(what string) string {
+			if i < len(f) && f[i] == '[' { // explicit argument index
+				for i < len(f) && f[i] != ']' {
+					i++
+				}
+				i++
+			}
+			if i < len(f) && f[i] == '*' {
+				return what + " from the arguments (*)"
+			}
+			n := 0
+			for i < len(f) && f[i] >= '0' && f[i] <= '9' {
+				if n = n*10 + int(f[i]-'0'); n > maxFormatWidth {
+					return fmt.Sprintf("a %s over %d", what, maxFormatWidth)
+				}
+				i++
+			}
+			return ""
+		}
+		if why := number("width"); why != "" {
+			return why
+		}
+		if i < len(f) && f[i] == '.' {
+			i++
+			if why := number("precision"); why != "" {
+				return why
+			}
+		}
+	}
+	return ""
 }
 
 // allowedBuiltinsOf reads data.gatehouse.config.allowed_builtins from a

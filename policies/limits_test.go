@@ -22,12 +22,15 @@ func TestCheckerRefusesBuiltinsThatReachOutside(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := map[string]string{
-		"http.send":          `http.send({"method": "get", "url": "http://x"}).status_code == 200`,
-		"net.lookup_ip_addr": `count(net.lookup_ip_addr("example.com")) > 0`,
-		"opa.runtime":        `opa.runtime().env.HOME == "/"`,
-		"json.match_schema":  `json.match_schema(input, {"$ref": "file:///etc/hostname"})[0]`,
-		"json.verify_schema": `x := json.verify_schema({"$ref": "http://x/s.json"})`,
-		"trace":              `trace("hello")`,
+		"http.send":                 `http.send({"method": "get", "url": "http://x"}).status_code == 200`,
+		"net.lookup_ip_addr":        `count(net.lookup_ip_addr("example.com")) > 0`,
+		"opa.runtime":               `opa.runtime().env.HOME == "/"`,
+		"json.match_schema":         `json.match_schema(input, {"$ref": "file:///etc/hostname"})[0]`,
+		"json.verify_schema":        `x := json.verify_schema({"$ref": "http://x/s.json"})`,
+		"trace":                     `trace("hello")`,
+		"bits.lsh":                  `bits.lsh(1, input.n) > 0`,
+		"strings.render_template":   `strings.render_template("{{range .a}}{{range $.a}}x{{end}}{{end}}", {"a": [1]}) != ""`,
+		"json.marshal_with_options": `json.marshal_with_options(input, {"pretty": true, "indent": "  "}) != ""`,
 	}
 	for _, name := range DeniedBuiltins() {
 		call, ok := calls[name]
@@ -53,6 +56,22 @@ func TestCheckerRefusesBuiltinsThatReachOutside(t *testing.T) {
 	pure := "package policy\n\nallow if net.cidr_contains(\"10.0.0.0/8\", input.ip)\n"
 	if p := ch.Check("p", regoSpec(pure)); len(p) != 0 {
 		t.Errorf("a pure net built-in was refused: %+v", p)
+	}
+
+	// sprintf: literal formats with small widths only.
+	for src, ok := range map[string]bool{
+		`reason := sprintf("pet %s of %v: %5.2f%% %-10s %[1]s %x", ["a", 1, 2.5, "b", 3])`: true,
+		`reason := sprintf("%0999999d", [1])`:                                              false,
+		`reason := sprintf("%.1001f", [1])`:                                                false,
+		`reason := sprintf("%*d", [1000000, 1])`:                                           false,
+		`reason := sprintf("%.*f", [1000000, 1])`:                                          false,
+		`reason := sprintf(input.format, [1])`:                                             false,
+		`reason := concat("", [sprintf(input.format, [1])])`:                               false,
+	} {
+		p := ch.Check("p", regoSpec("package policy\n\nallow := true\n\n"+src+"\n"))
+		if ok != (len(p) == 0) || (!ok && (p[0].Code != "rego_builtin_unbounded" || p[0].Line != 5)) {
+			t.Errorf("%s: %+v", src, p)
+		}
 	}
 
 	// The allow-list lets exactly the named ones through.
@@ -301,4 +320,38 @@ func testData(t *testing.T) map[string]any {
 		t.Fatal(err)
 	}
 	return c.Data
+}
+
+func TestPolicyClosure(t *testing.T) {
+	rego := func(id, src string) Object[model.PolicySpec] {
+		return Object[model.PolicySpec]{ID: id, Spec: *regoSpec(src)}
+	}
+	all := []Object[model.PolicySpec]{
+		rego("a", "package policy\n\nallow if data.gatehouse.policies."+PolicyPackage("b-1")+".allow\n"),
+		rego("b-1", "package policy\n\nimport data.gatehouse.policies."+PolicyPackage("c")+" as c\n\nallow if c.allow\n"),
+		rego("c", "package policy\n\nallow if data.gatehouse.config.tenant.id == \"acme\"\n"),
+		rego("d", "package policy\n\nallow := true\n"),
+		rego("dyn", "package policy\n\nallow if data.gatehouse.policies[input.p].allow\n"),
+		{ID: "v", Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{{Name: "true"}}}},
+	}
+	for _, c := range []struct {
+		id   string
+		want []string
+	}{
+		{"a", []string{"a", "b-1", "c"}},
+		{"c", []string{"c"}},
+		{"v", []string{"v"}},
+		{"dyn", []string{"a", "b-1", "c", "d", "dyn", "v"}},
+	} {
+		got := PolicyClosure(all, c.id)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %v, want %v", c.id, got, c.want)
+			continue
+		}
+		for _, w := range c.want {
+			if !got[w] {
+				t.Errorf("%s: %v, want %v", c.id, got, c.want)
+			}
+		}
+	}
 }

@@ -70,6 +70,86 @@ func policyModule(policyID string, spec *model.PolicySpec) (string, *ast.Module,
 	return "", nil, fmt.Errorf("unknown policy language %q", spec.Language)
 }
 
+// PolicyClosure returns the ids of the policies a bundle needs for
+// policyID to evaluate: itself and, transitively, the policies its Rego
+// refers to (data.gatehouse.policies.<pkg>…, imports included). A reference
+// it cannot resolve statically (a variable package, data.gatehouse as a
+// whole) needs every policy.
+func PolicyClosure(all []Object[model.PolicySpec], policyID string) map[string]bool {
+	byPkg := make(map[string]int, len(all))
+	byID := make(map[string]int, len(all))
+	for i, p := range all {
+		byPkg[PolicyPackage(p.ID)] = i
+		byID[p.ID] = i
+	}
+	every := func() map[string]bool {
+		out := make(map[string]bool, len(all))
+		for _, p := range all {
+			out[p.ID] = true
+		}
+		return out
+	}
+	need := map[string]bool{}
+	queue := []string{policyID}
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		i, ok := byID[id]
+		if !ok || need[id] {
+			continue
+		}
+		need[id] = true
+		p := all[i]
+		if p.Spec.Language != model.LanguageRego {
+			continue // validators only call the library
+		}
+		m, err := ast.ParseModuleWithOpts(policyFile, p.Spec.Definition, parserOptions)
+		if err != nil {
+			continue // left out of the bundle anyway
+		}
+		whole := false
+		ast.WalkRefs(m, func(r ast.Ref) bool {
+			if len(r) == 0 || !r[0].Equal(ast.DefaultRootDocument) {
+				return false
+			}
+			at := func(i int, want string) (string, bool) { // the literal segment i, if any
+				if len(r) <= i {
+					return "", false
+				}
+				s, ok := r[i].Value.(ast.String)
+				return string(s), ok && (want == "" || string(s) == want)
+			}
+			if _, ok := at(1, ""); !ok {
+				whole = true
+				return true
+			}
+			if root, _ := at(1, ""); root != Root {
+				return false
+			}
+			if _, ok := at(2, ""); !ok {
+				whole = true
+				return true
+			}
+			if sub, _ := at(2, ""); sub != "policies" {
+				return false
+			}
+			pkg, ok := at(3, "")
+			if !ok {
+				whole = true
+				return true
+			}
+			if j, known := byPkg[pkg]; known {
+				queue = append(queue, all[j].ID)
+			}
+			return false
+		})
+		if whole {
+			return every()
+		}
+	}
+	return need
+}
+
 // rewritePackage replaces the "policy" of "package policy" in place, so every
 // other line (and so every error location) stays where the author wrote it.
 func rewritePackage(src, pkg string) (string, error) {

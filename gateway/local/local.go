@@ -7,7 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/gateway"
@@ -16,7 +18,11 @@ import (
 )
 
 // Run activates every bundle of m and follows its changes until ctx ends.
-func Run(ctx context.Context, m *bundles.Manager, a *gateway.Activator, log *slog.Logger) {
+// Gateways activate concurrently, at most GOMAXPROCS (at least 2) at a
+// time, so one heavy tenant's compilation does not hold up the others'
+// bundles; one gateway's activations run one at a time, always of its
+// newest bundle. Run returns once its activations have stopped.
+func Run(ctx context.Context, m *bundles.Manager, a Activator, log *slog.Logger) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -25,38 +31,121 @@ func Run(ctx context.Context, m *bundles.Manager, a *gateway.Activator, log *slo
 	case <-ctx.Done():
 		return
 	}
-	active := map[string]string{} // gateway key -> bundle hash
+	r := &runner{a: a, log: log, slots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))), gateways: map[string]*gatewayState{}}
+	defer r.workers.Wait()
 	for {
 		changed := m.Changed()
-		seen := map[string]bool{}
-		for _, b := range m.All() {
-			key := gateway.Key(b.TenantID, b.GatewayID)
-			seen[key] = true
-			if active[key] == b.Hash {
-				continue
-			}
-			src, err := gateway.SourceFromCompiled(b.Compiled, strconv.FormatInt(b.Revision, 10))
-			if err == nil {
-				_, err = a.Activate(ctx, src, "in-process")
-			}
-			if err != nil {
-				log.Error("in-process activation failed", "tenant", b.TenantID, "gateway", b.GatewayID, "error", err.Error())
-				continue
-			}
-			active[key] = b.Hash
-		}
-		for key := range active {
-			if !seen[key] {
-				tid, gw := split(key)
-				a.Remove(tid, gw)
-				delete(active, key)
-			}
-		}
+		r.sync(ctx, m.All())
 		select {
 		case <-changed:
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// Activator activates and removes gateways' engines (*gateway.Activator).
+type Activator interface {
+	Activate(ctx context.Context, src *gateway.Source, source string) (*gateway.Engine, error)
+	Remove(tenantID, gatewayID string)
+}
+
+// runner keeps the in-process engines in step with the manager's bundles.
+type runner struct {
+	a       Activator
+	log     *slog.Logger
+	slots   chan struct{}
+	workers sync.WaitGroup
+
+	mu       sync.Mutex
+	gateways map[string]*gatewayState // by gateway key
+}
+
+// gatewayState is one gateway's activation state: want is its newest
+// bundle (nil once it is gone); a worker runs while running is set.
+type gatewayState struct {
+	want    *bundles.Bundle
+	active  string // hash of the active bundle
+	failed  string // hash of a bundle that failed to activate (until the next change)
+	running bool
+}
+
+// sync records the current bundles and starts a worker for every gateway
+// that needs an activation or a removal.
+func (r *runner) sync(ctx context.Context, all []*bundles.Bundle) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, b := range all {
+		key := gateway.Key(b.TenantID, b.GatewayID)
+		seen[key] = true
+		st := r.gateways[key]
+		if st == nil {
+			st = &gatewayState{}
+			r.gateways[key] = st
+		}
+		st.want = b
+		st.failed = "" // a failed activation is retried at every change, as before
+		r.start(ctx, key, st)
+	}
+	for key, st := range r.gateways {
+		if !seen[key] {
+			st.want = nil
+			r.start(ctx, key, st)
+		}
+	}
+}
+
+// start runs a worker for the gateway unless one runs or nothing is to do
+// (r.mu held).
+func (r *runner) start(ctx context.Context, key string, st *gatewayState) {
+	if st.running || (st.want != nil && (st.want.Hash == st.active || st.want.Hash == st.failed)) {
+		return
+	}
+	st.running = true
+	r.workers.Add(1)
+	go r.work(ctx, key, st)
+}
+
+// work activates the gateway's newest bundle, in a slot, until it is the
+// active one; a gateway that is gone is removed.
+func (r *runner) work(ctx context.Context, key string, st *gatewayState) {
+	defer r.workers.Done()
+	for {
+		r.mu.Lock()
+		b := st.want
+		switch {
+		case b == nil:
+			tid, gw := split(key)
+			r.a.Remove(tid, gw)
+			delete(r.gateways, key)
+			st.running = false
+			r.mu.Unlock()
+			return
+		case b.Hash == st.active || b.Hash == st.failed || ctx.Err() != nil:
+			st.running = false
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		src, err := gateway.SourceFromCompiled(b.Compiled, strconv.FormatInt(b.Revision, 10))
+		if err == nil {
+			_, err = r.a.Activate(ctx, src, "in-process")
+		}
+		<-r.slots
+		r.mu.Lock()
+		if err != nil {
+			r.log.Error("in-process activation failed", "tenant", b.TenantID, "gateway", b.GatewayID, "error", err.Error())
+			st.failed = b.Hash
+		} else {
+			st.active = b.Hash
+		}
+		r.mu.Unlock()
 	}
 }
 
