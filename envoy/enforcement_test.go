@@ -99,7 +99,7 @@ func TestRoutesSkippingExtAuthzAreExactlyThePublicAPIs(t *testing.T) {
 			Tenant: policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
 			Policies: []policies.Object[model.PolicySpec]{{ID: "deny", Name: "deny", Spec: model.PolicySpec{
 				Language: model.LanguageValidators, Validators: []model.ValidatorConfig{{Name: "false"}}}}},
-			Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy}}},
+			Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy, PolicyTimeoutMS: model.MaxPolicyTimeoutMS}}},
 			Services: []policies.Object[model.ServiceSpec]{{ID: "s", Name: "s", Spec: model.ServiceSpec{URL: "http://s.internal"}}},
 		}
 		for i := 0; i < 8; i++ {
@@ -215,7 +215,7 @@ func TestRoutePriorityAgreesWithGatehouse(t *testing.T) {
 	for n := 0; n < 30; n++ {
 		cfg := &policies.Config{
 			Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
-			Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy}}},
+			Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy, PolicyTimeoutMS: model.MaxPolicyTimeoutMS}}},
 		}
 		seen := map[string]bool{}
 		for s := 0; s < 3; s++ {

@@ -112,7 +112,7 @@ func randomConfig(t testing.TB, rng *rand.Rand) *policies.Config {
 		Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
 		Policies: diffPolicies,
 		Gateways: []policies.Object[model.GatewaySpec]{{ID: "gw", Name: "gw", Spec: model.GatewaySpec{Type: model.GatewayEnvoy,
-			DryRun: rng.Intn(8) == 0, AllowUnmatchedRoutes: rng.Intn(4) == 0}}},
+			PolicyTimeoutMS: model.MaxPolicyTimeoutMS, DryRun: rng.Intn(8) == 0, AllowUnmatchedRoutes: rng.Intn(4) == 0}}},
 		Issuers: []policies.Object[model.IssuerSpec]{{ID: "idp", Name: "idp", Spec: model.IssuerSpec{Issuer: issuerURL,
 			Audiences: []string{"pets-api"}, JWKS: jwksOf(t, diffKey(t))}}},
 	}

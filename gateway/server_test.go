@@ -63,7 +63,10 @@ func testCompiled(t testing.TB, mutate func(*policies.Config)) *policies.Compile
 			{ID: "dry-deny", Name: "dry", Spec: model.PolicySpec{Language: model.LanguageValidators, DryRun: true,
 				Validators: []model.ValidatorConfig{{Name: "false"}}}},
 		},
-		Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy}}},
+		// The longest policy deadline: tests run on loaded machines, and
+		// only the deadline tests (timeout_test.go) should ever meet one.
+		Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy,
+			PolicyTimeoutMS: model.MaxPolicyTimeoutMS}}},
 	}
 	if mutate != nil {
 		mutate(cfg)

@@ -31,7 +31,9 @@ func setupGateway(t *testing.T, c *client, upstream string) gatewaySetup {
 	c.must(201, "POST", "/api/admin/acme/services", map[string]any{"id": "pets", "name": "pets", "url": upstream})
 	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "get-pet", "service_id": "pets", "method": "GET", "path": "/pets/{id}", "policy_id": "keyed"})
 	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "health", "service_id": "pets", "method": "GET", "path": "/healthz", "public": true})
-	gw := c.must(201, "POST", "/api/admin/acme/gateways", map[string]any{"id": "edge", "name": "edge"}).JSON(t)
+	// The longest policy deadline: the machine running the tests may be
+	// loaded, and no test here is about deadlines.
+	gw := c.must(201, "POST", "/api/admin/acme/gateways", map[string]any{"id": "edge", "name": "edge", "policy_timeout_ms": 1000}).JSON(t)
 	key := c.must(200, "GET", "/api/admin/acme/gateways/edge/keys", nil).JSON(t)["keys"].([]any)[0].(map[string]any)
 	keyFile := filepath.Join(t.TempDir(), "bundle-key.pem")
 	if err := os.WriteFile(keyFile, []byte(key["public_key_pem"].(string)), 0o600); err != nil {
