@@ -1,9 +1,9 @@
 package envoy
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
@@ -269,21 +269,9 @@ var nonCanonicalPaths = []string{
 func nonCanonicalRoutes() []*routev3.Route {
 	var out []*routev3.Route
 	for i, re := range nonCanonicalPaths {
-		out = append(out, &routev3.Route{
-			Name:  fmt.Sprintf("non-canonical-%d", i),
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}},
-			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-				Status: 400,
-				Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
-					InlineString: `{"error":"invalid_request","error_description":"` + strings.ReplaceAll(routing.ReasonNonCanonicalPath, `\`, `\\`) + `"}` + "\n"}},
-			}},
-			ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
-				Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
-				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-			}},
-			TypedPerFilterConfig: map[string]*anypb.Any{wellknown.HTTPExternalAuthorization: mustPack(
-				&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}})},
-		})
+		out = append(out, jsonDirectRoute(fmt.Sprintf("non-canonical-%d", i),
+			&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}},
+			400, "invalid_request", routing.ReasonNonCanonicalPath))
 	}
 	return out
 }
@@ -372,13 +360,19 @@ func unmatchedRoute(c *policies.Compiled, vh routing.VHost) *routev3.Route {
 			}
 		}
 	}
+	return jsonDirectRoute("unmatched", catchAll, 404, "not_found", "no API matches this request")
+}
+
+// jsonDirectRoute answers the requests match selects itself, with a JSON
+// error body, without an authorizer call.
+func jsonDirectRoute(name string, match *routev3.RouteMatch, status uint32, code, description string) *routev3.Route {
+	body, _ := json.Marshal(map[string]string{"error": code, "error_description": description})
 	return &routev3.Route{
-		Name:  "unmatched",
-		Match: catchAll,
+		Name:  name,
+		Match: match,
 		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-			Status: 404,
-			Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
-				InlineString: `{"error":"not_found","error_description":"no API matches this request"}` + "\n"}},
+			Status: status,
+			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: string(body) + "\n"}},
 		}},
 		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
 			Header:       &corev3.HeaderValue{Key: "content-type", Value: "application/json"},
