@@ -209,6 +209,13 @@ func (d *DeadlineStore) TrimLog(ctx context.Context, stream LogStream, keep int)
 	return call(d, ctx, "trim_log", false, func(ctx context.Context) (int, error) { return d.st.TrimLog(ctx, stream, keep) })
 }
 
+// ClaimBundleRevision implements Runtime.
+func (d *DeadlineStore) ClaimBundleRevision(ctx context.Context, tenantID, gatewayID, contentHash string, candidateRevision int64) (int64, error) {
+	return call(d, ctx, "claim_bundle_revision", false, func(ctx context.Context) (int64, error) {
+		return d.st.ClaimBundleRevision(ctx, tenantID, gatewayID, contentHash, candidateRevision)
+	})
+}
+
 // Update implements Store; fn runs under the call's deadline. A write that
 // fails with ErrUnavailable may have committed.
 func (d *DeadlineStore) Update(ctx context.Context, fn func(ctx context.Context, tx Tx) error) (int64, error) {

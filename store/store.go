@@ -287,6 +287,22 @@ type Runtime interface {
 	// TrimLog keeps the newest keep entries of a stream and returns how many
 	// it removed.
 	TrimLog(ctx context.Context, stream LogStream, keep int) (int, error)
+	// ClaimBundleRevision gives a gateway's compiled content its revision,
+	// atomically, so that every replica serves one content under one
+	// revision. The store keeps, per gateway, the hash of its current
+	// content and the revision it was recorded at. contentHash is the
+	// hash of content compiled from a snapshot at candidateRevision (> 0):
+	//   - the recorded content has this hash: its revision is returned,
+	//     nothing changes (the first writer won);
+	//   - nothing is recorded, or other content at a revision below
+	//     candidateRevision: the new content is recorded at
+	//     candidateRevision, which is returned;
+	//   - other content is recorded at candidateRevision or above: the
+	//     snapshot is older than content already recorded (by another
+	//     replica), nothing changes, and the error wraps ErrConflict.
+	// Content that comes back after other content gets a new revision, so
+	// revisions only grow. Deleting the tenant forgets its records.
+	ClaimBundleRevision(ctx context.Context, tenantID, gatewayID, contentHash string, candidateRevision int64) (int64, error)
 }
 
 // Store is a storage backend.

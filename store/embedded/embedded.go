@@ -79,7 +79,13 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		if tx.Bucket(bucketBundleRevs) != nil {
+			return nil
+		}
+		if _, err := tx.CreateBucket(bucketBundleRevs); err != nil {
+			return err
+		}
+		return migrateBundleRevisions(tx)
 	})
 	if err != nil {
 		_ = db.Close()

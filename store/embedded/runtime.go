@@ -17,7 +17,20 @@ var (
 	bucketState = []byte("state")       // kind\0tenant\0id -> StateEntry JSON
 	bucketLogs  = []byte("logs")        // seq -> LogEntry JSON
 	bucketLogIx = []byte("logs_by_key") // stream\0tenant\0key\0seq -> nil
+	// bucketBundleRevs: tenant\0gateway -> bundleRevision JSON
+	// (ClaimBundleRevision).
+	bucketBundleRevs = []byte("bundle_revisions")
 )
+
+// legacyBundleStateKind is the runtime state kind earlier versions kept
+// bundle revisions under; Open carries it over into bucketBundleRevs.
+const legacyBundleStateKind = "bundle-revisions"
+
+// bundleRevision is a gateway's recorded bundle content.
+type bundleRevision struct {
+	Hash     string `json:"hash"`
+	Revision int64  `json:"revision"`
+}
 
 func validKey(parts ...string) error {
 	for _, p := range parts {
@@ -194,8 +207,108 @@ func (s *Store) TrimLog(ctx context.Context, st store.LogStream, keep int) (int,
 	return removed, err
 }
 
-// deleteTenantRuntime removes a tenant's state and logs inside tx.
+// ClaimBundleRevision implements store.Runtime in one write transaction
+// (after a read that answers when the recorded content has this hash).
+func (s *Store) ClaimBundleRevision(ctx context.Context, tenantID, gatewayID, contentHash string, candidate int64) (int64, error) {
+	if err := store.CheckBundleClaim(tenantID, gatewayID, contentHash, candidate); err != nil {
+		return 0, err
+	}
+	if err := validKey(tenantID, gatewayID); err != nil {
+		return 0, err
+	}
+	k := key(tenantID, gatewayID)
+	read := func(tx *bolt.Tx) (bundleRevision, bool, error) {
+		var cur bundleRevision
+		v := tx.Bucket(bucketBundleRevs).Get(k)
+		if v == nil {
+			return cur, false, nil
+		}
+		if err := json.Unmarshal(v, &cur); err != nil {
+			return cur, false, fmt.Errorf("bundle revision of %s/%s: %w", tenantID, gatewayID, err)
+		}
+		return cur, true, nil
+	}
+	var rev int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cur, ok, err := read(tx)
+		if ok && cur.Hash == contentHash {
+			rev = cur.Revision
+		}
+		return err
+	})
+	if err != nil || rev != 0 {
+		return rev, err
+	}
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		cur, ok, err := read(tx)
+		switch {
+		case err != nil:
+			return err
+		case ok && cur.Hash == contentHash:
+			rev = cur.Revision
+			return nil
+		case ok && cur.Revision >= candidate:
+			return store.BundleClaimConflict(tenantID, gatewayID, candidate, cur.Revision)
+		}
+		body, err := json.Marshal(bundleRevision{Hash: contentHash, Revision: candidate})
+		if err != nil {
+			return err
+		}
+		rev = candidate
+		return tx.Bucket(bucketBundleRevs).Put(k, body)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return rev, nil
+}
+
+// migrateBundleRevisions carries the runtime state of kind
+// legacyBundleStateKind over into bucketBundleRevs and removes it. It runs
+// in Open's transaction, only when that created the bucket.
+func migrateBundleRevisions(tx *bolt.Tx) error {
+	state, revs := tx.Bucket(bucketState), tx.Bucket(bucketBundleRevs)
+	prefix := append([]byte(legacyBundleStateKind), 0)
+	var doomed [][]byte
+	c := state.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		doomed = append(doomed, append([]byte{}, k...))
+		var e store.StateEntry
+		var br bundleRevision
+		if json.Unmarshal(v, &e) != nil || json.Unmarshal(e.Value, &br) != nil || br.Hash == "" || br.Revision <= 0 {
+			continue
+		}
+		body, err := json.Marshal(br)
+		if err != nil {
+			return err
+		}
+		if err := revs.Put(key(e.TenantID, e.ID), body); err != nil {
+			return err
+		}
+	}
+	for _, k := range doomed {
+		if err := state.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteTenantRuntime removes a tenant's state, logs and bundle revisions
+// inside tx.
 func deleteTenantRuntime(tx *bolt.Tx, tenantID string) error {
+	revs := tx.Bucket(bucketBundleRevs)
+	prefix := append([]byte(tenantID), 0)
+	var gone [][]byte
+	rc := revs.Cursor()
+	for k, _ := rc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = rc.Next() {
+		gone = append(gone, append([]byte{}, k...))
+	}
+	for _, k := range gone {
+		if err := revs.Delete(k); err != nil {
+			return err
+		}
+	}
 	state := tx.Bucket(bucketState)
 	var doomed [][]byte
 	c := state.Cursor()

@@ -170,13 +170,55 @@ func (s *Store) TrimLog(ctx context.Context, st store.LogStream, keep int) (int,
 	return int(tag.RowsAffected()), nil
 }
 
-// deleteTenantRuntime removes a tenant's state and logs in tx.
+// ClaimBundleRevision implements store.Runtime: a read when the recorded
+// content already has this hash (the usual case: unchanged content, or
+// content another replica recorded), else one upsert whose row lock orders
+// concurrent claims and which always returns the row it leaves.
+func (s *Store) ClaimBundleRevision(ctx context.Context, tenantID, gatewayID, contentHash string, candidate int64) (int64, error) {
+	if err := store.CheckBundleClaim(tenantID, gatewayID, contentHash, candidate); err != nil {
+		return 0, err
+	}
+	if err := checkRuntimeKey(tenantID, gatewayID, contentHash); err != nil {
+		return 0, err
+	}
+	var hash string
+	var rev int64
+	err := s.pool.QueryRow(ctx, `SELECT hash, revision FROM gh_bundle_revisions WHERE tenant_id = $1 AND gateway_id = $2`,
+		tenantID, gatewayID).Scan(&hash, &rev)
+	switch {
+	case err == nil && hash == contentHash:
+		return rev, nil
+	case err != nil && !errors.Is(err, pgx.ErrNoRows):
+		return 0, dbError(err, "read bundle revision of %s/%s", tenantID, gatewayID)
+	}
+	err = s.pool.QueryRow(ctx, `INSERT INTO gh_bundle_revisions AS b (tenant_id, gateway_id, hash, revision, updated_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (tenant_id, gateway_id) DO UPDATE SET
+			hash = CASE WHEN b.hash <> EXCLUDED.hash AND b.revision < EXCLUDED.revision THEN EXCLUDED.hash ELSE b.hash END,
+			revision = CASE WHEN b.hash <> EXCLUDED.hash AND b.revision < EXCLUDED.revision THEN EXCLUDED.revision ELSE b.revision END,
+			updated_at = CASE WHEN b.hash <> EXCLUDED.hash AND b.revision < EXCLUDED.revision THEN EXCLUDED.updated_at ELSE b.updated_at END
+		RETURNING hash, revision`,
+		tenantID, gatewayID, contentHash, candidate, now()).Scan(&hash, &rev)
+	if err != nil {
+		return 0, dbError(err, "claim bundle revision of %s/%s", tenantID, gatewayID)
+	}
+	if hash != contentHash {
+		return 0, store.BundleClaimConflict(tenantID, gatewayID, candidate, rev)
+	}
+	return rev, nil
+}
+
+// deleteTenantRuntime removes a tenant's state, logs and bundle revisions
+// in tx.
 func deleteTenantRuntime(ctx context.Context, tx pgx.Tx, tenantID string) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM gh_state WHERE tenant_id = $1`, tenantID); err != nil {
 		return dbError(err, "delete state of tenant %q", tenantID)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM gh_logs WHERE tenant_id = $1`, tenantID); err != nil {
 		return dbError(err, "delete logs of tenant %q", tenantID)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM gh_bundle_revisions WHERE tenant_id = $1`, tenantID); err != nil {
+		return dbError(err, "delete bundle revisions of tenant %q", tenantID)
 	}
 	return nil
 }

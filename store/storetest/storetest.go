@@ -54,6 +54,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"AuditEventsPagination", testEventsPagination, false},
 		{"RuntimeState", testRuntimeState, false},
 		{"RuntimeLogs", testRuntimeLogs, false},
+		{"BundleRevisionClaims", testBundleRevisionClaims, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
