@@ -568,7 +568,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}
 	e.expect(e.do("GET", "/readyz", "", nil), 200)
 	e.store.Close()
-	if r := e.do("GET", "/readyz", "", nil); r.status != 503 || r.errorCode(t) != admin.CodeUnavailable {
+	if r := e.do("GET", "/readyz", "", nil); r.status != 503 || r.errorCode(t) != admin.CodeStoreUnavailable || r.header.Get("Retry-After") == "" {
 		t.Fatalf("readyz with a closed store: %d %s", r.status, r.body)
 	}
 	e.expect(e.do("GET", "/healthz", "", nil), 200)

@@ -41,6 +41,8 @@ const (
 	// statusUpload caps a status report.
 	maxStatusUpload = 4 << 20
 	ctxGatewayCred  = "gatehouse.gateway_credential"
+	// ctxGatewayVerified holds the gatewayVerified of the request.
+	ctxGatewayVerified = "gatehouse.gateway_verified"
 )
 
 // CodeGatewayNotFound is the bundle service's answer (404) when the gateway
@@ -57,10 +59,30 @@ func (s *Server) bundleServiceRoutes(e *gin.Engine) {
 	g.POST("/logs", s.receiveLogs)
 }
 
+// gatewayVerified is how gatewayAuth admitted the request.
+type gatewayVerified struct {
+	token string
+	id    envoy.GatewayIdentity
+	// cached: the store was unavailable and the credential was taken from
+	// the cache of recently verified ones.
+	cached bool
+}
+
+// storeDown reports whether the request's credential came from the cache
+// because the store is unavailable: the bundle service then answers from
+// memory only.
+func storeDown(c *gin.Context) bool {
+	v, _ := c.Get(ctxGatewayVerified)
+	gv, _ := v.(gatewayVerified)
+	return gv.cached
+}
+
 // gatewayAuth admits a gateway credential of this tenant and gateway: 401
 // for a missing, unknown or wrong token, 403 for a valid token of another
 // tenant or gateway, 404 gateway_not_found for a valid token of a gateway
-// that was deleted.
+// that was deleted. While the store is unavailable, a credential served
+// recently is admitted from the cache (GatewayCredentials) for bundle
+// downloads only; anything else is 503 store_unavailable.
 func (s *Server) gatewayAuth(c *gin.Context) {
 	tid, gw := c.Param("tid"), c.Param("gw")
 	if !model.ValidTenantID(tid) {
@@ -76,7 +98,7 @@ func (s *Server) gatewayAuth(c *gin.Context) {
 		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "a gateway credential is required (Authorization: Bearer ghg_…)", nil))
 		return
 	}
-	cred, credTenant, err := verifyGatewayToken(c.Request.Context(), s.store, token)
+	id, cached, err := s.gatewayCreds.verify(c.Request.Context(), token)
 	if errors.Is(err, envoy.ErrInvalidCredential) {
 		switch deleted, err := s.deletedGatewayCredential(c.Request.Context(), tid, gw, token); {
 		case err != nil:
@@ -92,11 +114,16 @@ func (s *Server) gatewayAuth(c *gin.Context) {
 		abort(c, internalError(err))
 		return
 	}
-	if credTenant != tid || cred.Spec.GatewayID != gw {
+	if id.TenantID != tid || id.GatewayID != gw {
 		abort(c, forbidden("this credential belongs to another gateway"))
 		return
 	}
-	c.Set(ctxGatewayCred, cred.Meta.ID)
+	if cached && c.Request.Method != http.MethodGet {
+		abort(c, storeUnavailable()) // status reports and decision logs need the store
+		return
+	}
+	c.Set(ctxGatewayVerified, gatewayVerified{token: token, id: id, cached: cached})
+	c.Set(ctxGatewayCred, id.CredentialID)
 	c.Set(ctxPrincipal, Principal{Subject: "gateway:" + gw, TenantID: tid})
 	c.Next()
 }
@@ -140,6 +167,10 @@ func gatewayNotFound(gw string) *Error {
 func (s *Server) noBundle(c *gin.Context, tid, gw string) {
 	if msg := s.bundles.BuildError(tid, gw); msg != "" {
 		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the gateway's bundle failed to build: "+msg, nil))
+		return
+	}
+	if storeDown(c) {
+		abort(c, storeUnavailable())
 		return
 	}
 	_, err := gatewayRepo.Get(c.Request.Context(), s.store, tid, gw)
@@ -191,7 +222,9 @@ func (s *Server) refuseDisabled(c *gin.Context, tid string) bool {
 // serveBundle serves the gateway's bundle with ETag / If-None-Match, and
 // long polls when the request says Prefer: wait=N. A DISABLED tenant's
 // gateways are refused (403 tenant_disabled). While the server drains
-// (Drain), nothing waits.
+// (Drain), nothing waits. While the store is unavailable, a gateway whose
+// credential came from the cache is served (and long-polls on) the bundle
+// held in memory, and nothing is written.
 func (s *Server) serveBundle(c *gin.Context) {
 	tid, gw := c.Param("tid"), c.Param("gw")
 	ctx := c.Request.Context()
@@ -211,8 +244,17 @@ func (s *Server) serveBundle(c *gin.Context) {
 			return
 		}
 	}
-	if s.refuseDisabled(c, tid) {
-		return
+	// While the store is down the tenant cannot be checked: the credential
+	// was remembered when it last passed this check, and the cache forgets
+	// a tenant's credentials when the tenant changes.
+	down := storeDown(c)
+	if !down {
+		if s.refuseDisabled(c, tid) {
+			return
+		}
+		if v, ok := c.Get(ctxGatewayVerified); ok {
+			s.gatewayCreds.Remember(v.(gatewayVerified).token, v.(gatewayVerified).id)
+		}
 	}
 	b := s.bundles.Get(tid, gw)
 	if b == nil {
@@ -239,12 +281,14 @@ func (s *Server) serveBundle(c *gin.Context) {
 			return
 		}
 		// The tenant may have been disabled during the wait.
-		if nb.ETag() != b.ETag() && s.refuseDisabled(c, tid) {
+		if !down && nb.ETag() != b.ETag() && s.refuseDisabled(c, tid) {
 			return
 		}
 		b = nb
 	}
-	s.touchGateway(ctx, tid, gw, c.ClientIP())
+	if !down {
+		s.touchGateway(ctx, tid, gw, c.ClientIP())
+	}
 	contentType := "application/gzip"
 	if wait > 0 {
 		contentType = policies.BundleContentType

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -34,7 +35,19 @@ const (
 	CodePreconditionFailed = "precondition_failed"
 	CodeInternal           = "internal_error"
 	CodeUnavailable        = "unavailable"
+	// CodeStoreUnavailable (503, with Retry-After): the store is down, hung
+	// or did not answer within --store-timeout. A write answered so may or
+	// may not have been applied: re-read before retrying (If-Match makes
+	// the retry safe).
+	CodeStoreUnavailable = "store_unavailable"
+	// CodeInsufficientStorage (507): the store is out of disk space;
+	// nothing of the write was kept.
+	CodeInsufficientStorage = "insufficient_storage"
 )
+
+// StoreRetryAfter is the Retry-After (seconds) of a store_unavailable
+// answer.
+const StoreRetryAfter = 5
 
 // Error is the one error shape of the admin API:
 // {"status_code":400,"error":"…","error_code":"invalid_field","details":{…}}.
@@ -45,6 +58,8 @@ type Error struct {
 	Details    map[string]any `json:"details"`
 	// cause is logged for 5xx errors, never sent.
 	cause error
+	// retryAfter, when positive, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.StatusCode, e.Code, e.Message) }
@@ -72,9 +87,31 @@ func notFound(what, id string) *Error {
 
 func forbidden(msg string) *Error { return newError(http.StatusForbidden, CodeForbidden, msg, nil) }
 
+// internalError is a 500 for a fault, except that a store that is
+// unavailable or out of space is said so (503 store_unavailable, 507
+// insufficient_storage): every handler that passes a store error here
+// answers that way.
 func internalError(cause error) *Error {
-	e := newError(http.StatusInternalServerError, CodeInternal, "internal server error", nil)
+	var e *Error
+	switch {
+	case errors.Is(cause, store.ErrStorageFull):
+		e = newError(http.StatusInsufficientStorage, CodeInsufficientStorage,
+			"the store is out of disk space; nothing was written", nil)
+	case errors.Is(cause, store.ErrUnavailable):
+		e = storeUnavailable()
+	default:
+		e = newError(http.StatusInternalServerError, CodeInternal, "internal server error", nil)
+	}
 	e.cause = cause
+	return e
+}
+
+// storeUnavailable is the 503 of a store that is down or did not answer
+// in time.
+func storeUnavailable() *Error {
+	e := newError(http.StatusServiceUnavailable, CodeStoreUnavailable,
+		"the store is unavailable or did not answer in time; retry later (a write may or may not have been applied)", nil)
+	e.retryAfter = StoreRetryAfter
 	return e
 }
 
@@ -107,6 +144,9 @@ func abort(c *gin.Context, err *Error) {
 	}
 	if err.StatusCode == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="gatehouse"`)
+	}
+	if err.retryAfter > 0 {
+		c.Header("Retry-After", strconv.Itoa(err.retryAfter))
 	}
 	c.AbortWithStatusJSON(err.StatusCode, err)
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"container/list"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -9,7 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/model"
@@ -20,30 +25,222 @@ import (
 // against the store: the one check behind the bundle service
 // (/api/system/{tid}/gateways/{gw}/opa/…) and the xDS server (it is an
 // envoy.CredentialVerifier).
+//
+// While the store is unavailable (store.ErrUnavailable) it accepts the
+// credentials the bundle service served recently with the store answering
+// (Remember): a bounded LRU of SHA-256 hashes of whole tokens, each valid
+// for a TTL after the store last vouched for it (defaults
+// DefaultCredentialCacheSize, DefaultCredentialCacheTTL), so authorizers
+// keep long-polling through a short outage. The cache only answers when
+// the store does not: once the store answers, its answer wins (an unknown
+// or revoked credential is refused and forgotten). Entries are only kept
+// while FollowRevocations follows the change feed, which forgets a
+// credential when it, its gateway or its tenant is deleted, and every
+// credential of a tenant that changes (a tenant being disabled).
 type GatewayCredentials struct {
 	store store.Store
 	log   *slog.Logger
+	cache *credentialCache
+	// following counts the FollowRevocations calls that follow the feed;
+	// nothing is remembered while it is 0.
+	following atomic.Int32
+	fallbacks *prometheus.CounterVec
+	cached    prometheus.GaugeFunc
+}
+
+// Defaults of the cache of recently verified gateway credentials.
+const (
+	DefaultCredentialCacheSize = 10000
+	DefaultCredentialCacheTTL  = 5 * time.Minute
+)
+
+// CredentialOption configures NewGatewayCredentials.
+type CredentialOption func(*credentialCache)
+
+// WithCredentialCache sets the size and TTL of the cache of recently
+// verified credentials; a size of 0 turns it off.
+func WithCredentialCache(size int, ttl time.Duration) CredentialOption {
+	return func(c *credentialCache) { c.size, c.ttl = size, ttl }
 }
 
 // NewGatewayCredentials returns the verifier of st's gateway credentials.
-func NewGatewayCredentials(st store.Store, log *slog.Logger) *GatewayCredentials {
+func NewGatewayCredentials(st store.Store, log *slog.Logger, opts ...CredentialOption) *GatewayCredentials {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &GatewayCredentials{store: st, log: log}
+	c := &credentialCache{size: DefaultCredentialCacheSize, ttl: DefaultCredentialCacheTTL,
+		entries: map[[sha256.Size]byte]*list.Element{}, order: list.New()}
+	for _, o := range opts {
+		o(c)
+	}
+	return &GatewayCredentials{store: st, log: log, cache: c,
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_gateway_credential_fallbacks_total",
+			Help: "Gateway credential checks the store could not answer, by result: cached (accepted from the cache of recently verified credentials) or refused (503).",
+		}, []string{"result"}),
+		cached: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatehouse_gateway_credentials_cached",
+			Help: "Gateway credentials the bundle service would accept while the store is unavailable (verified within the cache TTL or not).",
+		}, func() float64 { return float64(c.len()) })}
 }
 
 var _ envoy.CredentialVerifier = (*GatewayCredentials)(nil)
 
+// RegisterMetrics registers gatehouse_gateway_credential_fallbacks_total
+// and gatehouse_gateway_credentials_cached with reg (once; registering
+// again with the same registry does nothing).
+func (g *GatewayCredentials) RegisterMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{g.fallbacks, g.cached} {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if errors.As(err, &already) && already.ExistingCollector == c {
+				continue
+			}
+			return fmt.Errorf("register gateway credential metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 // VerifyGateway returns the gateway token is a credential of. A malformed,
 // unknown, wrong or revoked token is envoy.ErrInvalidCredential; a store
-// failure is another error.
+// failure is another error, unless the store is unavailable and the token
+// is in the cache of recently verified credentials.
 func (g *GatewayCredentials) VerifyGateway(ctx context.Context, token string) (envoy.GatewayIdentity, error) {
+	id, _, err := g.verify(ctx, token)
+	return id, err
+}
+
+// verify is VerifyGateway that also says whether the identity came from
+// the cache (the store being unavailable).
+func (g *GatewayCredentials) verify(ctx context.Context, token string) (envoy.GatewayIdentity, bool, error) {
 	cred, tid, err := verifyGatewayToken(ctx, g.store, token)
-	if err != nil {
-		return envoy.GatewayIdentity{}, err
+	switch {
+	case err == nil:
+		return envoy.GatewayIdentity{TenantID: tid, GatewayID: cred.Spec.GatewayID, CredentialID: cred.Meta.ID}, false, nil
+	case errors.Is(err, envoy.ErrInvalidCredential):
+		g.cache.remove(tokenKey(token))
+	case errors.Is(err, store.ErrUnavailable) && g.cache.size > 0:
+		if id, ok := g.cache.get(tokenKey(token), time.Now()); ok {
+			g.fallbacks.WithLabelValues("cached").Inc()
+			g.log.WarnContext(ctx, "store unavailable: gateway credential accepted from the cache of recently verified credentials",
+				"tenant", id.TenantID, "gateway", id.GatewayID, "credential", id.CredentialID)
+			return id, true, nil
+		}
+		g.fallbacks.WithLabelValues("refused").Inc()
 	}
-	return envoy.GatewayIdentity{TenantID: tid, GatewayID: cred.Spec.GatewayID, CredentialID: cred.Meta.ID}, nil
+	return envoy.GatewayIdentity{}, false, err
+}
+
+// Remember records that the store vouched for token (of id) just now, so
+// that it is accepted for the cache's TTL while the store is unavailable.
+// It does nothing unless FollowRevocations is following the change feed.
+func (g *GatewayCredentials) Remember(token string, id envoy.GatewayIdentity) {
+	if g.following.Load() > 0 {
+		g.cache.put(tokenKey(token), id, time.Now())
+	}
+}
+
+// CachedCredentials is how many credentials the cache holds.
+func (g *GatewayCredentials) CachedCredentials() int { return g.cache.len() }
+
+func tokenKey(token string) [sha256.Size]byte { return sha256.Sum256([]byte(strings.TrimSpace(token))) }
+
+// credentialCache is an LRU of verified credentials, by token hash.
+type credentialCache struct {
+	size int
+	ttl  time.Duration
+
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]*list.Element
+	order   *list.List // of *credentialEntry, most recently verified first
+}
+
+type credentialEntry struct {
+	key      [sha256.Size]byte
+	id       envoy.GatewayIdentity
+	verified time.Time
+}
+
+func (c *credentialCache) put(key [sha256.Size]byte, id envoy.GatewayIdentity, now time.Time) {
+	if c.size <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[key]; ok {
+		e := el.Value.(*credentialEntry)
+		e.id, e.verified = id, now
+		c.order.MoveToFront(el)
+		return
+	}
+	c.entries[key] = c.order.PushFront(&credentialEntry{key: key, id: id, verified: now})
+	for c.order.Len() > c.size {
+		c.drop(c.order.Back())
+	}
+}
+
+// get returns the identity of a credential verified within the TTL.
+func (c *credentialCache) get(key [sha256.Size]byte, now time.Time) (envoy.GatewayIdentity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[key]
+	if !ok {
+		return envoy.GatewayIdentity{}, false
+	}
+	e := el.Value.(*credentialEntry)
+	if now.Sub(e.verified) > c.ttl {
+		c.drop(el)
+		return envoy.GatewayIdentity{}, false
+	}
+	return e.id, true
+}
+
+func (c *credentialCache) remove(key [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[key]; ok {
+		c.drop(el)
+	}
+}
+
+// forget drops every entry match selects.
+func (c *credentialCache) forget(match func(envoy.GatewayIdentity) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.order.Front(); el != nil; {
+		next := el.Next()
+		if match(el.Value.(*credentialEntry).id) {
+			c.drop(el)
+		}
+		el = next
+	}
+}
+
+func (c *credentialCache) drop(el *list.Element) {
+	delete(c.entries, el.Value.(*credentialEntry).key)
+	c.order.Remove(el)
+}
+
+func (c *credentialCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
+}
+
+// forgetChange drops the cached credentials a change may revoke or
+// restrict: a deleted or changed credential, the credentials of a deleted
+// gateway, those of a tenant that changed (it may have been disabled) or
+// was deleted.
+func (g *GatewayCredentials) forgetChange(c store.Change) {
+	switch {
+	case c.Kind == model.KindGatewayCredential:
+		g.cache.forget(func(id envoy.GatewayIdentity) bool { return id.TenantID == c.TenantID && id.CredentialID == c.ID })
+	case c.Kind == model.KindGateway && c.Op == store.OpDelete:
+		g.cache.forget(func(id envoy.GatewayIdentity) bool { return id.TenantID == c.TenantID && id.GatewayID == c.ID })
+	case c.Kind == model.KindTenant:
+		g.cache.forget(func(id envoy.GatewayIdentity) bool { return id.TenantID == c.ID })
+	}
 }
 
 // verifyGatewayToken looks a gateway credential up and checks its secret
@@ -79,15 +276,34 @@ var revocationKinds = map[string]bool{model.KindGatewayCredential: true, model.K
 // or tenant), following the store's change feed from fromRevision (0: the
 // current revision) until ctx ends — changes made through any replica. It
 // calls revoked too when the feed resumes after an interruption (changes
-// may have been missed). Give it the xDS server's Reverify.
+// may have been missed). Give it the xDS server's Reverify. While it runs,
+// the credential cache (Remember) is kept and forgets what the feed
+// revokes; when it returns, the cache is emptied.
 func (g *GatewayCredentials) FollowRevocations(ctx context.Context, fromRevision int64, revoked func(context.Context)) error {
 	rev := fromRevision
-	if rev <= 0 {
+	for wait := 100 * time.Millisecond; rev <= 0; wait = min(2*wait, 5*time.Second) {
 		var err error
-		if rev, err = g.revision(ctx); err != nil {
-			return fmt.Errorf("follow gateway credential revocations: %w", err)
+		if rev, err = g.revision(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		g.log.Warn("gateway credential revocations: cannot read the current revision; retrying", "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
 		}
 	}
+	// Credentials verified from now on are read at rev or later: the feed
+	// delivers every revocation after them.
+	g.following.Add(1)
+	defer func() {
+		if g.following.Add(-1) == 0 {
+			g.cache.forget(func(envoy.GatewayIdentity) bool { return true })
+		}
+	}()
 	backoff := 100 * time.Millisecond
 	for {
 		last, err := g.follow(ctx, rev, revoked)
@@ -98,7 +314,9 @@ func (g *GatewayCredentials) FollowRevocations(ctx context.Context, fromRevision
 			rev, backoff = last, 100*time.Millisecond
 		}
 		if errors.Is(err, store.ErrCompacted) {
-			// Start over from now; the call to revoked below covers the gap.
+			// Start over from now; the call to revoked below covers the
+			// gap, and the cache forgets what it cannot check.
+			g.cache.forget(func(envoy.GatewayIdentity) bool { return true })
 			if now, rerr := g.revision(ctx); rerr == nil {
 				rev = now
 			}
@@ -133,11 +351,13 @@ func (g *GatewayCredentials) follow(ctx context.Context, rev int64, revoked func
 				return rev, ev.Err
 			}
 			rev = ev.Revision
+			deleted := false
 			for _, c := range ev.Changes {
-				if c.Op == store.OpDelete && revocationKinds[c.Kind] {
-					revoked(ctx)
-					break
-				}
+				g.forgetChange(c)
+				deleted = deleted || c.Op == store.OpDelete && revocationKinds[c.Kind]
+			}
+			if deleted {
+				revoked(ctx)
 			}
 		}
 	}

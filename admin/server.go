@@ -54,6 +54,11 @@ type Options struct {
 	// PolicyTestTimeout bounds one evaluation of the policy test API
 	// (default policies.DefaultTestTimeout; --policy-test-timeout).
 	PolicyTestTimeout time.Duration
+	// GatewayCredentials verifies the bundle service's gateway credentials
+	// (a new one on Store when nil). Share it with the xDS server, and run
+	// its FollowRevocations: only then does the bundle service keep
+	// serving recently verified gateways while the store is unavailable.
+	GatewayCredentials *GatewayCredentials
 }
 
 // XDSStatusSource reports a gateway's xDS state (the envoy package's
@@ -72,7 +77,9 @@ type Server struct {
 	public   string
 	bundles  *bundles.Manager
 	keys     *bundles.KeyStore
-	xds      XDSStatusSource
+	// gatewayCreds verifies the bundle service's callers.
+	gatewayCreds *GatewayCredentials
+	xds          XDSStatusSource
 	// xdsPublic is the xDS address written into gateway packages.
 	xdsPublic string
 	checker   *policies.Checker
@@ -124,19 +131,26 @@ func New(opts Options) (*Server, error) {
 	if opts.PolicyTestTimeout <= 0 {
 		opts.PolicyTestTimeout = policies.DefaultTestTimeout
 	}
+	if opts.GatewayCredentials == nil {
+		opts.GatewayCredentials = NewGatewayCredentials(opts.Store, opts.Logger)
+	}
+	if err := opts.GatewayCredentials.RegisterMetrics(opts.Registry); err != nil {
+		return nil, err
+	}
 	s := &Server{
-		bundles:     opts.Bundles,
-		keys:        opts.Keys,
-		xds:         opts.XDS,
-		xdsPublic:   opts.XDSPublicAddress,
-		checker:     checker,
-		openAPIJSON: doc,
-		store:       opts.Store,
-		auth:        &tokenAuth{bootstrapHash: sha256.Sum256([]byte(opts.BootstrapToken)), store: opts.Store},
-		log:         opts.Logger,
-		registry:    opts.Registry,
-		metrics:     m,
-		public:      opts.PublicURL,
+		bundles:      opts.Bundles,
+		keys:         opts.Keys,
+		gatewayCreds: opts.GatewayCredentials,
+		xds:          opts.XDS,
+		xdsPublic:    opts.XDSPublicAddress,
+		checker:      checker,
+		openAPIJSON:  doc,
+		store:        opts.Store,
+		auth:         &tokenAuth{bootstrapHash: sha256.Sum256([]byte(opts.BootstrapToken)), store: opts.Store},
+		log:          opts.Logger,
+		registry:     opts.Registry,
+		metrics:      m,
+		public:       opts.PublicURL,
 
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
@@ -204,13 +218,21 @@ func (s *Server) routes() *gin.Engine {
 // healthz answers as long as the process serves HTTP.
 func (s *Server) healthz(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
 
-// readyz answers 200 only when the store is reachable.
+// readyz answers 200 only when the store is reachable and has space: 503
+// store_unavailable (with Retry-After) when it is down or does not answer
+// within 2 s, 503 insufficient_storage while it is out of disk space.
 func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.WarnContext(ctx, "readiness check failed", "error", err.Error())
-		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "store unreachable", nil))
+		if errors.Is(err, store.ErrStorageFull) {
+			abort(c, newError(http.StatusServiceUnavailable, CodeInsufficientStorage, "the store is out of disk space", nil))
+			return
+		}
+		e := storeUnavailable()
+		e.Message = "store unreachable"
+		abort(c, e)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})

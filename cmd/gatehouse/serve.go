@@ -55,6 +55,8 @@ type serveConfig struct {
 	PolicyTestTimeout   time.Duration
 	// MetricsAddr serves /metrics without a token (empty: off).
 	MetricsAddr string
+	// StoreTimeout bounds every store call (and PostgreSQL statements).
+	StoreTimeout time.Duration
 }
 
 var serveEnv = []envFlag{
@@ -75,6 +77,7 @@ var serveEnv = []envFlag{
 	{"policy-allow-builtins", "GATEHOUSE_POLICY_ALLOW_BUILTINS"},
 	{"policy-test-timeout", "GATEHOUSE_POLICY_TEST_TIMEOUT"},
 	{"metrics-addr", "GATEHOUSE_METRICS_ADDR"},
+	{"store-timeout", "GATEHOUSE_STORE_TIMEOUT"},
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -138,18 +141,19 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringSliceVar(&cfg.PolicyAllowBuiltins, "policy-allow-builtins", nil, "built-ins policies may call although they reach outside the authorizer (comma-separated, of: "+
 		strings.Join(policies.DeniedBuiltins(), ", ")+"; docs/bundles.md)")
 	fs.DurationVar(&cfg.PolicyTestTimeout, "policy-test-timeout", policies.DefaultTestTimeout, "deadline of one evaluation of the policy test API (POST …/policies/test); at most 1m")
+	fs.DurationVar(&cfg.StoreTimeout, "store-timeout", store.DefaultTimeout, "deadline of every store call (a whole transaction), and PostgreSQL's statement_timeout; past it a request answers 503 store_unavailable (at most 10m)")
 	annotateEnv(fs, serveEnv)
 	return cmd
 }
 
 // openStore picks the backend: PostgreSQL for a postgres:// URL, else the
 // embedded store in dataDir.
-func openStore(ctx context.Context, databaseURL, dataDir string) (store.Store, string, error) {
+func openStore(ctx context.Context, databaseURL, dataDir string, timeout time.Duration) (store.Store, string, error) {
 	if databaseURL != "" {
 		if !strings.HasPrefix(databaseURL, "postgres://") && !strings.HasPrefix(databaseURL, "postgresql://") {
 			return nil, "", errors.New("--database-url must be a postgres:// or postgresql:// URL")
 		}
-		s, err := postgres.Open(ctx, databaseURL)
+		s, err := postgres.OpenWith(ctx, databaseURL, postgres.Options{Timeout: timeout})
 		if err != nil {
 			return nil, "", fmt.Errorf("open PostgreSQL store: %w", err)
 		}
@@ -174,6 +178,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if cfg.PolicyTestTimeout <= 0 || cfg.PolicyTestTimeout > time.Minute {
 		return fmt.Errorf("--policy-test-timeout must be positive and at most 1m, not %s", cfg.PolicyTestTimeout)
 	}
+	if cfg.StoreTimeout <= 0 || cfg.StoreTimeout > 10*time.Minute {
+		return fmt.Errorf("--store-timeout must be positive and at most 10m, not %s", cfg.StoreTimeout)
+	}
 	token, tokenPath, generated, err := admin.BootstrapToken(cfg.DataDir, os.Getenv("GATEHOUSE_ADMIN_TOKEN"))
 	if err != nil {
 		return err
@@ -182,10 +189,12 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	st, storeDesc, err := openStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	backend, storeDesc, err := openStore(ctx, cfg.DatabaseURL, cfg.DataDir, cfg.StoreTimeout)
 	if err != nil {
 		return err
 	}
+	// Every store call, whoever makes it, runs under --store-timeout.
+	st := store.WithDeadline(backend, cfg.StoreTimeout)
 	defer st.Close()
 	keys := bundles.NewKeyStore(st, box)
 	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...))
@@ -205,13 +214,19 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := st.RegisterMetrics(reg); err != nil {
+		ln.Close()
+		return err
+	}
+	// One verifier of gateway credentials for the bundle service and xDS.
+	creds := admin.NewGatewayCredentials(st, log.With("component", "gateway-credentials"))
 	// The xDS control plane: one snapshot per gateway, from the bundles.
 	var xds *xdsServer
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
-		PolicyTestTimeout: cfg.PolicyTestTimeout}
+		PolicyTestTimeout: cfg.PolicyTestTimeout, GatewayCredentials: creds}
 	if cfg.XDSAddr != "" {
-		if xds, err = startXDS(cfg, st, mgr, log); err != nil {
+		if xds, err = startXDS(cfg, creds, mgr, log); err != nil {
 			ln.Close()
 			return err
 		}
@@ -245,13 +260,19 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 				serveErr <- fmt.Errorf("xDS: %w", err)
 			}
 		}()
-		// Revoked gateway credentials end their xDS streams.
-		go func() {
-			if err := xds.creds.FollowRevocations(runCtx, 0, func(ctx context.Context) { xds.server.Reverify(ctx) }); err != nil {
-				serveErr <- fmt.Errorf("xDS: %w", err)
-			}
-		}()
 	}
+	// Revoked gateway credentials end their xDS streams and leave the
+	// bundle service's cache of recently verified credentials.
+	go func() {
+		err := creds.FollowRevocations(runCtx, 0, func(ctx context.Context) {
+			if xds != nil {
+				xds.server.Reverify(ctx)
+			}
+		})
+		if err != nil {
+			serveErr <- fmt.Errorf("gateway credential revocations: %w", err)
+		}
+	}()
 
 	// The in-process authorizer decides with the bundles straight from the
 	// compiler, for every gateway (chosen by Envoy's context extensions).
@@ -454,8 +475,7 @@ type xdsServer struct {
 	runDone    chan struct{}
 }
 
-func startXDS(cfg serveConfig, st store.Store, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
-	creds := admin.NewGatewayCredentials(st, log.With("component", "xds"))
+func startXDS(cfg serveConfig, creds *admin.GatewayCredentials, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
 	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds"),
 		Credentials: creds})
 	if err != nil {
