@@ -76,8 +76,11 @@ type credentialSecret struct {
 
 // gatewayStatus is what the control plane knows of a gateway at runtime.
 type gatewayStatus struct {
-	Bundle bundleStatus  `json:"bundle"`
-	OPA    opaStatusView `json:"opa"`
+	Bundle bundleStatus `json:"bundle"`
+	// BuildError is there while the gateway's bundle fails to build (the
+	// bundle above, if any, is then the last good one).
+	BuildError *buildErrorStatus `json:"build_error,omitempty"`
+	OPA        opaStatusView     `json:"opa"`
 	// XDS is the xDS control plane's view (connected nodes, ACKs, NACKs),
 	// absent when no control plane runs in this process.
 	XDS any `json:"xds,omitempty"`
@@ -90,6 +93,14 @@ type bundleStatus struct {
 	Bytes    int        `json:"bytes,omitempty"`
 	KeyID    string     `json:"key_id,omitempty"`
 	Error    string     `json:"error,omitempty"`
+}
+
+// buildErrorStatus is a failing bundle build (bundles.BuildFailure).
+type buildErrorStatus struct {
+	Error    string    `json:"error"`
+	Since    time.Time `json:"since"`
+	Failures int       `json:"failures"`
+	Retrying bool      `json:"retrying"`
 }
 
 func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
@@ -120,7 +131,10 @@ func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec]
 			built := b.BuiltAt
 			st.Bundle = bundleStatus{Revision: b.Revision, ETag: b.ETag(), BuiltAt: &built, Bytes: len(b.Raw), KeyID: b.KeyID}
 		}
-		st.Bundle.Error = s.bundles.BuildError(t.Meta.TenantID, t.Meta.ID)
+		if f := s.bundles.BuildFailure(t.Meta.TenantID, t.Meta.ID); f != nil {
+			st.Bundle.Error = f.Error
+			st.BuildError = &buildErrorStatus{Error: f.Error, Since: f.Since, Failures: f.Failures, Retrying: f.Retrying}
+		}
 		st.OPA = s.opaStatus(c.Request.Context(), t.Meta.TenantID, t.Meta.ID)
 		if s.xds != nil {
 			st.XDS = s.xds.GatewayStatus(t.Meta.TenantID, t.Meta.ID)

@@ -6,36 +6,42 @@ package bundles
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// stateKind is the runtime state that remembers, per gateway, the content
-// hash and the revision it was first built at, so that a restart or another
-// replica gives identical content the same revision (and the same bytes).
-const stateKind = "bundle-revisions"
+// Retry backoff of a failed build (jittered, doubling).
+const (
+	minRetry = 100 * time.Millisecond
+	maxRetry = 5 * time.Second
+)
 
-type bundleState struct {
-	Hash     string `json:"hash"`
-	Revision int64  `json:"revision"`
-}
+// Reasons of gatehouse_bundle_build_failures_total.
+const (
+	reasonTransient = "transient"
+	reasonContent   = "content"
+)
 
 // Bundle is one gateway's current bundle.
 type Bundle struct {
 	TenantID  string
 	GatewayID string
-	// Revision is the store revision at which this content first appeared.
+	// Revision is the store revision at which this content first appeared,
+	// recorded with store.Runtime.ClaimBundleRevision: every replica gives
+	// this content this revision.
 	Revision int64
 	Hash     string
 	// Raw is the signed gzip tar.
@@ -48,7 +54,38 @@ type Bundle struct {
 // ETag is the bundle's entity tag: its quoted revision.
 func (b *Bundle) ETag() string { return `"` + strconv.FormatInt(b.Revision, 10) + `"` }
 
+// BuildFailure describes a gateway's bundle build that fails, while it
+// does: the gateway keeps its last good bundle meanwhile.
+type BuildFailure struct {
+	// Error is the last failure.
+	Error string
+	// Since is when the first of the consecutive failures happened.
+	Since time.Time
+	// Failures is how many builds in a row failed.
+	Failures int
+	// Retrying says the failure is transient (the store failed, or
+	// another replica had recorded newer content): the build is retried
+	// with backoff until it succeeds. Otherwise the configuration does
+	// not compile, and it is built again at its next change.
+	Retrying bool
+}
+
 type key struct{ tenant, gateway string }
+
+// pendingChange is a tenant's changes not built yet: from first to last
+// (store revisions).
+type pendingChange struct{ first, last int64 }
+
+// contentError is a build error caused by the configuration itself:
+// building again from the same configuration fails again.
+type contentError struct{ err error }
+
+func (e contentError) Error() string { return e.err.Error() }
+func (e contentError) Unwrap() error { return e.err }
+
+// errStale: a gateway's content came from a snapshot older than content
+// another replica already recorded; a newer snapshot is needed.
+var errStale = errors.New("compiled from a snapshot older than the content recorded by another replica")
 
 // Manager owns the current bundles.
 type Manager struct {
@@ -59,10 +96,27 @@ type Manager struct {
 
 	mu      sync.RWMutex
 	bundles map[key]*Bundle
-	errs    map[key]string
-	changed chan struct{} // closed and replaced whenever a bundle changes
+	errs    map[key]*BuildFailure    // gateways whose content does not compile
+	failing map[string]*BuildFailure // tenants whose builds fail and are retried
+	changed chan struct{}            // closed and replaced whenever a bundle changes
 	ready   chan struct{}
 	builds  int64
+
+	// Where the change feed is. Every change up to fed was handed to the
+	// builds; pending holds the tenants with changes not built yet, so
+	// every change up to position() is built, and the feed resumes from
+	// there after an interruption. head is the newest store revision seen.
+	posMu   sync.Mutex
+	fed     int64
+	head    int64
+	pending map[string]pendingChange
+
+	failures *prometheus.CounterVec
+	lag      prometheus.GaugeFunc
+	nFailing prometheus.GaugeFunc
+	// retryMin and retryMax bound the backoff between retries of a failed
+	// build (minRetry, maxRetry; shorter in tests).
+	retryMin, retryMax time.Duration
 
 	// Tenant builds run concurrently, at most cap(slots) at a time, and
 	// never two of one tenant: a tenant has at most one build goroutine
@@ -112,15 +166,98 @@ func NewManager(s store.Store, keys *KeyStore, log *slog.Logger, opts ...Option)
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &Manager{store: s, keys: keys, log: log, bundles: map[key]*Bundle{}, errs: map[key]string{},
-		changed: make(chan struct{}), ready: make(chan struct{}), sched: map[string]buildState{}}
+	m := &Manager{store: s, keys: keys, log: log, bundles: map[key]*Bundle{}, errs: map[key]*BuildFailure{},
+		failing: map[string]*BuildFailure{}, changed: make(chan struct{}), ready: make(chan struct{}),
+		sched: map[string]buildState{}, pending: map[string]pendingChange{}, retryMin: minRetry, retryMax: maxRetry}
 	for _, o := range opts {
 		o(m)
 	}
 	if m.slots == nil {
 		m.slots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 	}
+	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_bundle_build_failures_total",
+		Help: "Tenant bundle builds that failed, by reason: transient (the store failed; retried with backoff until it succeeds) or content (a gateway's configuration does not compile; built again at its next change).",
+	}, []string{"reason"})
+	m.failures.WithLabelValues(reasonTransient)
+	m.failures.WithLabelValues(reasonContent)
+	m.lag = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_bundle_lag_revisions",
+		Help: "The newest store revision this process has seen minus the revision up to which the bundles of every change are built (0 when every bundle is current).",
+	}, func() float64 { return float64(m.Lag()) })
+	m.nFailing = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_bundle_tenants_failing",
+		Help: "Tenants whose bundle builds fail transiently and are being retried (their gateways serve their last good bundle).",
+	}, func() float64 { m.mu.RLock(); defer m.mu.RUnlock(); return float64(len(m.failing)) })
 	return m
+}
+
+// RegisterMetrics registers the bundle metrics with reg:
+// gatehouse_bundle_build_failures_total{reason},
+// gatehouse_bundle_lag_revisions and gatehouse_bundle_tenants_failing.
+func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.failures, m.lag, m.nFailing} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register bundle metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// Lag is the newest store revision this manager has seen minus the
+// revision up to which the bundles of every change are built.
+func (m *Manager) Lag() int64 {
+	m.posMu.Lock()
+	defer m.posMu.Unlock()
+	return max(0, m.head-m.positionLocked())
+}
+
+// position is the revision up to which every change's bundles are built:
+// the feed resumes after it.
+func (m *Manager) position() int64 {
+	m.posMu.Lock()
+	defer m.posMu.Unlock()
+	return m.positionLocked()
+}
+
+func (m *Manager) positionLocked() int64 {
+	p := m.fed
+	for _, pc := range m.pending {
+		p = min(p, pc.first-1)
+	}
+	return p
+}
+
+// noteChanges records that the feed delivered revision rev, which changed
+// the inputs of these tenants.
+func (m *Manager) noteChanges(rev int64, tenants []string) {
+	m.posMu.Lock()
+	defer m.posMu.Unlock()
+	for _, tid := range tenants {
+		pc, ok := m.pending[tid]
+		if !ok {
+			pc = pendingChange{first: rev, last: rev}
+		}
+		pc.first, pc.last = min(pc.first, rev), max(pc.last, rev)
+		m.pending[tid] = pc
+	}
+	m.fed, m.head = max(m.fed, rev), max(m.head, rev)
+}
+
+// builtAt records that a tenant was built from the snapshot at rev.
+func (m *Manager) builtAt(tid string, rev int64) {
+	m.posMu.Lock()
+	defer m.posMu.Unlock()
+	m.head = max(m.head, rev)
+	pc, ok := m.pending[tid]
+	switch {
+	case !ok:
+	case pc.last <= rev:
+		delete(m.pending, tid)
+	default: // changed since the snapshot: built again (buildAgain)
+		pc.first = max(pc.first, rev+1)
+		m.pending[tid] = pc
+	}
 }
 
 // AllowedBuiltins are the denied built-ins policies may call (see
@@ -154,11 +291,29 @@ func (m *Manager) All() []*Bundle {
 	return out
 }
 
-// BuildError returns the last build error of a gateway ("" when fine).
+// BuildError returns the error of a gateway's failing build ("" when
+// fine): its tenant's transient failure, or its content's.
 func (m *Manager) BuildError(tenantID, gatewayID string) string {
+	if f := m.BuildFailure(tenantID, gatewayID); f != nil {
+		return f.Error
+	}
+	return ""
+}
+
+// BuildFailure describes a gateway's failing build (nil when fine): its
+// tenant's transient failure, which is retried, or else its content's.
+func (m *Manager) BuildFailure(tenantID, gatewayID string) *BuildFailure {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.errs[key{tenantID, gatewayID}]
+	f := m.failing[tenantID]
+	if f == nil {
+		f = m.errs[key{tenantID, gatewayID}]
+	}
+	if f == nil {
+		return nil
+	}
+	c := *f
+	return &c
 }
 
 // Changed returns a channel closed at the next bundle change.
@@ -194,41 +349,51 @@ func (m *Manager) Wait(ctx context.Context, tenantID, gatewayID, etag string) *B
 }
 
 // Run builds every bundle, then follows the change feed until ctx ends.
-// It returns once the builds it started have stopped.
+// A build that fails for a transient reason (the store) is retried with
+// backoff until it succeeds, and the feed never moves past a change whose
+// bundles are not built: when the feed is interrupted (a dropped
+// connection, a restarted database) it resumes from the last revision
+// up to which everything is built. Run returns once the builds it
+// started have stopped.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.inFlight.Wait()
-	rev, err := m.rebuildAll(ctx)
-	if err != nil {
-		return err
+	if err := m.rebuildAll(ctx); err != nil {
+		return nil // ctx ended
 	}
 	close(m.ready)
-	backoff := 100 * time.Millisecond
+	backoff := m.retryMin
 	for ctx.Err() == nil {
-		last, err := m.follow(ctx, rev)
+		from := m.position()
+		last, err := m.follow(ctx, from)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if last > rev {
-			rev, backoff = last, 100*time.Millisecond
+		if last > from {
+			backoff = m.retryMin
 		}
 		if errors.Is(err, store.ErrCompacted) {
-			if rev, err = m.rebuildAll(ctx); err != nil {
-				m.log.Error("bundle rebuild failed", "error", err.Error())
+			if err := m.rebuildAll(ctx); err != nil {
+				return nil
 			}
 			continue
 		}
-		m.log.Warn("change feed interrupted; resuming", "error", fmt.Sprint(err), "revision", rev)
+		m.log.Warn("change feed interrupted; resuming", "error", fmt.Sprint(err), "revision", m.position())
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(jitter(backoff)):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, m.retryMax)
 	}
 	return nil
 }
 
-// follow consumes the change feed from rev, rebuilding affected tenants. It
-// returns the last revision handled and why it stopped.
+// jitter returns a duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+// follow consumes the change feed after rev, rebuilding affected tenants.
+// It returns the last revision it received and why it stopped.
 func (m *Manager) follow(ctx context.Context, rev int64) (int64, error) {
 	ch, err := m.store.Watch(ctx, rev)
 	if err != nil {
@@ -252,16 +417,23 @@ func (m *Manager) follow(ctx context.Context, rev int64) (int64, error) {
 				return rev, ev.Err
 			}
 			rev = ev.Revision
+			var changed []string
+			seen := map[string]bool{}
 			for _, c := range ev.Changes {
 				if !InputKinds[c.Kind] {
 					continue
 				}
+				tid := c.TenantID
 				if c.Kind == model.KindTenant {
-					tenants[c.ID] = true
-				} else if c.TenantID != "" {
-					tenants[c.TenantID] = true
+					tid = c.ID
+				}
+				if tid != "" && !seen[tid] {
+					seen[tid], tenants[tid] = true, true
+					changed = append(changed, tid)
 				}
 			}
+			// Pending before the feed position moves past the change.
+			m.noteChanges(rev, changed)
 			// Take whatever else is already queued, so a burst of writes
 			// costs one rebuild per tenant.
 			select {
@@ -307,13 +479,14 @@ func (m *Manager) schedule(ctx context.Context, tid string) {
 }
 
 // buildLoop builds a tenant in a slot, again while changes arrived during
-// the build.
+// the build, and again after a backoff while the build fails for a
+// transient reason. While it waits (for a slot or a retry) new changes
+// need nothing more: the next build reads the newest snapshot.
 func (m *Manager) buildLoop(ctx context.Context, tid string) {
 	defer m.inFlight.Done()
+	var delay time.Duration
 	for {
-		select {
-		case m.slots <- struct{}{}:
-		case <-ctx.Done():
+		if !m.waitToBuild(ctx, delay) {
 			m.schedMu.Lock()
 			delete(m.sched, tid)
 			m.schedMu.Unlock()
@@ -322,42 +495,132 @@ func (m *Manager) buildLoop(ctx context.Context, tid string) {
 		m.schedMu.Lock()
 		m.sched[tid] = buildRunning
 		m.schedMu.Unlock()
-		err := m.RebuildTenant(ctx, tid)
+		next := min(max(2*delay, m.retryMin), m.retryMax)
+		retry := m.build(ctx, tid, next)
 		<-m.slots
-		if err != nil && ctx.Err() == nil {
-			m.log.Error("bundle build failed", "tenant", tid, "error", err.Error())
-		}
 		m.schedMu.Lock()
-		if m.sched[tid] == buildAgain && ctx.Err() == nil {
-			m.sched[tid] = buildWaiting
+		switch {
+		case ctx.Err() != nil:
+			delete(m.sched, tid)
 			m.schedMu.Unlock()
-			continue
+			return
+		case retry:
+			m.sched[tid] = buildWaiting
+			delay = next
+		case m.sched[tid] == buildAgain:
+			m.sched[tid] = buildWaiting
+			delay = 0
+		default:
+			delete(m.sched, tid)
+			m.schedMu.Unlock()
+			return
 		}
-		delete(m.sched, tid)
 		m.schedMu.Unlock()
-		return
 	}
 }
 
-// rebuildAll builds every tenant's bundles and returns the revision of the
-// snapshot it listed tenants at.
-func (m *Manager) rebuildAll(ctx context.Context) (int64, error) {
+// waitToBuild waits about delay (jittered), then for a build slot, which
+// the caller must give back. It reports false when ctx ended first.
+func (m *Manager) waitToBuild(ctx context.Context, delay time.Duration) bool {
+	if delay > 0 {
+		t := time.NewTimer(jitter(delay))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	select {
+	case m.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// build builds a tenant once, records the outcome (metrics, failures,
+// the feed position) and reports whether it must be retried, which
+// buildLoop does within retryIn.
+func (m *Manager) build(ctx context.Context, tid string, retryIn time.Duration) (retry bool) {
+	snap, retry, err := m.buildTenant(ctx, tid)
+	if ctx.Err() != nil {
+		return false
+	}
+	var was BuildFailure
+	m.mu.Lock()
+	f := m.failing[tid]
+	if f != nil {
+		was = *f
+	}
+	if retry {
+		if f == nil {
+			f = &BuildFailure{Since: time.Now().UTC(), Retrying: true}
+			m.failing[tid] = f
+		}
+		f.Error, f.Failures = err.Error(), f.Failures+1
+		was = *f
+	} else {
+		delete(m.failing, tid)
+	}
+	m.mu.Unlock()
+	if retry {
+		m.failures.WithLabelValues(reasonTransient).Inc()
+		// The 1st failure, then the 2nd, 4th, 8th…: a long outage does not
+		// flood the log.
+		if n := was.Failures; n&(n-1) == 0 {
+			m.log.Error("bundle build failed; retrying", "tenant", tid, "error", err.Error(), "failures", n,
+				"since", was.Since.Format(time.RFC3339Nano), "retry_within", retryIn.String())
+		}
+		return true
+	}
+	if f != nil {
+		m.log.Info("bundle build recovered", "tenant", tid, "failures", was.Failures,
+			"after", time.Since(was.Since).Round(time.Millisecond).String())
+	}
+	if err != nil {
+		m.failures.WithLabelValues(reasonContent).Inc()
+		m.log.Error("bundle build failed", "tenant", tid, "error", err.Error())
+	}
+	m.builtAt(tid, snap)
+	return false
+}
+
+// rebuildAll builds every tenant's bundles (listing them is retried with
+// backoff while it fails, and so are the builds) and moves the feed
+// position to the revision it listed them at. It fails only when ctx
+// ends.
+func (m *Manager) rebuildAll(ctx context.Context) error {
 	var rev int64
 	var tenants []string
-	err := m.store.View(ctx, func(ctx context.Context, r store.Reader) error {
-		var err error
-		if rev, err = r.Revision(ctx); err != nil {
+	for delay := m.retryMin; ; delay = min(2*delay, m.retryMax) {
+		tenants = tenants[:0]
+		err := m.store.View(ctx, func(ctx context.Context, r store.Reader) error {
+			var err error
+			if rev, err = r.Revision(ctx); err != nil {
+				return err
+			}
+			items, err := tenantRepo.ListAll(ctx, r, store.Query{})
+			for _, t := range items {
+				tenants = append(tenants, t.Meta.ID)
+			}
 			return err
+		})
+		if err == nil {
+			break
 		}
-		items, err := tenantRepo.ListAll(ctx, r, store.Query{})
-		for _, t := range items {
-			tenants = append(tenants, t.Meta.ID)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("list tenants: %w", err)
+		m.failures.WithLabelValues(reasonTransient).Inc()
+		m.log.Error("bundle build failed: list tenants; retrying", "error", err.Error(), "retry_within", delay.String())
+		select {
+		case <-time.After(jitter(delay)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	m.noteChanges(rev, tenants)
 	for _, tid := range tenants {
 		m.schedule(ctx, tid)
 	}
@@ -365,82 +628,131 @@ func (m *Manager) rebuildAll(ctx context.Context) (int64, error) {
 	// followed), so this waits for exactly the builds above and any left
 	// from before.
 	m.inFlight.Wait()
-	if ctx.Err() != nil {
-		return 0, ctx.Err()
-	}
-	return rev, nil
+	return ctx.Err()
 }
 
 // RebuildTenant recompiles a tenant's gateways and replaces the bundles
-// whose content changed; a deleted tenant's bundles are dropped. Run
-// schedules its own calls (never two of one tenant at once); other callers
-// must not call it for a tenant while Run may be building that tenant.
+// whose content changed; a deleted tenant's bundles are dropped. It does
+// not retry. Run schedules its own builds (never two of one tenant at
+// once); other callers must not call it for a tenant while Run may be
+// building that tenant.
 func (m *Manager) RebuildTenant(ctx context.Context, tenantID string) error {
+	_, _, err := m.buildTenant(ctx, tenantID)
+	return err
+}
+
+// buildTenant builds a tenant, and once more at once when a gateway's
+// snapshot turned out older than content another replica recorded. It
+// returns the snapshot revision it built from and whether the build must
+// be retried (a transient failure).
+func (m *Manager) buildTenant(ctx context.Context, tenantID string) (snap int64, retry bool, err error) {
+	for attempt := 0; ; attempt++ {
+		var stale bool
+		snap, stale, retry, err = m.buildTenantOnce(ctx, tenantID)
+		if !stale || ctx.Err() != nil {
+			return snap, retry, err
+		}
+		if attempt == 1 {
+			return snap, true, err
+		}
+	}
+}
+
+func (m *Manager) buildTenantOnce(ctx context.Context, tenantID string) (snap int64, stale, retry bool, err error) {
 	if m.beforeBuild != nil {
 		m.beforeBuild(ctx, tenantID)
 	}
 	var cfg *policies.Config
-	err := m.store.View(ctx, func(ctx context.Context, r store.Reader) error {
+	err = m.store.View(ctx, func(ctx context.Context, r store.Reader) error {
 		var err error
+		if snap, err = r.Revision(ctx); err != nil {
+			return err
+		}
 		cfg, err = LoadConfig(ctx, r, tenantID)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		m.dropTenant(tenantID)
-		return nil
+		return snap, false, false, nil
 	}
 	if err != nil {
-		return err
+		return 0, false, true, fmt.Errorf("read the configuration of tenant %s: %w", tenantID, err)
 	}
 	cfg.AllowedBuiltins = m.allowed
 	present := map[string]bool{}
-	var buildErr error
+	var errs error
 	for _, gw := range cfg.Gateways {
 		present[gw.ID] = true
-		if err := m.buildGateway(ctx, cfg, gw.ID); err != nil {
-			m.setError(key{tenantID, gw.ID}, err)
-			buildErr = errors.Join(buildErr, fmt.Errorf("gateway %s: %w", gw.ID, err))
+		err := m.buildGateway(ctx, cfg, gw.ID)
+		if err == nil {
+			continue
 		}
+		var ce contentError
+		switch {
+		case errors.As(err, &ce):
+			m.setError(key{tenantID, gw.ID}, err)
+		case errors.Is(err, errStale):
+			stale = true
+		default:
+			retry = true
+		}
+		errs = errors.Join(errs, fmt.Errorf("gateway %s: %w", gw.ID, err))
 	}
 	m.mu.Lock()
 	removed := false
 	for k := range m.bundles {
 		if k.tenant == tenantID && !present[k.gateway] {
 			delete(m.bundles, k)
-			delete(m.errs, k)
 			removed = true
+		}
+	}
+	for k := range m.errs {
+		if k.tenant == tenantID && !present[k.gateway] {
+			delete(m.errs, k)
 		}
 	}
 	if removed {
 		m.broadcastLocked()
 	}
 	m.mu.Unlock()
-	return buildErr
+	return snap, stale, retry, errs
 }
 
+// buildGateway compiles a gateway's bundle, claims its revision in the
+// store (so that every replica gives this content the same revision, and
+// the same bytes) and installs it when it differs from the current one.
 func (m *Manager) buildGateway(ctx context.Context, cfg *policies.Config, gatewayID string) error {
 	k := key{cfg.Tenant.ID, gatewayID}
 	compiled, err := policies.Compile(cfg, gatewayID)
 	if err != nil {
-		return err
+		return contentError{err}
+	}
+	// Even when the content is the one served: another replica may have
+	// recorded it again (it changed and came back meanwhile) at a newer
+	// revision.
+	rev, err := m.store.ClaimBundleRevision(ctx, k.tenant, k.gateway, compiled.Hash, cfg.Revision)
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("%w: %w", errStale, err)
+	}
+	if err != nil {
+		return fmt.Errorf("claim the bundle revision: %w", err)
+	}
+	if cur := m.Get(k.tenant, k.gateway); cur != nil && cur.Hash == compiled.Hash && cur.Revision == rev {
+		m.mu.Lock()
+		delete(m.errs, k)
+		m.mu.Unlock()
+		return nil
 	}
 	for pid, why := range compiled.Skipped {
 		m.log.Warn("policy left out of bundle", "tenant", k.tenant, "gateway", k.gateway, "policy", pid, "error", why)
 	}
-	if cur := m.Get(k.tenant, k.gateway); cur != nil && cur.Hash == compiled.Hash {
-		return nil
-	}
-	rev, err := m.revisionFor(ctx, k, compiled.Hash, cfg.Revision)
-	if err != nil {
-		return err
-	}
 	signer, err := m.keys.Key(ctx, k.tenant)
 	if err != nil {
-		return err
+		return fmt.Errorf("signing key: %w", err)
 	}
 	raw, err := policies.Build(compiled, rev, signer)
 	if err != nil {
-		return err
+		return contentError{err}
 	}
 	b := &Bundle{TenantID: k.tenant, GatewayID: k.gateway, Revision: rev, Hash: compiled.Hash, Raw: raw,
 		Compiled: compiled, KeyID: signer.KeyID, BuiltAt: time.Now().UTC()}
@@ -454,28 +766,16 @@ func (m *Manager) buildGateway(ctx context.Context, cfg *policies.Config, gatewa
 	return nil
 }
 
-// revisionFor keeps the revision of content seen before (after a restart,
-// or built by another replica) and records new content at snapshotRev.
-func (m *Manager) revisionFor(ctx context.Context, k key, hash string, snapshotRev int64) (int64, error) {
-	if e, err := m.store.GetState(ctx, stateKind, k.tenant, k.gateway); err == nil {
-		var st bundleState
-		if json.Unmarshal(e.Value, &st) == nil && st.Hash == hash {
-			return st.Revision, nil
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return 0, err
-	}
-	body, _ := json.Marshal(bundleState{Hash: hash, Revision: snapshotRev})
-	if err := m.store.PutState(ctx, stateKind, k.tenant, k.gateway, body); err != nil {
-		return 0, err
-	}
-	return snapshotRev, nil
-}
-
+// setError records a gateway's content error.
 func (m *Manager) setError(k key, err error) {
 	m.mu.Lock()
-	m.errs[k] = err.Error()
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	f := m.errs[k]
+	if f == nil {
+		f = &BuildFailure{Since: time.Now().UTC()}
+		m.errs[k] = f
+	}
+	f.Error, f.Failures = err.Error(), f.Failures+1
 }
 
 func (m *Manager) dropTenant(tenantID string) {
@@ -486,8 +786,12 @@ func (m *Manager) dropTenant(tenantID string) {
 	for k := range m.bundles {
 		if k.tenant == tenantID {
 			delete(m.bundles, k)
-			delete(m.errs, k)
 			dropped = true
+		}
+	}
+	for k := range m.errs {
+		if k.tenant == tenantID {
+			delete(m.errs, k)
 		}
 	}
 	if dropped {

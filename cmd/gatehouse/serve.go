@@ -218,6 +218,10 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		ln.Close()
 		return err
 	}
+	if err := mgr.RegisterMetrics(reg); err != nil {
+		ln.Close()
+		return err
+	}
 	// One verifier of gateway credentials for the bundle service and xDS.
 	creds := admin.NewGatewayCredentials(st, log.With("component", "gateway-credentials"))
 	// The xDS control plane: one snapshot per gateway, from the bundles.
