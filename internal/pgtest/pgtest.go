@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -195,17 +196,29 @@ func randomHex(n int) string {
 // Server is a PostgreSQL server of one test alone, which the test may
 // pause and resume to see how its code copes with a hung database.
 type Server struct {
-	s *throwaway
+	s      *throwaway
+	killed atomic.Bool // Kill ran and Restart did not since
+}
+
+// ServerOption configures NewServer.
+type ServerOption func(*throwaway)
+
+// Durable makes the server keep every acknowledged commit through Kill:
+// synchronous_commit is on (the throwaway default is off, which may lose
+// the last commits when the server dies). fsync stays off: tests kill
+// processes, not the machine, and the kernel keeps what was written.
+func Durable() ServerOption {
+	return func(s *throwaway) { s.durable = true }
 }
 
 // NewServer starts a throwaway PostgreSQL server for this test alone (even
-// when GATEHOUSE_TEST_DATABASE_URL names a shared one: no test may hang a
-// server others use) and stops it when the test ends, resuming it first if
-// it is paused. It skips the test when PostgreSQL is not installed (fails
-// it when GATEHOUSE_TEST_REQUIRE_POSTGRES=1).
-func NewServer(t testing.TB) *Server {
+// when GATEHOUSE_TEST_DATABASE_URL names a shared one: no test may hang or
+// kill a server others use) and stops it when the test ends, resuming it
+// first if it is paused. It skips the test when PostgreSQL is not
+// installed (fails it when GATEHOUSE_TEST_REQUIRE_POSTGRES=1).
+func NewServer(t testing.TB, opts ...ServerOption) *Server {
 	t.Helper()
-	s, err := startServer()
+	s, err := startServer(opts...)
 	switch {
 	case errors.Is(err, errNotInstalled):
 		if os.Getenv(EnvRequire) == "1" {
@@ -232,7 +245,12 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
 	u := newDatabaseOn(t, s.s.url)
 	// Runs before the drop (cleanups run last-registered first).
-	t.Cleanup(func() { _ = s.Resume() })
+	t.Cleanup(func() {
+		if s.killed.Load() {
+			_ = s.Restart()
+		}
+		_ = s.Resume()
+	})
 	return u
 }
 
@@ -244,6 +262,101 @@ func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
 
 // Resume continues (SIGCONT) a paused server.
 func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+// Kill sends SIGKILL to the server's postmaster alone, as when the
+// database crashes, and waits until the server's other processes have
+// noticed and exited (they do within moments; one that does not within
+// 30 s is killed too), so that Restart can start it again. Clients see
+// their connections end. Linux only (it reads /proc).
+func (s *Server) Kill() error {
+	pid, err := s.s.postmasterPID()
+	if err != nil {
+		return err
+	}
+	children, err := childProcesses(pid)
+	if err != nil {
+		return err
+	}
+	procs := map[int]string{pid: startTime(pid)}
+	for _, c := range children {
+		procs[c] = startTime(c)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("pgtest: kill postmaster %d: %w", pid, err)
+	}
+	s.killed.Store(true)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		alive := 0
+		for p, started := range procs {
+			if processAlive(p, started) {
+				alive++
+				if time.Now().After(deadline) {
+					_ = syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+		}
+		if alive == 0 {
+			break
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			return fmt.Errorf("pgtest: %d processes of the killed server still running", alive)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The dead postmaster's lock files (the data directory's and the
+	// socket's) stay; a postmaster left unreaped (a zombie) would still
+	// look alive to the next one, so they go, with the socket.
+	sock := filepath.Join(s.s.dir, "sock", ".s.PGSQL."+strconv.Itoa(s.s.port))
+	for _, f := range []string{filepath.Join(s.s.dir, "data", "postmaster.pid"), sock + ".lock", sock} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("pgtest: remove the killed server's %s: %w", filepath.Base(f), err)
+		}
+	}
+	return nil
+}
+
+// Restart starts a killed (Kill) server again, on the same data directory
+// and port: PostgreSQL runs crash recovery, then accepts connections at the
+// same URL. It returns once the server accepts connections.
+func (s *Server) Restart() error {
+	if err := s.s.startPostmaster(); err != nil {
+		return fmt.Errorf("pgtest: restart: %w", err)
+	}
+	s.killed.Store(false)
+	return nil
+}
+
+// startTime is the start time field of /proc/pid/stat ("" when the
+// process is gone): with the pid it identifies one process.
+func startTime(pid int) string {
+	fields := procStat(pid)
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+// processAlive reports whether the process pid, started at started, still
+// runs (a zombie does not).
+func processAlive(pid int, started string) bool {
+	fields := procStat(pid)
+	return len(fields) >= 20 && fields[19] == started && fields[0] != "Z"
+}
+
+// procStat returns the fields of /proc/pid/stat after the command name
+// (state, ppid, …), or nil when the process is gone.
+func procStat(pid int) []string {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(stat[i+1:]))
+}
 
 // signal sends sig to the postmaster, then to each of its children (every
 // backend calls setsid, so they are not in its process group). Nothing
@@ -317,6 +430,8 @@ type throwaway struct {
 	url     string
 	dir     string // temporary directory holding data/, sock/ and the log
 	binDir  string
+	port    int
+	durable bool   // synchronous_commit on (Durable)
 	runAs   string // system user running the server when we are root
 	uid     int
 	gid     int
@@ -377,7 +492,7 @@ func findBinDir() (string, error) {
 	return cands[0].dir, nil
 }
 
-func startServer() (*throwaway, error) {
+func startServer(opts ...ServerOption) (*throwaway, error) {
 	binDir, err := findBinDir()
 	if err != nil {
 		return nil, err
@@ -391,6 +506,9 @@ func startServer() (*throwaway, error) {
 		return nil, err
 	}
 	s := &throwaway{dir: dir, binDir: binDir, uid: -1, gid: -1}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := s.start(); err != nil {
 		s.stop()
 		return nil, err
@@ -435,23 +553,38 @@ func (s *throwaway) start() error {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	s.startGuard(data)
-	logFile := filepath.Join(s.dir, "server.log")
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := freePort()
 		if err != nil {
 			return err
 		}
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off", port, sock)
-		out, err := s.run(filepath.Join(s.binDir, "pg_ctl"), "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts)
-		if err == nil {
+		s.port = port
+		if lastErr = s.startPostmaster(); lastErr == nil {
 			s.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 			return nil
 		}
-		log, _ := os.ReadFile(logFile)
-		lastErr = fmt.Errorf("pg_ctl start: %w\n%s\nserver log:\n%s", err, out, tail(log, 2000))
 	}
 	return lastErr
+}
+
+// startPostmaster starts the server on its data directory and s.port and
+// waits until it accepts connections.
+func (s *throwaway) startPostmaster() error {
+	data, sock := filepath.Join(s.dir, "data"), filepath.Join(s.dir, "sock")
+	logFile := filepath.Join(s.dir, "server.log")
+	syncCommit := "off"
+	if s.durable {
+		syncCommit = "on"
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=%s -c full_page_writes=off",
+		s.port, sock, syncCommit)
+	out, err := s.run(filepath.Join(s.binDir, "pg_ctl"), "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts)
+	if err != nil {
+		log, _ := os.ReadFile(logFile)
+		return fmt.Errorf("pg_ctl start: %w\n%s\nserver log:\n%s", err, out, tail(log, 2000))
+	}
+	return nil
 }
 
 // command builds the command line for name and args, run as s.runAs when we

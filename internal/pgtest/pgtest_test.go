@@ -118,3 +118,51 @@ func TestServerPauseAndResume(t *testing.T) {
 		t.Fatalf("query after resume: %d, %v", n, err)
 	}
 }
+
+// A killed server (SIGKILL to its postmaster) drops its connections and
+// refuses new ones; restarted, it answers at the same URL with every
+// acknowledged commit of a Durable server, twice over.
+func TestServerKillAndRestart(t *testing.T) {
+	srv := NewServer(t, Durable())
+	url := srv.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE t (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 2; round++ {
+		for i := 0; i < 50; i++ {
+			if _, err := conn.Exec(ctx, "INSERT INTO t VALUES ($1)", round*100+i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := srv.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT 1").Scan(&n); err == nil {
+			t.Fatal("a connection to a killed server still answers")
+		}
+		conn.Close(context.Background())
+		cctx, ccancel := context.WithTimeout(ctx, time.Second)
+		if c, err := pgx.Connect(cctx, url); err == nil {
+			c.Close(context.Background())
+			t.Fatal("a killed server accepted a connection")
+		}
+		ccancel()
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if conn, err = pgx.Connect(ctx, url); err != nil {
+			t.Fatalf("connect after restart: %v", err)
+		}
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 50*round {
+			t.Fatalf("after restart %d: %d rows (%v), want %d", round, n, err, 50*round)
+		}
+	}
+	conn.Close(context.Background())
+}
