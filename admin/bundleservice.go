@@ -36,8 +36,6 @@ const (
 	// Decision log upload limits: compressed and decompressed bytes.
 	maxLogUpload       = 8 << 20
 	maxLogDecompressed = 64 << 20
-	// decisionsKept is how many decision events are kept per gateway.
-	decisionsKept = 100000
 	// statusUpload caps a status report.
 	maxStatusUpload = 4 << 20
 	ctxGatewayCred  = "gatehouse.gateway_credential"
@@ -333,8 +331,9 @@ type opaStatusReport struct {
 		Errors                   []json.RawMessage `json:"errors"`
 	} `json:"bundles"`
 	DecisionLogs *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Code    string                     `json:"code"`
+		Message string                     `json:"message"`
+		Metrics map[string]json.RawMessage `json:"metrics"`
 	} `json:"decision_logs"`
 	Plugins map[string]struct {
 		State   string `json:"state"`
@@ -351,6 +350,8 @@ type opaInstance struct {
 	Errors         []string          `json:"errors,omitempty"`
 	Plugins        map[string]string `json:"plugins,omitempty"`
 	Labels         map[string]string `json:"labels,omitempty"`
+	// DecisionLogs is the instance's decision log state and counters.
+	DecisionLogs *opaDecisionLogs `json:"decision_logs,omitempty"`
 }
 
 // opaStatusView summarises the gateway's OPA instances.
@@ -360,6 +361,9 @@ type opaStatusView struct {
 	LastFetch      *time.Time    `json:"last_fetch,omitempty"`
 	Errors         []string      `json:"errors"`
 	Instances      []opaInstance `json:"instances"`
+	// DecisionLogs sums the instances' decision log counters (absent when
+	// no instance reports them).
+	DecisionLogs *decisionLogsView `json:"decision_logs,omitempty"`
 }
 
 // receiveStatus stores an OPA status report (one per OPA instance).
@@ -401,6 +405,11 @@ func (s *Server) receiveStatus(c *gin.Context) {
 	for name, p := range rep.Plugins {
 		inst.Plugins[name] = p.State
 	}
+	var dlMetrics map[string]json.RawMessage
+	if rep.DecisionLogs != nil {
+		dlMetrics = rep.DecisionLogs.Metrics
+	}
+	inst.DecisionLogs = decisionLogMetrics(dlMetrics, inst.Plugins["decision_logs"])
 	raw, _ := json.Marshal(inst)
 	if err := s.store.PutState(c.Request.Context(), statusKind, tid, gw+"/"+inst.ID, raw); err != nil {
 		abort(c, internalError(err))
@@ -428,6 +437,7 @@ func (s *Server) pruneInstances(ctx context.Context, tid, gw string) {
 // clean.
 func (s *Server) forgetGatewayRuntime(ctx context.Context, tid, gw string) {
 	var errs []error
+	s.decisionLogs.forget(store.LogStream{Name: decisionStream, TenantID: tid, Key: gw})
 	if _, err := s.store.TrimLog(ctx, store.LogStream{Name: decisionStream, TenantID: tid, Key: gw}, 0); err != nil {
 		errs = append(errs, err)
 	}
@@ -464,6 +474,7 @@ func (s *Server) opaStatus(ctx context.Context, tid, gw string) opaStatusView {
 		view.ActiveRevision, view.LastSeen = newest.ActiveRevision, &newest.LastSeen
 		view.Errors = append(view.Errors, newest.Errors...)
 	}
+	view.DecisionLogs = summariseDecisionLogs(view.Instances)
 	if e, err := s.store.GetState(ctx, "gateway-activity", tid, gw); err == nil {
 		var act struct {
 			LastFetch time.Time `json:"last_fetch"`
@@ -523,8 +534,6 @@ func (s *Server) receiveLogs(c *gin.Context) {
 		fail(c, err, "decision log", gw)
 		return
 	}
-	if _, err := s.store.TrimLog(c.Request.Context(), stream, decisionsKept); err != nil {
-		s.log.WarnContext(c.Request.Context(), "trim decision log", "error", err.Error())
-	}
+	s.trimDecisions(c.Request.Context(), stream, len(events))
 	c.Status(http.StatusNoContent)
 }

@@ -59,6 +59,9 @@ type Options struct {
 	// its FollowRevocations: only then does the bundle service keep
 	// serving recently verified gateways while the store is unavailable.
 	GatewayCredentials *GatewayCredentials
+	// DecisionLogsKept is how many decision log events are kept per
+	// gateway (default DefaultDecisionLogsKept; --decision-logs-kept).
+	DecisionLogsKept int
 }
 
 // XDSStatusSource reports a gateway's xDS state (the envoy package's
@@ -97,6 +100,8 @@ type Server struct {
 	// draining ends when Drain is called (drain): long polls answer at once.
 	draining context.Context
 	drain    context.CancelFunc
+	// decisionLogs trims the gateways' decision logs.
+	decisionLogs *decisionLogRetention
 }
 
 // New builds the admin API and registers its routes.
@@ -151,6 +156,7 @@ func New(opts Options) (*Server, error) {
 		registry:     opts.Registry,
 		metrics:      m,
 		public:       opts.PublicURL,
+		decisionLogs: newDecisionLogRetention(opts.DecisionLogsKept),
 
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,

@@ -5,23 +5,81 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 )
 
-// LogSink delivers a batch of decision log events (OPA's format, one JSON
-// object each).
-type LogSink interface {
-	Send(ctx context.Context, tenantID, gatewayID string, events []json.RawMessage) error
+// LogBatch is one upload of decision log events: events of one gateway,
+// as the gzip-compressed JSON array OPA's decision log API takes.
+type LogBatch struct {
+	TenantID, GatewayID string
+	// Events is how many events Gzip holds.
+	Events int
+	// Gzip is the body: a gzip-compressed JSON array of events.
+	Gzip []byte
 }
+
+// Decode returns the batch's events.
+func (b *LogBatch) Decode() ([]json.RawMessage, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b.Gzip))
+	if err != nil {
+		return nil, fmt.Errorf("decode decision log batch: %w", err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("decode decision log batch: %w", err)
+	}
+	var events []json.RawMessage
+	if err := json.Unmarshal(raw, &events); err != nil {
+		return nil, fmt.Errorf("decode decision log batch: %w", err)
+	}
+	return events, nil
+}
+
+// LogSink delivers batches of decision log events. An error wrapping
+// ErrLogRejected is final (the batch is dropped and counted as rejected);
+// any other error is retried with backoff.
+type LogSink interface {
+	Send(ctx context.Context, batch *LogBatch) error
+}
+
+// ErrLogRejected marks a batch the receiver refused for good (it is
+// malformed, too large, or its gateway does not exist).
+var ErrLogRejected = errors.New("decision log batch rejected")
+
+// Reasons a decision log event is dropped
+// (gatehouse_decision_logs_dropped_total{reason}).
+const (
+	// DropBufferFull: the byte budget (memory, and disk when spilling)
+	// was used up.
+	DropBufferFull = "buffer_full"
+	// DropQueueFull: the decisions waiting to be encoded filled the
+	// intake queue (the encoder could not keep up).
+	DropQueueFull = "queue_full"
+	// DropEncodeError: the event could not be rendered as JSON.
+	DropEncodeError = "encode_error"
+	// DropRejected: the control plane refused the batch for good.
+	DropRejected = "rejected"
+	// DropShutdown: the logger stopped before the event was delivered,
+	// and there was no spill directory to keep it in.
+	DropShutdown = "shutdown"
+	// DropSpillError: a batch on disk could not be written or read back.
+	DropSpillError = "spill_error"
+)
+
+// DecisionLogDropReasons lists every reason, in a stable order.
+func DecisionLogDropReasons() []string { return slices.Clone(dropReasonIndex[:]) }
 
 // DefaultMaskedHeaders are always erased from logged inputs
 // (attributes.request.http.headers), whatever the letter case of the name.
@@ -40,7 +98,17 @@ var DefaultMaskedQueryParameters = []string{
 // MaskedValue replaces a masked query parameter's value.
 const MaskedValue = "REDACTED"
 
-// DecisionLogOptions configures a DecisionLogger.
+// DefaultDecisionLogBufferBytes is the default memory budget of the
+// decision log buffer: a minute of 5,000 decisions a second of a typical
+// event (about 1.4 KB of JSON, 120 bytes in a compressed batch) fits in it
+// with room to spare (docs/authorizer.md, "Decision logs").
+const DefaultDecisionLogBufferBytes = 64 << 20
+
+// DefaultDecisionLogSpillBytes is the default disk budget when spilling.
+const DefaultDecisionLogSpillBytes = 1 << 30
+
+// DecisionLogOptions configures a DecisionLogger. Zero values take the
+// defaults given.
 type DecisionLogOptions struct {
 	Sink LogSink
 	// InstanceID labels every event (labels.id), like an OPA instance id.
@@ -51,167 +119,477 @@ type DecisionLogOptions struct {
 	// MaskedQueryParameters are masked in addition to
 	// DefaultMaskedQueryParameters (names in any letter case).
 	MaskedQueryParameters []string
-	// BufferSize bounds the events waiting to be sent (default 10,000);
-	// beyond it events are dropped and counted.
-	BufferSize int
-	// BatchSize and FlushInterval control uploads (defaults 500, 1 s).
-	BatchSize     int
+	// BufferBytes bounds the memory of the events waiting to be delivered:
+	// the batches being filled (uncompressed) and the sealed batches
+	// (compressed), including those being uploaded. Past it, events are
+	// spilled to SpillDir, or dropped (buffer_full). Default
+	// DefaultDecisionLogBufferBytes.
+	BufferBytes int64
+	// QueueSize bounds the decisions handed over but not yet encoded
+	// (default 8192); past it, decisions are dropped (queue_full).
+	QueueSize int
+	// BatchEvents and BatchBytes seal a batch when it holds that many
+	// events or uncompressed bytes (defaults 1000, 1 MiB); FlushInterval
+	// seals it when its first event is that old (default 1 s).
+	BatchEvents   int
+	BatchBytes    int
 	FlushInterval time.Duration
-	Metrics       *Metrics
-	Logger        *slog.Logger
+	// Uploads is how many batches are uploaded at once (default 4).
+	Uploads int
+	// RetryMin and RetryMax bound the backoff between two attempts of a
+	// failing upload (defaults 100 ms and 5 s); a batch is retried until
+	// it is delivered or rejected.
+	RetryMin, RetryMax time.Duration
+	// UploadTimeout bounds one upload attempt (default 30 s).
+	UploadTimeout time.Duration
+	// SpillDir, when set, keeps batches on disk that do not fit in
+	// BufferBytes, and those still undelivered when the logger is
+	// closed; a logger started on the same directory delivers them.
+	SpillDir string
+	// SpillBytes bounds SpillDir (default DefaultDecisionLogSpillBytes).
+	SpillBytes int64
+	// CloseGrace is how long Close keeps retrying while uploads fail
+	// before it gives up on what is left (default 2 s; with SpillDir it
+	// spills at once).
+	CloseGrace time.Duration
+	// DropLogInterval is the least time between two log lines about
+	// dropped events (default 10 s).
+	DropLogInterval time.Duration
+	Metrics         *Metrics
+	Logger          *slog.Logger
 }
 
-// DecisionLogger records every decision and uploads the events in batches
-// from a background goroutine. Log never blocks: when the buffer is full the
-// event is dropped and counted.
+func (o *DecisionLogOptions) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if o.BufferBytes <= 0 {
+		o.BufferBytes = DefaultDecisionLogBufferBytes
+	}
+	if o.SpillBytes <= 0 {
+		o.SpillBytes = DefaultDecisionLogSpillBytes
+	}
+	def(&o.QueueSize, 8192)
+	def(&o.BatchEvents, 1000)
+	def(&o.BatchBytes, 1<<20)
+	def(&o.Uploads, 4)
+	defDur(&o.FlushInterval, time.Second)
+	defDur(&o.RetryMin, 100*time.Millisecond)
+	defDur(&o.RetryMax, 5*time.Second)
+	defDur(&o.UploadTimeout, 30*time.Second)
+	defDur(&o.DropLogInterval, 10*time.Second)
+	defDur(&o.CloseGrace, 2*time.Second)
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = o.RetryMin
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.InstanceID == "" {
+		o.InstanceID = uuid.NewString()
+	}
+}
+
+// DecisionLogger records every decision and delivers it to a LogSink.
+//
+// Log, on the request path, only hands the decision over (a pointer to it
+// and to its engine) to a bounded intake queue; it never blocks and never
+// encodes. An encoder goroutine masks and renders the events, packs them
+// into per-gateway batches and seals a batch (gzip) when it is full or a
+// second old. Uploaders send sealed batches concurrently, retrying with
+// exponential backoff until the sink takes them: an event is only lost
+// when the byte budget is used up (or the sink rejects its batch, or the
+// logger stops without a spill directory), and every loss is counted by
+// reason, reported in Status and logged (at most once per
+// DropLogInterval).
 type DecisionLogger struct {
-	opts  DecisionLogOptions
-	queue chan logItem
+	opts DecisionLogOptions
 	// masked and maskedParams hold lower-case header and query parameter
 	// names.
 	masked       map[string]bool
 	maskedParams map[string]bool
-	done         chan struct{}
-	once         sync.Once
+
+	// The intake: decisions handed over, not yet encoded.
+	inMu   sync.Mutex
+	in     []logItem
+	closed bool
+	wake   chan struct{}
+
+	buf *logBuffer
+
+	// Counters (Status and the metrics read them).
+	events   atomic.Uint64
+	sent     atomic.Uint64
+	buffered atomic.Int64
+	queued   atomic.Int64
+	dropped  [len(dropReasonIndex)]atomic.Uint64
+	uploads  [3]atomic.Uint64 // ok, error, rejected
+
+	stateMu  sync.Mutex
+	lastErr  string
+	httpCode int
+	failing  bool
+	// failingSince is when uploads started failing.
+	failingSince time.Time
+
+	dropSignal chan struct{}
+	// dropLogStop ends the drop log (after its last line).
+	dropLogStop chan struct{}
+
+	encoderDone  chan struct{}
+	uploaderDone sync.WaitGroup
+	uploadsDone  chan struct{}
+	dropLogDone  chan struct{}
+	// abortCtx ends uploads in flight when Close runs out of time.
+	abortCtx context.Context
+	abort    context.CancelFunc
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// dropReasonIndex maps a reason to its counter.
+var dropReasonIndex = [...]string{DropBufferFull, DropQueueFull, DropEncodeError, DropRejected, DropShutdown, DropSpillError}
+
+func dropIndex(reason string) int {
+	for i, r := range dropReasonIndex {
+		if r == reason {
+			return i
+		}
+	}
+	panic("unknown decision log drop reason " + reason)
 }
 
 type logItem struct {
-	tenant, gateway, revision string
-	decision                  *Decision
-	at                        time.Time
-	took                      time.Duration
+	engine   *Engine
+	decision *Decision
+	at       time.Time
+	took     time.Duration
 }
 
-// NewDecisionLogger starts the uploader; Close flushes and stops it.
+// NewDecisionLogger starts the encoder and the uploaders (and, with a
+// spill directory, queues the batches a previous logger left there);
+// Close flushes and stops them.
 func NewDecisionLogger(opts DecisionLogOptions) *DecisionLogger {
-	if opts.BufferSize <= 0 {
-		opts.BufferSize = 10000
-	}
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 500
-	}
-	if opts.FlushInterval <= 0 {
-		opts.FlushInterval = time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.InstanceID == "" {
-		opts.InstanceID = uuid.NewString()
-	}
-	l := &DecisionLogger{opts: opts, queue: make(chan logItem, opts.BufferSize), masked: map[string]bool{},
-		maskedParams: map[string]bool{}, done: make(chan struct{})}
+	opts.defaults()
+	l := &DecisionLogger{opts: opts, masked: map[string]bool{}, maskedParams: map[string]bool{},
+		wake: make(chan struct{}, 1), dropSignal: make(chan struct{}, 1), encoderDone: make(chan struct{}),
+		uploadsDone: make(chan struct{}), dropLogDone: make(chan struct{}), dropLogStop: make(chan struct{}), stopped: make(chan struct{})}
 	for _, h := range append(slices.Clone(DefaultMaskedHeaders), opts.MaskedHeaders...) {
 		l.masked[strings.ToLower(h)] = true
 	}
 	for _, p := range append(slices.Clone(DefaultMaskedQueryParameters), opts.MaskedQueryParameters...) {
 		l.maskedParams[strings.ToLower(p)] = true
 	}
-	go l.run()
+	l.abortCtx, l.abort = context.WithCancel(context.Background())
+	l.buf = newLogBuffer(opts.BufferBytes, opts.SpillDir, opts.SpillBytes)
+	if opts.SpillDir != "" {
+		n, err := l.buf.recover()
+		if err != nil {
+			opts.Logger.Warn("cannot read the decision log spill directory", "dir", opts.SpillDir, "error", err.Error())
+		}
+		if n > 0 {
+			l.buffered.Add(int64(n))
+			opts.Logger.Info("decision log events from a previous run queued for delivery", "events", n, "dir", opts.SpillDir)
+		}
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.attachDecisionLogs(l)
+	}
+	go l.encodeLoop()
+	for range opts.Uploads {
+		l.uploaderDone.Add(1)
+		go l.uploadLoop()
+	}
+	go func() { l.uploaderDone.Wait(); close(l.uploadsDone) }()
+	go l.dropLogLoop()
 	return l
 }
 
-// Log queues a decision without blocking.
+// Log hands a decision over without blocking; the decision and its input
+// must not change afterwards. It is dropped (and counted) when the intake
+// queue is full or the logger is closed.
 func (l *DecisionLogger) Log(e *Engine, d *Decision, at time.Time, took time.Duration) {
-	select {
-	case l.queue <- logItem{tenant: e.TenantID, gateway: e.GatewayID, revision: e.Revision, decision: d, at: at, took: took}:
-	default:
-		if l.opts.Metrics != nil {
-			l.opts.Metrics.logsDropped.Inc()
+	l.events.Add(1)
+	l.inMu.Lock()
+	if l.closed || len(l.in) >= l.opts.QueueSize {
+		closed := l.closed
+		l.inMu.Unlock()
+		if closed {
+			l.drop(DropShutdown, 1)
+		} else {
+			l.drop(DropQueueFull, 1)
+		}
+		return
+	}
+	l.in = append(l.in, logItem{engine: e, decision: d, at: at, took: took})
+	first := len(l.in) == 1
+	l.queued.Add(1)
+	l.inMu.Unlock()
+	l.buffered.Add(1)
+	if first {
+		select {
+		case l.wake <- struct{}{}:
+		default:
 		}
 	}
 }
 
-// Close flushes the buffered events (until ctx ends) and stops the uploader.
-func (l *DecisionLogger) Close(ctx context.Context) {
-	l.once.Do(func() { close(l.queue) })
+// drop counts n events lost for reason and wakes the rate-limited log.
+func (l *DecisionLogger) drop(reason string, n int) {
+	if n <= 0 {
+		return
+	}
+	l.dropped[dropIndex(reason)].Add(uint64(n))
 	select {
-	case <-l.done:
+	case l.dropSignal <- struct{}{}:
+	default:
+	}
+}
+
+// DecisionLogStatus is the decision log plugin's state, as the status
+// report carries it.
+type DecisionLogStatus struct {
+	// State is OK, or ERROR while uploads fail (Message says why).
+	State    string
+	Message  string
+	HTTPCode int
+	// Events counts decisions handed over since the start, Sent those
+	// delivered, Dropped those lost by reason (every reason present).
+	Events  uint64
+	Sent    uint64
+	Dropped map[string]uint64
+	// BufferedEvents waits for delivery (QueuedEvents of them not encoded
+	// yet), in BufferedBytes of memory and SpilledBytes on disk.
+	BufferedEvents int64
+	QueuedEvents   int64
+	BufferedBytes  int64
+	SpilledBytes   int64
+	// Uploads counts upload attempts by result (ok, error, rejected).
+	Uploads map[string]uint64
+}
+
+// DroppedTotal is the sum of Dropped.
+func (s DecisionLogStatus) DroppedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Dropped {
+		n += v
+	}
+	return n
+}
+
+var uploadResults = [3]string{"ok", "error", "rejected"}
+
+// Status reports the counters and the upload state.
+func (l *DecisionLogger) Status() DecisionLogStatus {
+	st := DecisionLogStatus{State: "OK", Events: l.events.Load(), Sent: l.sent.Load(), Dropped: map[string]uint64{},
+		BufferedEvents: max(l.buffered.Load(), 0), QueuedEvents: max(l.queued.Load(), 0), Uploads: map[string]uint64{}}
+	for i, r := range dropReasonIndex {
+		st.Dropped[r] = l.dropped[i].Load()
+	}
+	for i, r := range uploadResults {
+		st.Uploads[r] = l.uploads[i].Load()
+	}
+	st.BufferedBytes, st.SpilledBytes = l.buf.usage()
+	l.stateMu.Lock()
+	if l.failing {
+		st.State, st.Message, st.HTTPCode = "ERROR", l.lastErr, l.httpCode
+	}
+	l.stateMu.Unlock()
+	return st
+}
+
+func (l *DecisionLogger) setUploadState(err error) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	if err != nil && !l.failing {
+		l.failingSince = time.Now()
+	}
+	l.failing, l.lastErr, l.httpCode = err != nil, "", 0
+	if err != nil {
+		l.lastErr = err.Error()
+		var ue *UploadError
+		if errors.As(err, &ue) {
+			l.httpCode = ue.StatusCode
+		}
+	}
+}
+
+func (l *DecisionLogger) uploadsFailing() bool {
+	failing, _ := l.failingFor()
+	return failing
+}
+
+// failingFor reports whether uploads fail, and since when.
+func (l *DecisionLogger) failingFor() (bool, time.Time) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.failing, l.failingSince
+}
+
+// Close stops taking decisions, seals what is buffered and delivers it
+// until ctx ends. What is still undelivered then is written to the spill
+// directory, or dropped (shutdown) without one. While uploads fail, it
+// does not wait for ctx: with a spill directory it spills at once,
+// without one it gives up after CloseGrace.
+func (l *DecisionLogger) Close(ctx context.Context) {
+	l.stopOnce.Do(func() {
+		defer close(l.stopped)
+		l.inMu.Lock()
+		l.closed = true
+		l.inMu.Unlock()
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+		<-l.encoderDone // encodes and seals what was handed over
+		l.buf.close()   // uploaders end once the queue is empty
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		closing := time.Now()
+	wait:
+		for {
+			select {
+			case <-l.uploadsDone:
+				break wait
+			case <-ctx.Done():
+				break wait
+			case <-tick.C:
+				failing, since := l.failingFor()
+				if since.Before(closing) {
+					since = closing
+				}
+				if failing && (l.opts.SpillDir != "" || time.Since(since) >= l.opts.CloseGrace) {
+					break wait
+				}
+			}
+		}
+		l.abort()
+		l.buf.stop()
+		<-l.uploadsDone
+		for _, b := range l.buf.takeAll() {
+			if l.opts.SpillDir != "" {
+				if err := l.buf.spillBatch(b); err == nil {
+					continue
+				} else {
+					l.opts.Logger.Warn("cannot spill decision logs at shutdown", "error", err.Error())
+				}
+			}
+			l.buf.done(b)
+			l.buffered.Add(-int64(b.events))
+			l.drop(DropShutdown, b.events)
+		}
+		close(l.dropLogStop)
+		<-l.dropLogDone
+	})
+	select {
+	case <-l.stopped:
 	case <-ctx.Done():
 	}
 }
 
-func (l *DecisionLogger) run() {
-	defer close(l.done)
-	type key struct{ tenant, gateway string }
-	batches := map[key][]json.RawMessage{}
-	count := 0
-	flush := func() {
-		for k, evs := range batches {
-			l.send(k.tenant, k.gateway, evs)
+// dropLogLoop logs dropped events: at once after a quiet period, then at
+// most once per DropLogInterval, with the counts by reason since the last
+// line.
+func (l *DecisionLogger) dropLogLoop() {
+	defer close(l.dropLogDone)
+	var logged [len(dropReasonIndex)]uint64
+	var last time.Time
+	var timer *time.Timer
+	var fire <-chan time.Time
+	emit := func() {
+		last = time.Now()
+		var total uint64
+		args := []any{}
+		for i, r := range dropReasonIndex {
+			n := l.dropped[i].Load()
+			if d := n - logged[i]; d > 0 {
+				args = append(args, r, d)
+				total += d
+			}
+			logged[i] = n
 		}
-		batches, count = map[key][]json.RawMessage{}, 0
+		if total > 0 {
+			st := l.Status()
+			l.opts.Logger.Warn("decision log events dropped", "dropped", total, slog.Group("by_reason", args...),
+				"dropped_total", st.DroppedTotal(), "buffered_events", st.BufferedEvents, "buffered_bytes", st.BufferedBytes,
+				"buffer_limit_bytes", l.opts.BufferBytes)
+		}
 	}
-	ticker := time.NewTicker(l.opts.FlushInterval)
-	defer ticker.Stop()
 	for {
 		select {
-		case it, ok := <-l.queue:
-			if !ok {
-				flush()
-				return
+		case <-l.dropLogStop:
+			if timer != nil {
+				timer.Stop()
 			}
-			ev, err := l.event(it)
-			if err != nil {
-				l.opts.Logger.Warn("encode decision log event", "error", err.Error())
+			emit()
+			return
+		case <-l.dropSignal:
+			if fire != nil {
 				continue
 			}
-			k := key{it.tenant, it.gateway}
-			batches[k] = append(batches[k], ev)
-			if count++; count >= l.opts.BatchSize {
-				flush()
+			if wait := l.opts.DropLogInterval - time.Since(last); wait > 0 {
+				timer = time.NewTimer(wait)
+				fire = timer.C
+			} else {
+				emit()
 			}
-		case <-ticker.C:
-			flush()
+		case <-fire:
+			fire, timer = nil, nil
+			emit()
 		}
 	}
 }
 
-// send uploads with a few retries; events that cannot be delivered are
-// dropped and counted (the buffer must keep moving).
-func (l *DecisionLogger) send(tenant, gateway string, evs []json.RawMessage) {
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = l.opts.Sink.Send(ctx, tenant, gateway, evs)
-		cancel()
-		if err == nil {
-			if l.opts.Metrics != nil {
-				l.opts.Metrics.logsSent.Add(float64(len(evs)))
-			}
-			return
+// encodeLoop masks and renders the handed-over decisions into per-gateway
+// batches and seals them.
+func (l *DecisionLogger) encodeLoop() {
+	defer close(l.encoderDone)
+	enc := newEventEncoder(l)
+	tick := time.NewTicker(max(l.opts.FlushInterval/4, time.Millisecond))
+	defer tick.Stop()
+	var items []logItem
+	for {
+		select {
+		case <-l.wake:
+		case <-tick.C:
 		}
-		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
-	}
-	l.opts.Logger.Warn("decision logs dropped", "events", len(evs), "error", err.Error())
-	if l.opts.Metrics != nil {
-		l.opts.Metrics.logsDropped.Add(float64(len(evs)))
+		l.inMu.Lock()
+		items, l.in = l.in, items[:0]
+		closed := l.closed
+		l.inMu.Unlock()
+		for i := range items {
+			enc.add(&items[i])
+			items[i] = logItem{}
+			l.queued.Add(-1)
+		}
+		enc.sealDue(time.Now(), closed)
+		if closed {
+			l.inMu.Lock()
+			empty := len(l.in) == 0
+			l.inMu.Unlock()
+			if empty {
+				enc.sealDue(time.Now(), true)
+				return
+			}
+		}
 	}
 }
 
 // event renders OPA's decision log event (plugins/logs EventV1).
 func (l *DecisionLogger) event(it logItem) (json.RawMessage, error) {
-	input, erased, masked := l.mask(it.decision.Input)
-	ev := map[string]any{
-		"decision_id": uuid.NewString(),
-		"labels":      map[string]string{"id": l.opts.InstanceID, "tenant": it.tenant, "gateway": it.gateway, "app": "gatehouse-authorizer"},
-		"bundles":     map[string]any{"gatehouse": map[string]any{"revision": it.revision}},
-		"path":        "gatehouse/authz/decision",
-		"input":       input,
-		"result":      it.decision.Document(),
-		"timestamp":   it.at.UTC().Format(time.RFC3339Nano),
-		"metrics":     map[string]any{"timer_gatehouse_check_ns": it.took.Nanoseconds()},
+	enc := newEventEncoder(l)
+	var buf bytes.Buffer
+	if err := enc.render(&buf, &it); err != nil {
+		return nil, err
 	}
-	if len(erased) > 0 {
-		ev["erased"] = erased
-	}
-	if len(masked) > 0 {
-		ev["masked"] = masked
-	}
-	if it.decision.DryRun {
-		ev["custom"] = map[string]any{"dry_run": true}
-	}
-	return json.Marshal(ev)
+	return buf.Bytes(), nil
 }
 
 // urlHeaders hold a URL whose query parameters are masked like the path's
@@ -356,7 +734,31 @@ func with(m map[string]any, key string, v any) map[string]any {
 	return out
 }
 
-// HTTPLogSink posts events to the control plane's bundle service
+// UploadError is a refusal by the control plane's logs endpoint.
+type UploadError struct {
+	StatusCode int
+	Message    string
+}
+
+func (e *UploadError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("upload decision logs: HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	}
+	return fmt.Sprintf("upload decision logs: HTTP %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+}
+
+// Unwrap makes a final refusal (400, 404, 413, 415, 422: the batch, or
+// the gateway, will not become acceptable by retrying) an ErrLogRejected.
+func (e *UploadError) Unwrap() error {
+	switch e.StatusCode {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+		http.StatusUnprocessableEntity:
+		return ErrLogRejected
+	}
+	return nil
+}
+
+// HTTPLogSink posts batches to the control plane's bundle service
 // (…/opa/logs, gzip JSON array) with a gateway credential.
 type HTTPLogSink struct {
 	// URL is the gateway's bundle service base, …/gateways/{gw}/opa.
@@ -366,21 +768,8 @@ type HTTPLogSink struct {
 }
 
 // Send implements LogSink.
-func (s *HTTPLogSink) Send(ctx context.Context, _, _ string, events []json.RawMessage) error {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write([]byte("["))
-	for i, e := range events {
-		if i > 0 {
-			zw.Write([]byte(","))
-		}
-		zw.Write(e)
-	}
-	zw.Write([]byte("]"))
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.URL, "/")+"/logs", &buf)
+func (s *HTTPLogSink) Send(ctx context.Context, batch *LogBatch) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.URL, "/")+"/logs", bytes.NewReader(batch.Gzip))
 	if err != nil {
 		return err
 	}
@@ -391,10 +780,19 @@ func (s *HTTPLogSink) Send(ctx context.Context, _, _ string, events []json.RawMe
 	if err != nil {
 		return fmt.Errorf("upload decision logs: %w", err)
 	}
-	res.Body.Close()
+	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
-		return fmt.Errorf("upload decision logs: %s", res.Status)
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 1024))
+		var apiErr struct {
+			Message string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &apiErr) == nil && apiErr.Message != "" {
+			msg = apiErr.Message
+		}
+		return &UploadError{StatusCode: res.StatusCode, Message: msg}
 	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4096)) // keep the connection
 	return nil
 }
 

@@ -45,6 +45,9 @@ type FollowerOptions struct {
 	Logger     *slog.Logger
 	// MaxBundleBytes caps a download (default 64 MiB).
 	MaxBundleBytes int64
+	// DecisionLogs, when set, is reported as the decision_logs plugin
+	// (state, drops by reason, events sent and buffered).
+	DecisionLogs interface{ Status() DecisionLogStatus }
 }
 
 // Follower keeps a gateway's bundle current: it long-polls the bundle
@@ -610,7 +613,39 @@ func (f *Follower) reportLoop(ctx context.Context) {
 // reportKey is what a status report says that matters to its reader: the
 // active revision and the error. Called with mu held.
 func (f *Follower) reportKey() string {
-	return f.revision + "\x00" + f.lastCode + "\x00" + f.lastErr
+	key := f.revision + "\x00" + f.lastCode + "\x00" + f.lastErr
+	if f.opts.DecisionLogs != nil {
+		st := f.opts.DecisionLogs.Status()
+		key += "\x00" + st.State + "\x00" + strconv.FormatUint(st.DroppedTotal(), 10)
+	}
+	return key
+}
+
+// decisionLogReport renders the decision log state as OPA reports it:
+// the decision_logs status (code, message, http_code, metrics with OPA's
+// counter_/gauge_ names) and the decision_logs plugin's state.
+func decisionLogReport(st DecisionLogStatus) (status map[string]any, plugin map[string]string) {
+	metrics := map[string]any{
+		"counter_decision_logs_events":        st.Events,
+		"counter_decision_logs_sent":          st.Sent,
+		"counter_decision_logs_dropped":       st.DroppedTotal(),
+		"gauge_decision_logs_buffered_events": st.BufferedEvents,
+		"gauge_decision_logs_buffered_bytes":  st.BufferedBytes,
+		"gauge_decision_logs_spilled_bytes":   st.SpilledBytes,
+	}
+	for reason, n := range st.Dropped {
+		metrics["counter_decision_logs_dropped_"+reason] = n
+	}
+	status = map[string]any{"metrics": metrics}
+	plugin = map[string]string{"state": st.State}
+	if st.State != "OK" {
+		status["code"], status["message"] = "decision_log_error", st.Message
+		plugin["message"] = st.Message
+		if st.HTTPCode != 0 {
+			status["http_code"] = st.HTTPCode
+		}
+	}
+	return status, plugin
 }
 
 // reportChange reports unless the control plane already has a report that
@@ -645,11 +680,16 @@ func (f *Follower) report(ctx context.Context) {
 		state = "ERROR"
 	}
 	f.mu.Unlock()
-	body, _ := json.Marshal(map[string]any{
+	rep := map[string]any{
 		"labels":  map[string]string{"id": f.opts.InstanceID, "app": "gatehouse-authorizer", "version": f.opts.Version},
 		"bundles": map[string]any{"gatehouse": st},
-		"plugins": map[string]any{"bundle": map[string]string{"state": state}},
-	})
+	}
+	plugins := map[string]any{"bundle": map[string]string{"state": state}}
+	if f.opts.DecisionLogs != nil {
+		rep["decision_logs"], plugins["decision_logs"] = decisionLogReport(f.opts.DecisionLogs.Status())
+	}
+	rep["plugins"] = plugins
+	body, _ := json.Marshal(rep)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, f.opts.URL+"/status", bytes.NewReader(body))

@@ -242,7 +242,11 @@ type blockingSink struct {
 	block  chan struct{}
 }
 
-func (s *blockingSink) Send(ctx context.Context, _, _ string, evs []json.RawMessage) error {
+func (s *blockingSink) Send(ctx context.Context, batch *LogBatch) error {
+	evs, err := batch.Decode()
+	if err != nil {
+		return err
+	}
 	if s.block != nil {
 		select {
 		case <-s.block:
@@ -291,7 +295,7 @@ func TestDecisionLogs(t *testing.T) {
 
 	// A stuck sink: checks never block, the overflow is dropped and counted.
 	stuck := &blockingSink{block: make(chan struct{})}
-	small := NewDecisionLogger(DecisionLogOptions{Sink: stuck, BufferSize: 5, BatchSize: 1, Metrics: metrics})
+	small := NewDecisionLogger(DecisionLogOptions{Sink: stuck, BufferBytes: 5 * int64(eventSize(t, logs, engines)), BatchEvents: 1, Uploads: 1, Metrics: metrics})
 	srv2 := NewServer(ServerOptions{Engines: engines, Logs: small})
 	start := time.Now()
 	for i := 0; i < 200; i++ {
@@ -300,13 +304,16 @@ func TestDecisionLogs(t *testing.T) {
 	if time.Since(start) > 2*time.Second {
 		t.Fatal("checks blocked on the decision log")
 	}
+	waitUntil(t, "every decision encoded", func() bool { return small.Status().QueuedEvents == 0 })
 	close(stuck.block)
 	small.Close(context.Background())
 	mfs, _ := reg.Gather()
 	dropped := 0.0
 	for _, mf := range mfs {
-		if mf.GetName() == "gatehouse_authorizer_decision_logs_dropped_total" {
-			dropped = mf.GetMetric()[0].GetCounter().GetValue()
+		if mf.GetName() == "gatehouse_decision_logs_dropped_total" {
+			for _, m := range mf.GetMetric() {
+				dropped += m.GetCounter().GetValue()
+			}
 		}
 	}
 	if dropped < 150 || len(stuck.events)+int(dropped) != 200 {

@@ -2,19 +2,20 @@ package gateway
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics of the authorizer.
 type Metrics struct {
-	checks         *prometheus.CounterVec
-	policyTimeouts *prometheus.CounterVec
-	checkDuration  prometheus.Histogram
-	activations    *prometheus.CounterVec
-	revision       *prometheus.GaugeVec
-	logsDropped    prometheus.Counter
-	logsSent       prometheus.Counter
+	checks            *prometheus.CounterVec
+	policyTimeouts    *prometheus.CounterVec
+	checkDuration     prometheus.Histogram
+	activations       *prometheus.CounterVec
+	revision          *prometheus.GaugeVec
+	logUploadDuration prometheus.Histogram
+	decisionLogs      *decisionLogCollector
 }
 
 // NewMetrics registers the authorizer's metrics with reg.
@@ -36,17 +37,92 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_authorizer_bundle_revision", Help: "Active bundle revision per gateway.",
 		}, []string{"tenant", "gateway"}),
-		logsDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gatehouse_authorizer_decision_logs_dropped_total", Help: "Decision log events dropped because the buffer was full or uploads kept failing.",
+		logUploadDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "gatehouse_decision_logs_upload_duration_seconds", Help: "Time of one decision log upload attempt.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
-		logsSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gatehouse_authorizer_decision_logs_sent_total", Help: "Decision log events delivered to the control plane.",
-		}),
+		decisionLogs: newDecisionLogCollector(),
 	}
-	for _, c := range []prometheus.Collector{m.checks, m.policyTimeouts, m.checkDuration, m.activations, m.revision, m.logsDropped, m.logsSent} {
+	for _, c := range []prometheus.Collector{m.checks, m.policyTimeouts, m.checkDuration, m.activations, m.revision,
+		m.logUploadDuration, m.decisionLogs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register authorizer metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// attachDecisionLogs makes l's counters part of the metrics (summed over
+// every logger attached).
+func (m *Metrics) attachDecisionLogs(l *DecisionLogger) {
+	m.decisionLogs.mu.Lock()
+	m.decisionLogs.loggers = append(m.decisionLogs.loggers, l)
+	m.decisionLogs.mu.Unlock()
+}
+
+// decisionLogCollector reads the decision loggers' own counters, so the
+// request path only touches the logger's atomics.
+type decisionLogCollector struct {
+	mu      sync.Mutex
+	loggers []*DecisionLogger
+
+	events, sent, dropped, bufferedEvents, bufferedBytes, uploads *prometheus.Desc
+}
+
+func newDecisionLogCollector() *decisionLogCollector {
+	return &decisionLogCollector{
+		events: prometheus.NewDesc("gatehouse_decision_logs_events_total",
+			"Decisions handed to the decision log (every check makes one).", nil, nil),
+		sent: prometheus.NewDesc("gatehouse_decision_logs_sent_total",
+			"Decision log events delivered to the control plane.", nil, nil),
+		dropped: prometheus.NewDesc("gatehouse_decision_logs_dropped_total",
+			"Decision log events lost, by reason: buffer_full, queue_full, encode_error, rejected, shutdown, spill_error.", []string{"reason"}, nil),
+		bufferedEvents: prometheus.NewDesc("gatehouse_decision_logs_buffered_events",
+			"Decision log events waiting for delivery (memory and disk).", nil, nil),
+		bufferedBytes: prometheus.NewDesc("gatehouse_decision_logs_buffered_bytes",
+			"Bytes the waiting decision log events take, by medium (memory, disk).", []string{"medium"}, nil),
+		uploads: prometheus.NewDesc("gatehouse_decision_logs_uploads_total",
+			"Decision log upload attempts by result (ok, error, rejected).", []string{"result"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *decisionLogCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.events, c.sent, c.dropped, c.bufferedEvents, c.bufferedBytes, c.uploads} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *decisionLogCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	loggers := c.loggers
+	c.mu.Unlock()
+	var sum DecisionLogStatus
+	sum.Dropped, sum.Uploads = map[string]uint64{}, map[string]uint64{}
+	for _, l := range loggers {
+		st := l.Status()
+		sum.Events += st.Events
+		sum.Sent += st.Sent
+		sum.BufferedEvents += st.BufferedEvents
+		sum.BufferedBytes += st.BufferedBytes
+		sum.SpilledBytes += st.SpilledBytes
+		for k, v := range st.Dropped {
+			sum.Dropped[k] += v
+		}
+		for k, v := range st.Uploads {
+			sum.Uploads[k] += v
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(sum.Events))
+	ch <- prometheus.MustNewConstMetric(c.sent, prometheus.CounterValue, float64(sum.Sent))
+	for _, r := range dropReasonIndex {
+		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(sum.Dropped[r]), r)
+	}
+	ch <- prometheus.MustNewConstMetric(c.bufferedEvents, prometheus.GaugeValue, float64(sum.BufferedEvents))
+	ch <- prometheus.MustNewConstMetric(c.bufferedBytes, prometheus.GaugeValue, float64(sum.BufferedBytes), "memory")
+	ch <- prometheus.MustNewConstMetric(c.bufferedBytes, prometheus.GaugeValue, float64(sum.SpilledBytes), "disk")
+	for _, r := range uploadResults {
+		ch <- prometheus.MustNewConstMetric(c.uploads, prometheus.CounterValue, float64(sum.Uploads[r]), r)
+	}
 }

@@ -48,8 +48,19 @@ type authorizerConfig struct {
 	MaskHeaders      []string      `yaml:"mask_headers"`
 	MaskQueryParams  []string      `yaml:"mask_query_params"`
 	AllowPrivateJWKS bool          `yaml:"allow_private_jwks"`
-	ConfigFile       string        `yaml:"-"`
-	Package          string        `yaml:"-"`
+	// DecisionLogs turns decision logging on (the default) or off.
+	DecisionLogs *bool `yaml:"decision_logs"`
+	// DecisionLogBufferBytes bounds the decision log buffer's memory.
+	DecisionLogBufferBytes int64 `yaml:"decision_log_buffer_bytes"`
+	// DecisionLogSpill keeps what does not fit (and what is undelivered at
+	// shutdown) under <cache-dir>/decision-logs, within
+	// DecisionLogSpillBytes.
+	DecisionLogSpill      bool  `yaml:"decision_log_spill"`
+	DecisionLogSpillBytes int64 `yaml:"decision_log_spill_bytes"`
+	// DecisionLogUploads is how many batches are uploaded at once.
+	DecisionLogUploads int    `yaml:"decision_log_uploads"`
+	ConfigFile         string `yaml:"-"`
+	Package            string `yaml:"-"`
 }
 
 var authorizerEnv = []envFlag{
@@ -68,6 +79,11 @@ var authorizerEnv = []envFlag{
 	{"config", "GATEHOUSE_AUTHORIZER_CONFIG"},
 	{"package", "GATEHOUSE_GATEWAY_PACKAGE"},
 	{"jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS"},
+	{"decision-logs", "GATEHOUSE_DECISION_LOGS"},
+	{"decision-log-buffer-bytes", "GATEHOUSE_DECISION_LOG_BUFFER_BYTES"},
+	{"decision-log-spill", "GATEHOUSE_DECISION_LOG_SPILL"},
+	{"decision-log-spill-bytes", "GATEHOUSE_DECISION_LOG_SPILL_BYTES"},
+	{"decision-log-uploads", "GATEHOUSE_DECISION_LOG_UPLOADS"},
 }
 
 func defaultCacheDir() string {
@@ -118,6 +134,13 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.StringVar(&cfg.ConfigFile, "config", "", "gatehouse-authorizer.yaml to read settings from")
 	fs.StringVar(&cfg.Package, "package", "", "gateway package (zip from GET …/gateways/{gw}/package) to read settings from")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token validation fetch JWKS and discovery documents from loopback, private and link-local addresses")
+	cfg.DecisionLogs = new(bool)
+	fs.BoolVar(cfg.DecisionLogs, "decision-logs", true, "upload a decision log event of every check to the control plane")
+	fs.Int64Var(&cfg.DecisionLogBufferBytes, "decision-log-buffer-bytes", gateway.DefaultDecisionLogBufferBytes,
+		"memory for decision log events waiting for upload (compressed batches); past it events are spilled or dropped and counted")
+	fs.BoolVar(&cfg.DecisionLogSpill, "decision-log-spill", false, "keep decision log batches that do not fit in memory, and those undelivered at shutdown, under <cache-dir>/decision-logs")
+	fs.Int64Var(&cfg.DecisionLogSpillBytes, "decision-log-spill-bytes", gateway.DefaultDecisionLogSpillBytes, "disk for spilled decision log batches")
+	fs.IntVar(&cfg.DecisionLogUploads, "decision-log-uploads", 4, "decision log batches uploaded at once")
 	annotateEnv(fs, authorizerEnv)
 	return cmd
 }
@@ -168,6 +191,29 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 			c.MaskQueryParams = file.MaskQueryParams
 		}
 		c.AllowPrivateJWKS = c.AllowPrivateJWKS || file.AllowPrivateJWKS
+		if !fs.Changed("decision-logs") && file.DecisionLogs != nil {
+			c.DecisionLogs = file.DecisionLogs
+		}
+		if !fs.Changed("decision-log-buffer-bytes") && file.DecisionLogBufferBytes != 0 {
+			c.DecisionLogBufferBytes = file.DecisionLogBufferBytes
+		}
+		c.DecisionLogSpill = c.DecisionLogSpill || file.DecisionLogSpill
+		if !fs.Changed("decision-log-spill-bytes") && file.DecisionLogSpillBytes != 0 {
+			c.DecisionLogSpillBytes = file.DecisionLogSpillBytes
+		}
+		if !fs.Changed("decision-log-uploads") && file.DecisionLogUploads != 0 {
+			c.DecisionLogUploads = file.DecisionLogUploads
+		}
+	}
+	switch {
+	case c.DecisionLogBufferBytes < 1<<20:
+		return fmt.Errorf("--decision-log-buffer-bytes must be at least 1048576 (1 MiB), not %d", c.DecisionLogBufferBytes)
+	case c.DecisionLogSpillBytes < 1<<20:
+		return fmt.Errorf("--decision-log-spill-bytes must be at least 1048576 (1 MiB), not %d", c.DecisionLogSpillBytes)
+	case c.DecisionLogUploads < 1 || c.DecisionLogUploads > 64:
+		return fmt.Errorf("--decision-log-uploads must be between 1 and 64, not %d", c.DecisionLogUploads)
+	case c.DecisionLogSpill && c.CacheDir == "":
+		return errors.New("--decision-log-spill needs a --cache-dir")
 	}
 	if c.PublicKey == "" && c.PublicKeyFile != "" {
 		raw, err := os.ReadFile(c.PublicKeyFile)
@@ -207,16 +253,35 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	engines := gateway.NewEngines(gateway.Key(cfg.Tenant, cfg.Gateway))
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
 	defer activator.Close()
-	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{
-		Sink: &gateway.HTTPLogSink{URL: bundleURL, Credential: cfg.Credential, Client: client}, InstanceID: instance,
-		MaskedHeaders: cfg.MaskHeaders, MaskedQueryParameters: cfg.MaskQueryParams, Metrics: metrics, Logger: log.With("component", "decision-logs"),
-	})
-	follower, err := gateway.NewFollower(gateway.FollowerOptions{
+	var logs *gateway.DecisionLogger
+	fopts := gateway.FollowerOptions{
 		URL: bundleURL, TenantID: cfg.Tenant, GatewayID: cfg.Gateway, Credential: cfg.Credential,
 		KeyID: cfg.KeyID, PublicKeyPEM: cfg.PublicKey, CacheDir: cfg.CacheDir, LongPoll: cfg.LongPoll,
 		Client: client, Activator: activator, InstanceID: instance, Version: version, Logger: log.With("component", "bundle"),
-	})
+	}
+	if cfg.DecisionLogs == nil || *cfg.DecisionLogs {
+		// Uploads get connections of their own, kept alive for every
+		// concurrent upload.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = cfg.DecisionLogUploads + 1
+		spill := ""
+		if cfg.DecisionLogSpill {
+			spill = filepath.Join(cfg.CacheDir, "decision-logs")
+		}
+		logs = gateway.NewDecisionLogger(gateway.DecisionLogOptions{
+			Sink: &gateway.HTTPLogSink{URL: bundleURL, Credential: cfg.Credential, Client: &http.Client{Transport: tr}}, InstanceID: instance,
+			MaskedHeaders: cfg.MaskHeaders, MaskedQueryParameters: cfg.MaskQueryParams, Metrics: metrics, Logger: log.With("component", "decision-logs"),
+			BufferBytes: cfg.DecisionLogBufferBytes, Uploads: cfg.DecisionLogUploads, SpillDir: spill, SpillBytes: cfg.DecisionLogSpillBytes,
+		})
+		fopts.DecisionLogs = logs
+	} else {
+		log.Info("decision logs are off (--decision-logs=false)")
+	}
+	follower, err := gateway.NewFollower(fopts)
 	if err != nil {
+		if logs != nil {
+			logs.Close(context.Background())
+		}
 		return err
 	}
 	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log})
@@ -317,7 +382,9 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 	for _, s := range servers {
 		graceful = stopHTTP(sctx, s) && graceful
 	}
-	rt.logs.Close(sctx)
+	if rt.logs != nil {
+		rt.logs.Close(sctx)
+	}
 	if !graceful || sctx.Err() != nil {
 		return fmt.Errorf("authorizer shutdown: still busy after %s; cut off", authorizerShutdownTimeout)
 	}

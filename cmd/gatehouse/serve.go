@@ -55,6 +55,8 @@ type serveConfig struct {
 	PolicyTestTimeout   time.Duration
 	// MetricsAddr serves /metrics without a token (empty: off).
 	MetricsAddr string
+	// DecisionLogsKept is how many decision log events are kept per gateway.
+	DecisionLogsKept int
 	// StoreTimeout bounds every store call (and PostgreSQL statements).
 	StoreTimeout time.Duration
 }
@@ -77,6 +79,7 @@ var serveEnv = []envFlag{
 	{"policy-allow-builtins", "GATEHOUSE_POLICY_ALLOW_BUILTINS"},
 	{"policy-test-timeout", "GATEHOUSE_POLICY_TEST_TIMEOUT"},
 	{"metrics-addr", "GATEHOUSE_METRICS_ADDR"},
+	{"decision-logs-kept", "GATEHOUSE_DECISION_LOGS_KEPT"},
 	{"store-timeout", "GATEHOUSE_STORE_TIMEOUT"},
 }
 
@@ -138,6 +141,7 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.BoolVar(&cfg.ImportAllowPrivateURLs, "import-allow-private-urls", false, "let OpenAPI imports from a URL fetch from loopback, private and link-local addresses")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token issuers name loopback, private and link-local jwks_uri and discovery URLs (plain http only there), and the in-process authorizer fetch from them")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics without a token on this address, for trusted scrapers (empty: off; the admin API's /metrics needs a system-wide token)")
+	fs.IntVar(&cfg.DecisionLogsKept, "decision-logs-kept", admin.DefaultDecisionLogsKept, "decision log events kept per gateway (older ones are deleted)")
 	fs.StringSliceVar(&cfg.PolicyAllowBuiltins, "policy-allow-builtins", nil, "built-ins policies may call although they reach outside the authorizer (comma-separated, of: "+
 		strings.Join(policies.DeniedBuiltins(), ", ")+"; docs/bundles.md)")
 	fs.DurationVar(&cfg.PolicyTestTimeout, "policy-test-timeout", policies.DefaultTestTimeout, "deadline of one evaluation of the policy test API (POST …/policies/test); at most 1m")
@@ -177,6 +181,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	if cfg.PolicyTestTimeout <= 0 || cfg.PolicyTestTimeout > time.Minute {
 		return fmt.Errorf("--policy-test-timeout must be positive and at most 1m, not %s", cfg.PolicyTestTimeout)
+	}
+	if cfg.DecisionLogsKept < 1 {
+		return fmt.Errorf("--decision-logs-kept must be at least 1, not %d", cfg.DecisionLogsKept)
 	}
 	if cfg.StoreTimeout <= 0 || cfg.StoreTimeout > 10*time.Minute {
 		return fmt.Errorf("--store-timeout must be positive and at most 10m, not %s", cfg.StoreTimeout)
@@ -229,6 +236,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
 		PolicyTestTimeout: cfg.PolicyTestTimeout, GatewayCredentials: creds}
+	opts.DecisionLogsKept = cfg.DecisionLogsKept
 	if cfg.XDSAddr != "" {
 		if xds, err = startXDS(cfg, creds, mgr, log); err != nil {
 			ln.Close()

@@ -5,7 +5,8 @@ package local
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"strconv"
@@ -163,7 +164,16 @@ func split(key string) (string, string) {
 // authorizers).
 type StoreSink struct{ Store store.Runtime }
 
-// Send implements gateway.LogSink.
-func (s StoreSink) Send(ctx context.Context, tenantID, gatewayID string, events []json.RawMessage) error {
-	return s.Store.AppendLog(ctx, store.LogStream{Name: model.DecisionLogStream, TenantID: tenantID, Key: gatewayID}, events)
+// Send implements gateway.LogSink. A batch the store refuses as invalid
+// is rejected for good; other errors are retried by the logger.
+func (s StoreSink) Send(ctx context.Context, batch *gateway.LogBatch) error {
+	events, err := batch.Decode()
+	if err != nil {
+		return fmt.Errorf("%w: %v", gateway.ErrLogRejected, err)
+	}
+	err = s.Store.AppendLog(ctx, store.LogStream{Name: model.DecisionLogStream, TenantID: batch.TenantID, Key: batch.GatewayID}, events)
+	if errors.Is(err, store.ErrInvalid) {
+		return fmt.Errorf("%w: %v", gateway.ErrLogRejected, err)
+	}
+	return err
 }

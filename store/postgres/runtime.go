@@ -1,12 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -86,7 +86,8 @@ func (s *Store) ListState(ctx context.Context, kind, tenantID string) ([]*store.
 	return out, dbError(rows.Err(), "list state %s", kind)
 }
 
-// AppendLog implements store.Runtime: all entries in one transaction.
+// AppendLog implements store.Runtime: the entries go in with one COPY
+// (one statement: all of them or none), in order.
 func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []json.RawMessage) error {
 	if st.Name == "" {
 		return fmt.Errorf("%w: log stream needs a name", store.ErrInvalid)
@@ -95,7 +96,7 @@ func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []jso
 		return err
 	}
 	for _, e := range entries {
-		if !json.Valid(e) || strings.Contains(string(e), `\u0000`) {
+		if !json.Valid(e) || bytes.Contains(e, []byte(`\u0000`)) {
 			return fmt.Errorf("%w: log entry is not storable JSON", store.ErrInvalid)
 		}
 	}
@@ -103,14 +104,12 @@ func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []jso
 		return nil
 	}
 	at := now()
-	batch := &pgx.Batch{}
-	for _, e := range entries {
-		batch.Queue(`INSERT INTO gh_logs (stream, tenant_id, key, time, data) VALUES ($1, $2, $3, $4, $5)`,
-			st.Name, st.TenantID, st.Key, at, []byte(e))
+	rows := make([][]any, len(entries))
+	for i, e := range entries {
+		rows[i] = []any{st.Name, st.TenantID, st.Key, at, []byte(e)}
 	}
-	return classify(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return dbError(tx.SendBatch(ctx, batch).Close(), "append to log %s", st.Name)
-	}))
+	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"gh_logs"}, []string{"stream", "tenant_id", "key", "time", "data"}, pgx.CopyFromRows(rows))
+	return classify(dbError(err, "append to log %s", st.Name))
 }
 
 // ListLog implements store.Runtime.

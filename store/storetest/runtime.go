@@ -134,3 +134,96 @@ func testRuntimeLogs(t *testing.T, h Harness) {
 		t.Fatalf("logs of a deleted tenant survive: %v", got)
 	}
 }
+
+// testRuntimeLogBatch: one AppendLog of a large batch (what an uploaded
+// decision log batch is) stores every entry, in order, with one time;
+// concurrent batches to one stream are each kept whole and in order; a
+// batch with one invalid entry stores nothing.
+func testRuntimeLogBatch(t *testing.T, h Harness) {
+	s := open(t, h)
+	ctx := ctxT(t)
+	gw := store.LogStream{Name: "decisions", TenantID: "t1", Key: "gw"}
+	const n = 2500
+	batch := make([]json.RawMessage, n)
+	for i := range batch {
+		batch[i] = json.RawMessage(fmt.Sprintf(`{"n":%d,"input":{"path":"/pets/%d","headers":{"x-request-id":"r%d"}}}`, i, i, i))
+	}
+	if err := s.AppendLog(ctx, gw, batch); err != nil {
+		t.Fatal(err)
+	}
+	readAll := func(st store.LogStream) []*store.LogEntry {
+		t.Helper()
+		var out []*store.LogEntry
+		after := ""
+		for {
+			p, err := s.ListLog(ctx, store.LogQuery{Stream: st, Limit: 1000, After: after})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p.Items...)
+			if p.Next == "" {
+				return out
+			}
+			after = p.Next
+		}
+	}
+	got := readAll(gw)
+	if len(got) != n {
+		t.Fatalf("%d entries stored, want %d", len(got), n)
+	}
+	for i, e := range got { // newest first
+		var v struct{ N int }
+		if err := json.Unmarshal(e.Data, &v); err != nil || v.N != n-1-i {
+			t.Fatalf("entry %d is %s (%v), want n=%d", i, e.Data, err, n-1-i)
+		}
+		if !e.Time.Equal(got[0].Time) {
+			t.Fatalf("one batch, several times: %v and %v", e.Time, got[0].Time)
+		}
+	}
+
+	// Concurrent batches: each one whole and in order.
+	other := store.LogStream{Name: "decisions", TenantID: "t1", Key: "gw2"}
+	const writers, per = 4, 300
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			b := make([]json.RawMessage, per)
+			for i := range b {
+				b[i] = json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))
+			}
+			errs <- s.AppendLog(ctx, other, b)
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries := readAll(other)
+	if len(entries) != writers*per {
+		t.Fatalf("%d entries after concurrent batches, want %d", len(entries), writers*per)
+	}
+	last := map[int]int{}
+	for i := len(entries) - 1; i >= 0; i-- { // oldest first
+		var v struct{ W, I int }
+		if err := json.Unmarshal(entries[i].Data, &v); err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := last[v.W]; (ok && v.I != prev+1) || (!ok && v.I != 0) {
+			t.Fatalf("writer %d's batch out of order: %d after %d", v.W, v.I, prev)
+		}
+		last[v.W] = v.I
+	}
+
+	// All or nothing.
+	bad := append(append([]json.RawMessage{}, batch[:10]...), json.RawMessage(`{"broken":`), batch[10])
+	if err := s.AppendLog(ctx, gw, bad); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a batch with an invalid entry: %v", err)
+	}
+	if got := readAll(gw); len(got) != n {
+		t.Fatalf("a refused batch left %d entries, want %d", len(got), n)
+	}
+	if err := s.AppendLog(ctx, gw, nil); err != nil {
+		t.Fatalf("an empty batch: %v", err)
+	}
+}

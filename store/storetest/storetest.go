@@ -54,6 +54,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"AuditEventsPagination", testEventsPagination, false},
 		{"RuntimeState", testRuntimeState, false},
 		{"RuntimeLogs", testRuntimeLogs, false},
+		{"RuntimeLogBatchAppend", testRuntimeLogBatch, false},
 		{"BundleRevisionClaims", testBundleRevisionClaims, false},
 	}
 	for _, tc := range tests {
