@@ -19,6 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -265,7 +266,10 @@ func (s *Server) serveBundle(c *gin.Context) {
 		wait = min(time.Duration(n)*time.Second, maxLongPoll)
 	}
 	inm := c.GetHeader("If-None-Match")
-	if wait > 0 && etagMatches(inm, b.ETag()) {
+	// A client ahead of this replica (its revision is newer than ours: our
+	// change feed lags) is never sent the older bundle, which it would refuse
+	// as a rollback: it waits like a client that is current, then gets 304.
+	if wait > 0 && (etagMatches(inm, b.ETag()) || clientAhead(inm, b)) {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		stop := context.AfterFunc(s.draining, cancel)
 		nb := s.bundles.Wait(wctx, tid, gw, b.ETag())
@@ -291,6 +295,11 @@ func (s *Server) serveBundle(c *gin.Context) {
 	if wait > 0 {
 		contentType = policies.BundleContentType
 	}
+	if clientAhead(inm, b) {
+		c.Header("ETag", strings.TrimSpace(inm))
+		c.Status(http.StatusNotModified)
+		return
+	}
 	c.Header("ETag", b.ETag())
 	c.Header("Content-Type", contentType)
 	if etagMatches(inm, b.ETag()) {
@@ -298,6 +307,14 @@ func (s *Server) serveBundle(c *gin.Context) {
 		return
 	}
 	c.Data(http.StatusOK, contentType, b.Raw)
+}
+
+// clientAhead reports whether If-None-Match names a single bundle revision
+// newer than b's (ETags are quoted revision numbers).
+func clientAhead(header string, b *bundles.Bundle) bool {
+	v := strings.TrimPrefix(strings.TrimSpace(header), "W/")
+	rev, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64)
+	return err == nil && len(v) > 2 && v[0] == '"' && v[len(v)-1] == '"' && rev > b.Revision
 }
 
 func etagMatches(header, etag string) bool {

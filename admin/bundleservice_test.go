@@ -1,8 +1,10 @@
 package admin_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,4 +124,64 @@ func TestDisabledTenantGetsNoBundle(t *testing.T) {
 	if opa["active_revision"] != strings.Trim(etag, `"`) || len(errs) != 1 || !strings.Contains(errs[0].(string), "tenant_disabled") {
 		t.Fatalf("status.opa after the disabled period: %v", opa)
 	}
+}
+
+// TestClientAheadOfThisReplicaIsNotSentAnOlderBundle: a replica whose
+// change feed lags may hold an older revision than the one an authorizer
+// already has from another replica; it answers 304 (after the long-poll
+// wait, or at once without one) instead of the older bundle, which the
+// authorizer would refuse as a rollback.
+func TestClientAheadOfThisReplicaIsNotSentAnOlderBundle(t *testing.T) {
+	e := newEnv(t)
+	token := e.bundleGateway()
+	cur := e.expect(e.fetchBundle(bundlePath, token), 200).header.Get("ETag")
+	rev, err := strconv.ParseInt(strings.Trim(cur, `"`), 10, 64)
+	if err != nil {
+		t.Fatalf("ETag %q", cur)
+	}
+	ahead := fmt.Sprintf(`"%d"`, rev+1000)
+	req, _ := http.NewRequest("GET", e.srv.URL+bundlePath, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("If-None-Match", ahead)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 304 || res.Header.Get("ETag") != ahead {
+		t.Fatalf("a client ahead, no wait: %d ETag %q, want 304 with its own ETag", res.StatusCode, res.Header.Get("ETag"))
+	}
+	// With a long poll, the wait ends in 304 too (Drain ends it at once).
+	polled := make(chan poll, 1)
+	go func() { polled <- e.poll(token, ahead) }()
+	select {
+	case r := <-polled:
+		t.Fatalf("a client ahead was answered before the wait: %d", r.status)
+	case <-time.After(300 * time.Millisecond):
+	}
+	e.api.Drain()
+	if r := <-polled; r.status != 304 || len(r.body) != 0 {
+		t.Fatalf("a client ahead after the wait: %d, %d bytes", r.status, len(r.body))
+	}
+	// An older or unknown ETag still gets the bundle.
+	for _, etag := range []string{`"0"`, `"abc"`, ""} {
+		if r := e.fetchBundleWith(token, etag); r.status != 200 {
+			t.Fatalf("If-None-Match %q: %d", etag, r.status)
+		}
+	}
+}
+
+func (e *env) fetchBundleWith(token, etag string) resp {
+	req, _ := http.NewRequest("GET", e.srv.URL+bundlePath, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{status: res.StatusCode, header: res.Header, body: b}
 }
