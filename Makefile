@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: build run test bench bench-authz lint fmt clean
+.PHONY: build run test bench bench-authz bench-decision-logs lint fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -28,6 +28,15 @@ bench:
 bench-authz:
 	$(GO) run ./internal/authzbench/run -duration 20s -concurrency 16
 	$(GO) test -run '^$$' -bench BenchmarkCheck -benchmem -count=1 ./gateway
+
+## bench-decision-logs: a real control plane and authorizer (authorizer on
+## CPU 0, control plane and load on CPU 1, 64 in flight): checks/s with
+## decision logs on vs off, then 5 minutes at 80% of the peak with the control
+## plane stopped for 30 s (events made vs stored). BENCH_DATABASE_URL=postgres://…
+## puts the control plane on PostgreSQL (a fresh database next to that one).
+bench-decision-logs:
+	$(GO) run ./internal/authzbench/run -mode decision-logs -concurrency 64 -duration 20s -rounds 3 -database-url "$(BENCH_DATABASE_URL)"
+	$(GO) run ./internal/authzbench/run -mode outage -concurrency 64 -duration 5m -outage 30s -database-url "$(BENCH_DATABASE_URL)"
 
 ## lint: gofmt check and go vet.
 lint:

@@ -55,6 +55,9 @@ allow if {
 // Fixture is the benchmark tenant, compiled, with signed tokens and a
 // request corpus.
 type Fixture struct {
+	// Config is the tenant's configuration, Compiled its compilation for
+	// gateway edge.
+	Config   *policies.Config
 	Compiled *policies.Compiled
 	Tokens   []string
 	Requests []*authv3.CheckRequest
@@ -81,7 +84,7 @@ func NewFixture() (*Fixture, error) {
 		{"GET", "/r%d/{id}/items"}, {"POST", "/r%d/{id}/items"}, {"GET", "/r%d/{id}/items/{item}"},
 		{"DELETE", "/r%d/{id}/items/{item}"}, {"GET", "/r%d/{id}/files/{path...}"},
 	}
-	f := &Fixture{jwks: string(set)}
+	f := &Fixture{Config: cfg, jwks: string(set)}
 	for s := 0; s < 20; s++ {
 		sid := fmt.Sprintf("svc-%02d", s)
 		cfg.Services = append(cfg.Services, policies.Object[model.ServiceSpec]{ID: sid, Name: sid, Spec: model.ServiceSpec{URL: "http://" + sid + ".internal"}})

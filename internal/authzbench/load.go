@@ -44,6 +44,12 @@ func Serve(srv authv3.AuthorizationServer) (addr string, stop func(), err error)
 // Load sends the fixture's requests to addr from concurrency goroutines
 // for duration (after a short warm-up) and measures every check's latency.
 func (f *Fixture) Load(ctx context.Context, name, addr string, concurrency int, duration time.Duration) (Result, error) {
+	return f.LoadRate(ctx, name, addr, concurrency, duration, 0)
+}
+
+// LoadRate is Load at most rate checks a second (0: as fast as they are
+// answered): each goroutine keeps to its share of a fixed schedule.
+func (f *Fixture) LoadRate(ctx context.Context, name, addr string, concurrency int, duration time.Duration, rate float64) (Result, error) {
 	conns := make([]*grpc.ClientConn, max(1, min(concurrency, runtime.GOMAXPROCS(0)*2)))
 	for i := range conns {
 		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -63,8 +69,9 @@ func (f *Fixture) Load(ctx context.Context, name, addr string, concurrency int, 
 		wg      sync.WaitGroup
 	)
 	warmup := time.Second
-	deadline := time.Now().Add(warmup + duration)
-	measureFrom := time.Now().Add(warmup)
+	begin := time.Now()
+	deadline := begin.Add(warmup + duration)
+	measureFrom := begin.Add(warmup)
 	for w := 0; w < concurrency; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -72,6 +79,11 @@ func (f *Fixture) Load(ctx context.Context, name, addr string, concurrency int, 
 			client := authv3.NewAuthorizationClient(conns[w%len(conns)])
 			lat := make([]time.Duration, 0, 1<<16)
 			for i := w; ; i += concurrency {
+				if rate > 0 {
+					if wait := time.Until(begin.Add(time.Duration(float64(i) / rate * float64(time.Second)))); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
 				now := time.Now()
 				if now.After(deadline) || ctx.Err() != nil {
 					break

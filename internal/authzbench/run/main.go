@@ -1,6 +1,13 @@
 // Command run is `make bench-authz`: a gRPC load generator against the
 // Gatehouse authorizer and against the same policy evaluated the way
 // opa-envoy-plugin does it, with the same requests and tokens.
+//
+// -mode decision-logs runs a real control plane and gatehouse authorizer
+// (the authorizer pinned to -server-cpu, the control plane and the load
+// generator to -client-cpu) and compares checks/s with decision logs on
+// and off; -mode outage runs the authorizer at 80% of its peak for
+// -duration, stops the control plane for -outage in the middle, and
+// compares the decision log events made with those stored.
 package main
 
 import (
@@ -8,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"time"
 
@@ -15,13 +23,60 @@ import (
 )
 
 func main() {
-	duration := flag.Duration("duration", 20*time.Second, "measured time per implementation (after 1 s of warm-up)")
+	mode := flag.String("mode", "compare", "compare (in-process, against the opa-envoy-plugin style), decision-logs or outage")
+	duration := flag.Duration("duration", 20*time.Second, "measured time per run (after 1 s of warm-up)")
 	concurrency := flag.Int("concurrency", 16, "concurrent in-flight checks")
+	serverCPU := flag.String("server-cpu", "0", "CPU list (taskset -c) of the authorizer; empty: not pinned")
+	clientCPU := flag.String("client-cpu", "1", "CPU list of the control plane and the load generator; empty: not pinned")
+	databaseURL := flag.String("database-url", "", "PostgreSQL URL of a database to create the control plane's database next to (empty: the embedded store)")
+	binary := flag.String("binary", "", "gatehouse binary (default: built from ./cmd/gatehouse)")
+	rounds := flag.Int("rounds", 3, "decision-logs: on/off pairs")
+	outage := flag.Duration("outage", 30*time.Second, "outage: how long the control plane is stopped")
+	rate := flag.Float64("rate", 0, "outage: checks/s (0: 80% of the peak, measured first)")
 	flag.Parse()
-	if err := run(*duration, *concurrency); err != nil {
+	var err error
+	switch *mode {
+	case "compare":
+		err = run(*duration, *concurrency)
+	case "decision-logs", "outage":
+		if *clientCPU != "" && os.Getenv("GATEHOUSE_BENCH_PINNED") == "" {
+			os.Exit(repin(*clientCPU))
+		}
+		ctx := context.Background()
+		opts := stackOptions{serverCPU: *serverCPU, clientCPU: *clientCPU, databaseURL: *databaseURL, binary: *binary}
+		if *mode == "outage" {
+			err = runOutage(ctx, opts, *concurrency, *duration, *outage, *rate)
+		} else {
+			err = runDecisionLogs(ctx, opts, *concurrency, *duration, *rounds)
+		}
+	default:
+		err = fmt.Errorf("-mode %q: want compare, decision-logs or outage", *mode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-authz:", err)
 		os.Exit(1)
 	}
+}
+
+// repin runs this command again pinned to cpus (taskset -c) and returns
+// its exit code.
+func repin(cpus string) int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-authz:", err)
+		return 1
+	}
+	cmd := exec.Command("taskset", append([]string{"-c", cpus, self}, os.Args[1:]...)...)
+	cmd.Env = append(os.Environ(), "GATEHOUSE_BENCH_PINNED=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "bench-authz:", err)
+		return 1
+	}
+	return 0
 }
 
 func run(duration time.Duration, concurrency int) error {
