@@ -643,6 +643,9 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 	if apiErr := checkConfigPolicyCount(plan, stored[model.KindPolicy], merge); apiErr != nil {
 		return nil, apiErr
 	}
+	if apiErr := checkIssuerURLs(plan, stored[model.KindIssuer], merge); apiErr != nil {
+		return nil, apiErr
+	}
 	counts := func() map[string]int {
 		m := map[string]int{}
 		for _, k := range configKinds {
@@ -651,9 +654,6 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 		return m
 	}
 	res := &configImportResult{Created: counts(), Updated: counts(), Deleted: counts(), Unchanged: counts()}
-	if apiErr := checkIssuerURLs(plan, stored[model.KindIssuer], merge); apiErr != nil {
-		return nil, apiErr
-	}
 	w := configWriter{ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways}
 	if !merge {
 		for i := len(configKinds) - 1; i >= 0; i-- {
@@ -769,17 +769,6 @@ func checkFixedFields(plan *configPlan, stored map[string]configState) *Error {
 	return nil
 }
 
-func duplicateConfigName(k configKind, o *configObject, other string) *Error {
-	field := o.field + "." + k.nameField
-	if k.kind == model.KindAPI {
-		var spec model.APISpec
-		_ = json.Unmarshal(o.obj.Spec, &spec)
-		return fieldError(field, "service %q has another API with method %s and an equivalent path: %s", spec.ServiceID, spec.Method, other)
-	}
-	return fieldError(field, "%q is also the name of %s", o.obj.Name, other)
-}
-
-// sameConfigObject reports whether the stored object already is what the
 // checkIssuerURLs applies the issuer endpoint's rule that one tenant's
 // issuers have distinct issuer URLs: within the document and, in merge
 // mode, against the stored issuers the merge keeps.
@@ -814,6 +803,17 @@ func checkIssuerURLs(plan *configPlan, stored configState, merge bool) *Error {
 	return nil
 }
 
+func duplicateConfigName(k configKind, o *configObject, other string) *Error {
+	field := o.field + "." + k.nameField
+	if k.kind == model.KindAPI {
+		var spec model.APISpec
+		_ = json.Unmarshal(o.obj.Spec, &spec)
+		return fieldError(field, "service %q has another API with method %s and an equivalent path: %s", spec.ServiceID, spec.Method, other)
+	}
+	return fieldError(field, "%q is also the name of %s", o.obj.Name, other)
+}
+
+// sameConfigObject reports whether the stored object already is what the
 // document asks for.
 func sameConfigObject(k configKind, cur, want *store.Object) (bool, error) {
 	if cur == nil || cur.Name != want.Name || cur.ParentID != want.ParentID || cur.Description != want.Description ||
