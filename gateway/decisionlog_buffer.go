@@ -497,13 +497,13 @@ func (e *eventEncoder) recycle(ob *openBatch) {
 // decision, its input masked.
 func (e *eventEncoder) render(w *bytes.Buffer, it *logItem) error {
 	d := it.decision
-	input, erased, masked := e.l.mask(d.Input)
 	w.WriteString(`{"decision_id":"`)
 	e.ids.write(w)
 	w.WriteString(`",`)
 	w.Write(e.prefix(it.engine))
 	w.WriteString(`,"input":`)
-	if err := appendJSON(w, input, 0); err != nil {
+	erased, masked, err := e.l.appendMaskedInput(w, d.Input)
+	if err != nil {
 		return fmt.Errorf("input: %w", err)
 	}
 	w.WriteString(`,"result":{"allowed":`)

@@ -3,10 +3,12 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // appendJSON writes v as JSON. It handles the generic values an input
@@ -30,7 +32,8 @@ func appendJSON(w *bytes.Buffer, v any, depth int) error {
 			w.WriteString("null")
 			return nil
 		}
-		keys := make([]string, 0, len(x))
+		var small [16]string
+		keys := small[:0]
 		for k := range x {
 			keys = append(keys, k)
 		}
@@ -80,7 +83,8 @@ func appendJSON(w *bytes.Buffer, v any, depth int) error {
 			w.WriteString("null")
 			return nil
 		}
-		keys := make([]string, 0, len(x))
+		var small [16]string
+		keys := small[:0]
 		for k := range x {
 			keys = append(keys, k)
 		}
@@ -192,4 +196,147 @@ func validJSONNumber(s string) bool {
 		}
 	}
 	return s == ""
+}
+
+// appendMaskedInput writes the input document exactly as mask would
+// return it (appendJSON of mask's copy), without copying it, and returns
+// the same erased and masked pointers. The decision log encoder uses it on
+// every event; TestMaskedInputEncodingMatchesMask holds it to mask.
+func (l *DecisionLogger) appendMaskedInput(w *bytes.Buffer, input map[string]any) (erased, masked []string, err error) {
+	if input == nil {
+		w.WriteString("null")
+		return nil, nil, nil
+	}
+	m := &maskWriter{l: l, w: w}
+	err = m.object(input, func(k string, v any) (bool, error) {
+		switch k {
+		case "attributes":
+			attrs, ok := v.(map[string]any)
+			if !ok {
+				return false, nil
+			}
+			return true, m.object(attrs, func(k string, v any) (bool, error) {
+				req, ok := v.(map[string]any)
+				if k != "request" || !ok {
+					return false, nil
+				}
+				return true, m.object(req, func(k string, v any) (bool, error) {
+					h, ok := v.(map[string]any)
+					if k != "http" || !ok {
+						return false, nil
+					}
+					return true, m.http(h)
+				})
+			})
+		case "parsed_query":
+			pq, ok := v.(map[string]any)
+			if !ok || len(pq) == 0 {
+				return false, nil
+			}
+			return true, m.object(pq, func(k string, v any) (bool, error) {
+				if l.maskedParams[strings.ToLower(k)] {
+					m.erased = append(m.erased, "/input/parsed_query/"+pointerToken(k))
+					return true, errSkip
+				}
+				return false, nil
+			})
+		}
+		return false, nil
+	})
+	slices.Sort(m.erased)
+	slices.Sort(m.masked)
+	return m.erased, m.masked, err
+}
+
+// errSkip, from a maskWriter field function, leaves the field out.
+var errSkip = errors.New("skip")
+
+type maskWriter struct {
+	l              *DecisionLogger
+	w              *bytes.Buffer
+	erased, masked []string
+}
+
+// object writes a map with sorted keys; field may write a value itself
+// (true), leave it to appendJSON (false) or leave the field out (errSkip).
+func (m *maskWriter) object(x map[string]any, field func(k string, v any) (bool, error)) error {
+	var small [16]string
+	keys := small[:0]
+	for k := range x {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	m.w.WriteByte('{')
+	first := true
+	for _, k := range keys {
+		mark := m.w.Len()
+		if !first {
+			m.w.WriteByte(',')
+		}
+		appendJSONString(m.w, k)
+		m.w.WriteByte(':')
+		done, err := field(k, x[k])
+		if errors.Is(err, errSkip) {
+			m.w.Truncate(mark)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !done {
+			if err := appendJSON(m.w, x[k], 1); err != nil {
+				return err
+			}
+		}
+		first = false
+	}
+	m.w.WriteByte('}')
+	return nil
+}
+
+// http writes attributes.request.http masked as mask does.
+func (m *maskWriter) http(h map[string]any) error {
+	const httpPtr = "/input/attributes/request/http/"
+	l := m.l
+	return m.object(h, func(k string, v any) (bool, error) {
+		switch k {
+		case "headers":
+			headers, ok := v.(map[string]any)
+			if !ok || len(headers) == 0 {
+				return false, nil
+			}
+			return true, m.object(headers, func(k string, v any) (bool, error) {
+				name := strings.ToLower(k)
+				str, isString := v.(string)
+				switch {
+				case l.masked[name]:
+					m.erased = append(m.erased, httpPtr+"headers/"+pointerToken(k))
+					return true, errSkip
+				case urlHeaders[name] && isString:
+					if masked, ok := l.maskURL(str); ok {
+						m.masked = append(m.masked, httpPtr+"headers/"+pointerToken(k))
+						appendJSONString(m.w, masked)
+						return true, nil
+					}
+				}
+				return false, nil
+			})
+		case "path", "query", "fragment":
+			str, _ := v.(string)
+			var masked string
+			var ok bool
+			if k == "path" {
+				masked, ok = l.maskURL(str)
+			} else {
+				masked, ok = l.maskParams(str)
+			}
+			if !ok {
+				return false, nil
+			}
+			m.masked = append(m.masked, httpPtr+k)
+			appendJSONString(m.w, masked)
+			return true, nil
+		}
+		return false, nil
+	})
 }

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -64,5 +66,45 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	var x, y any
 	if json.Unmarshal(a.Bytes(), &x) != nil || json.Unmarshal(b, &y) != nil || !reflect.DeepEqual(x, y) {
 		t.Fatalf("input document:\n%s\n%s", a.Bytes(), b)
+	}
+}
+
+// TestMaskedInputEncodingMatchesMask: the encoder's masking while writing
+// gives the bytes of mask's copy and the same erased and masked pointers,
+// for inputs with and without credentials and of odd shapes.
+func TestMaskedInputEncodingMatchesMask(t *testing.T) {
+	l := NewDecisionLogger(DecisionLogOptions{Sink: &blockingSink{}, MaskedHeaders: []string{"X-Session"}, MaskedQueryParameters: []string{"Sig"}})
+	defer l.Close(context.Background())
+	inputs := []map[string]any{
+		RequestFromCheck(check("GET", "/pets/7?access_token=a&Id_Token=b&keep=visible&%63ode=c&sig=d", map[string]string{
+			"x-key": "good", "Authorization": "Basic g", "COOKIE": "session=h", "x-session": "l",
+			":path": "/pets/7?api_key=m&keep=visible", "Referer": "https://app.example/cb?code=n&state=xyz", "x~odd/name": "v",
+		})).Input,
+		RequestFromCheck(check("POST", "/a?x=1&tokens=2&mytoken=3", map[string]string{"x-key": "v"})).Input,
+		{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
+			"path": "/cb?token=a&x=1#id_token=b&state=s", "fragment": "access_token=c&state=s", "query": "password=p",
+			"headers": map[string]any{"authorization": "Bearer d", "referer": 7.0, ":path": []any{"/x?token=1"}},
+		}}}, "parsed_query": map[string]any{"token": []any{"a"}, "x": []any{"1"}, "Key": []any{"k"}}},
+		{"attributes": "not an object", "parsed_query": map[string]any{}},
+		{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{"path": 42.0, "headers": map[string]any{}}}}},
+		{"attributes": map[string]any{"request": []any{"x"}}, "parsed_query": "x"},
+		{},
+	}
+	for i, in := range inputs {
+		out, wantErased, wantMasked := l.mask(in)
+		var want, got bytes.Buffer
+		if err := appendJSON(&want, out, 0); err != nil {
+			t.Fatal(err)
+		}
+		erased, masked, err := l.appendMaskedInput(&got, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("input %d:\n got %s\nwant %s", i, got.Bytes(), want.Bytes())
+		}
+		if fmt.Sprint(erased) != fmt.Sprint(wantErased) || fmt.Sprint(masked) != fmt.Sprint(wantMasked) {
+			t.Errorf("input %d: erased %v masked %v, want %v %v", i, erased, masked, wantErased, wantMasked)
+		}
 	}
 }

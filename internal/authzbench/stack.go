@@ -73,6 +73,24 @@ func (p *Process) Stop() error {
 	return p.err
 }
 
+// CPUSeconds is the CPU time the process used so far (user and system,
+// from /proc/<pid>/stat).
+func (p *Process) CPUSeconds() float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	rest := string(raw[bytes.LastIndexByte(raw, ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
 // Exited reports whether the process ended.
 func (p *Process) Exited() bool {
 	select {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +82,9 @@ func newStack(ctx context.Context, f *authzbench.Fixture, opts stackOptions) (*s
 		}
 		s.dropDB = drop
 		s.cpArgs = append(s.cpArgs, "--database-url", dbURL)
+		if opts.clientCPU != "" {
+			go s.pinBackends(ctx, opts.databaseURL, strings.TrimPrefix(mustPath(dbURL), "/"))
+		}
 	}
 	s.cpEnv = []string{"GATEHOUSE_ADMIN_TOKEN=" + token}
 	if err := s.startControlPlane(); err != nil {
@@ -98,6 +102,7 @@ func newStack(ctx context.Context, f *authzbench.Fixture, opts stackOptions) (*s
 // freshDatabase creates a database for this run next to base's and
 // returns its URL and a function that drops it.
 func freshDatabase(ctx context.Context, base string) (string, func(), error) {
+	name := fmt.Sprintf("gatehouse_bench_%d", os.Getpid())
 	u, err := url.Parse(base)
 	if err != nil {
 		return "", nil, fmt.Errorf("-database-url: %w", err)
@@ -106,7 +111,6 @@ func freshDatabase(ctx context.Context, base string) (string, func(), error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("-database-url: %w", err)
 	}
-	name := fmt.Sprintf("gatehouse_bench_%d", os.Getpid())
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		conn.Close(ctx)
 		return "", nil, fmt.Errorf("create database %s: %w", name, err)
@@ -116,6 +120,45 @@ func freshDatabase(ctx context.Context, base string) (string, func(), error) {
 		_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 		conn.Close(context.Background())
 	}, nil
+}
+
+func mustPath(raw string) string {
+	u, _ := url.Parse(raw)
+	return u.Path
+}
+
+// pinBackends keeps the PostgreSQL backends serving the benchmark's
+// database (and only those) on the client CPU, so that the control plane's
+// inserts do not run on the authorizer's CPU. Every second, until ctx ends
+// or the database is dropped.
+func (s *stack) pinBackends(ctx context.Context, base, db string) {
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "warning: cannot pin the PostgreSQL backends:", err)
+		return
+	}
+	defer conn.Close(context.Background())
+	pinned := map[int32]bool{}
+	for ctx.Err() == nil {
+		rows, err := conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = $1", db)
+		if err != nil {
+			return
+		}
+		var pids []int32
+		for rows.Next() {
+			var pid int32
+			if rows.Scan(&pid) == nil && !pinned[pid] {
+				pids = append(pids, pid)
+			}
+		}
+		rows.Close()
+		for _, pid := range pids {
+			if exec.Command("taskset", "-p", "-c", s.opts.clientCPU, strconv.Itoa(int(pid))).Run() == nil {
+				pinned[pid] = true
+			}
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func (s *stack) startControlPlane() error {
@@ -298,11 +341,17 @@ func runDecisionLogs(ctx context.Context, opts stackOptions, concurrency int, du
 			if logs {
 				name = "decision logs on"
 			}
+			cpuBefore, procBefore := cpuTimes(), a.proc.CPUSeconds()
 			r, err := f.Load(ctx, name, a.authz, concurrency, duration)
 			if err != nil {
 				_ = a.proc.Stop()
 				return err
 			}
+			busy := cpuBusy(cpuBefore, cpuTimes())
+			// The authorizer's own CPU time per check (the warm-up second
+			// included on both sides of the ratio).
+			perCheck := (a.proc.CPUSeconds() - procBefore) / float64(r.Checks) * 1e6
+			busy += fmt.Sprintf("; authorizer %.0f µs CPU per check", perCheck)
 			var c logCounts
 			if logs {
 				if c, err = a.drained(ctx, 2*time.Minute); err != nil {
@@ -317,8 +366,8 @@ func runDecisionLogs(ctx context.Context, opts stackOptions, concurrency int, du
 			if logs {
 				extra = fmt.Sprintf("  events made %.0f, sent %.0f, dropped %.0f %v", c.events, c.sent, c.dropped, nonZero(c.byReason))
 			}
-			fmt.Printf("  round %d: %-18s %8.0f checks/s  p50 %-9s p99 %-9s allowed %.0f%% errors %d%s\n", round+1, name, r.PerSecond(),
-				r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), 100*float64(r.Allowed)/float64(max(r.Checks, 1)), r.Errors, extra)
+			fmt.Printf("  round %d: %-18s %8.0f checks/s  p50 %-9s p99 %-9s allowed %.0f%% errors %d  CPU busy %s%s\n", round+1, name, r.PerSecond(),
+				r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), 100*float64(r.Allowed)/float64(max(r.Checks, 1)), r.Errors, busy, extra)
 		}
 	}
 	var on, off []float64
@@ -501,4 +550,46 @@ func runOutage(ctx context.Context, opts stackOptions, concurrency int, duration
 	}
 	fmt.Println("events made = events stored")
 	return nil
+}
+
+// cpuTimes reads the busy and total jiffies of every CPU (/proc/stat).
+func cpuTimes() map[string][2]float64 {
+	out := map[string][2]float64{}
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		var total, idle float64
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseFloat(v, 64)
+			total += n
+			if i == 3 || i == 4 { // idle, iowait
+				idle += n
+			}
+		}
+		out[f[0]] = [2]float64{total - idle, total}
+	}
+	return out
+}
+
+// cpuBusy renders each CPU's busy share between two readings.
+func cpuBusy(before, after map[string][2]float64) string {
+	var parts []string
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("cpu%d", i)
+		a, ok := after[name]
+		if !ok {
+			break
+		}
+		b := before[name]
+		if d := a[1] - b[1]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", name, 100*(a[0]-b[0])/d))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
