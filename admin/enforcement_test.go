@@ -90,15 +90,18 @@ func TestRouteTakeoverAcrossServicesIsRefused(t *testing.T) {
 	takeover("any method over GET", e.do("POST", "/api/admin/acme/apis", tok, api("", "shop", "*", "/pets/{x}")), "get-pet")
 	e.requireUnchanged(t, before, "a refused takeover changed the store")
 
-	// Not takeovers: another method, another shape, another host.
+	// Another host is no way out: pets (no hosts) serves web.example.com
+	// too until web claims it (TestRouteTakeoverAcrossVirtualHostsIsRefused).
+	takeover("another host, covered by the default vhost", e.do("POST", "/api/admin/acme/apis", tok, api("web-pet", "web", "GET", "/pets/{x}")), "get-pet")
+	e.requireUnchanged(t, before, "a refused takeover changed the store")
+
+	// Not takeovers: another method, another shape.
 	e.expect(e.do("POST", "/api/admin/acme/apis", tok, api("shop-post", "shop", "POST", "/pets/{x}")), 201)
 	e.expect(e.do("POST", "/api/admin/acme/apis", tok, api("shop-mine", "shop", "GET", "/pets/mine")), 201)
-	e.expect(e.do("POST", "/api/admin/acme/apis", tok, api("web-pet", "web", "GET", "/pets/{x}")), 201)
 	// Moving an API onto a taken route.
 	before = e.snapshot()
 	takeover("PUT onto a taken route", e.do("PUT", "/api/admin/acme/apis/shop-post", tok, map[string]any{"method": "GET", "path": "/pets/{y}", "policy_id": "block"}), "get-pet")
-	// A service that joins the shared host.
-	takeover("service host change", e.do("PUT", "/api/admin/acme/services/web", tok, map[string]any{"name": "Web", "url": "http://web"}), "get-pet")
+	// Service host changes: TestRouteTakeoverAcrossVirtualHostsIsRefused.
 	// A gateway that starts serving a service with an equivalent route.
 	takeover("gateway service_ids change", e.do("PUT", "/api/admin/acme/gateways/edge", rootToken, map[string]any{"name": "edge", "type": "envoy",
 		"service_ids": []string{"pets", "shop", "web", "lab"}}), "get-pet")
@@ -159,4 +162,57 @@ headers := {"x-seen": concat("/", input.parsed_path)}
 			}
 		})
 	}
+}
+
+// TestRouteTakeoverAcrossVirtualHostsIsRefused: a host served by one
+// service's vhost is no longer served by another that covers it (routing
+// never falls back from an exact host to a wildcard or to the default
+// vhost), so an equivalent route there is a takeover: an exact host under
+// the default vhost, an exact host under a wildcard, a service whose hosts
+// change to cover another's. Each is a 409 naming the API that was there,
+// and writes nothing.
+func TestRouteTakeoverAcrossVirtualHostsIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	tok := e.credential("acme")
+	storeObject(e, model.KindPolicy, "acme", "block", model.PolicySpec{Language: model.LanguageRego})
+	api := func(id, sid, method, path string) map[string]any {
+		return map[string]any{"id": id, "service_id": sid, "method": method, "path": path, "policy_id": "block"}
+	}
+	takeover := func(what string, r resp, existing, host string) {
+		t.Helper()
+		m := r.json(t)
+		details, _ := m["details"].(map[string]any)
+		if r.status != 409 || r.errorCode(t) != admin.CodeConflict || details["id"] != existing || details["host"] != host ||
+			!contains(m["error"], fmt.Sprintf("%q", existing), host) {
+			t.Fatalf("%s: %d %s, want 409 naming %s on host %s", what, r.status, r.body, existing, host)
+		}
+	}
+	e.expect(e.do("POST", "/api/admin/acme/services", tok, map[string]any{"id": "a", "name": "A", "url": "http://a"}), 201)
+	e.expect(e.do("POST", "/api/admin/acme/apis", tok, api("a-admin", "a", "GET", "/admin")), 201)
+	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge"}), 201)
+	// A service on an exact host, without APIs, takes nothing over.
+	e.expect(e.do("POST", "/api/admin/acme/services", tok, map[string]any{"id": "b", "name": "B", "url": "http://b",
+		"hosts": []string{"api.example.com"}}), 201)
+
+	before := e.snapshot()
+	takeover("exact host over the default vhost", e.do("POST", "/api/admin/acme/apis", tok,
+		map[string]any{"service_id": "b", "method": "GET", "path": "/admin", "public": true}), "a-admin", "api.example.com")
+	takeover("any method over GET", e.do("POST", "/api/admin/acme/apis", tok, api("", "b", "*", "/admin")), "a-admin", "api.example.com")
+	e.requireUnchanged(t, before, "a refused takeover changed the store")
+	// Another method or another shape is no takeover.
+	e.expect(e.do("POST", "/api/admin/acme/apis", tok, api("b-post", "b", "POST", "/admin")), 201)
+	e.expect(e.do("POST", "/api/admin/acme/apis", tok, api("b-item", "b", "GET", "/items/{id}")), 201)
+
+	// A wildcard of another suffix does not cover b's host; moving it onto
+	// b's suffix (or into the default vhost) would take b-item over on it.
+	e.expect(e.do("POST", "/api/admin/acme/services", tok, map[string]any{"id": "c", "name": "C", "url": "http://c",
+		"hosts": []string{"*.example.org"}}), 201)
+	e.expect(e.do("POST", "/api/admin/acme/apis", tok, api("c-item", "c", "GET", "/items/{key}")), 201)
+	before = e.snapshot()
+	takeover("hosts changed to a covering wildcard", e.do("PUT", "/api/admin/acme/services/c", tok,
+		map[string]any{"name": "C", "url": "http://c", "hosts": []string{"*.example.com"}}), "b-item", "api.example.com")
+	takeover("hosts removed (the default vhost)", e.do("PUT", "/api/admin/acme/services/c", tok,
+		map[string]any{"name": "C", "url": "http://c"}), "b-item", "api.example.com")
+	e.requireUnchanged(t, before, "a refused takeover changed the store")
 }
