@@ -348,7 +348,7 @@ func canonicalTestInput(input map[string]any, owned []string) (*testRequestView,
 	if view.RemovedHeaders == nil {
 		view.RemovedHeaders = []string{}
 	}
-	if e := canon.PathError; e != nil {
+	if e := canon.Refused; e != nil {
 		view.Path, view.Query, view.RefusedStatus, view.RefusedReason = "", "", e.Status, e.Reason
 		return view, map[string]any{"allow": false, "http_status": e.Status, "reason": e.Reason}
 	}

@@ -216,7 +216,12 @@ func envoyListener(c *policies.Compiled, opts *TranslateOptions) (*listenerv3.Li
 		// what the authorizer sees: a path can never mean one thing to
 		// routing and authorization and another to the upstream (a public
 		// /static/{p...} must not reach /admin through /static/../admin).
-		StripPortMode:                &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		StripPortMode: &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		// A header name with '_' is refused, as the authorizer refuses it:
+		// CGI-style upstreams read "X_User" as "X-User" (a forged owned
+		// header).
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST},
 		NormalizePath:                wrapperspb.Bool(true),
 		MergeSlashes:                 true,
 		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,

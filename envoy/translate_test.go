@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -285,6 +286,9 @@ func TestTranslateEnvoy(t *testing.T) {
 	if !hcm.GetStripAnyHostPort() || !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() ||
 		hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
 		t.Fatal("the HCM must strip host ports, normalise paths, merge slashes and refuse escaped slashes")
+	}
+	if hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() != corev3.HttpProtocolOptions_REJECT_REQUEST {
+		t.Fatal("the HCM must refuse header names with '_' (the authorizer refuses them)")
 	}
 	if n := len(hcm.GetHttpFilters()); n != 3 || hcm.GetHttpFilters()[0].GetName() != HeaderMutationFilterName ||
 		hcm.GetHttpFilters()[1].GetName() != wellknown.HTTPExternalAuthorization || hcm.GetHttpFilters()[2].GetName() != wellknown.Router {

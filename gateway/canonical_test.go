@@ -152,3 +152,68 @@ func TestEveryPathClassDecidedAndForwardedAlike(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestRefusalsDecidedAlike: the other refusals of the canonical
+// request — a header name with '_' (CGI-style upstreams read "X_User" as
+// the owned "X-User"), a query with ';' or an invalid escape (parsers read
+// them differently) — are made alike by the fast path, the Rego entrypoint
+// and the reverse proxy, and never forwarded; a public API ignores an
+// invalid token everywhere (Envoy does not call the authorizer there).
+func TestRequestRefusalsDecidedAlike(t *testing.T) {
+	ctx := context.Background()
+	up := &recorder{}
+	upstream := httptest.NewServer(up)
+	defer upstream.Close()
+	engines := NewEngines(Key("acme", "edge"))
+	eng := activate(t, engines, testCompiled(t, siteConfig(upstream.URL)), "1")
+	proxy := httptest.NewServer(NewProxy(NewServer(ServerOptions{Engines: engines}), nil))
+	defer proxy.Close()
+	addr := strings.TrimPrefix(proxy.URL, "http://")
+	for _, tc := range []struct {
+		name, target string
+		headers      map[string]string
+		status       int
+	}{
+		{"underscore header", "/public/page", map[string]string{"X_User": "root"}, 400},
+		{"underscore owned prefix", "/public/page", map[string]string{"x_gatehouse_tenant": "beta"}, 400},
+		{"semicolon in query", "/public/page?x=1;admin=1", nil, 400},
+		{"invalid query escape", "/public/page?a=%zz", nil, 400},
+		{"truncated query escape", "/public/page?a=%4", nil, 400},
+		{"query kept", "/public/page?a=%41&b=c+d", nil, 200},
+		{"invalid token on a public API", "/public/page", map[string]string{"Authorization": "Bearer garbage"}, 200},
+		{"dash header", "/public/page", map[string]string{"X-Trace-Id": "1"}, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := map[string]string{}
+			for k, v := range tc.headers {
+				h[strings.ToLower(k)] = v
+			}
+			chk := check("GET", tc.target, h)
+			fast, err := eng.Decide(ctx, RequestFromCheck(chk))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rego, err := eng.rego.Decision(ctx, RequestFromCheck(chk).Input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, w := normalize(t, fast.Document()), normalize(t, rego); !reflect.DeepEqual(g, w) {
+				t.Fatalf("fast path and Rego disagree:\nfast: %v\nrego: %v", g, w)
+			}
+			if fast.HTTPStatus != tc.status {
+				t.Fatalf("status %d (%s), want %d", fast.HTTPStatus, fast.Reason, tc.status)
+			}
+			_, _, before := up.last()
+			status := rawRequest(t, addr, "GET", tc.target, tc.headers)
+			target, _, hits := up.last()
+			switch {
+			case status != tc.status:
+				t.Fatalf("proxy: %d, want %d", status, tc.status)
+			case tc.status != 200 && hits != before:
+				t.Fatalf("proxy forwarded a refused request: %q", target)
+			case tc.status == 200 && target != tc.target:
+				t.Fatalf("proxy forwarded %q, want %q", target, tc.target)
+			}
+		})
+	}
+}

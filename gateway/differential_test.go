@@ -207,7 +207,11 @@ func randomRequest(t testing.TB, rng *rand.Rand, cfg *policies.Config) *authv3.C
 	if rng.Intn(4) == 0 {
 		p = mutatePath(rng, p)
 	}
-	switch rng.Intn(4) {
+	switch rng.Intn(6) {
+	case 4:
+		p += []string{"?debug=1;page=2", "?debug=%zz", "?debug=%2"}[rng.Intn(3)]
+	case 5:
+		p += "?debug=%31&page=%41"
 	case 0:
 		p += "?debug=1&page=2"
 	case 1:
@@ -226,6 +230,9 @@ func randomRequest(t testing.TB, rng *rand.Rand, cfg *policies.Config) *authv3.C
 		if rng.Intn(6) == 0 {
 			headers[h] = "forged"
 		}
+	}
+	if rng.Intn(20) == 0 {
+		headers["x_key"] = "good" // a header name with '_' is refused
 	}
 	if auth := randomAuthorization(t, rng); auth != "" {
 		headers["authorization"] = auth

@@ -177,7 +177,7 @@ type outcome struct {
 // with input.gatehouse; only the bound policy's query runs.
 func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	canon := policies.CanonicalizeInput(req.Input, e.owned)
-	req.Path, req.RawQuery, req.PathError, req.OwnedHeaders = canon.Path, canon.RawQuery, canon.PathError, canon.OwnedPresent
+	req.Path, req.RawQuery, req.PathError, req.Refused, req.OwnedHeaders = canon.Path, canon.RawQuery, canon.PathError, canon.Refused, canon.OwnedPresent
 	var (
 		route  *routing.Route
 		params map[string]string
@@ -212,16 +212,18 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	var o outcome
 	policy, hasPolicy := e.cfg.Policies[api.PolicyID]
 	switch {
-	case req.PathError != nil:
-		o = outcome{status: req.PathError.Status, reason: req.PathError.Reason}
+	case req.Refused != nil:
+		o = outcome{status: req.Refused.Status, reason: req.Refused.Reason}
 	case !found && e.cfg.Gateway.AllowUnmatchedRoutes:
 		o = outcome{allowed: true, status: 200, reason: fmt.Sprintf("no API matches %s %s; the gateway allows unmatched routes", req.Method, req.Path)}
 	case !found:
 		o = outcome{status: 404, reason: fmt.Sprintf("no API matches %s %s", req.Method, req.Path)}
+	case api.PolicyID == "" && api.Public:
+		// Before the token: Envoy does not call the authorizer on public
+		// routes, so a token there must not matter here either.
+		o = outcome{allowed: true, status: 200, reason: "public API"}
 	case tok.Present && !tok.Valid:
 		o = outcome{status: 401, reason: "invalid bearer token", headers: map[string]any{"www-authenticate": `Bearer error="invalid_token"`}}
-	case api.PolicyID == "" && api.Public:
-		o = outcome{allowed: true, status: 200, reason: "public API"}
 	case api.PolicyID == "":
 		o = outcome{status: 403, reason: fmt.Sprintf("API %s has no policy", api.ID)}
 	case !hasPolicy:
@@ -233,9 +235,9 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 		}
 	}
 
-	// Dry-run never lets a refused path through: there is no canonical
-	// path to forward.
-	dry := (e.cfg.Gateway.DryRun || (hasPolicy && policy.DryRun)) && req.PathError == nil
+	// Dry-run never lets a refused request through: there is no canonical
+	// request to forward.
+	dry := (e.cfg.Gateway.DryRun || (hasPolicy && policy.DryRun)) && req.Refused == nil
 	d := &Decision{
 		Allowed: dry || o.allowed, Reason: o.reason, DryRun: dry, PolicyAllowed: o.allowed,
 		ResponseHeadersToAdd: orEmptyMap(o.responseHeadersToAdd), RequestHeadersToRemove: orEmptyList(o.requestHeadersToRemove),

@@ -27,6 +27,10 @@ type Request struct {
 	// PathError is set by Decide when the path is refused (never routed,
 	// never forwarded).
 	PathError *routing.PathError
+	// Refused is set by Decide when the request is refused before any
+	// policy: a refused path, a header name with '_', a query that is not
+	// canonical (policies.CanonicalRequest).
+	Refused *routing.PathError
 	// OwnedHeaders are the gateway-owned headers the client sent (set by
 	// Decide, which removes them from the input).
 	OwnedHeaders  []string

@@ -118,6 +118,9 @@ func (p *Proxy) upstream(raw string) (*httputil.ReverseProxy, error) {
 var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding"}
 
+// (Header names with '_' never get this far: the decision refuses them,
+// policies.ReasonUnderscoreHeader.)
+
 // removeHopByHop removes the hop-by-hop headers and those the Connection
 // header names, keeping "Connection: Upgrade" (and Upgrade) for protocol
 // upgrades such as WebSocket, which the reverse proxy handles itself.
@@ -138,8 +141,11 @@ func removeHopByHop(h http.Header) {
 	for _, name := range hopByHop {
 		h.Del(name)
 	}
-	if upgrade && h.Get("Upgrade") != "" {
+	// Only WebSocket may upgrade: another protocol (h2c) would tunnel
+	// requests past the gateway.
+	if upgrade && strings.EqualFold(strings.TrimSpace(h.Get("Upgrade")), "websocket") {
 		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", "websocket")
 	} else {
 		h.Del("Upgrade")
 	}

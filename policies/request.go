@@ -16,6 +16,10 @@ type CanonicalRequest struct {
 	Path      string
 	RawQuery  string
 	PathError *routing.PathError
+	// Refused is the first reason the request is refused before any policy
+	// runs: PathError, else a header name with '_', else a query that is not
+	// canonical. Nil for a request that goes on.
+	Refused *routing.PathError
 	// OwnedPresent are the owned header names the client sent, lower-cased
 	// and sorted; they were removed from the input.
 	OwnedPresent []string
@@ -59,6 +63,7 @@ func CanonicalizeInput(input map[string]any, owned map[string]bool) CanonicalReq
 		}
 		http["path"] = target
 		input["parsed_path"] = ParsedPath(path)
+		input["parsed_query"] = ParsedQuery(query)
 	}
 	headers, _ := http["headers"].(map[string]any)
 	kept := make(map[string]any, len(headers))
@@ -75,6 +80,69 @@ func CanonicalizeInput(input map[string]any, owned map[string]bool) CanonicalReq
 		out.OwnedPresent = append(out.OwnedPresent, h)
 	}
 	sort.Strings(out.OwnedPresent)
+	switch {
+	case out.PathError != nil:
+		out.Refused = out.PathError
+	case underscoreHeader(headers):
+		out.Refused = &routing.PathError{Status: 400, Reason: ReasonUnderscoreHeader, Detail: "header name with '_'"}
+	case !canonicalQuery(out.RawQuery):
+		out.Refused = &routing.PathError{Status: 400, Reason: ReasonNonCanonicalQuery, Detail: out.RawQuery}
+	}
+	return out
+}
+
+// Reasons of refused requests besides their path, shared word for word
+// with the Rego library.
+const (
+	// ReasonUnderscoreHeader: CGI-style servers (WSGI, Rack, PHP) read '_'
+	// as '-' ("X_User" is HTTP_X_USER, as is "X-User"), so such a name
+	// could smuggle a header the gateway owns. Envoy is configured to reject
+	// them too (headers_with_underscores_action).
+	ReasonUnderscoreHeader = "request header names may not contain '_'"
+	// ReasonNonCanonicalQuery: a query that parsers read differently (';'
+	// as a separator, invalid escapes dropped) is refused.
+	ReasonNonCanonicalQuery = "the request query is not canonical (';' or invalid escapes)"
+)
+
+func underscoreHeader(headers map[string]any) bool {
+	for k := range headers {
+		if strings.Contains(k, "_") {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalQuery reports whether a raw query parses the same everywhere:
+// no ';' and every '%' followed by two hex digits.
+func canonicalQuery(q string) bool {
+	if strings.Contains(q, ";") {
+		return false
+	}
+	for i := 0; i < len(q); i++ {
+		if q[i] == '%' && (i+2 >= len(q) || !isHex(q[i+1]) || !isHex(q[i+2])) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// ParsedQuery is opa-envoy-plugin's parsed_query of a raw query: name →
+// list of values.
+func ParsedQuery(raw string) map[string]any {
+	q, _ := url.ParseQuery(raw)
+	out := make(map[string]any, len(q))
+	for k, vs := range q {
+		l := make([]any, len(vs))
+		for i, v := range vs {
+			l[i] = v
+		}
+		out[k] = l
+	}
 	return out
 }
 

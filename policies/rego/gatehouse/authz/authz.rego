@@ -29,6 +29,7 @@ gatehouse := {
 policy_input := object.union(json.remove(input, ["attributes/request/http/headers"]), {
 	"gatehouse": gatehouse,
 	"parsed_path": request.parsed_path,
+	"parsed_query": request.parsed_query,
 	"attributes": {"request": {"http": {"path": request.target, "headers": request.headers}}},
 })
 
@@ -42,7 +43,7 @@ policy_allowed := true if {
 
 # The outcome before dry-run is applied.
 outcome := o if {
-	e := request.path_error
+	e := request.refusal
 	o := {"allowed": false, "http_status": e.status, "reason": e.reason}
 } else := o if {
 	not route.found
@@ -52,14 +53,15 @@ outcome := o if {
 	not route.found
 	o := {"allowed": false, "http_status": 404, "reason": sprintf("no API matches %s %s", [request.method, request.path])}
 } else := o if {
+	# Before the token: Envoy does not call the authorizer on public routes.
+	api.policy_id == ""
+	api.public
+	o := {"allowed": true, "http_status": 200, "reason": "public API"}
+} else := o if {
 	token.info.present
 	not token.info.valid
 	o := {"allowed": false, "http_status": 401, "reason": "invalid bearer token",
 		"headers": {"www-authenticate": `Bearer error="invalid_token"`}}
-} else := o if {
-	api.policy_id == ""
-	api.public
-	o := {"allowed": true, "http_status": 200, "reason": "public API"}
 } else := o if {
 	api.policy_id == ""
 	o := {"allowed": false, "http_status": 403, "reason": sprintf("API %s has no policy", [api.id])}
@@ -144,7 +146,7 @@ dry_run if policy.dry_run
 # forward.
 final_allowed := true if {
 	dry_run
-	not request.path_error
+	not request.refusal
 } else := outcome.allowed
 
 decision := {
@@ -165,7 +167,7 @@ decision := {
 
 dry_run_applied := true if {
 	dry_run
-	not request.path_error
+	not request.refusal
 } else := false
 
 # An allowed request loses the owned headers the client sent that the

@@ -85,6 +85,50 @@ path_error := {"status": 400, "reason": reason_non_canonical} if {
 # The canonical path, without query string and fragment.
 path := normalized if not path_error
 
+# Other refusals (policies.ReasonUnderscoreHeader, ReasonNonCanonicalQuery):
+# a header name with '_', a query with ';' or an invalid escape.
+reason_underscore_header := "request header names may not contain '_'"
+
+reason_non_canonical_query := "the request query is not canonical (';' or invalid escapes)"
+
+header_error := {"status": 400, "reason": reason_underscore_header} if {
+	some k, _ in raw_headers
+	contains(k, "_")
+}
+
+query_pieces := split(raw_query, "%")
+
+query_ok if {
+	not contains(raw_query, ";")
+	every i, p in query_pieces {
+		query_piece_ok(i, p)
+	}
+}
+
+query_piece_ok(0, _)
+
+query_piece_ok(i, p) if {
+	i > 0
+	regex.match(`^[0-9A-Fa-f]{2}`, p)
+}
+
+query_error := {"status": 400, "reason": reason_non_canonical_query} if {
+	has_query
+	not query_ok
+}
+
+# Why the request is refused before any policy runs, if it is.
+refusal := e if {
+	e := path_error
+} else := e if {
+	e := header_error
+} else := e if {
+	e := query_error
+}
+
+# opa-envoy-plugin's parsed_query, of the query as sent.
+parsed_query := urlquery.decode_object(raw_query) if has_query else := {}
+
 # The canonical request target: the canonical path and the query as sent.
 target := concat("?", [path, raw_query]) if {
 	has_query
