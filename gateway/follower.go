@@ -249,6 +249,18 @@ func (f *Follower) writeState(st followerState) error {
 	if path == "" {
 		return nil
 	}
+	// Never lower a mark already on disk (another process sharing the
+	// cache directory may have activated a newer revision).
+	if raw, err := os.ReadFile(path); err == nil {
+		var disk followerState
+		if json.Unmarshal(raw, &disk) == nil && disk.Revision != "" {
+			dr, derr := parseRevision(disk.Revision)
+			cr, cerr := parseRevision(st.Revision)
+			if derr == nil && (st.Revision == "" || (cerr == nil && dr > cr)) {
+				st.Revision, st.Digest = disk.Revision, disk.Digest
+			}
+		}
+	}
 	raw, _ := json.Marshal(st)
 	return writeFileAtomic(path, append(raw, '\n'))
 }

@@ -696,3 +696,39 @@ func TestParseRevision(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowerNeverLowersTheMarkOnDisk: a state.json whose high-water mark
+// is higher than this follower's (another process sharing the cache
+// directory activated a newer revision) is never lowered by this one.
+func TestFollowerNeverLowersTheMarkOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	key, err := policies.GenerateSigningKey("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := newFollowerFixture(t, "http://127.0.0.1:1", dir, key)
+	if err := f.loadState(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.writeState(followerState{Revision: "100", Digest: "d100"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.writeState(followerState{Revision: "5", Digest: "d5"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(f.statePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st followerState
+	if err := json.Unmarshal(raw, &st); err != nil || st.Revision != "100" || st.Digest != "d100" {
+		t.Fatalf("state.json %s (%v): the mark was lowered", raw, err)
+	}
+	if err := f.writeState(followerState{Revision: "101", Digest: "d101"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = os.ReadFile(f.statePath())
+	if json.Unmarshal(raw, &st); st.Revision != "101" {
+		t.Fatalf("state.json %s: a higher mark was not written", raw)
+	}
+}
