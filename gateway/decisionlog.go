@@ -765,10 +765,19 @@ type HTTPLogSink struct {
 	URL        string
 	Credential string
 	Client     *http.Client
+	// TenantID and GatewayID, when set, are the gateway URL names: a
+	// batch of another gateway (spilled by an authorizer of another
+	// gateway into the same cache directory) is rejected, never sent to
+	// this one.
+	TenantID, GatewayID string
 }
 
 // Send implements LogSink.
 func (s *HTTPLogSink) Send(ctx context.Context, batch *LogBatch) error {
+	if (s.TenantID != "" && batch.TenantID != s.TenantID) || (s.GatewayID != "" && batch.GatewayID != s.GatewayID) {
+		return fmt.Errorf("%w: the batch is of gateway %s/%s, this sink uploads for %s/%s", ErrLogRejected,
+			batch.TenantID, batch.GatewayID, s.TenantID, s.GatewayID)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.URL, "/")+"/logs", bytes.NewReader(batch.Gzip))
 	if err != nil {
 		return err

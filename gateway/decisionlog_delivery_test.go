@@ -374,14 +374,31 @@ func TestDecisionLogSpillSurvivesARestart(t *testing.T) {
 		t.Fatalf("%d events on disk, want %d", onDisk, n)
 	}
 
+	// A batch another gateway's authorizer spilled into the same directory
+	// is not sent as this gateway's.
+	other := filepath.Join(dir, "acme", "other")
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, foreign, _ := parseSpillName(filepath.Base(files[0]))
+	if err := os.MkdirAll(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, filepath.Base(files[0])), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	intake.set(func(f *fakeLogIntake) { f.failing = false })
+	opts.Sink = &HTTPLogSink{URL: cp.URL + "/opa", Credential: "cred", TenantID: "acme", GatewayID: "edge"}
 	second, srv2 := start(opts)
-	if st := second.Status(); st.BufferedEvents != n || st.SpilledBytes == 0 {
+	if st := second.Status(); st.BufferedEvents != int64(n+foreign) || st.SpilledBytes == 0 {
 		t.Fatalf("the second logger did not queue the spilled events: %+v", st)
 	}
 	checks(t, srv2, n, 10)
 	closeLogs(t, second, 10*time.Second)
-	if st := second.Status(); st.Sent != n+10 || st.DroppedTotal() != 0 || st.BufferedEvents != 0 || st.SpilledBytes != 0 {
+	if st := second.Status(); st.Sent != n+10 || st.Dropped[DropRejected] != uint64(foreign) || st.DroppedTotal() != uint64(foreign) ||
+		st.BufferedEvents != 0 || st.SpilledBytes != 0 {
 		t.Fatalf("after the second logger: %+v", st)
 	}
 	ids := intake.requestIDs(t)
@@ -390,7 +407,7 @@ func TestDecisionLogSpillSurvivesARestart(t *testing.T) {
 			t.Fatalf("event r%d lost", i)
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, "acme", "edge", "*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(dir, "acme", "*", "*")); len(left) != 0 {
 		t.Fatalf("delivered batches left on disk: %v", left)
 	}
 	if _, err := os.Stat(dir); err != nil {

@@ -269,7 +269,8 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 			spill = filepath.Join(cfg.CacheDir, "decision-logs")
 		}
 		logs = gateway.NewDecisionLogger(gateway.DecisionLogOptions{
-			Sink: &gateway.HTTPLogSink{URL: bundleURL, Credential: cfg.Credential, Client: &http.Client{Transport: tr}}, InstanceID: instance,
+			Sink: &gateway.HTTPLogSink{URL: bundleURL, Credential: cfg.Credential, Client: &http.Client{Transport: tr},
+				TenantID: cfg.Tenant, GatewayID: cfg.Gateway}, InstanceID: instance,
 			MaskedHeaders: cfg.MaskHeaders, MaskedQueryParameters: cfg.MaskQueryParams, Metrics: metrics, Logger: log.With("component", "decision-logs"),
 			BufferBytes: cfg.DecisionLogBufferBytes, Uploads: cfg.DecisionLogUploads, SpillDir: spill, SpillBytes: cfg.DecisionLogSpillBytes,
 		})

@@ -246,7 +246,14 @@ func (a *Admin) StoredDecisions(tid, gw string) (events, distinct int, err error
 			} `json:"decisions"`
 			Next string `json:"next"`
 		}
-		if err := a.Do("GET", path, nil, &page, http.StatusOK); err != nil {
+		var err error
+		for attempt := 0; attempt < 5; attempt++ {
+			if err = a.Do("GET", path, nil, &page, http.StatusOK); err == nil {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
 			return events, len(seen), err
 		}
 		for _, d := range page.Decisions {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -126,8 +127,13 @@ func (s *Store) ListLog(ctx context.Context, q store.LogQuery) (*store.LogPage, 
 	if q.Limit <= 0 {
 		limit = -1
 	}
+	// seq < $4 (not "$4 = 0 OR …") keeps every page a range scan of the
+	// stream's index, however deep the cursor.
+	if after == 0 {
+		after = math.MaxInt64
+	}
 	rows, err := s.pool.Query(ctx, `SELECT seq, time, data FROM gh_logs
-		WHERE stream = $1 AND tenant_id = $2 AND key = $3 AND ($4 = 0 OR seq < $4)
+		WHERE stream = $1 AND tenant_id = $2 AND key = $3 AND seq < $4
 		ORDER BY seq DESC LIMIT NULLIF($5, -1)`,
 		q.Stream.Name, q.Stream.TenantID, q.Stream.Key, after, limit)
 	if err != nil {
