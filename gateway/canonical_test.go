@@ -53,6 +53,21 @@ func siteConfig(upstream string) func(*policies.Config) {
 	}
 }
 
+// startSite activates siteConfig in front of a recording upstream and
+// serves it with the reverse proxy; it returns the engine, the proxy's
+// address and the upstream.
+func startSite(t *testing.T) (*Engine, string, *recorder) {
+	t.Helper()
+	up := &recorder{}
+	upstream := httptest.NewServer(up)
+	t.Cleanup(upstream.Close)
+	engines := NewEngines(Key("acme", "edge"))
+	eng := activate(t, engines, testCompiled(t, siteConfig(upstream.URL)), "1")
+	proxy := httptest.NewServer(NewProxy(NewServer(ServerOptions{Engines: engines}), nil))
+	t.Cleanup(proxy.Close)
+	return eng, strings.TrimPrefix(proxy.URL, "http://"), up
+}
+
 // rawRequest sends a request line with the target exactly as given (an
 // http.Client would re-encode it) and returns the status code.
 func rawRequest(t *testing.T, addr, method, target string, headers map[string]string) int {
@@ -87,14 +102,7 @@ func rawRequest(t *testing.T, addr, method, target string, headers map[string]st
 // test endpoint runs the same table in package admin.)
 func TestEveryPathClassDecidedAndForwardedAlike(t *testing.T) {
 	ctx := context.Background()
-	up := &recorder{}
-	upstream := httptest.NewServer(up)
-	defer upstream.Close()
-	engines := NewEngines(Key("acme", "edge"))
-	eng := activate(t, engines, testCompiled(t, siteConfig(upstream.URL)), "1")
-	proxy := httptest.NewServer(NewProxy(NewServer(ServerOptions{Engines: engines}), nil))
-	defer proxy.Close()
-	addr := strings.TrimPrefix(proxy.URL, "http://")
+	eng, addr, up := startSite(t)
 
 	for _, method := range []string{"GET", "POST"} {
 		for _, c := range pathcorpus.Cases() {
@@ -161,14 +169,7 @@ func TestEveryPathClassDecidedAndForwardedAlike(t *testing.T) {
 // invalid token everywhere (Envoy does not call the authorizer there).
 func TestRequestRefusalsDecidedAlike(t *testing.T) {
 	ctx := context.Background()
-	up := &recorder{}
-	upstream := httptest.NewServer(up)
-	defer upstream.Close()
-	engines := NewEngines(Key("acme", "edge"))
-	eng := activate(t, engines, testCompiled(t, siteConfig(upstream.URL)), "1")
-	proxy := httptest.NewServer(NewProxy(NewServer(ServerOptions{Engines: engines}), nil))
-	defer proxy.Close()
-	addr := strings.TrimPrefix(proxy.URL, "http://")
+	eng, addr, up := startSite(t)
 	for _, tc := range []struct {
 		name, target string
 		headers      map[string]string
