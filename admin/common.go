@@ -18,12 +18,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// Paging limits for list endpoints.
-const (
-	defaultPageSize = 100
-	maxPageSize     = 1000
-)
-
 // Metadata is the read-only envelope rendered on every object. Clients may
 // send it back on PUT (it is ignored), so a GET response can be edited and
 // written as it is.
@@ -42,74 +36,6 @@ func metadataOf(o *store.Object) *Metadata {
 		UID: o.UID, Revision: o.Revision, CreatedAt: o.CreatedAt, CreatedBy: o.CreatedBy,
 		UpdatedAt: o.UpdatedAt, UpdatedBy: o.UpdatedBy, DeletedAt: o.DeletedAt,
 	}
-}
-
-// page parses ?limit=&after=.
-func page(c *gin.Context) (limit int, after string, apiErr *Error) {
-	limit = defaultPageSize
-	if v, ok := c.GetQuery("limit"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			return 0, "", fieldError("limit", "must be an integer between 1 and %d", maxPageSize)
-		}
-		limit = n
-	}
-	return limit, c.Query("after"), nil
-}
-
-// cursorError maps a malformed-cursor store error to a 400 on "after".
-func cursorError(err error, what string) *Error {
-	if strings.Contains(err.Error(), "malformed cursor") {
-		return fieldError("after", "not a cursor returned by this listing")
-	}
-	return storeError(err, what, "")
-}
-
-// boolQuery parses an optional boolean query parameter.
-func boolQuery(c *gin.Context, name string) (bool, *Error) {
-	v, ok := c.GetQuery(name)
-	if !ok {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fieldError(name, "must be true or false")
-	}
-	return b, nil
-}
-
-// etag is the entity tag of an object revision.
-func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
-
-// ifMatch parses If-Match into the revision a write expects (0: none).
-// "*" matches any current revision.
-func ifMatch(c *gin.Context) (int64, *Error) {
-	v := strings.TrimSpace(c.GetHeader("If-Match"))
-	if v == "" || v == "*" {
-		return 0, nil
-	}
-	raw := strings.Trim(v, `"`)
-	rev, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || rev <= 0 || strings.HasPrefix(v, "W/") {
-		return 0, newError(http.StatusBadRequest, CodeInvalidHeader,
-			"If-Match must be the ETag of the object (a quoted revision such as \"12\")", map[string]any{"header": "If-Match"})
-	}
-	return rev, nil
-}
-
-// respondObject writes an object with its ETag, honouring If-None-Match.
-func respondObject(c *gin.Context, status int, rev int64, body any) {
-	tag := etag(rev)
-	c.Header("ETag", tag)
-	if status == http.StatusOK && c.Request.Method == http.MethodGet {
-		for _, v := range strings.Split(c.GetHeader("If-None-Match"), ",") {
-			if v = strings.TrimSpace(v); v == tag || v == "W/"+tag || v == "*" {
-				c.Status(http.StatusNotModified)
-				return
-			}
-		}
-	}
-	c.JSON(status, body)
 }
 
 // record appends the audit event of one admin write to the transaction.
@@ -163,10 +89,6 @@ func parseTime(field, v string) (time.Time, *Error) {
 		return time.Time{}, fieldError(field, "must be an RFC 3339 time or Unix seconds, got %q", v)
 	}
 	return t, nil
-}
-
-func errorf(status int, code, format string, args ...any) *Error {
-	return newError(status, code, fmt.Sprintf(format, args...), nil)
 }
 
 // objectIDParam reads and validates an object id path parameter.

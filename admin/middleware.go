@@ -3,117 +3,21 @@ package admin
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"regexp"
-	"runtime/debug"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 // Context keys set by the middleware.
 const (
-	ctxLogger    = "gatehouse.logger"
-	ctxRequestID = "gatehouse.request_id"
 	ctxPrincipal = "gatehouse.principal"
 	ctxTenant    = "gatehouse.tenant"
 )
-
-// RequestIDHeader carries the request id in and out.
-const RequestIDHeader = "X-Request-Id"
-
-var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-
-// requestContext assigns the request id (the caller's, when well-formed) and
-// a logger that carries it.
-func (s *Server) requestContext(c *gin.Context) {
-	id := c.GetHeader(RequestIDHeader)
-	if !requestIDPattern.MatchString(id) {
-		id = uuid.NewString()
-	}
-	c.Set(ctxRequestID, id)
-	c.Set(ctxLogger, s.log.With("request_id", id))
-	c.Header(RequestIDHeader, id)
-	c.Next()
-}
-
-func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
-
-type httpMetrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-}
-
-func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
-	m := &httpMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_http_requests_total",
-			Help: "Admin API requests by route, method and status code.",
-		}, []string{"route", "method", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "gatehouse_http_request_duration_seconds",
-			Help:    "Admin API request latency by route and method.",
-			Buckets: prometheus.DefBuckets,
-		}, []string{"route", "method"}),
-	}
-	for _, col := range []prometheus.Collector{m.requests, m.latency} {
-		if err := reg.Register(col); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-	}
-	return m, nil
-}
-
-// observe records metrics and writes one structured log line per request.
-func (s *Server) observe(c *gin.Context) {
-	start := time.Now()
-	c.Next()
-	elapsed := time.Since(start)
-	route := c.FullPath()
-	if route == "" {
-		route = "unmatched"
-	}
-	status := c.Writer.Status()
-	s.metrics.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
-	s.metrics.latency.WithLabelValues(route, c.Request.Method).Observe(elapsed.Seconds())
-	if route == "/healthz" || route == "/readyz" || route == "/metrics" {
-		return
-	}
-	attrs := []any{
-		"method", c.Request.Method, "route", route, "path", c.Request.URL.Path,
-		"status", status, "duration_ms", float64(elapsed.Microseconds()) / 1000, "remote", c.ClientIP(),
-	}
-	if p, ok := principal(c); ok {
-		attrs = append(attrs, "actor", p.Subject)
-	}
-	level := slog.LevelInfo
-	if status >= 500 {
-		level = slog.LevelError
-	}
-	logger(c).Log(c.Request.Context(), level, "http request", attrs...)
-}
-
-// recover turns a panic into a logged 500 with the standard error shape.
-func (s *Server) recover(c *gin.Context) {
-	defer func() {
-		if r := recover(); r != nil {
-			if r == http.ErrAbortHandler {
-				panic(r)
-			}
-			logger(c).ErrorContext(c.Request.Context(), "panic in handler", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			abort(c, internalError(fmt.Errorf("panic: %v", r)))
-		}
-	}()
-	c.Next()
-}
 
 // authenticate requires a valid bearer token.
 func (s *Server) authenticate(c *gin.Context) {
@@ -137,6 +41,7 @@ func (s *Server) authenticate(c *gin.Context) {
 		return
 	}
 	c.Set(ctxPrincipal, p)
+	httpapi.SetActor(c, p.Subject)
 	c.Next()
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -76,7 +77,7 @@ type Server struct {
 	auth     Authenticator
 	log      *slog.Logger
 	registry *prometheus.Registry
-	metrics  *httpMetrics
+	metrics  *httpapi.Metrics
 	public   string
 	bundles  *bundles.Manager
 	keys     *bundles.KeyStore
@@ -118,7 +119,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	m, err := newHTTPMetrics(opts.Registry)
+	m, err := httpapi.NewMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -182,19 +183,7 @@ func (s *Server) MetricsHandler() http.Handler {
 func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
 
 func (s *Server) routes() *gin.Engine {
-	gin.SetMode(gin.ReleaseMode)
-	e := gin.New()
-	e.HandleMethodNotAllowed = true
-	e.RedirectTrailingSlash = false
-	e.RedirectFixedPath = false
-	e.ContextWithFallback = true
-	e.Use(s.requestContext, s.observe, s.recover)
-	e.NoRoute(func(c *gin.Context) {
-		abort(c, newError(http.StatusNotFound, CodeNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path, nil))
-	})
-	e.NoMethod(func(c *gin.Context) {
-		abort(c, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path, nil))
-	})
+	e := httpapi.NewEngine(s.log, s.metrics)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)

@@ -1,4 +1,4 @@
-package admin
+package httpapi
 
 import (
 	"bytes"
@@ -11,23 +11,26 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/internal/field"
 )
 
 // DefaultBodyLimit caps JSON request bodies.
 const DefaultBodyLimit = 1 << 20
 
-// decodeJSON strictly decodes the request body into dst: JSON only, unknown
+// DecodeJSON strictly decodes the request body into dst: JSON only, unknown
 // fields, trailing data and a null body rejected, size capped. Errors name
 // the field.
-func decodeJSON(c *gin.Context, dst any) *Error {
-	return decodeJSONLimit(c, dst, DefaultBodyLimit)
+func DecodeJSON(c *gin.Context, dst any) *Error {
+	return DecodeJSONLimit(c, dst, DefaultBodyLimit)
 }
 
-func decodeJSONLimit(c *gin.Context, dst any, limit int64) *Error {
+// DecodeJSONLimit is DecodeJSON with another size cap.
+func DecodeJSONLimit(c *gin.Context, dst any, limit int64) *Error {
 	if ct := c.GetHeader("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+			return New(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
 				fmt.Sprintf("Content-Type %q is not supported; send application/json", ct), map[string]any{"header": "Content-Type"})
 		}
 	}
@@ -35,34 +38,36 @@ func decodeJSONLimit(c *gin.Context, dst any, limit int64) *Error {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return jsonError(err, limit)
+			return JSONError(err, limit)
 		}
-		return newError(http.StatusBadRequest, CodeInvalidRequest, "cannot read the request body: "+err.Error(), nil)
+		return New(http.StatusBadRequest, CodeInvalidRequest, "cannot read the request body: "+err.Error(), nil)
 	}
-	if apiErr := notNull(raw); apiErr != nil {
+	if apiErr := NotNull(raw); apiErr != nil {
 		return apiErr
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return jsonError(err, limit)
+		return JSONError(err, limit)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body must hold a single JSON object", nil)
+		return New(http.StatusBadRequest, CodeInvalidJSON, "request body must hold a single JSON object", nil)
 	}
 	return nil
 }
 
-// notNull refuses a body that is the JSON literal null: decoding it into a
+// NotNull refuses a body that is the JSON literal null: decoding it into a
 // struct would silently give the zero value, as if {} had been sent.
-func notNull(raw []byte) *Error {
+func NotNull(raw []byte) *Error {
 	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body must be a JSON object, not null", nil)
+		return New(http.StatusBadRequest, CodeInvalidJSON, "request body must be a JSON object, not null", nil)
 	}
 	return nil
 }
 
-func jsonError(err error, limit int64) *Error {
+// JSONError maps a json decoding error of a body capped at limit bytes
+// to the API error naming the field.
+func JSONError(err error, limit int64) *Error {
 	var (
 		syntax *json.SyntaxError
 		typ    *json.UnmarshalTypeError
@@ -70,27 +75,27 @@ func jsonError(err error, limit int64) *Error {
 	)
 	switch {
 	case errors.As(err, &tooBig):
-		return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+		return New(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
 			fmt.Sprintf("request body exceeds %d bytes", limit), map[string]any{"limit_bytes": limit})
 	case errors.Is(err, io.EOF):
-		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body is empty; send a JSON object", nil)
+		return New(http.StatusBadRequest, CodeInvalidJSON, "request body is empty; send a JSON object", nil)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return newError(http.StatusBadRequest, CodeInvalidJSON, "request body is truncated JSON", nil)
+		return New(http.StatusBadRequest, CodeInvalidJSON, "request body is truncated JSON", nil)
 	case errors.As(err, &syntax):
-		return newError(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+syntax.Error(), map[string]any{"offset": syntax.Offset})
+		return New(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+syntax.Error(), map[string]any{"offset": syntax.Offset})
 	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			return newError(http.StatusBadRequest, CodeInvalidJSON, fmt.Sprintf("request body must be a JSON object, not %s", typ.Value), nil)
+		name := typ.Field
+		if name == "" {
+			return New(http.StatusBadRequest, CodeInvalidJSON, fmt.Sprintf("request body must be a JSON object, not %s", typ.Value), nil)
 		}
 		msg := fmt.Sprintf("must be %s, not %s", jsonTypeName(typ.Type.String()), typ.Value)
-		return newError(http.StatusBadRequest, CodeInvalidField, field+": "+msg, map[string]any{"field": field, "reason": msg})
+		return FieldErrors(field.ErrorList{{Field: name, Code: field.CodeInvalid, Message: msg}})
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		name = strings.Trim(name, `"`)
-		return newError(http.StatusBadRequest, CodeUnknownField, fmt.Sprintf("%s: unknown field", name), map[string]any{"field": name, "reason": "unknown field"})
+		return FieldErrors(field.ErrorList{field.Unknown(field.NewPath(name))})
 	}
-	return newError(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+err.Error(), nil)
+	return New(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON: "+err.Error(), nil)
 }
 
 // jsonTypeName turns a Go type into the JSON type a client should send.
