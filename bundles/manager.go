@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-dev/gatehouse/internal/broadcast"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -98,7 +99,7 @@ type Manager struct {
 	bundles map[key]*Bundle
 	errs    map[key]*BuildFailure    // gateways whose content does not compile
 	failing map[string]*BuildFailure // tenants whose builds fail and are retried
-	changed chan struct{}            // closed and replaced whenever a bundle changes
+	changed broadcast.Broadcaster    // notified whenever a bundle changes
 	ready   chan struct{}
 	builds  int64
 
@@ -167,7 +168,7 @@ func NewManager(s store.Store, keys *KeyStore, log *slog.Logger, opts ...Option)
 		log = slog.Default()
 	}
 	m := &Manager{store: s, keys: keys, log: log, bundles: map[key]*Bundle{}, errs: map[key]*BuildFailure{},
-		failing: map[string]*BuildFailure{}, changed: make(chan struct{}), ready: make(chan struct{}),
+		failing: map[string]*BuildFailure{}, ready: make(chan struct{}),
 		sched: map[string]buildState{}, pending: map[string]pendingChange{}, retryMin: minRetry, retryMax: maxRetry}
 	for _, o := range opts {
 		o(m)
@@ -317,11 +318,7 @@ func (m *Manager) BuildFailure(tenantID, gatewayID string) *BuildFailure {
 }
 
 // Changed returns a channel closed at the next bundle change.
-func (m *Manager) Changed() <-chan struct{} {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.changed
-}
+func (m *Manager) Changed() <-chan struct{} { return m.changed.Wait() }
 
 // Builds is how many bundles have been built (for tests and metrics).
 func (m *Manager) Builds() int64 {
@@ -799,7 +796,6 @@ func (m *Manager) dropTenant(tenantID string) {
 	}
 }
 
-func (m *Manager) broadcastLocked() {
-	close(m.changed)
-	m.changed = make(chan struct{})
-}
+// broadcastLocked wakes the waiters of Changed (m.mu held, so a waiter
+// that read Changed before the bundles sees the change).
+func (m *Manager) broadcastLocked() { m.changed.Notify() }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/gatehouse-dev/gatehouse/internal/broadcast"
 )
 
 // Engines holds the active engine of each gateway this authorizer serves.
@@ -11,14 +13,14 @@ import (
 type Engines struct {
 	mu      sync.RWMutex
 	byKey   map[string]*atomic.Pointer[Engine]
-	single  string // when set, the gateway used when a request names none
-	changed chan struct{}
+	single  string                // when set, the gateway used when a request names none
+	changed broadcast.Broadcaster // notified at every activation or removal
 }
 
 // NewEngines returns an empty set. defaultGateway ("tenant/gateway") is
 // used for requests whose context extensions name no gateway.
 func NewEngines(defaultGateway string) *Engines {
-	return &Engines{byKey: map[string]*atomic.Pointer[Engine]{}, single: defaultGateway, changed: make(chan struct{})}
+	return &Engines{byKey: map[string]*atomic.Pointer[Engine]{}, single: defaultGateway}
 }
 
 // Key names a gateway: "tenant/gateway".
@@ -62,12 +64,7 @@ func (s *Engines) Remove(tenantID, gatewayID string) *Engine {
 	return old
 }
 
-func (s *Engines) broadcast() {
-	s.mu.Lock()
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-}
+func (s *Engines) broadcast() { s.changed.Notify() }
 
 // Get returns a gateway's engine, or nil.
 func (s *Engines) Get(tenantID, gatewayID string) *Engine {
@@ -78,11 +75,7 @@ func (s *Engines) Get(tenantID, gatewayID string) *Engine {
 }
 
 // Changed is closed at the next activation or removal.
-func (s *Engines) Changed() <-chan struct{} {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.changed
-}
+func (s *Engines) Changed() <-chan struct{} { return s.changed.Wait() }
 
 // Ready reports whether at least one engine is active (or, with a default
 // gateway, whether that one is).

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +23,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/gatehouse-dev/gatehouse/internal/broadcast"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -55,8 +55,7 @@ type Store struct {
 	// failed disk write fails them.
 	writeFault atomic.Pointer[func() error]
 
-	mu     sync.Mutex
-	notify chan struct{} // closed and replaced after every commit
+	notify broadcast.Broadcaster // notified after every commit
 }
 
 // Open opens (creating if needed) the store in dataDir.
@@ -91,7 +90,7 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialise %s: %w", path, classify(err, nil))
 	}
-	return &Store{db: db, writer: make(chan struct{}, 1), notify: make(chan struct{})}, nil
+	return &Store{db: db, writer: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the database file.
@@ -108,17 +107,10 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) wake() {
-	s.mu.Lock()
-	close(s.notify)
-	s.notify = make(chan struct{})
-	s.mu.Unlock()
+	s.notify.Notify()
 }
 
-func (s *Store) waitCh() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.notify
-}
+func (s *Store) waitCh() <-chan struct{} { return s.notify.Wait() }
 
 // Update runs fn in one bbolt read-write transaction.
 func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) (int64, error) {

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	tern "github.com/jackc/tern/v2/migrate"
 
+	"github.com/gatehouse-dev/gatehouse/internal/broadcast"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -63,8 +64,7 @@ type Store struct {
 	// timeout bounds each read of a watcher (Options.Timeout; 0: none).
 	timeout time.Duration
 
-	mu     sync.Mutex
-	notify chan struct{} // closed and replaced on every wake-up
+	notify broadcast.Broadcaster // notified on every wake-up
 
 	closeOnce    sync.Once
 	closed       chan struct{}
@@ -133,7 +133,6 @@ func OpenWith(ctx context.Context, databaseURL string, opts Options) (*Store, er
 		rd:           reader{q: pool},
 		listenCfg:    listenCfg,
 		timeout:      opts.Timeout,
-		notify:       make(chan struct{}),
 		closed:       make(chan struct{}),
 		listenerDone: make(chan struct{}),
 	}
@@ -435,17 +434,10 @@ func (s *Store) changesAfter(ctx context.Context, rev int64) ([]store.WatchEvent
 
 // wake wakes every watcher of this Store.
 func (s *Store) wake() {
-	s.mu.Lock()
-	close(s.notify)
-	s.notify = make(chan struct{})
-	s.mu.Unlock()
+	s.notify.Notify()
 }
 
-func (s *Store) waitCh() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.notify
-}
+func (s *Store) waitCh() <-chan struct{} { return s.notify.Wait() }
 
 // connectListener opens the dedicated (unpooled) notification connection and
 // subscribes it to NotifyChannel.
