@@ -15,6 +15,7 @@ type Checker struct {
 	lib     map[string]*ast.Module
 	caps    *ast.Capabilities
 	allowed map[string]bool
+	names   []string // allowed, sorted
 }
 
 // NewChecker parses the built-in library once. allowed names the denied
@@ -32,8 +33,12 @@ func NewChecker(allowed ...string) (*Checker, error) {
 	for _, n := range names {
 		set[n] = true
 	}
-	return &Checker{lib: lib, caps: Capabilities(names...), allowed: set}, nil
+	return &Checker{lib: lib, caps: Capabilities(names...), allowed: set, names: names}, nil
 }
+
+// AllowedBuiltins are the denied built-ins the Checker lets policies call,
+// sorted.
+func (c *Checker) AllowedBuiltins() []string { return append([]string(nil), c.names...) }
 
 // policyFile is the file name problems in a Rego policy are reported under.
 const policyFile = "policy.rego"
