@@ -71,8 +71,6 @@ type BuildFailure struct {
 	Retrying bool
 }
 
-type key struct{ tenant, gateway string }
-
 // pendingChange is a tenant's changes not built yet: from first to last
 // (store revisions).
 type pendingChange struct{ first, last int64 }
@@ -96,10 +94,10 @@ type Manager struct {
 	allowed []string
 
 	mu      sync.RWMutex
-	bundles map[key]*Bundle
-	errs    map[key]*BuildFailure    // gateways whose content does not compile
-	failing map[string]*BuildFailure // tenants whose builds fail and are retried
-	changed broadcast.Broadcaster    // notified whenever a bundle changes
+	bundles map[model.GatewayRef]*Bundle
+	errs    map[model.GatewayRef]*BuildFailure // gateways whose content does not compile
+	failing map[string]*BuildFailure           // tenants whose builds fail and are retried
+	changed broadcast.Broadcaster              // notified whenever a bundle changes
 	ready   chan struct{}
 	builds  int64
 
@@ -167,7 +165,7 @@ func NewManager(s store.Store, keys *KeyStore, log *slog.Logger, opts ...Option)
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &Manager{store: s, keys: keys, log: log, bundles: map[key]*Bundle{}, errs: map[key]*BuildFailure{},
+	m := &Manager{store: s, keys: keys, log: log, bundles: map[model.GatewayRef]*Bundle{}, errs: map[model.GatewayRef]*BuildFailure{},
 		failing: map[string]*BuildFailure{}, ready: make(chan struct{}),
 		sched: map[string]buildState{}, pending: map[string]pendingChange{}, retryMin: minRetry, retryMax: maxRetry}
 	for _, o := range opts {
@@ -272,7 +270,7 @@ func (m *Manager) Ready() <-chan struct{} { return m.ready }
 func (m *Manager) Get(tenantID, gatewayID string) *Bundle {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.bundles[key{tenantID, gatewayID}]
+	return m.bundles[model.GatewayRef{TenantID: tenantID, GatewayID: gatewayID}]
 }
 
 // All returns every current bundle, sorted by tenant then gateway.
@@ -308,7 +306,7 @@ func (m *Manager) BuildFailure(tenantID, gatewayID string) *BuildFailure {
 	defer m.mu.RUnlock()
 	f := m.failing[tenantID]
 	if f == nil {
-		f = m.errs[key{tenantID, gatewayID}]
+		f = m.errs[model.GatewayRef{TenantID: tenantID, GatewayID: gatewayID}]
 	}
 	if f == nil {
 		return nil
@@ -687,7 +685,7 @@ func (m *Manager) buildTenantOnce(ctx context.Context, tenantID string) (snap in
 		var ce contentError
 		switch {
 		case errors.As(err, &ce):
-			m.setError(key{tenantID, gw.ID}, err)
+			m.setError(model.GatewayRef{TenantID: tenantID, GatewayID: gw.ID}, err)
 		case errors.Is(err, errStale):
 			stale = true
 		default:
@@ -698,13 +696,13 @@ func (m *Manager) buildTenantOnce(ctx context.Context, tenantID string) (snap in
 	m.mu.Lock()
 	removed := false
 	for k := range m.bundles {
-		if k.tenant == tenantID && !present[k.gateway] {
+		if k.TenantID == tenantID && !present[k.GatewayID] {
 			delete(m.bundles, k)
 			removed = true
 		}
 	}
 	for k := range m.errs {
-		if k.tenant == tenantID && !present[k.gateway] {
+		if k.TenantID == tenantID && !present[k.GatewayID] {
 			delete(m.errs, k)
 		}
 	}
@@ -719,7 +717,7 @@ func (m *Manager) buildTenantOnce(ctx context.Context, tenantID string) (snap in
 // store (so that every replica gives this content the same revision, and
 // the same bytes) and installs it when it differs from the current one.
 func (m *Manager) buildGateway(ctx context.Context, cfg *policies.Config, gatewayID string) error {
-	k := key{cfg.Tenant.ID, gatewayID}
+	k := model.GatewayRef{TenantID: cfg.Tenant.ID, GatewayID: gatewayID}
 	compiled, err := policies.Compile(cfg, gatewayID)
 	if err != nil {
 		return contentError{err}
@@ -727,23 +725,23 @@ func (m *Manager) buildGateway(ctx context.Context, cfg *policies.Config, gatewa
 	// Even when the content is the one served: another replica may have
 	// recorded it again (it changed and came back meanwhile) at a newer
 	// revision.
-	rev, err := m.store.ClaimBundleRevision(ctx, k.tenant, k.gateway, compiled.Hash, cfg.Revision)
+	rev, err := m.store.ClaimBundleRevision(ctx, k.TenantID, k.GatewayID, compiled.Hash, cfg.Revision)
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("%w: %w", errStale, err)
 	}
 	if err != nil {
 		return fmt.Errorf("claim the bundle revision: %w", err)
 	}
-	if cur := m.Get(k.tenant, k.gateway); cur != nil && cur.Hash == compiled.Hash && cur.Revision == rev {
+	if cur := m.Get(k.TenantID, k.GatewayID); cur != nil && cur.Hash == compiled.Hash && cur.Revision == rev {
 		m.mu.Lock()
 		delete(m.errs, k)
 		m.mu.Unlock()
 		return nil
 	}
 	for pid, why := range compiled.Skipped {
-		m.log.Warn("policy left out of bundle", "tenant", k.tenant, "gateway", k.gateway, "policy", pid, "error", why)
+		m.log.Warn("policy left out of bundle", "tenant", k.TenantID, "gateway", k.GatewayID, "policy", pid, "error", why)
 	}
-	signer, err := m.keys.Key(ctx, k.tenant)
+	signer, err := m.keys.Key(ctx, k.TenantID)
 	if err != nil {
 		return fmt.Errorf("signing key: %w", err)
 	}
@@ -751,7 +749,7 @@ func (m *Manager) buildGateway(ctx context.Context, cfg *policies.Config, gatewa
 	if err != nil {
 		return contentError{err}
 	}
-	b := &Bundle{TenantID: k.tenant, GatewayID: k.gateway, Revision: rev, Hash: compiled.Hash, Raw: raw,
+	b := &Bundle{TenantID: k.TenantID, GatewayID: k.GatewayID, Revision: rev, Hash: compiled.Hash, Raw: raw,
 		Compiled: compiled, KeyID: signer.KeyID, BuiltAt: time.Now().UTC()}
 	m.mu.Lock()
 	m.bundles[k] = b
@@ -759,12 +757,12 @@ func (m *Manager) buildGateway(ctx context.Context, cfg *policies.Config, gatewa
 	m.builds++
 	m.broadcastLocked()
 	m.mu.Unlock()
-	m.log.Info("bundle built", "tenant", k.tenant, "gateway", k.gateway, "revision", rev, "bytes", len(raw))
+	m.log.Info("bundle built", "tenant", k.TenantID, "gateway", k.GatewayID, "revision", rev, "bytes", len(raw))
 	return nil
 }
 
 // setError records a gateway's content error.
-func (m *Manager) setError(k key, err error) {
+func (m *Manager) setError(k model.GatewayRef, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := m.errs[k]
@@ -781,13 +779,13 @@ func (m *Manager) dropTenant(tenantID string) {
 	defer m.mu.Unlock()
 	dropped := false
 	for k := range m.bundles {
-		if k.tenant == tenantID {
+		if k.TenantID == tenantID {
 			delete(m.bundles, k)
 			dropped = true
 		}
 	}
 	for k := range m.errs {
-		if k.tenant == tenantID {
+		if k.TenantID == tenantID {
 			delete(m.errs, k)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 // Resource names. They are derived from ids only, so they stay stable
@@ -20,26 +22,20 @@ const (
 	grpcRoutePrefix      = "grpc_"
 )
 
-// NodeID is the xDS node id of a gateway: tenantID + "/" + gatewayID. The
-// gateway's Envoy (or proxyless gRPC) bootstrap carries it, and the control
-// plane keys the gateway's snapshot by it. Tenant and object ids never
-// contain "/" (see model.ValidObjectID), so the id parses back.
+// NodeID is the xDS node id of a gateway: its model.GatewayRef,
+// "tenant/gateway". The gateway's Envoy (or proxyless gRPC) bootstrap
+// carries it, and the control plane keys the gateway's snapshot by it.
 func NodeID(tenantID, gatewayID string) string {
-	return tenantID + "/" + gatewayID
+	return model.GatewayRef{TenantID: tenantID, GatewayID: gatewayID}.String()
 }
 
-// ParseNodeID splits a node id made by NodeID.
+// ParseNodeID splits a node id made by NodeID (model.ParseGatewayRef).
 func ParseNodeID(nodeID string) (tenantID, gatewayID string, err error) {
-	t, g, ok := strings.Cut(nodeID, "/")
-	switch {
-	case !ok:
-		return "", "", fmt.Errorf("node id %q: want <tenant>/<gateway>", nodeID)
-	case t == "" || g == "":
-		return "", "", fmt.Errorf("node id %q: tenant and gateway must not be empty", nodeID)
-	case strings.Contains(g, "/"):
-		return "", "", fmt.Errorf("node id %q: more than one '/'", nodeID)
+	ref, err := model.ParseGatewayRef(nodeID)
+	if err != nil {
+		return "", "", fmt.Errorf("node id %w", err)
 	}
-	return t, g, nil
+	return ref.TenantID, ref.GatewayID, nil
 }
 
 // checkNodePart validates one half of a node id.

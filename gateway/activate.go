@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -22,7 +23,7 @@ type Activator struct {
 	Metrics *Metrics
 
 	mu     sync.Mutex
-	tokens map[string]tokenEntry
+	tokens map[model.GatewayRef]tokenEntry
 }
 
 type tokenEntry struct {
@@ -58,21 +59,21 @@ func (a *Activator) build(ctx context.Context, src *Source) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := a.validator(ctx, Key(cfg.Tenant.ID, cfg.Gateway.ID), cfg.Issuers)
+	tokens, err := a.validator(ctx, model.GatewayRef{TenantID: cfg.Tenant.ID, GatewayID: cfg.Gateway.ID}, cfg.Issuers)
 	if err != nil {
 		return nil, err
 	}
 	return NewEngine(ctx, src, tokens)
 }
 
-func (a *Activator) validator(ctx context.Context, key string, issuers []policies.IssuerData) (TokenValidator, error) {
+func (a *Activator) validator(ctx context.Context, key model.GatewayRef, issuers []policies.IssuerData) (TokenValidator, error) {
 	if a.Tokens == nil {
 		return nil, nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.tokens == nil {
-		a.tokens = map[string]tokenEntry{}
+		a.tokens = map[model.GatewayRef]tokenEntry{}
 	}
 	if cur, ok := a.tokens[key]; ok && reflect.DeepEqual(cur.issuers, issuers) {
 		return cur.v, nil
@@ -97,10 +98,11 @@ func (a *Activator) Remove(tenantID, gatewayID string) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if cur, ok := a.tokens[Key(tenantID, gatewayID)]; ok && cur.v != nil {
+	key := model.GatewayRef{TenantID: tenantID, GatewayID: gatewayID}
+	if cur, ok := a.tokens[key]; ok && cur.v != nil {
 		cur.v.Close()
 	}
-	delete(a.tokens, Key(tenantID, gatewayID))
+	delete(a.tokens, key)
 }
 
 // Close releases every validator.

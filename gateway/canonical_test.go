@@ -61,7 +61,7 @@ func startSite(t *testing.T) (*Engine, string, *recorder) {
 	up := &recorder{}
 	upstream := httptest.NewServer(up)
 	t.Cleanup(upstream.Close)
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	eng := activate(t, engines, testCompiled(t, siteConfig(upstream.URL)), "1")
 	proxy := httptest.NewServer(NewProxy(NewServer(ServerOptions{Engines: engines}), nil))
 	t.Cleanup(proxy.Close)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 // LogBatch is one upload of decision log events: events of one gateway,
@@ -775,8 +777,8 @@ type HTTPLogSink struct {
 // Send implements LogSink.
 func (s *HTTPLogSink) Send(ctx context.Context, batch *LogBatch) error {
 	if (s.TenantID != "" && batch.TenantID != s.TenantID) || (s.GatewayID != "" && batch.GatewayID != s.GatewayID) {
-		return fmt.Errorf("%w: the batch is of gateway %s/%s, this sink uploads for %s/%s", ErrLogRejected,
-			batch.TenantID, batch.GatewayID, s.TenantID, s.GatewayID)
+		return fmt.Errorf("%w: the batch is of gateway %s, this sink uploads for %s", ErrLogRejected,
+			model.GatewayRef{TenantID: batch.TenantID, GatewayID: batch.GatewayID}, model.GatewayRef{TenantID: s.TenantID, GatewayID: s.GatewayID})
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.URL, "/")+"/logs", bytes.NewReader(batch.Gzip))
 	if err != nil {

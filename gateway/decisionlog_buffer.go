@@ -17,15 +17,14 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
-)
 
-// logKey is the gateway a batch belongs to.
-type logKey struct{ tenant, gateway string }
+	"github.com/gatehouse-dev/gatehouse/model"
+)
 
 // logBatch is a sealed batch: in memory (body) or on disk (path).
 type logBatch struct {
 	seq    uint64
-	key    logKey
+	key    model.GatewayRef // the gateway the batch belongs to
 	events int
 	body   []byte
 	path   string
@@ -228,7 +227,7 @@ func (b *logBuffer) spillBatch(bt *logBatch) error {
 	if full {
 		return errSpillFull
 	}
-	path := filepath.Join(b.spillDir, bt.key.tenant, bt.key.gateway, spillName(bt.seq, bt.events))
+	path := filepath.Join(b.spillDir, bt.key.TenantID, bt.key.GatewayID, spillName(bt.seq, bt.events))
 	if err := writeFileAtomic(path, bt.body); err != nil {
 		return fmt.Errorf("spill decision logs: %w", err)
 	}
@@ -284,7 +283,7 @@ func (b *logBuffer) recover() (int, error) {
 					continue
 				}
 				b.mu.Lock()
-				b.insert(&logBatch{seq: seq, key: logKey{t.Name(), g.Name()}, events: n, path: filepath.Join(dir, f.Name()), size: info.Size()})
+				b.insert(&logBatch{seq: seq, key: model.GatewayRef{TenantID: t.Name(), GatewayID: g.Name()}, events: n, path: filepath.Join(dir, f.Name()), size: info.Size()})
 				b.diskBytes += info.Size()
 				b.seq = max(b.seq, seq+1)
 				b.mu.Unlock()
@@ -323,7 +322,7 @@ func (l *DecisionLogger) deliver(bt *logBatch) {
 		}
 		body = raw
 	}
-	batch := &LogBatch{TenantID: bt.key.tenant, GatewayID: bt.key.gateway, Events: bt.events, Gzip: body}
+	batch := &LogBatch{TenantID: bt.key.TenantID, GatewayID: bt.key.GatewayID, Events: bt.events, Gzip: body}
 	backoff := l.opts.RetryMin
 	for {
 		ctx, cancel := context.WithTimeout(l.abortCtx, l.opts.UploadTimeout)
@@ -385,7 +384,7 @@ func (l *DecisionLogger) uploadResult(err error) {
 // goroutine and seals them.
 type eventEncoder struct {
 	l        *DecisionLogger
-	open     map[logKey]*openBatch
+	open     map[model.GatewayRef]*openBatch
 	prefixes map[*Engine][]byte
 	ids      idSource
 	zw       *gzip.Writer
@@ -403,13 +402,13 @@ type openBatch struct {
 }
 
 func newEventEncoder(l *DecisionLogger) *eventEncoder {
-	return &eventEncoder{l: l, open: map[logKey]*openBatch{}, prefixes: map[*Engine][]byte{}}
+	return &eventEncoder{l: l, open: map[model.GatewayRef]*openBatch{}, prefixes: map[*Engine][]byte{}}
 }
 
 // add renders one decision into its gateway's batch (or drops it).
 func (e *eventEncoder) add(it *logItem) {
 	l := e.l
-	key := logKey{it.engine.TenantID, it.engine.GatewayID}
+	key := model.GatewayRef{TenantID: it.engine.TenantID, GatewayID: it.engine.GatewayID}
 	ob := e.open[key]
 	if ob == nil {
 		if n := len(e.spare); n > 0 {
@@ -458,7 +457,7 @@ func (e *eventEncoder) sealDue(now time.Time, all bool) {
 }
 
 // seal compresses a batch and queues it for upload.
-func (e *eventEncoder) seal(key logKey, ob *openBatch) {
+func (e *eventEncoder) seal(key model.GatewayRef, ob *openBatch) {
 	delete(e.open, key)
 	defer e.recycle(ob)
 	if ob.n == 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -119,7 +120,7 @@ func (f *fakeLogIntake) requestIDs(t *testing.T) map[string]bool {
 
 func newLogTestServer(t *testing.T) (*Engines, func(opts DecisionLogOptions) (*DecisionLogger, *Server)) {
 	t.Helper()
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	activate(t, engines, testCompiled(t, nil), "7")
 	return engines, func(opts DecisionLogOptions) (*DecisionLogger, *Server) {
 		l := NewDecisionLogger(opts)
@@ -264,7 +265,7 @@ func TestDecisionLogDropsAreCountedLoggedAndReported(t *testing.T) {
 	bs := httptest.NewServer(fake)
 	defer bs.Close()
 	f, err := NewFollower(FollowerOptions{URL: bs.URL + "/opa", TenantID: "acme", GatewayID: "edge", Credential: "cred",
-		KeyID: key.KeyID, PublicKeyPEM: key.PublicKeyPEM, LongPoll: time.Second, Activator: &Activator{Engines: NewEngines(Key("acme", "edge"))},
+		KeyID: key.KeyID, PublicKeyPEM: key.PublicKeyPEM, LongPoll: time.Second, Activator: &Activator{Engines: NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})},
 		InstanceID: "i1", DecisionLogs: logs})
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 // TestDecisionLogsMaskCredentials: credentials never reach a decision log,
@@ -15,7 +17,7 @@ import (
 // parsed_query); everything else is logged as it was, and the policy saw
 // the request unmasked.
 func TestDecisionLogsMaskCredentials(t *testing.T) {
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	activate(t, engines, testCompiled(t, nil), "7")
 	sink := &blockingSink{}
 	logs := NewDecisionLogger(DecisionLogOptions{Sink: sink, FlushInterval: 20 * time.Millisecond,

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gatehouse-dev/gatehouse/internal/broadcast"
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 // Engines holds the active engine of each gateway this authorizer serves.
@@ -12,21 +13,18 @@ import (
 // started with.
 type Engines struct {
 	mu      sync.RWMutex
-	byKey   map[string]*atomic.Pointer[Engine]
-	single  string                // when set, the gateway used when a request names none
+	byKey   map[model.GatewayRef]*atomic.Pointer[Engine]
+	single  model.GatewayRef      // when set, the gateway used when a request names none
 	changed broadcast.Broadcaster // notified at every activation or removal
 }
 
-// NewEngines returns an empty set. defaultGateway ("tenant/gateway") is
-// used for requests whose context extensions name no gateway.
-func NewEngines(defaultGateway string) *Engines {
-	return &Engines{byKey: map[string]*atomic.Pointer[Engine]{}, single: defaultGateway}
+// NewEngines returns an empty set. defaultGateway (the zero GatewayRef:
+// none) is used for requests whose context extensions name no gateway.
+func NewEngines(defaultGateway model.GatewayRef) *Engines {
+	return &Engines{byKey: map[model.GatewayRef]*atomic.Pointer[Engine]{}, single: defaultGateway}
 }
 
-// Key names a gateway: "tenant/gateway".
-func Key(tenantID, gatewayID string) string { return tenantID + "/" + gatewayID }
-
-func (s *Engines) slot(key string, create bool) *atomic.Pointer[Engine] {
+func (s *Engines) slot(key model.GatewayRef, create bool) *atomic.Pointer[Engine] {
 	s.mu.RLock()
 	p := s.byKey[key]
 	s.mu.RUnlock()
@@ -44,7 +42,7 @@ func (s *Engines) slot(key string, create bool) *atomic.Pointer[Engine] {
 
 // Activate makes e the gateway's engine and returns the one it replaced.
 func (s *Engines) Activate(e *Engine) *Engine {
-	old := s.slot(Key(e.TenantID, e.GatewayID), true).Swap(e)
+	old := s.slot(model.GatewayRef{TenantID: e.TenantID, GatewayID: e.GatewayID}, true).Swap(e)
 	s.broadcast()
 	return old
 }
@@ -53,7 +51,7 @@ func (s *Engines) Activate(e *Engine) *Engine {
 // is the default gateway, Ready reports false. It returns the engine it
 // removed.
 func (s *Engines) Remove(tenantID, gatewayID string) *Engine {
-	p := s.slot(Key(tenantID, gatewayID), false)
+	p := s.slot(model.GatewayRef{TenantID: tenantID, GatewayID: gatewayID}, false)
 	if p == nil {
 		return nil
 	}
@@ -68,7 +66,7 @@ func (s *Engines) broadcast() { s.changed.Notify() }
 
 // Get returns a gateway's engine, or nil.
 func (s *Engines) Get(tenantID, gatewayID string) *Engine {
-	if p := s.slot(Key(tenantID, gatewayID), false); p != nil {
+	if p := s.slot(model.GatewayRef{TenantID: tenantID, GatewayID: gatewayID}, false); p != nil {
 		return p.Load()
 	}
 	return nil
@@ -80,7 +78,7 @@ func (s *Engines) Changed() <-chan struct{} { return s.changed.Wait() }
 // Ready reports whether at least one engine is active (or, with a default
 // gateway, whether that one is).
 func (s *Engines) Ready() bool {
-	if s.single != "" {
+	if !s.single.IsZero() {
 		p := s.slot(s.single, false)
 		return p != nil && p.Load() != nil
 	}
@@ -98,12 +96,12 @@ func (s *Engines) Ready() bool {
 // name ("tenant" and "gateway"), else the default gateway.
 func (s *Engines) For(ext map[string]string) *Engine {
 	if t, g := ext["tenant"], ext["gateway"]; t != "" && g != "" {
-		if p := s.slot(Key(t, g), false); p != nil {
+		if p := s.slot(model.GatewayRef{TenantID: t, GatewayID: g}, false); p != nil {
 			return p.Load()
 		}
 		return nil
 	}
-	if s.single == "" {
+	if s.single.IsZero() {
 		return nil
 	}
 	p := s.slot(s.single, false)

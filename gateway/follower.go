@@ -21,6 +21,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -483,7 +484,7 @@ func (f *Follower) activate(ctx context.Context, raw []byte, source string) (boo
 		return false, fmt.Errorf("verify bundle: %w", err)
 	}
 	if t, g := b.Manifest.Metadata["tenant"], b.Manifest.Metadata["gateway"]; t != f.opts.TenantID || g != f.opts.GatewayID {
-		return false, fmt.Errorf("verify bundle: it is for %v/%v, not %s/%s", t, g, f.opts.TenantID, f.opts.GatewayID)
+		return false, fmt.Errorf("verify bundle: it is for %v/%v, not %s", t, g, model.GatewayRef{TenantID: f.opts.TenantID, GatewayID: f.opts.GatewayID})
 	}
 	rev, err := parseRevision(b.Manifest.Revision)
 	if err != nil {

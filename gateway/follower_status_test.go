@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -31,7 +32,7 @@ func (t *refusingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func newStatusFollower(t *testing.T, url string, key *policies.SigningKey, client *http.Client, logs *syncBuffer) (*Follower, *Engines) {
 	t.Helper()
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	f, err := NewFollower(FollowerOptions{URL: url + "/opa", TenantID: "acme", GatewayID: "edge", Credential: "cred",
 		KeyID: key.KeyID, PublicKeyPEM: key.PublicKeyPEM, CacheDir: t.TempDir(), LongPoll: time.Second, Client: client,
 		Activator: &Activator{Engines: engines}, InstanceID: "test-instance", Logger: slog.New(slog.NewJSONHandler(logs, nil))})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -158,7 +159,7 @@ func newFollowerFixture(t *testing.T, url, cacheDir string, key *policies.Signin
 // newLoggingFollower is newFollowerFixture with JSON log lines written to w.
 func newLoggingFollower(t *testing.T, url, cacheDir string, key *policies.SigningKey, w io.Writer) (*Follower, *Engines) {
 	t.Helper()
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	f, err := NewFollower(FollowerOptions{URL: url + "/opa", TenantID: "acme", GatewayID: "edge", Credential: "cred",
 		KeyID: key.KeyID, PublicKeyPEM: key.PublicKeyPEM, CacheDir: cacheDir, LongPoll: time.Second,
 		Activator: &Activator{Engines: engines}, InstanceID: "test-instance", Logger: slog.New(slog.NewJSONHandler(w, nil))})
@@ -261,7 +262,7 @@ func (s *blockingSink) Send(ctx context.Context, batch *LogBatch) error {
 }
 
 func TestDecisionLogs(t *testing.T) {
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	activate(t, engines, testCompiled(t, nil), "7")
 	reg := prometheus.NewRegistry()
 	metrics, _ := NewMetrics(reg)
@@ -329,7 +330,7 @@ func TestReverseProxy(t *testing.T) {
 		w.Write([]byte("from upstream"))
 	}))
 	defer upstream.Close()
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	activate(t, engines, testCompiled(t, func(c *policies.Config) { c.Services[0].Spec.URL = upstream.URL }), "1")
 	proxy := httptest.NewServer(NewProxy(NewServer(ServerOptions{Engines: engines}), nil))
 	defer proxy.Close()

@@ -40,7 +40,7 @@ func TestGatewayOwnedHeadersCannotBeForged(t *testing.T) {
 	up := &recorder{}
 	upstream := httptest.NewServer(up)
 	defer upstream.Close()
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	a := &Activator{Engines: engines, Tokens: tokenFactoryForTest}
 	defer a.Close()
 	c := testCompiled(t, func(cfg *policies.Config) {

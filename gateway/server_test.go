@@ -120,7 +120,7 @@ func check(method, path string, headers map[string]string) *authv3.CheckRequest 
 }
 
 func TestExtAuthzOverGRPC(t *testing.T) {
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	srv := NewServer(ServerOptions{Engines: engines, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	conn := startGRPC(t, srv)
 	client := authv3.NewAuthorizationClient(conn)
@@ -231,7 +231,7 @@ func TestExtAuthzOverGRPC(t *testing.T) {
 }
 
 func TestActivationIsAnAtomicSwap(t *testing.T) {
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	first := activate(t, engines, testCompiled(t, nil), "7")
 	inFlight := engines.For(nil)
 	second := activate(t, engines, testCompiled(t, func(c *policies.Config) {

@@ -60,7 +60,7 @@ func TestSlowPolicyIsDeniedAtTheGatewayDeadline(t *testing.T) {
 			policies.Object[model.APISpec]{ID: "slow-dry-api", Spec: model.APISpec{ServiceID: "pets", Method: "GET", Path: "/slow-dry", PolicyID: "slow-dry"}})
 		cfg.Gateways[0].Spec.PolicyTimeoutMS = 40
 	})
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	reg := prometheus.NewRegistry()
 	metrics, err := NewMetrics(reg)
 	if err != nil {

@@ -104,7 +104,7 @@ func TestExtAuthzTokens(t *testing.T) {
 	keys := &jwksServer{set: jwksOf(t, oldKey)}
 	ks := httptest.NewServer(keys)
 	defer ks.Close()
-	engines := NewEngines(Key("acme", "edge"))
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	a := &Activator{Engines: engines, Tokens: tokenFactoryForTest}
 	defer a.Close()
 	c := testCompiled(t, func(cfg *policies.Config) {

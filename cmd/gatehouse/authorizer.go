@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gateway/token"
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -250,7 +251,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	instance := uuid.NewString()
 	bundleURL := strings.TrimRight(cfg.ControlPlaneURL, "/") + "/api/system/" + cfg.Tenant + "/gateways/" + cfg.Gateway + "/opa"
 	client := &http.Client{}
-	engines := gateway.NewEngines(gateway.Key(cfg.Tenant, cfg.Gateway))
+	engines := gateway.NewEngines(model.GatewayRef{TenantID: cfg.Tenant, GatewayID: cfg.Gateway})
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
 	defer activator.Close()
 	var logs *gateway.DecisionLogger

@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gateway/local"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
@@ -443,7 +444,13 @@ func startInProcessAuthorizer(ctx context.Context, cfg serveConfig, st store.Sto
 	if err != nil {
 		return nil, err
 	}
-	engines := gateway.NewEngines(cfg.AuthzDefault)
+	var defaultGateway model.GatewayRef
+	if cfg.AuthzDefault != "" {
+		if defaultGateway, err = model.ParseGatewayRef(cfg.AuthzDefault); err != nil {
+			return nil, fmt.Errorf("--authz-default-gateway %w", err)
+		}
+	}
+	engines := gateway.NewEngines(defaultGateway)
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
 	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: local.StoreSink{Store: st}, Metrics: metrics,
 		Logger: log.With("component", "decision-logs")})

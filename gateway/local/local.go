@@ -32,7 +32,7 @@ func Run(ctx context.Context, m *bundles.Manager, a Activator, log *slog.Logger)
 	case <-ctx.Done():
 		return
 	}
-	r := &runner{a: a, log: log, slots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))), gateways: map[string]*gatewayState{}}
+	r := &runner{a: a, log: log, slots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))), gateways: map[model.GatewayRef]*gatewayState{}}
 	defer r.workers.Wait()
 	for {
 		changed := m.Changed()
@@ -59,7 +59,7 @@ type runner struct {
 	workers sync.WaitGroup
 
 	mu       sync.Mutex
-	gateways map[string]*gatewayState // by gateway key
+	gateways map[model.GatewayRef]*gatewayState
 }
 
 // gatewayState is one gateway's activation state: want is its newest
@@ -76,9 +76,9 @@ type gatewayState struct {
 func (r *runner) sync(ctx context.Context, all []*bundles.Bundle) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	seen := map[string]bool{}
+	seen := map[model.GatewayRef]bool{}
 	for _, b := range all {
-		key := gateway.Key(b.TenantID, b.GatewayID)
+		key := model.GatewayRef{TenantID: b.TenantID, GatewayID: b.GatewayID}
 		seen[key] = true
 		st := r.gateways[key]
 		if st == nil {
@@ -99,7 +99,7 @@ func (r *runner) sync(ctx context.Context, all []*bundles.Bundle) {
 
 // start runs a worker for the gateway unless one runs or nothing is to do
 // (r.mu held).
-func (r *runner) start(ctx context.Context, key string, st *gatewayState) {
+func (r *runner) start(ctx context.Context, key model.GatewayRef, st *gatewayState) {
 	if st.running || (st.want != nil && (st.want.Hash == st.active || st.want.Hash == st.failed)) {
 		return
 	}
@@ -110,15 +110,14 @@ func (r *runner) start(ctx context.Context, key string, st *gatewayState) {
 
 // work activates the gateway's newest bundle, in a slot, until it is the
 // active one; a gateway that is gone is removed.
-func (r *runner) work(ctx context.Context, key string, st *gatewayState) {
+func (r *runner) work(ctx context.Context, key model.GatewayRef, st *gatewayState) {
 	defer r.workers.Done()
 	for {
 		r.mu.Lock()
 		b := st.want
 		switch {
 		case b == nil:
-			tid, gw := split(key)
-			r.a.Remove(tid, gw)
+			r.a.Remove(key.TenantID, key.GatewayID)
 			delete(r.gateways, key)
 			st.running = false
 			r.mu.Unlock()
@@ -148,15 +147,6 @@ func (r *runner) work(ctx context.Context, key string, st *gatewayState) {
 		}
 		r.mu.Unlock()
 	}
-}
-
-func split(key string) (string, string) {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			return key[:i], key[i+1:]
-		}
-	}
-	return key, ""
 }
 
 // StoreSink writes decision log events straight into the store's decision

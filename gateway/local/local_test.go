@@ -118,7 +118,7 @@ func TestSlowActivationDoesNotHoldUpOtherGateways(t *testing.T) {
 	mgr := bundles.NewManager(st, bundles.NewKeyStore(st, box), log)
 	entered := make(chan struct{}, 16)
 	release := make(chan struct{})
-	engines := gateway.NewEngines("")
+	engines := gateway.NewEngines(model.GatewayRef{})
 	activator := &slowActivator{Activator: &gateway.Activator{Engines: engines}, slow: "heavy", entered: entered, release: release}
 	ctx, cancel := context.WithCancel(context.Background())
 	mgrDone, runDone := make(chan struct{}), make(chan struct{})

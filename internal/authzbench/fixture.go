@@ -131,7 +131,7 @@ func NewFixture() (*Fixture, error) {
 
 // FastPath returns the Gatehouse ext_authz service with the fixture active.
 func (f *Fixture) FastPath(ctx context.Context) (*gateway.Server, error) {
-	engines := gateway.NewEngines(gateway.Key("acme", "edge"))
+	engines := gateway.NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	a := &gateway.Activator{Engines: engines, Tokens: func(ctx context.Context, issuers []policies.IssuerData) (gateway.TokenValidator, error) {
 		return token.New(token.FromBundle(issuers), token.Options{})
 	}}
