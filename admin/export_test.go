@@ -1,4 +1,4 @@
 package admin
 
 // PolicyTestsRunning is how many policy tests hold a slot (tests only).
-func (s *Server) PolicyTestsRunning() int { return len(s.policyTests) }
+func (s *Server) PolicyTestsRunning() int { return s.tester.Running() }

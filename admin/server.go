@@ -87,11 +87,9 @@ type Server struct {
 	// xdsPublic is the xDS address written into gateway packages.
 	xdsPublic string
 	checker   *policies.Checker
-	// policyTests bounds concurrent policy tests; policyTestTimeout is
-	// each one's evaluation deadline.
-	policyTests       chan struct{}
-	policyTestTimeout time.Duration
-	engine            *gin.Engine
+	// tester runs the policy tests (bounded, each under its deadline).
+	tester *policies.Tester
+	engine *gin.Engine
 	// allowPrivateImportURLs: see Options.AllowPrivateImportURLs.
 	allowPrivateImportURLs bool
 	// allowPrivateJWKSURLs: see Options.AllowPrivateJWKSURLs.
@@ -163,8 +161,7 @@ func New(opts Options) (*Server, error) {
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
 	}
 	s.draining, s.drain = context.WithCancel(context.Background())
-	s.policyTests = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
-	s.policyTestTimeout = opts.PolicyTestTimeout
+	s.tester = policies.NewTester(checker, max(2, runtime.GOMAXPROCS(0)), opts.PolicyTestTimeout)
 	s.engine = s.routes()
 	return s, nil
 }

@@ -1,0 +1,152 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/internal/field"
+	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/store"
+)
+
+// The policy test endpoints: HTTP plumbing around policies.Tester, which
+// runs the test (limits, concurrency bound, deadline, canonical request,
+// explanation).
+
+// policyTestRequest evaluates a policy against an input document. For
+// POST /policies/test the policy itself is in the body.
+type policyTestRequest struct {
+	Input  map[string]any `json:"input"`
+	Policy *policyRequest `json:"policy"`
+}
+
+// policyPath is where POST /policies/test carries the policy.
+var policyPath = field.NewPath("policy")
+
+func (s *Server) testPolicy(c *gin.Context) {
+	tid := tenantID(c)
+	id, apiErr := objectIDParam(c, "pid")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	var req policyTestRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.Policy != nil {
+		abort(c, fieldError("policy", "is only accepted by POST /policies/test (this policy is the saved one)"))
+		return
+	}
+	t, err := policyRepo.Get(c.Request.Context(), s.store, tid, id)
+	if err != nil {
+		fail(c, err, "policy", id)
+		return
+	}
+	s.runPolicyTest(c, tid, policies.TestRequest{PolicyID: id, Policy: t.Spec, Input: req.Input})
+}
+
+func (s *Server) testUnsavedPolicy(c *gin.Context) {
+	tid := tenantID(c)
+	var req policyTestRequest
+	if apiErr := decodeJSON(c, &req); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	if req.Policy == nil {
+		abort(c, missingField("policy"))
+		return
+	}
+	if req.Policy.PolicyName == "" {
+		req.Policy.PolicyName = "unsaved"
+	}
+	spec, apiErr := req.Policy.spec(tid)
+	if apiErr != nil {
+		abort(c, underPolicy(apiErr))
+		return
+	}
+	s.runPolicyTest(c, tid, policies.TestRequest{Policy: spec, Input: req.Input})
+}
+
+// runPolicyTest runs the test with the tenant's configuration and renders
+// its result or error.
+func (s *Server) runPolicyTest(c *gin.Context, tid string, req policies.TestRequest) {
+	req.Config = func(ctx context.Context) (*policies.Config, error) {
+		var cfg *policies.Config
+		err := s.store.View(ctx, func(ctx context.Context, r store.Reader) error {
+			var err error
+			cfg, err = bundles.LoadConfig(ctx, r, tid)
+			return err
+		})
+		return cfg, err
+	}
+	res, err := s.tester.Run(c.Request.Context(), req)
+	if err != nil {
+		s.policyTestFailed(c, tid, err)
+		return
+	}
+	c.JSON(http.StatusOK, res)
+}
+
+// policyTestFailed renders an error of policies.Tester.Run.
+func (s *Server) policyTestFailed(c *gin.Context, tid string, err error) {
+	var (
+		cfgErr *policies.ConfigError
+		check  *policies.CheckError
+		fields field.ErrorList
+	)
+	switch {
+	case errors.As(err, &cfgErr):
+		fail(c, cfgErr.Err, "tenant", tid)
+	case errors.As(err, &check):
+		code := CodeInvalidPolicy
+		if check.LimitExceeded() {
+			code = CodeLimitExceeded
+		}
+		abort(c, newError(http.StatusBadRequest, code, check.Error(),
+			map[string]any{"field": check.Field, "errors": check.Problems}))
+	case errors.As(err, &fields) && len(fields) > 0:
+		abort(c, s.policyTestFieldError(fields[0]))
+	case errors.Is(err, policies.ErrBusy):
+		c.Header("Retry-After", "1")
+		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "too many policy tests are running; retry shortly", nil))
+	case errors.Is(err, policies.ErrWaitEnded):
+		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the request ended while waiting to run the policy test", nil))
+	default:
+		abort(c, internalError(err))
+	}
+}
+
+// policyTestFieldError is the 400 of a field error of the Tester.
+func (s *Server) policyTestFieldError(e *field.Error) *Error {
+	switch e.Code {
+	case field.CodeRequired:
+		return missingField(e.Field)
+	case policies.CodeEvaluationTimeout:
+		return newError(http.StatusBadRequest, CodeEvaluationTimeout, e.Error(),
+			map[string]any{"field": e.Field, "timeout_ms": s.tester.Timeout().Milliseconds()})
+	case policies.CodeEvaluationError:
+		return newError(http.StatusBadRequest, CodeEvaluation, e.Message, map[string]any{"field": e.Field})
+	case policies.CodeInvalidPolicy:
+		return newError(http.StatusBadRequest, CodeInvalidPolicy, e.Message, map[string]any{"field": e.Field})
+	}
+	return fieldError(e.Field, "%s", e.Message)
+}
+
+// underPolicy re-addresses an error about a field of the policy object
+// (policyRequest.spec) to its place in the test body: "validators" is
+// "policy.validators". The message stays as it is.
+func underPolicy(e *Error) *Error {
+	if l, ok := e.Details["errors"].(field.ErrorList); ok {
+		e.Details["errors"] = l.Under(policyPath)
+	}
+	if name, ok := e.Details["field"].(string); ok {
+		e.Details["field"] = field.ErrorList{{Field: name}}.Under(policyPath)[0].Field
+	}
+	return e
+}
