@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -18,8 +19,7 @@ import (
 func BenchmarkIncrementalRebuild(b *testing.B) {
 	for _, c := range []struct{ tenants, apis int }{{1000, 50}, {1, 1000}} {
 		b.Run(fmt.Sprintf("tenants=%d/apis=%d", c.tenants, c.apis), func(b *testing.B) {
-			f := newFixture(&testing.T{})
-			defer f.store.Close()
+			f := newFixture(b)
 			seedBench(b, f.store, c.tenants, c.apis)
 			m := NewManager(f.store, f.keys, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			ctx, cancel := context.WithCancel(context.Background())
@@ -56,36 +56,22 @@ func BenchmarkIncrementalRebuild(b *testing.B) {
 func seedBench(b *testing.B, st store.Store, tenants, apis int) {
 	for t := 0; t < tenants; t++ {
 		tid := fmt.Sprintf("t%04d", t)
-		_, err := st.Update(context.Background(), func(ctx context.Context, tx store.Tx) error {
-			if err := tenantRepo.Create(ctx, tx, &store.Typed[model.TenantSpec]{Meta: store.Object{ID: tid}, Spec: model.TenantSpec{Name: tid, Status: model.TenantAvailable}}); err != nil {
-				return err
-			}
-			for p := 0; p < 5; p++ {
-				if err := policyRepo.Create(ctx, tx, &store.Typed[model.PolicySpec]{Meta: store.Object{TenantID: tid, ID: fmt.Sprintf("policy-%d", p), Name: fmt.Sprintf("policy-%d", p)},
-					Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{
-						{Name: "header", Conf: map[string]any{"name": "x-tenant", "value": tid}},
-						{Name: "scope", Conf: map[string]any{"scope": fmt.Sprintf("scope-%d", p)}}}}}); err != nil {
-					return err
-				}
-			}
-			for s := 0; s < (apis+9)/10; s++ {
-				sid := fmt.Sprintf("svc-%03d", s)
-				if err := serviceRepo.Create(ctx, tx, &store.Typed[model.ServiceSpec]{Meta: store.Object{TenantID: tid, ID: sid, Name: sid}, Spec: model.ServiceSpec{URL: "http://" + sid}}); err != nil {
-					return err
-				}
-			}
-			for a := 0; a < apis; a++ {
-				sid := fmt.Sprintf("svc-%03d", a/10)
-				path := fmt.Sprintf("/r%d/{id}", a)
-				if err := apiRepo.Create(ctx, tx, &store.Typed[model.APISpec]{Meta: store.Object{TenantID: tid, ID: fmt.Sprintf("api-%05d", a), ParentID: sid},
-					Spec: model.APISpec{ServiceID: sid, Method: "GET", Path: path, PolicyID: fmt.Sprintf("policy-%d", a%5)}}); err != nil {
-					return err
-				}
-			}
-			return gatewayRepo.Create(ctx, tx, &store.Typed[model.GatewaySpec]{Meta: store.Object{TenantID: tid, ID: "edge", Name: "edge"}, Spec: model.GatewaySpec{Type: model.GatewayEnvoy}})
-		})
-		if err != nil {
-			b.Fatal(err)
+		objs := []*store.Object{testkit.Tenant(tid)}
+		for p := 0; p < 5; p++ {
+			objs = append(objs, testkit.Policy(tid, fmt.Sprintf("policy-%d", p), testkit.Validators(
+				testkit.HeaderEquals("x-tenant", tid),
+				model.ValidatorConfig{Name: "scope", Conf: map[string]any{"scope": fmt.Sprintf("scope-%d", p)}})))
 		}
+		for s := 0; s < (apis+9)/10; s++ {
+			sid := fmt.Sprintf("svc-%03d", s)
+			objs = append(objs, testkit.Service(tid, sid, "http://"+sid))
+		}
+		for a := 0; a < apis; a++ {
+			sid := fmt.Sprintf("svc-%03d", a/10)
+			objs = append(objs, testkit.API(tid, fmt.Sprintf("api-%05d", a),
+				model.APISpec{ServiceID: sid, Method: "GET", Path: fmt.Sprintf("/r%d/{id}", a), PolicyID: fmt.Sprintf("policy-%d", a%5)}))
+		}
+		objs = append(objs, testkit.Gateway(tid, "edge", model.GatewaySpec{Type: model.GatewayEnvoy}))
+		testkit.Create(b, st, objs...)
 	}
 }

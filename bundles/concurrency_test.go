@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
-	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 // run starts m (made by the test, hooks set) and waits for it to be ready.
@@ -22,22 +22,14 @@ func (f *fixture) run(m *Manager) {
 	done := make(chan struct{})
 	go func() { _ = m.Run(ctx); close(done) }()
 	f.t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-m.Ready():
-	case <-time.After(20 * time.Second):
-		f.t.Fatal("manager not ready")
-	}
+	testkit.Receive(f.t, m.Ready(), 20*time.Second, "the manager to be ready")
 }
 
 // setHeader makes the tenant's "allow" policy a header validator with value v.
 func (f *fixture) setHeader(tid, v string) {
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		p, err := policyRepo.Get(ctx, tx, tid, "allow")
-		if err != nil {
-			return err
-		}
-		p.Spec.Validators = []model.ValidatorConfig{{Name: "header", Conf: map[string]any{"name": "x-v", "value": v}}}
-		return policyRepo.Update(ctx, tx, p, 0)
+	f.t.Helper()
+	testkit.Edit(f.t, f.store, model.KindPolicy, tid, "allow", func(p *model.PolicySpec) {
+		p.Validators = []model.ValidatorConfig{testkit.HeaderEquals("x-v", v)}
 	})
 }
 
@@ -53,15 +45,21 @@ func hasValue(b *Bundle, v string) bool {
 	return false
 }
 
-func waitFor(t *testing.T, ch <-chan string, what string) string {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(20 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		return ""
+// serves is a condition: m serves tid/gw's bundle with header value v.
+func serves(m *Manager, tid, gw, v string) func() error {
+	return func() error {
+		b := m.Get(tid, gw)
+		if b == nil {
+			return fmt.Errorf("no bundle of %s/%s (build error %q)", tid, gw, m.BuildError(tid, gw))
+		}
+		return testkit.Check(hasValue(b, v), "%s/%s at revision %d without %q (build error %q)", tid, gw, b.Revision, v, m.BuildError(tid, gw))
 	}
+}
+
+// started waits for a build the test holds up to start.
+func started(t *testing.T, entered <-chan string, what string) string {
+	t.Helper()
+	return testkit.Receive(t, entered, 20*time.Second, what)
 }
 
 func TestSlowTenantBuildDoesNotHoldUpOthers(t *testing.T) {
@@ -87,17 +85,17 @@ func TestSlowTenantBuildDoesNotHoldUpOthers(t *testing.T) {
 
 	block.Store(true)
 	f.setHeader("heavy", "h1")
-	waitFor(t, entered, "the heavy tenant's build to start")
+	started(t, entered, "the heavy tenant's build to start")
 	// While it builds, the other tenant's changes are built and served.
 	for _, v := range []string{"l1", "l2"} {
 		f.setHeader("light", v)
-		eventually(t, "the light tenant's bundle with "+v, func() bool { return hasValue(m.Get("light", "gw"), v) })
+		testkit.Eventually(t, waitBound, serves(m, "light", "gw", v), "the light tenant's bundle with %s", v)
 	}
 	// A change to the heavy tenant during its build is built afterwards.
 	f.setHeader("heavy", "h2")
 	block.Store(false)
 	close(release)
-	eventually(t, "the heavy tenant's latest change", func() bool { return hasValue(m.Get("heavy", "gw"), "h2") })
+	testkit.Eventually(t, waitBound, serves(m, "heavy", "gw", "h2"), "the heavy tenant's latest change")
 	if m.BuildError("heavy", "gw") != "" || m.BuildError("light", "gw") != "" {
 		t.Fatalf("build errors: %q %q", m.BuildError("heavy", "gw"), m.BuildError("light", "gw"))
 	}
@@ -150,14 +148,14 @@ func TestTenantBuildsAreBounded(t *testing.T) {
 	}
 	// Two builds start together; the others wait for a slot.
 	for range bound {
-		waitFor(t, entered, "a build to start")
+		started(t, entered, "a build to start")
 	}
 	for range tenants {
 		release <- struct{}{}
 	}
 	for i := range tenants {
 		tid := fmt.Sprintf("t%d", i)
-		eventually(t, tid+"'s bundle", func() bool { return hasValue(m.Get(tid, "gw"), "v") })
+		testkit.Eventually(t, waitBound, serves(m, tid, "gw", "v"), "%s's bundle", tid)
 	}
 	if got := most.Load(); got != bound {
 		t.Fatalf("%d builds ran at once, bound %d", got, bound)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -133,10 +134,10 @@ func TestFailedBuildIsRetriedUntilItSucceeds(t *testing.T) {
 	fs.down.Store(true)
 	f.setHeader("acme", "v1")
 	changeRev, _ := f.store.Revision(context.Background())
-	eventually(t, "several failed attempts", func() bool {
+	testkit.Eventually(t, waitBound, func() error {
 		bf := m.BuildFailure("acme", "gw")
-		return bf != nil && bf.Failures >= 3
-	})
+		return testkit.Check(bf != nil && bf.Failures >= 3, "build failure %+v", bf)
+	}, "several failed attempts")
 	bf := m.BuildFailure("acme", "gw")
 	if !bf.Retrying || !strings.Contains(bf.Error, "the test took the store down") || bf.Since.IsZero() || m.BuildError("acme", "gw") != bf.Error {
 		t.Fatalf("build failure while the store is down: %+v", bf)
@@ -156,16 +157,20 @@ func TestFailedBuildIsRetriedUntilItSucceeds(t *testing.T) {
 	// The feed drops: it resumes from before the unbuilt change.
 	n, _ := fs.watchStarts()
 	fs.breakWatches()
-	eventually(t, "the feed to resume", func() bool { k, _ := fs.watchStarts(); return k > n })
+	testkit.Eventually(t, waitBound, func() error {
+		k, _ := fs.watchStarts()
+		return testkit.Check(k > n, "%d watches started, %d before the break", k, n)
+	}, "the feed to resume")
 	if _, from := fs.watchStarts(); from >= changeRev {
 		t.Fatalf("the feed resumed after revision %d, past the unbuilt change at %d", from, changeRev)
 	}
 
 	fs.down.Store(false)
-	eventually(t, "the change to be built", func() bool { return hasValue(m.Get("acme", "gw"), "v1") })
-	eventually(t, "the failure to clear and the lag to return to 0", func() bool {
-		return m.BuildFailure("acme", "gw") == nil && m.Lag() == 0
-	})
+	testkit.Eventually(t, waitBound, serves(m, "acme", "gw", "v1"), "the change to be built")
+	testkit.Eventually(t, waitBound, func() error {
+		bf := m.BuildFailure("acme", "gw")
+		return testkit.Check(bf == nil && m.Lag() == 0, "build failure %+v, lag %d", bf, m.Lag())
+	}, "the failure to clear and the lag to return to 0")
 	if got := m.Get("acme", "gw").Revision; got < changeRev {
 		t.Fatalf("revision %d, want at least the change's %d", got, changeRev)
 	}
@@ -240,10 +245,10 @@ func TestReplicaThatMissedAChangeAgrees(t *testing.T) {
 
 	hold.Store(true)
 	f.setHeader("acme", "value-b")
-	waitFor(t, entered, "the first replica's build to be held")
-	eventually(t, "the second replica to build b", func() bool { return hasValue(m2.Get("acme", "gw"), "value-b") })
+	started(t, entered, "the first replica's build to be held")
+	testkit.Eventually(t, waitBound, serves(m2, "acme", "gw", "value-b"), "the second replica to build b")
 	f.setHeader("acme", "value-a")
-	eventually(t, "the second replica to build a again", func() bool { return hasValue(m2.Get("acme", "gw"), "value-a") })
+	testkit.Eventually(t, waitBound, serves(m2, "acme", "gw", "value-a"), "the second replica to build a again")
 	back := m2.Get("acme", "gw")
 	if back.Hash != first.Hash || back.Revision <= first.Revision {
 		t.Fatalf("content that came back: hash equal %v, revision %d (first %d): want the same hash at a newer revision",
@@ -251,10 +256,10 @@ func TestReplicaThatMissedAChangeAgrees(t *testing.T) {
 	}
 	hold.Store(false)
 	close(release)
-	eventually(t, "the first replica to serve the content under the same revision", func() bool {
+	testkit.Eventually(t, waitBound, func() error {
 		b := m1.Get("acme", "gw")
-		return b.Revision == back.Revision
-	})
+		return testkit.Check(b.Revision == back.Revision, "revision %d, want %d", b.Revision, back.Revision)
+	}, "the first replica to serve the content under the same revision")
 	if got := m1.Get("acme", "gw"); string(got.Raw) != string(back.Raw) || got.ETag() != back.ETag() {
 		t.Fatal("one content, one revision, but different bytes or ETags")
 	}
@@ -280,17 +285,20 @@ func TestStaleSnapshotIsNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.setHeader("acme", "v1")
-	eventually(t, "the conflict to show", func() bool {
+	testkit.Eventually(t, waitBound, func() error {
 		bf := m.BuildFailure("acme", "gw")
-		return bf != nil && bf.Retrying && strings.Contains(bf.Error, "older than the content recorded")
-	})
+		return testkit.Check(bf != nil && bf.Retrying && strings.Contains(bf.Error, "older than the content recorded"), "build failure %+v", bf)
+	}, "the conflict to show")
 	if got := m.Get("acme", "gw"); got != before {
 		t.Fatalf("a stale build was installed at revision %d", got.Revision)
 	}
 	f.setHeader("acme", "v2")
-	eventually(t, "the newer snapshot to be built", func() bool { return hasValue(m.Get("acme", "gw"), "v2") })
+	testkit.Eventually(t, waitBound, serves(m, "acme", "gw", "v2"), "the newer snapshot to be built")
 	if got := m.Get("acme", "gw").Revision; got != head+2 {
 		t.Fatalf("revision %d, want %d", got, head+2)
 	}
-	eventually(t, "the failure to clear", func() bool { return m.BuildFailure("acme", "gw") == nil })
+	testkit.Eventually(t, waitBound, func() error {
+		bf := m.BuildFailure("acme", "gw")
+		return testkit.Check(bf == nil, "build failure %+v", bf)
+	}, "the failure to clear")
 }

@@ -3,73 +3,56 @@ package bundles
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
-	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
 
+// waitBound is how long the tests wait for the manager to catch up.
+const waitBound = 5 * time.Second
+
+// fixture is an embedded store, its signing keys and the tenants and
+// gateways a test seeds.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	store store.Store
 	keys  *KeyStore
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	st, err := embedded.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	box, err := secretbox.New(bytes.Repeat([]byte{7}, secretbox.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, store: st, keys: NewKeyStore(st, box)}
+	st := testkit.Store(t)
+	return &fixture{t: t, store: st, keys: NewKeyStore(st, testkit.SecretBox(t))}
 }
 
-func (f *fixture) write(fn func(ctx context.Context, tx store.Tx) error) {
+func (f *fixture) write(fn func(ctx context.Context, tx store.Tx) error) int64 {
 	f.t.Helper()
-	if _, err := f.store.Update(context.Background(), fn); err != nil {
-		f.t.Fatal(err)
-	}
+	return testkit.Write(f.t, f.store, fn)
 }
 
+// tenant stores an available tenant with an allow-all validators policy
+// "allow" and, per service s, the service and its API "s-get" (GET /s).
 func (f *fixture) tenant(tid string, services ...string) {
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		if err := tenantRepo.Create(ctx, tx, &store.Typed[model.TenantSpec]{Meta: store.Object{ID: tid}, Spec: model.TenantSpec{Name: tid, Status: model.TenantAvailable}}); err != nil {
-			return err
-		}
-		if err := policyRepo.Create(ctx, tx, &store.Typed[model.PolicySpec]{Meta: store.Object{TenantID: tid, ID: "allow", Name: "allow"},
-			Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{{Name: "true"}}}}); err != nil {
-			return err
-		}
-		for _, s := range services {
-			if err := serviceRepo.Create(ctx, tx, &store.Typed[model.ServiceSpec]{Meta: store.Object{TenantID: tid, ID: s, Name: s},
-				Spec: model.ServiceSpec{URL: "http://" + s + ".internal"}}); err != nil {
-				return err
-			}
-			if err := apiRepo.Create(ctx, tx, &store.Typed[model.APISpec]{Meta: store.Object{TenantID: tid, ID: s + "-get", ParentID: s},
-				Spec: model.APISpec{ServiceID: s, Method: "GET", Path: "/" + s, PolicyID: "allow"}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	f.t.Helper()
+	objs := []*store.Object{testkit.Tenant(tid), testkit.Policy(tid, "allow", testkit.Validators(testkit.AllowAll()))}
+	for _, s := range services {
+		objs = append(objs, testkit.Service(tid, s, "http://"+s+".internal"),
+			testkit.API(tid, s+"-get", model.APISpec{ServiceID: s, Method: "GET", Path: "/" + s, PolicyID: "allow"}))
+	}
+	testkit.Create(f.t, f.store, objs...)
 }
 
+// gateway stores an Envoy gateway of the services (none: all of them).
 func (f *fixture) gateway(tid, id string, services ...string) {
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		return gatewayRepo.Create(ctx, tx, &store.Typed[model.GatewaySpec]{Meta: store.Object{TenantID: tid, ID: id, Name: id},
-			Spec: model.GatewaySpec{Type: model.GatewayEnvoy, ServiceIDs: services}})
-	})
+	f.t.Helper()
+	testkit.Create(f.t, f.store, testkit.Gateway(tid, id, model.GatewaySpec{Type: model.GatewayEnvoy, ServiceIDs: services}))
 }
 
 func (f *fixture) start() (*Manager, context.CancelFunc) {
@@ -79,23 +62,25 @@ func (f *fixture) start() (*Manager, context.CancelFunc) {
 	done := make(chan struct{})
 	go func() { _ = m.Run(ctx); close(done) }()
 	f.t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-m.Ready():
-	case <-time.After(20 * time.Second):
-		f.t.Fatal("manager not ready")
-	}
+	testkit.Receive(f.t, m.Ready(), 20*time.Second, "the manager to be ready")
 	return m, cancel
 }
 
-// eventually polls cond for up to 5s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// caughtUp is a condition: m has followed the feed to rev and built
+// every change up to it.
+func caughtUp(m *Manager, rev int64) func() error {
+	return func() error {
+		return testkit.Check(m.position() >= rev, "built up to revision %d of %d (lag %d)", m.position(), rev, m.Lag())
+	}
+}
+
+// gone is a condition: m serves no bundle of tid/gw.
+func gone(m *Manager, tid, gw string) func() error {
+	return func() error {
+		if b := m.Get(tid, gw); b != nil {
+			return fmt.Errorf("%s/%s still served at revision %d", tid, gw, b.Revision)
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
 	}
 }
 
@@ -127,16 +112,12 @@ func TestManagerBuildsAndFollowsChanges(t *testing.T) {
 
 	// A change to the admin service's API rebuilds only the gateway that
 	// includes it.
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		a, err := apiRepo.Get(ctx, tx, "acme", "admin-get")
-		if err != nil {
-			return err
-		}
-		a.Spec.Path = "/admin/{id}"
-		return apiRepo.Update(ctx, tx, a, 0)
-	})
-	eventually(t, "the all gateway to be rebuilt", func() bool { return m.Get("acme", "all").Revision > all.Revision })
-	time.Sleep(100 * time.Millisecond)
+	changed := testkit.Edit(t, f.store, model.KindAPI, "acme", "admin-get", func(a *model.APISpec) { a.Path = "/admin/{id}" })
+	testkit.Eventually(t, waitBound, func() error {
+		got := m.Get("acme", "all").Revision
+		return testkit.Check(got > all.Revision, "revision %d, was %d", got, all.Revision)
+	}, "the all gateway to be rebuilt")
+	testkit.Eventually(t, waitBound, caughtUp(m, changed), "the manager to build the change")
 	if got := m.Get("acme", "pets-gw"); got != pets {
 		t.Fatal("a gateway whose inputs did not change was rebuilt")
 	}
@@ -150,10 +131,8 @@ func TestManagerBuildsAndFollowsChanges(t *testing.T) {
 	// A write that changes no bundle input (a signing key lookup, a runtime
 	// state) rebuilds nothing.
 	builds = m.Builds()
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		return tx.Create(ctx, &store.Object{Kind: "unrelated", TenantID: "acme", ID: "x"})
-	})
-	time.Sleep(100 * time.Millisecond)
+	unrelated := testkit.Create(t, f.store, &store.Object{Kind: "unrelated", TenantID: "acme", ID: "x"})
+	testkit.Eventually(t, waitBound, caughtUp(m, unrelated), "the manager to follow the unrelated write")
 	if m.Builds() != builds {
 		t.Fatal("an unrelated write rebuilt bundles")
 	}
@@ -163,7 +142,7 @@ func TestManagerBuildsAndFollowsChanges(t *testing.T) {
 		_, err := gatewayRepo.Delete(ctx, tx, "acme", "pets-gw", 0)
 		return err
 	})
-	eventually(t, "the deleted gateway's bundle to go", func() bool { return m.Get("acme", "pets-gw") == nil })
+	testkit.Eventually(t, waitBound, gone(m, "acme", "pets-gw"), "the deleted gateway's bundle to go")
 	f.write(func(ctx context.Context, tx store.Tx) error {
 		if _, err := tx.DeleteTenant(ctx, "other"); err != nil {
 			return err
@@ -171,7 +150,7 @@ func TestManagerBuildsAndFollowsChanges(t *testing.T) {
 		_, err := tx.Delete(ctx, model.KindTenant, "", "other", 0, true)
 		return err
 	})
-	eventually(t, "the deleted tenant's bundles to go", func() bool { return m.Get("other", "gw") == nil })
+	testkit.Eventually(t, waitBound, gone(m, "other", "gw"), "the deleted tenant's bundles to go")
 }
 
 func TestRevisionsSurviveRestarts(t *testing.T) {
@@ -208,13 +187,8 @@ func TestWaitLongPolls(t *testing.T) {
 	got := make(chan *Bundle, 1)
 	go func() { got <- m.Wait(context.Background(), "acme", "gw", cur.ETag()) }()
 	time.Sleep(50 * time.Millisecond)
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		p, err := policyRepo.Get(ctx, tx, "acme", "allow")
-		if err != nil {
-			return err
-		}
-		p.Spec.Validators = []model.ValidatorConfig{{Name: "false"}}
-		return policyRepo.Update(ctx, tx, p, 0)
+	testkit.Edit(t, f.store, model.KindPolicy, "acme", "allow", func(p *model.PolicySpec) {
+		p.Validators = []model.ValidatorConfig{{Name: "false"}}
 	})
 	select {
 	case b := <-got:
