@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
@@ -95,7 +96,8 @@ func TestADSRefusesForeignCredentials(t *testing.T) {
 	// The gateway's own credential works, and only it shows in the status.
 	c := dialADS(t, a.cp.addr, NodeID("acme", "edge"), a.edge)
 	subscribeLikeEnvoy(t, c)
-	eventually(t, "the node in the status", func() bool { return len(a.cp.xds.Status("acme", "edge").Nodes) == 1 })
+	testkit.Eventually(t, waitBound, a.cp.statusWhere("acme", "edge", nil, func(st XDSStatus) bool { return len(st.Nodes) == 1 }),
+		"the node in the status")
 	if st := a.cp.xds.Status("acme", "edge"); st.LastNack != nil {
 		t.Fatalf("last NACK %+v", st.LastNack)
 	}
@@ -175,7 +177,7 @@ func TestNodeIDCannotChangeMidStream(t *testing.T) {
 		t.Fatalf("got %v, want PermissionDenied", err)
 	}
 	a.assertUntouched(t, "beta", "edge")
-	eventually(t, "the stream to close", func() bool { return len(a.cp.xds.Status("acme", "edge").Nodes) == 0 })
+	testkit.Eventually(t, waitBound, a.cp.statusWhere("acme", "edge", nil, noNodes), "the stream to close")
 	if st := a.cp.xds.Status("acme", "edge"); st.LastNack != nil {
 		t.Fatalf("the forged NACK was recorded for acme/edge: %+v", st.LastNack)
 	}
@@ -219,11 +221,12 @@ func TestSotwAndDeltaStreamsAreKeptApart(t *testing.T) {
 	if err := d.Send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: dr.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "both nodes with their ACKs", func() bool {
-		e, b := a.cp.xds.Status("acme", "edge"), a.cp.xds.Status("beta", "edge")
-		return len(e.Nodes) == 1 && !e.Nodes[0].Delta && e.Nodes[0].Resources[resource.ClusterType].AckedAt != nil &&
-			len(b.Nodes) == 1 && b.Nodes[0].Delta && b.Nodes[0].Resources[resource.ClusterType].AckedAt != nil
-	})
+	testkit.Eventually(t, waitBound, a.cp.statusWhere("acme", "edge", nil, func(e XDSStatus) bool {
+		return len(e.Nodes) == 1 && !e.Nodes[0].Delta && e.Nodes[0].Resources[resource.ClusterType].AckedAt != nil
+	}), "the SotW node with its ACK")
+	testkit.Eventually(t, waitBound, a.cp.statusWhere("beta", "edge", nil, func(b XDSStatus) bool {
+		return len(b.Nodes) == 1 && b.Nodes[0].Delta && b.Nodes[0].Resources[resource.ClusterType].AckedAt != nil
+	}), "the delta node with its ACK")
 	// The SotW stream still may not speak for beta/edge.
 	if err := c.stream.Send(&discoverygrpc.DiscoveryRequest{Node: &corev3.Node{Id: NodeID("beta", "edge")},
 		TypeUrl: resource.ListenerType}); err != nil {
@@ -288,9 +291,10 @@ func TestRevocationEndsOpenStreams(t *testing.T) {
 	subscribeLikeEnvoy(t, edge)
 	side := dialADS(t, a.cp.addr, NodeID("acme", "side"), a.side)
 	subscribeLikeEnvoy(t, side)
-	eventually(t, "both nodes", func() bool {
-		return len(a.cp.xds.Status("acme", "edge").Nodes) == 1 && len(a.cp.xds.Status("acme", "side").Nodes) == 1
-	})
+	for _, gw := range []string{"edge", "side"} {
+		testkit.Eventually(t, waitBound, a.cp.statusWhere("acme", gw, nil, func(st XDSStatus) bool { return len(st.Nodes) == 1 }),
+			"the node of acme/%s", gw)
+	}
 
 	ctx := context.Background()
 	if n := a.cp.xds.Reverify(ctx); n != 0 {
@@ -314,7 +318,7 @@ func TestRevocationEndsOpenStreams(t *testing.T) {
 	if _, err := edge.next(resource.RouteType, step); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("the revoked stream: %v, want Unauthenticated", err)
 	}
-	eventually(t, "the revoked node to disconnect", func() bool { return len(a.cp.xds.Status("acme", "edge").Nodes) == 0 })
+	testkit.Eventually(t, waitBound, a.cp.statusWhere("acme", "edge", nil, noNodes), "the revoked node to disconnect")
 	again := dialADS(t, a.cp.addr, NodeID("acme", "edge"), a.edge)
 	sendOK(t, again.subscribe(resource.ClusterType, nil))
 	if _, err := again.next(resource.ClusterType, step); status.Code(err) != codes.Unauthenticated {

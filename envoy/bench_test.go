@@ -1,13 +1,13 @@
 package envoy
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -20,37 +20,31 @@ func seedBench(b *testing.B, f *fixture, services, apis int) {
 	b.Helper()
 	f.tenant("t")
 	methods := []string{"GET", "POST", "PUT", "DELETE", "*"}
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		for s := 0; s < services; s++ {
-			sid := fmt.Sprintf("svc-%03d", s)
-			if err := serviceRepo.Create(ctx, tx, &store.Typed[model.ServiceSpec]{Meta: store.Object{TenantID: "t", ID: sid, Name: sid},
-				Spec: model.ServiceSpec{URL: fmt.Sprintf("http://%s.internal:8080/api", sid), Hosts: []string{sid + ".example.com"}}}); err != nil {
-				return err
-			}
+	var objs []*store.Object
+	for s := 0; s < services; s++ {
+		sid := fmt.Sprintf("svc-%03d", s)
+		objs = append(objs, testkit.Service("t", sid, fmt.Sprintf("http://%s.internal:8080/api", sid), sid+".example.com"))
+	}
+	for a := 0; a < apis; a++ {
+		sid := fmt.Sprintf("svc-%03d", a%services)
+		var path string
+		switch a % 4 {
+		case 0:
+			path = fmt.Sprintf("/r%d", a)
+		case 1:
+			path = fmt.Sprintf("/r%d/{id}", a)
+		case 2:
+			path = fmt.Sprintf("/r%d/{id}/items/{item}", a)
+		default:
+			path = fmt.Sprintf("/r%d/files/{path...}", a)
 		}
-		for a := 0; a < apis; a++ {
-			sid := fmt.Sprintf("svc-%03d", a%services)
-			var path string
-			switch a % 4 {
-			case 0:
-				path = fmt.Sprintf("/r%d", a)
-			case 1:
-				path = fmt.Sprintf("/r%d/{id}", a)
-			case 2:
-				path = fmt.Sprintf("/r%d/{id}/items/{item}", a)
-			default:
-				path = fmt.Sprintf("/r%d/files/{path...}", a)
-			}
-			m := methods[a%len(methods)]
-			if err := apiRepo.Create(ctx, tx, &store.Typed[model.APISpec]{
-				Meta: store.Object{TenantID: "t", ID: fmt.Sprintf("api-%05d", a), ParentID: sid, Name: model.APIName(sid, m, path)},
-				Spec: model.APISpec{ServiceID: sid, Method: m, Path: path, Public: a%50 == 0}}); err != nil {
-				return err
-			}
-		}
-		return gatewayRepo.Create(ctx, tx, &store.Typed[model.GatewaySpec]{Meta: store.Object{TenantID: "t", ID: "edge", Name: "edge"},
-			Spec: model.GatewaySpec{Type: model.GatewayEnvoy}})
-	})
+		m := methods[a%len(methods)]
+		o := testkit.API("t", fmt.Sprintf("api-%05d", a), model.APISpec{ServiceID: sid, Method: m, Path: path, Public: a%50 == 0})
+		o.Name = model.APIName(sid, m, path)
+		objs = append(objs, o)
+	}
+	objs = append(objs, testkit.Gateway("t", "edge", model.GatewaySpec{Type: model.GatewayEnvoy}))
+	testkit.Create(b, f.store, objs...)
 }
 
 // BenchmarkSnapshotBuild measures turning one gateway's compiled

@@ -1,8 +1,8 @@
 package envoy
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,22 +12,14 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
-	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
-	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
 
-var (
-	tenantRepo  = store.Repo[model.TenantSpec]{Kind: model.KindTenant}
-	serviceRepo = store.Repo[model.ServiceSpec]{Kind: model.KindService}
-	apiRepo     = store.Repo[model.APISpec]{Kind: model.KindAPI}
-	gatewayRepo = store.Repo[model.GatewaySpec]{Kind: model.KindGateway}
-)
-
-// fixture is an embedded store seeded through its repositories, the way
-// the admin API writes, and the bundle manager that compiles it.
+// fixture is an embedded store seeded with the objects the admin API
+// writes, and the bundle manager that compiles it.
 type fixture struct {
 	t     testing.TB
 	store store.Store
@@ -36,39 +28,23 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	st, err := embedded.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	box, err := secretbox.New(bytes.Repeat([]byte{7}, secretbox.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, store: st, keys: bundles.NewKeyStore(st, box)}
+	st := testkit.Store(t)
+	return &fixture{t: t, store: st, keys: bundles.NewKeyStore(st, testkit.SecretBox(t))}
 }
 
 func (f *fixture) write(fn func(ctx context.Context, tx store.Tx) error) {
 	f.t.Helper()
-	if _, err := f.store.Update(context.Background(), fn); err != nil {
-		f.t.Fatal(err)
-	}
+	testkit.Write(f.t, f.store, fn)
 }
 
 func (f *fixture) tenant(tid string) {
 	f.t.Helper()
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		return tenantRepo.Create(ctx, tx, &store.Typed[model.TenantSpec]{Meta: store.Object{ID: tid},
-			Spec: model.TenantSpec{Name: tid, Status: model.TenantAvailable}})
-	})
+	testkit.Create(f.t, f.store, testkit.Tenant(tid))
 }
 
 func (f *fixture) service(tid, id, url string, hosts ...string) {
 	f.t.Helper()
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		return serviceRepo.Create(ctx, tx, &store.Typed[model.ServiceSpec]{Meta: store.Object{TenantID: tid, ID: id, Name: id},
-			Spec: model.ServiceSpec{URL: url, Hosts: hosts}})
-	})
+	testkit.Create(f.t, f.store, testkit.Service(tid, id, url, hosts...))
 }
 
 // api is an API of a service; public APIs get ext_authz disabled.
@@ -77,43 +53,31 @@ type api struct {
 	public                    bool
 }
 
-func (f *fixture) apis(tid string, apis ...api) {
-	f.t.Helper()
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		for _, a := range apis {
-			if err := apiRepo.Create(ctx, tx, &store.Typed[model.APISpec]{
-				Meta: store.Object{TenantID: tid, ID: a.id, ParentID: a.service, Name: model.APIName(a.service, a.method, a.id)},
-				Spec: model.APISpec{ServiceID: a.service, Method: a.method, Path: a.path, Public: a.public}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// object is the API as the store keeps it, named as the admin API names
+// it (unique per service, method and id).
+func (a api) object(tid string) *store.Object {
+	o := testkit.API(tid, a.id, model.APISpec{ServiceID: a.service, Method: a.method, Path: a.path, Public: a.public})
+	o.Name = model.APIName(a.service, a.method, a.id)
+	return o
 }
 
-// update changes an object's spec through its repository.
-func update[S any](f *fixture, repo store.Repo[S], tid, id string, fn func(*S)) {
+func (f *fixture) apis(tid string, apis ...api) {
 	f.t.Helper()
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		o, err := repo.Get(ctx, tx, tid, id)
-		if err != nil {
-			return err
-		}
-		fn(&o.Spec)
-		return repo.Update(ctx, tx, o, 0)
-	})
+	objs := make([]*store.Object, len(apis))
+	for i, a := range apis {
+		objs[i] = a.object(tid)
+	}
+	testkit.Create(f.t, f.store, objs...)
 }
 
 func (f *fixture) setAPIPath(tid, id, path string) {
 	f.t.Helper()
-	update(f, apiRepo, tid, id, func(a *model.APISpec) { a.Path = path })
+	testkit.Edit(f.t, f.store, model.KindAPI, tid, id, func(a *model.APISpec) { a.Path = path })
 }
 
 func (f *fixture) gateway(tid, id string, spec model.GatewaySpec) {
 	f.t.Helper()
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		return gatewayRepo.Create(ctx, tx, &store.Typed[model.GatewaySpec]{Meta: store.Object{TenantID: tid, ID: id, Name: id}, Spec: spec})
-	})
+	testkit.Create(f.t, f.store, testkit.Gateway(tid, id, spec))
 }
 
 // compile compiles a gateway straight from the store (no bundle manager).
@@ -220,22 +184,46 @@ func (f *fixture) start() *controlPlane {
 			<-done
 		}
 	})
-	select {
-	case <-srv.Ready():
-	case <-time.After(20 * time.Second):
-		f.t.Fatal("xds server not ready")
-	}
+	testkit.Receive(f.t, srv.Ready(), 20*time.Second, "the xDS server to be ready")
 	return &controlPlane{bundles: m, xds: srv, addr: lis.Addr().String(), creds: creds}
 }
 
-// eventually polls cond for up to 5s.
+// waitBound is how long the tests wait for the control plane to catch up.
+const waitBound = 5 * time.Second
+
+// eventually is testkit.Eventually for a condition that reports no state.
+//
+// Deprecated: write a testkit.Eventually condition that says what it saw.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.Eventually(t, waitBound, func() error { return testkit.Check(cond(), "not yet") }, "%s", what)
+}
+
+// statusJSON shows an xDS status in failure messages.
+func statusJSON(st XDSStatus) string {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Sprintf("%+v", st)
+	}
+	return string(b)
+}
+
+// statusWhere is a condition on gateway tid/gw's xDS status: ok holds
+// for it. The status is stored in *last (when last is not nil) for the
+// assertions that follow, and reported when the wait times out.
+func (cp *controlPlane) statusWhere(tid, gw string, last *XDSStatus, ok func(st XDSStatus) bool) func() error {
+	return statusOf(cp.xds, tid, gw, last, ok)
+}
+
+// noNodes holds for a status without connected nodes.
+func noNodes(st XDSStatus) bool { return len(st.Nodes) == 0 }
+
+func statusOf(srv *Server, tid, gw string, last *XDSStatus, ok func(st XDSStatus) bool) func() error {
+	return func() error {
+		st := srv.Status(tid, gw)
+		if last != nil {
+			*last = st
 		}
-		time.Sleep(5 * time.Millisecond)
+		return testkit.Check(ok(st), "status of %s/%s: %s", tid, gw, statusJSON(st))
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/xds"
 
 	_ "github.com/gatehouse-dev/gatehouse/envoy/xdscreds"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
@@ -87,8 +88,7 @@ func TestProxylessGRPC(t *testing.T) {
 			t.Logf("status: %s", js)
 		}
 	}()
-	eventually(t, "the gRPC node's ACKs", func() bool {
-		st = cp.xds.Status("acme", "mesh")
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "mesh", &st, func(st XDSStatus) bool {
 		if len(st.Nodes) == 0 {
 			return false
 		}
@@ -100,16 +100,17 @@ func TestProxylessGRPC(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}), "the gRPC node's ACKs")
 	if st.LastNack != nil {
 		t.Fatalf("grpc-go rejected the resources: %+v", st.LastNack)
 	}
 
 	// An admin change reaches the client: Check loses its route.
 	f.setAPIPath("acme", "check", "/grpc.health.v1.Health/Other")
-	eventually(t, "the route change to reach the gRPC client", func() bool {
-		return status.Code(check(greeter)) == codes.Unavailable
-	})
+	testkit.Eventually(t, waitBound, func() error {
+		err := check(greeter)
+		return testkit.Check(status.Code(err) == codes.Unavailable, "Check: %v", err)
+	}, "the route change to reach the gRPC client")
 	if err := check(plain); err != nil {
 		t.Fatalf("the other listener broke: %v", err)
 	}
@@ -199,22 +200,15 @@ func TestProxylessGRPCNeedsTheGatewaysCredential(t *testing.T) {
 			// The client fails RPCs, soon with the xDS stream's error inside
 			// (before it has heard from the control plane, with another).
 			want := "xDS stream: rpc error: code = " + tc.want.String()
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			testkit.Eventually(t, 5*time.Second, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				_, err := c.Check(ctx, &healthpb.HealthCheckRequest{})
 				cancel()
 				if err == nil {
 					t.Fatal("the RPC went through")
 				}
-				if status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), want) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("RPC error %v, want Unavailable from %q", err, want)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return testkit.Check(status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), want), "RPC error %v", err)
+			}, "the RPC to fail Unavailable from %q", want)
 		})
 	}
 	st := cp.xds.Status("acme", "mesh")

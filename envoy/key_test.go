@@ -1,11 +1,10 @@
 package envoy
 
 import (
-	"context"
 	"testing"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
-	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 // Every input Translate reads changes the key; what it does not read (a
@@ -22,11 +21,7 @@ func TestTranslationKey(t *testing.T) {
 		fn   func()
 	}{
 		{"a policy", func() {
-			policyRepo := store.Repo[model.PolicySpec]{Kind: model.KindPolicy}
-			f.write(func(ctx context.Context, tx store.Tx) error {
-				return policyRepo.Create(ctx, tx, &store.Typed[model.PolicySpec]{Meta: store.Object{TenantID: "acme", ID: "p", Name: "p"},
-					Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{{Name: "true"}}}})
-			})
+			testkit.Create(t, f.store, testkit.Policy("acme", "p", testkit.Validators(testkit.AllowAll())))
 		}},
 	}
 	for _, c := range changes {
@@ -36,13 +31,13 @@ func TestTranslationKey(t *testing.T) {
 		}
 	}
 	updateService := func(fn func(*model.ServiceSpec)) func() {
-		return func() { update(f, serviceRepo, "acme", "store", fn) }
+		return func() { testkit.Edit(t, f.store, model.KindService, "acme", "store", fn) }
 	}
 	updateAPI := func(fn func(*model.APISpec)) func() {
-		return func() { update(f, apiRepo, "acme", "order", fn) }
+		return func() { testkit.Edit(t, f.store, model.KindAPI, "acme", "order", fn) }
 	}
 	updateGateway := func(fn func(*model.GatewaySpec)) func() {
-		return func() { update(f, gatewayRepo, "acme", "edge", fn) }
+		return func() { testkit.Edit(t, f.store, model.KindGateway, "acme", "edge", fn) }
 	}
 	for _, c := range []struct {
 		what string

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -122,12 +123,11 @@ func TestADSClientLikeEnvoy(t *testing.T) {
 	}
 
 	// The status shows the node and its ACKs.
-	st := cp.xds.Status("acme", "edge")
-	eventually(t, "the ACKs to be recorded", func() bool {
-		st = cp.xds.Status("acme", "edge")
+	var st XDSStatus
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool {
 		return len(st.Nodes) == 1 && st.Nodes[0].Resources[resource.RouteType] != nil &&
 			st.Nodes[0].Resources[resource.RouteType].AckedVersion == st.Version
-	})
+	}), "the ACKs to be recorded")
 	for _, typ := range []string{resource.ClusterType, resource.ListenerType, resource.RouteType} {
 		r := st.Nodes[0].Resources[typ]
 		if r == nil || r.AckedVersion != st.Version || r.AckedAt == nil || r.LastNack != nil {
@@ -206,10 +206,8 @@ func TestNackIsRecordedAndNotResent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st XDSStatus
-	eventually(t, "the NACK in the status", func() bool {
-		st = cp.xds.Status("acme", "edge")
-		return st.LastNack != nil
-	})
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool { return st.LastNack != nil }),
+		"the NACK in the status")
 	if st.LastNack.Error != "listener rejected: bad filter" || st.LastNack.Version != lds.GetVersionInfo() ||
 		st.LastNack.TypeURL != resource.ListenerType || st.LastNack.At.IsZero() {
 		t.Fatalf("last NACK %+v", st.LastNack)
@@ -235,7 +233,7 @@ func TestNackIsRecordedAndNotResent(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.close()
-	eventually(t, "the node to disconnect", func() bool { return len(cp.xds.Status("acme", "edge").Nodes) == 0 })
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", nil, noNodes), "the node to disconnect")
 	if cp.xds.Status("acme", "edge").LastNack == nil {
 		t.Fatal("the last NACK was forgotten")
 	}
@@ -251,7 +249,7 @@ func TestDeletedGatewayIsEmptiedThenDropped(t *testing.T) {
 	subscribeLikeEnvoy(t, c)
 	f.write(func(ctx context.Context, tx store.Tx) error {
 		for _, gw := range []string{"edge", "idle"} {
-			if _, err := gatewayRepo.Delete(ctx, tx, "acme", gw, 0); err != nil {
+			if _, err := tx.Delete(ctx, model.KindGateway, "acme", gw, 0, false); err != nil {
 				return err
 			}
 		}
@@ -267,7 +265,8 @@ func TestDeletedGatewayIsEmptiedThenDropped(t *testing.T) {
 			t.Fatalf("%s: %d resources after the gateway was deleted", typ, len(r.GetResources()))
 		}
 	}
-	eventually(t, "the idle gateway to be dropped", func() bool { return cp.xds.Status("acme", "idle").Version == "" })
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "idle", nil, func(st XDSStatus) bool { return st.Version == "" }),
+		"the idle gateway to be dropped")
 	if cp.xds.Status("acme", "edge").Version != "" {
 		t.Fatal("a deleted gateway still reports a version")
 	}
@@ -282,15 +281,14 @@ func TestInvisibleChangeKeepsVersion(t *testing.T) {
 	cp := f.start()
 	before := cp.xds.Status("acme", "edge")
 	rev := cp.bundles.Get("acme", "edge").Revision
-	policyRepo := store.Repo[model.PolicySpec]{Kind: model.KindPolicy}
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		return policyRepo.Create(ctx, tx, &store.Typed[model.PolicySpec]{Meta: store.Object{TenantID: "acme", ID: "p", Name: "p"},
-			Spec: model.PolicySpec{Language: model.LanguageValidators, Validators: []model.ValidatorConfig{{Name: "true"}}}})
-	})
-	eventually(t, "the bundle rebuild", func() bool { return cp.bundles.Get("acme", "edge").Revision != rev })
-	eventually(t, "the xDS server to see it", func() bool {
-		return cp.xds.Status("acme", "edge").BundleRevision == cp.bundles.Get("acme", "edge").Revision
-	})
+	testkit.Create(t, f.store, testkit.Policy("acme", "p", testkit.Validators(testkit.AllowAll())))
+	testkit.Eventually(t, waitBound, func() error {
+		got := cp.bundles.Get("acme", "edge").Revision
+		return testkit.Check(got != rev, "bundle revision still %d", got)
+	}, "the bundle rebuild")
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", nil, func(st XDSStatus) bool {
+		return st.BundleRevision == cp.bundles.Get("acme", "edge").Revision
+	}), "the xDS server to see it (bundle revision %d)", cp.bundles.Get("acme", "edge").Revision)
 	if after := cp.xds.Status("acme", "edge"); after.Version != before.Version || after.Error != "" {
 		t.Fatalf("version %s -> %s (error %q)", before.Version, after.Version, after.Error)
 	}
@@ -340,10 +338,9 @@ func TestDeltaStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st XDSStatus
-	eventually(t, "the delta ACK and NACK", func() bool {
-		st = cp.xds.Status("acme", "edge")
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool {
 		return st.LastNack != nil && len(st.Nodes) == 1 && st.Nodes[0].Resources[resource.ClusterType].AckedAt != nil
-	})
+	}), "the delta ACK and NACK")
 	if !st.Nodes[0].Delta || st.LastNack.Error != "no thanks" || st.LastNack.TypeURL != resource.ListenerType ||
 		st.Nodes[0].Resources[resource.ClusterType].AckedVersion == "" {
 		t.Fatalf("status %+v", st)
@@ -359,20 +356,17 @@ func TestBadConfigurationKeepsPreviousSnapshot(t *testing.T) {
 	cp := f.start()
 	good := cp.xds.Status("acme", "edge").Version
 	setURL := func(url string) {
-		update(f, serviceRepo, "acme", "store", func(s *model.ServiceSpec) { s.URL = url })
+		testkit.Edit(t, f.store, model.KindService, "acme", "store", func(s *model.ServiceSpec) { s.URL = url })
 	}
 	setURL("ftp://store.example.com")
 	var st XDSStatus
-	eventually(t, "the error in the status", func() bool {
-		st = cp.xds.Status("acme", "edge")
-		return st.Error != ""
-	})
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool { return st.Error != "" }),
+		"the error in the status")
 	if st.Version != good || !strings.Contains(st.Error, "scheme") {
 		t.Fatalf("status %+v", st)
 	}
 	setURL("https://store.example.com")
-	eventually(t, "a new version", func() bool {
-		st = cp.xds.Status("acme", "edge")
+	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool {
 		return st.Error == "" && st.Version != good
-	})
+	}), "a new version (the last good one was %s)", good)
 }
