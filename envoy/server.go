@@ -31,7 +31,8 @@ type Options struct {
 	// AuthorizerAddress is the authorizer's ext_authz gRPC address as the
 	// gateways' Envoys reach it, "host:port" (required).
 	AuthorizerAddress string
-	Logger            *slog.Logger
+	// Logger is used as given: the caller names the component.
+	Logger *slog.Logger
 	// AuthorizerTimeout and UpstreamCAFile: see TranslateOptions.
 	AuthorizerTimeout time.Duration
 	UpstreamCAFile    string
@@ -101,7 +102,6 @@ func New(opts Options) (*Server, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	lg = lg.With("component", "xds")
 	s := &Server{
 		bundles: opts.Bundles,
 		opts: TranslateOptions{AuthorizerAddress: opts.AuthorizerAddress, AuthorizerTimeout: opts.AuthorizerTimeout,
