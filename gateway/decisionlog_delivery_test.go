@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -174,11 +175,11 @@ func TestDecisionLogsSurviveAnOutage(t *testing.T) {
 	checks(t, srv, 0, n)
 	// Far more attempts than the three the old logger made before it
 	// dropped a batch.
-	waitUntil(t, "uploads failing for a while", func() bool {
+	testkit.Eventually(t, followerWait, func() error {
 		intake.mu.Lock()
 		defer intake.mu.Unlock()
-		return intake.attempts >= 40
-	})
+		return testkit.Check(intake.attempts >= 40, "%d upload attempts", intake.attempts)
+	}, "uploads failing for a while")
 	st := logs.Status()
 	if st.State != "ERROR" || st.HTTPCode != http.StatusServiceUnavailable || !strings.Contains(st.Message, "503") {
 		t.Fatalf("status during the outage: %+v", st)
@@ -187,7 +188,10 @@ func TestDecisionLogsSurviveAnOutage(t *testing.T) {
 		t.Fatalf("during the outage: %+v", st)
 	}
 	intake.set(func(f *fakeLogIntake) { f.failing, f.barrier = false, 2 })
-	waitUntil(t, "the backlog delivered", func() bool { return logs.Status().Sent == n })
+	testkit.Eventually(t, followerWait, func() error {
+		st := logs.Status()
+		return testkit.Check(st.Sent == n, "status %+v", st)
+	}, "the backlog delivered")
 	st = logs.Status()
 	if st.State != "OK" || st.DroppedTotal() != 0 || st.BufferedEvents != 0 || st.BufferedBytes != 0 || st.Uploads["ok"] == 0 || st.Uploads["error"] < 40 {
 		t.Fatalf("status after the outage: %+v", st)
@@ -256,7 +260,10 @@ func TestDecisionLogDropsAreCountedLoggedAndReported(t *testing.T) {
 		Logger: slog.New(slog.NewJSONHandler(out, nil))})
 	const n = 300
 	checks(t, srv, 0, n)
-	waitUntil(t, "the first drop logged", func() bool { return len(dropLines(t, out)) == 1 })
+	testkit.Eventually(t, followerWait, func() error {
+		lines := dropLines(t, out)
+		return testkit.Check(len(lines) == 1, "drop log lines %v", lines)
+	}, "the first drop logged")
 
 	// The status report carries the counts (and the failing uploads).
 	key, _ := policies.GenerateSigningKey("acme")
@@ -272,7 +279,7 @@ func TestDecisionLogDropsAreCountedLoggedAndReported(t *testing.T) {
 	}
 	runFollower(t, f)
 	var report map[string]any
-	waitUntil(t, "a status report with the drops", func() bool {
+	testkit.Eventually(t, followerWait, func() error {
 		st := logs.Status()
 		fake.mu.Lock()
 		defer fake.mu.Unlock()
@@ -284,11 +291,15 @@ func TestDecisionLogDropsAreCountedLoggedAndReported(t *testing.T) {
 				m["counter_decision_logs_dropped"] == float64(st.DroppedTotal()) && m["counter_decision_logs_events"] == float64(n) &&
 				plugin["state"] == "ERROR" && dl["http_code"] == float64(503) && dl["code"] == "decision_log_error" {
 				report = s
-				return true
+				return nil
 			}
 		}
-		return false
-	})
+		var last any
+		if len(fake.statuses) > 0 {
+			last = fake.statuses[len(fake.statuses)-1]["decision_logs"]
+		}
+		return fmt.Errorf("decision log status %+v; %d status reports, the last one's decision_logs: %v", st, len(fake.statuses), last)
+	}, "a status report with the drops")
 	if m := report["decision_logs"].(map[string]any)["metrics"].(map[string]any); m["counter_decision_logs_sent"] != float64(0) ||
 		m["counter_decision_logs_dropped_rejected"] != float64(0) {
 		t.Fatalf("report metrics: %v", m)
@@ -356,7 +367,10 @@ func TestDecisionLogSpillSurvivesARestart(t *testing.T) {
 	first, srv := start(opts)
 	const n = 200
 	checks(t, srv, 0, n)
-	waitUntil(t, "batches spilled to disk", func() bool { return first.Status().SpilledBytes > 0 })
+	testkit.Eventually(t, followerWait, func() error {
+		st := first.Status()
+		return testkit.Check(st.SpilledBytes > 0, "status %+v", st)
+	}, "batches spilled to disk")
 	closeLogs(t, first, 10*time.Second)
 	st := first.Status()
 	if st.DroppedTotal() != 0 || st.Sent != 0 || st.BufferedEvents != n || st.BufferedBytes != 0 || st.SpilledBytes == 0 {

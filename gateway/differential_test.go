@@ -14,6 +14,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/gatehouse-dev/gatehouse/gateway/token"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/jwtkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/routing"
@@ -98,11 +99,11 @@ func randomTemplate(rng *rand.Rand) string {
 // JWKS, so the pure-Rego entrypoint can verify them too.
 var diffSigner struct {
 	once sync.Once
-	s    signer
+	s    *jwtkit.Signer
 }
 
-func diffKey(t testing.TB) signer {
-	diffSigner.once.Do(func() { diffSigner.s = newSigner(t, "diff") })
+func diffKey(t testing.TB) *jwtkit.Signer {
+	diffSigner.once.Do(func() { diffSigner.s = jwtkit.NewSigner(t, "diff") })
 	return diffSigner.s
 }
 
@@ -114,7 +115,7 @@ func randomConfig(t testing.TB, rng *rand.Rand) *policies.Config {
 		Gateways: []policies.Object[model.GatewaySpec]{{ID: "gw", Name: "gw", Spec: model.GatewaySpec{Type: model.GatewayEnvoy,
 			PolicyTimeoutMS: model.MaxPolicyTimeoutMS, DryRun: rng.Intn(8) == 0, AllowUnmatchedRoutes: rng.Intn(4) == 0}}},
 		Issuers: []policies.Object[model.IssuerSpec]{{ID: "idp", Name: "idp", Spec: model.IssuerSpec{Issuer: issuerURL,
-			Audiences: []string{"pets-api"}, JWKS: jwksOf(t, diffKey(t))}}},
+			Audiences: []string{"pets-api"}, JWKS: jwtkit.JWKS(t, diffKey(t))}}},
 	}
 	hostSets := [][]string{nil, nil, {"api.example.com"}, {"*.example.com"}, {"*.eu.example.com", "other.org"}}
 	for s := 0; s < 1+rng.Intn(4); s++ {
@@ -168,13 +169,13 @@ func randomAuthorization(t testing.TB, rng *rand.Rand) string {
 	case 0, 1:
 		return ""
 	case 2:
-		return "Bearer " + k.token(t, claims("pets-api", -time.Hour, good))
+		return "Bearer " + k.Token(t, claims("pets-api", -time.Hour, good))
 	case 3:
-		return "Bearer " + k.token(t, claims("other", time.Hour, good))
+		return "Bearer " + k.Token(t, claims("other", time.Hour, good))
 	case 4:
 		return []string{"Bearer garbage", "Basic dXNlcjpwdw==", "Bearer "}[rng.Intn(3)]
 	default:
-		return "Bearer " + k.token(t, claims("pets-api", time.Hour, good))
+		return "Bearer " + k.Token(t, claims("pets-api", time.Hour, good))
 	}
 }
 

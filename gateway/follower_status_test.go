@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -51,18 +52,10 @@ func clean(rev string) func(b map[string]any) bool {
 	}
 }
 
-// waitQuickly waits for a condition well within the follower's 30 s
-// periodic report, so only a report sent because of the change counts.
-func waitQuickly(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// quickWait bounds the waits for a status report well within the
+// follower's 30 s periodic report, so only a report sent because of the
+// change counts.
+const quickWait = 5 * time.Second
 
 // TestFollowerClearsErrorsWhenTheControlPlaneIsBack: while bundle downloads
 // are refused, the status report carries the error; once the control plane
@@ -77,22 +70,20 @@ func TestFollowerClearsErrorsWhenTheControlPlaneIsBack(t *testing.T) {
 	tr := &refusingTransport{}
 	f, engines := newStatusFollower(t, srv.URL, key, &http.Client{Transport: tr}, &syncBuffer{})
 	runFollower(t, f)
-	waitUntil(t, "revision 4", func() bool { return f.Revision() == "4" })
+	testkit.Eventually(t, followerWait, atRevision(f, "4"), "revision 4")
 
 	for round := 0; round < 2; round++ {
 		tr.refuse.Store(true)
-		waitQuickly(t, "a status report with the refused connection", func() bool {
-			return fake.reported(func(b map[string]any) bool {
-				msg, _ := b["message"].(string)
-				return b["active_revision"] == "4" && b["code"] == "bundle_error" && strings.Contains(msg, "connection refused")
-			})
-		})
+		testkit.Eventually(t, quickWait, fake.reportedWhere(func(b map[string]any) bool {
+			msg, _ := b["message"].(string)
+			return b["active_revision"] == "4" && b["code"] == "bundle_error" && strings.Contains(msg, "connection refused")
+		}), "a status report with the refused connection")
 		if e := engines.For(nil); e == nil || e.Revision != "4" {
 			t.Fatal("the last good bundle is not enforced while the control plane is away")
 		}
 		fake.update(func(f *fakeBundleService) { f.statuses = nil })
 		tr.refuse.Store(false)
-		waitQuickly(t, "a status report without the error", func() bool { return fake.reported(clean("4")) })
+		testkit.Eventually(t, quickWait, fake.reportedWhere(clean("4")), "a status report without the error")
 		if f.Revision() != "4" {
 			t.Fatalf("revision %s, want 4 (nothing changed)", f.Revision())
 		}
@@ -113,21 +104,15 @@ func TestFollowerKeepsEnforcingForADisabledTenant(t *testing.T) {
 	logs := &syncBuffer{}
 	f, engines := newStatusFollower(t, srv.URL, key, &http.Client{}, logs)
 	runFollower(t, f)
-	waitUntil(t, "revision 4", func() bool { return f.Revision() == "4" })
+	testkit.Eventually(t, followerWait, atRevision(f, "4"), "revision 4")
 
 	fake.update(func(f *fakeBundleService) { f.disabled = true; f.inm = nil })
-	waitQuickly(t, "a status report saying the tenant is disabled", func() bool {
-		return fake.reported(func(b map[string]any) bool {
-			msg, _ := b["message"].(string)
-			return b["active_revision"] == "4" && b["code"] == "tenant_disabled" && strings.Contains(msg, "disabled")
-		})
-	})
+	testkit.Eventually(t, quickWait, fake.reportedWhere(func(b map[string]any) bool {
+		msg, _ := b["message"].(string)
+		return b["active_revision"] == "4" && b["code"] == "tenant_disabled" && strings.Contains(msg, "disabled")
+	}), "a status report saying the tenant is disabled")
 	// Two requests: the answer to the first has been handled.
-	waitUntil(t, "two refused requests", func() bool {
-		fake.mu.Lock()
-		defer fake.mu.Unlock()
-		return len(fake.inm) >= 2
-	})
+	testkit.Eventually(t, followerWait, fake.bundleRequests(2), "two refused requests")
 	if e := engines.For(nil); e == nil || e.Revision != "4" || !engines.Ready() || f.Deleted() || !healthAllowed(engines) {
 		t.Fatal("the last good bundle is not enforced while the tenant is disabled")
 	}
@@ -136,7 +121,9 @@ func TestFollowerKeepsEnforcingForADisabledTenant(t *testing.T) {
 	}
 
 	fake.update(func(f *fakeBundleService) { f.disabled = false; f.statuses = nil })
-	waitQuickly(t, "a status report without the error", func() bool { return fake.reported(clean("4")) })
+	testkit.Eventually(t, quickWait, fake.reportedWhere(clean("4")), "a status report without the error")
 	fake.set(signedBundle(t, key, 5, privateHealth), `"5"`)
-	waitUntil(t, "revision 5", func() bool { return f.Revision() == "5" && !healthAllowed(engines) })
+	testkit.Eventually(t, followerWait, func() error {
+		return testkit.Check(f.Revision() == "5" && !healthAllowed(engines), "revision %q, /healthz allowed %v", f.Revision(), healthAllowed(engines))
+	}, "revision 5")
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -140,14 +142,15 @@ func signedBundle(t testing.TB, key *policies.SigningKey, rev int64, mutate func
 	return raw
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+// followerWait bounds the waits for a follower, a decision logger or a
+// status report.
+const followerWait = 10 * time.Second
+
+// atRevision is a condition: f has activated revision rev.
+func atRevision(f *Follower, rev string) func() error {
+	return func() error {
+		got := f.Revision()
+		return testkit.Check(got == rev, "revision %q", got)
 	}
 }
 
@@ -180,31 +183,23 @@ func TestFollowerVerifiesActivatesCachesAndReports(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.Run(ctx); close(done) }()
-	waitUntil(t, "the first activation", func() bool { return f.Revision() == "1" })
+	testkit.Eventually(t, followerWait, atRevision(f, "1"), "the first activation")
 	if e := engines.For(nil); e == nil || e.Revision != "1" {
 		t.Fatal("no engine after activation")
 	}
 	// A new revision arrives through the long poll.
 	fake.set(signedBundle(t, key, 2, func(c *policies.Config) { c.APIs[2].Spec.Public = false }), `"2"`)
-	waitUntil(t, "revision 2", func() bool { return f.Revision() == "2" })
+	testkit.Eventually(t, followerWait, atRevision(f, "2"), "revision 2")
 	// A bundle signed with another key is refused; revision 2 stays.
 	other, _ := policies.GenerateSigningKey("acme")
 	fake.set(signedBundle(t, other, 3, nil), `"3"`)
-	time.Sleep(300 * time.Millisecond)
+	// The report with the error comes once the bundle was refused.
+	testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
+		return b["active_revision"] == "2" && b["code"] == "bundle_error"
+	}), "a status report with the error")
 	if f.Revision() != "2" || engines.For(nil).Revision != "2" {
 		t.Fatal("a bundle with a bad signature was activated")
 	}
-	waitUntil(t, "a status report with the error", func() bool {
-		fake.mu.Lock()
-		defer fake.mu.Unlock()
-		for _, s := range fake.statuses {
-			b := s["bundles"].(map[string]any)["gatehouse"].(map[string]any)
-			if b["active_revision"] == "2" && b["code"] == "bundle_error" {
-				return true
-			}
-		}
-		return false
-	})
 	cancel()
 	<-done
 	if _, err := os.Stat(f.cachePath()); err != nil {
@@ -219,7 +214,8 @@ func TestFollowerVerifiesActivatesCachesAndReports(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
 	go f2.Run(ctx2)
-	waitUntil(t, "activation from the cache", func() bool { return engines2.For(nil) != nil })
+	testkit.Eventually(t, followerWait, func() error { return testkit.Check(engines2.For(nil) != nil, "no engine") },
+		"activation from the cache")
 	if engines2.For(nil).Revision != "2" {
 		t.Fatalf("cache gave revision %s", engines2.For(nil).Revision)
 	}
@@ -305,7 +301,10 @@ func TestDecisionLogs(t *testing.T) {
 	if time.Since(start) > 2*time.Second {
 		t.Fatal("checks blocked on the decision log")
 	}
-	waitUntil(t, "every decision encoded", func() bool { return small.Status().QueuedEvents == 0 })
+	testkit.Eventually(t, followerWait, func() error {
+		st := small.Status()
+		return testkit.Check(st.QueuedEvents == 0, "%d events queued", st.QueuedEvents)
+	}, "every decision encoded")
 	close(stuck.block)
 	small.Close(context.Background())
 	mfs, _ := reg.Gather()
@@ -412,6 +411,34 @@ func (f *fakeBundleService) reported(match func(b map[string]any) bool) bool {
 	return false
 }
 
+// reportedWhere is a condition: a status report since the last reset
+// matches; otherwise it shows the bundle part of the last reports.
+func (f *fakeBundleService) reportedWhere(match func(b map[string]any) bool) func() error {
+	return func() error {
+		if f.reported(match) {
+			return nil
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var last []any
+		for _, s := range f.statuses[max(0, len(f.statuses)-3):] {
+			last = append(last, s["bundles"])
+		}
+		shown, _ := json.Marshal(last)
+		return fmt.Errorf("%d status reports, the last ones: %s", len(f.statuses), shown)
+	}
+}
+
+// bundleRequests is a condition: at least n bundle requests since inm
+// was reset.
+func (f *fakeBundleService) bundleRequests(n int) func() error {
+	return func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return testkit.Check(len(f.inm) >= n, "%d bundle requests", len(f.inm))
+	}
+}
+
 func (f *fakeBundleService) update(fn func(*fakeBundleService)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -449,15 +476,13 @@ func TestFollowerRefusesRollback(t *testing.T) {
 	logs := &syncBuffer{}
 	f, engines := newLoggingFollower(t, srv.URL, t.TempDir(), key, logs)
 	runFollower(t, f)
-	waitUntil(t, "revision 5", func() bool { return f.Revision() == "5" })
+	testkit.Eventually(t, followerWait, atRevision(f, "5"), "revision 5")
 
 	fake.update(func(f *fakeBundleService) { f.statuses = nil })
 	fake.set(rev3, `"3"`) // a man in the middle replays an older bundle
-	waitUntil(t, "a status report refusing revision 3", func() bool {
-		return fake.reported(func(b map[string]any) bool {
-			return b["active_revision"] == "5" && b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "revision 3 is older than revision 5")
-		})
-	})
+	testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
+		return b["active_revision"] == "5" && b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "revision 3 is older than revision 5")
+	}), "a status report refusing revision 3")
 	if !logs.logged("ERROR", "bundle rollback refused; enforcing the active revision") {
 		t.Fatal("the refused rollback was not logged as an error")
 	}
@@ -468,18 +493,16 @@ func TestFollowerRefusesRollback(t *testing.T) {
 	// The same revision with other content is refused as well.
 	fake.update(func(f *fakeBundleService) { f.statuses = nil })
 	fake.set(signedBundle(t, key, 5, privateHealth), `"5-other"`)
-	waitUntil(t, "a status report refusing the other revision 5", func() bool {
-		return fake.reported(func(b map[string]any) bool {
-			return b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "other content")
-		})
-	})
+	testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
+		return b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "other content")
+	}), "a status report refusing the other revision 5")
 	if f.Revision() != "5" || !healthAllowed(engines) {
 		t.Fatal("a bundle with the active revision and other content was activated")
 	}
 
 	// A newer revision is taken.
 	fake.set(signedBundle(t, key, 7, privateHealth), `"7"`)
-	waitUntil(t, "revision 7", func() bool { return f.Revision() == "7" })
+	testkit.Eventually(t, followerWait, atRevision(f, "7"), "revision 7")
 	if healthAllowed(engines) {
 		t.Fatal("revision 7 is not the one enforced")
 	}
@@ -504,7 +527,7 @@ func TestFollowerETagFromVerifiedManifest(t *testing.T) {
 	os.WriteFile(f.cachePath()+".etag", []byte(`"2"`+"\n"), 0o600)
 
 	runFollower(t, f)
-	waitUntil(t, "revision 2 from the control plane", func() bool { return f.Revision() == "2" })
+	testkit.Eventually(t, followerWait, atRevision(f, "2"), "revision 2 from the control plane")
 	fake.mu.Lock()
 	first := fake.inm[0]
 	fake.mu.Unlock()
@@ -534,7 +557,7 @@ func TestFollowerRestartKeepsTheHighWaterMark(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.Run(ctx); close(done) }()
-	waitUntil(t, "revision 7", func() bool { return f.Revision() == "7" })
+	testkit.Eventually(t, followerWait, atRevision(f, "7"), "revision 7")
 	cancel()
 	<-done
 	var st followerState
@@ -556,16 +579,16 @@ func TestFollowerRestartKeepsTheHighWaterMark(t *testing.T) {
 	fake.update(func(f *fakeBundleService) { f.down = false; f.statuses = nil })
 	fake.set(rev3, `"3"`)
 	runFollower(t, f3)
-	waitUntil(t, "a status report refusing revision 3", func() bool {
-		return fake.reported(func(b map[string]any) bool {
-			return b["code"] == "bundle_rollback" && b["active_revision"] == ""
-		})
-	})
+	testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
+		return b["code"] == "bundle_rollback" && b["active_revision"] == ""
+	}), "a status report refusing revision 3")
 	if engines3.For(nil) != nil || !logs.logged("ERROR", "cached bundle refused") {
 		t.Fatal("revision 3 was activated after a restart, or its refusal not logged")
 	}
 	fake.set(signedBundle(t, key, 8, nil), `"8"`)
-	waitUntil(t, "revision 8", func() bool { return f3.Revision() == "8" && engines3.Ready() })
+	testkit.Eventually(t, followerWait, func() error {
+		return testkit.Check(f3.Revision() == "8" && engines3.Ready(), "revision %q, ready %v", f3.Revision(), engines3.Ready())
+	}, "revision 8")
 }
 
 // TestFollowerFailsClosedWhenTheGatewayIsDeleted: network errors and
@@ -594,14 +617,10 @@ func TestFollowerFailsClosedWhenTheGatewayIsDeleted(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { f.Run(ctx); close(done) }()
-		waitUntil(t, "revision 4", func() bool { return f.Revision() == "4" })
+		testkit.Eventually(t, followerWait, atRevision(f, "4"), "revision 4")
 		fake.update(func(f *fakeBundleService) { f.inm = nil; c.set(f) })
 		// Two requests: the answer to the first has been handled.
-		waitUntil(t, "two requests after "+c.name, func() bool {
-			fake.mu.Lock()
-			defer fake.mu.Unlock()
-			return len(fake.inm) >= 2
-		})
+		testkit.Eventually(t, followerWait, fake.bundleRequests(2), "two requests after %s", c.name)
 		if f.Deleted() || !engines.Ready() || engines.For(nil) == nil || engines.For(nil).Revision != "4" {
 			t.Errorf("%s: the last good bundle is no longer enforced", c.name)
 		}
@@ -617,10 +636,12 @@ func TestFollowerFailsClosedWhenTheGatewayIsDeleted(t *testing.T) {
 	done := make(chan struct{})
 	go func() { f.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitUntil(t, "revision 4", func() bool { return f.Revision() == "4" })
+	testkit.Eventually(t, followerWait, atRevision(f, "4"), "revision 4")
 
 	fake.update(func(f *fakeBundleService) { f.gone = true })
-	waitUntil(t, "the deletion", func() bool { return f.Deleted() })
+	testkit.Eventually(t, followerWait, func() error {
+		return testkit.Check(f.Deleted(), "not deleted, revision %q", f.Revision())
+	}, "the deletion")
 	if engines.Ready() || engines.For(nil) != nil || f.Revision() != "" {
 		t.Fatal("the deleted gateway's bundle is still enforced")
 	}
@@ -656,12 +677,18 @@ func TestFollowerFailsClosedWhenTheGatewayIsDeleted(t *testing.T) {
 	done2 := make(chan struct{})
 	go func() { f2.Run(ctx2); close(done2) }()
 	defer func() { cancel2(); <-done2 }()
-	waitUntil(t, "revision 9", func() bool { return f2.Revision() == "9" && engines2.Ready() && !f2.Deleted() })
-	waitUntil(t, "state.json without the deletion", func() bool {
+	testkit.Eventually(t, followerWait, func() error {
+		return testkit.Check(f2.Revision() == "9" && engines2.Ready() && !f2.Deleted(),
+			"revision %q, ready %v, deleted %v", f2.Revision(), engines2.Ready(), f2.Deleted())
+	}, "revision 9")
+	testkit.Eventually(t, followerWait, func() error {
 		var st followerState
 		raw, err := os.ReadFile(f2.statePath())
-		return err == nil && json.Unmarshal(raw, &st) == nil && st.DeletedAt == nil && st.Revision == "9"
-	})
+		if err != nil {
+			return err
+		}
+		return testkit.Check(json.Unmarshal(raw, &st) == nil && st.DeletedAt == nil && st.Revision == "9", "state.json %s", raw)
+	}, "state.json without the deletion")
 }
 
 // TestFollowerWithoutCacheKeepsTheMarkInMemory: no cache directory, the
@@ -674,12 +701,11 @@ func TestFollowerWithoutCacheKeepsTheMarkInMemory(t *testing.T) {
 	defer srv.Close()
 	f, engines := newFollowerFixture(t, srv.URL, "", key)
 	runFollower(t, f)
-	waitUntil(t, "revision 6", func() bool { return f.Revision() == "6" })
+	testkit.Eventually(t, followerWait, atRevision(f, "6"), "revision 6")
 	fake.update(func(f *fakeBundleService) { f.statuses = nil })
 	fake.set(signedBundle(t, key, 2, privateHealth), `"2"`)
-	waitUntil(t, "a status report refusing revision 2", func() bool {
-		return fake.reported(func(b map[string]any) bool { return b["code"] == "bundle_rollback" })
-	})
+	testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool { return b["code"] == "bundle_rollback" }),
+		"a status report refusing revision 2")
 	if f.Revision() != "6" || !healthAllowed(engines) {
 		t.Fatal("revision 2 was activated")
 	}

@@ -12,6 +12,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/jwtkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -36,7 +37,7 @@ headers["x-role"] := "reader" if input.attributes.request.http.headers["x-give-r
 // and a Connection header can neither hide nor remove them.
 func TestGatewayOwnedHeadersCannotBeForged(t *testing.T) {
 	ctx := context.Background()
-	signer := newSigner(t, "k1")
+	signer := jwtkit.NewSigner(t, "k1")
 	up := &recorder{}
 	upstream := httptest.NewServer(up)
 	defer upstream.Close()
@@ -52,7 +53,7 @@ func TestGatewayOwnedHeadersCannotBeForged(t *testing.T) {
 				PolicyID: "owned", ClaimsToHeaders: map[string]string{"sub": "X-User", "org.tier": "x-tier"}}},
 			policies.Object[model.APISpec]{ID: "open", Spec: model.APISpec{ServiceID: "pets", Method: "GET", Path: "/open/{p...}", Public: true}})
 		cfg.Issuers = []policies.Object[model.IssuerSpec]{{ID: "idp", Name: "idp", Spec: model.IssuerSpec{Issuer: issuerURL,
-			Audiences: []string{"pets-api"}, JWKS: jwksOf(t, signer)}}}
+			Audiences: []string{"pets-api"}, JWKS: jwtkit.JWKS(t, signer)}}}
 	})
 	src, _ := SourceFromCompiled(c, "1")
 	eng, err := a.Activate(ctx, src, "test")
@@ -64,7 +65,7 @@ func TestGatewayOwnedHeadersCannotBeForged(t *testing.T) {
 			t.Errorf("the bundle does not own %q: %v", h, eng.Config().RequestHeaders.Owned)
 		}
 	}
-	bearer := "Bearer " + signer.token(t, claims("pets-api", time.Hour, nil)) // sub alice, no org.tier
+	bearer := "Bearer " + signer.Token(t, claims("pets-api", time.Hour, nil)) // sub alice, no org.tier
 	forged := map[string]string{"x-user": "root", "X-Tier": "gold", "x-role": "admin", "x-gatehouse-tenant": "beta",
 		"X-Gatehouse-Api": "other", "x-http-method-override": "DELETE", "x-original-url": "/admin", "x-rewrite-url": "/admin"}
 

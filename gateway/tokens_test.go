@@ -2,63 +2,18 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/genproto/googleapis/rpc/code"
 
 	"github.com/gatehouse-dev/gatehouse/gateway/token"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/jwtkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
-
-// signer is an issuer's key.
-type signer struct {
-	kid string
-	key *rsa.PrivateKey
-}
-
-func newSigner(t testing.TB, kid string) signer {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signer{kid: kid, key: k}
-}
-
-func jwksOf(t testing.TB, ss ...signer) []byte {
-	t.Helper()
-	var set jose.JSONWebKeySet
-	for _, s := range ss {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &s.key.PublicKey, KeyID: s.kid, Algorithm: "RS256", Use: "sig"})
-	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func (s signer) token(t testing.TB, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
-	tok.Header["kid"] = s.kid
-	raw, err := tok.SignedString(s.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
-}
 
 const issuerURL = "https://idp.example.com"
 
@@ -80,19 +35,6 @@ allow if {
 }
 `
 
-// jwksServer serves a key set that the test can rotate, on loopback.
-type jwksServer struct {
-	mu  sync.Mutex
-	set []byte
-}
-
-func (s *jwksServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(s.set)
-}
-
 func tokenFactoryForTest(ctx context.Context, issuers []policies.IssuerData) (TokenValidator, error) {
 	return token.New(token.FromBundle(issuers), token.Options{AllowPrivateNetworks: true, MinRefetchInterval: time.Millisecond})
 }
@@ -100,10 +42,8 @@ func tokenFactoryForTest(ctx context.Context, issuers []policies.IssuerData) (To
 // TestExtAuthzTokens: JWT validation over a real gRPC connection, with keys
 // from a jwks_uri that rotates.
 func TestExtAuthzTokens(t *testing.T) {
-	oldKey, newKey, stranger := newSigner(t, "k1"), newSigner(t, "k2"), newSigner(t, "k1")
-	keys := &jwksServer{set: jwksOf(t, oldKey)}
-	ks := httptest.NewServer(keys)
-	defer ks.Close()
+	oldKey, newKey, stranger := jwtkit.NewSigner(t, "k1"), jwtkit.NewSigner(t, "k2"), jwtkit.NewSigner(t, "k1")
+	ks := jwtkit.NewServer(t, oldKey)
 	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	a := &Activator{Engines: engines, Tokens: tokenFactoryForTest}
 	defer a.Close()
@@ -131,7 +71,7 @@ func TestExtAuthzTokens(t *testing.T) {
 		return res
 	}
 	good := map[string]any{"roles": []any{"admin", "ops"}, "scope": "pets:read pets:write", "org": map[string]any{"id": "o-42"}}
-	res := put("Bearer " + oldKey.token(t, claims("pets-api", time.Hour, good)))
+	res := put("Bearer " + oldKey.Token(t, claims("pets-api", time.Hour, good)))
 	if res.Status.Code != int32(code.Code_OK) {
 		t.Fatalf("valid token denied: %v", res)
 	}
@@ -148,12 +88,12 @@ func TestExtAuthzTokens(t *testing.T) {
 		want code.Code
 	}{
 		{"missing token", "", code.Code_UNAUTHENTICATED},
-		{"expired token", "Bearer " + oldKey.token(t, claims("pets-api", -time.Hour, good)), code.Code_UNAUTHENTICATED},
-		{"wrong audience", "Bearer " + oldKey.token(t, claims("other-api", time.Hour, good)), code.Code_UNAUTHENTICATED},
-		{"unknown signer with a known kid", "Bearer " + stranger.token(t, claims("pets-api", time.Hour, good)), code.Code_UNAUTHENTICATED},
+		{"expired token", "Bearer " + oldKey.Token(t, claims("pets-api", -time.Hour, good)), code.Code_UNAUTHENTICATED},
+		{"wrong audience", "Bearer " + oldKey.Token(t, claims("other-api", time.Hour, good)), code.Code_UNAUTHENTICATED},
+		{"unknown signer with a known kid", "Bearer " + stranger.Token(t, claims("pets-api", time.Hour, good)), code.Code_UNAUTHENTICATED},
 		{"garbage", "Bearer not.a.jwt", code.Code_UNAUTHENTICATED},
-		{"valid token, missing role", "Bearer " + oldKey.token(t, claims("pets-api", time.Hour, map[string]any{"roles": []any{"ops"}, "scope": "pets:write"})), code.Code_PERMISSION_DENIED},
-		{"valid token, missing scope", "Bearer " + oldKey.token(t, claims("pets-api", time.Hour, map[string]any{"roles": []any{"admin"}, "scp": []any{"pets:read"}})), code.Code_PERMISSION_DENIED},
+		{"valid token, missing role", "Bearer " + oldKey.Token(t, claims("pets-api", time.Hour, map[string]any{"roles": []any{"ops"}, "scope": "pets:write"})), code.Code_PERMISSION_DENIED},
+		{"valid token, missing scope", "Bearer " + oldKey.Token(t, claims("pets-api", time.Hour, map[string]any{"roles": []any{"admin"}, "scp": []any{"pets:read"}})), code.Code_PERMISSION_DENIED},
 	}
 	for _, tc := range cases {
 		if res := put(tc.auth); res.Status.Code != int32(tc.want) {
@@ -162,10 +102,8 @@ func TestExtAuthzTokens(t *testing.T) {
 	}
 	// Key rotation: the issuer publishes a new key; a token with the new
 	// kid is accepted without restarting (unknown-kid refetch).
-	rotated := "Bearer " + newKey.token(t, claims("pets-api", time.Hour, good))
-	keys.mu.Lock()
-	keys.set = jwksOf(t, newKey)
-	keys.mu.Unlock()
+	rotated := "Bearer " + newKey.Token(t, claims("pets-api", time.Hour, good))
+	ks.Publish(t, newKey)
 	if res := put(rotated); res.Status.Code != int32(code.Code_OK) {
 		t.Fatalf("token signed with the rotated key: %v (%s)", code.Code(res.Status.Code), res.Status.Message)
 	}
