@@ -1,9 +1,9 @@
 package local_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -14,10 +14,9 @@ import (
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gateway/local"
-	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
-	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
 
 // slowActivator holds the activations of one tenant until released, as a
@@ -41,44 +40,24 @@ func (a *slowActivator) Activate(ctx context.Context, src *gateway.Source, sourc
 	return a.Activator.Activate(ctx, src, source)
 }
 
-func write(t *testing.T, st store.Store, fn func(ctx context.Context, tx store.Tx) error) {
-	t.Helper()
-	if _, err := st.Update(context.Background(), fn); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // tenant stores a tenant with one gateway, service, API and validators
 // policy (header x-v equals v).
 func tenant(t *testing.T, st store.Store, tid, v string) {
-	write(t, st, func(ctx context.Context, tx store.Tx) error {
-		objs := []*store.Object{
-			{Kind: model.KindTenant, ID: tid, Spec: []byte(`{"name":"` + tid + `","status":"AVAILABLE"}`)},
-			{Kind: model.KindService, TenantID: tid, ID: "s", Name: "s", Spec: []byte(`{"url":"http://s.internal"}`)},
-			{Kind: model.KindAPI, TenantID: tid, ID: "a", ParentID: "s", Spec: []byte(`{"service_id":"s","method":"GET","path":"/","policy_id":"p"}`)},
-			{Kind: model.KindGateway, TenantID: tid, ID: "gw", Name: "gw", Spec: []byte(`{"type":"envoy"}`)},
-		}
-		for _, o := range objs {
-			if err := tx.Create(ctx, o); err != nil {
-				return err
-			}
-		}
-		return setPolicy(ctx, tx, tid, v, true)
-	})
+	t.Helper()
+	testkit.Create(t, st,
+		testkit.Tenant(tid),
+		testkit.Service(tid, "s", "http://s.internal"),
+		testkit.API(tid, "a", model.APISpec{ServiceID: "s", Method: "GET", Path: "/", PolicyID: "p"}),
+		testkit.Gateway(tid, "gw", model.GatewaySpec{Type: model.GatewayEnvoy}),
+		testkit.Policy(tid, "p", testkit.Validators(testkit.HeaderEquals("x-v", v))))
 }
 
-func setPolicy(ctx context.Context, tx store.Tx, tid, v string, create bool) error {
-	spec, _ := json.Marshal(model.PolicySpec{Language: model.LanguageValidators,
-		Validators: []model.ValidatorConfig{{Name: "header", Conf: map[string]any{"name": "x-v", "value": v}}}})
-	if create {
-		return tx.Create(ctx, &store.Object{Kind: model.KindPolicy, TenantID: tid, ID: "p", Name: "p", Spec: spec})
-	}
-	o, err := tx.Get(ctx, model.KindPolicy, tid, "p")
-	if err != nil {
-		return err
-	}
-	o.Spec = spec
-	return tx.Update(ctx, o, 0)
+// setPolicy makes the tenant's policy require x-v: v.
+func setPolicy(t *testing.T, st store.Store, tid, v string) {
+	t.Helper()
+	testkit.Edit(t, st, model.KindPolicy, tid, "p", func(p *model.PolicySpec) {
+		p.Validators = []model.ValidatorConfig{testkit.HeaderEquals("x-v", v)}
+	})
 }
 
 // allows reports whether the gateway's active engine allows GET / with x-v: v.
@@ -92,26 +71,24 @@ func allows(e *gateway.Engine, v string) bool {
 	return err == nil && d.Allowed
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// waitBound bounds the waits for an activation.
+const waitBound = 20 * time.Second
+
+// enforces is a condition: gateway tid/gw's active engine allows GET /
+// with x-v: v.
+func enforces(engines *gateway.Engines, tid, v string) func() error {
+	return func() error {
+		e := engines.Get(tid, "gw")
+		if e == nil {
+			return errors.New("no engine")
 		}
-		time.Sleep(5 * time.Millisecond)
+		return testkit.Check(allows(e, v), "the engine at revision %s does not allow x-v: %s", e.Revision, v)
 	}
 }
 
 func TestSlowActivationDoesNotHoldUpOtherGateways(t *testing.T) {
-	st, err := embedded.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := secretbox.New(bytes.Repeat([]byte{9}, secretbox.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testkit.Store(t)
+	box := testkit.SecretBox(t)
 	tenant(t, st, "heavy", "h1") // sorts first: the old loop activated it first
 	tenant(t, st, "light", "l1")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -124,29 +101,30 @@ func TestSlowActivationDoesNotHoldUpOtherGateways(t *testing.T) {
 	mgrDone, runDone := make(chan struct{}), make(chan struct{})
 	go func() { _ = mgr.Run(ctx); close(mgrDone) }()
 	go func() { local.Run(ctx, mgr, activator, log); close(runDone) }()
-	t.Cleanup(func() { cancel(); <-runDone; <-mgrDone; st.Close() })
+	t.Cleanup(func() { cancel(); <-runDone; <-mgrDone })
 
-	select {
-	case <-entered:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the heavy gateway's activation never started")
-	}
+	testkit.Receive(t, entered, waitBound, "the heavy gateway's activation to start")
 	// While it is stuck, the light tenant's bundles activate, changes too.
-	eventually(t, "the light gateway's engine", func() bool { return allows(engines.Get("light", "gw"), "l1") })
-	write(t, st, func(ctx context.Context, tx store.Tx) error { return setPolicy(ctx, tx, "light", "l2", false) })
-	eventually(t, "the light gateway's new revision", func() bool { return allows(engines.Get("light", "gw"), "l2") })
+	testkit.Eventually(t, waitBound, enforces(engines, "light", "l1"), "the light gateway's engine")
+	setPolicy(t, st, "light", "l2")
+	testkit.Eventually(t, waitBound, enforces(engines, "light", "l2"), "the light gateway's new revision")
 	if engines.Get("heavy", "gw") != nil {
 		t.Fatal("the heavy gateway is active before its activation finished")
 	}
 	// A change to the heavy tenant meanwhile: its newest bundle wins.
-	write(t, st, func(ctx context.Context, tx store.Tx) error { return setPolicy(ctx, tx, "heavy", "h2", false) })
+	setPolicy(t, st, "heavy", "h2")
 	close(release)
-	eventually(t, "the heavy gateway's newest revision", func() bool { return allows(engines.Get("heavy", "gw"), "h2") })
+	testkit.Eventually(t, waitBound, enforces(engines, "heavy", "h2"), "the heavy gateway's newest revision")
 
 	// A deleted gateway's engine goes.
-	write(t, st, func(ctx context.Context, tx store.Tx) error {
+	testkit.Write(t, st, func(ctx context.Context, tx store.Tx) error {
 		_, err := tx.Delete(ctx, model.KindGateway, "light", "gw", 0, false)
 		return err
 	})
-	eventually(t, "the deleted gateway's engine to go", func() bool { return engines.Get("light", "gw") == nil })
+	testkit.Eventually(t, waitBound, func() error {
+		if e := engines.Get("light", "gw"); e != nil {
+			return fmt.Errorf("engine at revision %s still active", e.Revision)
+		}
+		return nil
+	}, "the deleted gateway's engine to go")
 }
