@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-dev/gatehouse/gateway/token"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -106,16 +107,8 @@ func idpToken(t *testing.T, c *clock, kid string, k testKey) string {
 	return remoteToken(t, c, "https://idp", kid, k)
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitBound bounds the waits for a background refresh.
+const waitBound = 5 * time.Second
 
 func newVerifier(t *testing.T, issuers []token.Issuer, opts token.Options) *token.Verifier {
 	t.Helper()
@@ -298,15 +291,18 @@ func TestBackgroundRefresh(t *testing.T) {
 	// refresh brings the new key.
 	srv.update(func(s *keyServer) { s.set = jwks(t, key2().jwk(t, nil)) })
 	noKid := idpToken(t, c, "", key2())
-	eventually(t, "the refreshed key", func() bool {
+	testkit.Eventually(t, waitBound, func() error {
 		_, err := v.Verify(context.Background(), noKid)
-		return err == nil
-	})
+		return err
+	}, "the refreshed key")
 
 	// A check never waits for a refresh in progress when its key is cached.
 	srv.update(func(s *keyServer) { s.delay = time.Second })
 	before := srv.fetches.Load()
-	eventually(t, "a slow refresh", func() bool { return srv.fetches.Load() > before })
+	testkit.Eventually(t, waitBound, func() error {
+		n := srv.fetches.Load()
+		return testkit.Check(n > before, "%d fetches, %d before", n, before)
+	}, "a slow refresh")
 	start := time.Now()
 	mustVerify(t, v, idpToken(t, c, "k2", key2()))
 	if d := time.Since(start); d > 500*time.Millisecond {
@@ -339,9 +335,10 @@ func TestFailingServerKeepsTheLastKeys(t *testing.T) {
 	} {
 		srv.update(broken)
 		errorsBefore := counter(t, reg, "gatehouse_token_jwks_fetches_total", map[string]string{"issuer": "idp", "result": "error"})
-		eventually(t, "failed refreshes", func() bool {
-			return counter(t, reg, "gatehouse_token_jwks_fetches_total", map[string]string{"issuer": "idp", "result": "error"}) >= errorsBefore+2
-		})
+		testkit.Eventually(t, waitBound, func() error {
+			n := counter(t, reg, "gatehouse_token_jwks_fetches_total", map[string]string{"issuer": "idp", "result": "error"})
+			return testkit.Check(n >= errorsBefore+2, "%v failed fetches, %v before", n, errorsBefore)
+		}, "failed refreshes")
 		mustVerify(t, v, raw)
 		// An unknown kid's refetch fails too; the keys stay.
 		c.Add(time.Minute)
