@@ -24,10 +24,25 @@ import (
 	"github.com/gatehouse-dev/gatehouse/bundles"
 )
 
+// BundleSource is what the xDS server reads of the bundle manager
+// (*bundles.Manager is one): every gateway's current bundle, whose
+// Compiled configuration it translates, and a notification when they
+// change.
+type BundleSource interface {
+	// Ready is closed once every gateway's first bundle is built.
+	Ready() <-chan struct{}
+	// All returns every gateway's current bundle.
+	All() []*bundles.Bundle
+	// Changed returns a channel closed at the next change of All.
+	Changed() <-chan struct{}
+}
+
+var _ BundleSource = (*bundles.Manager)(nil)
+
 // Options configure a Server.
 type Options struct {
 	// Bundles is the source of truth for gateways (required, and running).
-	Bundles *bundles.Manager
+	Bundles BundleSource
 	// AuthorizerAddress is the authorizer's ext_authz gRPC address as the
 	// gateways' Envoys reach it, "host:port" (required).
 	AuthorizerAddress string
@@ -47,7 +62,7 @@ type Options struct {
 // clients authenticated with a credential of that gateway (see
 // ServerOptions).
 type Server struct {
-	bundles  *bundles.Manager
+	bundles  BundleSource
 	opts     TranslateOptions
 	log      *slog.Logger
 	tracker  *tracker
@@ -90,7 +105,7 @@ type gatewayState struct {
 // ServerOptions, then Run it.
 func New(opts Options) (*Server, error) {
 	if opts.Bundles == nil {
-		return nil, errors.New("envoy: a bundle manager is required")
+		return nil, errors.New("envoy: a bundle source is required")
 	}
 	if opts.Credentials == nil {
 		return nil, errors.New("envoy: a credential verifier is required")
@@ -158,8 +173,8 @@ func (s *Server) Register(gs grpc.ServiceRegistrar) {
 // Ready is closed once every gateway's first snapshot has been built.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Run waits for the bundle manager's first build, builds every gateway's
-// snapshot, then follows the manager's changes until ctx ends: only
+// Run waits for the bundle source's first build, builds every gateway's
+// snapshot, then follows its changes until ctx ends: only
 // gateways whose bundle revision or hash changed are translated again, and
 // a snapshot is set (with a new version) only when their resources changed.
 // When Run returns, the open xDS streams end (so a graceful gRPC stop does
