@@ -6,18 +6,15 @@ package authzbench
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gateway/token"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/jwtkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -67,11 +64,14 @@ type Fixture struct {
 // NewFixture builds 20 services × 10 APIs, the policy, an issuer with an
 // inline key set, tokens and requests (every one matching an API).
 func NewFixture() (*Fixture, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	signer, err := jwtkit.New("bench")
 	if err != nil {
 		return nil, err
 	}
-	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "bench", Algorithm: "RS256", Use: "sig"}}})
+	set, err := jwtkit.MarshalJWKS(signer)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &policies.Config{
 		Revision: 1,
 		Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
@@ -97,12 +97,10 @@ func NewFixture() (*Fixture, error) {
 		return nil, err
 	}
 	for i, roles := range [][]any{{"viewer"}, {"editor"}, {"admin", "viewer"}, {"viewer"}} {
-		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		raw, err := signer.Sign(jwt.MapClaims{
 			"iss": Issuer, "aud": Audience, "sub": fmt.Sprintf("user-%d", i), "tenant": "acme", "roles": roles,
 			"scope": "pets:read pets:write", "iat": time.Now().Unix(), "exp": time.Now().Add(24 * time.Hour).Unix(),
 		})
-		tok.Header["kid"] = "bench"
-		raw, err := tok.SignedString(key)
 		if err != nil {
 			return nil, err
 		}

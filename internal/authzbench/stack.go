@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 // This file runs the real processes for the decision log benchmarks: a
@@ -137,31 +138,16 @@ type Admin struct {
 
 // Do sends a JSON request and decodes a JSON answer into out (when set).
 func (a *Admin) Do(method, path string, body, out any, want int) error {
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, a.URL+path, rd)
+	c := testkit.HTTPClient{BaseURL: a.URL, Token: a.Token, Client: http.DefaultClient}
+	res, err := c.Send(context.Background(), method, path, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.Token)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, bytes.TrimSpace(raw))
+	if res.Status != want {
+		return fmt.Errorf("%s %s: %d %s", method, path, res.Status, bytes.TrimSpace(res.Body))
 	}
 	if out != nil {
-		return json.Unmarshal(raw, out)
+		return res.Decode(out)
 	}
 	return nil
 }
