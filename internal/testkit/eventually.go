@@ -19,6 +19,14 @@ const PollInterval = 10 * time.Millisecond
 // Call it from the test's goroutine (it calls t.Fatalf).
 func Eventually(t testing.TB, timeout time.Duration, cond func() error, msgf ...any) time.Duration {
 	t.Helper()
+	return EventuallyEvery(t, timeout, PollInterval, cond, msgf...)
+}
+
+// EventuallyEvery is Eventually checking every interval: for a condition
+// whose check is itself heavy (a fresh compile, several requests), so the
+// waiting does not load the system it waits for.
+func EventuallyEvery(t testing.TB, timeout, interval time.Duration, cond func() error, msgf ...any) time.Duration {
+	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
 	for {
@@ -30,7 +38,7 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error, msgf ...
 			t.Fatalf("timed out after %v waiting for %s; last observed: %v", timeout, describe(msgf, "the condition"), err)
 			return time.Since(start)
 		}
-		time.Sleep(PollInterval)
+		time.Sleep(interval)
 	}
 }
 

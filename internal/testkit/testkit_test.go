@@ -58,6 +58,16 @@ func TestEventually(t *testing.T) {
 			t.Fatalf("failure %q does not say %q", rec.failed, want)
 		}
 	})
+	t.Run("EventuallyEvery checks at its own interval", func(t *testing.T) {
+		var calls atomic.Int32
+		rec := &recorder{TB: t}
+		testkit.EventuallyEvery(rec, 120*time.Millisecond, 50*time.Millisecond, func() error {
+			return fmt.Errorf("call %d", calls.Add(1))
+		}, "never")
+		if n := calls.Load(); n < 2 || n > 4 || !strings.Contains(rec.failed, fmt.Sprintf("last observed: call %d", n)) {
+			t.Fatalf("%d calls in 120 ms at 50 ms, failure %q", n, rec.failed)
+		}
+	})
 	t.Run("Check is nil when ok and the state otherwise", func(t *testing.T) {
 		if err := testkit.Check(true, "x"); err != nil {
 			t.Fatal(err)
