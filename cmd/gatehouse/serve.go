@@ -24,7 +24,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/gateway"
-	"github.com/gatehouse-dev/gatehouse/gateway/local"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -452,7 +451,7 @@ func startInProcessAuthorizer(ctx context.Context, cfg serveConfig, st store.Sto
 	}
 	engines := gateway.NewEngines(defaultGateway)
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
-	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: local.StoreSink{Store: st}, Metrics: metrics,
+	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: storeLogSink{Store: st}, Metrics: metrics,
 		Logger: log.With("component", "decision-logs")})
 	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer")})
 	ln, err := net.Listen("tcp", cfg.AuthzAddr)
@@ -463,7 +462,7 @@ func startInProcessAuthorizer(ctx context.Context, cfg serveConfig, st store.Sto
 	gs := grpc.NewServer(drain.option())
 	srv.Register(gs)
 	go srv.WatchHealth(ctx)
-	go local.Run(ctx, mgr, activator, log.With("component", "authorizer"))
+	go func() { _ = (&localBundles{bundles: mgr, activator: activator, log: log.With("component", "authorizer")}).Run(ctx) }()
 	log.Info("ext_authz listening", "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, in-process, all gateways)\n", ln.Addr())
 	return &inProcessAuthorizer{drain: drain, grpc: gs, ln: ln, logs: logs, activator: activator}, nil

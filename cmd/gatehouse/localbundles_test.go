@@ -1,4 +1,4 @@
-package local_test
+package main
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/gateway"
-	"github.com/gatehouse-dev/gatehouse/gateway/local"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -100,7 +99,7 @@ func TestSlowActivationDoesNotHoldUpOtherGateways(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	mgrDone, runDone := make(chan struct{}), make(chan struct{})
 	go func() { _ = mgr.Run(ctx); close(mgrDone) }()
-	go func() { local.Run(ctx, mgr, activator, log); close(runDone) }()
+	go func() { _ = (&localBundles{bundles: mgr, activator: activator, log: log}).Run(ctx); close(runDone) }()
 	t.Cleanup(func() { cancel(); <-runDone; <-mgrDone })
 
 	testkit.Receive(t, entered, waitBound, "the heavy gateway's activation to start")

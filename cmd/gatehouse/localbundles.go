@@ -1,7 +1,4 @@
-// Package local feeds an in-process authorizer straight from the bundle
-// manager (gatehouse serve): every gateway's current compiled bundle is
-// activated as soon as it is built, without a network round trip.
-package local
+package main
 
 import (
 	"context"
@@ -18,21 +15,35 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// Run activates every bundle of m and follows its changes until ctx ends.
-// Gateways activate concurrently, at most GOMAXPROCS (at least 2) at a
-// time, so one heavy tenant's compilation does not hold up the others'
-// bundles; one gateway's activations run one at a time, always of its
-// newest bundle. Run returns once its activations have stopped.
-func Run(ctx context.Context, m *bundles.Manager, a Activator, log *slog.Logger) {
+// localBundles feeds the in-process authorizer of gatehouse serve
+// straight from the bundle manager: every gateway's current compiled
+// bundle is activated as soon as it is built, without a network round
+// trip. (It lives in cmd because it reads the store-backed manager and
+// writes decision logs into the store, and nothing under gateway/ may
+// import store.)
+type localBundles struct {
+	bundles   *bundles.Manager
+	activator localActivator
+	log       *slog.Logger
+}
+
+// Run activates every bundle of the manager and follows its changes until
+// ctx ends. Gateways activate concurrently, at most GOMAXPROCS (at least
+// 2) at a time, so one heavy tenant's compilation does not hold up the
+// others' bundles; one gateway's activations run one at a time, always of
+// its newest bundle. Run returns nil once its activations have stopped.
+func (l *localBundles) Run(ctx context.Context) error {
+	log := l.log
 	if log == nil {
 		log = slog.Default()
 	}
+	m := l.bundles
 	select {
 	case <-m.Ready():
 	case <-ctx.Done():
-		return
+		return nil
 	}
-	r := &runner{a: a, log: log, slots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))), gateways: map[model.GatewayRef]*gatewayState{}}
+	r := &localRunner{a: l.activator, log: log, slots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))), gateways: map[model.GatewayRef]*localGatewayState{}}
 	defer r.workers.Wait()
 	for {
 		changed := m.Changed()
@@ -40,31 +51,31 @@ func Run(ctx context.Context, m *bundles.Manager, a Activator, log *slog.Logger)
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 	}
 }
 
-// Activator activates and removes gateways' engines (*gateway.Activator).
-type Activator interface {
+// localActivator activates and removes gateways' engines (*gateway.Activator).
+type localActivator interface {
 	Activate(ctx context.Context, src *gateway.Source, source string) (*gateway.Engine, error)
 	Remove(tenantID, gatewayID string)
 }
 
-// runner keeps the in-process engines in step with the manager's bundles.
-type runner struct {
-	a       Activator
+// localRunner keeps the in-process engines in step with the manager's bundles.
+type localRunner struct {
+	a       localActivator
 	log     *slog.Logger
 	slots   chan struct{}
 	workers sync.WaitGroup
 
 	mu       sync.Mutex
-	gateways map[model.GatewayRef]*gatewayState
+	gateways map[model.GatewayRef]*localGatewayState
 }
 
-// gatewayState is one gateway's activation state: want is its newest
+// localGatewayState is one gateway's activation state: want is its newest
 // bundle (nil once it is gone); a worker runs while running is set.
-type gatewayState struct {
+type localGatewayState struct {
 	want    *bundles.Bundle
 	active  string // hash of the active bundle
 	failed  string // hash of a bundle that failed to activate (until the next change)
@@ -73,7 +84,7 @@ type gatewayState struct {
 
 // sync records the current bundles and starts a worker for every gateway
 // that needs an activation or a removal.
-func (r *runner) sync(ctx context.Context, all []*bundles.Bundle) {
+func (r *localRunner) sync(ctx context.Context, all []*bundles.Bundle) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[model.GatewayRef]bool{}
@@ -82,7 +93,7 @@ func (r *runner) sync(ctx context.Context, all []*bundles.Bundle) {
 		seen[key] = true
 		st := r.gateways[key]
 		if st == nil {
-			st = &gatewayState{}
+			st = &localGatewayState{}
 			r.gateways[key] = st
 		}
 		st.want = b
@@ -99,7 +110,7 @@ func (r *runner) sync(ctx context.Context, all []*bundles.Bundle) {
 
 // start runs a worker for the gateway unless one runs or nothing is to do
 // (r.mu held).
-func (r *runner) start(ctx context.Context, key model.GatewayRef, st *gatewayState) {
+func (r *localRunner) start(ctx context.Context, key model.GatewayRef, st *localGatewayState) {
 	if st.running || (st.want != nil && (st.want.Hash == st.active || st.want.Hash == st.failed)) {
 		return
 	}
@@ -110,7 +121,7 @@ func (r *runner) start(ctx context.Context, key model.GatewayRef, st *gatewaySta
 
 // work activates the gateway's newest bundle, in a slot, until it is the
 // active one; a gateway that is gone is removed.
-func (r *runner) work(ctx context.Context, key model.GatewayRef, st *gatewayState) {
+func (r *localRunner) work(ctx context.Context, key model.GatewayRef, st *localGatewayState) {
 	defer r.workers.Done()
 	for {
 		r.mu.Lock()
@@ -149,14 +160,14 @@ func (r *runner) work(ctx context.Context, key model.GatewayRef, st *gatewayStat
 	}
 }
 
-// StoreSink writes decision log events straight into the store's decision
+// storeLogSink writes decision log events straight into the store's decision
 // log (what the bundle service's logs endpoint does for remote
 // authorizers).
-type StoreSink struct{ Store store.Runtime }
+type storeLogSink struct{ Store store.Runtime }
 
 // Send implements gateway.LogSink. A batch the store refuses as invalid
 // is rejected for good; other errors are retried by the logger.
-func (s StoreSink) Send(ctx context.Context, batch *gateway.LogBatch) error {
+func (s storeLogSink) Send(ctx context.Context, batch *gateway.LogBatch) error {
 	events, err := batch.Decode()
 	if err != nil {
 		return fmt.Errorf("%w: %v", gateway.ErrLogRejected, err)
