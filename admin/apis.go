@@ -100,29 +100,6 @@ func (s *Server) apiRoutes(_, adm *gin.RouterGroup) {
 	adm.DELETE("/apis/:api", s.deleteAPI)
 }
 
-// apiRoute is a validated method and path.
-type apiRoute struct {
-	method string
-	tpl    *routing.Template
-}
-
-func (r apiRoute) name(serviceID string) string {
-	return model.APIName(serviceID, r.method, r.tpl.Shape())
-}
-
-// parseRoute validates a method and a path template.
-func parseRoute(method, path string) (apiRoute, *Error) {
-	m, err := routing.NormalizeMethod(method)
-	if err != nil {
-		return apiRoute{}, fieldError("method", "%s", err.Error())
-	}
-	tpl, err := routing.ParseTemplate(path)
-	if err != nil {
-		return apiRoute{}, fieldError("path", "%s", err.Error())
-	}
-	return apiRoute{method: m, tpl: tpl}, nil
-}
-
 // validate checks the fields that do not depend on stored state. On create
 // service_id, method and path are required.
 func (r *apiRequest) validate(tid string, create bool) *Error {
@@ -219,8 +196,8 @@ func validateDataClassifications(dcs []string) *Error {
 
 // checkRouteFree fails with 409 already_exists when another API of the
 // service has the same method and an equivalent path.
-func checkRouteFree(ctx context.Context, rd store.Reader, tid, selfID string, route apiRoute, serviceID string) error {
-	o, err := rd.GetByName(ctx, model.KindAPI, tid, route.name(serviceID))
+func checkRouteFree(ctx context.Context, rd store.Reader, tid, selfID string, route routing.Endpoint, serviceID string) error {
+	o, err := rd.GetByName(ctx, model.KindAPI, tid, route.Name(serviceID))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
@@ -236,7 +213,7 @@ func checkRouteFree(ctx context.Context, rd store.Reader, tid, selfID string, ro
 	}
 	return newError(http.StatusConflict, CodeAlreadyExists,
 		fmt.Sprintf("API %q of service %q already has method %s and path %s (equivalent to %s)",
-			other.Meta.ID, serviceID, other.Spec.Method, other.Spec.Path, route.tpl.Raw),
+			other.Meta.ID, serviceID, other.Spec.Method, other.Spec.Path, route.Template.Raw),
 		map[string]any{"kind": "api", "id": other.Meta.ID, "method": other.Spec.Method, "path": other.Spec.Path})
 }
 
@@ -313,9 +290,9 @@ func (s *Server) createAPI(c *gin.Context) {
 	}
 	route, _ := parseRoute(req.Method, req.Path)
 	t := &store.Typed[model.APISpec]{
-		Meta: store.Object{TenantID: tid, ID: id, Name: route.name(req.ServiceID), ParentID: req.ServiceID, Labels: req.Labels, CreatedBy: actor(c)},
+		Meta: store.Object{TenantID: tid, ID: id, Name: route.Name(req.ServiceID), ParentID: req.ServiceID, Labels: req.Labels, CreatedBy: actor(c)},
 		Spec: model.APISpec{
-			ServiceID: req.ServiceID, Method: route.method, Path: route.tpl.Raw, PolicyID: req.PolicyID,
+			ServiceID: req.ServiceID, Method: route.Method, Path: route.Template.Raw, PolicyID: req.PolicyID,
 			CanHavePolicy: req.CanHavePolicy == nil || *req.CanHavePolicy, DataClassifications: req.DataClassifications,
 			Public: req.Public, Position: derefOr(req.Position, 0), ClaimsToHeaders: req.ClaimsToHeaders,
 		},
@@ -407,7 +384,7 @@ func (s *Server) updateAPI(c *gin.Context) {
 		if err := checkRouteFree(ctx, tx, tid, id, route, spec.ServiceID); err != nil {
 			return err
 		}
-		t.Meta.Name, t.Meta.Labels, t.Meta.UpdatedBy = route.name(spec.ServiceID), req.Labels, actor(c)
+		t.Meta.Name, t.Meta.Labels, t.Meta.UpdatedBy = route.Name(spec.ServiceID), req.Labels, actor(c)
 		t.Spec = spec
 		if err := apiRepo.Update(ctx, tx, t, expect); err != nil {
 			return err
@@ -434,7 +411,7 @@ func (r *apiRequest) merge(cur model.APISpec) (model.APISpec, *Error) {
 		if apiErr != nil {
 			return cur, apiErr
 		}
-		next.Method, next.Path = route.method, route.tpl.Raw
+		next.Method, next.Path = route.Method, route.Template.Raw
 	}
 	if r.Position != nil {
 		next.Position = *r.Position

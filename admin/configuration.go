@@ -534,8 +534,8 @@ func configAPIObject(in *configAPI) (*configObject, *Error) {
 		return nil, apiErr
 	}
 	route, _ := parseRoute(in.Method, in.Path)
-	o, apiErr := newConfigObject(model.KindAPI, in.ID, route.name(in.ServiceID), in.ServiceID, "", in.Labels, model.APISpec{
-		ServiceID: in.ServiceID, Method: route.method, Path: route.tpl.Raw, PolicyID: in.PolicyID,
+	o, apiErr := newConfigObject(model.KindAPI, in.ID, route.Name(in.ServiceID), in.ServiceID, "", in.Labels, model.APISpec{
+		ServiceID: in.ServiceID, Method: route.Method, Path: route.Template.Raw, PolicyID: in.PolicyID,
 		CanHavePolicy: derefOr(in.CanHavePolicy, true), DataClassifications: in.DataClassifications, Public: in.Public,
 		Imported: in.Imported, OperationID: in.OperationID, Position: in.Position, ClaimsToHeaders: in.ClaimsToHeaders,
 	})

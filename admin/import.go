@@ -13,20 +13,22 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/openapiimport"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 // Error codes of the OpenAPI import.
 const (
 	// CodeInvalidSpecification: the document is not a valid OpenAPI 3.x or
-	// Swagger 2.0 document; details.errors lists the problems.
+	// Swagger 2.0 document, or cannot be imported as it is; details.errors
+	// lists the problems.
 	CodeInvalidSpecification = "invalid_specification"
 	// CodeFetchFailed: the document could not be fetched from its URL.
 	CodeFetchFailed = "fetch_failed"
 )
 
 // importDocumentLimit caps an imported document (file, text or URL).
-const importDocumentLimit = 10 << 20
+const importDocumentLimit = openapiimport.MaxDocumentSize
 
 // importTextTypes are the media types POST …/import/text accepts.
 var importTextTypes = []string{"text/plain", "application/json", "application/yaml", "application/x-yaml"}
@@ -35,22 +37,27 @@ var importTextTypes = []string{"text/plain", "application/json", "application/ya
 // ImportServiceConfigurationResult). Imports create no policies, so the
 // policy lists are always empty.
 type importResult struct {
-	CreatedAPIs        []apiResponse   `json:"created_apis"`
-	UpdatedAPIs        []apiResponse   `json:"updated_apis"`
-	RemovedAPIs        []apiResponse   `json:"removed_apis"`
-	IgnoredAPIs        []ignoredAPI    `json:"ignored_apis"`
-	CreatedScopes      []scopeResponse `json:"created_scopes"`
-	IgnoredScopes      []ignoredScope  `json:"ignored_scopes"`
-	CreatedPolicies    []any           `json:"created_policies"`
-	RemovedPolicies    []any           `json:"removed_policies"`
-	NotRemovedPolicies []any           `json:"not_removed_policies"`
+	CreatedAPIs        []apiResponse                `json:"created_apis"`
+	UpdatedAPIs        []apiResponse                `json:"updated_apis"`
+	RemovedAPIs        []apiResponse                `json:"removed_apis"`
+	IgnoredAPIs        []openapiimport.IgnoredAPI   `json:"ignored_apis"`
+	CreatedScopes      []scopeResponse              `json:"created_scopes"`
+	IgnoredScopes      []openapiimport.IgnoredScope `json:"ignored_scopes"`
+	CreatedPolicies    []any                        `json:"created_policies"`
+	RemovedPolicies    []any                        `json:"removed_policies"`
+	NotRemovedPolicies []any                        `json:"not_removed_policies"`
 }
 
-// ignoredScope is a declared OAuth2 scope the import did not create.
-type ignoredScope struct {
-	Name    string `json:"name"`
-	ScopeID string `json:"scope_id,omitempty"`
-	Reason  string `json:"reason"`
+func renderImport(r *openapiimport.Result) importResult {
+	scopes := make([]scopeResponse, 0, len(r.CreatedScopes))
+	for _, sc := range r.CreatedScopes {
+		scopes = append(scopes, renderScope(sc))
+	}
+	return importResult{
+		CreatedAPIs: renderAPIs(r.Created), UpdatedAPIs: renderAPIs(r.Updated), RemovedAPIs: renderAPIs(r.Removed),
+		IgnoredAPIs: r.Ignored, CreatedScopes: scopes, IgnoredScopes: r.IgnoredScopes,
+		CreatedPolicies: []any{}, RemovedPolicies: []any{}, NotRemovedPolicies: []any{},
+	}
 }
 
 func tooLarge(limit int64, details map[string]any) *Error {
@@ -158,12 +165,27 @@ func readFormPart(c *gin.Context, field string, limit int64, read func(io.Reader
 	}
 }
 
+// importDefaultPolicy reads the policy_id query parameter: the policy of
+// the operations without their own x-gatehouse-policy ("" when absent).
+func importDefaultPolicy(c *gin.Context) (string, *Error) {
+	v, ok := c.GetQuery(openapiimport.DefaultPolicyField)
+	if ok && !model.ValidObjectID(v) {
+		return "", fieldError(openapiimport.DefaultPolicyField, "invalid policy id %q (%s)", v, model.ObjectIDRule)
+	}
+	return v, nil
+}
+
 // importWith checks the service, reads the document with read, parses it
-// and replaces the service's APIs.
+// and replaces the service's APIs (package openapiimport).
 func (s *Server) importWith(c *gin.Context, read func(c *gin.Context) ([]byte, *Error)) {
 	tid := tenantID(c)
 	sid, expect, ok := pathIDAndIfMatch(c, "sid")
 	if !ok {
+		return
+	}
+	policyID, apiErr := importDefaultPolicy(c)
+	if apiErr != nil {
+		abort(c, apiErr)
 		return
 	}
 	// Fail fast on an unknown service, before reading or fetching.
@@ -176,147 +198,38 @@ func (s *Server) importWith(c *gin.Context, read func(c *gin.Context) ([]byte, *
 		abort(c, apiErr)
 		return
 	}
-	spec, err := parseSpecification(c.Request.Context(), data)
+	doc, err := openapiimport.Parse(c.Request.Context(), data)
 	if err != nil {
-		var se *specError
-		if errors.As(err, &se) {
-			abort(c, newError(http.StatusBadRequest, CodeInvalidSpecification,
-				"the document is not a valid OpenAPI specification: "+se.problems[0], map[string]any{"errors": se.problems}))
-			return
-		}
-		abort(c, internalError(err))
+		abort(c, specificationError(err))
 		return
 	}
-	var res *importResult
+	target := openapiimport.Target{TenantID: tid, ServiceID: sid, ServiceRevision: expect, DefaultPolicyID: policyID}
+	audit := openapiimport.Audit{Actor: actor(c), RequestID: requestID(c)}
+	var res *openapiimport.Result
 	ok = s.write(c, "service", sid, func(ctx context.Context, tx store.Tx) error {
 		var err error
-		if res, err = applySpecification(ctx, tx, c, tid, sid, expect, spec); err != nil {
+		if res, err = openapiimport.Apply(ctx, tx, target, doc, audit); err != nil {
+			// Store errors map as for any write, and *openapiimport.PlanError
+			// (unknown policies) is a field.ErrorList: a 400 listing each problem.
 			return err
 		}
 		return checkRouteTakeover(ctx, tx, tid, takeoverScope{services: map[string]bool{sid: true}}, nil)
 	})
 	if ok {
-		c.JSON(http.StatusOK, res)
+		c.JSON(http.StatusOK, renderImport(res))
 	}
 }
 
-// applySpecification replaces the service's APIs with the document's
-// operations. APIs whose method and path shape remain keep their id and
-// the fields users own (policy binding, data classifications, public,
-// can_have_policy, labels); the others are removed.
-func applySpecification(ctx context.Context, tx store.Tx, c *gin.Context, tid, sid string, expect int64, spec *specification) (*importResult, error) {
-	svc, err := serviceRepo.Get(ctx, tx, tid, sid)
-	if err != nil {
-		return nil, err
+// specificationError maps openapiimport.Parse's errors: an unusable
+// document is 400 invalid_specification with details.errors.
+func specificationError(err error) *Error {
+	var se *openapiimport.SpecError
+	if !errors.As(err, &se) {
+		return internalError(err)
 	}
-	if err := checkRevision(&svc.Meta, expect); err != nil {
-		return nil, err
+	what := "the document is not a valid OpenAPI specification: "
+	if se.Gatehouse {
+		what = "the document cannot be imported: "
 	}
-	existing, err := serviceAPIs(ctx, tx, tid, sid)
-	if err != nil {
-		return nil, err
-	}
-	res := &importResult{
-		CreatedAPIs: []apiResponse{}, UpdatedAPIs: []apiResponse{}, RemovedAPIs: []apiResponse{},
-		IgnoredAPIs: spec.ignored, CreatedScopes: []scopeResponse{}, IgnoredScopes: []ignoredScope{},
-		CreatedPolicies: []any{}, RemovedPolicies: []any{}, NotRemovedPolicies: []any{},
-	}
-	if res.IgnoredAPIs == nil {
-		res.IgnoredAPIs = []ignoredAPI{}
-	}
-	kept := map[string]*store.Typed[model.APISpec]{}
-	for _, op := range spec.operations {
-		kept[op.route.name(sid)] = nil
-	}
-	// Removals first, so no name is briefly held twice.
-	for _, a := range existing {
-		if _, ok := kept[a.Meta.Name]; ok {
-			kept[a.Meta.Name] = a
-			continue
-		}
-		if err := deleteAPI(ctx, tx, c, tid, a.Meta.ID, 0); err != nil {
-			return nil, err
-		}
-		res.RemovedAPIs = append(res.RemovedAPIs, renderAPI(a))
-	}
-	for i, op := range spec.operations {
-		name := op.route.name(sid)
-		a := kept[name]
-		if a == nil {
-			a = &store.Typed[model.APISpec]{
-				Meta: store.Object{TenantID: tid, ID: newUUID(), ParentID: sid, CreatedBy: actor(c)},
-				Spec: model.APISpec{ServiceID: sid, CanHavePolicy: true},
-			}
-		}
-		a.Meta.Name, a.Meta.UpdatedBy = name, actor(c)
-		a.Spec.Method, a.Spec.Path = op.route.method, op.route.tpl.Raw
-		a.Spec.Imported, a.Spec.OperationID, a.Spec.Position = true, op.operationID, i
-		if kept[name] == nil {
-			if err := apiRepo.Create(ctx, tx, a); err != nil {
-				return nil, err
-			}
-			if err := record(ctx, tx, c, tid, "create", model.KindAPI, a.Meta.ID); err != nil {
-				return nil, err
-			}
-			res.CreatedAPIs = append(res.CreatedAPIs, renderAPI(a))
-			continue
-		}
-		if err := apiRepo.Update(ctx, tx, a, 0); err != nil {
-			return nil, err
-		}
-		if err := record(ctx, tx, c, tid, "update", model.KindAPI, a.Meta.ID); err != nil {
-			return nil, err
-		}
-		res.UpdatedAPIs = append(res.UpdatedAPIs, renderAPI(a))
-	}
-	if err := importScopes(ctx, tx, c, tid, sid, spec.scopes, res); err != nil {
-		return nil, err
-	}
-	svc.Spec.WithSpecification = true
-	svc.Meta.UpdatedBy = actor(c)
-	if err := serviceRepo.Update(ctx, tx, svc, 0); err != nil {
-		return nil, err
-	}
-	return res, record(ctx, tx, c, tid, "update", model.KindService, sid)
-}
-
-// importScopes creates the declared OAuth2 scopes that do not exist yet,
-// bound to the service.
-func importScopes(ctx context.Context, tx store.Tx, c *gin.Context, tid, sid string, scopes []specScope, res *importResult) error {
-	for _, sc := range scopes {
-		if !scopeNamePattern.MatchString(sc.name) {
-			res.IgnoredScopes = append(res.IgnoredScopes, ignoredScope{Name: sc.name, Reason: "not a valid scope name (1-256 printable ASCII characters without spaces, '\"' or '\\')"})
-			continue
-		}
-		prev, err := scopeRepo.GetByName(ctx, tx, tid, sc.name)
-		if err == nil {
-			res.IgnoredScopes = append(res.IgnoredScopes, ignoredScope{Name: sc.name, ScopeID: prev.Meta.ID, Reason: "a scope with this name already exists"})
-			continue
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		desc := []rune(sc.description)
-		if len(desc) > 4096 {
-			desc = desc[:4096]
-		}
-		t := &store.Typed[model.ScopeSpec]{
-			Meta: store.Object{TenantID: tid, ID: newUUID(), Name: sc.name, Description: string(desc), CreatedBy: actor(c)},
-			Spec: model.ScopeSpec{ServiceID: sid},
-		}
-		if err := scopeRepo.Create(ctx, tx, t); err != nil {
-			return err
-		}
-		if err := record(ctx, tx, c, tid, "create", model.KindScope, t.Meta.ID); err != nil {
-			return err
-		}
-		res.CreatedScopes = append(res.CreatedScopes, renderScope(t))
-	}
-	return nil
-}
-
-// newUUID is a generated object id.
-func newUUID() string {
-	id, _ := newObjectID("id", "")
-	return id
+	return newError(http.StatusBadRequest, CodeInvalidSpecification, what+se.Problems[0], map[string]any{"errors": se.Problems})
 }

@@ -1,4 +1,4 @@
-package admin
+package openapiimport
 
 import (
 	"bytes"
@@ -18,55 +18,93 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/gatehouse-dev/gatehouse/internal/field"
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/routing"
 )
 
-// maxSpecErrors caps the problems listed for an invalid specification.
+// MaxDocumentSize caps an imported document (file, text or URL).
+const MaxDocumentSize = 10 << 20
+
+// PolicyExtension is the extension naming a policy id: on an operation it
+// binds the operation's API, at the top level of the document it is the
+// document's default policy.
+const PolicyExtension = "x-gatehouse-policy"
+
+// maxSpecErrors caps the problems listed for an invalid document.
 const maxSpecErrors = 50
 
-// specOperation is one importable operation of an OpenAPI document.
-type specOperation struct {
-	route       apiRoute
-	operationID string
+// Document is what an import takes from a valid OpenAPI document.
+type Document struct {
+	// Version is the document's "openapi" or "swagger" version.
+	Version    string
+	operations []operation
+	ignored    []IgnoredAPI
+	scopes     []scope
+	// policy is the top-level x-gatehouse-policy ("" when absent).
+	policy string
+	// refs are the policies the document names, in document order (the
+	// top-level one first), ignored operations included.
+	refs []policyRef
 }
 
-// ignoredAPI is an operation the import could not turn into an API.
-type ignoredAPI struct {
+// operation is one importable operation.
+type operation struct {
+	endpoint    routing.Endpoint
+	operationID string
+	// id is APIID(operationID) ("" for none).
+	id string
+	// policy is the operation's x-gatehouse-policy ("" when absent).
+	policy string
+	// where locates the operation: paths.<path>.<method>.
+	where *field.Path
+	// what names it in messages: METHOD path (operationId "…").
+	what string
+}
+
+// policyRef is a policy id the document names, and where.
+type policyRef struct {
+	id    string
+	field string
+	what  string // the operation ("" for the top level)
+}
+
+// IgnoredAPI is an operation the import could not turn into an API.
+type IgnoredAPI struct {
 	Method      string `json:"method"`
 	Path        string `json:"path"`
 	OperationID string `json:"operation_id,omitempty"`
 	Reason      string `json:"reason"`
 }
 
-// specScope is an OAuth2 scope declared by the document's security schemes.
-type specScope struct {
+// scope is an OAuth2 scope declared by the document's security schemes.
+type scope struct {
 	name, description string
 }
 
-// specification is what an import takes from an OpenAPI document.
-type specification struct {
-	version    string
-	operations []specOperation
-	ignored    []ignoredAPI
-	scopes     []specScope
+// SpecError is a document that cannot be imported; nothing was written.
+type SpecError struct {
+	// Problems lists what is wrong (at most 50, then a count of the rest).
+	Problems []string
+	// Gatehouse is set when the document is valid OpenAPI but cannot be
+	// imported as it is: an x-gatehouse-policy that is not a policy id, or
+	// operationIds that give the same API id.
+	Gatehouse bool
 }
 
-// specError collects the problems of an invalid document.
-type specError struct{ problems []string }
+func (e *SpecError) Error() string { return strings.Join(e.Problems, "; ") }
 
-func (e *specError) Error() string { return strings.Join(e.problems, "; ") }
-
-func invalidSpec(problems ...string) *specError {
+func invalidSpec(problems ...string) *SpecError {
 	if len(problems) > maxSpecErrors {
 		problems = append(problems[:maxSpecErrors:maxSpecErrors], fmt.Sprintf("… and %d more problems", len(problems)-maxSpecErrors))
 	}
-	return &specError{problems: problems}
+	return &SpecError{Problems: problems}
 }
 
-// parseSpecification parses and validates an OpenAPI 3.0/3.1 or Swagger 2.0
-// document (JSON or YAML) and lists the operations to import, in the order
-// they appear in the document.
-func parseSpecification(ctx context.Context, data []byte) (*specification, error) {
+// Parse parses and validates an OpenAPI 3.0/3.1 or Swagger 2.0 document
+// (JSON or YAML) and lists the operations to import, in the order they
+// appear in the document. An unusable document is a *SpecError.
+func Parse(ctx context.Context, data []byte) (*Document, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, invalidSpec("the document is empty")
 	}
@@ -116,9 +154,55 @@ func parseSpecification(ctx context.Context, data []byte) (*specification, error
 		}
 		return nil, invalidSpec(err.Error())
 	}
-	spec := &specification{version: version, scopes: oauthScopes(doc)}
-	spec.collect(doc, mappingValue(top, "paths"))
-	return spec, nil
+	d := &Document{Version: version, scopes: oauthScopes(doc)}
+	var problems []string
+	if v, ok := doc.Extensions[PolicyExtension]; ok {
+		id, problem := policyID(PolicyExtension, v)
+		if problem != "" {
+			problems = append(problems, problem)
+		} else {
+			d.policy = id
+			d.refs = append(d.refs, policyRef{id: id, field: PolicyExtension})
+		}
+	}
+	problems = append(problems, d.collect(doc, mappingValue(top, "paths"))...)
+	problems = append(problems, d.idCollisions()...)
+	if len(problems) > 0 {
+		e := invalidSpec(problems...)
+		e.Gatehouse = true
+		return nil, e
+	}
+	return d, nil
+}
+
+// policyID checks an x-gatehouse-policy value: a policy id.
+func policyID(where string, v any) (string, string) {
+	s, ok := v.(string)
+	if !ok || !model.ValidObjectID(s) {
+		got, _ := json.Marshal(v)
+		return "", fmt.Sprintf("%s: must be a policy id (%s), not %s", where, model.ObjectIDRule, got)
+	}
+	return s, ""
+}
+
+// idCollisions reports operations whose operationIds give the same API id.
+func (d *Document) idCollisions() []string {
+	var problems []string
+	first := map[string]*operation{}
+	for i := range d.operations {
+		op := &d.operations[i]
+		if op.id == "" {
+			continue
+		}
+		if prev, dup := first[op.id]; dup {
+			problems = append(problems, fmt.Sprintf("operations %s and %s would both get the API id %q "+
+				"(an operationId becomes the API id with accents dropped and other characters than letters, digits, '.', '_', '~' and '-' replaced by '-'): "+
+				"change one of the operationIds", prev.what, op.what, op.id))
+			continue
+		}
+		first[op.id] = op
+	}
+	return problems
 }
 
 // syntaxProblem describes a JSON or YAML syntax error; JSON errors get a
@@ -226,12 +310,13 @@ func inDocumentOrder(names []string, order []string) []string {
 // collect turns the document's operations into routes: one per operation,
 // path = the server's path prefix + the operation path, parameter names
 // sanitised. Operations that cannot be routes, or that duplicate an earlier
-// operation's method and path shape, are listed as ignored.
-func (s *specification) collect(doc *openapi3.T, pathsNode *yaml.Node) {
+// operation's method and path shape, are listed as ignored. It returns the
+// operations' x-gatehouse-policy values that are not policy ids.
+func (d *Document) collect(doc *openapi3.T, pathsNode *yaml.Node) (problems []string) {
 	if doc.Paths == nil {
-		return
+		return nil
 	}
-	seen := map[string]specOperation{}
+	seen := map[string]operation{}
 	for _, p := range inDocumentOrder(doc.Paths.Keys(), mappingKeys(pathsNode)) {
 		item := doc.Paths.Value(p)
 		if item == nil {
@@ -246,8 +331,24 @@ func (s *specification) collect(doc *openapi3.T, pathsNode *yaml.Node) {
 			op := ops[method]
 			prefix, err := serverPrefix(firstServer(derefOr(op.Servers, nil), item.Servers, doc.Servers))
 			full := prefix + p
+			where := field.NewPath("paths", p, strings.ToLower(method))
+			what := method + " " + full
+			if op.OperationID != "" {
+				what += fmt.Sprintf(" (operationId %q)", op.OperationID)
+			}
+			var policy string
+			if v, ok := op.Extensions[PolicyExtension]; ok {
+				f := where.Child(PolicyExtension).String()
+				id, problem := policyID(f, v)
+				if problem != "" {
+					problems = append(problems, problem)
+				} else {
+					policy = id
+					d.refs = append(d.refs, policyRef{id: id, field: f, what: what})
+				}
+			}
 			ignore := func(reason string) {
-				s.ignored = append(s.ignored, ignoredAPI{Method: method, Path: full, OperationID: op.OperationID, Reason: reason})
+				d.ignored = append(d.ignored, IgnoredAPI{Method: method, Path: full, OperationID: op.OperationID, Reason: reason})
 			}
 			if err != nil {
 				ignore(err.Error())
@@ -258,22 +359,29 @@ func (s *specification) collect(doc *openapi3.T, pathsNode *yaml.Node) {
 				ignore(fmt.Sprintf("method %s is not supported by Gatehouse APIs", method))
 				continue
 			}
-			tpl, err := routing.ParseTemplate(sanitizeParams(prefix, p))
+			ep, err := routing.ParseEndpoint(m, sanitizeParams(prefix, p))
 			if err != nil {
-				ignore("the path cannot be a Gatehouse path template: " + err.Error())
+				ignore("the path cannot be a Gatehouse path template: " + errors.Unwrap(err).Error())
 				continue
 			}
-			route := apiRoute{method: m, tpl: tpl}
-			key := m + " " + tpl.Shape()
+			key := m + " " + ep.Template.Shape()
 			if prev, dup := seen[key]; dup {
-				ignore(fmt.Sprintf("duplicates %s %s (the same method and an equivalent path)", prev.route.method, prev.route.tpl.Raw))
+				ignore(fmt.Sprintf("duplicates %s %s (the same method and an equivalent path)", prev.endpoint.Method, prev.endpoint.Template.Raw))
 				continue
 			}
-			so := specOperation{route: route, operationID: op.OperationID}
-			seen[key] = so
-			s.operations = append(s.operations, so)
+			o := operation{endpoint: ep, operationID: op.OperationID, id: APIID(op.OperationID), policy: policy, where: where, what: what}
+			seen[key] = o
+			d.operations = append(d.operations, o)
 		}
 	}
+	return problems
+}
+
+func derefOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 // firstServer returns the first server of the most specific servers list
@@ -337,7 +445,7 @@ func sanitizeParams(prefix, path string) string {
 
 // oauthScopes lists the scopes of the document's OAuth2 security schemes,
 // sorted by name.
-func oauthScopes(doc *openapi3.T) []specScope {
+func oauthScopes(doc *openapi3.T) []scope {
 	if doc.Components == nil {
 		return nil
 	}
@@ -358,10 +466,10 @@ func oauthScopes(doc *openapi3.T) []specScope {
 			}
 		}
 	}
-	out := make([]specScope, 0, len(found))
+	out := make([]scope, 0, len(found))
 	for name, desc := range found {
-		out = append(out, specScope{name: name, description: desc})
+		out = append(out, scope{name: name, description: desc})
 	}
-	slices.SortFunc(out, func(a, b specScope) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(out, func(a, b scope) int { return strings.Compare(a.name, b.name) })
 	return out
 }
