@@ -18,28 +18,19 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// Files of a gateway package.
+// Files of a gateway package and gatehouse-authorizer.yaml: the contract
+// with gatehouse authorizer, defined in model.
 const (
-	PackageEnvoyBootstrap = "envoy.yaml"
-	PackageGRPCBootstrap  = "grpc-xds-bootstrap.json"
-	PackageAuthorizer     = "gatehouse-authorizer.yaml"
-	PackageEnv            = ".env"
-	PackagePublicKey      = "bundle-signing-key.pem"
-	PackageReadme         = "README.txt"
+	PackageEnvoyBootstrap = model.PackageEnvoyBootstrap
+	PackageGRPCBootstrap  = model.PackageGRPCBootstrap
+	PackageAuthorizer     = model.PackageAuthorizer
+	PackageEnv            = model.PackageEnv
+	PackagePublicKey      = model.PackagePublicKey
+	PackageReadme         = model.PackageReadme
 )
 
-// AuthorizerConfig is gatehouse-authorizer.yaml: everything `gatehouse
-// authorizer --config` (or --package) needs.
-type AuthorizerConfig struct {
-	ControlPlaneURL string `yaml:"control_plane_url"`
-	Tenant          string `yaml:"tenant"`
-	Gateway         string `yaml:"gateway"`
-	Credential      string `yaml:"credential"`
-	KeyID           string `yaml:"key_id"`
-	PublicKey       string `yaml:"public_key"`
-	AuthzAddr       string `yaml:"authz_addr"`
-	HTTPAddr        string `yaml:"http_addr"`
-}
+// AuthorizerConfig is gatehouse-authorizer.yaml (model.AuthorizerConfig).
+type AuthorizerConfig = model.AuthorizerConfig
 
 // gatewayPackage mints a credential and returns the gateway's package: a
 // zip with the Envoy bootstrap (or a gRPC xDS bootstrap for grpc gateways),
@@ -89,7 +80,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		mode uint32
 	}{
 		{PackageAuthorizer, append([]byte("# gatehouse authorizer --config gatehouse-authorizer.yaml (or --package on the zip)\n# It holds a gateway credential: keep it secret.\n"), authzYAML...), 0o600},
-		{PackageEnv, []byte(envFile(authz)), 0o600},
+		{PackageEnv, []byte(authz.EnvFile()), 0o600},
 		{PackagePublicKey, []byte(key.PublicKeyPEM), 0o644},
 	}
 	// The bootstraps hold the credential too: the xDS server serves a node
@@ -147,20 +138,6 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("X-Gateway-Credential-Id", cred.ID)
 	c.Data(http.StatusOK, "application/zip", buf.Bytes())
-}
-
-func envFile(a AuthorizerConfig) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Settings of gatehouse authorizer, as environment variables. Keep secret.\n")
-	for _, kv := range [][2]string{
-		{"GATEHOUSE_CONTROL_PLANE_URL", a.ControlPlaneURL}, {"GATEHOUSE_TENANT", a.Tenant}, {"GATEHOUSE_GATEWAY", a.Gateway},
-		{"GATEHOUSE_GATEWAY_CREDENTIAL", a.Credential}, {"GATEHOUSE_BUNDLE_KEY_ID", a.KeyID},
-		{"GATEHOUSE_BUNDLE_PUBLIC_KEY_FILE", PackagePublicKey}, {"GATEHOUSE_AUTHZ_ADDR", a.AuthzAddr},
-		{"GATEHOUSE_AUTHORIZER_HTTP_ADDR", a.HTTPAddr},
-	} {
-		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
-	}
-	return b.String()
 }
 
 func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds string) string {

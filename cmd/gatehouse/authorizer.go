@@ -23,7 +23,6 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gateway/token"
 	"github.com/gatehouse-dev/gatehouse/model"
@@ -31,18 +30,14 @@ import (
 )
 
 // authorizerConfig is everything `gatehouse authorizer` can be told, by
-// flags, environment or a gatehouse-authorizer.yaml (--config).
+// flags, environment or a gatehouse-authorizer.yaml (--config, or the one
+// in a gateway package): the package's settings (model.AuthorizerConfig)
+// and the authorizer's own.
 type authorizerConfig struct {
-	ControlPlaneURL  string        `yaml:"control_plane_url"`
-	Tenant           string        `yaml:"tenant"`
-	Gateway          string        `yaml:"gateway"`
-	Credential       string        `yaml:"credential"`
-	KeyID            string        `yaml:"key_id"`
-	PublicKey        string        `yaml:"public_key"`
+	model.AuthorizerConfig `yaml:",inline"`
+
 	PublicKeyFile    string        `yaml:"public_key_file"`
-	AuthzAddr        string        `yaml:"authz_addr"`
 	ProxyAddr        string        `yaml:"proxy_addr"`
-	HTTPAddr         string        `yaml:"http_addr"`
 	CacheDir         string        `yaml:"cache_dir"`
 	LongPoll         time.Duration `yaml:"long_poll"`
 	LogLevel         string        `yaml:"log_level"`
@@ -65,15 +60,15 @@ type authorizerConfig struct {
 }
 
 var authorizerEnv = []envFlag{
-	{"control-plane-url", "GATEHOUSE_CONTROL_PLANE_URL"},
-	{"tenant", "GATEHOUSE_TENANT"},
-	{"gateway", "GATEHOUSE_GATEWAY"},
-	{"credential", "GATEHOUSE_GATEWAY_CREDENTIAL"},
-	{"key-id", "GATEHOUSE_BUNDLE_KEY_ID"},
-	{"public-key-file", "GATEHOUSE_BUNDLE_PUBLIC_KEY_FILE"},
-	{"authz-addr", "GATEHOUSE_AUTHZ_ADDR"},
+	{"control-plane-url", model.EnvControlPlaneURL},
+	{"tenant", model.EnvTenant},
+	{"gateway", model.EnvGateway},
+	{"credential", model.EnvGatewayCredential},
+	{"key-id", model.EnvBundleKeyID},
+	{"public-key-file", model.EnvBundlePublicKeyFile},
+	{"authz-addr", model.EnvAuthzAddr},
 	{"proxy-addr", "GATEHOUSE_PROXY_ADDR"},
-	{"http-addr", "GATEHOUSE_AUTHORIZER_HTTP_ADDR"},
+	{"http-addr", model.EnvAuthorizerHTTPAddr},
 	{"cache-dir", "GATEHOUSE_CACHE_DIR"},
 	{"long-poll", "GATEHOUSE_LONG_POLL"},
 	{"log-level", "GATEHOUSE_LOG_LEVEL"},
@@ -413,9 +408,9 @@ func (c *authorizerConfig) readConfig() ([]byte, error) {
 		return nil, fmt.Errorf("--package: %w", err)
 	}
 	defer zr.Close()
-	f, err := zr.Open(admin.PackageAuthorizer)
+	f, err := zr.Open(model.PackageAuthorizer)
 	if err != nil {
-		return nil, fmt.Errorf("--package %s: no %s in it: %w", c.Package, admin.PackageAuthorizer, err)
+		return nil, fmt.Errorf("--package %s: no %s in it: %w", c.Package, model.PackageAuthorizer, err)
 	}
 	defer f.Close()
 	raw, err := io.ReadAll(io.LimitReader(f, 1<<20))

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"archive/zip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/spf13/cobra"
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse-dev/gatehouse/gateway"
+	"github.com/gatehouse-dev/gatehouse/model"
+)
+
+// writePackage writes a gateway package zip holding files.
+func writePackage(t *testing.T, files map[string][]byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "package.zip")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	for name, body := range files {
+		w, err := zw.Create(name)
+		if err == nil {
+			_, err = w.Write(body)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// defaults are the flag defaults load validates.
+func defaults() authorizerConfig {
+	return authorizerConfig{DecisionLogBufferBytes: gateway.DefaultDecisionLogBufferBytes,
+		DecisionLogSpillBytes: gateway.DefaultDecisionLogSpillBytes, DecisionLogUploads: 4}
+}
+
+// What the admin API writes into a package (model.AuthorizerConfig under
+// model.PackageAuthorizer) is what --package reads.
+func TestPackageSettingsAreReadBack(t *testing.T) {
+	want := model.AuthorizerConfig{ControlPlaneURL: "http://cp.example", Tenant: "acme", Gateway: "edge", Credential: "ghg_acme.c.s",
+		KeyID: "k1", PublicKey: "-----BEGIN PUBLIC KEY-----\n", AuthzAddr: "127.0.0.1:9191", HTTPAddr: "127.0.0.1:9192"}
+	raw, err := yaml.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaults()
+	cfg.Package = writePackage(t, map[string][]byte{model.PackageAuthorizer: append([]byte("# a comment\n"), raw...),
+		model.PackageEnv: []byte(want.EnvFile())})
+	if err := cfg.load(&cobra.Command{}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AuthorizerConfig != want {
+		t.Fatalf("read %+v, wrote %+v", cfg.AuthorizerConfig, want)
+	}
+
+	// A field the authorizer does not know is refused, as before.
+	bad := defaults()
+	bad.Package = writePackage(t, map[string][]byte{model.PackageAuthorizer: append(raw, []byte("surprise: 1\n")...)})
+	if err := bad.load(&cobra.Command{}); err == nil {
+		t.Fatal("an unknown field was accepted")
+	}
+	// A zip without the file names it.
+	none := defaults()
+	none.Package = writePackage(t, map[string][]byte{model.PackageReadme: []byte("hi")})
+	if err := none.load(&cobra.Command{}); err == nil {
+		t.Fatalf("a package without %s was accepted", model.PackageAuthorizer)
+	}
+}
+
+// The .env of a package names the variables the authorizer reads.
+func TestPackageEnvNamesTheAuthorizersVariables(t *testing.T) {
+	known := map[string]bool{}
+	for _, b := range authorizerEnv {
+		known[b.env] = true
+	}
+	for _, env := range []string{model.EnvControlPlaneURL, model.EnvTenant, model.EnvGateway, model.EnvGatewayCredential,
+		model.EnvBundleKeyID, model.EnvBundlePublicKeyFile, model.EnvAuthzAddr, model.EnvAuthorizerHTTPAddr} {
+		if !known[env] {
+			t.Errorf("the package's .env sets %s, which gatehouse authorizer does not read", env)
+		}
+	}
+}
