@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +29,6 @@ import (
 // authenticated with a gateway credential, under
 // /api/system/{tid}/gateways/{gw}/opa/.
 const (
-	decisionStream = model.DecisionLogStream
-	statusKind     = "opa-status"
 	// maxLongPoll caps Prefer: wait=N.
 	maxLongPoll = 300 * time.Second
 	// Decision log upload limits: compressed and decompressed bytes.
@@ -328,8 +325,7 @@ func etagMatches(header, etag string) bool {
 
 // touchGateway records when the gateway last fetched its bundle.
 func (s *Server) touchGateway(ctx context.Context, tid, gw, remote string) {
-	body, _ := json.Marshal(map[string]any{"last_fetch": time.Now().UTC(), "remote": remote})
-	if err := s.store.PutState(ctx, "gateway-activity", tid, gw, body); err != nil && ctx.Err() == nil {
+	if err := bundles.RecordFetch(ctx, s.store, tid, gw, remote, time.Now()); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "record gateway activity", "error", err.Error())
 	}
 }
@@ -358,31 +354,6 @@ type opaStatusReport struct {
 	} `json:"plugins"`
 }
 
-// opaInstance is what is kept of one OPA instance's last report.
-type opaInstance struct {
-	ID             string            `json:"id"`
-	LastSeen       time.Time         `json:"last_seen"`
-	ActiveRevision string            `json:"active_revision,omitempty"`
-	LastActivation *time.Time        `json:"last_successful_activation,omitempty"`
-	Errors         []string          `json:"errors,omitempty"`
-	Plugins        map[string]string `json:"plugins,omitempty"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	// DecisionLogs is the instance's decision log state and counters.
-	DecisionLogs *opaDecisionLogs `json:"decision_logs,omitempty"`
-}
-
-// opaStatusView summarises the gateway's OPA instances.
-type opaStatusView struct {
-	ActiveRevision string        `json:"active_revision,omitempty"`
-	LastSeen       *time.Time    `json:"last_seen,omitempty"`
-	LastFetch      *time.Time    `json:"last_fetch,omitempty"`
-	Errors         []string      `json:"errors"`
-	Instances      []opaInstance `json:"instances"`
-	// DecisionLogs sums the instances' decision log counters (absent when
-	// no instance reports them).
-	DecisionLogs *decisionLogsView `json:"decision_logs,omitempty"`
-}
-
 // receiveStatus stores an OPA status report (one per OPA instance).
 func (s *Server) receiveStatus(c *gin.Context) {
 	tid, gw := c.Param("tid"), c.Param("gw")
@@ -400,7 +371,7 @@ func (s *Server) receiveStatus(c *gin.Context) {
 		abort(c, jsonError(err, maxStatusUpload))
 		return
 	}
-	inst := opaInstance{ID: rep.Labels["id"], LastSeen: time.Now().UTC(), Labels: rep.Labels, Plugins: map[string]string{}}
+	inst := bundles.OPAInstance{ID: rep.Labels["id"], LastSeen: time.Now().UTC(), Labels: rep.Labels, Plugins: map[string]string{}}
 	if inst.ID == "" || len(inst.ID) > 128 {
 		inst.ID = "unlabelled"
 	}
@@ -427,80 +398,14 @@ func (s *Server) receiveStatus(c *gin.Context) {
 		dlMetrics = rep.DecisionLogs.Metrics
 	}
 	inst.DecisionLogs = decisionLogMetrics(dlMetrics, inst.Plugins["decision_logs"])
-	raw, _ := json.Marshal(inst)
-	if err := s.store.PutState(c.Request.Context(), statusKind, tid, gw+"/"+inst.ID, raw); err != nil {
+	if err := bundles.PutOPAInstance(c.Request.Context(), s.store, tid, gw, inst); err != nil {
 		abort(c, internalError(err))
 		return
 	}
-	s.pruneInstances(c.Request.Context(), tid, gw)
+	if err := bundles.PruneOPAInstances(c.Request.Context(), s.store, tid, gw); err != nil {
+		s.log.WarnContext(c.Request.Context(), "prune OPA status", "error", err.Error())
+	}
 	c.Status(http.StatusNoContent)
-}
-
-// maxOPAInstances bounds the instances remembered per gateway; the ones
-// not seen for the longest are forgotten first.
-const maxOPAInstances = 32
-
-func (s *Server) pruneInstances(ctx context.Context, tid, gw string) {
-	view := s.opaStatus(ctx, tid, gw) // newest first
-	for _, inst := range view.Instances[min(len(view.Instances), maxOPAInstances):] {
-		if err := s.store.DeleteState(ctx, statusKind, tid, gw+"/"+inst.ID); err != nil {
-			s.log.WarnContext(ctx, "prune OPA status", "error", err.Error())
-		}
-	}
-}
-
-// forgetGatewayRuntime drops a deleted gateway's decision log, status
-// reports and activity, so a gateway created later with the same id starts
-// clean.
-func (s *Server) forgetGatewayRuntime(ctx context.Context, tid, gw string) {
-	var errs []error
-	s.decisionLogs.forget(store.LogStream{Name: decisionStream, TenantID: tid, Key: gw})
-	if _, err := s.store.TrimLog(ctx, store.LogStream{Name: decisionStream, TenantID: tid, Key: gw}, 0); err != nil {
-		errs = append(errs, err)
-	}
-	for _, inst := range s.opaStatus(ctx, tid, gw).Instances {
-		errs = append(errs, s.store.DeleteState(ctx, statusKind, tid, gw+"/"+inst.ID))
-	}
-	errs = append(errs, s.store.DeleteState(ctx, "gateway-activity", tid, gw))
-	if err := errors.Join(errs...); err != nil {
-		s.log.WarnContext(ctx, "forget the runtime data of a deleted gateway", "tenant", tid, "gateway", gw, "error", err.Error())
-	}
-}
-
-// opaStatus assembles the gateway's view from its instances' reports: the
-// newest report decides the active revision and errors.
-func (s *Server) opaStatus(ctx context.Context, tid, gw string) opaStatusView {
-	view := opaStatusView{Errors: []string{}, Instances: []opaInstance{}}
-	entries, err := s.store.ListState(ctx, statusKind, tid)
-	if err != nil {
-		view.Errors = append(view.Errors, "status unavailable: "+err.Error())
-		return view
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.ID, gw+"/") {
-			continue
-		}
-		var inst opaInstance
-		if json.Unmarshal(e.Value, &inst) == nil {
-			view.Instances = append(view.Instances, inst)
-		}
-	}
-	sort.Slice(view.Instances, func(i, j int) bool { return view.Instances[i].LastSeen.After(view.Instances[j].LastSeen) })
-	if len(view.Instances) > 0 {
-		newest := view.Instances[0]
-		view.ActiveRevision, view.LastSeen = newest.ActiveRevision, &newest.LastSeen
-		view.Errors = append(view.Errors, newest.Errors...)
-	}
-	view.DecisionLogs = summariseDecisionLogs(view.Instances)
-	if e, err := s.store.GetState(ctx, "gateway-activity", tid, gw); err == nil {
-		var act struct {
-			LastFetch time.Time `json:"last_fetch"`
-		}
-		if json.Unmarshal(e.Value, &act) == nil {
-			view.LastFetch = &act.LastFetch
-		}
-	}
-	return view
 }
 
 // receiveLogs appends OPA decision log events (a JSON array, usually
@@ -546,7 +451,7 @@ func (s *Server) receiveLogs(c *gin.Context) {
 			return
 		}
 	}
-	stream := store.LogStream{Name: decisionStream, TenantID: tid, Key: gw}
+	stream := bundles.DecisionLog(tid, gw)
 	if err := s.store.AppendLog(c.Request.Context(), stream, events); err != nil {
 		fail(c, err, "decision log", gw)
 		return

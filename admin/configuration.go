@@ -375,7 +375,7 @@ func (s *Server) importConfiguration(c *gin.Context) {
 		return checkRouteTakeover(ctx, tx, tid, takeoverScope{all: true}, nil)
 	}) {
 		for _, gw := range result.deletedGateways {
-			s.forgetGatewayRuntime(c.Request.Context(), tid, gw)
+			s.bundles.ForgetGateway(c.Request.Context(), tid, gw)
 		}
 		c.JSON(http.StatusOK, result)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -50,13 +51,6 @@ func (r *decisionLogRetention) appended(st store.LogStream, n int) bool {
 	return true
 }
 
-// forget drops a stream's count (its gateway was deleted).
-func (r *decisionLogRetention) forget(st store.LogStream) {
-	r.mu.Lock()
-	delete(r.since, st.TenantID+"/"+st.Key)
-	r.mu.Unlock()
-}
-
 // trim trims the stream when it is due.
 func (s *Server) trimDecisions(ctx context.Context, st store.LogStream, appended int) {
 	if !s.decisionLogs.appended(st, appended) {
@@ -67,28 +61,14 @@ func (s *Server) trimDecisions(ctx context.Context, st store.LogStream, appended
 	}
 }
 
-// opaDecisionLogs is what an instance's status report says of its
-// decision logs: the decision_logs plugin state and OPA's counters
-// (counter_decision_logs_dropped_<reason> and the Gatehouse authorizer's
-// events, sent, dropped and buffered figures).
-type opaDecisionLogs struct {
-	State           string           `json:"state,omitempty"`
-	Events          *int64           `json:"events,omitempty"`
-	Sent            *int64           `json:"sent,omitempty"`
-	Dropped         int64            `json:"dropped"`
-	DroppedByReason map[string]int64 `json:"dropped_by_reason"`
-	BufferedEvents  *int64           `json:"buffered_events,omitempty"`
-	BufferedBytes   *int64           `json:"buffered_bytes,omitempty"`
-}
-
 // decisionLogMetrics reads the decision_logs status of a report: OPA's
 // metrics (numbers by name) and the plugin's state. Unknown metrics and
 // values that are not whole numbers are ignored.
-func decisionLogMetrics(metrics map[string]json.RawMessage, state string) *opaDecisionLogs {
+func decisionLogMetrics(metrics map[string]json.RawMessage, state string) *bundles.OPADecisionLogs {
 	if len(metrics) == 0 && state == "" {
 		return nil
 	}
-	d := &opaDecisionLogs{State: state, DroppedByReason: map[string]int64{}}
+	d := &bundles.OPADecisionLogs{State: state, DroppedByReason: map[string]int64{}}
 	num := func(name string) *int64 {
 		var n json.Number
 		if raw, ok := metrics[name]; !ok || json.Unmarshal(raw, &n) != nil {
@@ -116,44 +96,4 @@ func decisionLogMetrics(metrics map[string]json.RawMessage, state string) *opaDe
 		d.Dropped = *v
 	}
 	return d
-}
-
-// decisionLogsView sums the instances' decision log figures for the
-// gateway's status.
-type decisionLogsView struct {
-	// Dropped and DroppedByReason add up the instances' counters (each
-	// since that instance started).
-	Dropped         int64            `json:"dropped"`
-	DroppedByReason map[string]int64 `json:"dropped_by_reason"`
-	Sent            int64            `json:"sent"`
-	BufferedEvents  int64            `json:"buffered_events"`
-	// Failing lists the instances whose uploads fail (state ERROR).
-	Failing []string `json:"failing"`
-}
-
-func summariseDecisionLogs(instances []opaInstance) *decisionLogsView {
-	var v *decisionLogsView
-	for _, inst := range instances {
-		d := inst.DecisionLogs
-		if d == nil {
-			continue
-		}
-		if v == nil {
-			v = &decisionLogsView{DroppedByReason: map[string]int64{}, Failing: []string{}}
-		}
-		v.Dropped += d.Dropped
-		for r, n := range d.DroppedByReason {
-			v.DroppedByReason[r] += n
-		}
-		if d.Sent != nil {
-			v.Sent += *d.Sent
-		}
-		if d.BufferedEvents != nil {
-			v.BufferedEvents += *d.BufferedEvents
-		}
-		if d.State == "ERROR" {
-			v.Failing = append(v.Failing, inst.ID)
-		}
-	}
-	return v
 }

@@ -380,7 +380,7 @@ func (s *Server) deleteGateway(c *gin.Context) {
 		return record(ctx, tx, c, tid, "delete", model.KindGateway, id)
 	})
 	if ok {
-		s.forgetGatewayRuntime(c.Request.Context(), tid, id)
+		s.bundles.ForgetGateway(c.Request.Context(), tid, id)
 		c.Status(http.StatusNoContent)
 	}
 }
