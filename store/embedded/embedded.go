@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -184,7 +185,7 @@ func classify(err, fnErr error) error {
 		return err
 	}
 	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, berrors.ErrMaxSizeReached)
-	if !full && err != fnErr {
+	if !full && !sameError(err, fnErr) {
 		msg := err.Error()
 		full = strings.Contains(msg, syscall.ENOSPC.Error()) || strings.Contains(msg, syscall.EDQUOT.Error())
 	}
@@ -192,6 +193,23 @@ func classify(err, fnErr error) error {
 		return fmt.Errorf("%w: %w", store.ErrStorageFull, err)
 	}
 	return err
+}
+
+// sameError reports whether err is fnErr without comparing values whose
+// dynamic type is not comparable (a slice-based error list would panic
+// with ==).
+func sameError(err, fnErr error) bool {
+	if err == nil || fnErr == nil {
+		return err == fnErr
+	}
+	t := reflect.TypeOf(err)
+	if t != reflect.TypeOf(fnErr) {
+		return false
+	}
+	if !t.Comparable() {
+		return true // the transaction's own error, returned as it is by bbolt
+	}
+	return err == fnErr
 }
 
 // View runs fn in a read-only snapshot.

@@ -180,3 +180,24 @@ func TestWriterWaitIsBounded(t *testing.T) {
 		t.Fatalf("write after the holder finished: %v", err)
 	}
 }
+
+// sliceError is an error whose dynamic type cannot be compared with ==.
+type sliceError []string
+
+func (e sliceError) Error() string { return "problems" }
+
+// TestUpdateReturnsAnUncomparableErrorAsItIs: a transaction failing with
+// an error list (a slice type) gets it back, without a panic.
+func TestUpdateReturnsAnUncomparableErrorAsItIs(t *testing.T) {
+	st, err := embedded.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	want := sliceError{"a", "b"}
+	_, err = st.Update(context.Background(), func(ctx context.Context, tx store.Tx) error { return want })
+	var got sliceError
+	if !errors.As(err, &got) || len(got) != 2 {
+		t.Fatalf("Update returned %v, want the transaction's error list", err)
+	}
+}
