@@ -126,57 +126,71 @@ func TestFailedBuildIsRetriedUntilItSucceeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.run(m)
-	before := m.Get("acme", "gw")
-	if before == nil || m.Lag() != 0 || m.BuildFailure("acme", "gw") != nil {
-		t.Fatalf("after start: bundle %v, lag %d, failure %+v", before, m.Lag(), m.BuildFailure("acme", "gw"))
+	var before *Bundle
+	if !t.Run("after start the bundle is built, without lag or failure", func(t *testing.T) {
+		before = m.Get("acme", "gw")
+		if before == nil || m.Lag() != 0 || m.BuildFailure("acme", "gw") != nil {
+			t.Fatalf("after start: bundle %v, lag %d, failure %+v", before, m.Lag(), m.BuildFailure("acme", "gw"))
+		}
+	}) {
+		return
 	}
 
-	fs.down.Store(true)
-	f.setHeader("acme", "v1")
-	changeRev, _ := f.store.Revision(context.Background())
-	testkit.Eventually(t, waitBound, func() error {
+	var changeRev int64
+	if !t.Run("while the store fails, the failure, the lag and the metrics show it and the last good bundle stays", func(t *testing.T) {
+		fs.down.Store(true)
+		f.on(t).setHeader("acme", "v1")
+		changeRev, _ = f.store.Revision(context.Background())
+		testkit.Eventually(t, waitBound, func() error {
+			bf := m.BuildFailure("acme", "gw")
+			return testkit.Check(bf != nil && bf.Failures >= 3, "build failure %+v", bf)
+		}, "several failed attempts")
 		bf := m.BuildFailure("acme", "gw")
-		return testkit.Check(bf != nil && bf.Failures >= 3, "build failure %+v", bf)
-	}, "several failed attempts")
-	bf := m.BuildFailure("acme", "gw")
-	if !bf.Retrying || !strings.Contains(bf.Error, "the test took the store down") || bf.Since.IsZero() || m.BuildError("acme", "gw") != bf.Error {
-		t.Fatalf("build failure while the store is down: %+v", bf)
+		if !bf.Retrying || !strings.Contains(bf.Error, "the test took the store down") || bf.Since.IsZero() || m.BuildError("acme", "gw") != bf.Error {
+			t.Fatalf("build failure while the store is down: %+v", bf)
+		}
+		if got := gauge(t, reg, "gatehouse_bundle_build_failures_total", "reason", reasonTransient); got < 3 {
+			t.Fatalf("gatehouse_bundle_build_failures_total{reason=transient} = %v, want >= 3", got)
+		}
+		if lag := m.Lag(); lag < 1 || gauge(t, reg, "gatehouse_bundle_lag_revisions") != float64(lag) {
+			t.Fatalf("lag %d (metric %v) while a change is not built", lag, gauge(t, reg, "gatehouse_bundle_lag_revisions"))
+		}
+		if got := gauge(t, reg, "gatehouse_bundle_tenants_failing"); got != 1 {
+			t.Fatalf("gatehouse_bundle_tenants_failing %v, want 1", got)
+		}
+		if got := m.Get("acme", "gw"); got != before {
+			t.Fatal("the last good bundle must stay while builds fail")
+		}
+	}) {
+		return
 	}
-	if got := gauge(t, reg, "gatehouse_bundle_build_failures_total", "reason", reasonTransient); got < 3 {
-		t.Fatalf("gatehouse_bundle_build_failures_total{reason=transient} = %v, want >= 3", got)
+	if !t.Run("a dropped feed resumes from before the unbuilt change", func(t *testing.T) {
+		n, _ := fs.watchStarts()
+		fs.breakWatches()
+		testkit.Eventually(t, waitBound, func() error {
+			k, _ := fs.watchStarts()
+			return testkit.Check(k > n, "%d watches started, %d before the break", k, n)
+		}, "the feed to resume")
+		if _, from := fs.watchStarts(); from >= changeRev {
+			t.Fatalf("the feed resumed after revision %d, past the unbuilt change at %d", from, changeRev)
+		}
+	}) {
+		return
 	}
-	if lag := m.Lag(); lag < 1 || gauge(t, reg, "gatehouse_bundle_lag_revisions") != float64(lag) {
-		t.Fatalf("lag %d (metric %v) while a change is not built", lag, gauge(t, reg, "gatehouse_bundle_lag_revisions"))
-	}
-	if got := gauge(t, reg, "gatehouse_bundle_tenants_failing"); got != 1 {
-		t.Fatalf("gatehouse_bundle_tenants_failing %v, want 1", got)
-	}
-	if got := m.Get("acme", "gw"); got != before {
-		t.Fatal("the last good bundle must stay while builds fail")
-	}
-	// The feed drops: it resumes from before the unbuilt change.
-	n, _ := fs.watchStarts()
-	fs.breakWatches()
-	testkit.Eventually(t, waitBound, func() error {
-		k, _ := fs.watchStarts()
-		return testkit.Check(k > n, "%d watches started, %d before the break", k, n)
-	}, "the feed to resume")
-	if _, from := fs.watchStarts(); from >= changeRev {
-		t.Fatalf("the feed resumed after revision %d, past the unbuilt change at %d", from, changeRev)
-	}
-
-	fs.down.Store(false)
-	testkit.Eventually(t, waitBound, serves(m, "acme", "gw", "v1"), "the change to be built")
-	testkit.Eventually(t, waitBound, func() error {
-		bf := m.BuildFailure("acme", "gw")
-		return testkit.Check(bf == nil && m.Lag() == 0, "build failure %+v, lag %d", bf, m.Lag())
-	}, "the failure to clear and the lag to return to 0")
-	if got := m.Get("acme", "gw").Revision; got < changeRev {
-		t.Fatalf("revision %d, want at least the change's %d", got, changeRev)
-	}
-	if lag, failing := gauge(t, reg, "gatehouse_bundle_lag_revisions"), gauge(t, reg, "gatehouse_bundle_tenants_failing"); lag != 0 || failing != 0 {
-		t.Fatalf("after recovery: lag %v, tenants failing %v", lag, failing)
-	}
+	t.Run("once the store answers, the change is built without another write and the failure clears", func(t *testing.T) {
+		fs.down.Store(false)
+		testkit.Eventually(t, waitBound, serves(m, "acme", "gw", "v1"), "the change to be built")
+		testkit.Eventually(t, waitBound, func() error {
+			bf := m.BuildFailure("acme", "gw")
+			return testkit.Check(bf == nil && m.Lag() == 0, "build failure %+v, lag %d", bf, m.Lag())
+		}, "the failure to clear and the lag to return to 0")
+		if got := m.Get("acme", "gw").Revision; got < changeRev {
+			t.Fatalf("revision %d, want at least the change's %d", got, changeRev)
+		}
+		if lag, failing := gauge(t, reg, "gatehouse_bundle_lag_revisions"), gauge(t, reg, "gatehouse_bundle_tenants_failing"); lag != 0 || failing != 0 {
+			t.Fatalf("after recovery: lag %v, tenants failing %v", lag, failing)
+		}
+	})
 }
 
 // gauge reads one sample (counter or gauge) from reg, selected by its
@@ -238,31 +252,44 @@ func TestReplicaThatMissedAChangeAgrees(t *testing.T) {
 	}
 	f.run(m1)
 	f.run(m2)
-	first := m1.Get("acme", "gw")
-	if got := m2.Get("acme", "gw"); got.Revision != first.Revision || string(got.Raw) != string(first.Raw) {
-		t.Fatalf("two managers on one store start with revisions %d and %d", first.Revision, got.Revision)
+	var first *Bundle
+	if !t.Run("two managers on one store start with one revision", func(t *testing.T) {
+		first = m1.Get("acme", "gw")
+		if got := m2.Get("acme", "gw"); got.Revision != first.Revision || string(got.Raw) != string(first.Raw) {
+			t.Fatalf("two managers on one store start with revisions %d and %d", first.Revision, got.Revision)
+		}
+	}) {
+		return
 	}
-
-	hold.Store(true)
-	f.setHeader("acme", "value-b")
-	started(t, entered, "the first replica's build to be held")
-	testkit.Eventually(t, waitBound, serves(m2, "acme", "gw", "value-b"), "the second replica to build b")
-	f.setHeader("acme", "value-a")
-	testkit.Eventually(t, waitBound, serves(m2, "acme", "gw", "value-a"), "the second replica to build a again")
-	back := m2.Get("acme", "gw")
-	if back.Hash != first.Hash || back.Revision <= first.Revision {
-		t.Fatalf("content that came back: hash equal %v, revision %d (first %d): want the same hash at a newer revision",
-			back.Hash == first.Hash, back.Revision, first.Revision)
+	var back *Bundle
+	if !t.Run("while the first one's build is held, the second builds a change and its reversal at a newer revision", func(t *testing.T) {
+		hold.Store(true)
+		f.on(t).setHeader("acme", "value-b")
+		started(t, entered, "the first replica's build to be held")
+		testkit.Eventually(t, waitBound, serves(m2, "acme", "gw", "value-b"), "the second replica to build b")
+		f.on(t).setHeader("acme", "value-a")
+		testkit.Eventually(t, waitBound, serves(m2, "acme", "gw", "value-a"), "the second replica to build a again")
+		back = m2.Get("acme", "gw")
+		if back.Hash != first.Hash || back.Revision <= first.Revision {
+			t.Fatalf("content that came back: hash equal %v, revision %d (first %d): want the same hash at a newer revision",
+				back.Hash == first.Hash, back.Revision, first.Revision)
+		}
+	}) {
+		hold.Store(false)
+		close(release)
+		return
 	}
-	hold.Store(false)
-	close(release)
-	testkit.Eventually(t, waitBound, func() error {
-		b := m1.Get("acme", "gw")
-		return testkit.Check(b.Revision == back.Revision, "revision %d, want %d", b.Revision, back.Revision)
-	}, "the first replica to serve the content under the same revision")
-	if got := m1.Get("acme", "gw"); string(got.Raw) != string(back.Raw) || got.ETag() != back.ETag() {
-		t.Fatal("one content, one revision, but different bytes or ETags")
-	}
+	t.Run("released, the first one serves that content under the same revision", func(t *testing.T) {
+		hold.Store(false)
+		close(release)
+		testkit.Eventually(t, waitBound, func() error {
+			b := m1.Get("acme", "gw")
+			return testkit.Check(b.Revision == back.Revision, "revision %d, want %d", b.Revision, back.Revision)
+		}, "the first replica to serve the content under the same revision")
+		if got := m1.Get("acme", "gw"); string(got.Raw) != string(back.Raw) || got.ETag() != back.ETag() {
+			t.Fatal("one content, one revision, but different bytes or ETags")
+		}
+	})
 }
 
 // TestStaleSnapshotIsNotServed: when another replica has recorded newer

@@ -32,6 +32,13 @@ func newFixture(t testing.TB) *fixture {
 	return &fixture{t: t, store: st, keys: NewKeyStore(st, testkit.SecretBox(t))}
 }
 
+// on is f for a step of the test: its helpers fail t.
+func (f *fixture) on(t testing.TB) *fixture {
+	c := *f
+	c.t = t
+	return &c
+}
+
 func (f *fixture) write(fn func(ctx context.Context, tx store.Tx) error) int64 {
 	f.t.Helper()
 	return testkit.Write(f.t, f.store, fn)
@@ -93,64 +100,75 @@ func TestManagerBuildsAndFollowsChanges(t *testing.T) {
 	f.gateway("other", "gw")
 	m, _ := f.start()
 
-	all, pets, other := m.Get("acme", "all"), m.Get("acme", "pets-gw"), m.Get("other", "gw")
-	if all == nil || pets == nil || other == nil {
-		t.Fatal("bundles missing after start")
-	}
-	key, err := f.keys.Key(context.Background(), "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := policies.ReadBundle(all.Raw, policies.VerificationConfig(key.KeyID, key.PublicKeyPEM))
-	if err != nil {
-		t.Fatalf("bundle does not verify with the tenant key: %v", err)
-	}
-	if b.Manifest.Revision != all.ETag()[1:len(all.ETag())-1] {
-		t.Fatalf("manifest revision %s vs etag %s", b.Manifest.Revision, all.ETag())
-	}
-	builds := m.Builds()
-
-	// A change to the admin service's API rebuilds only the gateway that
-	// includes it.
-	changed := testkit.Edit(t, f.store, model.KindAPI, "acme", "admin-get", func(a *model.APISpec) { a.Path = "/admin/{id}" })
-	testkit.Eventually(t, waitBound, func() error {
-		got := m.Get("acme", "all").Revision
-		return testkit.Check(got > all.Revision, "revision %d, was %d", got, all.Revision)
-	}, "the all gateway to be rebuilt")
-	testkit.Eventually(t, waitBound, caughtUp(m, changed), "the manager to build the change")
-	if got := m.Get("acme", "pets-gw"); got != pets {
-		t.Fatal("a gateway whose inputs did not change was rebuilt")
-	}
-	if got := m.Get("other", "gw"); got != other {
-		t.Fatal("another tenant's gateway was rebuilt")
-	}
-	if n := m.Builds() - builds; n != 1 {
-		t.Fatalf("%d builds for one change, want 1", n)
-	}
-
-	// A write that changes no bundle input (a signing key lookup, a runtime
-	// state) rebuilds nothing.
-	builds = m.Builds()
-	unrelated := testkit.Create(t, f.store, &store.Object{Kind: "unrelated", TenantID: "acme", ID: "x"})
-	testkit.Eventually(t, waitBound, caughtUp(m, unrelated), "the manager to follow the unrelated write")
-	if m.Builds() != builds {
-		t.Fatal("an unrelated write rebuilt bundles")
-	}
-
-	// Gateway and tenant deletion drop bundles.
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		_, err := gatewayRepo.Delete(ctx, tx, "acme", "pets-gw", 0)
-		return err
-	})
-	testkit.Eventually(t, waitBound, gone(m, "acme", "pets-gw"), "the deleted gateway's bundle to go")
-	f.write(func(ctx context.Context, tx store.Tx) error {
-		if _, err := tx.DeleteTenant(ctx, "other"); err != nil {
-			return err
+	var all, pets, other *Bundle
+	if !t.Run("every gateway's bundle is built at start, signed with its tenant's key", func(t *testing.T) {
+		all, pets, other = m.Get("acme", "all"), m.Get("acme", "pets-gw"), m.Get("other", "gw")
+		if all == nil || pets == nil || other == nil {
+			t.Fatal("bundles missing after start")
 		}
-		_, err := tx.Delete(ctx, model.KindTenant, "", "other", 0, true)
-		return err
+		key, err := f.keys.Key(context.Background(), "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := policies.ReadBundle(all.Raw, policies.VerificationConfig(key.KeyID, key.PublicKeyPEM))
+		if err != nil {
+			t.Fatalf("bundle does not verify with the tenant key: %v", err)
+		}
+		if b.Manifest.Revision != all.ETag()[1:len(all.ETag())-1] {
+			t.Fatalf("manifest revision %s vs etag %s", b.Manifest.Revision, all.ETag())
+		}
+	}) {
+		return
+	}
+	if !t.Run("a change to an API rebuilds only the gateway that includes it", func(t *testing.T) {
+		builds := m.Builds()
+		changed := testkit.Edit(t, f.store, model.KindAPI, "acme", "admin-get", func(a *model.APISpec) { a.Path = "/admin/{id}" })
+		testkit.Eventually(t, waitBound, func() error {
+			got := m.Get("acme", "all").Revision
+			return testkit.Check(got > all.Revision, "revision %d, was %d", got, all.Revision)
+		}, "the all gateway to be rebuilt")
+		testkit.Eventually(t, waitBound, caughtUp(m, changed), "the manager to build the change")
+		if got := m.Get("acme", "pets-gw"); got != pets {
+			t.Fatal("a gateway whose inputs did not change was rebuilt")
+		}
+		if got := m.Get("other", "gw"); got != other {
+			t.Fatal("another tenant's gateway was rebuilt")
+		}
+		if n := m.Builds() - builds; n != 1 {
+			t.Fatalf("%d builds for one change, want 1", n)
+		}
+	}) {
+		return
+	}
+	if !t.Run("a write that changes no bundle input rebuilds nothing", func(t *testing.T) {
+		builds := m.Builds()
+		unrelated := testkit.Create(t, f.store, &store.Object{Kind: "unrelated", TenantID: "acme", ID: "x"})
+		testkit.Eventually(t, waitBound, caughtUp(m, unrelated), "the manager to follow the unrelated write")
+		if m.Builds() != builds {
+			t.Fatal("an unrelated write rebuilt bundles")
+		}
+	}) {
+		return
+	}
+	if !t.Run("deleting a gateway drops its bundle", func(t *testing.T) {
+		testkit.Write(t, f.store, func(ctx context.Context, tx store.Tx) error {
+			_, err := gatewayRepo.Delete(ctx, tx, "acme", "pets-gw", 0)
+			return err
+		})
+		testkit.Eventually(t, waitBound, gone(m, "acme", "pets-gw"), "the deleted gateway's bundle to go")
+	}) {
+		return
+	}
+	t.Run("deleting a tenant drops its bundles", func(t *testing.T) {
+		testkit.Write(t, f.store, func(ctx context.Context, tx store.Tx) error {
+			if _, err := tx.DeleteTenant(ctx, "other"); err != nil {
+				return err
+			}
+			_, err := tx.Delete(ctx, model.KindTenant, "", "other", 0, true)
+			return err
+		})
+		testkit.Eventually(t, waitBound, gone(m, "other", "gw"), "the deleted tenant's bundles to go")
 	})
-	testkit.Eventually(t, waitBound, gone(m, "other", "gw"), "the deleted tenant's bundles to go")
 }
 
 func TestRevisionsSurviveRestarts(t *testing.T) {
