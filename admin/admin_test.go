@@ -13,8 +13,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/bundleservice"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
@@ -29,6 +32,9 @@ type env struct {
 	store   store.Store
 	bundles *bundles.Manager
 	keys    *bundles.KeyStore
+	// bundleService is mounted on the admin API's engine, as gatehouse
+	// serve mounts it.
+	bundleService *bundleservice.Service
 }
 
 func newEnv(t *testing.T) *env {
@@ -43,6 +49,14 @@ func newEnvWith(t *testing.T, edit func(*admin.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newEnvOnWith(t, st, edit)
+}
+
+// newEnvOnWith is newEnvWith on st (closed when the test ends), composed
+// as gatehouse serve composes it: the bundle service mounted on the admin
+// API's engine (Options.Mount), sharing its registry.
+func newEnvOnWith(t *testing.T, st store.Store, edit func(*admin.Options)) *env {
+	t.Helper()
 	box, err := secretbox.New(bytes.Repeat([]byte{42}, secretbox.KeySize))
 	if err != nil {
 		t.Fatal(err)
@@ -54,8 +68,13 @@ func newEnvWith(t *testing.T, edit func(*admin.Options)) *env {
 	done := make(chan struct{})
 	go func() { _ = mgr.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; st.Close() })
+	reg := prometheus.NewRegistry()
+	bsvc, err := bundleservice.New(bundleservice.Options{Store: st, Bundles: mgr, Registry: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := admin.Options{Store: st, BootstrapToken: rootToken, PublicURL: "https://gh.example",
-		Logger: log, Bundles: mgr, Keys: keys}
+		Logger: log, Registry: reg, Bundles: mgr, Keys: keys, Mount: bsvc.Register}
 	if edit != nil {
 		edit(&opts)
 	}
@@ -65,7 +84,7 @@ func newEnvWith(t *testing.T, edit func(*admin.Options)) *env {
 	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, api: api, store: st, bundles: mgr, keys: keys}
+	return &env{t: t, srv: srv, api: api, store: st, bundles: mgr, keys: keys, bundleService: bsvc}
 }
 
 type resp struct {

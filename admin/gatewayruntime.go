@@ -9,9 +9,10 @@ import (
 
 // A gateway's runtime state — its OPA instances' status reports, when it
 // last fetched its bundle, its decision log — is written by the bundle
-// service (bundleservice.go) and kept by package bundles: here it is
-// shown in the gateway's status.opa and its decisions listing, and
-// forgotten when the gateway is deleted (bundles.Manager.ForgetGateway).
+// service (package bundleservice, which cmd/gatehouse mounts beside this
+// API) and kept by package bundles, which both read: here it is shown in
+// the gateway's status.opa and its decisions listing, and forgotten when
+// the gateway is deleted (bundles.Manager.ForgetGateway).
 
 // opaStatusView summarises the gateway's OPA instances (status.opa).
 type opaStatusView = bundles.OPAStatus

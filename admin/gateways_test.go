@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/bundleservice"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -182,7 +182,7 @@ func TestGatewaysAndBundleService(t *testing.T) {
 	e.expect(e.do("DELETE", "/api/admin/acme/gateways/edge", rootToken, nil), 204)
 	gone := func(r resp) {
 		t.Helper()
-		if r.status != 404 || r.json(t)["error_code"] != admin.CodeGatewayNotFound {
+		if r.status != 404 || r.json(t)["error_code"] != bundleservice.CodeGatewayNotFound {
 			t.Fatalf("a deleted gateway's credential: %d %s", r.status, r.body)
 		}
 	}

@@ -55,14 +55,12 @@ type Options struct {
 	// PolicyTestTimeout bounds one evaluation of the policy test API
 	// (default policies.DefaultTestTimeout; --policy-test-timeout).
 	PolicyTestTimeout time.Duration
-	// GatewayCredentials verifies the bundle service's gateway credentials
-	// (a new one on Store when nil). Share it with the xDS server, and run
-	// its FollowRevocations: only then does the bundle service keep
-	// serving recently verified gateways while the store is unavailable.
-	GatewayCredentials *GatewayCredentials
-	// DecisionLogsKept is how many decision log events are kept per
-	// gateway (default DefaultDecisionLogsKept; --decision-logs-kept).
-	DecisionLogsKept int
+	// Mount, when set, registers more routes on the API's engine after
+	// its own (gatehouse serve mounts the bundle service this way, which
+	// admin does not import): they share the listener, the request id,
+	// log, metrics and recover middleware and the 404/405 answers, and
+	// Routes lists them.
+	Mount func(gin.IRouter)
 }
 
 // XDSStatusSource reports a gateway's xDS state (the envoy package's
@@ -81,9 +79,7 @@ type Server struct {
 	public   string
 	bundles  *bundles.Manager
 	keys     *bundles.KeyStore
-	// gatewayCreds verifies the bundle service's callers.
-	gatewayCreds *GatewayCredentials
-	xds          XDSStatusSource
+	xds      XDSStatusSource
 	// xdsPublic is the xDS address written into gateway packages.
 	xdsPublic string
 	checker   *policies.Checker
@@ -96,11 +92,8 @@ type Server struct {
 	allowPrivateJWKSURLs bool
 	// openAPIJSON is the validated OpenAPI document, rendered once.
 	openAPIJSON []byte
-	// draining ends when Drain is called (drain): long polls answer at once.
-	draining context.Context
-	drain    context.CancelFunc
-	// decisionLogs trims the gateways' decision logs.
-	decisionLogs *decisionLogRetention
+	// mount registers the routes of Options.Mount.
+	mount func(gin.IRouter)
 }
 
 // New builds the admin API and registers its routes.
@@ -135,32 +128,24 @@ func New(opts Options) (*Server, error) {
 	if opts.PolicyTestTimeout <= 0 {
 		opts.PolicyTestTimeout = policies.DefaultTestTimeout
 	}
-	if opts.GatewayCredentials == nil {
-		opts.GatewayCredentials = NewGatewayCredentials(opts.Store, opts.Logger)
-	}
-	if err := opts.GatewayCredentials.RegisterMetrics(opts.Registry); err != nil {
-		return nil, err
-	}
 	s := &Server{
-		bundles:      opts.Bundles,
-		keys:         opts.Keys,
-		gatewayCreds: opts.GatewayCredentials,
-		xds:          opts.XDS,
-		xdsPublic:    opts.XDSPublicAddress,
-		checker:      checker,
-		openAPIJSON:  doc,
-		store:        opts.Store,
-		auth:         &tokenAuth{bootstrapHash: sha256.Sum256([]byte(opts.BootstrapToken)), store: opts.Store},
-		log:          opts.Logger,
-		registry:     opts.Registry,
-		metrics:      m,
-		public:       opts.PublicURL,
-		decisionLogs: newDecisionLogRetention(opts.DecisionLogsKept),
+		bundles:     opts.Bundles,
+		keys:        opts.Keys,
+		xds:         opts.XDS,
+		xdsPublic:   opts.XDSPublicAddress,
+		checker:     checker,
+		openAPIJSON: doc,
+		store:       opts.Store,
+		auth:        &tokenAuth{bootstrapHash: sha256.Sum256([]byte(opts.BootstrapToken)), store: opts.Store},
+		log:         opts.Logger,
+		registry:    opts.Registry,
+		metrics:     m,
+		public:      opts.PublicURL,
+		mount:       opts.Mount,
 
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
 	}
-	s.draining, s.drain = context.WithCancel(context.Background())
 	s.tester = policies.NewTester(checker, max(2, runtime.GOMAXPROCS(0)), opts.PolicyTestTimeout)
 	s.engine = s.routes()
 	return s, nil
@@ -203,7 +188,9 @@ func (s *Server) routes() *gin.Engine {
 	} {
 		register(sys, adm)
 	}
-	s.bundleServiceRoutes(e)
+	if s.mount != nil {
+		s.mount(e)
+	}
 	return e
 }
 

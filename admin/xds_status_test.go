@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/envoy"
+	"github.com/gatehouse-dev/gatehouse/gatewaycred"
 )
 
 var _ admin.XDSStatusSource = (*envoy.Server)(nil)
@@ -17,7 +18,7 @@ var _ admin.XDSStatusSource = (*envoy.Server)(nil)
 func TestGatewayStatusShowsXDS(t *testing.T) {
 	e := newEnv(t)
 	xs, err := envoy.New(envoy.Options{Bundles: e.bundles, AuthorizerAddress: "127.0.0.1:9191",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Credentials: admin.NewGatewayCredentials(e.store, nil)})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Credentials: gatewaycred.New(e.store, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

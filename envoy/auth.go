@@ -39,7 +39,7 @@ func (g GatewayIdentity) NodeID() string { return NodeID(g.TenantID, g.GatewayID
 var ErrInvalidCredential = errors.New("invalid gateway credential")
 
 // CredentialVerifier verifies gateway credentials for the xDS server. It is
-// implemented on the control-plane side (admin.GatewayCredentials), with
+// implemented on the control-plane side (gatewaycred.Verifier), with
 // the check the bundle service applies.
 type CredentialVerifier interface {
 	// VerifyGateway returns the gateway token is a credential of, an error

@@ -74,7 +74,7 @@
 //
 // Every xDS call must carry a gateway credential, gRPC metadata
 // "authorization: Bearer ghg_…", checked by a CredentialVerifier
-// (admin.GatewayCredentials on the control plane). Server.ServerOptions
+// (gatewaycred.Verifier on the control plane). Server.ServerOptions
 // holds the interceptors that do it before go-control-plane sees the call
 // (UNAUTHENTICATED for no, a malformed, unknown or revoked credential) and
 // put the GatewayIdentity in the call's context; the server's callbacks

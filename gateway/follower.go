@@ -110,7 +110,8 @@ var (
 
 // codeGatewayNotFound is the bundle service's error_code (404) for a
 // gateway that does not exist, also given to a credential of a deleted
-// gateway (admin.CodeGatewayNotFound; the gateway never imports admin).
+// gateway (bundleservice.CodeGatewayNotFound; the gateway never imports
+// the control plane's packages).
 const codeGatewayNotFound = "gateway_not_found"
 
 // codeTenantDisabled is the bundle service's error_code (403) for the

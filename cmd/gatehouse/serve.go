@@ -22,8 +22,10 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/bundleservice"
 	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/gateway"
+	"github.com/gatehouse-dev/gatehouse/gatewaycred"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -141,7 +143,7 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.BoolVar(&cfg.ImportAllowPrivateURLs, "import-allow-private-urls", false, "let OpenAPI imports from a URL fetch from loopback, private and link-local addresses")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token issuers name loopback, private and link-local jwks_uri and discovery URLs (plain http only there), and the in-process authorizer fetch from them")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics without a token on this address, for trusted scrapers (empty: off; the admin API's /metrics needs a system-wide token)")
-	fs.IntVar(&cfg.DecisionLogsKept, "decision-logs-kept", admin.DefaultDecisionLogsKept, "decision log events kept per gateway (older ones are deleted)")
+	fs.IntVar(&cfg.DecisionLogsKept, "decision-logs-kept", bundleservice.DefaultDecisionLogsKept, "decision log events kept per gateway (older ones are deleted)")
 	fs.StringSliceVar(&cfg.PolicyAllowBuiltins, "policy-allow-builtins", nil, "built-ins policies may call although they reach outside the authorizer (comma-separated, of: "+
 		strings.Join(policies.DeniedBuiltins(), ", ")+"; docs/bundles.md)")
 	fs.DurationVar(&cfg.PolicyTestTimeout, "policy-test-timeout", policies.DefaultTestTimeout, "deadline of one evaluation of the policy test API (POST …/policies/test); at most 1m")
@@ -230,13 +232,21 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		return err
 	}
 	// One verifier of gateway credentials for the bundle service and xDS.
-	creds := admin.NewGatewayCredentials(st, log.With("component", "gateway-credentials"))
+	creds := gatewaycred.New(st, log.With("component", "gateway-credentials"))
 	// The xDS control plane: one snapshot per gateway, from the bundles.
 	var xds *xdsServer
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
-		PolicyTestTimeout: cfg.PolicyTestTimeout, GatewayCredentials: creds}
-	opts.DecisionLogsKept = cfg.DecisionLogsKept
+		PolicyTestTimeout: cfg.PolicyTestTimeout}
+	// The bundle service shares the admin API's listener and engine (same
+	// paths, middleware and metrics); admin does not import it.
+	bundleService, err := bundleservice.New(bundleservice.Options{Store: st, Bundles: mgr, Credentials: creds, Registry: reg,
+		Logger: log, DecisionLogsKept: cfg.DecisionLogsKept})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	opts.Mount = bundleService.Register
 	if cfg.XDSAddr != "" {
 		if xds, err = startXDS(cfg, creds, mgr, log); err != nil {
 			ln.Close()
@@ -314,14 +324,14 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		return fmt.Errorf("bundle manager stopped: %w", err)
 	case <-ctx.Done():
 	}
-	return shutdownServe(log, cfg.ShutdownTimeout, servingParts{api: api, http: srv, xds: xds, authz: authz, metrics: metrics},
+	return shutdownServe(log, cfg.ShutdownTimeout, servingParts{bundles: bundleService, http: srv, xds: xds, authz: authz, metrics: metrics},
 		stopRuns, mgrDone)
 }
 
 // servingParts are what shutdownServe stops; xds, authz and metrics may be
 // nil.
 type servingParts struct {
-	api     *admin.Server
+	bundles *bundleservice.Service
 	http    *http.Server
 	xds     *xdsServer
 	authz   *inProcessAuthorizer
@@ -340,7 +350,7 @@ func shutdownServe(log *slog.Logger, timeout time.Duration, p servingParts, stop
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	p.api.Drain()
+	p.bundles.Drain()
 	if p.xds != nil {
 		p.xds.endStreams()
 		select {
@@ -462,7 +472,9 @@ func startInProcessAuthorizer(ctx context.Context, cfg serveConfig, st store.Sto
 	gs := grpc.NewServer(drain.option())
 	srv.Register(gs)
 	go srv.WatchHealth(ctx)
-	go func() { _ = (&localBundles{bundles: mgr, activator: activator, log: log.With("component", "authorizer")}).Run(ctx) }()
+	go func() {
+		_ = (&localBundles{bundles: mgr, activator: activator, log: log.With("component", "authorizer")}).Run(ctx)
+	}()
 	log.Info("ext_authz listening", "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, in-process, all gateways)\n", ln.Addr())
 	return &inProcessAuthorizer{drain: drain, grpc: gs, ln: ln, logs: logs, activator: activator}, nil
@@ -483,7 +495,7 @@ func (a *inProcessAuthorizer) stop(ctx context.Context) bool {
 // must carry a credential of the gateway whose node id it uses.
 type xdsServer struct {
 	server *envoy.Server
-	creds  *admin.GatewayCredentials
+	creds  *gatewaycred.Verifier
 	grpc   *grpc.Server
 	ln     net.Listener
 	public string
@@ -493,7 +505,7 @@ type xdsServer struct {
 	runDone    chan struct{}
 }
 
-func startXDS(cfg serveConfig, creds *admin.GatewayCredentials, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
+func startXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
 	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds"),
 		Credentials: creds})
 	if err != nil {

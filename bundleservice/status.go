@@ -1,0 +1,134 @@
+package bundleservice
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+)
+
+// maxStatusUpload caps a status report.
+const maxStatusUpload = 4 << 20
+
+// opaStatusReport is the part of OPA's status report (UpdateRequestV1) the
+// control plane keeps.
+type opaStatusReport struct {
+	Labels  map[string]string `json:"labels"`
+	Bundles map[string]struct {
+		Name                     string            `json:"name"`
+		ActiveRevision           string            `json:"active_revision"`
+		LastSuccessfulActivation *time.Time        `json:"last_successful_activation"`
+		LastSuccessfulDownload   *time.Time        `json:"last_successful_download"`
+		Code                     string            `json:"code"`
+		Message                  string            `json:"message"`
+		Errors                   []json.RawMessage `json:"errors"`
+	} `json:"bundles"`
+	DecisionLogs *struct {
+		Code    string                     `json:"code"`
+		Message string                     `json:"message"`
+		Metrics map[string]json.RawMessage `json:"metrics"`
+	} `json:"decision_logs"`
+	Plugins map[string]struct {
+		State   string `json:"state"`
+		Message string `json:"message"`
+	} `json:"plugins"`
+}
+
+// receiveStatus stores an OPA status report (one per OPA instance); the
+// admin API shows them in the gateway's status.opa.
+func (s *Service) receiveStatus(c *gin.Context) {
+	tid, gw := c.Param("tid"), c.Param("gw")
+	var rep opaStatusReport
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxStatusUpload))
+	if err != nil {
+		httpapi.Abort(c, httpapi.JSONError(err, maxStatusUpload))
+		return
+	}
+	if apiErr := httpapi.NotNull(body); apiErr != nil {
+		httpapi.Abort(c, apiErr)
+		return
+	}
+	if err := json.Unmarshal(body, &rep); err != nil {
+		httpapi.Abort(c, httpapi.JSONError(err, maxStatusUpload))
+		return
+	}
+	inst := bundles.OPAInstance{ID: rep.Labels["id"], LastSeen: time.Now().UTC(), Labels: rep.Labels, Plugins: map[string]string{}}
+	if inst.ID == "" || len(inst.ID) > 128 {
+		inst.ID = "unlabelled"
+	}
+	for name, b := range rep.Bundles {
+		if b.ActiveRevision != "" {
+			inst.ActiveRevision = b.ActiveRevision
+			inst.LastActivation = b.LastSuccessfulActivation
+		}
+		if b.Code != "" || b.Message != "" {
+			inst.Errors = append(inst.Errors, fmt.Sprintf("bundle %s: %s %s", name, b.Code, b.Message))
+		}
+		for _, e := range b.Errors {
+			inst.Errors = append(inst.Errors, fmt.Sprintf("bundle %s: %s", name, strings.Trim(string(e), `"`)))
+		}
+	}
+	if d := rep.DecisionLogs; d != nil && (d.Code != "" || d.Message != "") {
+		inst.Errors = append(inst.Errors, fmt.Sprintf("decision logs: %s %s", d.Code, d.Message))
+	}
+	for name, p := range rep.Plugins {
+		inst.Plugins[name] = p.State
+	}
+	var dlMetrics map[string]json.RawMessage
+	if rep.DecisionLogs != nil {
+		dlMetrics = rep.DecisionLogs.Metrics
+	}
+	inst.DecisionLogs = decisionLogMetrics(dlMetrics, inst.Plugins["decision_logs"])
+	if err := bundles.PutOPAInstance(c.Request.Context(), s.store, tid, gw, inst); err != nil {
+		httpapi.Abort(c, httpapi.Internal(err))
+		return
+	}
+	if err := bundles.PruneOPAInstances(c.Request.Context(), s.store, tid, gw); err != nil {
+		s.log.WarnContext(c.Request.Context(), "prune OPA status", "error", err.Error())
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// decisionLogMetrics reads the decision_logs status of a report: OPA's
+// metrics (numbers by name) and the plugin's state. Unknown metrics and
+// values that are not whole numbers are ignored.
+func decisionLogMetrics(metrics map[string]json.RawMessage, state string) *bundles.OPADecisionLogs {
+	if len(metrics) == 0 && state == "" {
+		return nil
+	}
+	d := &bundles.OPADecisionLogs{State: state, DroppedByReason: map[string]int64{}}
+	num := func(name string) *int64 {
+		var n json.Number
+		if raw, ok := metrics[name]; !ok || json.Unmarshal(raw, &n) != nil {
+			return nil
+		}
+		v, err := n.Int64()
+		if err != nil || v < 0 {
+			return nil
+		}
+		return &v
+	}
+	d.Events, d.Sent = num("counter_decision_logs_events"), num("counter_decision_logs_sent")
+	d.BufferedEvents, d.BufferedBytes = num("gauge_decision_logs_buffered_events"), num("gauge_decision_logs_buffered_bytes")
+	for name := range metrics {
+		reason, ok := strings.CutPrefix(name, "counter_decision_logs_dropped_")
+		if !ok || reason == "" || len(reason) > 64 || len(d.DroppedByReason) >= 32 {
+			continue
+		}
+		if v := num(name); v != nil {
+			d.DroppedByReason[reason] = *v
+			d.Dropped += *v
+		}
+	}
+	if v := num("counter_decision_logs_dropped"); v != nil && *v > d.Dropped {
+		d.Dropped = *v
+	}
+	return d
+}
