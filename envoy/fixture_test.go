@@ -32,6 +32,13 @@ func newFixture(t testing.TB) *fixture {
 	return &fixture{t: t, store: st, keys: bundles.NewKeyStore(st, testkit.SecretBox(t))}
 }
 
+// on is f for a step of the test: its helpers fail t.
+func (f *fixture) on(t testing.TB) *fixture {
+	c := *f
+	c.t = t
+	return &c
+}
+
 func (f *fixture) write(fn func(ctx context.Context, tx store.Tx) error) {
 	f.t.Helper()
 	testkit.Write(f.t, f.store, fn)

@@ -56,67 +56,75 @@ func TestProxylessGRPC(t *testing.T) {
 	}
 	dial := grpcDialer(t, boot)
 
-	// Through the listener named after the service's host, and through the
-	// one named after a service without hosts.
 	check := checkHealth
 	greeter, plain := dial("xds:///greeter.internal"), dial("xds:///plain")
-	if err := check(greeter); err != nil {
-		t.Fatalf("Check via xds:///greeter.internal: %v", err)
+	if !t.Run("RPCs go through the listener named after the service's host and the one of a service without hosts", func(t *testing.T) {
+		if err := check(greeter); err != nil {
+			t.Fatalf("Check via xds:///greeter.internal: %v", err)
+		}
+		if err := check(plain); err != nil {
+			t.Fatalf("Check via xds:///plain: %v", err)
+		}
+	}) {
+		return
 	}
-	if err := check(plain); err != nil {
-		t.Fatalf("Check via xds:///plain: %v", err)
-	}
-	// A method without an API has no route: the client fails it without
-	// reaching the server.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, err := greeter.Watch(ctx, &healthpb.HealthCheckRequest{})
-	if err == nil {
-		_, err = ws.Recv()
-	}
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("Watch without an API: %v, want Unavailable (no route)", err)
+	if !t.Run("a method without an API has no route: the client fails it without reaching the server", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ws, err := greeter.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil {
+			_, err = ws.Recv()
+		}
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("Watch without an API: %v, want Unavailable (no route)", err)
+		}
+	}) {
+		return
 	}
 
-	// The control plane sees the gRPC nodes (one xDS stream per channel
-	// here) and their ACKs (the route configuration is inline in the
-	// listeners).
-	var st XDSStatus
 	defer func() {
 		if t.Failed() {
 			js, _ := json.MarshalIndent(cp.xds.Status("acme", "mesh"), "", "  ")
 			t.Logf("status: %s", js)
 		}
 	}()
-	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "mesh", &st, func(st XDSStatus) bool {
-		if len(st.Nodes) == 0 {
-			return false
-		}
-		for _, n := range st.Nodes {
-			for _, typ := range []string{resource.ListenerType, resource.ClusterType, resource.EndpointType} {
-				if r := n.Resources[typ]; r == nil || r.AckedVersion != st.Version {
-					return false
+	// One xDS stream per channel here; the route configuration is inline
+	// in the listeners.
+	if !t.Run("the control plane sees the gRPC nodes and their ACKs", func(t *testing.T) {
+		var st XDSStatus
+		testkit.Eventually(t, waitBound, cp.statusWhere("acme", "mesh", &st, func(st XDSStatus) bool {
+			if len(st.Nodes) == 0 {
+				return false
+			}
+			for _, n := range st.Nodes {
+				for _, typ := range []string{resource.ListenerType, resource.ClusterType, resource.EndpointType} {
+					if r := n.Resources[typ]; r == nil || r.AckedVersion != st.Version {
+						return false
+					}
 				}
 			}
+			return true
+		}), "the gRPC node's ACKs")
+		if st.LastNack != nil {
+			t.Fatalf("grpc-go rejected the resources: %+v", st.LastNack)
 		}
-		return true
-	}), "the gRPC node's ACKs")
-	if st.LastNack != nil {
-		t.Fatalf("grpc-go rejected the resources: %+v", st.LastNack)
+	}) {
+		return
 	}
 
-	// An admin change reaches the client: Check loses its route.
-	f.setAPIPath("acme", "check", "/grpc.health.v1.Health/Other")
-	testkit.Eventually(t, waitBound, func() error {
-		err := check(greeter)
-		return testkit.Check(status.Code(err) == codes.Unavailable, "Check: %v", err)
-	}, "the route change to reach the gRPC client")
-	if err := check(plain); err != nil {
-		t.Fatalf("the other listener broke: %v", err)
-	}
-	if st := cp.xds.Status("acme", "mesh"); st.LastNack != nil {
-		t.Fatalf("grpc-go rejected the update: %+v", st.LastNack)
-	}
+	t.Run("an admin change reaches the client: Check loses its route, the other listener keeps working", func(t *testing.T) {
+		f.on(t).setAPIPath("acme", "check", "/grpc.health.v1.Health/Other")
+		testkit.Eventually(t, waitBound, func() error {
+			err := check(greeter)
+			return testkit.Check(status.Code(err) == codes.Unavailable, "Check: %v", err)
+		}, "the route change to reach the gRPC client")
+		if err := check(plain); err != nil {
+			t.Fatalf("the other listener broke: %v", err)
+		}
+		if st := cp.xds.Status("acme", "mesh"); st.LastNack != nil {
+			t.Fatalf("grpc-go rejected the update: %+v", st.LastNack)
+		}
+	})
 }
 
 // grpcDialer returns a function dialing xds:/// targets with grpc-go's xDS

@@ -85,108 +85,114 @@ func TestADSClientLikeEnvoy(t *testing.T) {
 	cp := f.start()
 
 	c := dialADS(t, cp.addr, NodeID("acme", "edge"), cp.token("acme", "edge"))
-	clusters, listeners, routes := subscribeLikeEnvoy(t, c)
-
-	if len(listeners) != 1 || listeners[0].GetAddress().GetSocketAddress().GetPortValue() != 10001 {
-		t.Fatalf("listeners %v", listeners)
-	}
-	_, authz := listenerHCM(t, listeners[0])
-	if authz.GetGrpcService().GetEnvoyGrpc().GetClusterName() != AuthorizerClusterName || authz.GetFailureModeAllow() ||
-		authz.GetTransportApiVersion().String() != "V3" || authz.GetWithRequestBody() != nil {
-		t.Fatalf("ext_authz %v", authz)
-	}
-	names := map[string]bool{}
-	for _, cl := range clusters {
-		names[cl.GetName()] = true
-	}
-	for _, want := range []string{"service_pets", "service_store", "service_admin", "service_files", AuthorizerClusterName} {
-		if !names[want] {
-			t.Fatalf("cluster %s missing from %v", want, names)
+	if !t.Run("Envoy's first exchange gets the gateway's listener, ext_authz, clusters and routes, nothing of another tenant", func(t *testing.T) {
+		clusters, listeners, routes := subscribeLikeEnvoy(t, c)
+		if len(listeners) != 1 || listeners[0].GetAddress().GetSocketAddress().GetPortValue() != 10001 {
+			t.Fatalf("listeners %v", listeners)
 		}
-	}
-	if names["service_x"] {
-		t.Fatal("another tenant's cluster leaked into the snapshot")
-	}
-	apis := map[string]string{} // api -> vhost
-	for _, vh := range routes[0].GetVirtualHosts() {
-		for _, r := range vh.GetRoutes() {
-			apis[r.GetName()] = vh.GetName()
+		_, authz := listenerHCM(t, listeners[0])
+		if authz.GetGrpcService().GetEnvoyGrpc().GetClusterName() != AuthorizerClusterName || authz.GetFailureModeAllow() ||
+			authz.GetTransportApiVersion().String() != "V3" || authz.GetWithRequestBody() != nil {
+			t.Fatalf("ext_authz %v", authz)
 		}
-	}
-	for _, id := range []string{"list-pets", "get-pet", "mine", "any-pet", "health", "order", "catalog", "admin-users", "file-get"} {
-		if apis[id] == "" {
-			t.Fatalf("route for API %s missing: %v", id, apis)
+		names := map[string]bool{}
+		for _, cl := range clusters {
+			names[cl.GetName()] = true
 		}
-	}
-	if apis["admin-users"] != "admin.example" || apis["order"] != "default" {
-		t.Fatalf("vhosts %v", apis)
-	}
-
-	// The status shows the node and its ACKs.
-	var st XDSStatus
-	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool {
-		return len(st.Nodes) == 1 && st.Nodes[0].Resources[resource.RouteType] != nil &&
-			st.Nodes[0].Resources[resource.RouteType].AckedVersion == st.Version
-	}), "the ACKs to be recorded")
-	for _, typ := range []string{resource.ClusterType, resource.ListenerType, resource.RouteType} {
-		r := st.Nodes[0].Resources[typ]
-		if r == nil || r.AckedVersion != st.Version || r.AckedAt == nil || r.LastNack != nil {
-			t.Fatalf("%s status %+v (version %s)", typ, r, st.Version)
-		}
-	}
-	if st.Nodes[0].UserAgent != "envoy" || st.Nodes[0].Cluster != "test" || !strings.HasPrefix(st.Nodes[0].Peer, "127.0.0.1:") {
-		t.Fatalf("node %+v", st.Nodes[0])
-	}
-	if _, err := json.Marshal(cp.xds.GatewayStatus("acme", "edge")); err != nil {
-		t.Fatal(err)
-	}
-	other := cp.xds.Status("other", "gw")
-	if other.Version == "" || len(other.Nodes) != 0 {
-		t.Fatalf("other gateway %+v", other)
-	}
-
-	// An admin change reaches the connected client within 500ms, with a
-	// new version; the other tenant's snapshot is left alone.
-	before := st.Version
-	start := time.Now()
-	f.setAPIPath("acme", "order", "/orders/{id}")
-	var got *routev3.RouteConfiguration
-	for got == nil {
-		r, err := c.next(resource.RouteType, step)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.GetVersionInfo() == before {
-			continue
-		}
-		elapsed := time.Since(start)
-		if elapsed > 500*time.Millisecond {
-			t.Errorf("the change took %s to arrive", elapsed)
-		}
-		rcs, err := unpack(r, func() *routev3.RouteConfiguration { return &routev3.RouteConfiguration{} })
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = rcs[0]
-		t.Logf("change arrived in %s as version %s", elapsed, r.GetVersionInfo())
-		if err := c.ack(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	found := false
-	for _, vh := range got.GetVirtualHosts() {
-		for _, r := range vh.GetRoutes() {
-			if r.GetName() == "order" {
-				found = r.GetMatch().GetSafeRegex().GetRegex() == `^/orders/[^/]+$`
+		for _, want := range []string{"service_pets", "service_store", "service_admin", "service_files", AuthorizerClusterName} {
+			if !names[want] {
+				t.Fatalf("cluster %s missing from %v", want, names)
 			}
 		}
+		if names["service_x"] {
+			t.Fatal("another tenant's cluster leaked into the snapshot")
+		}
+		apis := map[string]string{} // api -> vhost
+		for _, vh := range routes[0].GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				apis[r.GetName()] = vh.GetName()
+			}
+		}
+		for _, id := range []string{"list-pets", "get-pet", "mine", "any-pet", "health", "order", "catalog", "admin-users", "file-get"} {
+			if apis[id] == "" {
+				t.Fatalf("route for API %s missing: %v", id, apis)
+			}
+		}
+		if apis["admin-users"] != "admin.example" || apis["order"] != "default" {
+			t.Fatalf("vhosts %v", apis)
+		}
+	}) {
+		return
 	}
-	if !found {
-		t.Fatal("the updated route is not in the new RouteConfiguration")
+
+	var st, other XDSStatus
+	if !t.Run("the status shows the node and its ACKs", func(t *testing.T) {
+		testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool {
+			return len(st.Nodes) == 1 && st.Nodes[0].Resources[resource.RouteType] != nil &&
+				st.Nodes[0].Resources[resource.RouteType].AckedVersion == st.Version
+		}), "the ACKs to be recorded")
+		for _, typ := range []string{resource.ClusterType, resource.ListenerType, resource.RouteType} {
+			r := st.Nodes[0].Resources[typ]
+			if r == nil || r.AckedVersion != st.Version || r.AckedAt == nil || r.LastNack != nil {
+				t.Fatalf("%s status %+v (version %s)", typ, r, st.Version)
+			}
+		}
+		if st.Nodes[0].UserAgent != "envoy" || st.Nodes[0].Cluster != "test" || !strings.HasPrefix(st.Nodes[0].Peer, "127.0.0.1:") {
+			t.Fatalf("node %+v", st.Nodes[0])
+		}
+		if _, err := json.Marshal(cp.xds.GatewayStatus("acme", "edge")); err != nil {
+			t.Fatal(err)
+		}
+		other = cp.xds.Status("other", "gw")
+		if other.Version == "" || len(other.Nodes) != 0 {
+			t.Fatalf("other gateway %+v", other)
+		}
+	}) {
+		return
 	}
-	if cp.xds.Status("other", "gw").Version != other.Version {
-		t.Fatal("an unaffected gateway got a new version")
-	}
+
+	t.Run("an admin change reaches the client within 500ms as a new version; other gateways keep theirs", func(t *testing.T) {
+		before := st.Version
+		start := time.Now()
+		f.on(t).setAPIPath("acme", "order", "/orders/{id}")
+		var got *routev3.RouteConfiguration
+		for got == nil {
+			r, err := c.next(resource.RouteType, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.GetVersionInfo() == before {
+				continue
+			}
+			elapsed := time.Since(start)
+			if elapsed > 500*time.Millisecond {
+				t.Errorf("the change took %s to arrive", elapsed)
+			}
+			rcs, err := unpack(r, func() *routev3.RouteConfiguration { return &routev3.RouteConfiguration{} })
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = rcs[0]
+			t.Logf("change arrived in %s as version %s", elapsed, r.GetVersionInfo())
+			if err := c.ack(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		found := false
+		for _, vh := range got.GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				if r.GetName() == "order" {
+					found = r.GetMatch().GetSafeRegex().GetRegex() == `^/orders/[^/]+$`
+				}
+			}
+		}
+		if !found {
+			t.Fatal("the updated route is not in the new RouteConfiguration")
+		}
+		if cp.xds.Status("other", "gw").Version != other.Version {
+			t.Fatal("an unaffected gateway got a new version")
+		}
+	})
 }
 
 func TestNackIsRecordedAndNotResent(t *testing.T) {
@@ -205,38 +211,49 @@ func TestNackIsRecordedAndNotResent(t *testing.T) {
 	if err := c.nack(lds, "listener rejected: bad filter"); err != nil {
 		t.Fatal(err)
 	}
-	var st XDSStatus
-	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool { return st.LastNack != nil }),
-		"the NACK in the status")
-	if st.LastNack.Error != "listener rejected: bad filter" || st.LastNack.Version != lds.GetVersionInfo() ||
-		st.LastNack.TypeURL != resource.ListenerType || st.LastNack.At.IsZero() {
-		t.Fatalf("last NACK %+v", st.LastNack)
+	if !t.Run("the NACK is recorded in the gateway's and the node's status", func(t *testing.T) {
+		var st XDSStatus
+		testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", &st, func(st XDSStatus) bool { return st.LastNack != nil }),
+			"the NACK in the status")
+		if st.LastNack.Error != "listener rejected: bad filter" || st.LastNack.Version != lds.GetVersionInfo() ||
+			st.LastNack.TypeURL != resource.ListenerType || st.LastNack.At.IsZero() {
+			t.Fatalf("last NACK %+v", st.LastNack)
+		}
+		if r := st.Nodes[0].Resources[resource.ListenerType]; r.LastNack == nil || r.AckedVersion != "" {
+			t.Fatalf("listener status %+v", r)
+		}
+	}) {
+		return
 	}
-	if r := st.Nodes[0].Resources[resource.ListenerType]; r.LastNack == nil || r.AckedVersion != "" {
-		t.Fatalf("listener status %+v", r)
+	if !t.Run("the rejected version is not resent", func(t *testing.T) {
+		if n := c.quiet(300 * time.Millisecond); n != 0 {
+			t.Fatalf("%d responses after a NACK: the rejected version is being resent", n)
+		}
+	}) {
+		return
 	}
-	// No resend of the rejected version.
-	if n := c.quiet(300 * time.Millisecond); n != 0 {
-		t.Fatalf("%d responses after a NACK: the rejected version is being resent", n)
+	if !t.Run("a configuration change still sends a new version", func(t *testing.T) {
+		f.on(t).setAPIPath("acme", "order", "/orders/{id}")
+		r, err := c.next(resource.ListenerType, step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetVersionInfo() == lds.GetVersionInfo() {
+			t.Fatal("the rejected version was sent again")
+		}
+		if err := c.ack(r); err != nil {
+			t.Fatal(err)
+		}
+	}) {
+		return
 	}
-	// A new version is still sent when the configuration changes, and the
-	// NACK stays in the status once the node is gone.
-	f.setAPIPath("acme", "order", "/orders/{id}")
-	r, err := c.next(resource.ListenerType, step)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.GetVersionInfo() == lds.GetVersionInfo() {
-		t.Fatal("the rejected version was sent again")
-	}
-	if err := c.ack(r); err != nil {
-		t.Fatal(err)
-	}
-	c.close()
-	testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", nil, noNodes), "the node to disconnect")
-	if cp.xds.Status("acme", "edge").LastNack == nil {
-		t.Fatal("the last NACK was forgotten")
-	}
+	t.Run("the NACK stays in the status once the node is gone", func(t *testing.T) {
+		c.close()
+		testkit.Eventually(t, waitBound, cp.statusWhere("acme", "edge", nil, noNodes), "the node to disconnect")
+		if cp.xds.Status("acme", "edge").LastNack == nil {
+			t.Fatal("the last NACK was forgotten")
+		}
+	})
 }
 
 func TestDeletedGatewayIsEmptiedThenDropped(t *testing.T) {

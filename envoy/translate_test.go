@@ -269,162 +269,168 @@ func TestTranslateEnvoy(t *testing.T) {
 	if _, err := newSnapshot("1", res); err != nil {
 		t.Fatal(err)
 	}
-
-	// Listener: address, HCM, ext_authz then router.
-	lis := resourcesOf[*listenerv3.Listener](t, res, resource.ListenerType)
-	if len(lis) != 1 || lis[0].GetName() != ListenerName("edge") {
-		t.Fatalf("listeners %v", lis)
-	}
-	sa := lis[0].GetAddress().GetSocketAddress()
-	if sa.GetAddress() != "127.0.0.1" || sa.GetPortValue() != 10001 {
-		t.Fatalf("listener address %v", sa)
-	}
-	hcm, authz := listenerHCM(t, lis[0])
-	if hcm.GetRds().GetRouteConfigName() != RouteConfigName("edge") || hcm.GetRds().GetConfigSource().GetAds() == nil {
-		t.Fatalf("RDS %v", hcm.GetRds())
-	}
-	if !hcm.GetStripAnyHostPort() || !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() ||
-		hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
-		t.Fatal("the HCM must strip host ports, normalise paths, merge slashes and refuse escaped slashes")
-	}
-	if hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() != corev3.HttpProtocolOptions_REJECT_REQUEST {
-		t.Fatal("the HCM must refuse header names with '_' (the authorizer refuses them)")
-	}
-	if n := len(hcm.GetHttpFilters()); n != 3 || hcm.GetHttpFilters()[0].GetName() != HeaderMutationFilterName ||
-		hcm.GetHttpFilters()[1].GetName() != wellknown.HTTPExternalAuthorization || hcm.GetHttpFilters()[2].GetName() != wellknown.Router {
-		t.Fatalf("filters %v: want header_mutation, ext_authz, router", hcm.GetHttpFilters())
-	}
-	if authz.GetGrpcService().GetEnvoyGrpc().GetClusterName() != AuthorizerClusterName || authz.GetTransportApiVersion().String() != "V3" ||
-		authz.GetFailureModeAllow() || authz.GetIncludePeerCertificate() {
-		t.Fatalf("ext_authz %v", authz)
-	}
-	if b := authz.GetWithRequestBody(); b.GetMaxRequestBytes() != 4096 || !b.GetAllowPartialMessage() {
-		t.Fatalf("with_request_body %v", b)
-	}
-
-	// Routes: vhosts and routes in the routing table's order.
 	rcs := resourcesOf[*routev3.RouteConfiguration](t, res, resource.RouteType)
-	if len(rcs) != 1 || len(rcs[0].GetVirtualHosts()) != len(c.Routes.VHosts) {
-		t.Fatalf("route configurations %d, vhosts %d", len(rcs), len(rcs[0].GetVirtualHosts()))
+	if len(rcs) != 1 {
+		t.Fatalf("%d route configurations, want 1", len(rcs))
 	}
-	for i, vh := range c.Routes.VHosts {
-		ev := rcs[0].GetVirtualHosts()[i]
-		if ev.GetName() != vh.Name || strings.Join(ev.GetDomains(), ",") != strings.Join(vh.Domains, ",") {
-			t.Fatalf("vhost %d: %s %v, want %s %v", i, ev.GetName(), ev.GetDomains(), vh.Name, vh.Domains)
+
+	t.Run("the listener has the address, a normalising HCM, header_mutation, ext_authz and the router", func(t *testing.T) {
+		lis := resourcesOf[*listenerv3.Listener](t, res, resource.ListenerType)
+		if len(lis) != 1 || lis[0].GetName() != ListenerName("edge") {
+			t.Fatalf("listeners %v", lis)
 		}
-		nc := len(nonCanonicalPaths)
-		if len(ev.GetRoutes()) != nc+len(vh.Routes)+1 {
-			t.Fatalf("vhost %s: %d routes for %d APIs", vh.Name, len(ev.GetRoutes()), len(vh.Routes))
+		sa := lis[0].GetAddress().GetSocketAddress()
+		if sa.GetAddress() != "127.0.0.1" || sa.GetPortValue() != 10001 {
+			t.Fatalf("listener address %v", sa)
 		}
-		for j := range nc {
-			if er := ev.GetRoutes()[j]; er.GetDirectResponse().GetStatus() != 400 || !perRoute(t, er).GetDisabled() {
-				t.Fatalf("vhost %s: route %d should refuse non-canonical paths: %v", vh.Name, j, er)
-			}
+		hcm, authz := listenerHCM(t, lis[0])
+		if hcm.GetRds().GetRouteConfigName() != RouteConfigName("edge") || hcm.GetRds().GetConfigSource().GetAds() == nil {
+			t.Fatalf("RDS %v", hcm.GetRds())
 		}
-		for j, r := range vh.Routes {
-			er := ev.GetRoutes()[nc+j]
-			if er.GetName() != r.APIID {
-				t.Fatalf("vhost %s route %d is %s, want %s", vh.Name, j, er.GetName(), r.APIID)
+		if !hcm.GetStripAnyHostPort() || !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() ||
+			hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
+			t.Fatal("the HCM must strip host ports, normalise paths, merge slashes and refuse escaped slashes")
+		}
+		if hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() != corev3.HttpProtocolOptions_REJECT_REQUEST {
+			t.Fatal("the HCM must refuse header names with '_' (the authorizer refuses them)")
+		}
+		if n := len(hcm.GetHttpFilters()); n != 3 || hcm.GetHttpFilters()[0].GetName() != HeaderMutationFilterName ||
+			hcm.GetHttpFilters()[1].GetName() != wellknown.HTTPExternalAuthorization || hcm.GetHttpFilters()[2].GetName() != wellknown.Router {
+			t.Fatalf("filters %v: want header_mutation, ext_authz, router", hcm.GetHttpFilters())
+		}
+		if authz.GetGrpcService().GetEnvoyGrpc().GetClusterName() != AuthorizerClusterName || authz.GetTransportApiVersion().String() != "V3" ||
+			authz.GetFailureModeAllow() || authz.GetIncludePeerCertificate() {
+			t.Fatalf("ext_authz %v", authz)
+		}
+		if b := authz.GetWithRequestBody(); b.GetMaxRequestBytes() != 4096 || !b.GetAllowPartialMessage() {
+			t.Fatalf("with_request_body %v", b)
+		}
+	})
+	t.Run("the routes follow the routing table: non-canonical refusals, one route per API, a 404 last", func(t *testing.T) {
+		if len(rcs) != 1 || len(rcs[0].GetVirtualHosts()) != len(c.Routes.VHosts) {
+			t.Fatalf("route configurations %d, vhosts %d", len(rcs), len(rcs[0].GetVirtualHosts()))
+		}
+		for i, vh := range c.Routes.VHosts {
+			ev := rcs[0].GetVirtualHosts()[i]
+			if ev.GetName() != vh.Name || strings.Join(ev.GetDomains(), ",") != strings.Join(vh.Domains, ",") {
+				t.Fatalf("vhost %d: %s %v, want %s %v", i, ev.GetName(), ev.GetDomains(), vh.Name, vh.Domains)
 			}
-			if got := er.GetRoute().GetCluster(); got != ServiceClusterName(r.ServiceID) {
-				t.Fatalf("route %s to %s", r.APIID, got)
+			nc := len(nonCanonicalPaths)
+			if len(ev.GetRoutes()) != nc+len(vh.Routes)+1 {
+				t.Fatalf("vhost %s: %d routes for %d APIs", vh.Name, len(ev.GetRoutes()), len(vh.Routes))
 			}
-			per := perRoute(t, er)
-			if c.APIs[r.APIID].Spec.Public {
-				if !per.GetDisabled() {
-					t.Fatalf("public API %s must have ext_authz disabled", r.APIID)
+			for j := range nc {
+				if er := ev.GetRoutes()[j]; er.GetDirectResponse().GetStatus() != 400 || !perRoute(t, er).GetDisabled() {
+					t.Fatalf("vhost %s: route %d should refuse non-canonical paths: %v", vh.Name, j, er)
 				}
-				continue
 			}
-			want := map[string]string{"tenant": "acme", "gateway": c.GatewayID, "service": r.ServiceID, "api": r.APIID}
-			if got := per.GetCheckSettings().GetContextExtensions(); !mapsEqual(got, want) {
-				t.Fatalf("route %s context extensions %v", r.APIID, got)
+			for j, r := range vh.Routes {
+				er := ev.GetRoutes()[nc+j]
+				if er.GetName() != r.APIID {
+					t.Fatalf("vhost %s route %d is %s, want %s", vh.Name, j, er.GetName(), r.APIID)
+				}
+				if got := er.GetRoute().GetCluster(); got != ServiceClusterName(r.ServiceID) {
+					t.Fatalf("route %s to %s", r.APIID, got)
+				}
+				per := perRoute(t, er)
+				if c.APIs[r.APIID].Spec.Public {
+					if !per.GetDisabled() {
+						t.Fatalf("public API %s must have ext_authz disabled", r.APIID)
+					}
+					continue
+				}
+				want := map[string]string{"tenant": "acme", "gateway": c.GatewayID, "service": r.ServiceID, "api": r.APIID}
+				if got := per.GetCheckSettings().GetContextExtensions(); !mapsEqual(got, want) {
+					t.Fatalf("route %s context extensions %v", r.APIID, got)
+				}
+				hm := er.GetMatch().GetHeaders()
+				if r.Method == "*" && len(hm) != 0 || r.Method != "*" && (len(hm) != 1 || hm[0].GetName() != ":method" || hm[0].GetStringMatch().GetExact() != r.Method) {
+					t.Fatalf("route %s method match %v", r.APIID, hm)
+				}
 			}
-			hm := er.GetMatch().GetHeaders()
-			if r.Method == "*" && len(hm) != 0 || r.Method != "*" && (len(hm) != 1 || hm[0].GetName() != ":method" || hm[0].GetStringMatch().GetExact() != r.Method) {
-				t.Fatalf("route %s method match %v", r.APIID, hm)
-			}
-		}
-		last := ev.GetRoutes()[len(ev.GetRoutes())-1]
-		if last.GetDirectResponse().GetStatus() != 404 || last.GetMatch().GetPrefix() != "/" || !perRoute(t, last).GetDisabled() {
-			t.Fatalf("vhost %s: last route %v", vh.Name, last)
-		}
-	}
-	// Specific routes: host and path rewrites.
-	routes := map[string]*routev3.Route{}
-	for _, vh := range rcs[0].GetVirtualHosts() {
-		for _, r := range vh.GetRoutes() {
-			routes[r.GetName()] = r
-		}
-	}
-	if a := routes["order"].GetRoute(); a.GetHostRewriteLiteral() != "store.example.com" ||
-		a.GetRegexRewrite().GetPattern().GetRegex() != "^/" || a.GetRegexRewrite().GetSubstitution() != "/base/v1/" {
-		t.Fatalf("store route action %v", a)
-	}
-	if a := routes["get-pet"].GetRoute(); a.GetHostRewriteLiteral() != "pets.internal:8080" || a.GetRegexRewrite() != nil {
-		t.Fatalf("pets route action %v", a)
-	}
-	// mine is more specific than get-pet and comes first.
-	order := rcs[0].GetVirtualHosts()
-	for _, vh := range order {
-		idx := map[string]int{}
-		for i, r := range vh.GetRoutes() {
-			idx[r.GetName()] = i
-		}
-		if m, ok := idx["mine"]; ok && m > idx["get-pet"] {
-			t.Fatal("/pets/mine must precede /pets/{id}")
-		}
-	}
-
-	// Clusters: STRICT_DNS/STATIC, TLS with SNI for https, authorizer on HTTP/2.
-	clusters := byName(resourcesOf[*clusterv3.Cluster](t, res, resource.ClusterType))
-	if len(clusters) != 5 {
-		t.Fatalf("%d clusters", len(clusters))
-	}
-	pets := clusters[ServiceClusterName("pets")]
-	if pets.GetType() != clusterv3.Cluster_STRICT_DNS || endpointAddr(pets.GetLoadAssignment()) != "pets.internal:8080" || pets.GetTransportSocket() != nil {
-		t.Fatalf("pets cluster %v", pets)
-	}
-	if a := clusters[ServiceClusterName("admin")]; a.GetType() != clusterv3.Cluster_STATIC || endpointAddr(a.GetLoadAssignment()) != "10.0.0.7:80" {
-		t.Fatalf("admin cluster %v", a)
-	}
-	if a := clusters[ServiceClusterName("files")]; a.GetType() != clusterv3.Cluster_STATIC || endpointAddr(a.GetLoadAssignment()) != "::1:9000" {
-		t.Fatalf("files cluster %v", a)
-	}
-	st := clusters[ServiceClusterName("store")]
-	if endpointAddr(st.GetLoadAssignment()) != "store.example.com:443" {
-		t.Fatalf("store endpoint %s", endpointAddr(st.GetLoadAssignment()))
-	}
-	tlsCtx := &tlsv3.UpstreamTlsContext{}
-	if err := st.GetTransportSocket().GetTypedConfig().UnmarshalTo(tlsCtx); err != nil {
-		t.Fatalf("store TLS: %v", err)
-	}
-	vc := tlsCtx.GetCommonTlsContext().GetValidationContext()
-	if tlsCtx.GetSni() != "store.example.com" || vc.GetTrustedCa().GetFilename() != DefaultUpstreamCAFile ||
-		vc.GetMatchTypedSubjectAltNames()[0].GetMatcher().GetExact() != "store.example.com" {
-		t.Fatalf("store TLS %v", tlsCtx)
-	}
-	az := clusters[AuthorizerClusterName]
-	if endpointAddr(az.GetLoadAssignment()) != "authz.internal:9191" {
-		t.Fatalf("authorizer endpoint %s", endpointAddr(az.GetLoadAssignment()))
-	}
-	po := &upstreamhttpv3.HttpProtocolOptions{}
-	if err := az.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].UnmarshalTo(po); err != nil ||
-		po.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
-		t.Fatalf("authorizer cluster must speak HTTP/2: %v %v", po, err)
-	}
-
-	// Deterministic: the same input gives the same bytes.
-	again, _ := Translate(c, TranslateOptions{AuthorizerAddress: "authz.internal:9191"})
-	for typ, rs := range res {
-		for i, r := range rs {
-			a, _ := proto.MarshalOptions{Deterministic: true}.Marshal(r)
-			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(again[typ][i])
-			if string(a) != string(b) {
-				t.Fatalf("Translate is not deterministic (%s %d)", typ, i)
+			last := ev.GetRoutes()[len(ev.GetRoutes())-1]
+			if last.GetDirectResponse().GetStatus() != 404 || last.GetMatch().GetPrefix() != "/" || !perRoute(t, last).GetDisabled() {
+				t.Fatalf("vhost %s: last route %v", vh.Name, last)
 			}
 		}
-	}
+	})
+	t.Run("routes rewrite the host and the path prefix of their service", func(t *testing.T) {
+		routes := map[string]*routev3.Route{}
+		for _, vh := range rcs[0].GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				routes[r.GetName()] = r
+			}
+		}
+		if a := routes["order"].GetRoute(); a.GetHostRewriteLiteral() != "store.example.com" ||
+			a.GetRegexRewrite().GetPattern().GetRegex() != "^/" || a.GetRegexRewrite().GetSubstitution() != "/base/v1/" {
+			t.Fatalf("store route action %v", a)
+		}
+		if a := routes["get-pet"].GetRoute(); a.GetHostRewriteLiteral() != "pets.internal:8080" || a.GetRegexRewrite() != nil {
+			t.Fatalf("pets route action %v", a)
+		}
+	})
+	t.Run("a more specific route comes first", func(t *testing.T) {
+		order := rcs[0].GetVirtualHosts()
+		for _, vh := range order {
+			idx := map[string]int{}
+			for i, r := range vh.GetRoutes() {
+				idx[r.GetName()] = i
+			}
+			if m, ok := idx["mine"]; ok && m > idx["get-pet"] {
+				t.Fatal("/pets/mine must precede /pets/{id}")
+			}
+		}
+	})
+	t.Run("clusters resolve services by DNS or statically, speak TLS with SNI to https and HTTP2 to the authorizer", func(t *testing.T) {
+		clusters := byName(resourcesOf[*clusterv3.Cluster](t, res, resource.ClusterType))
+		if len(clusters) != 5 {
+			t.Fatalf("%d clusters", len(clusters))
+		}
+		pets := clusters[ServiceClusterName("pets")]
+		if pets.GetType() != clusterv3.Cluster_STRICT_DNS || endpointAddr(pets.GetLoadAssignment()) != "pets.internal:8080" || pets.GetTransportSocket() != nil {
+			t.Fatalf("pets cluster %v", pets)
+		}
+		if a := clusters[ServiceClusterName("admin")]; a.GetType() != clusterv3.Cluster_STATIC || endpointAddr(a.GetLoadAssignment()) != "10.0.0.7:80" {
+			t.Fatalf("admin cluster %v", a)
+		}
+		if a := clusters[ServiceClusterName("files")]; a.GetType() != clusterv3.Cluster_STATIC || endpointAddr(a.GetLoadAssignment()) != "::1:9000" {
+			t.Fatalf("files cluster %v", a)
+		}
+		st := clusters[ServiceClusterName("store")]
+		if endpointAddr(st.GetLoadAssignment()) != "store.example.com:443" {
+			t.Fatalf("store endpoint %s", endpointAddr(st.GetLoadAssignment()))
+		}
+		tlsCtx := &tlsv3.UpstreamTlsContext{}
+		if err := st.GetTransportSocket().GetTypedConfig().UnmarshalTo(tlsCtx); err != nil {
+			t.Fatalf("store TLS: %v", err)
+		}
+		vc := tlsCtx.GetCommonTlsContext().GetValidationContext()
+		if tlsCtx.GetSni() != "store.example.com" || vc.GetTrustedCa().GetFilename() != DefaultUpstreamCAFile ||
+			vc.GetMatchTypedSubjectAltNames()[0].GetMatcher().GetExact() != "store.example.com" {
+			t.Fatalf("store TLS %v", tlsCtx)
+		}
+		az := clusters[AuthorizerClusterName]
+		if endpointAddr(az.GetLoadAssignment()) != "authz.internal:9191" {
+			t.Fatalf("authorizer endpoint %s", endpointAddr(az.GetLoadAssignment()))
+		}
+		po := &upstreamhttpv3.HttpProtocolOptions{}
+		if err := az.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].UnmarshalTo(po); err != nil ||
+			po.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
+			t.Fatalf("authorizer cluster must speak HTTP/2: %v %v", po, err)
+		}
+	})
+	t.Run("the same input translates to the same bytes", func(t *testing.T) {
+		again, _ := Translate(c, TranslateOptions{AuthorizerAddress: "authz.internal:9191"})
+		for typ, rs := range res {
+			for i, r := range rs {
+				a, _ := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+				b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(again[typ][i])
+				if string(a) != string(b) {
+					t.Fatalf("Translate is not deterministic (%s %d)", typ, i)
+				}
+			}
+		}
+	})
 }
 
 func TestTranslateUnmatchedRoutes(t *testing.T) {
