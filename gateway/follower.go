@@ -297,8 +297,9 @@ func (f *Follower) LoadCache(ctx context.Context) error {
 }
 
 // Run activates the disk cache if the control plane has not delivered a
-// bundle yet, then follows the bundle service until ctx ends.
-func (f *Follower) Run(ctx context.Context) {
+// bundle yet, then follows the bundle service until ctx ends, and returns
+// nil: failures are retried (and reported), never returned.
+func (f *Follower) Run(ctx context.Context) error {
 	if f.cachePath() != "" {
 		switch err := f.LoadCache(ctx); {
 		case err == nil:
@@ -320,7 +321,7 @@ func (f *Follower) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		changed, err := f.poll(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		f.setError(err)
 		if err == nil {
@@ -345,11 +346,12 @@ func (f *Follower) Run(ctx context.Context) {
 		f.report(ctx)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 15*time.Second)
 	}
+	return nil
 }
 
 func (f *Follower) setError(err error) {

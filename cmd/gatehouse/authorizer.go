@@ -281,16 +281,16 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 		}
 		return err
 	}
-	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log})
+	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer")})
 	return serveAuthorizer(ctx, log, authorizerRuntime{
 		engines: engines, server: srv, logs: logs, registry: reg,
 		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr,
-		run: follower.Run, deleted: follower.Deleted,
+		follower: follower, deleted: follower.Deleted,
 	}, stdout)
 }
 
-// authorizerRuntime is what serveAuthorizer runs: listeners and the bundle
-// source (a follower, or the in-process feed of gatehouse serve).
+// authorizerRuntime is what serveAuthorizer runs: the listeners and the
+// bundle follower.
 type authorizerRuntime struct {
 	engines   *gateway.Engines
 	server    *gateway.Server
@@ -299,30 +299,49 @@ type authorizerRuntime struct {
 	authzAddr string
 	proxyAddr string
 	httpAddr  string
-	run       func(ctx context.Context)
+	follower  component
 	// deleted, when set, says the control plane deleted the gateway.
 	deleted func() bool
 }
 
 // serveAuthorizer serves ext_authz (and the proxy and health endpoints)
-// until ctx ends, then drains and flushes the decision logs.
+// until ctx ends or one of them fails, then drains and flushes the
+// decision logs, within authorizerShutdownTimeout.
 func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime, stdout io.Writer) error {
-	runCtx, stop := context.WithCancel(context.Background())
-	defer stop()
+	// The servers close their listeners, and the lifecycle the decision
+	// logs, once it runs; a start that fails before closes them here.
+	var listeners []net.Listener
+	running := false
+	defer func() {
+		if !running {
+			for _, l := range listeners {
+				l.Close()
+			}
+			if rt.logs != nil {
+				rt.logs.Close(context.Background())
+			}
+		}
+	}()
 	grpcLn, err := net.Listen("tcp", rt.authzAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --authz-addr %s: %w", rt.authzAddr, err)
 	}
+	listeners = append(listeners, grpcLn)
 	drain := newStreamDrainer()
 	gs := grpc.NewServer(drain.option())
 	rt.server.Register(gs)
-	go rt.server.WatchHealth(runCtx)
-	errs := make(chan error, 3)
-	go func() { errs <- gs.Serve(grpcLn) }()
 	log.Info("ext_authz listening", "addr", grpcLn.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, envoy.service.auth.v3.Authorization)\n", grpcLn.Addr())
 
-	var servers []*http.Server
+	lc := newLifecycle(log, "authorizer ", authorizerShutdownTimeout, func([]string) error {
+		return fmt.Errorf("authorizer shutdown: still busy after %s; cut off", authorizerShutdownTimeout)
+	})
+	// At shutdown the follower's long poll and the health watches end at
+	// once; the checks and proxied requests in flight finish, then the
+	// decision logs are flushed.
+	lc.add("bundle follower", rt.follower)
+	lc.add("authorizer health", healthWatch(rt.server))
+	deciders := []*unit{lc.add("ext_authz", &grpcServerComponent{srv: gs, ln: grpcLn, drain: drain.drain, deadline: lc.deadline})}
 	if rt.httpAddr != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
@@ -341,9 +360,9 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 		if err != nil {
 			return fmt.Errorf("listen on --http-addr %s: %w", rt.httpAddr, err)
 		}
+		listeners = append(listeners, ln)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, hs)
-		go func() { errs <- hs.Serve(ln) }()
+		lc.add("health and metrics", &httpServerComponent{srv: hs, ln: ln, deadline: lc.deadline})
 		log.Info("authorizer health listening", "addr", ln.Addr().String())
 	}
 	if rt.proxyAddr != "" {
@@ -351,42 +370,17 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 		if err != nil {
 			return fmt.Errorf("listen on --proxy-addr %s: %w", rt.proxyAddr, err)
 		}
+		listeners = append(listeners, ln)
 		ps := &http.Server{Handler: gateway.NewProxy(rt.server, nil), ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, ps)
-		go func() { errs <- ps.Serve(ln) }()
+		deciders = append(deciders, lc.add("proxy", &httpServerComponent{srv: ps, ln: ln, deadline: lc.deadline}))
 		log.Info("reverse proxy listening", "addr", ln.Addr().String())
 		fmt.Fprintf(stdout, "  proxy     : http://%s\n", ln.Addr())
 	}
-	go rt.run(runCtx)
-
-	select {
-	case err := <-errs:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("authorizer: %w", err)
-		}
-	case <-ctx.Done():
-	}
-	start := time.Now()
-	log.Info("authorizer shutting down", "timeout", authorizerShutdownTimeout.String())
-	// The follower's long poll and the health watches end at once; the
-	// checks and proxied requests in flight finish, then the decision logs
-	// are flushed.
-	stop()
-	drain.drain()
-	sctx, cancel := context.WithTimeout(context.Background(), authorizerShutdownTimeout)
-	defer cancel()
-	graceful := stopGRPC(sctx, gs)
-	for _, s := range servers {
-		graceful = stopHTTP(sctx, s) && graceful
-	}
 	if rt.logs != nil {
-		rt.logs.Close(sctx)
+		lc.add("decision logs", &decisionLogComponent{logs: rt.logs, deadline: lc.deadline}, deciders...)
 	}
-	if !graceful || sctx.Err() != nil {
-		return fmt.Errorf("authorizer shutdown: still busy after %s; cut off", authorizerShutdownTimeout)
-	}
-	log.Info("authorizer stopped", "took", time.Since(start).Round(time.Millisecond).String())
-	return nil
+	running = true
+	return lc.run(ctx)
 }
 
 // authorizerShutdownTimeout bounds an authorizer's shutdown: requests in

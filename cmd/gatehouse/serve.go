@@ -10,9 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -207,15 +205,21 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	defer st.Close()
 	keys := bundles.NewKeyStore(st, box)
 	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...))
-	runCtx, stopRuns := context.WithCancel(context.Background())
-	defer stopRuns()
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Run(runCtx) }()
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
 	}
+	// The servers close their listeners once the lifecycle runs; a start
+	// that fails before closes them here.
+	listeners, running := []net.Listener{ln}, false
+	defer func() {
+		if !running {
+			for _, l := range listeners {
+				l.Close()
+			}
+		}
+	}()
 	addr := ln.Addr().String()
 	public := cfg.PublicURL
 	if public == "" {
@@ -224,11 +228,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := st.RegisterMetrics(reg); err != nil {
-		ln.Close()
 		return err
 	}
 	if err := mgr.RegisterMetrics(reg); err != nil {
-		ln.Close()
 		return err
 	}
 	// One verifier of gateway credentials for the bundle service and xDS.
@@ -243,20 +245,18 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	bundleService, err := bundleservice.New(bundleservice.Options{Store: st, Bundles: mgr, Credentials: creds, Registry: reg,
 		Logger: log, DecisionLogsKept: cfg.DecisionLogsKept})
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	opts.Mount = bundleService.Register
 	if cfg.XDSAddr != "" {
-		if xds, err = startXDS(cfg, creds, mgr, log); err != nil {
-			ln.Close()
+		if xds, err = listenXDS(cfg, creds, mgr, log); err != nil {
 			return err
 		}
+		listeners = append(listeners, xds.ln)
 		opts.XDS, opts.XDSPublicAddress = xds.server, xds.public
 	}
 	api, err := admin.New(opts)
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	srv := &http.Server{
@@ -266,137 +266,68 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	serveErr := make(chan error, 8)
-	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("admin API listening", "addr", addr, "store", storeDesc)
 	printBanner(stdout, public, storeDesc, tokenPath, generated)
 
+	// Every part of the process is a component of one lifecycle
+	// (lifecycle.go): a failure of one, or SIGTERM, stops them all, in
+	// this order, within --shutdown-timeout.
+	lc := newLifecycle(log, "", cfg.ShutdownTimeout, func(stuck []string) error {
+		return fmt.Errorf("shutdown: %s still busy after --shutdown-timeout %s; cut off", strings.Join(stuck, ", "), cfg.ShutdownTimeout)
+	})
+	// The listeners stop at once, concurrently, each releasing its clients
+	// that only wait before it drains the requests in flight. The admin
+	// API answers the bundle service's long polls first (Drain).
+	serving := []*unit{lc.add("admin API", &httpServerComponent{srv: srv, ln: ln, drain: bundleService.Drain, deadline: lc.deadline})}
 	if xds != nil {
 		fmt.Fprintf(stdout, "  xDS       : %s (ADS gRPC; Envoys reach their authorizer at %s)\n", xds.ln.Addr(), cfg.AuthorizerAddress)
-		go func() { serveErr <- xds.grpc.Serve(xds.ln) }()
-		xdsCtx, endStreams := context.WithCancel(runCtx)
-		xds.endStreams, xds.runDone = endStreams, make(chan struct{})
-		go func() {
-			defer close(xds.runDone)
-			if err := xds.server.Run(xdsCtx); err != nil {
-				serveErr <- fmt.Errorf("xDS: %w", err)
-			}
-		}()
+		// The snapshots stop first, which ends every xDS stream; then the
+		// gRPC server stops gracefully.
+		snapshots := lc.add("xDS snapshots", xds.server)
+		serving = append(serving, snapshots,
+			lc.add("xDS", &grpcServerComponent{srv: xds.grpc, ln: xds.ln, deadline: lc.deadline}, snapshots))
 	}
-	// Revoked gateway credentials end their xDS streams and leave the
-	// bundle service's cache of recently verified credentials.
-	go func() {
-		err := creds.FollowRevocations(runCtx, 0, func(ctx context.Context) {
-			if xds != nil {
-				xds.server.Reverify(ctx)
-			}
-		})
-		if err != nil {
-			serveErr <- fmt.Errorf("gateway credential revocations: %w", err)
-		}
-	}()
-
 	// The in-process authorizer decides with the bundles straight from the
 	// compiler, for every gateway (chosen by Envoy's context extensions).
 	var authz *inProcessAuthorizer
 	if cfg.AuthzAddr != "" {
-		if authz, err = startInProcessAuthorizer(runCtx, cfg, st, mgr, reg, log, stdout); err != nil {
+		if authz, err = listenInProcessAuthorizer(cfg, st, mgr, reg, log, stdout); err != nil {
 			return err
 		}
-		go func() { serveErr <- authz.serve() }()
+		listeners = append(listeners, authz.ln)
+		defer authz.activator.Close()
+		// Its health watches end, the checks in flight finish; then the
+		// decision logs, the last check's included, go to the store.
+		checks := lc.add("ext_authz", &grpcServerComponent{srv: authz.grpc, ln: authz.ln, drain: authz.drain.drain, deadline: lc.deadline})
+		serving = append(serving, checks,
+			lc.add("decision logs", &decisionLogComponent{logs: authz.logs, deadline: lc.deadline}, checks))
 	}
-	var metrics *metricsListener
 	if cfg.MetricsAddr != "" {
-		if metrics, err = startMetrics(cfg.MetricsAddr, api.MetricsHandler(), log, stdout); err != nil {
+		metrics, err := listenMetrics(cfg.MetricsAddr, api.MetricsHandler(), log, stdout, lc.deadline)
+		if err != nil {
 			return err
 		}
-		go func() {
-			if err := metrics.serve(); err != nil {
-				serveErr <- err
+		listeners = append(listeners, metrics.ln)
+		serving = append(serving, lc.add("metrics", metrics))
+	}
+	// The background work stops once every listener has: the bundle builds
+	// in flight and the change feed followers.
+	lc.add("bundle manager", mgr, serving...)
+	// Revoked gateway credentials end their xDS streams and leave the
+	// bundle service's cache of recently verified credentials.
+	lc.add("gateway credential revocations", componentFunc(func(ctx context.Context) error {
+		return creds.FollowRevocations(ctx, 0, func(ctx context.Context) {
+			if xds != nil {
+				xds.server.Reverify(ctx)
 			}
-		}()
+		})
+	}), serving...)
+	if authz != nil {
+		lc.add("authorizer health", healthWatch(authz.server), serving...)
+		lc.add("in-process bundles", authz.feed, serving...)
 	}
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("admin API: %w", err)
-	case err := <-mgrDone:
-		return fmt.Errorf("bundle manager stopped: %w", err)
-	case <-ctx.Done():
-	}
-	return shutdownServe(log, cfg.ShutdownTimeout, servingParts{bundles: bundleService, http: srv, xds: xds, authz: authz, metrics: metrics},
-		stopRuns, mgrDone)
-}
-
-// servingParts are what shutdownServe stops; xds, authz and metrics may be
-// nil.
-type servingParts struct {
-	bundles *bundleservice.Service
-	http    *http.Server
-	xds     *xdsServer
-	authz   *inProcessAuthorizer
-	metrics *metricsListener
-}
-
-// shutdownServe stops serve within timeout: first whatever only waits (the
-// bundle service's long polls are answered, the xDS streams and health
-// watches end), then every listener drains its requests in flight
-// concurrently (the in-process authorizer then flushes its decision logs),
-// and last the background work stops. What is still in flight at the
-// timeout is cut, and that is the error returned.
-func shutdownServe(log *slog.Logger, timeout time.Duration, p servingParts, stopRuns func(), mgrDone <-chan error) error {
-	start := time.Now()
-	log.Info("shutting down", "timeout", timeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-
-	p.bundles.Drain()
-	if p.xds != nil {
-		p.xds.endStreams()
-		select {
-		case <-p.xds.runDone:
-		case <-sctx.Done():
-		}
-	}
-	if p.authz != nil {
-		p.authz.drain.drain()
-	}
-
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		stuck []string
-	)
-	stop := func(name string, fn func(context.Context) bool) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if !fn(sctx) {
-				mu.Lock()
-				stuck = append(stuck, name)
-				mu.Unlock()
-			}
-		}()
-	}
-	stop("admin API", func(ctx context.Context) bool { return stopHTTP(ctx, p.http) })
-	if p.xds != nil {
-		stop("xDS", func(ctx context.Context) bool { return stopGRPC(ctx, p.xds.grpc) })
-	}
-	if p.authz != nil {
-		stop("ext_authz", p.authz.stop)
-	}
-	if p.metrics != nil {
-		stop("metrics", p.metrics.stop)
-	}
-	wg.Wait()
-	stopRuns()
-	<-mgrDone
-	if len(stuck) > 0 {
-		sort.Strings(stuck)
-		return fmt.Errorf("shutdown: %s still busy after --shutdown-timeout %s; cut off", strings.Join(stuck, ", "), timeout)
-	}
-	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
-	return nil
+	running = true
+	return lc.run(ctx) // and then the store is closed
 }
 
 func printBanner(w io.Writer, public, storeDesc, tokenPath string, generated bool) {
@@ -438,16 +369,19 @@ func masterKey(cfg serveConfig) (*secretbox.Box, error) {
 	return secretbox.New(k)
 }
 
-// inProcessAuthorizer is the ext_authz service of gatehouse serve.
+// inProcessAuthorizer is the ext_authz service of gatehouse serve, fed
+// by the bundle manager (localbundles.go).
 type inProcessAuthorizer struct {
 	drain     *streamDrainer
 	grpc      *grpc.Server
 	ln        net.Listener
+	server    *gateway.Server
 	logs      *gateway.DecisionLogger
 	activator *gateway.Activator
+	feed      *localBundles
 }
 
-func startInProcessAuthorizer(ctx context.Context, cfg serveConfig, st store.Store, mgr *bundles.Manager,
+func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Manager,
 	reg *prometheus.Registry, log *slog.Logger, stdout io.Writer) (*inProcessAuthorizer, error) {
 	metrics, err := gateway.NewMetrics(reg)
 	if err != nil {
@@ -461,51 +395,33 @@ func startInProcessAuthorizer(ctx context.Context, cfg serveConfig, st store.Sto
 	}
 	engines := gateway.NewEngines(defaultGateway)
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
-	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: storeLogSink{Store: st}, Metrics: metrics,
-		Logger: log.With("component", "decision-logs")})
-	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer")})
 	ln, err := net.Listen("tcp", cfg.AuthzAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --authz-addr %s: %w", cfg.AuthzAddr, err)
 	}
+	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: storeLogSink{Store: st}, Metrics: metrics,
+		Logger: log.With("component", "decision-logs")})
+	authzLog := log.With("component", "authorizer")
+	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: authzLog})
 	drain := newStreamDrainer()
 	gs := grpc.NewServer(drain.option())
 	srv.Register(gs)
-	go srv.WatchHealth(ctx)
-	go func() {
-		_ = (&localBundles{bundles: mgr, activator: activator, log: log.With("component", "authorizer")}).Run(ctx)
-	}()
 	log.Info("ext_authz listening", "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, in-process, all gateways)\n", ln.Addr())
-	return &inProcessAuthorizer{drain: drain, grpc: gs, ln: ln, logs: logs, activator: activator}, nil
-}
-
-func (a *inProcessAuthorizer) serve() error { return a.grpc.Serve(a.ln) }
-
-// stop ends the checks in flight (until ctx ends), then flushes the
-// decision logs to the store. It reports whether both finished in time.
-func (a *inProcessAuthorizer) stop(ctx context.Context) bool {
-	graceful := stopGRPC(ctx, a.grpc)
-	a.logs.Close(ctx)
-	a.activator.Close()
-	return graceful && ctx.Err() == nil
+	return &inProcessAuthorizer{drain: drain, grpc: gs, ln: ln, server: srv, logs: logs, activator: activator,
+		feed: &localBundles{bundles: mgr, activator: activator, log: authzLog}}, nil
 }
 
 // xdsServer is the ADS server of serve and control-plane. Every stream
 // must carry a credential of the gateway whose node id it uses.
 type xdsServer struct {
 	server *envoy.Server
-	creds  *gatewaycred.Verifier
 	grpc   *grpc.Server
 	ln     net.Listener
 	public string
-	// endStreams ends Run, and with it every xDS stream; runDone is
-	// closed when Run has returned.
-	endStreams context.CancelFunc
-	runDone    chan struct{}
 }
 
-func startXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
+func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
 	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds"),
 		Credentials: creds})
 	if err != nil {
@@ -523,5 +439,5 @@ func startXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager
 		public = ln.Addr().String()
 	}
 	log.Info("xDS listening", "addr", ln.Addr().String(), "public", public, "authorizer", cfg.AuthorizerAddress)
-	return &xdsServer{server: srv, creds: creds, grpc: gs, ln: ln, public: public}, nil
+	return &xdsServer{server: srv, grpc: gs, ln: ln, public: public}, nil
 }
