@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/routing"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -31,10 +32,11 @@ const (
 )
 
 // apiRequest is the body of API create and update (seed 003 API).
-// operation_id, imported, tenant_id and metadata are read-only. On update,
-// service_id, method, path, position and can_have_policy keep their current
-// values when omitted, so the seed's UpdateAPIRequest
-// ({policy_id, data_classifications}) works as it is.
+// operation_id, imported, tenant_id and metadata are read-only. PUT
+// replaces the API: method and path are required, omitted fields take
+// their defaults (no policy, position 0, can_have_policy true), and
+// service_id, when given, must be the API's. The seed's UpdateAPIRequest
+// ({policy_id, data_classifications}) is a PATCH.
 type apiRequest struct {
 	ID                  string            `json:"id"`
 	ServiceID           string            `json:"service_id"`
@@ -92,12 +94,38 @@ func renderAPIs(items []*store.Typed[model.APISpec]) []apiResponse {
 	return out
 }
 
-func (s *Server) apiRoutes(_, adm *gin.RouterGroup) {
-	adm.GET("/apis", s.listAPIs)
-	adm.POST("/apis", s.createAPI)
-	adm.GET("/apis/:api", s.getAPI)
-	adm.PUT("/apis/:api", s.updateAPI)
-	adm.DELETE("/apis/:api", s.deleteAPI)
+// addAPIKind registers APIs: routes of a service (deleted with it), each
+// optionally bound to a policy (which cannot be deleted while it is).
+// operation_id and imported are read-only; an imported API is deleted
+// only by removing or re-importing its service's specification.
+func addAPIKind(sch *resource.Scheme) {
+	sch.MustRegister(&resource.Kind{
+		Name: model.KindAPI, Singular: "api", Bundled: true, Exported: true,
+		Canonical: resource.SpecCodec[model.APISpec],
+		Refs: []resource.Ref{
+			{Field: "service_id", Kind: model.KindService, OnDelete: resource.Cascade,
+				IDs: specIDs(func(s *model.APISpec) []string { return []string{s.ServiceID} })},
+			{Field: "policy_id", Kind: model.KindPolicy, OnDelete: resource.Restrict,
+				IDs: specIDs(func(s *model.APISpec) []string { return []string{s.PolicyID} })},
+		},
+		API: &kindAPI{
+			param: "api", readOnly: []string{"operation_id", "imported"}, current: typedCurrent(apiRepo, renderAPI),
+			list: (*Server).listAPIs, create: (*Server).createAPI, get: (*Server).getAPI, put: (*Server).updateAPI,
+			deletable: func(_ context.Context, _ store.Tx, o *store.Object) error {
+				var spec model.APISpec
+				if err := json.Unmarshal(o.Spec, &spec); err != nil {
+					return fmt.Errorf("decode API %q: %w", o.ID, err)
+				}
+				if spec.Imported {
+					return errSpecificationOwnsAPIs(spec.ServiceID, fmt.Sprintf("API %q cannot be deleted on its own", o.ID))
+				}
+				return nil
+			},
+			importItem: importOf(configAPIObject), nameField: "path",
+		},
+	})
+	api := apiOf(sch.MustKind(model.KindAPI))
+	api.export = func(o *store.Object) (any, error) { return exportItem(api, o, renderAPI, "operation_id", "imported") }
 }
 
 // validate checks the fields that do not depend on stored state. On create
@@ -399,23 +427,27 @@ func (s *Server) updateAPI(c *gin.Context) {
 	}
 }
 
-// merge applies an update request to the stored spec. The service cannot
+// merge turns a PUT request into the API's new spec. The service cannot
 // change; neither can the route or position of an imported API.
 func (r *apiRequest) merge(cur model.APISpec) (model.APISpec, *Error) {
 	next := cur
 	if r.ServiceID != "" && r.ServiceID != cur.ServiceID {
 		return cur, fieldError("service_id", "cannot be changed (the API belongs to service %q); create the API in the other service instead", cur.ServiceID)
 	}
-	if r.Method != "" || r.Path != "" {
-		route, apiErr := parseRoute(cmp.Or(r.Method, cur.Method), cmp.Or(r.Path, cur.Path))
-		if apiErr != nil {
-			return cur, apiErr
-		}
-		next.Method, next.Path = route.Method, route.Template.Raw
+	// PUT replaces the spec: the route is required, omitted fields take
+	// their defaults (PATCH changes some fields only).
+	if r.Method == "" {
+		return cur, missingField("method")
 	}
-	if r.Position != nil {
-		next.Position = *r.Position
+	if r.Path == "" {
+		return cur, missingField("path")
 	}
+	route, apiErr := parseRoute(r.Method, r.Path)
+	if apiErr != nil {
+		return cur, apiErr
+	}
+	next.Method, next.Path = route.Method, route.Template.Raw
+	next.Position = derefOr(r.Position, 0)
 	if cur.Imported {
 		for _, f := range []struct {
 			name    string
@@ -426,34 +458,13 @@ func (r *apiRequest) merge(cur model.APISpec) (model.APISpec, *Error) {
 			}
 		}
 	}
-	next.CanHavePolicy = derefOr(r.CanHavePolicy, cur.CanHavePolicy)
+	next.CanHavePolicy = derefOr(r.CanHavePolicy, true)
 	next.PolicyID, next.DataClassifications, next.Public = r.PolicyID, r.DataClassifications, r.Public
 	next.ClaimsToHeaders = r.ClaimsToHeaders
 	if !next.CanHavePolicy && next.PolicyID != "" {
 		return cur, fieldError("policy_id", "cannot be set: the API has can_have_policy false")
 	}
 	return next, nil
-}
-
-func (s *Server) deleteAPI(c *gin.Context) {
-	tid := tenantID(c)
-	id, expect, ok := pathIDAndIfMatch(c, "api")
-	if !ok {
-		return
-	}
-	ok = s.write(c, "api", id, func(ctx context.Context, tx store.Tx) error {
-		t, err := apiRepo.Get(ctx, tx, tid, id)
-		if err != nil {
-			return err
-		}
-		if t.Spec.Imported {
-			return errSpecificationOwnsAPIs(t.Spec.ServiceID, fmt.Sprintf("API %q cannot be deleted on its own", id))
-		}
-		return deleteAPI(ctx, tx, c, tid, id, expect)
-	})
-	if ok {
-		c.Status(http.StatusNoContent)
-	}
 }
 
 // deleteAPI deletes one API and records the audit event.

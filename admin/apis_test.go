@@ -72,28 +72,33 @@ func TestAPIs(t *testing.T) {
 	}
 	e.requireUnchanged(t, before, "a rejected request changed the store")
 
-	// PUT: the seed's {policy_id, data_classifications} body keeps the route.
+	// PATCH: the seed's {policy_id, data_classifications} update keeps the
+	// route. PUT replaces the whole API: a partial body is a 400 naming
+	// the missing field, never a silent reset of the others.
+	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"public": false}), "method")
 	got := e.expect(e.do("GET", base+"/get-pet", tok, nil), 200)
 	etag := got.header.Get("ETag")
-	upd := e.expect(e.do("PUT", base+"/get-pet", tok, map[string]any{"data_classifications": []string{"pii"}}, "If-Match", etag), 200).json(t)
-	if upd["method"] != "GET" || upd["path"] != "/pets/{id}" || upd["position"] != float64(2) || upd["policy_id"] != "" || fmt.Sprint(upd["data_classifications"]) != "[pii]" {
+	prev := got.json(t)
+	upd := e.expect(e.do("PATCH", base+"/get-pet", tok, map[string]any{"data_classifications": []string{"pii"}}, "If-Match", etag, "Content-Type", admin.MergePatchType), 200).json(t)
+	if upd["method"] != "GET" || upd["path"] != "/pets/{id}" || upd["position"] != float64(2) || upd["policy_id"] != prev["policy_id"] ||
+		fmt.Sprint(upd["labels"]) != fmt.Sprint(prev["labels"]) || fmt.Sprint(upd["data_classifications"]) != "[pii]" {
 		t.Fatalf("update: %v", upd)
 	}
-	e.expect(e.do("PUT", base+"/get-pet", tok, map[string]any{"policy_id": "block"}, "If-Match", etag), 412)
+	e.expect(e.do("PATCH", base+"/get-pet", tok, map[string]any{"policy_id": "block"}, "If-Match", etag, "Content-Type", admin.MergePatchType), 412)
 	// Moving onto another API's route conflicts; a route change is allowed.
-	if r := e.do("PUT", base+"/get-pet", tok, map[string]any{"method": "PUT", "path": "/pets/{x}"}); r.status != 409 || !contains(r.json(t)["error"], `"put-pet"`) {
+	if r := e.do("PATCH", base+"/get-pet", tok, map[string]any{"method": "PUT", "path": "/pets/{x}"}, "Content-Type", admin.MergePatchType); r.status != 409 || !contains(r.json(t)["error"], `"put-pet"`) {
 		t.Fatalf("route conflict on update: %d %s", r.status, r.body)
 	}
-	moved := e.expect(e.do("PUT", base+"/get-pet", tok, map[string]any{"path": "/pets/{petId}", "policy_id": "block", "data_classifications": []string{"pii"}}), 200).json(t)
+	moved := e.expect(e.do("PATCH", base+"/get-pet", tok, map[string]any{"path": "/pets/{petId}", "policy_id": "block", "data_classifications": []string{"pii"}}, "Content-Type", admin.MergePatchType), 200).json(t)
 	if moved["path"] != "/pets/{petId}" || moved["policy_id"] != "block" {
 		t.Fatalf("moved: %v", moved)
 	}
 	before = e.snapshot()
-	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"service_id": "shop"}), "service_id")
-	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"policy_id": "ghost"}), "policy_id")
-	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"path": "nope"}), "path")
-	e.expectFieldError(e.do("PUT", base+"/get-pet", tok, map[string]any{"id": "other"}), "id")
-	e.expectFieldError(e.do("PUT", base+"/"+gen["id"].(string), tok, map[string]any{"policy_id": "block"}), "policy_id")
+	e.expectFieldError(e.do("PATCH", base+"/get-pet", tok, map[string]any{"service_id": "shop"}, "Content-Type", admin.MergePatchType), "service_id")
+	e.expectFieldError(e.do("PATCH", base+"/get-pet", tok, map[string]any{"policy_id": "ghost"}, "Content-Type", admin.MergePatchType), "policy_id")
+	e.expectFieldError(e.do("PATCH", base+"/get-pet", tok, map[string]any{"path": "nope"}, "Content-Type", admin.MergePatchType), "path")
+	e.expectFieldError(e.do("PATCH", base+"/get-pet", tok, map[string]any{"id": "other"}, "Content-Type", admin.MergePatchType), "id")
+	e.expectFieldError(e.do("PATCH", base+"/"+gen["id"].(string), tok, map[string]any{"policy_id": "block"}, "Content-Type", admin.MergePatchType), "policy_id")
 	e.requireUnchanged(t, before, "a rejected update changed the store")
 	e.expect(e.do("PUT", base+"/ghost", tok, map[string]any{"policy_id": "block"}), 404)
 
@@ -114,7 +119,7 @@ func TestAPIs(t *testing.T) {
 			t.Errorf("GET apis%s: %s, want %s", c.query, got, c.want)
 		}
 	}
-	e.expect(e.do("PUT", base+"/shop-pet", tok, map[string]any{"data_classifications": []string{"pii", "gdpr"}}), 200)
+	e.expect(e.do("PATCH", base+"/shop-pet", tok, map[string]any{"data_classifications": []string{"pii", "gdpr"}}, "Content-Type", admin.MergePatchType), 200)
 	for _, q := range []string{"?data_classification=pii&data_classification=gdpr", "?data_classification=gdpr,pii"} {
 		if got := fmt.Sprint(list("/api/admin/acme/services/shop/apis" + q)); got != "[shop-pet]" {
 			t.Errorf("all classifications %s: %s", q, got)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/gatehouse-dev/gatehouse/internal/field"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -47,36 +50,47 @@ func record(ctx context.Context, tx store.Tx, c *gin.Context, tenantID, action, 
 
 var labelKeyPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$`)
 
-// validateLabels: at most 64 labels; keys like Kubernetes label keys,
-// values up to 256 characters.
-func validateLabels(labels map[string]string) *Error {
+// labelErrors: at most 64 labels; keys like Kubernetes label keys,
+// values up to 256 characters. The envelope rule of every kind.
+func labelErrors(labels map[string]string) field.ErrorList {
+	var errs field.ErrorList
 	if len(labels) > 64 {
-		return fieldError("labels", "at most 64 labels are allowed")
+		errs.Add(field.Invalid(field.NewPath("labels"), "at most 64 labels are allowed"))
 	}
-	for k, v := range labels {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		if !labelKeyPattern.MatchString(k) {
-			return fieldError("labels."+k, "label keys are 1-63 letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit")
+			errs.Add(field.Invalid(field.NewPath("labels", k), "label keys are 1-63 letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit"))
 		}
-		if utf8.RuneCountInString(v) > 256 {
-			return fieldError("labels."+k, "label values are at most 256 characters")
+		if utf8.RuneCountInString(labels[k]) > 256 {
+			errs.Add(field.Invalid(field.NewPath("labels", k), "label values are at most 256 characters"))
 		}
+	}
+	return errs
+}
+
+// validateLabels is labelErrors as one error (its first problem and the
+// rest in details.errors).
+func validateLabels(labels map[string]string) *Error { return fieldErrors(labelErrors(labels)) }
+
+// textErrors checks a free-text field's length; required fields must not
+// be blank. The envelope rule of names and descriptions.
+func textErrors(name, v string, required bool, max int) field.ErrorList {
+	p := field.NewPath(name)
+	switch {
+	case required && strings.TrimSpace(v) == "":
+		return field.ErrorList{field.Required(p)}
+	case !utf8.ValidString(v):
+		return field.ErrorList{field.Invalid(p, "must be valid UTF-8")}
+	}
+	if n := utf8.RuneCountInString(v); n > max {
+		return field.ErrorList{field.Invalid(p, "must be at most %d characters (got %d)", max, n)}
 	}
 	return nil
 }
 
-// validateText checks a free-text field's length; required fields must not
-// be blank.
-func validateText(field, v string, required bool, max int) *Error {
-	if required && strings.TrimSpace(v) == "" {
-		return missingField(field)
-	}
-	if !utf8.ValidString(v) {
-		return fieldError(field, "must be valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(v); n > max {
-		return fieldError(field, "must be at most %d characters (got %d)", max, n)
-	}
-	return nil
+// validateText is textErrors as one error.
+func validateText(name, v string, required bool, max int) *Error {
+	return fieldErrors(textErrors(name, v, required, max))
 }
 
 // parseTime accepts RFC 3339 or Unix seconds.

@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gatehouse-dev/gatehouse/internal/field"
 	"github.com/gatehouse-dev/gatehouse/model"
-	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -29,34 +31,12 @@ const (
 	configBodyLimit = 10 << 20
 )
 
-// configDocument is the exported document. Objects carry the fields of
-// their resource's request body, without read-only envelope fields and
-// without secrets (gateway credentials and signing keys stay behind).
-// Arrays are sorted by id, so one configuration always exports the same
-// bytes.
-type configDocument struct {
-	Version  int             `json:"version"`
-	Tenant   configTenant    `json:"tenant"`
-	Services []configService `json:"services"`
-	APIs     []configAPI     `json:"apis"`
-	Policies []configPolicy  `json:"policies"`
-	Scopes   []configScope   `json:"scopes"`
-	Issuers  []configIssuer  `json:"issuers"`
-	Gateways []configGateway `json:"gateways"`
-}
-
-// configDocumentIn is an imported document before its objects are decoded
-// one by one (so errors name them, like services[2].colour).
-type configDocumentIn struct {
-	Version  *int              `json:"version"`
-	Tenant   json.RawMessage   `json:"tenant"`
-	Services []json.RawMessage `json:"services"`
-	APIs     []json.RawMessage `json:"apis"`
-	Policies []json.RawMessage `json:"policies"`
-	Scopes   []json.RawMessage `json:"scopes"`
-	Issuers  []json.RawMessage `json:"issuers"`
-	Gateways []json.RawMessage `json:"gateways"`
-}
+// The exported document is {"version":1,"tenant":{…}, then one list per
+// exported kind of the scheme, in its dependency order}. Objects carry the
+// fields of their resource's request body, without read-only envelope
+// fields and without secrets (gateway credentials and signing keys stay
+// behind). Lists are sorted by id, so one configuration always exports
+// the same bytes.
 
 // configTenant: the document's tenant. On import its id may differ from the
 // target (that is how a configuration is copied) and its status is ignored.
@@ -69,83 +49,6 @@ type configTenant struct {
 	AuthenticationContextSettings *model.AuthContextSettings `json:"authentication_context_settings,omitempty"`
 }
 
-type configService struct {
-	ID                string            `json:"id"`
-	Name              string            `json:"name"`
-	Description       string            `json:"description"`
-	URL               string            `json:"url"`
-	Hosts             []string          `json:"hosts"`
-	ServerID          string            `json:"server_id,omitempty"`
-	WithSpecification bool              `json:"with_specification"`
-	Labels            map[string]string `json:"labels"`
-}
-
-type configAPI struct {
-	ID                  string            `json:"id"`
-	ServiceID           string            `json:"service_id"`
-	Method              string            `json:"method"`
-	Path                string            `json:"path"`
-	PolicyID            string            `json:"policy_id"`
-	CanHavePolicy       *bool             `json:"can_have_policy"`
-	DataClassifications []string          `json:"data_classifications"`
-	Public              bool              `json:"public"`
-	Position            int               `json:"position"`
-	OperationID         string            `json:"operation_id,omitempty"`
-	Imported            bool              `json:"imported"`
-	ClaimsToHeaders     map[string]string `json:"claims_to_headers"`
-	Labels              map[string]string `json:"labels"`
-}
-
-type configPolicy struct {
-	ID          string                  `json:"id"`
-	PolicyName  string                  `json:"policy_name"`
-	Description string                  `json:"description"`
-	Language    string                  `json:"language"`
-	Definition  string                  `json:"definition,omitempty"`
-	Validators  []model.ValidatorConfig `json:"validators,omitempty"`
-	Type        string                  `json:"type"`
-	DryRun      bool                    `json:"dry_run"`
-	Labels      map[string]string       `json:"labels"`
-}
-
-type configScope struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	DisplayName string            `json:"display_name"`
-	Description string            `json:"description"`
-	ServiceID   string            `json:"service_id,omitempty"`
-	ServerID    string            `json:"server_id,omitempty"`
-	Labels      map[string]string `json:"labels"`
-}
-
-type configIssuer struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	Description string            `json:"description"`
-	Issuer      string            `json:"issuer"`
-	Audiences   []string          `json:"audiences"`
-	JWKS        json.RawMessage   `json:"jwks,omitempty"`
-	JWKSURI     string            `json:"jwks_uri,omitempty"`
-	Discovery   bool              `json:"discovery"`
-	Labels      map[string]string `json:"labels"`
-}
-
-type configGateway struct {
-	ID                   string                     `json:"id"`
-	Name                 string                     `json:"name"`
-	Description          string                     `json:"description"`
-	Type                 string                     `json:"type"`
-	ServiceIDs           []string                   `json:"service_ids"`
-	DryRun               bool                       `json:"dry_run"`
-	AllowUnmatchedRoutes bool                       `json:"allow_unmatched_routes"`
-	ServerID             string                     `json:"server_id,omitempty"`
-	ListenerAddress      string                     `json:"listener_address"`
-	ListenerPort         int                        `json:"listener_port"`
-	RequestBody          *model.RequestBodySettings `json:"request_body,omitempty"`
-	PolicyTimeoutMS      int                        `json:"policy_timeout_ms,omitempty"`
-	Labels               map[string]string          `json:"labels"`
-}
-
 // configImportResult counts what an import did, per kind.
 type configImportResult struct {
 	deletedGateways []string
@@ -155,7 +58,7 @@ type configImportResult struct {
 	Unchanged       map[string]int `json:"unchanged"`
 }
 
-// configKind describes one kind of the document. configKinds is in write
+// configKind describes one kind of the document. configKindsOf is in write
 // order (what is referenced first); deletes run in reverse, so APIs, scopes
 // and gateways go before the services and policies they name.
 type configKind struct {
@@ -166,25 +69,18 @@ type configKind struct {
 	// canonical re-encodes a stored spec as the current code writes it,
 	// so unchanged objects are recognised whatever the backend's JSON.
 	canonical func(json.RawMessage) ([]byte, error)
+	api       *kindAPI
 }
 
-var configKinds = []configKind{
-	{model.KindPolicy, "policy", "policy_name", canonicalSpec[model.PolicySpec]},
-	{model.KindService, "service", "name", canonicalSpec[model.ServiceSpec]},
-	{model.KindAPI, "api", "path", canonicalSpec[model.APISpec]},
-	{model.KindScope, "scope", "name", canonicalSpec[model.ScopeSpec]},
-	{model.KindIssuer, "issuer", "name", canonicalSpec[model.IssuerSpec]},
-	{model.KindGateway, "gateway", "name", canonicalSpec[model.GatewaySpec]},
-}
-
-func canonicalSpec[S any](raw json.RawMessage) ([]byte, error) {
-	var spec S
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &spec); err != nil {
-			return nil, err
-		}
+// configKindsOf is the document's kinds: the scheme's exported kinds in
+// dependency order.
+func configKindsOf(sch *resource.Scheme) []configKind {
+	var out []configKind
+	for _, k := range sch.Exported() {
+		api := apiOf(k)
+		out = append(out, configKind{kind: k.Name, what: k.Singular, nameField: api.nameField, canonical: k.Canonical, api: api})
 	}
-	return json.Marshal(spec)
+	return out
 }
 
 // configObject is one validated object of an imported document in its
@@ -201,6 +97,7 @@ type configRef struct{ field, kind, id string }
 
 // configPlan is a validated document.
 type configPlan struct {
+	kinds   []configKind
 	tenant  configTenant
 	objects map[string][]*configObject // by kind, in document order
 }
@@ -228,109 +125,110 @@ func (s *Server) exportConfiguration(c *gin.Context) {
 		abort(c, apiErr)
 		return
 	}
-	var doc *configDocument
+	var doc json.RawMessage
 	err := s.store.View(c.Request.Context(), func(ctx context.Context, rd store.Reader) error {
 		var err error
-		doc, err = exportConfiguration(ctx, rd, tid)
+		doc, err = s.readConfiguration(ctx, rd, tid)
 		return err
 	})
 	if err != nil {
 		fail(c, err, "tenant", tid)
 		return
 	}
-	c.JSON(http.StatusOK, doc)
+	c.Data(http.StatusOK, "application/json; charset=utf-8", doc)
 }
 
-// exportConfiguration reads a tenant's configuration document. Lists come
+// readConfiguration reads a tenant's configuration document. Lists come
 // from the store ordered by id.
-func exportConfiguration(ctx context.Context, rd store.Reader, tid string) (*configDocument, error) {
+func (s *Server) readConfiguration(ctx context.Context, rd store.Reader, tid string) (json.RawMessage, error) {
 	t, err := tenantRepo.Get(ctx, rd, "", tid)
 	if err != nil {
 		return nil, err
 	}
-	doc := &configDocument{Version: configVersion, Tenant: configTenant{
+	doc := orderedObject{}
+	doc.add("version", configVersion)
+	doc.add("tenant", configTenant{
 		ID: t.Meta.ID, Name: t.Spec.Name, Description: t.Meta.Description, Status: t.Spec.Status,
 		Labels: labelsOrEmpty(t.Meta.Labels), AuthenticationContextSettings: t.Spec.AuthenticationContextSettings,
-	}}
-	if doc.Services, err = exportItems(ctx, rd, serviceRepo, tid, exportService); err != nil {
-		return nil, err
+	})
+	for _, k := range s.configKinds {
+		pg, err := rd.List(ctx, store.Query{Kind: k.kind, TenantID: tid})
+		if err != nil {
+			return nil, err
+		}
+		items := make([]any, 0, len(pg.Items))
+		for _, o := range pg.Items {
+			item, err := k.api.export(o)
+			if err != nil {
+				return nil, fmt.Errorf("export %s %q: %w", k.kind, o.ID, err)
+			}
+			items = append(items, item)
+		}
+		doc.add(k.kind, items)
 	}
-	if doc.APIs, err = exportItems(ctx, rd, apiRepo, tid, exportAPI); err != nil {
-		return nil, err
-	}
-	if doc.Policies, err = exportItems(ctx, rd, policyRepo, tid, exportPolicy); err != nil {
-		return nil, err
-	}
-	if doc.Scopes, err = exportItems(ctx, rd, scopeRepo, tid, exportScope); err != nil {
-		return nil, err
-	}
-	if doc.Issuers, err = exportItems(ctx, rd, issuerRepo, tid, exportIssuer); err != nil {
-		return nil, err
-	}
-	if doc.Gateways, err = exportItems(ctx, rd, gatewayRepo, tid, exportGateway); err != nil {
-		return nil, err
-	}
-	return doc, nil
+	return doc.marshal()
 }
 
-func exportItems[S, T any](ctx context.Context, rd store.Reader, repo store.Repo[S], tid string, render func(*store.Typed[S]) T) ([]T, error) {
-	items, err := repo.ListAll(ctx, rd, store.Query{TenantID: tid})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(items))
-	for _, t := range items {
-		out = append(out, render(t))
-	}
-	return out, nil
+// orderedObject is a JSON object whose members keep the order added.
+type orderedObject struct {
+	keys   []string
+	values []any
 }
 
-func exportService(t *store.Typed[model.ServiceSpec]) configService {
-	return configService{
-		ID: t.Meta.ID, Name: t.Meta.Name, Description: t.Meta.Description, URL: t.Spec.URL, Hosts: nonNilStrings(t.Spec.Hosts),
-		ServerID: t.Spec.ServerID, WithSpecification: t.Spec.WithSpecification, Labels: labelsOrEmpty(t.Meta.Labels),
-	}
+func (o *orderedObject) add(k string, v any) {
+	o.keys, o.values = append(o.keys, k), append(o.values, v)
 }
 
-func exportAPI(t *store.Typed[model.APISpec]) configAPI {
-	canHave := t.Spec.CanHavePolicy
-	return configAPI{
-		ID: t.Meta.ID, ServiceID: t.Spec.ServiceID, Method: t.Spec.Method, Path: t.Spec.Path, PolicyID: t.Spec.PolicyID,
-		CanHavePolicy: &canHave, DataClassifications: nonNilStrings(t.Spec.DataClassifications), Public: t.Spec.Public,
-		Position: t.Spec.Position, OperationID: t.Spec.OperationID, Imported: t.Spec.Imported,
-		ClaimsToHeaders: labelsOrEmpty(t.Spec.ClaimsToHeaders), Labels: labelsOrEmpty(t.Meta.Labels),
+func (o *orderedObject) marshal() (json.RawMessage, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, k := range o.keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kb, _ := json.Marshal(k)
+		vb, err := json.Marshal(o.values[i])
+		if err != nil {
+			return nil, err
+		}
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vb)
 	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
-func exportPolicy(t *store.Typed[model.PolicySpec]) configPolicy {
-	return configPolicy{
-		ID: t.Meta.ID, PolicyName: t.Meta.Name, Description: t.Meta.Description, Language: t.Spec.Language,
-		Definition: t.Spec.Definition, Validators: t.Spec.Validators, Type: t.Spec.Type, DryRun: t.Spec.DryRun,
-		Labels: labelsOrEmpty(t.Meta.Labels),
-	}
-}
-
-func exportScope(t *store.Typed[model.ScopeSpec]) configScope {
-	return configScope{
-		ID: t.Meta.ID, Name: t.Meta.Name, DisplayName: t.Spec.DisplayName, Description: t.Meta.Description,
-		ServiceID: t.Spec.ServiceID, ServerID: t.Spec.ServerID, Labels: labelsOrEmpty(t.Meta.Labels),
-	}
-}
-
-func exportIssuer(t *store.Typed[model.IssuerSpec]) configIssuer {
-	return configIssuer{
-		ID: t.Meta.ID, Name: t.Meta.Name, Description: t.Meta.Description, Issuer: t.Spec.Issuer,
-		Audiences: nonNilStrings(t.Spec.Audiences), JWKS: t.Spec.JWKS, JWKSURI: t.Spec.JWKSURI, Discovery: t.Spec.Discovery,
-		Labels: labelsOrEmpty(t.Meta.Labels),
+// exportOf is kindAPI.export for a document item rendered from the typed
+// object.
+func exportOf[S, T any](render func(*store.Typed[S]) T) func(*store.Object) (any, error) {
+	return func(o *store.Object) (any, error) {
+		var spec S
+		if len(o.Spec) > 0 {
+			if err := json.Unmarshal(o.Spec, &spec); err != nil {
+				return nil, err
+			}
+		}
+		meta := *o
+		meta.Spec = nil
+		return render(&store.Typed[S]{Meta: meta, Spec: spec}), nil
 	}
 }
 
-func exportGateway(t *store.Typed[model.GatewaySpec]) configGateway {
-	return configGateway{
-		ID: t.Meta.ID, Name: t.Meta.Name, Description: t.Meta.Description, Type: t.Spec.Type,
-		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
-		ServerID: t.Spec.ServerID, ListenerAddress: t.Spec.ListenerAddress, ListenerPort: t.Spec.ListenerPort,
-		RequestBody: t.Spec.RequestBody, PolicyTimeoutMS: effectivePolicyTimeout(t.Spec.PolicyTimeoutMS), Labels: labelsOrEmpty(t.Meta.Labels),
+// importOf is kindAPI.importItem for a document item decoded into T and
+// turned into its stored form by build.
+func importOf[T any](build func(*T) (*configObject, *Error)) func(*Server, json.RawMessage) (*configObject, *Error) {
+	return importOfServer(func(_ *Server, item *T) (*configObject, *Error) { return build(item) })
+}
+
+// importOfServer is importOf for a build that needs the server.
+func importOfServer[T any](build func(*Server, *T) (*configObject, *Error)) func(*Server, json.RawMessage) (*configObject, *Error) {
+	return func(s *Server, raw json.RawMessage) (*configObject, *Error) {
+		var item T
+		if apiErr := decodeConfigItem(raw, &item); apiErr != nil {
+			return nil, apiErr
+		}
+		return build(s, &item)
 	}
 }
 
@@ -356,12 +254,12 @@ func (s *Server) importConfiguration(c *gin.Context) {
 		fail(c, err, "tenant", tid)
 		return
 	}
-	var in configDocumentIn
+	var in map[string]json.RawMessage
 	if apiErr := decodeJSONLimit(c, &in, configBodyLimit); apiErr != nil {
 		abort(c, apiErr)
 		return
 	}
-	plan, apiErr := s.validateConfiguration(tid, &in)
+	plan, apiErr := s.validateConfiguration(in)
 	if apiErr != nil {
 		abort(c, apiErr)
 		return
@@ -384,44 +282,54 @@ func (s *Server) importConfiguration(c *gin.Context) {
 // validateConfiguration decodes and validates every object of the document
 // on its own, with the rules of its resource endpoint. Checks across
 // objects need the stored state and run in the import's transaction.
-func (s *Server) validateConfiguration(tid string, in *configDocumentIn) (*configPlan, *Error) {
+func (s *Server) validateConfiguration(in map[string]json.RawMessage) (*configPlan, *Error) {
+	plan := &configPlan{kinds: s.configKinds, objects: map[string][]*configObject{}}
+	lists := map[string]bool{}
+	for _, k := range plan.kinds {
+		lists[k.kind] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(in)) {
+		if name != "version" && name != "tenant" && !lists[name] {
+			return nil, newError(http.StatusBadRequest, CodeUnknownField, name+": unknown field", map[string]any{"field": name, "reason": "unknown field"})
+		}
+	}
+	var version *int
+	if raw, ok := in["version"]; ok {
+		if err := json.Unmarshal(raw, &version); err != nil {
+			return nil, jsonError(&json.UnmarshalTypeError{Value: "non-number", Type: reflect.TypeFor[int](), Field: "version"}, configBodyLimit)
+		}
+	}
 	switch {
-	case in.Version == nil:
+	case version == nil:
 		return nil, missingField("version")
-	case *in.Version != configVersion:
-		return nil, fieldError("version", "unsupported version %d (this server reads version %d)", *in.Version, configVersion)
-	case len(in.Tenant) == 0 || string(in.Tenant) == "null":
+	case *version != configVersion:
+		return nil, fieldError("version", "unsupported version %d (this server reads version %d)", *version, configVersion)
+	case len(in["tenant"]) == 0 || string(in["tenant"]) == "null":
 		return nil, missingField("tenant")
 	}
-	plan := &configPlan{objects: map[string][]*configObject{}}
-	if apiErr := decodeConfigItem(in.Tenant, &plan.tenant); apiErr != nil {
+	if apiErr := decodeConfigItem(in["tenant"], &plan.tenant); apiErr != nil {
 		return nil, atPath("tenant", apiErr)
 	}
 	if apiErr := validateConfigTenant(&plan.tenant); apiErr != nil {
 		return nil, atPath("tenant", apiErr)
 	}
-	var apiErr *Error
-	if plan.objects[model.KindService], apiErr = configItems(in.Services, model.KindService, configServiceObject); apiErr != nil {
-		return nil, apiErr
-	}
-	if plan.objects[model.KindAPI], apiErr = configItems(in.APIs, model.KindAPI, configAPIObject); apiErr != nil {
-		return nil, apiErr
-	}
-	if len(in.Policies) > policies.MaxPoliciesPerTenant { // before compiling any of them
-		return nil, limitError("policies", policies.MaxPoliciesPerTenant, "a tenant may have at most %d policies (the document has %d)",
-			policies.MaxPoliciesPerTenant, len(in.Policies))
-	}
-	if plan.objects[model.KindPolicy], apiErr = configItems(in.Policies, model.KindPolicy, s.configPolicyObject); apiErr != nil {
-		return nil, apiErr
-	}
-	if plan.objects[model.KindScope], apiErr = configItems(in.Scopes, model.KindScope, configScopeObject); apiErr != nil {
-		return nil, apiErr
-	}
-	if plan.objects[model.KindIssuer], apiErr = configItems(in.Issuers, model.KindIssuer, s.configIssuerObject); apiErr != nil {
-		return nil, apiErr
-	}
-	if plan.objects[model.KindGateway], apiErr = configItems(in.Gateways, model.KindGateway, configGatewayObject); apiErr != nil {
-		return nil, apiErr
+	for _, k := range plan.kinds {
+		var raws []json.RawMessage
+		if raw, ok := in[k.kind]; ok && string(raw) != "null" {
+			if err := json.Unmarshal(raw, &raws); err != nil {
+				return nil, fieldError(k.kind, "must be an array of %s objects", k.what)
+			}
+		}
+		if k.api.importLimit != nil { // before decoding (and compiling) any of them
+			if apiErr := k.api.importLimit(len(raws)); apiErr != nil {
+				return nil, apiErr
+			}
+		}
+		objs, apiErr := s.configItems(raws, k)
+		if apiErr != nil {
+			return nil, apiErr
+		}
+		plan.objects[k.kind] = objs
 	}
 	return plan, nil
 }
@@ -435,34 +343,69 @@ func validateConfigTenant(t *configTenant) *Error {
 	return req.validate()
 }
 
-// configItems decodes and validates the objects of one list; build turns
-// a decoded object into its stored form. Errors name the object's path.
-func configItems[T any](raws []json.RawMessage, list string, build func(*T) (*configObject, *Error)) ([]*configObject, *Error) {
+// configItems decodes and validates the objects of one list into their
+// stored form; their references come from the kind's declaration. Errors
+// name the object's path.
+func (s *Server) configItems(raws []json.RawMessage, k configKind) ([]*configObject, *Error) {
+	kind := s.scheme.MustKind(k.kind)
 	out := make([]*configObject, 0, len(raws))
 	for i, raw := range raws {
-		path := fmt.Sprintf("%s[%d]", list, i)
-		var item T
-		apiErr := decodeConfigItem(raw, &item)
-		var o *configObject
-		if apiErr == nil {
-			o, apiErr = build(&item)
-		}
+		path := fmt.Sprintf("%s[%d]", k.kind, i)
+		o, apiErr := k.api.importItem(s, raw)
 		if apiErr != nil {
 			return nil, atPath(path, apiErr)
 		}
 		o.field = path
-		for j := range o.refs {
-			o.refs[j].field = path + "." + o.refs[j].field
-		}
+		o.refs = wireRefs(kind, raw, path)
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// wireRefs reads the references of a document item from its wire fields
+// (a reference's Field is the wire name of the id, or list of ids), so
+// errors name the element as the document has it.
+func wireRefs(k *resource.Kind, raw json.RawMessage, path string) []configRef {
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &m) // decoded strictly already
+	var refs []configRef
+	for _, r := range k.Refs {
+		v, ok := m[r.Field]
+		if !ok {
+			continue
+		}
+		if r.Many {
+			var ids []string
+			_ = json.Unmarshal(v, &ids)
+			for i, id := range ids {
+				if id != "" {
+					refs = append(refs, configRef{field: fmt.Sprintf("%s.%s[%d]", path, r.Field, i), kind: r.Kind, id: id})
+				}
+			}
+			continue
+		}
+		var id string
+		if json.Unmarshal(v, &id) == nil && id != "" {
+			refs = append(refs, configRef{field: path + "." + r.Field, kind: r.Kind, id: id})
+		}
+	}
+	return refs
 }
 
 // decodeConfigItem strictly decodes one object of the document.
 func decodeConfigItem(raw json.RawMessage, dst any) *Error {
 	if !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) {
 		return newError(http.StatusBadRequest, CodeInvalidField, "must be a JSON object", map[string]any{"reason": "must be a JSON object"})
+	}
+	// The envelope's read-only fields are no part of a document (exports
+	// leave them out), even where the resource's body accepts them back.
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(raw, &keys) == nil {
+		for _, f := range []string{"metadata", "tenant_id"} {
+			if _, ok := keys[f]; ok {
+				return fieldErrors(field.ErrorList{field.Unknown(field.NewPath(f))})
+			}
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -472,15 +415,18 @@ func decodeConfigItem(raw json.RawMessage, dst any) *Error {
 	return nil
 }
 
-// atPath re-addresses an error about a field of one object to the field's
-// path in the document: "url" of services[2] becomes "services[2].url".
+// atPath re-addresses an error about fields of one object to their paths
+// in the document: "url" of services[2] becomes "services[2].url".
 func atPath(path string, e *Error) *Error {
-	field, _ := e.Details["field"].(string)
-	full := path
-	if field != "" {
-		full += "." + field
+	if l := e.Fields(); len(l) > 0 {
+		return fieldErrors(l.Under(field.NewPath(path)))
 	}
-	e.Message = full + ": " + strings.TrimPrefix(e.Message, field+": ")
+	f, _ := e.Details["field"].(string)
+	full := path
+	if f != "" {
+		full += "." + f
+	}
+	e.Message = full + ": " + strings.TrimPrefix(e.Message, f+": ")
 	e.Details["field"] = full
 	return e
 }
@@ -507,27 +453,27 @@ func newConfigObject(kind, id, name, parent, description string, labels map[stri
 		Labels: labels, Spec: raw}}, nil
 }
 
-func configServiceObject(in *configService) (*configObject, *Error) {
+// configServiceObject is a service of a configuration document: a
+// service body, with_specification included.
+func configServiceObject(in *serviceRequest) (*configObject, *Error) {
 	if apiErr := configID(in.ID); apiErr != nil {
 		return nil, apiErr
 	}
-	req := serviceRequest{Name: in.Name, Description: in.Description, URL: in.URL, Hosts: in.Hosts, ServerID: in.ServerID, Labels: in.Labels}
-	hosts, apiErr := req.validate("")
+	hosts, apiErr := in.validate("")
 	if apiErr != nil {
 		return nil, apiErr
 	}
 	return newConfigObject(model.KindService, in.ID, in.Name, "", in.Description, in.Labels,
-		model.ServiceSpec{URL: in.URL, Hosts: hosts, ServerID: in.ServerID, WithSpecification: in.WithSpecification})
+		model.ServiceSpec{URL: in.URL, Hosts: hosts, ServerID: in.ServerID, WithSpecification: derefOr(in.WithSpecification, false)})
 }
 
-func configAPIObject(in *configAPI) (*configObject, *Error) {
+// configAPIObject is an API of a configuration document: an API body,
+// operation_id and imported included.
+func configAPIObject(in *apiRequest) (*configObject, *Error) {
 	if apiErr := configID(in.ID); apiErr != nil {
 		return nil, apiErr
 	}
-	req := apiRequest{ServiceID: in.ServiceID, Method: in.Method, Path: in.Path, PolicyID: in.PolicyID, CanHavePolicy: in.CanHavePolicy,
-		DataClassifications: in.DataClassifications, Public: in.Public, Position: &in.Position, ClaimsToHeaders: in.ClaimsToHeaders,
-		Labels: in.Labels}
-	if apiErr := req.validate("", true); apiErr != nil {
+	if apiErr := in.validate("", true); apiErr != nil {
 		return nil, apiErr
 	}
 	if apiErr := validateText("operation_id", in.OperationID, false, 256); apiErr != nil {
@@ -537,80 +483,21 @@ func configAPIObject(in *configAPI) (*configObject, *Error) {
 	o, apiErr := newConfigObject(model.KindAPI, in.ID, route.Name(in.ServiceID), in.ServiceID, "", in.Labels, model.APISpec{
 		ServiceID: in.ServiceID, Method: route.Method, Path: route.Template.Raw, PolicyID: in.PolicyID,
 		CanHavePolicy: derefOr(in.CanHavePolicy, true), DataClassifications: in.DataClassifications, Public: in.Public,
-		Imported: in.Imported, OperationID: in.OperationID, Position: in.Position, ClaimsToHeaders: in.ClaimsToHeaders,
+		Imported: in.Imported, OperationID: in.OperationID, Position: derefOr(in.Position, 0), ClaimsToHeaders: in.ClaimsToHeaders,
 	})
-	if o != nil {
-		o.refs = append(o.refs, configRef{"service_id", model.KindService, in.ServiceID})
-		if in.PolicyID != "" {
-			o.refs = append(o.refs, configRef{"policy_id", model.KindPolicy, in.PolicyID})
-		}
-	}
 	return o, apiErr
 }
 
-func (s *Server) configPolicyObject(in *configPolicy) (*configObject, *Error) {
+// configGatewayObject is a gateway of a configuration document: a
+// gateway body (without status or credential).
+func configGatewayObject(in *gatewayRequest) (*configObject, *Error) {
 	if apiErr := configID(in.ID); apiErr != nil {
 		return nil, apiErr
 	}
-	req := policyRequest{PolicyName: in.PolicyName, Description: in.Description, Language: in.Language, Definition: in.Definition,
-		Validators: in.Validators, Type: in.Type, DryRun: in.DryRun, Labels: in.Labels}
-	spec, apiErr := req.spec("")
-	if apiErr == nil {
-		apiErr = s.check(in.ID, &spec)
-	}
-	if apiErr != nil {
+	if apiErr := in.validate(""); apiErr != nil {
 		return nil, apiErr
 	}
-	return newConfigObject(model.KindPolicy, in.ID, in.PolicyName, "", in.Description, in.Labels, spec)
-}
-
-func configScopeObject(in *configScope) (*configObject, *Error) {
-	if apiErr := configID(in.ID); apiErr != nil {
-		return nil, apiErr
-	}
-	req := scopeRequest{Name: in.Name, DisplayName: in.DisplayName, Description: in.Description, ServiceID: in.ServiceID,
-		ServerID: in.ServerID, Labels: in.Labels}
-	if apiErr := req.validate(""); apiErr != nil {
-		return nil, apiErr
-	}
-	o, apiErr := newConfigObject(model.KindScope, in.ID, in.Name, "", in.Description, in.Labels,
-		model.ScopeSpec{DisplayName: in.DisplayName, ServiceID: in.ServiceID, ServerID: in.ServerID})
-	if o != nil && in.ServiceID != "" {
-		o.refs = append(o.refs, configRef{"service_id", model.KindService, in.ServiceID})
-	}
-	return o, apiErr
-}
-
-func (s *Server) configIssuerObject(in *configIssuer) (*configObject, *Error) {
-	if apiErr := configID(in.ID); apiErr != nil {
-		return nil, apiErr
-	}
-	req := issuerRequest{Name: in.Name, Description: in.Description, Issuer: in.Issuer, Audiences: in.Audiences,
-		JWKS: in.JWKS, JWKSURI: in.JWKSURI, Discovery: in.Discovery, Labels: in.Labels}
-	spec, apiErr := req.spec("", s.allowPrivateJWKSURLs)
-	if apiErr != nil {
-		return nil, apiErr
-	}
-	return newConfigObject(model.KindIssuer, in.ID, in.Name, "", in.Description, in.Labels, spec)
-}
-
-func configGatewayObject(in *configGateway) (*configObject, *Error) {
-	if apiErr := configID(in.ID); apiErr != nil {
-		return nil, apiErr
-	}
-	req := gatewayRequest{Name: in.Name, Description: in.Description, Type: in.Type, ServiceIDs: in.ServiceIDs, DryRun: in.DryRun,
-		AllowUnmatchedRoutes: in.AllowUnmatchedRoutes, ServerID: in.ServerID, ListenerAddress: in.ListenerAddress,
-		ListenerPort: in.ListenerPort, RequestBody: in.RequestBody, PolicyTimeoutMS: in.PolicyTimeoutMS, Labels: in.Labels}
-	if apiErr := req.validate(""); apiErr != nil {
-		return nil, apiErr
-	}
-	o, apiErr := newConfigObject(model.KindGateway, in.ID, in.Name, "", in.Description, in.Labels, req.spec())
-	if o != nil {
-		for i, sid := range in.ServiceIDs {
-			o.refs = append(o.refs, configRef{fmt.Sprintf("service_ids[%d]", i), model.KindService, sid})
-		}
-	}
-	return o, apiErr
+	return newConfigObject(model.KindGateway, in.ID, in.Name, "", in.Description, in.Labels, in.spec())
 }
 
 // configState is the tenant's stored objects of one kind, by id.
@@ -624,7 +511,7 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 		return nil, err
 	}
 	stored := map[string]configState{}
-	for _, k := range configKinds {
+	for _, k := range plan.kinds {
 		pg, err := tx.List(ctx, store.Query{Kind: k.kind, TenantID: tid})
 		if err != nil {
 			return nil, err
@@ -648,7 +535,7 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 	}
 	counts := func() map[string]int {
 		m := map[string]int{}
-		for _, k := range configKinds {
+		for _, k := range plan.kinds {
 			m[k.kind] = 0
 		}
 		return m
@@ -656,19 +543,19 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 	res := &configImportResult{Created: counts(), Updated: counts(), Deleted: counts(), Unchanged: counts()}
 	w := configWriter{ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways}
 	if !merge {
-		for i := len(configKinds) - 1; i >= 0; i-- {
-			k := configKinds[i]
+		for i := len(plan.kinds) - 1; i >= 0; i-- {
+			k := plan.kinds[i]
 			if res.Deleted[k.kind], err = w.deleteMissing(k.kind, plan.objects[k.kind], stored[k.kind]); err != nil {
 				return nil, err
 			}
 		}
 	}
-	for _, k := range configKinds {
+	for _, k := range plan.kinds {
 		if err := w.freeNames(plan.objects[k.kind], stored[k.kind]); err != nil {
 			return nil, err
 		}
 	}
-	for _, k := range configKinds {
+	for _, k := range plan.kinds {
 		for _, o := range plan.objects[k.kind] {
 			cur := stored[k.kind][o.obj.ID]
 			var action string
@@ -699,7 +586,7 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 // stay, so they count too.
 func checkConfiguration(plan *configPlan, stored map[string]configState, merge bool) *Error {
 	ids := map[string]map[string]string{} // kind -> id -> field
-	for _, k := range configKinds {
+	for _, k := range plan.kinds {
 		ids[k.kind] = map[string]string{}
 		names := map[string]string{}
 		for _, o := range plan.objects[k.kind] {
@@ -728,10 +615,10 @@ func checkConfiguration(plan *configPlan, stored map[string]configState, merge b
 		}
 	}
 	what := map[string]string{}
-	for _, k := range configKinds {
+	for _, k := range plan.kinds {
 		what[k.kind] = k.what
 	}
-	for _, k := range configKinds {
+	for _, k := range plan.kinds {
 		for _, o := range plan.objects[k.kind] {
 			for _, r := range o.refs {
 				if _, ok := ids[r.kind][r.id]; !ok && (!merge || stored[r.kind][r.id] == nil) {

@@ -19,7 +19,7 @@ func TestPublicAPIWithAPolicyIsRefused(t *testing.T) {
 	e.createTenant("acme")
 	tok := e.credential("acme")
 	e.expect(e.do("POST", "/api/admin/acme/services", tok, map[string]any{"id": "pets", "name": "Pets", "url": "http://pets"}), 201)
-	storeObject(e, model.KindPolicy, "acme", "block", model.PolicySpec{Language: model.LanguageRego})
+	e.expect(e.do("POST", "/api/admin/acme/policies", tok, map[string]any{"id": "block", "policy_name": "block", "definition": goodRego}), 201)
 	e.expect(e.do("POST", "/api/admin/acme/apis", tok, map[string]any{"id": "get-pet", "service_id": "pets", "method": "GET", "path": "/pets/{id}", "policy_id": "block"}), 201)
 	e.expect(e.do("POST", "/api/admin/acme/apis", tok, map[string]any{"id": "health", "service_id": "pets", "method": "GET", "path": "/healthz", "public": true}), 201)
 

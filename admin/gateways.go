@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -103,12 +104,44 @@ type buildErrorStatus struct {
 	Retrying bool      `json:"retrying"`
 }
 
+// addGatewayKinds registers gateways (listing the services they
+// protect, which cannot be deleted while they do) and their credentials
+// (revoked with the gateway: soft-deleted, so an authorizer presenting one
+// learns its gateway is gone). PUT replaces the gateway; status and
+// credential are read-only and ignored.
+func addGatewayKinds(sch *resource.Scheme) {
+	sch.MustRegister(&resource.Kind{
+		Name: model.KindGateway, Singular: "gateway", Bundled: true, Exported: true,
+		Canonical: resource.SpecCodec[model.GatewaySpec],
+		Refs: []resource.Ref{{Field: "service_ids", Kind: model.KindService, Many: true, OnDelete: resource.Restrict,
+			IDs: specIDs(func(s *model.GatewaySpec) []string { return s.ServiceIDs })}},
+		API: &kindAPI{
+			param: "gw",
+			current: func(s *Server, c *gin.Context, tid, id string) (any, int64, error) {
+				t, err := gatewayRepo.Get(c.Request.Context(), s.store, tid, id)
+				if err != nil {
+					return nil, 0, err
+				}
+				return s.renderGateway(c, t, false), t.Meta.Revision, nil
+			},
+			list: (*Server).listGateways, create: (*Server).createGateway, get: (*Server).getGateway, put: (*Server).updateGateway,
+			afterDelete: func(s *Server, ctx context.Context, tid, id string) { s.bundles.ForgetGateway(ctx, tid, id) },
+			routes:      (*Server).gatewayRoutes,
+			importItem:  importOf(configGatewayObject), nameField: "name",
+		},
+	})
+	api := apiOf(sch.MustKind(model.KindGateway))
+	api.export = func(o *store.Object) (any, error) {
+		return exportItem(api, o, renderGatewayObject)
+	}
+	sch.MustRegister(&resource.Kind{
+		Name: model.KindGatewayCredential, Singular: "gateway credential", Internal: true, SoftDelete: true,
+		Refs: []resource.Ref{{Field: "gateway_id", Kind: model.KindGateway, OnDelete: resource.Cascade,
+			IDs: func(o *store.Object) ([]string, error) { return []string{o.ParentID}, nil }}},
+	})
+}
+
 func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
-	adm.GET("/gateways", s.listGateways)
-	adm.POST("/gateways", s.createGateway)
-	adm.GET("/gateways/:gw", s.getGateway)
-	adm.PUT("/gateways/:gw", s.updateGateway)
-	adm.DELETE("/gateways/:gw", s.deleteGateway)
 	adm.GET("/gateways/:gw/keys", s.gatewayKeys)
 	adm.GET("/gateways/:gw/package", s.gatewayPackage)
 	adm.GET("/gateways/:gw/decisions", s.listDecisions)
@@ -117,14 +150,21 @@ func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
 	adm.DELETE("/gateways/:gw/credentials/:cid", s.deleteGatewayCredential)
 }
 
-func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec], withStatus bool) gatewayResponse {
-	out := gatewayResponse{
+// renderGatewayObject renders the stored gateway (no runtime status).
+func renderGatewayObject(t *store.Typed[model.GatewaySpec]) gatewayResponse {
+	return gatewayResponse{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description, Type: t.Spec.Type,
 		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
 		ServerID: t.Spec.ServerID, ListenerAddress: t.Spec.ListenerAddress, ListenerPort: t.Spec.ListenerPort,
 		RequestBody: t.Spec.RequestBody, PolicyTimeoutMS: effectivePolicyTimeout(t.Spec.PolicyTimeoutMS),
 		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
+}
+
+// renderGateway is the GET body: the gateway and, withStatus, its bundle,
+// authorizer and xDS status.
+func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec], withStatus bool) gatewayResponse {
+	out := renderGatewayObject(t)
 	if withStatus {
 		st := &gatewayStatus{}
 		if b := s.bundles.Get(t.Meta.TenantID, t.Meta.ID); b != nil {
@@ -354,35 +394,6 @@ func (s *Server) updateGateway(c *gin.Context) {
 			})
 		}, nil
 	})
-}
-
-// deleteGateway removes the gateway and its credentials in one transaction;
-// its bundle stops being served.
-func (s *Server) deleteGateway(c *gin.Context) {
-	tid := tenantID(c)
-	id, apiErr := objectIDParam(c, "gw")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	expect, apiErr := ifMatch(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	ok := s.write(c, "gateway", id, func(ctx context.Context, tx store.Tx) error {
-		if _, err := gatewayRepo.Delete(ctx, tx, tid, id, expect); err != nil {
-			return err
-		}
-		if err := deleteGatewayCredentials(ctx, tx, c, tid, id); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "delete", model.KindGateway, id)
-	})
-	if ok {
-		s.bundles.ForgetGateway(c.Request.Context(), tid, id)
-		c.Status(http.StatusNoContent)
-	}
 }
 
 // deleteGatewayCredentials deletes every credential of a gateway, recording

@@ -49,6 +49,7 @@ var (
 	newError         = httpapi.New
 	errorf           = httpapi.Errorf
 	fieldError       = httpapi.Invalid
+	fieldErrors      = httpapi.FieldErrors
 	missingField     = httpapi.Missing
 	notFound         = httpapi.NotFound
 	forbidden        = httpapi.Forbidden

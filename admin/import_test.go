@@ -145,9 +145,9 @@ func TestImportOpenAPI30(t *testing.T) {
 	if r := e.do("DELETE", getPet, tok, nil); r.status != 409 || r.errorCode(t) != admin.CodeConflict {
 		t.Fatalf("delete an imported API: %d %s", r.status, r.body)
 	}
-	e.expectFieldError(e.do("PUT", getPet, tok, map[string]any{"method": "PUT"}), "method")
-	e.expectFieldError(e.do("PUT", getPet, tok, map[string]any{"path": "/api/v1/pets/{x}"}), "path")
-	e.expectFieldError(e.do("PUT", getPet, tok, map[string]any{"position": 0}), "position")
+	e.expectFieldError(e.do("PATCH", getPet, tok, map[string]any{"method": "PUT"}, "Content-Type", admin.MergePatchType), "method")
+	e.expectFieldError(e.do("PATCH", getPet, tok, map[string]any{"path": "/api/v1/pets/{x}"}, "Content-Type", admin.MergePatchType), "path")
+	e.expectFieldError(e.do("PATCH", getPet, tok, map[string]any{"position": 0}, "Content-Type", admin.MergePatchType), "position")
 	upd := e.expect(e.do("PUT", getPet, tok, map[string]any{
 		"method": "get", "path": "/api/v1/pets/{pet_id}", "position": 2, "policy_id": "block",
 		"data_classifications": []string{"pii"}, "public": false, "labels": map[string]string{"k": "v"},
@@ -165,10 +165,10 @@ func TestReimportKeepsBindings(t *testing.T) {
 	for _, a := range items(t, first, "created_apis") {
 		byOp[a["operation_id"].(string)] = a["id"].(string)
 	}
-	e.expect(e.do("PUT", "/api/admin/acme/apis/"+byOp["getPet"], tok, map[string]any{
+	e.expect(e.do("PATCH", "/api/admin/acme/apis/"+byOp["getPet"], tok, map[string]any{
 		"policy_id": "block", "data_classifications": []string{"pii"}, "can_have_policy": true, "labels": map[string]string{"k": "v"},
-	}), 200)
-	e.expect(e.do("PUT", "/api/admin/acme/apis/"+byOp["listPets"], tok, map[string]any{"can_have_policy": false, "public": true}), 200)
+	}, "Content-Type", admin.MergePatchType), 200)
+	e.expect(e.do("PATCH", "/api/admin/acme/apis/"+byOp["listPets"], tok, map[string]any{"can_have_policy": false, "public": true}, "Content-Type", admin.MergePatchType), 200)
 
 	body, ct := multipartForm(t, "file", "petstore.yaml", fixture(t, "petstore-3.0-v2.yaml"))
 	before := e.snapshot()

@@ -9,11 +9,11 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/gin-gonic/gin"
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/gatehouse-dev/gatehouse/internal/netguard"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -60,12 +60,23 @@ func renderIssuer(t *store.Typed[model.IssuerSpec]) issuerResponse {
 	}
 }
 
-func (s *Server) issuerRoutes(_, adm *gin.RouterGroup) {
-	adm.GET("/issuers", s.listIssuers)
-	adm.POST("/issuers", s.createIssuer)
-	adm.GET("/issuers/:iid", s.getIssuer)
-	adm.PUT("/issuers/:iid", s.updateIssuer)
-	adm.DELETE("/issuers/:iid", s.deleteIssuer)
+// addIssuerKind registers token issuers (the JWT issuers a tenant's
+// gateways trust; one issuer URL per tenant). PUT replaces the issuer.
+func addIssuerKind(sch *resource.Scheme) {
+	simpleKind[model.IssuerSpec, issuerRequest, issuerResponse]{
+		Kind:  &resource.Kind{Name: model.KindIssuer, Singular: "issuer", Bundled: true, Exported: true},
+		Param: "iid", NameField: "name", Render: renderIssuer, ID: func(r *issuerRequest) string { return r.ID },
+		Build: func(s *Server, tid, _ string, r *issuerRequest) (store.Object, model.IssuerSpec, error) {
+			spec, apiErr := r.spec(tid, s.allowPrivateJWKSURLs)
+			if apiErr != nil {
+				return store.Object{}, spec, apiErr
+			}
+			return store.Object{Name: r.Name, Description: r.Description, Labels: r.Labels}, spec, nil
+		},
+		Check: func(ctx context.Context, tx store.Tx, t *store.Typed[model.IssuerSpec]) error {
+			return uniqueIssuer(ctx, tx, t.Meta.TenantID, t.Meta.ID, t.Spec.Issuer)
+		},
+	}.register(sch)
 }
 
 // spec validates the request: an issuer URL, exactly one key source (an
@@ -225,72 +236,4 @@ func publicJWKS(raw json.RawMessage) (json.RawMessage, *Error) {
 		return nil, fieldError("jwks", "cannot be encoded: %v", err)
 	}
 	return compact, nil
-}
-
-func (s *Server) listIssuers(c *gin.Context) {
-	listKind(s, c, issuerRepo, "issuer", "issuers", renderIssuer)
-}
-
-func (s *Server) createIssuer(c *gin.Context) {
-	tid := tenantID(c)
-	var req issuerRequest
-	if apiErr := decodeJSON(c, &req); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	id, apiErr := newObjectID("id", req.ID)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	spec, apiErr := req.spec(tid, s.allowPrivateJWKSURLs)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	t := &store.Typed[model.IssuerSpec]{
-		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
-		Spec: spec,
-	}
-	if s.write(c, "issuer", id, func(ctx context.Context, tx store.Tx) error {
-		if err := uniqueIssuer(ctx, tx, tid, id, spec.Issuer); err != nil {
-			return err
-		}
-		if err := issuerRepo.Create(ctx, tx, t); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "create", model.KindIssuer, id)
-	}) {
-		respondObject(c, http.StatusCreated, t.Meta.Revision, renderIssuer(t))
-	}
-}
-
-func (s *Server) getIssuer(c *gin.Context) {
-	getKind(s, c, issuerRepo, "iid", "issuer", renderIssuer)
-}
-
-func (s *Server) updateIssuer(c *gin.Context) {
-	tid := tenantID(c)
-	updateKind(s, c, issuerRepo, "iid", "issuer", renderIssuer, func(c *gin.Context, id string) (func(context.Context, store.Tx, *store.Typed[model.IssuerSpec]) error, *Error) {
-		var req issuerRequest
-		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
-			return nil, apiErr
-		}
-		spec, apiErr := req.spec(tid, s.allowPrivateJWKSURLs)
-		if apiErr != nil {
-			return nil, apiErr
-		}
-		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.IssuerSpec]) error {
-			if err := uniqueIssuer(ctx, tx, tid, id, spec.Issuer); err != nil {
-				return err
-			}
-			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
-			t.Spec = spec
-			return nil
-		}, nil
-	})
-}
-
-func (s *Server) deleteIssuer(c *gin.Context) {
-	deleteKind(s, c, issuerRepo, "iid", "issuer", nil)
 }

@@ -99,10 +99,11 @@ func (s *Server) loadTenant(c *gin.Context) {
 	c.Next()
 }
 
-// disabledTenantMayUse: reading the tenant, and PUT /tenant (which itself
-// refuses anything but re-enabling while disabled).
+// disabledTenantMayUse: reading the tenant, and PUT or PATCH /tenant
+// (which refuse anything but re-enabling while disabled).
 func disabledTenantMayUse(c *gin.Context) bool {
-	return strings.HasSuffix(c.FullPath(), "/:tid/tenant") && (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodPut)
+	return strings.HasSuffix(c.FullPath(), "/:tid/tenant") &&
+		(c.Request.Method == http.MethodGet || c.Request.Method == http.MethodPut || c.Request.Method == http.MethodPatch)
 }
 
 func currentTenant(c *gin.Context) *store.Typed[model.TenantSpec] {

@@ -55,7 +55,12 @@ func TestNullBodyIsRefused(t *testing.T) {
 		}
 		before := e.snapshot()
 		for _, body := range []string{"null", " null\n"} {
-			r := e.do(rt.Method, path, token, body)
+			var r resp
+			if rt.Method == "PATCH" {
+				r = e.do(rt.Method, path, token, body, "Content-Type", admin.MergePatchType)
+			} else {
+				r = e.do(rt.Method, path, token, body)
+			}
 			if r.status != 400 || r.errorCode(t) != admin.CodeInvalidJSON {
 				t.Errorf("%s %s with the body %q: %d %s", rt.Method, rt.Path, body, r.status, r.body)
 			}

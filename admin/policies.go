@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -74,13 +75,41 @@ func renderPolicy(t *store.Typed[model.PolicySpec]) policyResponse {
 	}
 }
 
-func (s *Server) policyRoutes(_, adm *gin.RouterGroup) {
-	adm.GET("/policies", s.listPolicies)
-	adm.POST("/policies", s.createPolicy)
+// addPolicyKind registers policies (Rego or validators, compiled on
+// every write; APIs bound to one keep it from being deleted). PUT
+// replaces the policy.
+func addPolicyKind(sch *resource.Scheme) {
+	simpleKind[model.PolicySpec, policyRequest, policyResponse]{
+		Kind:  &resource.Kind{Name: model.KindPolicy, Singular: "policy", Bundled: true, Exported: true},
+		Param: "pid", NameField: "policy_name", Render: renderPolicy, ID: func(r *policyRequest) string { return r.ID },
+		Build: func(s *Server, tid, id string, r *policyRequest) (store.Object, model.PolicySpec, error) {
+			spec, apiErr := r.spec(tid)
+			if apiErr == nil {
+				apiErr = s.check(id, &spec)
+			}
+			if apiErr != nil {
+				return store.Object{}, spec, apiErr
+			}
+			return store.Object{Name: r.PolicyName, Description: r.Description, Labels: r.Labels}, spec, nil
+		},
+		AfterCreate: func(ctx context.Context, tx store.Tx, t *store.Typed[model.PolicySpec]) error {
+			return checkPolicyCount(ctx, tx, t.Meta.TenantID)
+		},
+	}.register(sch)
+	api := apiOf(sch.MustKind(model.KindPolicy))
+	api.routes = (*Server).policyTestRoutes
+	api.importLimit = func(n int) *Error {
+		if n > policies.MaxPoliciesPerTenant {
+			return limitError("policies", policies.MaxPoliciesPerTenant, "a tenant may have at most %d policies (the document has %d)",
+				policies.MaxPoliciesPerTenant, n)
+		}
+		return nil
+	}
+}
+
+// policyTestRoutes: running a policy (saved or not) against an input.
+func (s *Server) policyTestRoutes(_, adm *gin.RouterGroup) {
 	adm.POST("/policies/test", s.testUnsavedPolicy)
-	adm.GET("/policies/:pid", s.getPolicy)
-	adm.PUT("/policies/:pid", s.updatePolicy)
-	adm.DELETE("/policies/:pid", s.deletePolicy)
 	adm.POST("/policies/:pid/test", s.testPolicy)
 }
 
@@ -173,74 +202,6 @@ func (s *Server) check(id string, spec *model.PolicySpec) *Error {
 		map[string]any{"field": field, "errors": problems})
 }
 
-func (s *Server) listPolicies(c *gin.Context) {
-	listKind(s, c, policyRepo, "policy", "policies", renderPolicy)
-}
-
-func (s *Server) createPolicy(c *gin.Context) {
-	tid := tenantID(c)
-	var req policyRequest
-	if apiErr := decodeJSON(c, &req); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	id, apiErr := newObjectID("id", req.ID)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	spec, apiErr := req.spec(tid)
-	if apiErr == nil {
-		apiErr = s.check(id, &spec)
-	}
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	t := &store.Typed[model.PolicySpec]{
-		Meta: store.Object{TenantID: tid, ID: id, Name: req.PolicyName, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
-		Spec: spec,
-	}
-	ok := s.write(c, "policy", id, func(ctx context.Context, tx store.Tx) error {
-		if err := policyRepo.Create(ctx, tx, t); err != nil {
-			return err
-		}
-		if err := checkPolicyCount(ctx, tx, tid); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "create", model.KindPolicy, id)
-	})
-	if ok {
-		respondObject(c, http.StatusCreated, t.Meta.Revision, renderPolicy(t))
-	}
-}
-
-func (s *Server) getPolicy(c *gin.Context) {
-	getKind(s, c, policyRepo, "pid", "policy", renderPolicy)
-}
-
-func (s *Server) updatePolicy(c *gin.Context) {
-	tid := tenantID(c)
-	updateKind(s, c, policyRepo, "pid", "policy", renderPolicy, func(c *gin.Context, id string) (func(context.Context, store.Tx, *store.Typed[model.PolicySpec]) error, *Error) {
-		var req policyRequest
-		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
-			return nil, apiErr
-		}
-		spec, apiErr := req.spec(tid)
-		if apiErr == nil {
-			apiErr = s.check(id, &spec)
-		}
-		if apiErr != nil {
-			return nil, apiErr
-		}
-		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.PolicySpec]) error {
-			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.PolicyName, req.Description, req.Labels
-			t.Spec = spec
-			return nil
-		}, nil
-	})
-}
-
 // checkPolicyCount refuses (400 naming "policies") a tenant with more
 // than policies.MaxPoliciesPerTenant policies. It runs after the write, so
 // the transaction holds the store's write lock and concurrent creates
@@ -277,24 +238,4 @@ func checkConfigPolicyCount(plan *configPlan, stored configState, merge bool) *E
 			policies.MaxPoliciesPerTenant, n)
 	}
 	return nil
-}
-
-// deletePolicy refuses (409 in_use) while APIs are bound to the policy.
-func (s *Server) deletePolicy(c *gin.Context) {
-	deleteKind(s, c, policyRepo, "pid", "policy", func(ctx context.Context, tx store.Tx, tid, id string) error {
-		apis, err := store.Repo[model.APISpec]{Kind: model.KindAPI}.ListAll(ctx, tx, store.Query{TenantID: tid})
-		if err != nil {
-			return err
-		}
-		var users []string
-		for _, a := range apis {
-			if a.Spec.PolicyID == id {
-				users = append(users, a.Meta.ID)
-			}
-		}
-		if len(users) > 0 {
-			return inUse("policy", id, map[string][]string{"apis": users})
-		}
-		return nil
-	})
 }

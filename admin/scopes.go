@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"regexp"
 
-	"github.com/gin-gonic/gin"
-
+	"github.com/gatehouse-dev/gatehouse/internal/field"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -54,34 +53,45 @@ func renderScope(t *store.Typed[model.ScopeSpec]) scopeResponse {
 	}
 }
 
-func (s *Server) scopeRoutes(_, adm *gin.RouterGroup) {
-	adm.GET("/scopes", s.listScopes)
-	adm.POST("/scopes", s.createScope)
-	adm.GET("/scopes/:scp", s.getScope)
-	adm.PUT("/scopes/:scp", s.updateScope)
-	adm.DELETE("/scopes/:scp", s.deleteScope)
+// addScopeKind registers scopes: OAuth scopes, optionally bound to a
+// service (which cannot be deleted while they are). PUT replaces the
+// scope; with_service is read-only.
+func addScopeKind(sch *resource.Scheme) {
+	simpleKind[model.ScopeSpec, scopeRequest, scopeResponse]{
+		Kind: &resource.Kind{
+			Name: model.KindScope, Singular: "scope", Bundled: true, Exported: true,
+			Refs: []resource.Ref{{Field: "service_id", Kind: model.KindService, OnDelete: resource.Restrict,
+				IDs: specIDs(func(s *model.ScopeSpec) []string { return []string{s.ServiceID} })}},
+		},
+		Param: "scp", ReadOnly: []string{"with_service"}, NameField: "name",
+		Render: renderScope, ID: func(r *scopeRequest) string { return r.ID },
+		Build: func(_ *Server, tid, _ string, r *scopeRequest) (store.Object, model.ScopeSpec, error) {
+			return store.Object{Name: r.Name, Description: r.Description, Labels: r.Labels},
+				model.ScopeSpec{DisplayName: r.DisplayName, ServiceID: r.ServiceID, ServerID: r.ServerID}, r.validate(tid).OrNil()
+		},
+	}.register(sch)
 }
 
-func (r *scopeRequest) validate(tid string) *Error {
-	if r.Name == "" {
-		return missingField("name")
+// validate lists every problem of a scope body (tid "": from a
+// configuration document, no tenant to match).
+func (r *scopeRequest) validate(tid string) field.ErrorList {
+	var errs field.ErrorList
+	switch {
+	case r.Name == "":
+		errs.Add(field.Required(field.NewPath("name")))
+	case !scopeNamePattern.MatchString(r.Name):
+		errs.Add(field.Invalid(field.NewPath("name"), "must be 1-256 printable ASCII characters without spaces, '\"' or '\\'"))
 	}
-	if !scopeNamePattern.MatchString(r.Name) {
-		return fieldError("name", "must be 1-256 printable ASCII characters without spaces, '\"' or '\\'")
-	}
-	if err := validateText("display_name", r.DisplayName, false, 256); err != nil {
-		return err
-	}
-	if err := validateText("description", r.Description, false, 4096); err != nil {
-		return err
-	}
-	if r.TenantID != "" && r.TenantID != tid {
-		return fieldError("tenant_id", "does not match the tenant in the path")
+	errs.Extend(textErrors("display_name", r.DisplayName, false, 256))
+	errs.Extend(textErrors("description", r.Description, false, 4096))
+	if tid != "" && r.TenantID != "" && r.TenantID != tid {
+		errs.Add(field.Invalid(field.NewPath("tenant_id"), "does not match the tenant in the path"))
 	}
 	if r.ServiceID != "" && !model.ValidObjectID(r.ServiceID) {
-		return fieldError("service_id", "invalid id (%s)", model.ObjectIDRule)
+		errs.Add(field.Invalid(field.NewPath("service_id"), "invalid id (%s)", model.ObjectIDRule))
 	}
-	return validateLabels(r.Labels)
+	errs.Extend(labelErrors(r.Labels))
+	return errs
 }
 
 // checkService fails with a 400 naming field when the service does not exist.
@@ -94,70 +104,4 @@ func checkService(ctx context.Context, rd store.Reader, tid, field, id string) e
 		return unknownReference(field, "service", id)
 	}
 	return err
-}
-
-func (s *Server) listScopes(c *gin.Context) {
-	listKind(s, c, scopeRepo, "scope", "scopes", renderScope)
-}
-
-func (s *Server) createScope(c *gin.Context) {
-	tid := tenantID(c)
-	var req scopeRequest
-	if apiErr := decodeJSON(c, &req); apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	id, apiErr := newObjectID("id", req.ID)
-	if apiErr == nil {
-		apiErr = req.validate(tid)
-	}
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	t := &store.Typed[model.ScopeSpec]{
-		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
-		Spec: model.ScopeSpec{DisplayName: req.DisplayName, ServiceID: req.ServiceID, ServerID: req.ServerID},
-	}
-	ok := s.write(c, "scope", id, func(ctx context.Context, tx store.Tx) error {
-		if err := checkService(ctx, tx, tid, "service_id", req.ServiceID); err != nil {
-			return err
-		}
-		if err := scopeRepo.Create(ctx, tx, t); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "create", model.KindScope, id)
-	})
-	if ok {
-		respondObject(c, http.StatusCreated, t.Meta.Revision, renderScope(t))
-	}
-}
-
-func (s *Server) getScope(c *gin.Context) {
-	getKind(s, c, scopeRepo, "scp", "scope", renderScope)
-}
-
-func (s *Server) updateScope(c *gin.Context) {
-	tid := tenantID(c)
-	updateKind(s, c, scopeRepo, "scp", "scope", renderScope, func(c *gin.Context, id string) (func(context.Context, store.Tx, *store.Typed[model.ScopeSpec]) error, *Error) {
-		var req scopeRequest
-		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
-			return nil, apiErr
-		}
-		if apiErr := req.validate(tid); apiErr != nil {
-			return nil, apiErr
-		}
-		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.ScopeSpec]) error {
-			if err := checkService(ctx, tx, tid, "service_id", req.ServiceID); err != nil {
-				return err
-			}
-			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
-			t.Spec = model.ScopeSpec{DisplayName: req.DisplayName, ServiceID: req.ServiceID, ServerID: req.ServerID}
-			return nil
-		}, nil
-	})
-}
-
-func (s *Server) deleteScope(c *gin.Context) {
-	deleteKind(s, c, scopeRepo, "scp", "scope", nil)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/policies"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -55,6 +56,9 @@ type Options struct {
 	// PolicyTestTimeout bounds one evaluation of the policy test API
 	// (default policies.DefaultTestTimeout; --policy-test-timeout).
 	PolicyTestTimeout time.Duration
+	// Scheme is the kind registry (NewScheme when nil). Give the bundle
+	// manager the same one.
+	Scheme *resource.Scheme
 	// Mount, when set, registers more routes on the API's engine after
 	// its own (gatehouse serve mounts the bundle service this way, which
 	// admin does not import): they share the listener, the request id,
@@ -83,6 +87,9 @@ type Server struct {
 	// xdsPublic is the xDS address written into gateway packages.
 	xdsPublic string
 	checker   *policies.Checker
+	// scheme is the kind registry; configKinds its exported kinds.
+	scheme      *resource.Scheme
+	configKinds []configKind
 	// tester runs the policy tests (bounded, each under its deadline).
 	tester *policies.Tester
 	engine *gin.Engine
@@ -146,6 +153,18 @@ func New(opts Options) (*Server, error) {
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
 	}
+	if opts.Scheme == nil {
+		if opts.Scheme, err = NewScheme(); err != nil {
+			return nil, err
+		}
+	}
+	if err := opts.Scheme.Complete(); err != nil {
+		return nil, err
+	}
+	if err := bundles.CheckInputs(opts.Scheme.Bundled()); err != nil {
+		return nil, err
+	}
+	s.scheme, s.configKinds = opts.Scheme, configKindsOf(opts.Scheme)
 	s.tester = policies.NewTester(checker, max(2, runtime.GOMAXPROCS(0)), opts.PolicyTestTimeout)
 	s.engine = s.routes()
 	return s, nil
@@ -176,14 +195,10 @@ func (s *Server) routes() *gin.Engine {
 	sys := e.Group("/api/system", s.authenticate, s.requireSystem)
 	adm := e.Group("/api/admin/:tid", s.authenticate, s.loadTenant)
 	// Each resource file registers its own routes.
+	// Every registered kind's routes, then the routes that are no kind's.
 	for _, register := range []func(sys, adm *gin.RouterGroup){
-		s.tenantRoutes,
+		s.kindRoutes,
 		s.eventRoutes,
-		s.scopeRoutes,
-		s.policyRoutes,
-		s.gatewayRoutes,
-		s.issuerRoutes,
-		s.serviceRoutes, s.apiRoutes,
 		s.configurationRoutes,
 	} {
 		register(sys, adm)

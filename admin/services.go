@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/routing"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -81,12 +82,26 @@ func renderService(t *store.Typed[model.ServiceSpec]) serviceResponse {
 	}
 }
 
+// addServiceKind registers services: the upstreams gateways protect.
+// Deleting one deletes its APIs, and is refused while gateways list it or
+// scopes are bound to it. with_specification and scopes (GET's list of
+// the scopes bound to it) are read-only.
+func addServiceKind(sch *resource.Scheme) {
+	sch.MustRegister(&resource.Kind{
+		Name: model.KindService, Singular: "service", Bundled: true, Exported: true,
+		Canonical: resource.SpecCodec[model.ServiceSpec],
+		API: &kindAPI{
+			param: "sid", readOnly: []string{"with_specification", "scopes"}, current: serviceCurrent,
+			list: (*Server).listServices, create: (*Server).createService, get: (*Server).getService, put: (*Server).updateService,
+			routes:     (*Server).serviceRoutes,
+			importItem: importOf(configServiceObject), nameField: "name",
+		},
+	})
+	api := apiOf(sch.MustKind(model.KindService))
+	api.export = func(o *store.Object) (any, error) { return exportItem(api, o, renderService, "with_specification") }
+}
+
 func (s *Server) serviceRoutes(_, adm *gin.RouterGroup) {
-	adm.GET("/services", s.listServices)
-	adm.POST("/services", s.createService)
-	adm.GET("/services/:sid", s.getService)
-	adm.PUT("/services/:sid", s.updateService)
-	adm.DELETE("/services/:sid", s.deleteService)
 	adm.GET("/services/:sid/apis", s.listServiceAPIs)
 	adm.DELETE("/services/:sid/apis", s.removeSpecification)
 	adm.POST("/services/:sid/apis/import/file", s.importFromFile)
@@ -253,12 +268,21 @@ func (s *Server) createService(c *gin.Context) {
 
 // getService answers the service with the scopes bound to it.
 func (s *Server) getService(c *gin.Context) {
-	tid := tenantID(c)
 	id, apiErr := objectIDParam(c, "sid")
 	if apiErr != nil {
 		abort(c, apiErr)
 		return
 	}
+	out, rev, err := serviceCurrent(s, c, tenantID(c), id)
+	if err != nil {
+		fail(c, err, "service", id)
+		return
+	}
+	respondObject(c, http.StatusOK, rev, out)
+}
+
+// serviceCurrent renders a service as GET does, with its scopes.
+func serviceCurrent(s *Server, c *gin.Context, tid, id string) (any, int64, error) {
 	var (
 		t      *store.Typed[model.ServiceSpec]
 		scopes []*store.Typed[model.ScopeSpec]
@@ -272,14 +296,13 @@ func (s *Server) getService(c *gin.Context) {
 		return err
 	})
 	if err != nil {
-		fail(c, err, "service", id)
-		return
+		return nil, 0, err
 	}
 	out := serviceWithScopes{serviceResponse: renderService(t), Scopes: make([]scopeResponse, 0, len(scopes))}
 	for _, sc := range scopes {
 		out.Scopes = append(out.Scopes, renderScope(sc))
 	}
-	respondObject(c, http.StatusOK, t.Meta.Revision, out)
+	return out, t.Meta.Revision, nil
 }
 
 // serviceScopes lists the scopes bound to a service.
@@ -331,67 +354,14 @@ func (s *Server) updateService(c *gin.Context) {
 		return record(ctx, tx, c, tid, "update", model.KindService, id)
 	})
 	if ok {
-		respondObject(c, http.StatusOK, t.Meta.Revision, renderService(t))
-	}
-}
-
-// deleteService deletes the service and its APIs in one transaction. It is
-// refused (409 in_use) while a gateway lists the service or a scope is
-// bound to it.
-func (s *Server) deleteService(c *gin.Context) {
-	tid := tenantID(c)
-	id, expect, ok := pathIDAndIfMatch(c, "sid")
-	if !ok {
-		return
-	}
-	ok = s.write(c, "service", id, func(ctx context.Context, tx store.Tx) error {
-		t, err := serviceRepo.Get(ctx, tx, tid, id)
+		// The answer is what GET now returns (with the service's scopes).
+		out, rev, err := serviceCurrent(s, c, tid, id)
 		if err != nil {
-			return err
+			fail(c, err, "service", id)
+			return
 		}
-		if err := checkRevision(&t.Meta, expect); err != nil {
-			return err
-		}
-		if err := checkServiceUnused(ctx, tx, tid, id); err != nil {
-			return err
-		}
-		if _, err := deleteServiceAPIs(ctx, tx, c, tid, id); err != nil {
-			return err
-		}
-		if _, err := serviceRepo.Delete(ctx, tx, tid, id, expect); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "delete", model.KindService, id)
-	})
-	if ok {
-		c.Status(http.StatusNoContent)
+		respondObject(c, http.StatusOK, rev, out)
 	}
-}
-
-// checkServiceUnused fails with 409 in_use when gateways list the service
-// or scopes are bound to it.
-func checkServiceUnused(ctx context.Context, rd store.Reader, tid, sid string) error {
-	users := map[string][]string{}
-	gateways, err := gatewayRepo.ListAll(ctx, rd, store.Query{TenantID: tid})
-	if err != nil {
-		return err
-	}
-	for _, g := range gateways {
-		if slices.Contains(g.Spec.ServiceIDs, sid) {
-			users[model.KindGateway] = append(users[model.KindGateway], g.Meta.ID)
-		}
-	}
-	scopes, err := serviceScopes(ctx, rd, tid, sid)
-	if err != nil {
-		return err
-	}
-	for _, sc := range scopes {
-		users[model.KindScope] = append(users[model.KindScope], sc.Meta.ID)
-	}
-	if len(users) > 0 {
-		return inUse("service", sid, users)
-	}
-	return nil
 }
 
 // deleteServiceAPIs deletes every API of a service, recording an audit

@@ -12,14 +12,16 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 var tenantRepo = store.Repo[model.TenantSpec]{Kind: model.KindTenant, SoftDelete: true}
 
 // tenantRequest is the body of POST /api/system/tenants and of the tenant
-// PUTs. url, created and metadata are read-only: accepted and ignored so a
-// GET response can be sent back as it is.
+// PUTs. url, created and metadata are read-only: accepted unchanged (a PUT
+// that changes url or created is a 400 naming it) so a GET response can
+// be sent back as it is.
 type tenantRequest struct {
 	ID                            string                     `json:"id"`
 	Name                          string                     `json:"name"`
@@ -58,17 +60,48 @@ func (s *Server) renderTenant(t *store.Typed[model.TenantSpec]) tenantResponse {
 	}
 }
 
+// addTenantKinds registers tenants (system-level, soft-deleted: a deleted
+// tenant frees its id and takes everything under it along) and the
+// tenant-bound objects without routes of their own: admin credentials and
+// the bundle signing key.
+func addTenantKinds(sch *resource.Scheme) {
+	sch.MustRegister(&resource.Kind{
+		Name: model.KindTenant, Singular: "tenant", System: true, SoftDelete: true, Bundled: true,
+		API: &kindAPI{param: "tid", readOnly: []string{"url", "created"}, routes: (*Server).tenantRoutes,
+			current: func(s *Server, c *gin.Context, _, id string) (any, int64, error) {
+				t, err := tenantRepo.Get(c.Request.Context(), s.store, "", id)
+				if err != nil {
+					return nil, 0, err
+				}
+				return s.renderTenant(t), t.Meta.Revision, nil
+			}},
+	})
+	sch.MustRegister(&resource.Kind{Name: model.KindAdminCredential, Singular: "admin credential", Internal: true})
+	sch.MustRegister(&resource.Kind{Name: model.KindSigningKey, Singular: "signing key", Internal: true})
+}
+
 func (s *Server) tenantRoutes(sys, adm *gin.RouterGroup) {
 	sys.GET("/tenants", s.listTenants)
 	sys.POST("/tenants", s.createTenant)
 	sys.GET("/tenants/:tid", s.getTenant)
-	sys.PUT("/tenants/:tid", s.updateTenant)
+	// PUT and PATCH of a tenant, system-wide or through its own route,
+	// go through the kind's read-only and merge-patch handling.
+	api := apiOf(s.scheme.MustKind(model.KindTenant))
+	k := s.scheme.MustKind(model.KindTenant)
+	systemTenant := func(c *gin.Context) (string, string, *Error) {
+		id, apiErr := tenantIDParam(c)
+		return "", id, apiErr
+	}
+	ownTenant := func(c *gin.Context) (string, string, *Error) { return "", tenantID(c), nil }
+	sys.PUT("/tenants/:tid", s.replaceObject(api, systemTenant, (*Server).updateTenant))
+	sys.PATCH("/tenants/:tid", s.patchObject(k, api, systemTenant, (*Server).updateTenant))
 	sys.DELETE("/tenants/:tid", s.deleteTenant)
 	sys.GET("/tenants/:tid/credentials", s.listCredentials)
 	sys.POST("/tenants/:tid/credentials", s.createCredential)
 	sys.DELETE("/tenants/:tid/credentials/:cid", s.deleteCredential)
 	adm.GET("/tenant", s.getAdminTenant)
-	adm.PUT("/tenant", s.updateAdminTenant)
+	adm.PUT("/tenant", s.replaceObject(api, ownTenant, (*Server).updateAdminTenant))
+	adm.PATCH("/tenant", s.patchObject(k, api, ownTenant, (*Server).updateAdminTenant))
 }
 
 func (r *tenantRequest) validate() *Error {

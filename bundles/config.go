@@ -2,36 +2,60 @@ package bundles
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// Repositories of the kinds bundles are compiled from.
-var (
-	tenantRepo  = store.Repo[model.TenantSpec]{Kind: model.KindTenant}
-	serviceRepo = store.Repo[model.ServiceSpec]{Kind: model.KindService}
-	apiRepo     = store.Repo[model.APISpec]{Kind: model.KindAPI}
-	policyRepo  = store.Repo[model.PolicySpec]{Kind: model.KindPolicy}
-	scopeRepo   = store.Repo[model.ScopeSpec]{Kind: model.KindScope}
-	gatewayRepo = store.Repo[model.GatewaySpec]{Kind: model.KindGateway}
-	issuerRepo  = store.Repo[model.IssuerSpec]{Kind: model.KindIssuer}
-)
-
-// InputKinds are the kinds whose changes can change a tenant's bundles.
-var InputKinds = map[string]bool{
-	model.KindTenant: true, model.KindService: true, model.KindAPI: true,
-	model.KindPolicy: true, model.KindScope: true, model.KindGateway: true, model.KindIssuer: true,
+// compiledKinds are the kinds LoadConfig compiles bundles from, in the
+// order it reads them.
+var compiledKinds = []string{
+	model.KindTenant, model.KindService, model.KindAPI, model.KindPolicy, model.KindScope, model.KindGateway, model.KindIssuer,
 }
 
-func objects[S any](items []*store.Typed[S]) []policies.Object[S] {
-	out := make([]policies.Object[S], len(items))
-	for i, t := range items {
-		out[i] = policies.Object[S]{ID: t.Meta.ID, Name: t.Meta.Name, Description: t.Meta.Description, Spec: t.Spec}
+// CompiledKinds are the kinds bundles are compiled from. The kind
+// registry must declare exactly these Bundled (CheckInputs).
+func CompiledKinds() []string { return slices.Clone(compiledKinds) }
+
+// CheckInputs reports whether the kinds a registry declares Bundled are
+// exactly the kinds the compiler reads: a bundled kind it does not read
+// would never reach a gateway, a read kind not declared would not rebuild
+// bundles when it changes.
+func CheckInputs(bundled []string) error {
+	want := map[string]bool{}
+	for _, k := range compiledKinds {
+		want[k] = true
 	}
-	return out
+	for _, k := range bundled {
+		if !want[k] {
+			return fmt.Errorf("bundles: kind %q is declared bundled, but the compiler does not read it (bundles/config.go)", k)
+		}
+		delete(want, k)
+	}
+	for _, k := range compiledKinds {
+		if want[k] {
+			return fmt.Errorf("bundles: the compiler reads kind %q, but it is not declared bundled", k)
+		}
+	}
+	return nil
+}
+
+func decodeAll[S any](objs []*store.Object) ([]policies.Object[S], error) {
+	out := make([]policies.Object[S], len(objs))
+	for i, o := range objs {
+		var spec S
+		if len(o.Spec) > 0 {
+			if err := json.Unmarshal(o.Spec, &spec); err != nil {
+				return nil, fmt.Errorf("decode %s %q: %w", o.Kind, o.ID, err)
+			}
+		}
+		out[i] = policies.Object[S]{ID: o.ID, Name: o.Name, Description: o.Description, Spec: spec}
+	}
+	return out, nil
 }
 
 // LoadConfig reads a tenant's configuration from r, which should be a
@@ -41,38 +65,41 @@ func LoadConfig(ctx context.Context, r store.Reader, tenantID string) (*policies
 	if err != nil {
 		return nil, err
 	}
-	t, err := tenantRepo.Get(ctx, r, "", tenantID)
+	t, err := r.Get(ctx, model.KindTenant, "", tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: %w", tenantID, err)
 	}
-	cfg := &policies.Config{Revision: rev, Tenant: objects([]*store.Typed[model.TenantSpec]{t})[0]}
-	q := store.Query{TenantID: tenantID}
-	services, err := serviceRepo.ListAll(ctx, r, q)
+	cfg := &policies.Config{Revision: rev}
+	tenant, err := decodeAll[model.TenantSpec]([]*store.Object{t})
 	if err != nil {
-		return nil, fmt.Errorf("load services of %s: %w", tenantID, err)
+		return nil, err
 	}
-	apis, err := apiRepo.ListAll(ctx, r, q)
-	if err != nil {
-		return nil, fmt.Errorf("load APIs of %s: %w", tenantID, err)
+	cfg.Tenant = tenant[0]
+	objs := map[string][]*store.Object{}
+	for _, kind := range compiledKinds[1:] {
+		pg, err := r.List(ctx, store.Query{Kind: kind, TenantID: tenantID})
+		if err != nil {
+			return nil, fmt.Errorf("load %s of %s: %w", kind, tenantID, err)
+		}
+		objs[kind] = pg.Items
 	}
-	pols, err := policyRepo.ListAll(ctx, r, q)
-	if err != nil {
-		return nil, fmt.Errorf("load policies of %s: %w", tenantID, err)
+	if cfg.Services, err = decodeAll[model.ServiceSpec](objs[model.KindService]); err != nil {
+		return nil, err
 	}
-	scopes, err := scopeRepo.ListAll(ctx, r, q)
-	if err != nil {
-		return nil, fmt.Errorf("load scopes of %s: %w", tenantID, err)
+	if cfg.APIs, err = decodeAll[model.APISpec](objs[model.KindAPI]); err != nil {
+		return nil, err
 	}
-	gateways, err := gatewayRepo.ListAll(ctx, r, q)
-	if err != nil {
-		return nil, fmt.Errorf("load gateways of %s: %w", tenantID, err)
+	if cfg.Policies, err = decodeAll[model.PolicySpec](objs[model.KindPolicy]); err != nil {
+		return nil, err
 	}
-	issuers, err := issuerRepo.ListAll(ctx, r, q)
-	if err != nil {
-		return nil, fmt.Errorf("load issuers of %s: %w", tenantID, err)
+	if cfg.Scopes, err = decodeAll[model.ScopeSpec](objs[model.KindScope]); err != nil {
+		return nil, err
 	}
-	cfg.Issuers = objects(issuers)
-	cfg.Services, cfg.APIs, cfg.Policies = objects(services), objects(apis), objects(pols)
-	cfg.Scopes, cfg.Gateways = objects(scopes), objects(gateways)
+	if cfg.Gateways, err = decodeAll[model.GatewaySpec](objs[model.KindGateway]); err != nil {
+		return nil, err
+	}
+	if cfg.Issuers, err = decodeAll[model.IssuerSpec](objs[model.KindIssuer]); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }

@@ -92,6 +92,8 @@ type Manager struct {
 	keys    *KeyStore
 	log     *slog.Logger
 	allowed []string
+	// inputs are the kinds whose changes rebuild bundles (WithInputs).
+	inputs map[string]bool
 
 	mu      sync.RWMutex
 	bundles map[model.GatewayRef]*Bundle
@@ -144,6 +146,17 @@ type Option func(*Manager)
 
 // WithAllowedBuiltins lets policies call these denied built-ins
 // (policies.DeniedBuiltins); they are written into every bundle so the
+// WithInputs names the kinds whose changes rebuild bundles: the kind
+// registry's Bundled kinds (default CompiledKinds; see CheckInputs).
+func WithInputs(kinds []string) Option {
+	return func(m *Manager) {
+		m.inputs = map[string]bool{}
+		for _, k := range kinds {
+			m.inputs[k] = true
+		}
+	}
+}
+
 // authorizer compiles with the same capabilities.
 func WithAllowedBuiltins(names ...string) Option {
 	return func(m *Manager) { m.allowed = append([]string(nil), names...) }
@@ -173,6 +186,9 @@ func NewManager(s store.Store, keys *KeyStore, log *slog.Logger, opts ...Option)
 	}
 	if m.slots == nil {
 		m.slots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	}
+	if m.inputs == nil {
+		WithInputs(compiledKinds)(m)
 	}
 	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_bundle_build_failures_total",
@@ -415,7 +431,7 @@ func (m *Manager) follow(ctx context.Context, rev int64) (int64, error) {
 			var changed []string
 			seen := map[string]bool{}
 			for _, c := range ev.Changes {
-				if !InputKinds[c.Kind] {
+				if !m.inputs[c.Kind] {
 					continue
 				}
 				tid := c.TenantID
@@ -595,11 +611,14 @@ func (m *Manager) rebuildAll(ctx context.Context) error {
 			if rev, err = r.Revision(ctx); err != nil {
 				return err
 			}
-			items, err := tenantRepo.ListAll(ctx, r, store.Query{})
-			for _, t := range items {
-				tenants = append(tenants, t.Meta.ID)
+			pg, err := r.List(ctx, store.Query{Kind: model.KindTenant})
+			if err != nil {
+				return err
 			}
-			return err
+			for _, t := range pg.Items {
+				tenants = append(tenants, t.ID)
+			}
+			return nil
 		})
 		if err == nil {
 			break
