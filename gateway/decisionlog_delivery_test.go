@@ -259,93 +259,102 @@ func TestDecisionLogDropsAreCountedLoggedAndReported(t *testing.T) {
 		RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond, DropLogInterval: time.Hour,
 		Logger: slog.New(slog.NewJSONHandler(out, nil))})
 	const n = 300
-	checks(t, srv, 0, n)
-	testkit.Eventually(t, followerWait, func() error {
-		lines := dropLines(t, out)
-		return testkit.Check(len(lines) == 1, "drop log lines %v", lines)
-	}, "the first drop logged")
-
-	// The status report carries the counts (and the failing uploads).
-	key, _ := policies.GenerateSigningKey("acme")
-	fake := &fakeBundleService{}
-	fake.set(signedBundle(t, key, 4, nil), `"4"`)
-	bs := httptest.NewServer(fake)
-	defer bs.Close()
-	f, err := NewFollower(FollowerOptions{URL: bs.URL + "/opa", TenantID: "acme", GatewayID: "edge", Credential: "cred",
-		KeyID: key.KeyID, PublicKeyPEM: key.PublicKeyPEM, LongPoll: time.Second, Activator: &Activator{Engines: NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})},
-		InstanceID: "i1", DecisionLogs: logs})
-	if err != nil {
-		t.Fatal(err)
+	if !t.Run("a full buffer drops events and the first drop is logged at once", func(t *testing.T) {
+		checks(t, srv, 0, n)
+		testkit.Eventually(t, followerWait, func() error {
+			lines := dropLines(t, out)
+			return testkit.Check(len(lines) == 1, "drop log lines %v", lines)
+		}, "the first drop logged")
+	}) {
+		return
 	}
-	runFollower(t, f)
-	var report map[string]any
-	testkit.Eventually(t, followerWait, func() error {
+	if !t.Run("the status report carries the drop counts and the failing uploads", func(t *testing.T) {
+		key, _ := policies.GenerateSigningKey("acme")
+		fake := &fakeBundleService{}
+		fake.set(signedBundle(t, key, 4, nil), `"4"`)
+		bs := httptest.NewServer(fake)
+		defer bs.Close()
+		f, err := NewFollower(FollowerOptions{URL: bs.URL + "/opa", TenantID: "acme", GatewayID: "edge", Credential: "cred",
+			KeyID: key.KeyID, PublicKeyPEM: key.PublicKeyPEM, LongPoll: time.Second, Activator: &Activator{Engines: NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})},
+			InstanceID: "i1", DecisionLogs: logs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runFollower(t, f)
+		var report map[string]any
+		testkit.Eventually(t, followerWait, func() error {
+			st := logs.Status()
+			fake.mu.Lock()
+			defer fake.mu.Unlock()
+			for _, s := range fake.statuses {
+				dl, _ := s["decision_logs"].(map[string]any)
+				m, _ := dl["metrics"].(map[string]any)
+				plugin, _ := s["plugins"].(map[string]any)["decision_logs"].(map[string]any)
+				if m != nil && st.DroppedTotal() > 0 && m["counter_decision_logs_dropped_buffer_full"] == float64(st.Dropped[DropBufferFull]) &&
+					m["counter_decision_logs_dropped"] == float64(st.DroppedTotal()) && m["counter_decision_logs_events"] == float64(n) &&
+					plugin["state"] == "ERROR" && dl["http_code"] == float64(503) && dl["code"] == "decision_log_error" {
+					report = s
+					return nil
+				}
+			}
+			var last any
+			if len(fake.statuses) > 0 {
+				last = fake.statuses[len(fake.statuses)-1]["decision_logs"]
+			}
+			return fmt.Errorf("decision log status %+v; %d status reports, the last one's decision_logs: %v", st, len(fake.statuses), last)
+		}, "a status report with the drops")
+		if m := report["decision_logs"].(map[string]any)["metrics"].(map[string]any); m["counter_decision_logs_sent"] != float64(0) ||
+			m["counter_decision_logs_dropped_rejected"] != float64(0) {
+			t.Fatalf("report metrics: %v", m)
+		}
+	}) {
+		return
+	}
+	if !t.Run("at close every event is counted as dropped, by reason, in the metrics and in two rate-limited log lines", func(t *testing.T) {
+		closeLogs(t, logs, 200*time.Millisecond)
 		st := logs.Status()
-		fake.mu.Lock()
-		defer fake.mu.Unlock()
-		for _, s := range fake.statuses {
-			dl, _ := s["decision_logs"].(map[string]any)
-			m, _ := dl["metrics"].(map[string]any)
-			plugin, _ := s["plugins"].(map[string]any)["decision_logs"].(map[string]any)
-			if m != nil && st.DroppedTotal() > 0 && m["counter_decision_logs_dropped_buffer_full"] == float64(st.Dropped[DropBufferFull]) &&
-				m["counter_decision_logs_dropped"] == float64(st.DroppedTotal()) && m["counter_decision_logs_events"] == float64(n) &&
-				plugin["state"] == "ERROR" && dl["http_code"] == float64(503) && dl["code"] == "decision_log_error" {
-				report = s
-				return nil
+		full, shutdown := st.Dropped[DropBufferFull], st.Dropped[DropShutdown]
+		if full < n/3 || shutdown == 0 || full+shutdown != n || st.DroppedTotal() != n || st.Sent != 0 || st.BufferedEvents != 0 {
+			t.Fatalf("after close: %+v", st)
+		}
+		mfs, _ := reg.Gather()
+		byReason := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() == "gatehouse_decision_logs_dropped_total" {
+				for _, m := range mf.GetMetric() {
+					byReason[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+				}
 			}
 		}
-		var last any
-		if len(fake.statuses) > 0 {
-			last = fake.statuses[len(fake.statuses)-1]["decision_logs"]
+		if byReason[DropBufferFull] != float64(full) || byReason[DropShutdown] != float64(shutdown) || len(byReason) != len(DecisionLogDropReasons()) {
+			t.Fatalf("metrics %v, status %v", byReason, st.Dropped)
 		}
-		return fmt.Errorf("decision log status %+v; %d status reports, the last one's decision_logs: %v", st, len(fake.statuses), last)
-	}, "a status report with the drops")
-	if m := report["decision_logs"].(map[string]any)["metrics"].(map[string]any); m["counter_decision_logs_sent"] != float64(0) ||
-		m["counter_decision_logs_dropped_rejected"] != float64(0) {
-		t.Fatalf("report metrics: %v", m)
-	}
-
-	closeLogs(t, logs, 200*time.Millisecond)
-	st := logs.Status()
-	full, shutdown := st.Dropped[DropBufferFull], st.Dropped[DropShutdown]
-	if full < n/3 || shutdown == 0 || full+shutdown != n || st.DroppedTotal() != n || st.Sent != 0 || st.BufferedEvents != 0 {
-		t.Fatalf("after close: %+v", st)
-	}
-	mfs, _ := reg.Gather()
-	byReason := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() == "gatehouse_decision_logs_dropped_total" {
-			for _, m := range mf.GetMetric() {
-				byReason[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
-			}
+		// Rate-limited: one line at the first drop, the rest in one line at
+		// the end (the interval is an hour).
+		lines := dropLines(t, out)
+		if len(lines) != 2 || lines[0]["level"] != "WARN" {
+			t.Fatalf("%d drop log lines, want 2: %v", len(lines), lines)
 		}
+		if total := lines[0]["dropped"].(float64) + lines[1]["dropped"].(float64); total != n || lines[1]["dropped_total"] != float64(n) {
+			t.Fatalf("drop lines count %v events, want %d: %v", total, n, lines)
+		}
+	}) {
+		return
 	}
-	if byReason[DropBufferFull] != float64(full) || byReason[DropShutdown] != float64(shutdown) || len(byReason) != len(DecisionLogDropReasons()) {
-		t.Fatalf("metrics %v, status %v", byReason, st.Dropped)
-	}
-	// Rate-limited: one line at the first drop, the rest in one line at
-	// the end (the interval is an hour).
-	lines := dropLines(t, out)
-	if len(lines) != 2 || lines[0]["level"] != "WARN" {
-		t.Fatalf("%d drop log lines, want 2: %v", len(lines), lines)
-	}
-	if total := lines[0]["dropped"].(float64) + lines[1]["dropped"].(float64); total != n || lines[1]["dropped_total"] != float64(n) {
-		t.Fatalf("drop lines count %v events, want %d: %v", total, n, lines)
-	}
-
-	// A batch the control plane refuses for good is dropped as rejected.
-	intake.set(func(f *fakeLogIntake) { f.failing, f.rejecting = false, true })
-	out2 := &syncBuffer{}
-	rejected, srv2 := start(DecisionLogOptions{Sink: &HTTPLogSink{URL: cp.URL + "/opa", Credential: "cred"}, BatchEvents: 5,
-		Logger: slog.New(slog.NewJSONHandler(out2, nil))})
-	checks(t, srv2, 0, 12)
-	closeLogs(t, rejected, 10*time.Second)
-	if st := rejected.Status(); st.Dropped[DropRejected] != 12 || st.DroppedTotal() != 12 || st.Uploads["rejected"] != 3 {
-		t.Fatalf("rejected batches: %+v", st)
-	}
-	if !out2.logged("WARN", "decision log batch rejected by the control plane") || len(dropLines(t, out2)) == 0 {
-		t.Fatal("the rejection was not logged")
-	}
+	t.Run("a batch the control plane refuses for good is dropped as rejected", func(t *testing.T) {
+		intake.set(func(f *fakeLogIntake) { f.failing, f.rejecting = false, true })
+		out2 := &syncBuffer{}
+		rejected, srv2 := start(DecisionLogOptions{Sink: &HTTPLogSink{URL: cp.URL + "/opa", Credential: "cred"}, BatchEvents: 5,
+			Logger: slog.New(slog.NewJSONHandler(out2, nil))})
+		checks(t, srv2, 0, 12)
+		closeLogs(t, rejected, 10*time.Second)
+		if st := rejected.Status(); st.Dropped[DropRejected] != 12 || st.DroppedTotal() != 12 || st.Uploads["rejected"] != 3 {
+			t.Fatalf("rejected batches: %+v", st)
+		}
+		if !out2.logged("WARN", "decision log batch rejected by the control plane") || len(dropLines(t, out2)) == 0 {
+			t.Fatal("the rejection was not logged")
+		}
+	})
 }
 
 // TestDecisionLogSpillSurvivesARestart: with a spill directory, batches

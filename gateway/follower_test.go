@@ -183,54 +183,71 @@ func TestFollowerVerifiesActivatesCachesAndReports(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.Run(ctx); close(done) }()
-	testkit.Eventually(t, followerWait, atRevision(f, "1"), "the first activation")
-	if e := engines.For(nil); e == nil || e.Revision != "1" {
-		t.Fatal("no engine after activation")
+	t.Cleanup(func() { cancel(); <-done })
+	if !t.Run("the first bundle is verified and activated", func(t *testing.T) {
+		testkit.Eventually(t, followerWait, atRevision(f, "1"), "the first activation")
+		if e := engines.For(nil); e == nil || e.Revision != "1" {
+			t.Fatal("no engine after activation")
+		}
+	}) {
+		return
 	}
-	// A new revision arrives through the long poll.
-	fake.set(signedBundle(t, key, 2, func(c *policies.Config) { c.APIs[2].Spec.Public = false }), `"2"`)
-	testkit.Eventually(t, followerWait, atRevision(f, "2"), "revision 2")
-	// A bundle signed with another key is refused; revision 2 stays.
-	other, _ := policies.GenerateSigningKey("acme")
-	fake.set(signedBundle(t, other, 3, nil), `"3"`)
-	// The report with the error comes once the bundle was refused.
-	testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
-		return b["active_revision"] == "2" && b["code"] == "bundle_error"
-	}), "a status report with the error")
-	if f.Revision() != "2" || engines.For(nil).Revision != "2" {
-		t.Fatal("a bundle with a bad signature was activated")
+	if !t.Run("a new revision arrives through the long poll", func(t *testing.T) {
+		fake.set(signedBundle(t, key, 2, func(c *policies.Config) { c.APIs[2].Spec.Public = false }), `"2"`)
+		testkit.Eventually(t, followerWait, atRevision(f, "2"), "revision 2")
+	}) {
+		return
 	}
-	cancel()
-	<-done
-	if _, err := os.Stat(f.cachePath()); err != nil {
-		t.Fatalf("no cache written: %v", err)
+	if !t.Run("a bundle signed with another key is refused and reported; the revision stays", func(t *testing.T) {
+		other, _ := policies.GenerateSigningKey("acme")
+		fake.set(signedBundle(t, other, 3, nil), `"3"`)
+		// The report with the error comes once the bundle was refused.
+		testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
+			return b["active_revision"] == "2" && b["code"] == "bundle_error"
+		}), "a status report with the error")
+		if f.Revision() != "2" || engines.For(nil).Revision != "2" {
+			t.Fatal("a bundle with a bad signature was activated")
+		}
+	}) {
+		return
 	}
-
-	// Control plane down: a new follower starts from the disk cache.
-	fake.mu.Lock()
-	fake.down = true
-	fake.mu.Unlock()
-	f2, engines2 := newFollowerFixture(t, srv.URL, cache, key)
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	go f2.Run(ctx2)
-	testkit.Eventually(t, followerWait, func() error { return testkit.Check(engines2.For(nil) != nil, "no engine") },
-		"activation from the cache")
-	if engines2.For(nil).Revision != "2" {
-		t.Fatalf("cache gave revision %s", engines2.For(nil).Revision)
+	if !t.Run("the active bundle is in the disk cache", func(t *testing.T) {
+		cancel()
+		<-done
+		if _, err := os.Stat(f.cachePath()); err != nil {
+			t.Fatalf("no cache written: %v", err)
+		}
+	}) {
+		return
 	}
-	// A tampered cache is not used.
-	raw, _ := os.ReadFile(f.cachePath())
-	os.WriteFile(f.cachePath(), bytes.Replace(raw, raw[len(raw)-40:], make([]byte, 40), 1), 0o600)
-	f3, engines3 := newFollowerFixture(t, srv.URL, cache, key)
-	if err := f3.LoadCache(context.Background()); err == nil || engines3.For(nil) != nil {
-		t.Fatal("a corrupted cache was activated")
+	if !t.Run("with the control plane down a new follower starts from the cache", func(t *testing.T) {
+		fake.mu.Lock()
+		fake.down = true
+		fake.mu.Unlock()
+		f2, engines2 := newFollowerFixture(t, srv.URL, cache, key)
+		ctx2, cancel2 := context.WithCancel(context.Background())
+		defer cancel2()
+		go f2.Run(ctx2)
+		testkit.Eventually(t, followerWait, func() error { return testkit.Check(engines2.For(nil) != nil, "no engine") },
+			"activation from the cache")
+		if engines2.For(nil).Revision != "2" {
+			t.Fatalf("cache gave revision %s", engines2.For(nil).Revision)
+		}
+	}) {
+		return
 	}
-	// With nothing at all, requests are denied (fail closed).
-	srv3 := NewServer(ServerOptions{Engines: engines3})
-	if res, _ := srv3.Check(context.Background(), check("GET", "/healthz", nil)); res.GetOkResponse() != nil {
-		t.Fatal("allowed without any bundle")
-	}
+	t.Run("a tampered cache is not used, and with nothing at all requests are denied", func(t *testing.T) {
+		raw, _ := os.ReadFile(f.cachePath())
+		os.WriteFile(f.cachePath(), bytes.Replace(raw, raw[len(raw)-40:], make([]byte, 40), 1), 0o600)
+		f3, engines3 := newFollowerFixture(t, srv.URL, cache, key)
+		if err := f3.LoadCache(context.Background()); err == nil || engines3.For(nil) != nil {
+			t.Fatal("a corrupted cache was activated")
+		}
+		srv3 := NewServer(ServerOptions{Engines: engines3})
+		if res, _ := srv3.Check(context.Background(), check("GET", "/healthz", nil)); res.GetOkResponse() != nil {
+			t.Fatal("allowed without any bundle")
+		}
+	})
 }
 
 type blockingSink struct {
@@ -265,60 +282,65 @@ func TestDecisionLogs(t *testing.T) {
 	sink := &blockingSink{}
 	logs := NewDecisionLogger(DecisionLogOptions{Sink: sink, InstanceID: "i1", Metrics: metrics, FlushInterval: 50 * time.Millisecond})
 	srv := NewServer(ServerOptions{Engines: engines, Logs: logs, Metrics: metrics})
-	srv.Check(context.Background(), check("GET", "/pets/7", map[string]string{"x-key": "good", "authorization": "Basic secret-token", "cookie": "c=1"}))
-	srv.Check(context.Background(), check("DELETE", "/pets/7", nil))
-	logs.Close(context.Background())
-	if len(sink.events) != 2 {
-		t.Fatalf("%d events, want 2", len(sink.events))
-	}
-	var ev map[string]any
-	json.Unmarshal(sink.events[0], &ev)
-	raw := string(sink.events[0])
-	if ev["decision_id"] == "" || ev["path"] != "gatehouse/authz/decision" || ev["bundles"].(map[string]any)["gatehouse"].(map[string]any)["revision"] != "7" ||
-		ev["result"].(map[string]any)["allowed"] != true || ev["timestamp"] == nil || ev["labels"].(map[string]any)["id"] != "i1" {
-		t.Fatalf("event: %s", raw)
-	}
-	if bytes.Contains(sink.events[0], []byte("secret-token")) || bytes.Contains(sink.events[0], []byte("c=1")) {
-		t.Fatalf("masked headers leaked: %s", raw)
-	}
-	if len(ev["erased"].([]any)) != 2 {
-		t.Fatalf("erased: %v", ev["erased"])
-	}
-	var dry map[string]any
-	json.Unmarshal(sink.events[1], &dry)
-	if dry["custom"].(map[string]any)["dry_run"] != true || dry["result"].(map[string]any)["policy_allowed"] != false {
-		t.Fatalf("dry-run event: %s", sink.events[1])
+	if !t.Run("every decision is logged once, credentials masked, dry runs marked", func(t *testing.T) {
+		srv.Check(context.Background(), check("GET", "/pets/7", map[string]string{"x-key": "good", "authorization": "Basic secret-token", "cookie": "c=1"}))
+		srv.Check(context.Background(), check("DELETE", "/pets/7", nil))
+		logs.Close(context.Background())
+		if len(sink.events) != 2 {
+			t.Fatalf("%d events, want 2", len(sink.events))
+		}
+		var ev map[string]any
+		json.Unmarshal(sink.events[0], &ev)
+		raw := string(sink.events[0])
+		if ev["decision_id"] == "" || ev["path"] != "gatehouse/authz/decision" || ev["bundles"].(map[string]any)["gatehouse"].(map[string]any)["revision"] != "7" ||
+			ev["result"].(map[string]any)["allowed"] != true || ev["timestamp"] == nil || ev["labels"].(map[string]any)["id"] != "i1" {
+			t.Fatalf("event: %s", raw)
+		}
+		if bytes.Contains(sink.events[0], []byte("secret-token")) || bytes.Contains(sink.events[0], []byte("c=1")) {
+			t.Fatalf("masked headers leaked: %s", raw)
+		}
+		if len(ev["erased"].([]any)) != 2 {
+			t.Fatalf("erased: %v", ev["erased"])
+		}
+		var dry map[string]any
+		json.Unmarshal(sink.events[1], &dry)
+		if dry["custom"].(map[string]any)["dry_run"] != true || dry["result"].(map[string]any)["policy_allowed"] != false {
+			t.Fatalf("dry-run event: %s", sink.events[1])
+		}
+	}) {
+		return
 	}
 
-	// A stuck sink: checks never block, the overflow is dropped and counted.
-	stuck := &blockingSink{block: make(chan struct{})}
-	small := NewDecisionLogger(DecisionLogOptions{Sink: stuck, BufferBytes: 5 * int64(eventSize(t, logs, engines)), BatchEvents: 1, Uploads: 1, Metrics: metrics})
-	srv2 := NewServer(ServerOptions{Engines: engines, Logs: small})
-	start := time.Now()
-	for i := 0; i < 200; i++ {
-		srv2.Check(context.Background(), check("GET", "/healthz", nil))
-	}
-	if time.Since(start) > 2*time.Second {
-		t.Fatal("checks blocked on the decision log")
-	}
-	testkit.Eventually(t, followerWait, func() error {
-		st := small.Status()
-		return testkit.Check(st.QueuedEvents == 0, "%d events queued", st.QueuedEvents)
-	}, "every decision encoded")
-	close(stuck.block)
-	small.Close(context.Background())
-	mfs, _ := reg.Gather()
-	dropped := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == "gatehouse_decision_logs_dropped_total" {
-			for _, m := range mf.GetMetric() {
-				dropped += m.GetCounter().GetValue()
+	t.Run("with a stuck sink checks never block; the overflow is dropped and counted", func(t *testing.T) {
+		stuck := &blockingSink{block: make(chan struct{})}
+		small := NewDecisionLogger(DecisionLogOptions{Sink: stuck, BufferBytes: 5 * int64(eventSize(t, logs, engines)), BatchEvents: 1, Uploads: 1, Metrics: metrics})
+		srv2 := NewServer(ServerOptions{Engines: engines, Logs: small})
+		start := time.Now()
+		for i := 0; i < 200; i++ {
+			srv2.Check(context.Background(), check("GET", "/healthz", nil))
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatal("checks blocked on the decision log")
+		}
+		testkit.Eventually(t, followerWait, func() error {
+			st := small.Status()
+			return testkit.Check(st.QueuedEvents == 0, "%d events queued", st.QueuedEvents)
+		}, "every decision encoded")
+		close(stuck.block)
+		small.Close(context.Background())
+		mfs, _ := reg.Gather()
+		dropped := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() == "gatehouse_decision_logs_dropped_total" {
+				for _, m := range mf.GetMetric() {
+					dropped += m.GetCounter().GetValue()
+				}
 			}
 		}
-	}
-	if dropped < 150 || len(stuck.events)+int(dropped) != 200 {
-		t.Fatalf("dropped %v, delivered %d of 200", dropped, len(stuck.events))
-	}
+		if dropped < 150 || len(stuck.events)+int(dropped) != 200 {
+			t.Fatalf("dropped %v, delivered %d of 200", dropped, len(stuck.events))
+		}
+	})
 }
 
 func TestReverseProxy(t *testing.T) {
@@ -476,36 +498,45 @@ func TestFollowerRefusesRollback(t *testing.T) {
 	logs := &syncBuffer{}
 	f, engines := newLoggingFollower(t, srv.URL, t.TempDir(), key, logs)
 	runFollower(t, f)
-	testkit.Eventually(t, followerWait, atRevision(f, "5"), "revision 5")
-
-	fake.update(func(f *fakeBundleService) { f.statuses = nil })
-	fake.set(rev3, `"3"`) // a man in the middle replays an older bundle
-	testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
-		return b["active_revision"] == "5" && b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "revision 3 is older than revision 5")
-	}), "a status report refusing revision 3")
-	if !logs.logged("ERROR", "bundle rollback refused; enforcing the active revision") {
-		t.Fatal("the refused rollback was not logged as an error")
+	if !t.Run("revision 5 is active", func(t *testing.T) {
+		testkit.Eventually(t, followerWait, atRevision(f, "5"), "revision 5")
+	}) {
+		return
 	}
-	if e := engines.For(nil); f.Revision() != "5" || e == nil || e.Revision != "5" || !healthAllowed(engines) {
-		t.Fatal("the replayed older bundle was activated")
+	if !t.Run("a replayed older bundle is refused, logged and reported; revision 5 stays", func(t *testing.T) {
+		fake.update(func(f *fakeBundleService) { f.statuses = nil })
+		fake.set(rev3, `"3"`) // a man in the middle replays an older bundle
+		testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
+			return b["active_revision"] == "5" && b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "revision 3 is older than revision 5")
+		}), "a status report refusing revision 3")
+		if !logs.logged("ERROR", "bundle rollback refused; enforcing the active revision") {
+			t.Fatal("the refused rollback was not logged as an error")
+		}
+		if e := engines.For(nil); f.Revision() != "5" || e == nil || e.Revision != "5" || !healthAllowed(engines) {
+			t.Fatal("the replayed older bundle was activated")
+		}
+	}) {
+		return
 	}
-
-	// The same revision with other content is refused as well.
-	fake.update(func(f *fakeBundleService) { f.statuses = nil })
-	fake.set(signedBundle(t, key, 5, privateHealth), `"5-other"`)
-	testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
-		return b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "other content")
-	}), "a status report refusing the other revision 5")
-	if f.Revision() != "5" || !healthAllowed(engines) {
-		t.Fatal("a bundle with the active revision and other content was activated")
+	if !t.Run("the active revision with other content is refused as well", func(t *testing.T) {
+		fake.update(func(f *fakeBundleService) { f.statuses = nil })
+		fake.set(signedBundle(t, key, 5, privateHealth), `"5-other"`)
+		testkit.Eventually(t, followerWait, fake.reportedWhere(func(b map[string]any) bool {
+			return b["code"] == "bundle_rollback" && strings.Contains(b["message"].(string), "other content")
+		}), "a status report refusing the other revision 5")
+		if f.Revision() != "5" || !healthAllowed(engines) {
+			t.Fatal("a bundle with the active revision and other content was activated")
+		}
+	}) {
+		return
 	}
-
-	// A newer revision is taken.
-	fake.set(signedBundle(t, key, 7, privateHealth), `"7"`)
-	testkit.Eventually(t, followerWait, atRevision(f, "7"), "revision 7")
-	if healthAllowed(engines) {
-		t.Fatal("revision 7 is not the one enforced")
-	}
+	t.Run("a newer revision is taken", func(t *testing.T) {
+		fake.set(signedBundle(t, key, 7, privateHealth), `"7"`)
+		testkit.Eventually(t, followerWait, atRevision(f, "7"), "revision 7")
+		if healthAllowed(engines) {
+			t.Fatal("revision 7 is not the one enforced")
+		}
+	})
 }
 
 // TestFollowerETagFromVerifiedManifest: a cache holding an old bundle with
@@ -603,30 +634,33 @@ func TestFollowerFailsClosedWhenTheGatewayIsDeleted(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 
-	for _, c := range []struct {
-		name string
-		set  func(*fakeBundleService)
-	}{
-		{"a dropped connection", func(f *fakeBundleService) { f.abort = true }},
-		{"a plain 404", func(f *fakeBundleService) { f.status = http.StatusNotFound }},
-		{"a 401", func(f *fakeBundleService) { f.status = http.StatusUnauthorized }},
-		{"a 503", func(f *fakeBundleService) { f.status = http.StatusServiceUnavailable }},
-	} {
-		fake.update(func(f *fakeBundleService) { f.abort, f.status = false, 0 })
-		f, engines := newFollowerFixture(t, srv.URL, t.TempDir(), key)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { f.Run(ctx); close(done) }()
-		testkit.Eventually(t, followerWait, atRevision(f, "4"), "revision 4")
-		fake.update(func(f *fakeBundleService) { f.inm = nil; c.set(f) })
-		// Two requests: the answer to the first has been handled.
-		testkit.Eventually(t, followerWait, fake.bundleRequests(2), "two requests after %s", c.name)
-		if f.Deleted() || !engines.Ready() || engines.For(nil) == nil || engines.For(nil).Revision != "4" {
-			t.Errorf("%s: the last good bundle is no longer enforced", c.name)
+	t.Run("answers that are not the bundle service's word keep the last good bundle", func(t *testing.T) {
+		for _, c := range []struct {
+			name string
+			set  func(*fakeBundleService)
+		}{
+			{"a dropped connection", func(f *fakeBundleService) { f.abort = true }},
+			{"a plain 404", func(f *fakeBundleService) { f.status = http.StatusNotFound }},
+			{"a 401", func(f *fakeBundleService) { f.status = http.StatusUnauthorized }},
+			{"a 503", func(f *fakeBundleService) { f.status = http.StatusServiceUnavailable }},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				fake.update(func(f *fakeBundleService) { f.abort, f.status = false, 0 })
+				f, engines := newFollowerFixture(t, srv.URL, t.TempDir(), key)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { f.Run(ctx); close(done) }()
+				defer func() { cancel(); <-done }()
+				testkit.Eventually(t, followerWait, atRevision(f, "4"), "revision 4")
+				fake.update(func(f *fakeBundleService) { f.inm = nil; c.set(f) })
+				// Two requests: the answer to the first has been handled.
+				testkit.Eventually(t, followerWait, fake.bundleRequests(2), "two requests after %s", c.name)
+				if f.Deleted() || !engines.Ready() || engines.For(nil) == nil || engines.For(nil).Revision != "4" {
+					t.Errorf("%s: the last good bundle is no longer enforced", c.name)
+				}
+			})
 		}
-		cancel()
-		<-done
-	}
+	})
 
 	fake.update(func(f *fakeBundleService) { f.abort, f.status = false, 0 })
 	cache := t.TempDir()
@@ -635,60 +669,68 @@ func TestFollowerFailsClosedWhenTheGatewayIsDeleted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	testkit.Eventually(t, followerWait, atRevision(f, "4"), "revision 4")
-
-	fake.update(func(f *fakeBundleService) { f.gone = true })
-	testkit.Eventually(t, followerWait, func() error {
-		return testkit.Check(f.Deleted(), "not deleted, revision %q", f.Revision())
-	}, "the deletion")
-	if engines.Ready() || engines.For(nil) != nil || f.Revision() != "" {
-		t.Fatal("the deleted gateway's bundle is still enforced")
-	}
-	if healthAllowed(engines) {
-		t.Fatal("a request was allowed after the deletion")
-	}
-	if !logs.logged("ERROR", "the gateway was deleted on the control plane; every request is denied") {
-		t.Fatal("the deletion was not logged as an error")
-	}
-	if _, err := os.Stat(f.cachePath()); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the cache survived the deletion: %v", err)
-	}
-	var st followerState
-	if raw, err := os.ReadFile(f.statePath()); err != nil || json.Unmarshal(raw, &st) != nil || st.DeletedAt == nil || st.Revision != "4" {
-		t.Fatalf("state.json after the deletion: %+v %v", st, err)
-	}
-
-	// A restart, even with a bundle put back in the cache and the control
-	// plane unreachable, enforces nothing.
-	cancel()
-	<-done
-	os.WriteFile(f.cachePath(), signedBundle(t, key, 4, nil), 0o600)
-	fake.update(func(f *fakeBundleService) { f.gone, f.down = false, true })
-	f2, engines2 := newFollowerFixture(t, srv.URL, cache, key)
-	if err := f2.LoadCache(context.Background()); !errors.Is(err, errGatewayDeleted) || engines2.Ready() || !f2.Deleted() {
-		t.Fatalf("restart after the deletion: %v, ready %v", err, engines2.Ready())
-	}
-
-	// The control plane serves the gateway again: enforced, no longer deleted.
-	fake.update(func(f *fakeBundleService) { f.down = false })
-	fake.set(signedBundle(t, key, 9, nil), `"9"`)
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	done2 := make(chan struct{})
-	go func() { f2.Run(ctx2); close(done2) }()
-	defer func() { cancel2(); <-done2 }()
-	testkit.Eventually(t, followerWait, func() error {
-		return testkit.Check(f2.Revision() == "9" && engines2.Ready() && !f2.Deleted(),
-			"revision %q, ready %v, deleted %v", f2.Revision(), engines2.Ready(), f2.Deleted())
-	}, "revision 9")
-	testkit.Eventually(t, followerWait, func() error {
-		var st followerState
-		raw, err := os.ReadFile(f2.statePath())
-		if err != nil {
-			return err
+	t.Cleanup(func() { cancel(); <-done })
+	if !t.Run("a 404 gateway_not_found removes the engine, the cache and the readiness", func(t *testing.T) {
+		testkit.Eventually(t, followerWait, atRevision(f, "4"), "revision 4")
+		fake.update(func(f *fakeBundleService) { f.gone = true })
+		testkit.Eventually(t, followerWait, func() error {
+			return testkit.Check(f.Deleted(), "not deleted, revision %q", f.Revision())
+		}, "the deletion")
+		if engines.Ready() || engines.For(nil) != nil || f.Revision() != "" {
+			t.Fatal("the deleted gateway's bundle is still enforced")
 		}
-		return testkit.Check(json.Unmarshal(raw, &st) == nil && st.DeletedAt == nil && st.Revision == "9", "state.json %s", raw)
-	}, "state.json without the deletion")
+		if healthAllowed(engines) {
+			t.Fatal("a request was allowed after the deletion")
+		}
+		if !logs.logged("ERROR", "the gateway was deleted on the control plane; every request is denied") {
+			t.Fatal("the deletion was not logged as an error")
+		}
+		if _, err := os.Stat(f.cachePath()); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the cache survived the deletion: %v", err)
+		}
+		var st followerState
+		if raw, err := os.ReadFile(f.statePath()); err != nil || json.Unmarshal(raw, &st) != nil || st.DeletedAt == nil || st.Revision != "4" {
+			t.Fatalf("state.json after the deletion: %+v %v", st, err)
+		}
+	}) {
+		return
+	}
+
+	var f2 *Follower
+	var engines2 *Engines
+	if !t.Run("a restart enforces nothing, even with a bundle put back in the cache and the control plane unreachable", func(t *testing.T) {
+		cancel()
+		<-done
+		os.WriteFile(f.cachePath(), signedBundle(t, key, 4, nil), 0o600)
+		fake.update(func(f *fakeBundleService) { f.gone, f.down = false, true })
+		f2, engines2 = newFollowerFixture(t, srv.URL, cache, key)
+		if err := f2.LoadCache(context.Background()); !errors.Is(err, errGatewayDeleted) || engines2.Ready() || !f2.Deleted() {
+			t.Fatalf("restart after the deletion: %v, ready %v", err, engines2.Ready())
+		}
+	}) {
+		return
+	}
+
+	t.Run("once the control plane serves the gateway again it is enforced and no longer deleted", func(t *testing.T) {
+		fake.update(func(f *fakeBundleService) { f.down = false })
+		fake.set(signedBundle(t, key, 9, nil), `"9"`)
+		ctx2, cancel2 := context.WithCancel(context.Background())
+		done2 := make(chan struct{})
+		go func() { f2.Run(ctx2); close(done2) }()
+		defer func() { cancel2(); <-done2 }()
+		testkit.Eventually(t, followerWait, func() error {
+			return testkit.Check(f2.Revision() == "9" && engines2.Ready() && !f2.Deleted(),
+				"revision %q, ready %v, deleted %v", f2.Revision(), engines2.Ready(), f2.Deleted())
+		}, "revision 9")
+		testkit.Eventually(t, followerWait, func() error {
+			var st followerState
+			raw, err := os.ReadFile(f2.statePath())
+			if err != nil {
+				return err
+			}
+			return testkit.Check(json.Unmarshal(raw, &st) == nil && st.DeletedAt == nil && st.Revision == "9", "state.json %s", raw)
+		}, "state.json without the deletion")
+	})
 }
 
 // TestFollowerWithoutCacheKeepsTheMarkInMemory: no cache directory, the

@@ -127,19 +127,26 @@ func TestExtAuthzOverGRPC(t *testing.T) {
 	health := healthpb.NewHealthClient(conn)
 	ctx := context.Background()
 
-	// No bundle yet: not serving, and every check is denied.
-	if st, err := health.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || st.Status != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Fatalf("health before a bundle: %v %v", st, err)
-	}
-	res, err := client.Check(ctx, check("GET", "/healthz", nil))
-	if err != nil || res.Status.Code != int32(code.Code_PERMISSION_DENIED) || res.GetDeniedResponse().GetStatus().GetCode() != 503 {
-		t.Fatalf("check without a bundle must be denied: %v %v", res, err)
+	if !t.Run("without a bundle it is not serving and denies every check", func(t *testing.T) {
+		if st, err := health.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || st.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("health before a bundle: %v %v", st, err)
+		}
+		res, err := client.Check(ctx, check("GET", "/healthz", nil))
+		if err != nil || res.Status.Code != int32(code.Code_PERMISSION_DENIED) || res.GetDeniedResponse().GetStatus().GetCode() != 503 {
+			t.Fatalf("check without a bundle must be denied: %v %v", res, err)
+		}
+	}) {
+		return
 	}
 
-	activate(t, engines, testCompiled(t, nil), "7")
-	srv.updateHealth()
-	if st, _ := health.Check(ctx, &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName}); st.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health with a bundle: %v", st)
+	if !t.Run("with a bundle it is serving", func(t *testing.T) {
+		activate(t, engines, testCompiled(t, nil), "7")
+		srv.updateHealth()
+		if st, _ := health.Check(ctx, &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName}); st.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health with a bundle: %v", st)
+		}
+	}) {
+		return
 	}
 
 	type want struct {
@@ -174,60 +181,66 @@ func TestExtAuthzOverGRPC(t *testing.T) {
 		{"extensions of another tenant: no bundle", otherTenant, want{code.Code_PERMISSION_DENIED, 503, nil, nil, ""}},
 		{"dry-run policy allows", check("DELETE", "/pets/1", nil), want{code.Code_OK, 0, nil, nil, ""}},
 	}
-	for _, c := range cases {
-		res, err := client.Check(ctx, c.req)
+	t.Run("checks are decided", func(t *testing.T) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				res, err := client.Check(ctx, c.req)
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				if res.Status.Code != int32(c.want.code) {
+					t.Errorf("%s: code %v (%s), want %v", c.name, code.Code(res.Status.Code), res.Status.Message, c.want.code)
+					return
+				}
+				got := map[string]string{}
+				if ok := res.GetOkResponse(); ok != nil {
+					for _, h := range ok.Headers {
+						got[h.Header.Key] = h.Header.Value
+					}
+					if len(c.want.remove) > 0 && (len(ok.HeadersToRemove) != 1 || ok.HeadersToRemove[0] != c.want.remove[0]) {
+						t.Errorf("%s: headers to remove %v", c.name, ok.HeadersToRemove)
+					}
+				}
+				if d := res.GetDeniedResponse(); d != nil {
+					if int32(d.Status.Code) != c.want.status || d.Body != c.want.body {
+						t.Errorf("%s: denied %d %q", c.name, d.Status.Code, d.Body)
+					}
+					for _, h := range d.Headers {
+						got[h.Header.Key] = h.Header.Value
+					}
+				}
+				for k, v := range c.want.headers {
+					if got[k] != v {
+						t.Errorf("%s: header %s = %q, want %q (all %v)", c.name, k, got[k], v, got)
+					}
+				}
+			})
+		}
+	})
+	t.Run("the policy's dynamic metadata is returned", func(t *testing.T) {
+		res, _ := client.Check(ctx, check("GET", "/pets/9", map[string]string{"x-key": "good"}))
+		if res.DynamicMetadata.GetFields()["pet"].GetStringValue() != "9" {
+			t.Errorf("dynamic metadata: %v", res.DynamicMetadata)
+		}
+	})
+	t.Run("server reflection lists the service", func(t *testing.T) {
+		rc, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
+			t.Fatal(err)
 		}
-		if res.Status.Code != int32(c.want.code) {
-			t.Errorf("%s: code %v (%s), want %v", c.name, code.Code(res.Status.Code), res.Status.Message, c.want.code)
-			continue
+		rc.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+		rr, err := rc.Recv()
+		if err != nil {
+			t.Fatal(err)
 		}
-		got := map[string]string{}
-		if ok := res.GetOkResponse(); ok != nil {
-			for _, h := range ok.Headers {
-				got[h.Header.Key] = h.Header.Value
-			}
-			if len(c.want.remove) > 0 && (len(ok.HeadersToRemove) != 1 || ok.HeadersToRemove[0] != c.want.remove[0]) {
-				t.Errorf("%s: headers to remove %v", c.name, ok.HeadersToRemove)
-			}
+		found := false
+		for _, s := range rr.GetListServicesResponse().GetService() {
+			found = found || s.Name == authv3.Authorization_ServiceDesc.ServiceName
 		}
-		if d := res.GetDeniedResponse(); d != nil {
-			if int32(d.Status.Code) != c.want.status || d.Body != c.want.body {
-				t.Errorf("%s: denied %d %q", c.name, d.Status.Code, d.Body)
-			}
-			for _, h := range d.Headers {
-				got[h.Header.Key] = h.Header.Value
-			}
+		if !found {
+			t.Errorf("reflection does not list the ext_authz service: %v", rr)
 		}
-		for k, v := range c.want.headers {
-			if got[k] != v {
-				t.Errorf("%s: header %s = %q, want %q (all %v)", c.name, k, got[k], v, got)
-			}
-		}
-	}
-	// Dynamic metadata from the policy.
-	res, _ = client.Check(ctx, check("GET", "/pets/9", map[string]string{"x-key": "good"}))
-	if res.DynamicMetadata.GetFields()["pet"].GetStringValue() != "9" {
-		t.Errorf("dynamic metadata: %v", res.DynamicMetadata)
-	}
-	// Server reflection lists the service.
-	rc, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
-	rr, err := rc.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, s := range rr.GetListServicesResponse().GetService() {
-		found = found || s.Name == authv3.Authorization_ServiceDesc.ServiceName
-	}
-	if !found {
-		t.Errorf("reflection does not list the ext_authz service: %v", rr)
-	}
+	})
 }
 
 func TestActivationIsAnAtomicSwap(t *testing.T) {

@@ -59,7 +59,8 @@ func TestExtAuthzTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := authv3.NewAuthorizationClient(startGRPC(t, NewServer(ServerOptions{Engines: engines})))
-	put := func(authorization string) *authv3.CheckResponse {
+	put := func(t *testing.T, authorization string) *authv3.CheckResponse {
+		t.Helper()
 		h := map[string]string{}
 		if authorization != "" {
 			h["authorization"] = authorization
@@ -71,40 +72,48 @@ func TestExtAuthzTokens(t *testing.T) {
 		return res
 	}
 	good := map[string]any{"roles": []any{"admin", "ops"}, "scope": "pets:read pets:write", "org": map[string]any{"id": "o-42"}}
-	res := put("Bearer " + oldKey.Token(t, claims("pets-api", time.Hour, good)))
-	if res.Status.Code != int32(code.Code_OK) {
-		t.Fatalf("valid token denied: %v", res)
-	}
-	got := map[string]string{}
-	for _, h := range res.GetOkResponse().Headers {
-		got[h.Header.Key] = h.Header.Value
-	}
-	if got["x-user"] != "alice" || got["x-roles"] != "admin,ops" || got["x-org"] != "o-42" {
-		t.Fatalf("claims_to_headers: %v", got)
-	}
-	cases := []struct {
-		name string
-		auth string
-		want code.Code
-	}{
-		{"missing token", "", code.Code_UNAUTHENTICATED},
-		{"expired token", "Bearer " + oldKey.Token(t, claims("pets-api", -time.Hour, good)), code.Code_UNAUTHENTICATED},
-		{"wrong audience", "Bearer " + oldKey.Token(t, claims("other-api", time.Hour, good)), code.Code_UNAUTHENTICATED},
-		{"unknown signer with a known kid", "Bearer " + stranger.Token(t, claims("pets-api", time.Hour, good)), code.Code_UNAUTHENTICATED},
-		{"garbage", "Bearer not.a.jwt", code.Code_UNAUTHENTICATED},
-		{"valid token, missing role", "Bearer " + oldKey.Token(t, claims("pets-api", time.Hour, map[string]any{"roles": []any{"ops"}, "scope": "pets:write"})), code.Code_PERMISSION_DENIED},
-		{"valid token, missing scope", "Bearer " + oldKey.Token(t, claims("pets-api", time.Hour, map[string]any{"roles": []any{"admin"}, "scp": []any{"pets:read"}})), code.Code_PERMISSION_DENIED},
-	}
-	for _, tc := range cases {
-		if res := put(tc.auth); res.Status.Code != int32(tc.want) {
-			t.Errorf("%s: %v (%s), want %v", tc.name, code.Code(res.Status.Code), res.Status.Message, tc.want)
+	t.Run("a valid token is allowed and its claims go to the upstream as headers", func(t *testing.T) {
+		res := put(t, "Bearer "+oldKey.Token(t, claims("pets-api", time.Hour, good)))
+		if res.Status.Code != int32(code.Code_OK) {
+			t.Fatalf("valid token denied: %v", res)
 		}
-	}
+		got := map[string]string{}
+		for _, h := range res.GetOkResponse().Headers {
+			got[h.Header.Key] = h.Header.Value
+		}
+		if got["x-user"] != "alice" || got["x-roles"] != "admin,ops" || got["x-org"] != "o-42" {
+			t.Fatalf("claims_to_headers: %v", got)
+		}
+	})
+	t.Run("a request is refused", func(t *testing.T) {
+		cases := []struct {
+			name string
+			auth string
+			want code.Code
+		}{
+			{"missing token", "", code.Code_UNAUTHENTICATED},
+			{"expired token", "Bearer " + oldKey.Token(t, claims("pets-api", -time.Hour, good)), code.Code_UNAUTHENTICATED},
+			{"wrong audience", "Bearer " + oldKey.Token(t, claims("other-api", time.Hour, good)), code.Code_UNAUTHENTICATED},
+			{"unknown signer with a known kid", "Bearer " + stranger.Token(t, claims("pets-api", time.Hour, good)), code.Code_UNAUTHENTICATED},
+			{"garbage", "Bearer not.a.jwt", code.Code_UNAUTHENTICATED},
+			{"valid token, missing role", "Bearer " + oldKey.Token(t, claims("pets-api", time.Hour, map[string]any{"roles": []any{"ops"}, "scope": "pets:write"})), code.Code_PERMISSION_DENIED},
+			{"valid token, missing scope", "Bearer " + oldKey.Token(t, claims("pets-api", time.Hour, map[string]any{"roles": []any{"admin"}, "scp": []any{"pets:read"}})), code.Code_PERMISSION_DENIED},
+		}
+		for _, tc := range cases {
+			t.Run("with a "+tc.name, func(t *testing.T) {
+				if res := put(t, tc.auth); res.Status.Code != int32(tc.want) {
+					t.Errorf("%s: %v (%s), want %v", tc.name, code.Code(res.Status.Code), res.Status.Message, tc.want)
+				}
+			})
+		}
+	})
 	// Key rotation: the issuer publishes a new key; a token with the new
 	// kid is accepted without restarting (unknown-kid refetch).
-	rotated := "Bearer " + newKey.Token(t, claims("pets-api", time.Hour, good))
-	ks.Publish(t, newKey)
-	if res := put(rotated); res.Status.Code != int32(code.Code_OK) {
-		t.Fatalf("token signed with the rotated key: %v (%s)", code.Code(res.Status.Code), res.Status.Message)
-	}
+	t.Run("a token of a rotated key is accepted without a restart", func(t *testing.T) {
+		rotated := "Bearer " + newKey.Token(t, claims("pets-api", time.Hour, good))
+		ks.Publish(t, newKey)
+		if res := put(t, rotated); res.Status.Code != int32(code.Code_OK) {
+			t.Fatalf("token signed with the rotated key: %v (%s)", code.Code(res.Status.Code), res.Status.Message)
+		}
+	})
 }
