@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -125,4 +126,65 @@ func TestOpenAPIEmbeddedFragments(t *testing.T) {
 	if total == 0 || len(merged.Paths) != total {
 		t.Errorf("merged document has %d paths, the fragments %d", len(merged.Paths), total)
 	}
+}
+
+// TestOpenAPIDocumentsCrossCuttingStatuses: the statuses the middleware
+// and the shared plumbing answer on every route of a kind are documented
+// on each operation, so a new fragment cannot forget them: 503 wherever
+// the store is read (authentication reads it for tenant credentials),
+// 507 wherever it is written, 400 for an invalid {tid}, 413 and 415 for a
+// JSON body (the gateway's status and decision log uploads do not check
+// the Content-Type).
+func TestOpenAPIDocumentsCrossCuttingStatuses(t *testing.T) {
+	doc, err := OpenAPI(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	noStore := map[string]bool{"healthz": true, "openapi": true}
+	noWrite := map[string]bool{"testUnsavedPolicy": true, "testPolicy": true}
+	writingGets := map[string]bool{"getGatewayPackage": true} // every download mints a credential
+	noContentTypeCheck := map[string]bool{"postStatus": true, "postDecisionLogs": true}
+	checked := 0
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			checked++
+			want := map[string]bool{}
+			if !noStore[op.OperationID] {
+				want["503"] = true
+			}
+			switch method {
+			case "POST", "PUT", "PATCH", "DELETE":
+				want["507"] = !noWrite[op.OperationID]
+			default:
+				want["507"] = writingGets[op.OperationID]
+			}
+			if strings.Contains(path, "{tid}") {
+				want["400"] = true
+			}
+			if op.RequestBody != nil && op.RequestBody.Value != nil {
+				content := op.RequestBody.Value.Content
+				if content.Get("application/json") != nil || content.Get("application/merge-patch+json") != nil {
+					want["413"] = true
+					want["415"] = !noContentTypeCheck[op.OperationID]
+				}
+			}
+			for code, w := range want {
+				if w && op.Responses.Status(mustAtoi(t, code)) == nil {
+					t.Errorf("%s %s (%s) does not document %s", method, path, op.OperationID, code)
+				}
+			}
+		}
+	}
+	if checked < 50 {
+		t.Fatalf("only %d operations checked", checked)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
