@@ -31,13 +31,14 @@ const (
 	maxDataClassificationChars = 128
 )
 
-// apiRequest is the body of API create and update (seed 003 API).
+// apiBody is an API on the wire (seed 003 API): the body of create and
+// PUT and what GET returns.
 // operation_id, imported, tenant_id and metadata are read-only. PUT
 // replaces the API: method and path are required, omitted fields take
 // their defaults (no policy, position 0, can_have_policy true), and
 // service_id, when given, must be the API's. The seed's UpdateAPIRequest
 // ({policy_id, data_classifications}) is a PATCH.
-type apiRequest struct {
+type apiBody struct {
 	ID                  string            `json:"id"`
 	ServiceID           string            `json:"service_id"`
 	Method              string            `json:"method"`
@@ -47,47 +48,29 @@ type apiRequest struct {
 	DataClassifications []string          `json:"data_classifications"`
 	Public              bool              `json:"public"`
 	Position            *int              `json:"position"`
-	OperationID         string            `json:"operation_id"`
-	Imported            bool              `json:"imported"`
-	ClaimsToHeaders     map[string]string `json:"claims_to_headers"`
-	Labels              map[string]string `json:"labels"`
-	TenantID            string            `json:"tenant_id"`
-	Metadata            json.RawMessage   `json:"metadata"`
-}
-
-type apiResponse struct {
-	ID                  string            `json:"id"`
-	TenantID            string            `json:"tenant_id"`
-	ServiceID           string            `json:"service_id"`
-	Method              string            `json:"method"`
-	Path                string            `json:"path"`
-	PolicyID            string            `json:"policy_id"`
-	CanHavePolicy       bool              `json:"can_have_policy"`
-	DataClassifications []string          `json:"data_classifications"`
-	Public              bool              `json:"public"`
-	Position            int               `json:"position"`
 	OperationID         string            `json:"operation_id,omitempty"`
 	Imported            bool              `json:"imported"`
 	ClaimsToHeaders     map[string]string `json:"claims_to_headers"`
 	Labels              map[string]string `json:"labels"`
-	Metadata            *Metadata         `json:"metadata"`
+	TenantID            string            `json:"tenant_id"`
+	Metadata            *Metadata         `json:"metadata,omitempty"`
 }
 
-func renderAPI(t *store.Typed[model.APISpec]) apiResponse {
+func renderAPI(t *store.Typed[model.APISpec]) apiBody {
 	dc := t.Spec.DataClassifications
 	if dc == nil {
 		dc = []string{}
 	}
-	return apiResponse{
+	return apiBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, ServiceID: t.Spec.ServiceID, Method: t.Spec.Method, Path: t.Spec.Path,
-		PolicyID: t.Spec.PolicyID, CanHavePolicy: t.Spec.CanHavePolicy, DataClassifications: dc, Public: t.Spec.Public,
-		Position: t.Spec.Position, OperationID: t.Spec.OperationID, Imported: t.Spec.Imported,
+		PolicyID: t.Spec.PolicyID, CanHavePolicy: &t.Spec.CanHavePolicy, DataClassifications: dc, Public: t.Spec.Public,
+		Position: &t.Spec.Position, OperationID: t.Spec.OperationID, Imported: t.Spec.Imported,
 		ClaimsToHeaders: labelsOrEmpty(t.Spec.ClaimsToHeaders), Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
 }
 
-func renderAPIs(items []*store.Typed[model.APISpec]) []apiResponse {
-	out := make([]apiResponse, 0, len(items))
+func renderAPIs(items []*store.Typed[model.APISpec]) []apiBody {
+	out := make([]apiBody, 0, len(items))
 	for _, t := range items {
 		out = append(out, renderAPI(t))
 	}
@@ -130,7 +113,7 @@ func addAPIKind(sch *resource.Scheme) {
 
 // validate checks the fields that do not depend on stored state. On create
 // service_id, method and path are required.
-func (r *apiRequest) validate(tid string, create bool) *Error {
+func (r *apiBody) validate(tid string, create bool) *Error {
 	if create {
 		for _, f := range []struct{ name, v string }{{"service_id", r.ServiceID}, {"method", r.Method}, {"path", r.Path}} {
 			if f.v == "" {
@@ -303,7 +286,7 @@ func errSpecificationOwnsAPIs(serviceID, what string) *Error {
 
 func (s *Server) createAPI(c *gin.Context) {
 	tid := tenantID(c)
-	var req apiRequest
+	var req apiBody
 	if apiErr := decodeJSON(c, &req); apiErr != nil {
 		abort(c, apiErr)
 		return
@@ -379,7 +362,7 @@ func (s *Server) updateAPI(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var req apiRequest
+	var req apiBody
 	if apiErr := decodeJSON(c, &req); apiErr != nil {
 		abort(c, apiErr)
 		return
@@ -429,7 +412,7 @@ func (s *Server) updateAPI(c *gin.Context) {
 
 // merge turns a PUT request into the API's new spec. The service cannot
 // change; neither can the route or position of an imported API.
-func (r *apiRequest) merge(cur model.APISpec) (model.APISpec, *Error) {
+func (r *apiBody) merge(cur model.APISpec) (model.APISpec, *Error) {
 	next := cur
 	if r.ServiceID != "" && r.ServiceID != cur.ServiceID {
 		return cur, fieldError("service_id", "cannot be changed (the API belongs to service %q); create the API in the other service instead", cur.ServiceID)
@@ -637,7 +620,7 @@ func respondAPIList(c *gin.Context, all []*store.Typed[model.APISpec], f apiFilt
 		items = items[:limit]
 		next = items[limit-1].key.cursor()
 	}
-	out := make([]apiResponse, 0, len(items))
+	out := make([]apiBody, 0, len(items))
 	for _, it := range items {
 		out = append(out, renderAPI(it.api))
 	}

@@ -455,7 +455,7 @@ func newConfigObject(kind, id, name, parent, description string, labels map[stri
 
 // configServiceObject is a service of a configuration document: a
 // service body, with_specification included.
-func configServiceObject(in *serviceRequest) (*configObject, *Error) {
+func configServiceObject(in *serviceBody) (*configObject, *Error) {
 	if apiErr := configID(in.ID); apiErr != nil {
 		return nil, apiErr
 	}
@@ -469,7 +469,7 @@ func configServiceObject(in *serviceRequest) (*configObject, *Error) {
 
 // configAPIObject is an API of a configuration document: an API body,
 // operation_id and imported included.
-func configAPIObject(in *apiRequest) (*configObject, *Error) {
+func configAPIObject(in *apiBody) (*configObject, *Error) {
 	if apiErr := configID(in.ID); apiErr != nil {
 		return nil, apiErr
 	}
@@ -490,7 +490,7 @@ func configAPIObject(in *apiRequest) (*configObject, *Error) {
 
 // configGatewayObject is a gateway of a configuration document: a
 // gateway body (without status or credential).
-func configGatewayObject(in *gatewayRequest) (*configObject, *Error) {
+func configGatewayObject(in *gatewayBody) (*configObject, *Error) {
 	if apiErr := configID(in.ID); apiErr != nil {
 		return nil, apiErr
 	}

@@ -23,31 +23,11 @@ var (
 	gatewayCredRepo = store.Repo[model.GatewayCredentialSpec]{Kind: model.KindGatewayCredential}
 )
 
-// gatewayRequest is the body of gateway create and update. credential and
-// status are read-only.
-type gatewayRequest struct {
+// gatewayBody is a gateway on the wire: the body of create and PUT and
+// what GET returns. tenant_id, metadata, status and credential are
+// read-only.
+type gatewayBody struct {
 	ID                   string                     `json:"id"`
-	Name                 string                     `json:"name"`
-	Description          string                     `json:"description"`
-	Type                 string                     `json:"type"`
-	ServiceIDs           []string                   `json:"service_ids"`
-	DryRun               bool                       `json:"dry_run"`
-	AllowUnmatchedRoutes bool                       `json:"allow_unmatched_routes"`
-	ServerID             string                     `json:"server_id"`
-	ListenerAddress      string                     `json:"listener_address"`
-	ListenerPort         int                        `json:"listener_port"`
-	RequestBody          *model.RequestBodySettings `json:"request_body"`
-	PolicyTimeoutMS      int                        `json:"policy_timeout_ms"`
-	Labels               map[string]string          `json:"labels"`
-	TenantID             string                     `json:"tenant_id"`
-	Metadata             json.RawMessage            `json:"metadata"`
-	Status               json.RawMessage            `json:"status"`
-	Credential           json.RawMessage            `json:"credential"`
-}
-
-type gatewayResponse struct {
-	ID                   string                     `json:"id"`
-	TenantID             string                     `json:"tenant_id"`
 	Name                 string                     `json:"name"`
 	Description          string                     `json:"description"`
 	Type                 string                     `json:"type"`
@@ -60,9 +40,12 @@ type gatewayResponse struct {
 	RequestBody          *model.RequestBodySettings `json:"request_body,omitempty"`
 	PolicyTimeoutMS      int                        `json:"policy_timeout_ms"`
 	Labels               map[string]string          `json:"labels"`
-	Status               *gatewayStatus             `json:"status,omitempty"`
-	Credential           *credentialSecret          `json:"credential,omitempty"`
-	Metadata             *Metadata                  `json:"metadata"`
+	TenantID             string                     `json:"tenant_id"`
+	Metadata             *Metadata                  `json:"metadata,omitempty"`
+	// Status (GET's runtime status) and Credential (shown once, by
+	// create) are read-only: accepted and ignored on write.
+	Status     any `json:"status,omitempty"`
+	Credential any `json:"credential,omitempty"`
 }
 
 // credentialSecret is a gateway credential; Token is only shown when the
@@ -151,8 +134,8 @@ func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
 }
 
 // renderGatewayObject renders the stored gateway (no runtime status).
-func renderGatewayObject(t *store.Typed[model.GatewaySpec]) gatewayResponse {
-	return gatewayResponse{
+func renderGatewayObject(t *store.Typed[model.GatewaySpec]) gatewayBody {
+	return gatewayBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description, Type: t.Spec.Type,
 		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
 		ServerID: t.Spec.ServerID, ListenerAddress: t.Spec.ListenerAddress, ListenerPort: t.Spec.ListenerPort,
@@ -163,7 +146,7 @@ func renderGatewayObject(t *store.Typed[model.GatewaySpec]) gatewayResponse {
 
 // renderGateway is the GET body: the gateway and, withStatus, its bundle,
 // authorizer and xDS status.
-func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec], withStatus bool) gatewayResponse {
+func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec], withStatus bool) gatewayBody {
 	out := renderGatewayObject(t)
 	if withStatus {
 		st := &gatewayStatus{}
@@ -191,7 +174,7 @@ func nonNilStrings(s []string) []string {
 	return s
 }
 
-func (r *gatewayRequest) validate(tid string) *Error {
+func (r *gatewayBody) validate(tid string) *Error {
 	if err := validateText("name", r.Name, true, 256); err != nil {
 		return err
 	}
@@ -241,7 +224,7 @@ func (r *gatewayRequest) validate(tid string) *Error {
 	return validateLabels(r.Labels)
 }
 
-func (r *gatewayRequest) spec() model.GatewaySpec {
+func (r *gatewayBody) spec() model.GatewaySpec {
 	ids := append([]string(nil), r.ServiceIDs...)
 	sort.Strings(ids)
 	return model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ServerID: r.ServerID,
@@ -268,7 +251,7 @@ func checkServices(ctx context.Context, rd store.Reader, tid string, ids []strin
 }
 
 func (s *Server) listGateways(c *gin.Context) {
-	listKind(s, c, gatewayRepo, "gateway", "gateways", func(t *store.Typed[model.GatewaySpec]) gatewayResponse {
+	listKind(s, c, gatewayRepo, "gateway", "gateways", func(t *store.Typed[model.GatewaySpec]) gatewayBody {
 		return s.renderGateway(c, t, false)
 	})
 }
@@ -277,7 +260,7 @@ func (s *Server) listGateways(c *gin.Context) {
 // is in the response once (seed 003 GatewayWithClient).
 func (s *Server) createGateway(c *gin.Context) {
 	tid := tenantID(c)
-	var req gatewayRequest
+	var req gatewayBody
 	if apiErr := decodeJSON(c, &req); apiErr != nil {
 		abort(c, apiErr)
 		return
@@ -369,9 +352,9 @@ func (s *Server) getGateway(c *gin.Context) {
 
 func (s *Server) updateGateway(c *gin.Context) {
 	tid := tenantID(c)
-	render := func(t *store.Typed[model.GatewaySpec]) gatewayResponse { return s.renderGateway(c, t, false) }
+	render := func(t *store.Typed[model.GatewaySpec]) gatewayBody { return s.renderGateway(c, t, false) }
 	updateKind(s, c, gatewayRepo, "gw", "gateway", render, func(c *gin.Context, id string) (func(context.Context, store.Tx, *store.Typed[model.GatewaySpec]) error, *Error) {
-		var req gatewayRequest
+		var req gatewayBody
 		if apiErr := decodeUpdate(c, &req, func() string { return req.ID }, id); apiErr != nil {
 			return nil, apiErr
 		}

@@ -37,11 +37,11 @@ var importTextTypes = []string{"text/plain", "application/json", "application/ya
 // ImportServiceConfigurationResult). Imports create no policies, so the
 // policy lists are always empty.
 type importResult struct {
-	CreatedAPIs        []apiResponse                `json:"created_apis"`
-	UpdatedAPIs        []apiResponse                `json:"updated_apis"`
-	RemovedAPIs        []apiResponse                `json:"removed_apis"`
+	CreatedAPIs        []apiBody                    `json:"created_apis"`
+	UpdatedAPIs        []apiBody                    `json:"updated_apis"`
+	RemovedAPIs        []apiBody                    `json:"removed_apis"`
 	IgnoredAPIs        []openapiimport.IgnoredAPI   `json:"ignored_apis"`
-	CreatedScopes      []scopeResponse              `json:"created_scopes"`
+	CreatedScopes      []scopeBody                  `json:"created_scopes"`
 	IgnoredScopes      []openapiimport.IgnoredScope `json:"ignored_scopes"`
 	CreatedPolicies    []any                        `json:"created_policies"`
 	RemovedPolicies    []any                        `json:"removed_policies"`
@@ -49,7 +49,7 @@ type importResult struct {
 }
 
 func renderImport(r *openapiimport.Result) importResult {
-	scopes := make([]scopeResponse, 0, len(r.CreatedScopes))
+	scopes := make([]scopeBody, 0, len(r.CreatedScopes))
 	for _, sc := range r.CreatedScopes {
 		scopes = append(scopes, renderScope(sc))
 	}

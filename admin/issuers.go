@@ -22,23 +22,10 @@ var issuerRepo = store.Repo[model.IssuerSpec]{Kind: model.KindIssuer}
 // maxInlineJWKS caps an inline key set.
 const maxInlineJWKS = 64 << 10
 
-// issuerRequest is the body of issuer create and update: a token issuer
-// whose bearer tokens the tenant's gateways accept.
-type issuerRequest struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	Description string            `json:"description"`
-	Issuer      string            `json:"issuer"`
-	Audiences   []string          `json:"audiences"`
-	JWKS        json.RawMessage   `json:"jwks"`
-	JWKSURI     string            `json:"jwks_uri"`
-	Discovery   bool              `json:"discovery"`
-	Labels      map[string]string `json:"labels"`
-	TenantID    string            `json:"tenant_id"`
-	Metadata    json.RawMessage   `json:"metadata"`
-}
-
-type issuerResponse struct {
+// issuerBody is a token issuer on the wire — one whose bearer tokens the
+// tenant's gateways accept: the body of create and PUT and what GET
+// returns. tenant_id and metadata are read-only.
+type issuerBody struct {
 	ID          string            `json:"id"`
 	TenantID    string            `json:"tenant_id"`
 	Name        string            `json:"name"`
@@ -49,11 +36,11 @@ type issuerResponse struct {
 	JWKSURI     string            `json:"jwks_uri,omitempty"`
 	Discovery   bool              `json:"discovery"`
 	Labels      map[string]string `json:"labels"`
-	Metadata    *Metadata         `json:"metadata"`
+	Metadata    *Metadata         `json:"metadata,omitempty"`
 }
 
-func renderIssuer(t *store.Typed[model.IssuerSpec]) issuerResponse {
-	return issuerResponse{
+func renderIssuer(t *store.Typed[model.IssuerSpec]) issuerBody {
+	return issuerBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description, Issuer: t.Spec.Issuer,
 		Audiences: nonNilStrings(t.Spec.Audiences), JWKS: t.Spec.JWKS, JWKSURI: t.Spec.JWKSURI, Discovery: t.Spec.Discovery,
 		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
@@ -63,10 +50,10 @@ func renderIssuer(t *store.Typed[model.IssuerSpec]) issuerResponse {
 // addIssuerKind registers token issuers (the JWT issuers a tenant's
 // gateways trust; one issuer URL per tenant). PUT replaces the issuer.
 func addIssuerKind(sch *resource.Scheme) {
-	simpleKind[model.IssuerSpec, issuerRequest, issuerResponse]{
+	simpleKind[model.IssuerSpec, issuerBody, issuerBody]{
 		Kind:  &resource.Kind{Name: model.KindIssuer, Singular: "issuer", Bundled: true, Exported: true},
-		Param: "iid", NameField: "name", Render: renderIssuer, ID: func(r *issuerRequest) string { return r.ID },
-		Build: func(s *Server, tid, _ string, r *issuerRequest) (store.Object, model.IssuerSpec, error) {
+		Param: "iid", NameField: "name", Render: renderIssuer, ID: func(r *issuerBody) string { return r.ID },
+		Build: func(s *Server, tid, _ string, r *issuerBody) (store.Object, model.IssuerSpec, error) {
 			spec, apiErr := r.spec(tid, s.allowPrivateJWKSURLs)
 			if apiErr != nil {
 				return store.Object{}, spec, apiErr
@@ -84,7 +71,7 @@ func addIssuerKind(sch *resource.Scheme) {
 // and at least one audience. URLs the authorizer fetches (jwks_uri, the
 // issuer with discovery) must be https and may name a loopback or private
 // host only when allowPrivate is set (--jwks-allow-private-urls).
-func (r *issuerRequest) spec(tid string, allowPrivate bool) (model.IssuerSpec, *Error) {
+func (r *issuerBody) spec(tid string, allowPrivate bool) (model.IssuerSpec, *Error) {
 	if err := validateText("name", r.Name, true, 256); err != nil {
 		return model.IssuerSpec{}, err
 	}

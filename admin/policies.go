@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -37,23 +36,10 @@ func limitError(field string, limit int, format string, args ...any) *Error {
 		map[string]any{"field": field, "reason": msg, "limit": limit})
 }
 
-// policyRequest is the body of policy create and update (seed 003 Policy
-// plus language, definition, type and dry_run).
-type policyRequest struct {
-	ID          string                  `json:"id"`
-	PolicyName  string                  `json:"policy_name"`
-	Description string                  `json:"description"`
-	Language    string                  `json:"language"`
-	Definition  string                  `json:"definition"`
-	Validators  []model.ValidatorConfig `json:"validators"`
-	Type        string                  `json:"type"`
-	DryRun      bool                    `json:"dry_run"`
-	Labels      map[string]string       `json:"labels"`
-	TenantID    string                  `json:"tenant_id"`
-	Metadata    json.RawMessage         `json:"metadata"`
-}
-
-type policyResponse struct {
+// policyBody is a policy on the wire (seed 003 Policy plus language,
+// definition, type and dry_run): the body of create and PUT and what GET
+// returns. tenant_id and metadata are read-only.
+type policyBody struct {
 	ID          string                  `json:"id"`
 	TenantID    string                  `json:"tenant_id"`
 	PolicyName  string                  `json:"policy_name"`
@@ -64,11 +50,11 @@ type policyResponse struct {
 	Type        string                  `json:"type"`
 	DryRun      bool                    `json:"dry_run"`
 	Labels      map[string]string       `json:"labels"`
-	Metadata    *Metadata               `json:"metadata"`
+	Metadata    *Metadata               `json:"metadata,omitempty"`
 }
 
-func renderPolicy(t *store.Typed[model.PolicySpec]) policyResponse {
-	return policyResponse{
+func renderPolicy(t *store.Typed[model.PolicySpec]) policyBody {
+	return policyBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, PolicyName: t.Meta.Name, Description: t.Meta.Description,
 		Language: t.Spec.Language, Definition: t.Spec.Definition, Validators: t.Spec.Validators, Type: t.Spec.Type,
 		DryRun: t.Spec.DryRun, Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
@@ -79,10 +65,10 @@ func renderPolicy(t *store.Typed[model.PolicySpec]) policyResponse {
 // every write; APIs bound to one keep it from being deleted). PUT
 // replaces the policy.
 func addPolicyKind(sch *resource.Scheme) {
-	simpleKind[model.PolicySpec, policyRequest, policyResponse]{
+	simpleKind[model.PolicySpec, policyBody, policyBody]{
 		Kind:  &resource.Kind{Name: model.KindPolicy, Singular: "policy", Bundled: true, Exported: true},
-		Param: "pid", NameField: "policy_name", Render: renderPolicy, ID: func(r *policyRequest) string { return r.ID },
-		Build: func(s *Server, tid, id string, r *policyRequest) (store.Object, model.PolicySpec, error) {
+		Param: "pid", NameField: "policy_name", Render: renderPolicy, ID: func(r *policyBody) string { return r.ID },
+		Build: func(s *Server, tid, id string, r *policyBody) (store.Object, model.PolicySpec, error) {
 			spec, apiErr := r.spec(tid)
 			if apiErr == nil {
 				apiErr = s.check(id, &spec)
@@ -115,7 +101,7 @@ func (s *Server) policyTestRoutes(_, adm *gin.RouterGroup) {
 
 // spec validates the request into a policy spec. The language defaults
 // from what is given: validators, or a Rego definition.
-func (r *policyRequest) spec(tid string) (model.PolicySpec, *Error) {
+func (r *policyBody) spec(tid string) (model.PolicySpec, *Error) {
 	if err := validateText("policy_name", r.PolicyName, true, 256); err != nil {
 		return model.PolicySpec{}, err
 	}

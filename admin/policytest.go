@@ -21,7 +21,7 @@ import (
 // POST /policies/test the policy itself is in the body.
 type policyTestRequest struct {
 	Input  map[string]any `json:"input"`
-	Policy *policyRequest `json:"policy"`
+	Policy *policyBody    `json:"policy"`
 }
 
 // policyPath is where POST /policies/test carries the policy.
@@ -139,7 +139,7 @@ func (s *Server) policyTestFieldError(e *field.Error) *Error {
 }
 
 // underPolicy re-addresses an error about a field of the policy object
-// (policyRequest.spec) to its place in the test body: "validators" is
+// (policyBody.spec) to its place in the test body: "validators" is
 // "policy.validators". The message stays as it is.
 func underPolicy(e *Error) *Error {
 	if l, ok := e.Details["errors"].(field.ErrorList); ok {

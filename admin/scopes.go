@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"regexp"
 
@@ -18,21 +17,10 @@ var scopeRepo = store.Repo[model.ScopeSpec]{Kind: model.KindScope}
 // without space, '"' and '\').
 var scopeNamePattern = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,256}$`)
 
-// scopeRequest is the body of scope create and update (seed 003
-// ScopeWithServiceID). metadata and tenant_id are read-only.
-type scopeRequest struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	DisplayName string            `json:"display_name"`
-	Description string            `json:"description"`
-	ServiceID   string            `json:"service_id"`
-	ServerID    string            `json:"server_id"`
-	Labels      map[string]string `json:"labels"`
-	TenantID    string            `json:"tenant_id"`
-	Metadata    json.RawMessage   `json:"metadata"`
-}
-
-type scopeResponse struct {
+// scopeBody is a scope on the wire (seed 003 ScopeWithServiceID): the
+// body of create and PUT and what GET returns. tenant_id, with_service and
+// metadata are read-only.
+type scopeBody struct {
 	ID          string            `json:"id"`
 	TenantID    string            `json:"tenant_id"`
 	Name        string            `json:"name"`
@@ -42,11 +30,11 @@ type scopeResponse struct {
 	ServerID    string            `json:"server_id,omitempty"`
 	WithService bool              `json:"with_service"`
 	Labels      map[string]string `json:"labels"`
-	Metadata    *Metadata         `json:"metadata"`
+	Metadata    *Metadata         `json:"metadata,omitempty"`
 }
 
-func renderScope(t *store.Typed[model.ScopeSpec]) scopeResponse {
-	return scopeResponse{
+func renderScope(t *store.Typed[model.ScopeSpec]) scopeBody {
+	return scopeBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, DisplayName: t.Spec.DisplayName,
 		Description: t.Meta.Description, ServiceID: t.Spec.ServiceID, ServerID: t.Spec.ServerID,
 		WithService: t.Spec.ServiceID != "", Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
@@ -57,15 +45,15 @@ func renderScope(t *store.Typed[model.ScopeSpec]) scopeResponse {
 // service (which cannot be deleted while they are). PUT replaces the
 // scope; with_service is read-only.
 func addScopeKind(sch *resource.Scheme) {
-	simpleKind[model.ScopeSpec, scopeRequest, scopeResponse]{
+	simpleKind[model.ScopeSpec, scopeBody, scopeBody]{
 		Kind: &resource.Kind{
 			Name: model.KindScope, Singular: "scope", Bundled: true, Exported: true,
 			Refs: []resource.Ref{{Field: "service_id", Kind: model.KindService, OnDelete: resource.Restrict,
 				IDs: specIDs(func(s *model.ScopeSpec) []string { return []string{s.ServiceID} })}},
 		},
 		Param: "scp", ReadOnly: []string{"with_service"}, NameField: "name",
-		Render: renderScope, ID: func(r *scopeRequest) string { return r.ID },
-		Build: func(_ *Server, tid, _ string, r *scopeRequest) (store.Object, model.ScopeSpec, error) {
+		Render: renderScope, ID: func(r *scopeBody) string { return r.ID },
+		Build: func(_ *Server, tid, _ string, r *scopeBody) (store.Object, model.ScopeSpec, error) {
 			return store.Object{Name: r.Name, Description: r.Description, Labels: r.Labels},
 				model.ScopeSpec{DisplayName: r.DisplayName, ServiceID: r.ServiceID, ServerID: r.ServerID}, r.validate(tid).OrNil()
 		},
@@ -74,7 +62,7 @@ func addScopeKind(sch *resource.Scheme) {
 
 // validate lists every problem of a scope body (tid "": from a
 // configuration document, no tenant to match).
-func (r *scopeRequest) validate(tid string) field.ErrorList {
+func (r *scopeBody) validate(tid string) field.ErrorList {
 	var errs field.ErrorList
 	switch {
 	case r.Name == "":

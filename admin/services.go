@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,22 +26,10 @@ const (
 	maxServiceHosts     = 100
 )
 
-// serviceRequest is the body of service create and update (seed 003
-// Service). with_specification, tenant_id and metadata are read-only.
-type serviceRequest struct {
-	ID                string            `json:"id"`
-	Name              string            `json:"name"`
-	Description       string            `json:"description"`
-	URL               string            `json:"url"`
-	Hosts             []string          `json:"hosts"`
-	ServerID          string            `json:"server_id"`
-	WithSpecification *bool             `json:"with_specification"`
-	Labels            map[string]string `json:"labels"`
-	TenantID          string            `json:"tenant_id"`
-	Metadata          json.RawMessage   `json:"metadata"`
-}
-
-type serviceResponse struct {
+// serviceBody is a service on the wire (seed 003 Service): the body of
+// create and PUT and what GET returns (GET adds the scopes bound to it).
+// tenant_id, with_specification and metadata are read-only.
+type serviceBody struct {
 	ID                string            `json:"id"`
 	TenantID          string            `json:"tenant_id"`
 	Name              string            `json:"name"`
@@ -50,34 +37,34 @@ type serviceResponse struct {
 	URL               string            `json:"url"`
 	Hosts             []string          `json:"hosts"`
 	ServerID          string            `json:"server_id,omitempty"`
-	WithSpecification bool              `json:"with_specification"`
+	WithSpecification *bool             `json:"with_specification"`
 	Labels            map[string]string `json:"labels"`
-	Metadata          *Metadata         `json:"metadata"`
+	Metadata          *Metadata         `json:"metadata,omitempty"`
 }
 
 // serviceWithScopes is GET /services/{sid} (seed ServiceWithScopesResponse).
 type serviceWithScopes struct {
-	serviceResponse
-	Scopes []scopeResponse `json:"scopes"`
+	serviceBody
+	Scopes []scopeBody `json:"scopes"`
 }
 
 // removeSpecificationResult is the answer of DELETE /services/{sid}/apis
 // (seed RemoveServiceConfigurationResult). Imports create no policies, so
 // the policy lists are always empty.
 type removeSpecificationResult struct {
-	RemovedAPIs        []apiResponse `json:"removed_apis"`
-	RemovedPolicies    []any         `json:"removed_policies"`
-	NotRemovedPolicies []any         `json:"not_removed_policies"`
+	RemovedAPIs        []apiBody `json:"removed_apis"`
+	RemovedPolicies    []any     `json:"removed_policies"`
+	NotRemovedPolicies []any     `json:"not_removed_policies"`
 }
 
-func renderService(t *store.Typed[model.ServiceSpec]) serviceResponse {
+func renderService(t *store.Typed[model.ServiceSpec]) serviceBody {
 	hosts := t.Spec.Hosts
 	if hosts == nil {
 		hosts = []string{}
 	}
-	return serviceResponse{
+	return serviceBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description,
-		URL: t.Spec.URL, Hosts: hosts, ServerID: t.Spec.ServerID, WithSpecification: t.Spec.WithSpecification,
+		URL: t.Spec.URL, Hosts: hosts, ServerID: t.Spec.ServerID, WithSpecification: &t.Spec.WithSpecification,
 		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
 }
@@ -110,7 +97,7 @@ func (s *Server) serviceRoutes(_, adm *gin.RouterGroup) {
 }
 
 // validate checks the request and returns the normalised hosts.
-func (r *serviceRequest) validate(tid string) ([]string, *Error) {
+func (r *serviceBody) validate(tid string) ([]string, *Error) {
 	if err := validateText("name", r.Name, true, 256); err != nil {
 		return nil, err
 	}
@@ -228,7 +215,7 @@ func (s *Server) listServices(c *gin.Context) {
 		abort(c, cursorError(err, "service"))
 		return
 	}
-	out := make([]serviceResponse, 0, len(items))
+	out := make([]serviceBody, 0, len(items))
 	for _, t := range items {
 		out = append(out, renderService(t))
 	}
@@ -237,7 +224,7 @@ func (s *Server) listServices(c *gin.Context) {
 
 func (s *Server) createService(c *gin.Context) {
 	tid := tenantID(c)
-	var req serviceRequest
+	var req serviceBody
 	if apiErr := decodeJSON(c, &req); apiErr != nil {
 		abort(c, apiErr)
 		return
@@ -298,7 +285,7 @@ func serviceCurrent(s *Server, c *gin.Context, tid, id string) (any, int64, erro
 	if err != nil {
 		return nil, 0, err
 	}
-	out := serviceWithScopes{serviceResponse: renderService(t), Scopes: make([]scopeResponse, 0, len(scopes))}
+	out := serviceWithScopes{serviceBody: renderService(t), Scopes: make([]scopeBody, 0, len(scopes))}
 	for _, sc := range scopes {
 		out.Scopes = append(out.Scopes, renderScope(sc))
 	}
@@ -320,7 +307,7 @@ func (s *Server) updateService(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var req serviceRequest
+	var req serviceBody
 	if apiErr := decodeJSON(c, &req); apiErr != nil {
 		abort(c, apiErr)
 		return
