@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/openapicheck"
 )
 
 // gatehouseBin is the binary under test, built once by TestMain.
@@ -110,7 +111,49 @@ func startServe(t *testing.T, o serveOptions) *process {
 	}
 	p := start(t, env, args...)
 	p.URL = "http://" + p.waitLog(t, "admin API listening", "addr")
+	servedDocument(t, p.URL)
+	t.Cleanup(func() { servedDocs.forget(p.URL) })
 	return p
+}
+
+// servedDocs holds the OpenAPI document each running server serves, by
+// admin base URL, fetched once when the server starts.
+var servedDocs = &documents{m: map[string]*openapicheck.Checker{}}
+
+type documents struct {
+	mu sync.Mutex
+	m  map[string]*openapicheck.Checker
+}
+
+func (d *documents) forget(base string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.m, base)
+}
+
+// servedDocument returns the checker of the document served at
+// base/api/openapi.json, fetching it on first use.
+func servedDocument(t *testing.T, base string) *openapicheck.Checker {
+	t.Helper()
+	servedDocs.mu.Lock()
+	c := servedDocs.m[base]
+	servedDocs.mu.Unlock()
+	if c != nil {
+		return c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := openapicheck.Fetch(ctx, &http.Client{}, base+"/api/openapi.json")
+	if err != nil {
+		t.Fatalf("the server's OpenAPI document: %v", err)
+	}
+	servedDocs.mu.Lock()
+	defer servedDocs.mu.Unlock()
+	if known := servedDocs.m[base]; known != nil {
+		return known
+	}
+	servedDocs.m[base] = c
+	return c
 }
 
 func start(t *testing.T, env []string, args ...string) *process {
@@ -184,16 +227,20 @@ func (p *process) kill() {
 	<-p.done
 }
 
-// client is an HTTP client for the admin API with one bearer token.
+// client is an HTTP client for the admin API with one bearer token. Every
+// response it gets is checked against the OpenAPI document the server
+// serves (a mismatch is a t.Errorf).
 type client struct {
 	t     *testing.T
 	base  string
 	token string
 	http  *http.Client
+	api   *openapicheck.Checker
 }
 
 func newClient(t *testing.T, base, token string) *client {
-	return &client{t: t, base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}}
+	t.Helper()
+	return &client{t: t, base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}, api: servedDocument(t, base)}
 }
 
 type response struct {
@@ -214,13 +261,15 @@ func (r response) JSON(t *testing.T) map[string]any {
 // try sends a request and returns the response or the transport error.
 func (c *client) try(ctx context.Context, method, path string, body any, headers ...string) (response, error) {
 	var rd io.Reader
+	var raw []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
+		raw = []byte(b)
 		rd = strings.NewReader(b)
 	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
 			return response{}, err
 		}
 		rd = bytes.NewReader(raw)
@@ -247,6 +296,11 @@ func (c *client) try(ctx context.Context, method, path string, body any, headers
 	if err != nil {
 		return response{}, err
 	}
+	api := c.api
+	if api == nil { // a client built without newClient
+		api = servedDocument(c.t, c.base)
+	}
+	api.Expect(c.t, openapicheck.Exchange{Request: req, RequestBody: raw, Status: res.StatusCode, Header: res.Header, Body: b})
 	return response{Status: res.StatusCode, Header: res.Header, Body: b}, nil
 }
 
