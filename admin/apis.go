@@ -316,7 +316,7 @@ func (s *Server) createAPI(c *gin.Context) {
 		if svc.Spec.WithSpecification {
 			return errSpecificationOwnsAPIs(svc.Meta.ID, "cannot create an API")
 		}
-		if err := checkPolicy(ctx, tx, tid, "policy_id", req.PolicyID); err != nil {
+		if err := checkReferencesOf(ctx, s, tx, model.KindAPI, t); err != nil {
 			return err
 		}
 		if err := checkRouteFree(ctx, tx, tid, id, route, req.ServiceID); err != nil {
@@ -388,7 +388,7 @@ func (s *Server) updateAPI(c *gin.Context) {
 		if apiErr != nil {
 			return apiErr
 		}
-		if err := checkPolicy(ctx, tx, tid, "policy_id", spec.PolicyID); err != nil {
+		if err := checkReferencesOf(ctx, s, tx, model.KindAPI, &store.Typed[model.APISpec]{Meta: t.Meta, Spec: spec}); err != nil {
 			return err
 		}
 		route, _ := parseRoute(spec.Method, spec.Path)

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -163,16 +162,4 @@ func unknownReference(field, what, id string) *Error {
 func inUse(what, id string, users map[string][]string) *Error {
 	return newError(http.StatusConflict, CodeInUse, fmt.Sprintf("%s %q is in use", what, id),
 		map[string]any{"kind": what, "id": id, "used_by": users})
-}
-
-// checkPolicy fails with a 400 naming field when the policy does not exist.
-func checkPolicy(ctx context.Context, rd store.Reader, tid, field, id string) error {
-	if id == "" {
-		return nil
-	}
-	_, err := rd.Get(ctx, model.KindPolicy, tid, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return unknownReference(field, "policy", id)
-	}
-	return err
 }

@@ -240,16 +240,6 @@ func effectivePolicyTimeout(ms int) int {
 	return ms
 }
 
-// checkServices fails with a 400 when a listed service does not exist.
-func checkServices(ctx context.Context, rd store.Reader, tid string, ids []string) error {
-	for _, id := range ids {
-		if err := checkService(ctx, rd, tid, "service_ids", id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (s *Server) listGateways(c *gin.Context) {
 	listKind(s, c, gatewayRepo, "gateway", "gateways", func(t *store.Typed[model.GatewaySpec]) gatewayBody {
 		return s.renderGateway(c, t, false)
@@ -279,7 +269,7 @@ func (s *Server) createGateway(c *gin.Context) {
 	}
 	var cred *credentialSecret
 	ok := s.write(c, "gateway", id, func(ctx context.Context, tx store.Tx) error {
-		if err := checkServices(ctx, tx, tid, req.ServiceIDs); err != nil {
+		if err := checkReferencesOf(ctx, s, tx, model.KindGateway, t); err != nil {
 			return err
 		}
 		if err := gatewayRepo.Create(ctx, tx, t); err != nil {
@@ -365,11 +355,11 @@ func (s *Server) updateGateway(c *gin.Context) {
 			if req.Type != t.Spec.Type {
 				return fieldError("type", "cannot change from %q; create another gateway", t.Spec.Type)
 			}
-			if err := checkServices(ctx, tx, tid, req.ServiceIDs); err != nil {
-				return err
-			}
 			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
 			t.Spec = req.spec()
+			if err := checkReferencesOf(ctx, s, tx, model.KindGateway, t); err != nil {
+				return err
+			}
 			return checkRouteTakeover(ctx, tx, tid, takeoverScope{gateways: map[string]bool{t.Meta.ID: true}}, func(cfg *policies.Config) {
 				if gw := cfg.Gateway(t.Meta.ID); gw != nil {
 					gw.Spec = t.Spec

@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"context"
-	"errors"
 	"regexp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/field"
@@ -80,16 +78,4 @@ func (r *scopeBody) validate(tid string) field.ErrorList {
 	}
 	errs.Extend(labelErrors(r.Labels))
 	return errs
-}
-
-// checkService fails with a 400 naming field when the service does not exist.
-func checkService(ctx context.Context, rd store.Reader, tid, field, id string) error {
-	if id == "" {
-		return nil
-	}
-	_, err := rd.Get(ctx, model.KindService, tid, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return unknownReference(field, "service", id)
-	}
-	return err
 }

@@ -204,7 +204,14 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	st := store.WithDeadline(backend, cfg.StoreTimeout)
 	defer st.Close()
 	keys := bundles.NewKeyStore(st, box)
-	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...))
+	// The kind registry: the admin API's routes and rules, and the kinds
+	// whose changes rebuild bundles.
+	scheme, err := admin.NewScheme()
+	if err != nil {
+		return err
+	}
+	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...),
+		bundles.WithInputs(scheme.Bundled()))
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -239,7 +246,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	var xds *xdsServer
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
-		PolicyTestTimeout: cfg.PolicyTestTimeout}
+		PolicyTestTimeout: cfg.PolicyTestTimeout, Scheme: scheme}
 	// The bundle service shares the admin API's listener and engine (same
 	// paths, middleware and metrics); admin does not import it.
 	bundleService, err := bundleservice.New(bundleservice.Options{Store: st, Bundles: mgr, Credentials: creds, Registry: reg,
