@@ -114,23 +114,24 @@ func addAPIKind(sch *resource.Scheme) {
 // validate checks the fields that do not depend on stored state. On create
 // service_id, method and path are required.
 func (r *apiBody) validate(tid string, create bool) *Error {
+	var errs []*Error
 	if create {
 		for _, f := range []struct{ name, v string }{{"service_id", r.ServiceID}, {"method", r.Method}, {"path", r.Path}} {
 			if f.v == "" {
-				return missingField(f.name)
+				errs = append(errs, missingField(f.name))
 			}
 		}
 	}
 	if r.ServiceID != "" && !model.ValidObjectID(r.ServiceID) {
-		return fieldError("service_id", "invalid id (%s)", model.ObjectIDRule)
+		errs = append(errs, fieldError("service_id", "invalid id (%s)", model.ObjectIDRule))
 	}
 	if r.Method != "" || r.Path != "" {
 		if _, err := parseRoute(cmp.Or(r.Method, "*"), cmp.Or(r.Path, "/")); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
 	if r.PolicyID != "" && !model.ValidObjectID(r.PolicyID) {
-		return fieldError("policy_id", "invalid id (%s)", model.ObjectIDRule)
+		errs = append(errs, fieldError("policy_id", "invalid id (%s)", model.ObjectIDRule))
 	}
 	if r.Public && r.PolicyID != "" {
 		// Every enforcement point must agree on what is public: Envoy skips
@@ -141,21 +142,17 @@ func (r *apiBody) validate(tid string, create bool) *Error {
 		return e
 	}
 	if r.CanHavePolicy != nil && !*r.CanHavePolicy && r.PolicyID != "" {
-		return fieldError("policy_id", "cannot be set when can_have_policy is false")
+		errs = append(errs, fieldError("policy_id", "cannot be set when can_have_policy is false"))
 	}
 	if r.Position != nil && *r.Position < 0 {
-		return fieldError("position", "must be 0 or greater")
+		errs = append(errs, fieldError("position", "must be 0 or greater"))
 	}
-	if err := validateDataClassifications(r.DataClassifications); err != nil {
-		return err
-	}
-	if r.TenantID != "" && r.TenantID != tid {
-		return fieldError("tenant_id", "does not match the tenant in the path")
-	}
-	if err := validateClaimsToHeaders(r.ClaimsToHeaders); err != nil {
-		return err
-	}
-	return validateLabels(r.Labels)
+	return collect(append(errs,
+		validateDataClassifications(r.DataClassifications),
+		tenantMatch(r.TenantID, tid),
+		validateClaimsToHeaders(r.ClaimsToHeaders),
+		validateLabels(r.Labels),
+	)...)
 }
 
 var (

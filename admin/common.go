@@ -163,3 +163,30 @@ func inUse(what, id string, users map[string][]string) *Error {
 	return newError(http.StatusConflict, CodeInUse, fmt.Sprintf("%s %q is in use", what, id),
 		map[string]any{"kind": what, "id": id, "used_by": users})
 }
+
+// collect is the answer to a body checked field by field: every check's
+// problems (nil checks passed) in one 400, or the first check that failed
+// in some other way (a limit, say) as it is.
+func collect(checks ...*Error) *Error {
+	var errs field.ErrorList
+	for _, e := range checks {
+		if e == nil {
+			continue
+		}
+		l := e.Fields()
+		if len(l) == 0 {
+			return e
+		}
+		errs.Extend(l)
+	}
+	return fieldErrors(errs)
+}
+
+// tenantMatch checks a body's tenant_id, when given, against the path's
+// tenant (tid "": a configuration document, nothing to match).
+func tenantMatch(got, tid string) *Error {
+	if got != "" && tid != "" && got != tid {
+		return fieldError("tenant_id", "does not match the tenant in the path")
+	}
+	return nil
+}

@@ -175,53 +175,49 @@ func nonNilStrings(s []string) []string {
 }
 
 func (r *gatewayBody) validate(tid string) *Error {
-	if err := validateText("name", r.Name, true, 256); err != nil {
-		return err
-	}
-	if err := validateText("description", r.Description, false, 4096); err != nil {
-		return err
-	}
-	if r.TenantID != "" && r.TenantID != tid {
-		return fieldError("tenant_id", "does not match the tenant in the path")
-	}
 	if r.Type == "" {
 		r.Type = model.GatewayEnvoy
-	}
-	if r.Type != model.GatewayEnvoy && r.Type != model.GatewayGRPC {
-		return fieldError("type", "unsupported gateway type %q (supported: %s, %s)", r.Type, model.GatewayEnvoy, model.GatewayGRPC)
 	}
 	if r.ListenerAddress == "" {
 		r.ListenerAddress = model.DefaultListenerAddress
 	}
-	if net.ParseIP(r.ListenerAddress) == nil {
-		return fieldError("listener_address", "must be an IP address (e.g. 0.0.0.0 or ::)")
-	}
 	if r.ListenerPort == 0 {
 		r.ListenerPort = model.DefaultListenerPort
-	}
-	if r.ListenerPort < 1 || r.ListenerPort > 65535 {
-		return fieldError("listener_port", "must be between 1 and 65535")
-	}
-	if b := r.RequestBody; b != nil && (b.MaxRequestBytes == 0 || b.MaxRequestBytes > 8<<20) {
-		return fieldError("request_body.max_request_bytes", "must be between 1 and %d", 8<<20)
 	}
 	if r.PolicyTimeoutMS == 0 {
 		r.PolicyTimeoutMS = model.DefaultPolicyTimeoutMS
 	}
+	var errs []*Error
+	if r.Type != model.GatewayEnvoy && r.Type != model.GatewayGRPC {
+		errs = append(errs, fieldError("type", "unsupported gateway type %q (supported: %s, %s)", r.Type, model.GatewayEnvoy, model.GatewayGRPC))
+	}
+	if net.ParseIP(r.ListenerAddress) == nil {
+		errs = append(errs, fieldError("listener_address", "must be an IP address (e.g. 0.0.0.0 or ::)"))
+	}
+	if r.ListenerPort < 1 || r.ListenerPort > 65535 {
+		errs = append(errs, fieldError("listener_port", "must be between 1 and 65535"))
+	}
+	if b := r.RequestBody; b != nil && (b.MaxRequestBytes == 0 || b.MaxRequestBytes > 8<<20) {
+		errs = append(errs, fieldError("request_body.max_request_bytes", "must be between 1 and %d", 8<<20))
+	}
 	if r.PolicyTimeoutMS < 1 || r.PolicyTimeoutMS > model.MaxPolicyTimeoutMS {
-		return fieldError("policy_timeout_ms", "must be between 1 and %d (milliseconds; default %d)", model.MaxPolicyTimeoutMS, model.DefaultPolicyTimeoutMS)
+		errs = append(errs, fieldError("policy_timeout_ms", "must be between 1 and %d (milliseconds; default %d)", model.MaxPolicyTimeoutMS, model.DefaultPolicyTimeoutMS))
 	}
 	seen := map[string]bool{}
 	for i, id := range r.ServiceIDs {
-		if !model.ValidObjectID(id) {
-			return fieldError("service_ids", "entry %d: invalid id %q", i, id)
-		}
-		if seen[id] {
-			return fieldError("service_ids", "service %q is listed twice", id)
+		switch {
+		case !model.ValidObjectID(id):
+			errs = append(errs, fieldError("service_ids", "entry %d: invalid id %q", i, id))
+		case seen[id]:
+			errs = append(errs, fieldError("service_ids", "service %q is listed twice", id))
 		}
 		seen[id] = true
 	}
-	return validateLabels(r.Labels)
+	return collect(append([]*Error{
+		validateText("name", r.Name, true, 256),
+		validateText("description", r.Description, false, 4096),
+		tenantMatch(r.TenantID, tid),
+	}, append(errs, validateLabels(r.Labels))...)...)
 }
 
 func (r *gatewayBody) spec() model.GatewaySpec {

@@ -72,15 +72,18 @@ func addIssuerKind(sch *resource.Scheme) {
 // issuer with discovery) must be https and may name a loopback or private
 // host only when allowPrivate is set (--jwks-allow-private-urls).
 func (r *issuerBody) spec(tid string, allowPrivate bool) (model.IssuerSpec, *Error) {
-	if err := validateText("name", r.Name, true, 256); err != nil {
-		return model.IssuerSpec{}, err
-	}
-	if err := validateText("description", r.Description, false, 4096); err != nil {
-		return model.IssuerSpec{}, err
-	}
-	if r.TenantID != "" && r.TenantID != tid {
-		return model.IssuerSpec{}, fieldError("tenant_id", "does not match the tenant in the path")
-	}
+	spec, keyErr := r.keySpec(allowPrivate)
+	return spec, collect(
+		validateText("name", r.Name, true, 256),
+		validateText("description", r.Description, false, 4096),
+		tenantMatch(r.TenantID, tid),
+		keyErr,
+		validateLabels(r.Labels),
+	)
+}
+
+// keySpec checks the issuer URL, the audiences and the key source.
+func (r *issuerBody) keySpec(allowPrivate bool) (model.IssuerSpec, *Error) {
 	if r.Issuer == "" {
 		return model.IssuerSpec{}, missingField("issuer")
 	}
@@ -128,7 +131,7 @@ func (r *issuerBody) spec(tid string, allowPrivate bool) (model.IssuerSpec, *Err
 		}
 		spec.JWKS = jwks
 	}
-	return spec, validateLabels(r.Labels)
+	return spec, nil
 }
 
 // issuerURL checks an issuer identifier (the iss of its tokens): an

@@ -102,19 +102,13 @@ func (s *Server) policyTestRoutes(_, adm *gin.RouterGroup) {
 // spec validates the request into a policy spec. The language defaults
 // from what is given: validators, or a Rego definition.
 func (r *policyBody) spec(tid string) (model.PolicySpec, *Error) {
-	if err := validateText("policy_name", r.PolicyName, true, 256); err != nil {
-		return model.PolicySpec{}, err
-	}
-	if err := validateText("description", r.Description, false, 4096); err != nil {
-		return model.PolicySpec{}, err
-	}
-	if r.TenantID != "" && r.TenantID != tid {
-		return model.PolicySpec{}, fieldError("tenant_id", "does not match the tenant in the path")
-	}
-	if err := validateLabels(r.Labels); err != nil {
-		return model.PolicySpec{}, err
-	}
-	if err := validateText("type", r.Type, false, 64); err != nil {
+	if err := collect(
+		validateText("policy_name", r.PolicyName, true, 256),
+		validateText("description", r.Description, false, 4096),
+		tenantMatch(r.TenantID, tid),
+		validateLabels(r.Labels),
+		validateText("type", r.Type, false, 64),
+	); err != nil {
 		return model.PolicySpec{}, err
 	}
 	lang := r.Language

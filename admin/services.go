@@ -98,26 +98,16 @@ func (s *Server) serviceRoutes(_, adm *gin.RouterGroup) {
 
 // validate checks the request and returns the normalised hosts.
 func (r *serviceBody) validate(tid string) ([]string, *Error) {
-	if err := validateText("name", r.Name, true, 256); err != nil {
-		return nil, err
-	}
-	if err := validateText("description", r.Description, false, 4096); err != nil {
-		return nil, err
-	}
-	if err := validateServiceURL(r.URL); err != nil {
-		return nil, err
-	}
-	hosts, err := normalizeHosts(r.Hosts)
-	if err != nil {
-		return nil, err
-	}
-	if err := validateText("server_id", r.ServerID, false, 256); err != nil {
-		return nil, err
-	}
-	if r.TenantID != "" && r.TenantID != tid {
-		return nil, fieldError("tenant_id", "does not match the tenant in the path")
-	}
-	return hosts, validateLabels(r.Labels)
+	hosts, hostErr := normalizeHosts(r.Hosts)
+	return hosts, collect(
+		validateText("name", r.Name, true, 256),
+		validateText("description", r.Description, false, 4096),
+		validateServiceURL(r.URL),
+		hostErr,
+		validateText("server_id", r.ServerID, false, 256),
+		tenantMatch(r.TenantID, tid),
+		validateLabels(r.Labels),
+	)
 }
 
 // validateServiceURL: an absolute http(s) URL with a host, without
