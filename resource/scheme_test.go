@@ -129,7 +129,10 @@ func TestDeleteRestrictsAndCascades(t *testing.T) {
 
 	// Once returned, the shelf goes and takes its books, children first.
 	put(t, st, &store.Object{Kind: "shelves", TenantID: "t", ID: "s2", Spec: json.RawMessage(`{}`)})
-	_, _ = st.Update(ctx, func(ctx context.Context, tx store.Tx) error { _, err := tx.Delete(ctx, "readers", "t", "r1", 0, false); return err })
+	_, _ = st.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+		_, err := tx.Delete(ctx, "readers", "t", "r1", 0, false)
+		return err
+	})
 	var order []string
 	_, err = st.Update(ctx, func(ctx context.Context, tx store.Tx) error {
 		_, err := sch.Delete(ctx, tx, "shelves", "t", "s1", 0, func(_ context.Context, k *resource.Kind, o *store.Object) error {
