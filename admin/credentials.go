@@ -59,21 +59,7 @@ func (s *Server) listCredentials(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit, after, apiErr := page(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	items, pg, err := credentialRepo.List(c.Request.Context(), s.store, store.Query{TenantID: tid, Limit: limit, After: after})
-	if err != nil {
-		abort(c, cursorError(err, "credential"))
-		return
-	}
-	out := make([]credentialResponse, 0, len(items))
-	for _, t := range items {
-		out = append(out, renderCredential(t))
-	}
-	c.JSON(http.StatusOK, gin.H{"credentials": out, "total": pg.Total, "next": pg.Next})
+	listObjects(s, c, credentialRepo, "credential", "credentials", store.Query{TenantID: tid}, renderCredential)
 }
 
 // createCredential mints a token bound to one tenant: it can use

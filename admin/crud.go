@@ -15,12 +15,18 @@ import (
 // listKind answers GET …/{plural}: one page of the tenant's objects of a
 // kind, rendered, with total and next.
 func listKind[S, R any](s *Server, c *gin.Context, repo store.Repo[S], what, plural string, render func(*store.Typed[S]) R) {
+	listObjects(s, c, repo, what, plural, store.Query{TenantID: tenantID(c)}, render)
+}
+
+// listObjects answers one page (?limit=&after=) of the objects q selects.
+func listObjects[S, R any](s *Server, c *gin.Context, repo store.Repo[S], what, plural string, q store.Query, render func(*store.Typed[S]) R) {
 	limit, after, apiErr := page(c)
 	if apiErr != nil {
 		abort(c, apiErr)
 		return
 	}
-	items, pg, err := repo.List(c.Request.Context(), s.store, store.Query{TenantID: tenantID(c), Limit: limit, After: after})
+	q.Limit, q.After = limit, after
+	items, pg, err := repo.List(c.Request.Context(), s.store, q)
 	if err != nil {
 		abort(c, cursorError(err, what))
 		return

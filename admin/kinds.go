@@ -229,19 +229,28 @@ func (s *Server) currentFor(c *gin.Context, api *kindAPI, tid, id string) (any, 
 	return body, rev, nil
 }
 
+// writeInput reads the object a write names and its body (of the
+// accepted media types; JSON by default). The answer is written when it
+// fails.
+func writeInput(c *gin.Context, target writeTarget, accept ...string) (tid, id string, body []byte, ok bool) {
+	tid, id, apiErr := target(c)
+	if apiErr == nil {
+		body, apiErr = readBody(c, accept...)
+	}
+	if apiErr != nil {
+		abort(c, apiErr)
+		return "", "", nil, false
+	}
+	return tid, id, body, true
+}
+
 // replaceObject is PUT …/{kind}/{id}: the body replaces the object's
 // spec; read-only fields are accepted unchanged (readOnlyFields), then
 // put (the kind's handler) applies it.
 func (s *Server) replaceObject(api *kindAPI, target writeTarget, put func(*Server, *gin.Context)) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		tid, id, apiErr := target(c)
-		if apiErr != nil {
-			abort(c, apiErr)
-			return
-		}
-		raw, apiErr := readBody(c)
-		if apiErr != nil {
-			abort(c, apiErr)
+		tid, id, raw, ok := writeInput(c, target)
+		if !ok {
 			return
 		}
 		cur, _, apiErr := s.currentFor(c, api, tid, id)
@@ -268,14 +277,8 @@ const MergePatchType = "application/merge-patch+json"
 // 412, never a lost update.
 func (s *Server) patchObject(k *resource.Kind, api *kindAPI, target writeTarget, put func(*Server, *gin.Context)) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		tid, id, apiErr := target(c)
-		if apiErr != nil {
-			abort(c, apiErr)
-			return
-		}
-		patch, apiErr := readBody(c, MergePatchType)
-		if apiErr != nil {
-			abort(c, apiErr)
+		tid, id, patch, ok := writeInput(c, target, MergePatchType)
+		if !ok {
 			return
 		}
 		if !bytes.HasPrefix(bytes.TrimSpace(patch), []byte("{")) {

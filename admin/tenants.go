@@ -142,26 +142,12 @@ func tenantIDParam(c *gin.Context) (string, *Error) {
 }
 
 func (s *Server) listTenants(c *gin.Context) {
-	limit, after, apiErr := page(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
 	withDeleted, apiErr := boolQuery(c, "include_deleted")
 	if apiErr != nil {
 		abort(c, apiErr)
 		return
 	}
-	items, pg, err := tenantRepo.List(c.Request.Context(), s.store, store.Query{Limit: limit, After: after, IncludeDeleted: withDeleted})
-	if err != nil {
-		abort(c, cursorError(err, "tenant"))
-		return
-	}
-	out := make([]tenantResponse, 0, len(items))
-	for _, t := range items {
-		out = append(out, s.renderTenant(t))
-	}
-	c.JSON(http.StatusOK, gin.H{"tenants": out, "total": pg.Total, "next": pg.Next})
+	listObjects(s, c, tenantRepo, "tenant", "tenants", store.Query{IncludeDeleted: withDeleted}, s.renderTenant)
 }
 
 func (s *Server) createTenant(c *gin.Context) {
