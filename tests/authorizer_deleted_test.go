@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 // TestAuthorizerFailsClosedWhenItsGatewayIsDeleted runs gatehouse serve and
@@ -28,8 +30,8 @@ func TestAuthorizerFailsClosedWhenItsGatewayIsDeleted(t *testing.T) {
 	cache := t.TempDir()
 	authz, addr := startAuthorizer(t, cp.URL, g, cache)
 	ac := authzClient(t, addr)
-	waitFor(t, 20*time.Second, "the authorizer's first bundle", func() bool { return checkKey(t, ac, "k1", nil) == code.Code_OK })
-	readyz := func(p *process) (int, string) {
+	readyz := func(t *testing.T, p *process) (int, string) {
+		t.Helper()
 		res, err := http.Get("http://" + p.waitLog(t, "authorizer health listening", "addr") + "/readyz")
 		if err != nil {
 			t.Fatalf("readyz: %v", err)
@@ -38,33 +40,42 @@ func TestAuthorizerFailsClosedWhenItsGatewayIsDeleted(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, string(b)
 	}
-	if st, body := readyz(authz); st != 200 {
-		t.Fatalf("readyz with a bundle: %d %s", st, body)
-	}
-
-	c.must(204, "DELETE", "/api/admin/acme/gateways/edge", nil)
-	deleted := func(p *process) func() bool {
-		return func() bool {
-			st, body := readyz(p)
-			return st == 503 && strings.Contains(body, "the gateway was deleted on the control plane")
+	deleted := func(t *testing.T, p *process) func() error {
+		return func() error {
+			st, body := readyz(t, p)
+			return testkit.Check(st == 503 && strings.Contains(body, "the gateway was deleted on the control plane"), "/readyz: %d %s", st, body)
 		}
 	}
-	waitFor(t, 20*time.Second, "the authorizer to fail closed", deleted(authz))
-	if got := checkKey(t, ac, "k1", nil); got != code.Code_PERMISSION_DENIED {
-		t.Fatalf("a check after the deletion: %v", got)
-	}
-	if gw := authz.waitLog(t, "the gateway was deleted on the control plane; every request is denied", "gateway"); gw != "edge" {
-		t.Fatalf("the deletion was logged for gateway %q", gw)
+	if !t.Run("the authorizer gets its bundle and is ready", func(t *testing.T) {
+		testkit.Eventually(t, 20*time.Second, decides(t, ac, "k1", nil, code.Code_OK), "the authorizer's first bundle")
+		if st, body := readyz(t, authz); st != 200 {
+			t.Fatalf("readyz with a bundle: %d %s", st, body)
+		}
+	}) {
+		return
 	}
 
-	// Restarted on the same cache while the control plane is down: the
-	// deleted gateway's bundle does not come back.
-	authz.stop()
-	cp.kill()
-	authz2, addr2 := startAuthorizer(t, cp.URL, g, cache)
-	waitFor(t, 20*time.Second, "the restarted authorizer to report the deletion", deleted(authz2))
-	authz2.waitLog(t, "the gateway was deleted on the control plane; not using the cache, every request is denied", "gateway")
-	if got := checkKey(t, authzClient(t, addr2), "k1", nil); got != code.Code_PERMISSION_DENIED {
-		t.Fatalf("a check after the restart: %v", got)
+	if !t.Run("once its gateway is deleted it logs it, denies every request and is not ready", func(t *testing.T) {
+		c.on(t).must(204, "DELETE", "/api/admin/acme/gateways/edge", nil)
+		testkit.Eventually(t, 20*time.Second, deleted(t, authz), "the authorizer to fail closed")
+		if got := checkKey(t, ac, "k1", nil); got != code.Code_PERMISSION_DENIED {
+			t.Fatalf("a check after the deletion: %v", got)
+		}
+		if gw := authz.waitLog(t, "the gateway was deleted on the control plane; every request is denied", "gateway"); gw != "edge" {
+			t.Fatalf("the deletion was logged for gateway %q", gw)
+		}
+	}) {
+		return
 	}
+
+	t.Run("restarted on the same cache with the control plane down it enforces nothing either", func(t *testing.T) {
+		authz.on(t).stop()
+		cp.kill()
+		authz2, addr2 := startAuthorizer(t, cp.URL, g, cache)
+		testkit.Eventually(t, 20*time.Second, deleted(t, authz2), "the restarted authorizer to report the deletion")
+		authz2.waitLog(t, "the gateway was deleted on the control plane; not using the cache, every request is denied", "gateway")
+		if got := checkKey(t, authzClient(t, addr2), "k1", nil); got != code.Code_PERMISSION_DENIED {
+			t.Fatalf("a check after the restart: %v", got)
+		}
+	})
 }

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 // gatewaySetup is a tenant with one service behind a gateway, created over
@@ -62,6 +64,14 @@ func authzClient(t *testing.T, addr string) authv3.AuthorizationClient {
 	return authv3.NewAuthorizationClient(conn)
 }
 
+// decides is a condition: checkKey answers want.
+func decides(t *testing.T, c authv3.AuthorizationClient, key string, ext map[string]string, want code.Code) func() error {
+	return func() error {
+		got := checkKey(t, c, key, ext)
+		return testkit.Check(got == want, "a check with key %s: %v", key, got)
+	}
+}
+
 func checkKey(t *testing.T, c authv3.AuthorizationClient, key string, ext map[string]string) code.Code {
 	t.Helper()
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
@@ -96,99 +106,118 @@ func TestAuthorizerFollowsTheControlPlane(t *testing.T) {
 	authz, addr := startAuthorizer(t, cp.URL, g, cache, "--proxy-addr", "127.0.0.1:0")
 	proxyAddr := authz.waitLog(t, "reverse proxy listening", "addr")
 	ac := authzClient(t, addr)
-	waitFor(t, 20*time.Second, "the authorizer's first bundle", func() bool { return checkKey(t, ac, "k1", nil) == code.Code_OK })
-	if got := checkKey(t, ac, "k2", nil); got != code.Code_UNAUTHENTICATED {
-		t.Fatalf("wrong key: %v", got)
+	if !t.Run("the authorizer gets its first bundle and decides by it", func(t *testing.T) {
+		testkit.Eventually(t, 20*time.Second, decides(t, ac, "k1", nil, code.Code_OK), "the authorizer's first bundle")
+		if got := checkKey(t, ac, "k2", nil); got != code.Code_UNAUTHENTICATED {
+			t.Fatalf("wrong key: %v", got)
+		}
+	}) {
+		return
 	}
 
-	// The in-process authorizer of serve decides the same for this gateway.
-	inproc := authzClient(t, cp.waitLog(t, "ext_authz listening", "addr"))
-	waitFor(t, 10*time.Second, "the in-process authorizer", func() bool {
-		return checkKey(t, inproc, "k1", map[string]string{"tenant": "acme", "gateway": "edge"}) == code.Code_OK
-	})
-	if got := checkKey(t, inproc, "k1", map[string]string{"tenant": "acme", "gateway": "nope"}); got != code.Code_PERMISSION_DENIED {
-		t.Fatalf("in-process check for an unknown gateway: %v", got)
+	if !t.Run("the in-process authorizer of serve decides the same for this gateway", func(t *testing.T) {
+		inproc := authzClient(t, cp.waitLog(t, "ext_authz listening", "addr"))
+		testkit.Eventually(t, 10*time.Second, decides(t, inproc, "k1", map[string]string{"tenant": "acme", "gateway": "edge"}, code.Code_OK),
+			"the in-process authorizer")
+		if got := checkKey(t, inproc, "k1", map[string]string{"tenant": "acme", "gateway": "nope"}); got != code.Code_PERMISSION_DENIED {
+			t.Fatalf("in-process check for an unknown gateway: %v", got)
+		}
+	}) {
+		return
 	}
 
-	// Policy change → the authorizer's decisions change within 1 s.
-	c.must(200, "PUT", "/api/admin/acme/policies/keyed", map[string]any{"policy_name": "keyed", "definition": fmt.Sprintf(interopPolicy, "k2")})
-	took := waitFor(t, time.Second, "the policy change at the authorizer", func() bool { return checkKey(t, ac, "k2", nil) == code.Code_OK })
-	t.Logf("policy change enforced by the authorizer after %v", took)
-	if checkKey(t, ac, "k1", nil) == code.Code_OK {
-		t.Fatal("the old key still works")
+	if !t.Run("a policy change reaches the authorizer within 1 s", func(t *testing.T) {
+		c.on(t).must(200, "PUT", "/api/admin/acme/policies/keyed", map[string]any{"policy_name": "keyed", "definition": fmt.Sprintf(interopPolicy, "k2")})
+		took := testkit.Eventually(t, time.Second, decides(t, ac, "k2", nil, code.Code_OK), "the policy change at the authorizer")
+		t.Logf("policy change enforced by the authorizer after %v", took)
+		if checkKey(t, ac, "k1", nil) == code.Code_OK {
+			t.Fatal("the old key still works")
+		}
+	}) {
+		return
 	}
 
-	// The authorizer's decision logs reach the control plane, without the
-	// key header; its /readyz says ready.
-	waitFor(t, 10*time.Second, "the authorizer's decision logs", func() bool {
-		ds := c.must(200, "GET", "/api/admin/acme/gateways/edge/decisions?limit=500", nil).JSON(t)["decisions"].([]any)
-		for _, d := range ds {
-			ev := d.(map[string]any)["event"].(map[string]any)
-			if ev["labels"].(map[string]any)["app"] == "gatehouse-authorizer" && ev["result"].(map[string]any)["allowed"] == true {
-				if strings.Contains(toJSON(t, ev["input"]), "x-api-key") {
-					t.Fatalf("the masked header was logged: %v", ev["input"])
+	if !t.Run("its decision logs reach the control plane without the key header; its readyz says ready", func(t *testing.T) {
+		c := c.on(t)
+		testkit.Eventually(t, 10*time.Second, func() error {
+			ds := c.must(200, "GET", "/api/admin/acme/gateways/edge/decisions?limit=500", nil).JSON(t)["decisions"].([]any)
+			for _, d := range ds {
+				ev := d.(map[string]any)["event"].(map[string]any)
+				if ev["labels"].(map[string]any)["app"] == "gatehouse-authorizer" && ev["result"].(map[string]any)["allowed"] == true {
+					if strings.Contains(toJSON(t, ev["input"]), "x-api-key") {
+						t.Fatalf("the masked header was logged: %v", ev["input"])
+					}
+					return nil
 				}
-				return true
 			}
+			return fmt.Errorf("%d decisions, no allowed one of the authorizer", len(ds))
+		}, "the authorizer's decision logs")
+		health := "http://" + authz.waitLog(t, "authorizer health listening", "addr")
+		if res, err := http.Get(health + "/readyz"); err != nil || res.StatusCode != 200 {
+			t.Fatalf("readyz with a bundle: %v %v", res, err)
 		}
-		return false
+	}) {
+		return
+	}
+
+	if !t.Run("its reverse proxy lets allowed requests reach the upstream", func(t *testing.T) {
+		get := func(path, key string) (int, string) {
+			req, _ := http.NewRequest("GET", "http://"+proxyAddr+path, nil)
+			req.Header.Set("X-Api-Key", key)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			return res.StatusCode, string(b)
+		}
+		if st, body := get("/pets/3", "k2"); st != 200 || body != "upstream saw GET /pets/3" {
+			t.Fatalf("proxy allowed: %d %q", st, body)
+		}
+		if st, body := get("/pets/3", "k1"); st != 401 || strings.Contains(body, "upstream") {
+			t.Fatalf("proxy denied: %d %q", st, body)
+		}
+		if st, _ := get("/healthz", ""); st != 200 {
+			t.Fatalf("proxy public API: %d", st)
+		}
+	}) {
+		return
+	}
+
+	if !t.Run("with the control plane killed its decisions are unchanged", func(t *testing.T) {
+		cp.kill()
+		for i := 0; i < 5; i++ {
+			if checkKey(t, ac, "k2", nil) != code.Code_OK || checkKey(t, ac, "k1", nil) == code.Code_OK {
+				t.Fatal("decisions changed while the control plane is down")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}) {
+		return
+	}
+
+	if !t.Run("restarted while the control plane is down it decides the same from its disk cache", func(t *testing.T) {
+		authz.on(t).stop()
+		_, addr2 := startAuthorizer(t, cp.URL, g, cache)
+		ac2 := authzClient(t, addr2)
+		testkit.Eventually(t, 10*time.Second, decides(t, ac2, "k2", nil, code.Code_OK), "decisions from the disk cache")
+		if checkKey(t, ac2, "k1", nil) == code.Code_OK {
+			t.Fatal("the restarted authorizer did not enforce the cached bundle")
+		}
+	}) {
+		return
+	}
+
+	t.Run("with neither control plane nor cache it denies everything and is not ready", func(t *testing.T) {
+		authz3, addr3 := startAuthorizer(t, cp.URL, g, t.TempDir())
+		ac3 := authzClient(t, addr3)
+		time.Sleep(300 * time.Millisecond)
+		if got := checkKey(t, ac3, "k2", nil); got != code.Code_PERMISSION_DENIED {
+			t.Fatalf("no bundle at all: %v", got)
+		}
+		if res, err := http.Get("http://" + authz3.waitLog(t, "authorizer health listening", "addr") + "/readyz"); err != nil || res.StatusCode != 503 {
+			t.Fatalf("readyz without a bundle: %v %v", res, err)
+		}
 	})
-	health := "http://" + authz.waitLog(t, "authorizer health listening", "addr")
-	if res, err := http.Get(health + "/readyz"); err != nil || res.StatusCode != 200 {
-		t.Fatalf("readyz with a bundle: %v %v", res, err)
-	}
-
-	// The reverse proxy: allowed requests reach the upstream.
-	get := func(path, key string) (int, string) {
-		req, _ := http.NewRequest("GET", "http://"+proxyAddr+path, nil)
-		req.Header.Set("X-Api-Key", key)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
-	}
-	if st, body := get("/pets/3", "k2"); st != 200 || body != "upstream saw GET /pets/3" {
-		t.Fatalf("proxy allowed: %d %q", st, body)
-	}
-	if st, body := get("/pets/3", "k1"); st != 401 || strings.Contains(body, "upstream") {
-		t.Fatalf("proxy denied: %d %q", st, body)
-	}
-	if st, _ := get("/healthz", ""); st != 200 {
-		t.Fatalf("proxy public API: %d", st)
-	}
-
-	// Control plane killed: decisions unchanged.
-	cp.kill()
-	for i := 0; i < 5; i++ {
-		if checkKey(t, ac, "k2", nil) != code.Code_OK || checkKey(t, ac, "k1", nil) == code.Code_OK {
-			t.Fatal("decisions changed while the control plane is down")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-
-	// Authorizer restarted while the control plane is down: same decisions
-	// from the disk cache.
-	authz.stop()
-	authz2, addr2 := startAuthorizer(t, cp.URL, g, cache)
-	_ = authz2
-	ac2 := authzClient(t, addr2)
-	waitFor(t, 10*time.Second, "decisions from the disk cache", func() bool { return checkKey(t, ac2, "k2", nil) == code.Code_OK })
-	if checkKey(t, ac2, "k1", nil) == code.Code_OK {
-		t.Fatal("the restarted authorizer did not enforce the cached bundle")
-	}
-
-	// An authorizer with neither control plane nor cache denies everything
-	// and is not ready.
-	authz3, addr3 := startAuthorizer(t, cp.URL, g, t.TempDir())
-	ac3 := authzClient(t, addr3)
-	time.Sleep(300 * time.Millisecond)
-	if got := checkKey(t, ac3, "k2", nil); got != code.Code_PERMISSION_DENIED {
-		t.Fatalf("no bundle at all: %v", got)
-	}
-	if res, err := http.Get("http://" + authz3.waitLog(t, "authorizer health listening", "addr") + "/readyz"); err != nil || res.StatusCode != 503 {
-		t.Fatalf("readyz without a bundle: %v %v", res, err)
-	}
 }

@@ -22,76 +22,90 @@ func TestServeTenantsLifecycle(t *testing.T) {
 			p := startServe(t, opts)
 			c := newClient(t, p.URL, opts.Token)
 
-			c.must(200, "GET", "/healthz", nil)
-			c.must(200, "GET", "/readyz", nil)
-			created := c.must(201, "POST", "/api/system/tenants", map[string]any{"id": "acme", "name": "Acme", "description": "d"}).JSON(t)
-			if created["status"] != "AVAILABLE" || created["url"] != p.URL+"/acme" {
-				t.Fatalf("created: %v", created)
+			if !t.Run("health and readiness answer", func(t *testing.T) {
+				c := c.on(t)
+				c.must(200, "GET", "/healthz", nil)
+				c.must(200, "GET", "/readyz", nil)
+			}) {
+				return
 			}
-			for i := 0; i < 3; i++ {
-				c.must(201, "POST", "/api/system/tenants", map[string]any{"id": fmt.Sprintf("t-%d", i), "name": "T"})
-			}
-			etag := c.must(200, "GET", "/api/system/tenants/acme", nil).Header.Get("ETag")
-			c.must(200, "PUT", "/api/system/tenants/acme", map[string]any{"name": "Acme Corp", "status": "DISABLED"}, "If-Match", etag)
-			c.must(412, "PUT", "/api/system/tenants/acme", map[string]any{"name": "stale"}, "If-Match", etag)
-			c.must(403, "GET", "/api/admin/acme/events", nil)
-			c.must(200, "PUT", "/api/admin/acme/tenant", map[string]any{"name": "Acme Corp", "status": "AVAILABLE"})
-			c.must(204, "DELETE", "/api/system/tenants/t-2", nil)
-			c.must(404, "GET", "/api/system/tenants/t-2", nil)
-
-			// Bad input: the documented error shape, never a 5xx.
-			for _, bad := range []struct {
-				method, path string
-				body         any
-				status       int
-				code         string
-			}{
-				{"POST", "/api/system/tenants", `{"name":"x","bogus":1}`, 400, "unknown_field"},
-				{"POST", "/api/system/tenants", `{"name":true}`, 400, "invalid_field"},
-				{"POST", "/api/system/tenants", `{"id":"UPPER","name":"x"}`, 400, "invalid_field"},
-				{"POST", "/api/system/tenants", `{"id":"acme","name":"dup"}`, 409, "already_exists"},
-				{"POST", "/api/system/tenants", `{"name":"` + strings.Repeat("a", 2<<20) + `"}`, 413, "body_too_large"},
-				{"GET", "/api/admin/ghost/tenant", nil, 404, "not_found"},
-				{"GET", "/api/system/tenants?limit=-1", nil, 400, "invalid_field"},
-			} {
-				r := c.do(bad.method, bad.path, bad.body)
-				if r.Status != bad.status {
-					t.Fatalf("%s %s: %d, want %d: %.200s", bad.method, bad.path, r.Status, bad.status, r.Body)
+			if !t.Run("tenants are created, updated under If-Match, disabled, re-enabled and deleted", func(t *testing.T) {
+				c := c.on(t)
+				created := c.must(201, "POST", "/api/system/tenants", map[string]any{"id": "acme", "name": "Acme", "description": "d"}).JSON(t)
+				if created["status"] != "AVAILABLE" || created["url"] != p.URL+"/acme" {
+					t.Fatalf("created: %v", created)
 				}
-				m := r.JSON(t)
-				if m["error_code"] != bad.code || m["status_code"] != float64(bad.status) || m["error"] == "" || m["details"] == nil {
-					t.Fatalf("%s %s: error body %v", bad.method, bad.path, m)
+				for i := 0; i < 3; i++ {
+					c.must(201, "POST", "/api/system/tenants", map[string]any{"id": fmt.Sprintf("t-%d", i), "name": "T"})
 				}
+				etag := c.must(200, "GET", "/api/system/tenants/acme", nil).Header.Get("ETag")
+				c.must(200, "PUT", "/api/system/tenants/acme", map[string]any{"name": "Acme Corp", "status": "DISABLED"}, "If-Match", etag)
+				c.must(412, "PUT", "/api/system/tenants/acme", map[string]any{"name": "stale"}, "If-Match", etag)
+				c.must(403, "GET", "/api/admin/acme/events", nil)
+				c.must(200, "PUT", "/api/admin/acme/tenant", map[string]any{"name": "Acme Corp", "status": "AVAILABLE"})
+				c.must(204, "DELETE", "/api/system/tenants/t-2", nil)
+				c.must(404, "GET", "/api/system/tenants/t-2", nil)
+			}) {
+				return
 			}
-			if r := newClient(t, p.URL, "wrong-token").do("GET", "/api/system/tenants", nil); r.Status != 401 || r.Header.Get("WWW-Authenticate") == "" {
-				t.Fatalf("wrong token: %d %v", r.Status, r.Header)
-			}
-
-			// Restart (graceful) and find everything.
-			before := c.must(200, "GET", "/api/system/tenants", nil).JSON(t)
-			events := c.must(200, "GET", "/api/admin/acme/events", nil).JSON(t)["events"].([]any)
-			p.stop()
-			p2 := startServe(t, opts)
-			c2 := newClient(t, p2.URL, opts.Token)
-			after := c2.must(200, "GET", "/api/system/tenants", nil).JSON(t)
-			// The url follows the listen address, which changes across restarts.
-			for _, list := range []map[string]any{before, after} {
-				for _, x := range list["tenants"].([]any) {
-					delete(x.(map[string]any), "url")
+			if !t.Run("bad input gets the documented error shape, never a 5xx", func(t *testing.T) {
+				c := c.on(t)
+				for _, bad := range []struct {
+					method, path string
+					body         any
+					status       int
+					code         string
+				}{
+					{"POST", "/api/system/tenants", `{"name":"x","bogus":1}`, 400, "unknown_field"},
+					{"POST", "/api/system/tenants", `{"name":true}`, 400, "invalid_field"},
+					{"POST", "/api/system/tenants", `{"id":"UPPER","name":"x"}`, 400, "invalid_field"},
+					{"POST", "/api/system/tenants", `{"id":"acme","name":"dup"}`, 409, "already_exists"},
+					{"POST", "/api/system/tenants", `{"name":"` + strings.Repeat("a", 2<<20) + `"}`, 413, "body_too_large"},
+					{"GET", "/api/admin/ghost/tenant", nil, 404, "not_found"},
+					{"GET", "/api/system/tenants?limit=-1", nil, 400, "invalid_field"},
+				} {
+					r := c.do(bad.method, bad.path, bad.body)
+					if r.Status != bad.status {
+						t.Fatalf("%s %s: %d, want %d: %.200s", bad.method, bad.path, r.Status, bad.status, r.Body)
+					}
+					m := r.JSON(t)
+					if m["error_code"] != bad.code || m["status_code"] != float64(bad.status) || m["error"] == "" || m["details"] == nil {
+						t.Fatalf("%s %s: error body %v", bad.method, bad.path, m)
+					}
 				}
+				if r := newClient(t, p.URL, "wrong-token").do("GET", "/api/system/tenants", nil); r.Status != 401 || r.Header.Get("WWW-Authenticate") == "" {
+					t.Fatalf("wrong token: %d %v", r.Status, r.Header)
+				}
+			}) {
+				return
 			}
-			if fmt.Sprint(before["tenants"]) != fmt.Sprint(after["tenants"]) || after["total"] != float64(3) {
-				t.Fatalf("tenants changed across restart:\nbefore %v\nafter  %v", before, after)
-			}
-			events2 := c2.must(200, "GET", "/api/admin/acme/events", nil).JSON(t)["events"].([]any)
-			if fmt.Sprint(events) != fmt.Sprint(events2) || len(events2) != 3 { // create, disable, re-enable
-				t.Fatalf("audit events changed across restart (%d -> %d)", len(events), len(events2))
-			}
-			got := c2.must(200, "GET", "/api/system/tenants/acme", nil).JSON(t)
-			if got["name"] != "Acme Corp" || got["status"] != "AVAILABLE" {
-				t.Fatalf("acme after restart: %v", got)
-			}
-			p2.stop()
+			t.Run("a graceful restart keeps every tenant and audit event", func(t *testing.T) {
+				c := c.on(t)
+				before := c.must(200, "GET", "/api/system/tenants", nil).JSON(t)
+				events := c.must(200, "GET", "/api/admin/acme/events", nil).JSON(t)["events"].([]any)
+				p.on(t).stop()
+				p2 := startServe(t, opts)
+				c2 := newClient(t, p2.URL, opts.Token)
+				after := c2.must(200, "GET", "/api/system/tenants", nil).JSON(t)
+				// The url follows the listen address, which changes across restarts.
+				for _, list := range []map[string]any{before, after} {
+					for _, x := range list["tenants"].([]any) {
+						delete(x.(map[string]any), "url")
+					}
+				}
+				if fmt.Sprint(before["tenants"]) != fmt.Sprint(after["tenants"]) || after["total"] != float64(3) {
+					t.Fatalf("tenants changed across restart:\nbefore %v\nafter  %v", before, after)
+				}
+				events2 := c2.must(200, "GET", "/api/admin/acme/events", nil).JSON(t)["events"].([]any)
+				if fmt.Sprint(events) != fmt.Sprint(events2) || len(events2) != 3 { // create, disable, re-enable
+					t.Fatalf("audit events changed across restart (%d -> %d)", len(events), len(events2))
+				}
+				got := c2.must(200, "GET", "/api/system/tenants/acme", nil).JSON(t)
+				if got["name"] != "Acme Corp" || got["status"] != "AVAILABLE" {
+					t.Fatalf("acme after restart: %v", got)
+				}
+				p2.stop()
+			})
 		})
 	}
 }

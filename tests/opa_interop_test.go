@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 var (
@@ -124,16 +126,15 @@ func (o *opaProcess) healthy() bool {
 	return res.StatusCode == 200
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(25 * time.Millisecond)
+// healthyNow is a condition: OPA says its bundles are active.
+func (o *opaProcess) healthyNow() error {
+	res, err := http.Get(o.URL + "/health?bundles")
+	if err != nil {
+		return err
 	}
-	return time.Since(start)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return testkit.Check(res.StatusCode == 200, "/health?bundles: %d %s", res.StatusCode, bytes.TrimSpace(body))
 }
 
 func envoyInput(method, path string, headers map[string]any) map[string]any {
@@ -200,82 +201,99 @@ func TestStockOPAEnforcesGatehouseBundles(t *testing.T) {
 
 	serviceURL := gh.URL + "/api/system/acme/gateways/edge/opa"
 	opa := startOPA(t, opaConfig(serviceURL, token, kid, pem))
-	waitFor(t, 60*time.Second, "OPA to activate the Gatehouse bundle", opa.healthy)
-
-	cases := []struct {
-		name    string
-		in      map[string]any
-		allowed bool
-		status  float64
-	}{
-		{"key accepted", envoyInput("GET", "/pets/1", map[string]any{"x-api-key": "k1"}), true, 200},
-		{"wrong key", envoyInput("GET", "/pets/1", map[string]any{"x-api-key": "nope"}), false, 401},
-		{"no key", envoyInput("GET", "/pets/1?x=1", map[string]any{}), false, 401},
-		{"public API", envoyInput("GET", "/healthz", map[string]any{}), true, 200},
-		{"method not routed", envoyInput("POST", "/pets/1", map[string]any{"x-api-key": "k1"}), false, 404},
-		{"unknown path", envoyInput("GET", "/cats", map[string]any{"x-api-key": "k1"}), false, 404},
+	if !t.Run("a stock OPA activates the Gatehouse bundle", func(t *testing.T) {
+		testkit.Eventually(t, 60*time.Second, opa.healthyNow, "OPA to activate the Gatehouse bundle")
+	}) {
+		return
 	}
-	for _, tc := range cases {
-		d := opa.decide(t, tc.in)
-		if d["allowed"] != tc.allowed || d["http_status"] != tc.status {
-			t.Errorf("%s: %v", tc.name, d)
+
+	t.Run("it decides", func(t *testing.T) {
+		cases := []struct {
+			name    string
+			in      map[string]any
+			allowed bool
+			status  float64
+		}{
+			{"key accepted", envoyInput("GET", "/pets/1", map[string]any{"x-api-key": "k1"}), true, 200},
+			{"wrong key", envoyInput("GET", "/pets/1", map[string]any{"x-api-key": "nope"}), false, 401},
+			{"no key", envoyInput("GET", "/pets/1?x=1", map[string]any{}), false, 401},
+			{"public API", envoyInput("GET", "/healthz", map[string]any{}), true, 200},
+			{"method not routed", envoyInput("POST", "/pets/1", map[string]any{"x-api-key": "k1"}), false, 404},
+			{"unknown path", envoyInput("GET", "/cats", map[string]any{"x-api-key": "k1"}), false, 404},
 		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				d := opa.decide(t, tc.in)
+				if d["allowed"] != tc.allowed || d["http_status"] != tc.status {
+					t.Errorf("%s: %v", tc.name, d)
+				}
+			})
+		}
+	})
+
+	if !t.Run("a policy change is active in OPA within 2 s (long polling)", func(t *testing.T) {
+		c.on(t).must(200, "PUT", "/api/admin/acme/policies/keyed", map[string]any{"policy_name": "keyed", "definition": fmt.Sprintf(interopPolicy, "k2")})
+		took := testkit.Eventually(t, 2*time.Second, func() error {
+			d := opa.decide(t, envoyInput("GET", "/pets/1", map[string]any{"x-api-key": "k2"}))
+			return testkit.Check(d["allowed"] == true, "decision %v", d)
+		}, "OPA to apply the policy change")
+		t.Logf("policy change active in OPA after %v", took)
+		if opa.decide(t, envoyInput("GET", "/pets/1", map[string]any{"x-api-key": "k1"}))["allowed"] != false {
+			t.Fatal("the old key still works after the change")
+		}
+	}) {
+		return
 	}
 
-	// A policy change is active in OPA within 2 s (long polling).
-	c.must(200, "PUT", "/api/admin/acme/policies/keyed", map[string]any{"policy_name": "keyed", "definition": fmt.Sprintf(interopPolicy, "k2")})
-	took := waitFor(t, 2*time.Second, "OPA to apply the policy change", func() bool {
-		return opa.decide(t, envoyInput("GET", "/pets/1", map[string]any{"x-api-key": "k2"}))["allowed"] == true
-	})
-	t.Logf("policy change active in OPA after %v", took)
-	if opa.decide(t, envoyInput("GET", "/pets/1", map[string]any{"x-api-key": "k1"}))["allowed"] != false {
-		t.Fatal("the old key still works after the change")
-	}
-
-	// Status and decision logs reach the control plane.
-	bundleRev := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)["bundle"].(map[string]any)["revision"]
-	waitFor(t, 15*time.Second, "OPA's status report", func() bool {
-		st := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)["opa"].(map[string]any)
-		return st["active_revision"] == fmt.Sprint(bundleRev)
-	})
-	waitFor(t, 15*time.Second, "OPA's decision logs", func() bool {
-		ds := c.must(200, "GET", "/api/admin/acme/gateways/edge/decisions", nil).JSON(t)["decisions"].([]any)
-		for _, d := range ds {
-			ev := d.(map[string]any)["event"].(map[string]any)
-			if ev["path"] == "gatehouse/authz/decision" && ev["decision_id"] != nil {
-				return true
+	t.Run("OPA's status reports and decision logs reach the control plane", func(t *testing.T) {
+		c := c.on(t)
+		bundleRev := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)["bundle"].(map[string]any)["revision"]
+		testkit.Eventually(t, 15*time.Second, func() error {
+			st := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)["opa"].(map[string]any)
+			return testkit.Check(st["active_revision"] == fmt.Sprint(bundleRev), "OPA status %v", st)
+		}, "OPA's status report of revision %v", bundleRev)
+		testkit.Eventually(t, 15*time.Second, func() error {
+			ds := c.must(200, "GET", "/api/admin/acme/gateways/edge/decisions", nil).JSON(t)["decisions"].([]any)
+			for _, d := range ds {
+				ev := d.(map[string]any)["event"].(map[string]any)
+				if ev["path"] == "gatehouse/authz/decision" && ev["decision_id"] != nil {
+					return nil
+				}
 			}
-		}
-		return false
+			return fmt.Errorf("%d decisions, none of OPA's", len(ds))
+		}, "OPA's decision logs")
 	})
 
-	// A tampered bundle is refused: serve the real bundle with data.json
-	// altered to another OPA with the same key.
-	real := c.must(200, "GET", "/api/system/acme/gateways/edge/opa/bundle", nil, "Authorization", "Bearer "+token)
-	tampered := tamper(t, real.Body)
-	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/bundle") {
-			w.Header().Set("ETag", `"666"`)
-			w.Header().Set("Content-Type", "application/gzip")
-			w.Write(tampered)
-			return
+	// The real bundle with data.json altered, served to another OPA with
+	// the same key.
+	t.Run("a tampered bundle is refused", func(t *testing.T) {
+		real := c.on(t).must(200, "GET", "/api/system/acme/gateways/edge/opa/bundle", nil, "Authorization", "Bearer "+token)
+		tampered := tamper(t, real.Body)
+		fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/bundle") {
+				w.Header().Set("ETag", `"666"`)
+				w.Header().Set("Content-Type", "application/gzip")
+				w.Write(tampered)
+				return
+			}
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		defer fake.Close()
+		evil := startOPA(t, opaConfig(fake.URL, token, kid, pem))
+		testkit.Eventually(t, 30*time.Second, func() error {
+			out := evil.stdout.String() + evil.stderr.String()
+			return testkit.Check(strings.Contains(out, "digest mismatch"), "OPA's log (tail): %s", tail(out, 2000))
+		}, "the tampered bundle to be refused")
+		if evil.healthy() {
+			t.Fatal("OPA activated a tampered bundle")
 		}
-		io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer fake.Close()
-	evil := startOPA(t, opaConfig(fake.URL, token, kid, pem))
-	waitFor(t, 30*time.Second, "the tampered bundle to be refused", func() bool {
-		return strings.Contains(evil.stdout.String()+evil.stderr.String(), "digest mismatch")
+		// OPA either does not serve at all (it waits for a bundle) or has no
+		// decision: never one from the tampered bundle.
+		if d, err := evil.tryDecide(envoyInput("GET", "/healthz", map[string]any{})); err == nil && d != nil {
+			t.Fatalf("OPA decided with a tampered bundle: %v", d)
+		}
 	})
-	if evil.healthy() {
-		t.Fatal("OPA activated a tampered bundle")
-	}
-	// OPA either does not serve at all (it waits for a bundle) or has no
-	// decision: never one from the tampered bundle.
-	if d, err := evil.tryDecide(envoyInput("GET", "/healthz", map[string]any{})); err == nil && d != nil {
-		t.Fatalf("OPA decided with a tampered bundle: %v", d)
-	}
 }
 
 // tamper rewrites data.json inside a bundle (the signature no longer

@@ -18,6 +18,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 // TestGatewayPackageRunsTheAuthorizer downloads a gateway package from a
@@ -72,7 +73,13 @@ func TestGatewayPackageRunsTheAuthorizer(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, string(b)
 	}
-	waitFor(t, 20*time.Second, "the packaged authorizer to allow k1", func() bool { st, _ := get("k1"); return st == 200 })
+	allows := func(key string) func() error {
+		return func() error {
+			st, body := get(key)
+			return testkit.Check(st == 200, "GET /pets/9 with key %s: %d %s", key, st, body)
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, allows("k1"), "the packaged authorizer to allow k1")
 	if st, body := get("k1"); body != "pets upstream: /pets/9" {
 		t.Fatalf("allowed request: %d %q", st, body)
 	}
@@ -80,7 +87,7 @@ func TestGatewayPackageRunsTheAuthorizer(t *testing.T) {
 		t.Fatalf("wrong key: %d", st)
 	}
 	c.must(200, "PUT", "/api/admin/acme/policies/keyed", map[string]any{"policy_name": "keyed", "definition": fmt.Sprintf(interopPolicy, "k2")})
-	waitFor(t, 2*time.Second, "the policy change at the packaged authorizer", func() bool { st, _ := get("k2"); return st == 200 })
+	testkit.Eventually(t, 2*time.Second, allows("k2"), "the policy change at the packaged authorizer")
 	if st, _ := get("k1"); st != 401 {
 		t.Fatalf("old key after the change: %d", st)
 	}
@@ -90,10 +97,10 @@ func TestGatewayPackageRunsTheAuthorizer(t *testing.T) {
 	if len(creds) != 2 {
 		t.Fatalf("credentials: %v", creds)
 	}
-	waitFor(t, 10*time.Second, "the authorizer's status report", func() bool {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		st := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)
-		return st["opa"].(map[string]any)["active_revision"] == fmt.Sprint(st["bundle"].(map[string]any)["revision"])
-	})
+		return testkit.Check(st["opa"].(map[string]any)["active_revision"] == fmt.Sprint(st["bundle"].(map[string]any)["revision"]), "gateway status %v", st)
+	}, "the authorizer's status report")
 }
 
 // packageAddresses reads authz_addr and http_addr from a gateway package's

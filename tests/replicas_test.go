@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,9 +16,9 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
-	"github.com/gatehouse-dev/gatehouse/store/postgres"
 )
 
 // EnvFaults set to 1 runs the fault-injection tests (they kill a
@@ -144,19 +145,6 @@ func freshContent(ctx context.Context, st store.Store, g replicaGateway) (string
 	return canonicalContent(c.Data, modules), nil
 }
 
-// openTestStore opens the database the replicas use, for fresh compiles.
-func openTestStore(t *testing.T, url string) store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 // converged reports whether every replica serves, for every gateway, the
 // content a fresh compile of the store gives, and all under one ETag with
 // identical bytes; otherwise why not.
@@ -188,24 +176,18 @@ func converged(ctx context.Context, st store.Store, replicas []replica, gws []re
 }
 
 // waitConverged waits up to bound for converged and returns how long it
-// took.
+// took. Each check compiles every gateway and fetches it from every
+// replica: it runs every 100 ms, not at the kit's poll interval.
 func waitConverged(t *testing.T, st store.Store, replicas []replica, gws []replicaGateway, bound time.Duration) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var why string
-	for {
+	return testkit.EventuallyEvery(t, bound, 100*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ok, w := converged(ctx, st, replicas, gws)
-		cancel()
-		if ok {
-			return time.Since(start)
+		defer cancel()
+		if ok, why := converged(ctx, st, replicas, gws); !ok {
+			return errors.New(why)
 		}
-		why = w
-		if time.Since(start) > bound {
-			t.Fatalf("the replicas' bundles did not converge to the store within %v: %s", bound, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	}, "the replicas' bundles to converge to the store")
 }
 
 // metric returns one sample of a replica's /metrics ("" when absent).
@@ -233,7 +215,7 @@ func TestReplicasServeOneRevisionPerContent(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	replicas := startReplicas(t, url, 2)
 	gws := setupReplicaTenants(t, replicas[0].admin, 3)
-	st := openTestStore(t, url)
+	st := testkit.OpenPostgres(t, url)
 	waitConverged(t, st, replicas, gws, 30*time.Second)
 
 	const rounds, writers, writes = 10, 6, 4
@@ -279,61 +261,66 @@ func TestBundlesConvergeAfterPostgresKill(t *testing.T) {
 	url := srv.NewDatabase(t)
 	replicas := startReplicas(t, url, 2, "--store-timeout", "2s")
 	gws := setupReplicaTenants(t, replicas[0].admin, 3)
-	st := openTestStore(t, url)
+	st := testkit.OpenPostgres(t, url)
 	waitConverged(t, st, replicas, gws, 30*time.Second)
 
 	for round := 1; round <= 3; round++ {
-		ctx, stop := context.WithCancel(context.Background())
-		var acked atomic.Int64
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; ctx.Err() == nil; i++ {
-					g := gws[(w+i)%len(gws)]
-					c := replicas[(w+i)%len(replicas)].admin
-					rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-					r, err := c.try(rctx, "POST", "/api/admin/"+g.tenant+"/scopes",
-						map[string]any{"id": fmt.Sprintf("s-%d-%d-%d", round, w, i), "name": fmt.Sprintf("s%d.%d.%d", round, w, i)})
-					cancel()
-					if err == nil && r.Status == 201 {
-						acked.Add(1)
+		if !t.Run(fmt.Sprintf("round %d: killed mid-burst and restarted, every replica converges to the store without lag", round), func(t *testing.T) {
+			ctx, stop := context.WithCancel(context.Background())
+			var acked atomic.Int64
+			var wg sync.WaitGroup
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					for i := 0; ctx.Err() == nil; i++ {
+						g := gws[(w+i)%len(gws)]
+						c := replicas[(w+i)%len(replicas)].admin
+						rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+						r, err := c.try(rctx, "POST", "/api/admin/"+g.tenant+"/scopes",
+							map[string]any{"id": fmt.Sprintf("s-%d-%d-%d", round, w, i), "name": fmt.Sprintf("s%d.%d.%d", round, w, i)})
+						cancel()
+						if err == nil && r.Status == 201 {
+							acked.Add(1)
+						}
 					}
-				}
-			}(w)
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for acked.Load() < 30 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if err := srv.Kill(); err != nil {
+				}(w)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for acked.Load() < 30 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := srv.Kill(); err != nil {
+				stop()
+				wg.Wait()
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond) // the writers fail against the dead database
 			stop()
 			wg.Wait()
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond) // the writers fail against the dead database
-		stop()
-		wg.Wait()
-		if acked.Load() < 30 {
-			t.Fatalf("round %d: only %d writes acknowledged before the kill", round, acked.Load())
-		}
-		if err := srv.Restart(); err != nil {
-			t.Fatal(err)
-		}
-		took := waitConverged(t, st, replicas, gws, 30*time.Second)
-		var failures []string
-		for i, r := range replicas {
-			waitFor(t, 10*time.Second, fmt.Sprintf("replica %d's bundle lag to be 0", i), func() bool {
-				return r.metric(t, "gatehouse_bundle_lag_revisions") == "0"
-			})
-			n := r.metric(t, `gatehouse_bundle_build_failures_total{reason="transient"}`)
-			if n == "" {
-				t.Fatalf("replica %d has no gatehouse_bundle_build_failures_total", i)
+			if acked.Load() < 30 {
+				t.Fatalf("round %d: only %d writes acknowledged before the kill", round, acked.Load())
 			}
-			failures = append(failures, n)
+			if err := srv.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			took := waitConverged(t, st, replicas, gws, 30*time.Second)
+			var failures []string
+			for i, r := range replicas {
+				testkit.Eventually(t, 10*time.Second, func() error {
+					lag := r.metric(t, "gatehouse_bundle_lag_revisions")
+					return testkit.Check(lag == "0", "gatehouse_bundle_lag_revisions %q", lag)
+				}, "replica %d's bundle lag to be 0", i)
+				n := r.metric(t, `gatehouse_bundle_build_failures_total{reason="transient"}`)
+				if n == "" {
+					t.Fatalf("replica %d has no gatehouse_bundle_build_failures_total", i)
+				}
+				failures = append(failures, n)
+			}
+			t.Logf("round %d: %d writes acknowledged before the kill; converged %v after the restart; failed builds so far per replica %v",
+				round, acked.Load(), took.Round(time.Millisecond), failures)
+		}) {
+			return
 		}
-		t.Logf("round %d: %d writes acknowledged before the kill; converged %v after the restart; failed builds so far per replica %v",
-			round, acked.Load(), took.Round(time.Millisecond), failures)
 	}
 }

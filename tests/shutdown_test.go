@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 // shutdownBound is how soon after SIGTERM a process with nothing in
@@ -53,14 +55,7 @@ func (p *process) exitedCleanly(t *testing.T, start time.Time) {
 // within waits for ch until shutdownBound after start.
 func within[T any](t *testing.T, start time.Time, what string, ch <-chan T) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(time.Until(start.Add(shutdownBound))):
-		t.Fatalf("%s: nothing %v after SIGTERM", what, shutdownBound)
-	}
-	var zero T
-	return zero
+	return testkit.Receive(t, ch, time.Until(start.Add(shutdownBound)), "%s (at most %v after SIGTERM)", what, shutdownBound)
 }
 
 // watchHealth opens a gRPC health Watch on addr, reads the first status
@@ -91,6 +86,14 @@ func watchHealth(t *testing.T, addr string) <-chan error {
 		}
 	}()
 	return ended
+}
+
+// decidesPath is a condition: checkPath answers want.
+func decidesPath(t *testing.T, c authv3.AuthorizationClient, path string, ext map[string]string, want code.Code) func() error {
+	return func() error {
+		got := checkPath(t, c, path, ext)
+		return testkit.Check(got == want, "a check of %s: %v", path, got)
+	}
 }
 
 // checkPath asks the authorizer about GET path with the good key.
@@ -154,11 +157,11 @@ func TestServeShutsDownPromptly(t *testing.T) {
 	bundle := newClient(t, cp.URL, g.token)
 	bundle.http.Timeout = time.Minute
 	var etag string
-	waitFor(t, 20*time.Second, "the gateway's bundle", func() bool {
+	testkit.Eventually(t, 20*time.Second, func() error {
 		r := bundle.do("GET", bundleURLPath, nil)
 		etag = r.Header.Get("ETag")
-		return r.Status == 200
-	})
+		return testkit.Check(r.Status == 200, "GET %s: %d %.200s", bundleURLPath, r.Status, r.Body)
+	}, "the gateway's bundle")
 
 	// An ADS stream, served its clusters.
 	authorization, _ := packageADSMetadata(t, c, "acme", "edge")
@@ -194,32 +197,41 @@ func TestServeShutsDownPromptly(t *testing.T) {
 	authzAddr := cp.waitLog(t, "ext_authz listening", "addr")
 	inproc := authzClient(t, authzAddr)
 	ext := map[string]string{"tenant": "acme", "gateway": "edge"}
-	waitFor(t, 10*time.Second, "the in-process authorizer", func() bool { return checkPath(t, inproc, "/pets/1", ext) == code.Code_OK })
+	testkit.Eventually(t, 10*time.Second, decidesPath(t, inproc, "/pets/1", ext, code.Code_OK), "the in-process authorizer")
 	healthEnded := watchHealth(t, authzAddr)
 	polled := parkLongPoll(t, bundle, etag)
-	if got := checkPath(t, inproc, "/pets/decided-before-shutdown", ext); got != code.Code_OK {
-		t.Fatalf("check before the shutdown: %v", got)
+	if !t.Run("a check just before the signal is allowed", func(t *testing.T) {
+		if got := checkPath(t, inproc, "/pets/decided-before-shutdown", ext); got != code.Code_OK {
+			t.Fatalf("check before the shutdown: %v", got)
+		}
+	}) {
+		return
 	}
 
-	start := cp.sigterm(t)
-	if r := within(t, start, "the parked long poll", polled); r.Status != 304 || r.Header.Get("ETag") != etag {
-		t.Fatalf("the parked long poll at shutdown: %d %v %s", r.Status, r.Header, r.Body)
-	}
-	if err := within(t, start, "the ADS stream's end", adsEnded); !errors.Is(err, io.EOF) {
-		t.Fatalf("the ADS stream ended with %v, want a clean end (io.EOF)", err)
-	}
-	within(t, start, "the health watch's end", healthEnded)
-	cp.exitedCleanly(t, start)
-	if strings.Contains(cp.stderr.String(), "deadline exceeded") {
-		t.Fatalf("the shutdown ran into its deadline:\n%s", tail(cp.stderr.String(), 4000))
+	if !t.Run("on SIGTERM the parked long poll, the ADS stream and the health watch end cleanly and serve exits within the bound", func(t *testing.T) {
+		start := cp.sigterm(t)
+		if r := within(t, start, "the parked long poll", polled); r.Status != 304 || r.Header.Get("ETag") != etag {
+			t.Fatalf("the parked long poll at shutdown: %d %v %s", r.Status, r.Header, r.Body)
+		}
+		if err := within(t, start, "the ADS stream's end", adsEnded); !errors.Is(err, io.EOF) {
+			t.Fatalf("the ADS stream ended with %v, want a clean end (io.EOF)", err)
+		}
+		within(t, start, "the health watch's end", healthEnded)
+		cp.exitedCleanly(t, start)
+		if strings.Contains(cp.stderr.String(), "deadline exceeded") {
+			t.Fatalf("the shutdown ran into its deadline:\n%s", tail(cp.stderr.String(), 4000))
+		}
+	}) {
+		return
 	}
 
-	// The decision made just before the signal was flushed to the store.
-	cp2 := startServe(t, serveOptions{DataDir: data, Token: testToken})
-	if !decisionLogged(t, newClient(t, cp2.URL, testToken), "/pets/decided-before-shutdown") {
-		t.Fatal("the in-process authorizer's last decision was not flushed at shutdown")
-	}
-	cp2.stop()
+	t.Run("the decision made just before the signal was flushed to the store", func(t *testing.T) {
+		cp2 := startServe(t, serveOptions{DataDir: data, Token: testToken})
+		if !decisionLogged(t, newClient(t, cp2.URL, testToken), "/pets/decided-before-shutdown") {
+			t.Fatal("the in-process authorizer's last decision was not flushed at shutdown")
+		}
+		cp2.stop()
+	})
 }
 
 // TestAuthorizerShutsDownPromptly: gatehouse authorizer with its long poll
@@ -234,7 +246,7 @@ func TestAuthorizerShutsDownPromptly(t *testing.T) {
 	g := setupGateway(t, c, "http://127.0.0.1:9")
 	authz, addr := startAuthorizer(t, cp.URL, g, t.TempDir())
 	ac := authzClient(t, addr)
-	waitFor(t, 20*time.Second, "the authorizer's first bundle", func() bool { return checkPath(t, ac, "/pets/1", nil) == code.Code_OK })
+	testkit.Eventually(t, 20*time.Second, decidesPath(t, ac, "/pets/1", nil, code.Code_OK), "the authorizer's first bundle")
 	healthEnded := watchHealth(t, addr)
 	if got := checkPath(t, ac, "/pets/decided-before-shutdown", nil); got != code.Code_OK {
 		t.Fatalf("check before the shutdown: %v", got)
@@ -252,7 +264,7 @@ func TestAuthorizerShutsDownPromptly(t *testing.T) {
 	// The control plane, with an authorizer following it.
 	authz2, addr2 := startAuthorizer(t, cp.URL, g, t.TempDir())
 	ac2 := authzClient(t, addr2)
-	waitFor(t, 20*time.Second, "the second authorizer's bundle", func() bool { return checkPath(t, ac2, "/pets/1", nil) == code.Code_OK })
+	testkit.Eventually(t, 20*time.Second, decidesPath(t, ac2, "/pets/1", nil, code.Code_OK), "the second authorizer's bundle")
 	time.Sleep(500 * time.Millisecond)
 	start = cp.sigterm(t)
 	cp.exitedCleanly(t, start)

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 // TestControlPlaneThroughAHungDatabase runs gatehouse control-plane with
@@ -28,11 +30,15 @@ func TestControlPlaneThroughAHungDatabase(t *testing.T) {
 	gw := newClient(t, cp.URL, g.token)
 	const bundle = "/api/system/acme/gateways/edge/opa/bundle"
 	var etag string
-	waitFor(t, 30*time.Second, "the gateway's bundle, its credential remembered", func() bool {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		r := gw.do("GET", bundle, nil)
 		etag = r.Header.Get("ETag")
-		return r.Status == 200 && strings.Contains(string(c.must(200, "GET", "/metrics", nil).Body), "\ngatehouse_gateway_credentials_cached 1\n")
-	})
+		if r.Status != 200 {
+			return fmt.Errorf("GET %s: %d %.200s", bundle, r.Status, r.Body)
+		}
+		metrics := string(c.must(200, "GET", "/metrics", nil).Body)
+		return testkit.Check(strings.Contains(metrics, "\ngatehouse_gateway_credentials_cached 1\n"), "metrics without gatehouse_gateway_credentials_cached 1")
+	}, "the gateway's bundle, its credential remembered")
 
 	if err := srv.Pause(); err != nil {
 		t.Fatal(err)
@@ -71,7 +77,10 @@ func TestControlPlaneThroughAHungDatabase(t *testing.T) {
 	if err := srv.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "readyz after the database resumed", func() bool { return c.do("GET", "/readyz", nil).Status == 200 })
+	testkit.Eventually(t, 30*time.Second, func() error {
+		r := c.do("GET", "/readyz", nil)
+		return testkit.Check(r.Status == 200, "/readyz: %d %s", r.Status, r.Body)
+	}, "readyz after the database resumed")
 	c.must(200, "GET", "/api/admin/acme/tenant", nil)
 	gw.must(304, "GET", bundle, nil, "If-None-Match", etag)
 	// The write refused during the hang was not applied (its first

@@ -27,6 +27,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 // TestServeXDS subscribes to a running gatehouse serve's xDS server as an
@@ -53,7 +55,7 @@ func TestServeXDS(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := &corev3.Node{Id: "acme/edge", Cluster: "test", UserAgentName: "envoy"}
-	send := func(typeURL string, names []string, prev *discoverygrpc.DiscoveryResponse) {
+	send := func(t *testing.T, typeURL string, names []string, prev *discoverygrpc.DiscoveryResponse) {
 		t.Helper()
 		req := &discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: typeURL, ResourceNames: names}
 		if prev != nil {
@@ -63,7 +65,7 @@ func TestServeXDS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recv := func(typeURL string) *discoverygrpc.DiscoveryResponse {
+	recv := func(t *testing.T, typeURL string) *discoverygrpc.DiscoveryResponse {
 		t.Helper()
 		for {
 			res, err := stream.Recv()
@@ -75,31 +77,8 @@ func TestServeXDS(t *testing.T) {
 			}
 		}
 	}
-	send(resource.ClusterType, nil, nil)
-	clusters := recv(resource.ClusterType)
-	send(resource.ClusterType, nil, clusters)
-	send(resource.ListenerType, nil, nil)
-	lds := recv(resource.ListenerType)
-	send(resource.ListenerType, nil, lds)
-	if len(lds.Resources) != 1 || len(clusters.Resources) < 2 {
-		t.Fatalf("listeners %d, clusters %d", len(lds.Resources), len(clusters.Resources))
-	}
-	var l listenerv3.Listener
-	if err := lds.Resources[0].UnmarshalTo(&l); err != nil {
-		t.Fatal(err)
-	}
-	var hcm hcmv3.HttpConnectionManager
-	if err := l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
-		t.Fatal(err)
-	}
-	if hcm.HttpFilters[1].Name != "envoy.filters.http.ext_authz" || l.Address.GetSocketAddress().GetPortValue() != 10000 {
-		t.Fatalf("listener: %v", &l)
-	}
-	rdsName := hcm.GetRds().GetRouteConfigName()
-	send(resource.RouteType, []string{rdsName}, nil)
-	rds := recv(resource.RouteType)
-	send(resource.RouteType, []string{rdsName}, rds)
-	routes := func(r *discoverygrpc.DiscoveryResponse) string {
+	routes := func(t *testing.T, r *discoverygrpc.DiscoveryResponse) string {
+		t.Helper()
 		var rc routev3.RouteConfiguration
 		if err := r.Resources[0].UnmarshalTo(&rc); err != nil {
 			t.Fatal(err)
@@ -112,27 +91,66 @@ func TestServeXDS(t *testing.T) {
 		}
 		return strings.Join(all, "\n")
 	}
-	if got := routes(rds); !strings.Contains(got, "healthz") || !strings.Contains(got, "pets") {
-		t.Fatalf("routes: %s", got)
-	}
 
-	start := time.Now()
-	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "list-cats", "service_id": "pets", "method": "GET", "path": "/cats", "policy_id": "keyed"})
-	next := recv(resource.RouteType)
-	took := time.Since(start)
-	send(resource.RouteType, []string{rdsName}, next)
-	if next.VersionInfo == rds.VersionInfo || !strings.Contains(routes(next), "cats") {
-		t.Fatalf("update: version %s -> %s, routes %s", rds.VersionInfo, next.VersionInfo, routes(next))
+	var rdsName string
+	if !t.Run("an ADS client gets the gateway's clusters and its listener with ext_authz", func(t *testing.T) {
+		send(t, resource.ClusterType, nil, nil)
+		clusters := recv(t, resource.ClusterType)
+		send(t, resource.ClusterType, nil, clusters)
+		send(t, resource.ListenerType, nil, nil)
+		lds := recv(t, resource.ListenerType)
+		send(t, resource.ListenerType, nil, lds)
+		if len(lds.Resources) != 1 || len(clusters.Resources) < 2 {
+			t.Fatalf("listeners %d, clusters %d", len(lds.Resources), len(clusters.Resources))
+		}
+		var l listenerv3.Listener
+		if err := lds.Resources[0].UnmarshalTo(&l); err != nil {
+			t.Fatal(err)
+		}
+		var hcm hcmv3.HttpConnectionManager
+		if err := l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+			t.Fatal(err)
+		}
+		if hcm.HttpFilters[1].Name != "envoy.filters.http.ext_authz" || l.Address.GetSocketAddress().GetPortValue() != 10000 {
+			t.Fatalf("listener: %v", &l)
+		}
+		rdsName = hcm.GetRds().GetRouteConfigName()
+	}) {
+		return
 	}
-	if took > 500*time.Millisecond {
-		t.Fatalf("the change took %v to reach the xDS client", took)
+	var rds *discoverygrpc.DiscoveryResponse
+	if !t.Run("it gets the routes the listener names", func(t *testing.T) {
+		send(t, resource.RouteType, []string{rdsName}, nil)
+		rds = recv(t, resource.RouteType)
+		send(t, resource.RouteType, []string{rdsName}, rds)
+		if got := routes(t, rds); !strings.Contains(got, "healthz") || !strings.Contains(got, "pets") {
+			t.Fatalf("routes: %s", got)
+		}
+	}) {
+		return
 	}
-	t.Logf("admin change reached the xDS client after %v", took)
-	// The node shows up in the gateway's status.
-	xds := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)["xds"]
-	if !strings.Contains(toJSON(t, xds), "acme/edge") {
-		t.Fatalf("status.xds: %v", xds)
+	if !t.Run("an admin change reaches it within 500ms as a new version", func(t *testing.T) {
+		start := time.Now()
+		c.on(t).must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "list-cats", "service_id": "pets", "method": "GET", "path": "/cats", "policy_id": "keyed"})
+		next := recv(t, resource.RouteType)
+		took := time.Since(start)
+		send(t, resource.RouteType, []string{rdsName}, next)
+		if next.VersionInfo == rds.VersionInfo || !strings.Contains(routes(t, next), "cats") {
+			t.Fatalf("update: version %s -> %s, routes %s", rds.VersionInfo, next.VersionInfo, routes(t, next))
+		}
+		if took > 500*time.Millisecond {
+			t.Fatalf("the change took %v to reach the xDS client", took)
+		}
+		t.Logf("admin change reached the xDS client after %v", took)
+	}) {
+		return
 	}
+	t.Run("the node shows up in the gateway's status", func(t *testing.T) {
+		xds := c.on(t).must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)["xds"]
+		if !strings.Contains(toJSON(t, xds), "acme/edge") {
+			t.Fatalf("status.xds: %v", xds)
+		}
+	})
 }
 
 func toJSON(t *testing.T, v any) string {
@@ -213,67 +231,90 @@ func TestServeXDSAuthentication(t *testing.T) {
 		return ctx
 	}
 	node := &corev3.Node{Id: "acme/edge", Cluster: "test", UserAgentName: "envoy"}
-	for _, tc := range []struct {
-		name, authorization string
-		want                codes.Code
-	}{
-		{"no credential", "", codes.Unauthenticated},
-		{"revoked credential", revoked, codes.Unauthenticated},
-		{"another gateway's credential", side, codes.PermissionDenied},
-		{"another tenant's credential", beta, codes.PermissionDenied},
-	} {
-		s, err := ads.StreamAggregatedResources(streamCtx(tc.authorization))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// A stream refused at once may end before the send (io.EOF); the
-		// refusal comes with the receive.
-		if err := s.Send(&discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: resource.ListenerType}); err != nil && !errors.Is(err, io.EOF) {
-			t.Fatal(err)
-		}
-		if r, err := s.Recv(); status.Code(err) != tc.want {
-			t.Fatalf("%s: got %v (response %v), want %v", tc.name, err, r, tc.want)
-		}
-		_ = s.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resource.ListenerType, ResponseNonce: "1", VersionInfo: "1",
-			ErrorDetail: &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "forged"}})
-		d, err := ads.DeltaAggregatedResources(streamCtx(tc.authorization))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Send(&discoverygrpc.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil && !errors.Is(err, io.EOF) {
-			t.Fatal(err)
-		}
-		if r, err := d.Recv(); status.Code(err) != tc.want {
-			t.Fatalf("%s (delta): got %v (response %v), want %v", tc.name, err, r, tc.want)
-		}
+	xdsStatus := func(t *testing.T) map[string]any {
+		return c.on(t).must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)["xds"].(map[string]any)
 	}
-	xdsStatus := func() map[string]any {
-		return c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)["xds"].(map[string]any)
+	if !t.Run("a stream is refused", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, authorization string
+			want                codes.Code
+		}{
+			{"no credential", "", codes.Unauthenticated},
+			{"revoked credential", revoked, codes.Unauthenticated},
+			{"another gateway's credential", side, codes.PermissionDenied},
+			{"another tenant's credential", beta, codes.PermissionDenied},
+		} {
+			t.Run("with "+tc.name, func(t *testing.T) {
+				s, err := ads.StreamAggregatedResources(streamCtx(tc.authorization))
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A stream refused at once may end before the send (io.EOF); the
+				// refusal comes with the receive.
+				if err := s.Send(&discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: resource.ListenerType}); err != nil && !errors.Is(err, io.EOF) {
+					t.Fatal(err)
+				}
+				if r, err := s.Recv(); status.Code(err) != tc.want {
+					t.Fatalf("%s: got %v (response %v), want %v", tc.name, err, r, tc.want)
+				}
+				_ = s.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resource.ListenerType, ResponseNonce: "1", VersionInfo: "1",
+					ErrorDetail: &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "forged"}})
+				d, err := ads.DeltaAggregatedResources(streamCtx(tc.authorization))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := d.Send(&discoverygrpc.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil && !errors.Is(err, io.EOF) {
+					t.Fatal(err)
+				}
+				if r, err := d.Recv(); status.Code(err) != tc.want {
+					t.Fatalf("%s (delta): got %v (response %v), want %v", tc.name, err, r, tc.want)
+				}
+			})
+		}
+	}) {
+		return
 	}
-	if st := xdsStatus(); len(st["nodes"].([]any)) != 0 || st["last_nack"] != nil {
-		t.Fatalf("refused streams in status.xds: %v", st)
+	if !t.Run("refused streams leave no trace in status.xds", func(t *testing.T) {
+		if st := xdsStatus(t); len(st["nodes"].([]any)) != 0 || st["last_nack"] != nil {
+			t.Fatalf("refused streams in status.xds: %v", st)
+		}
+	}) {
+		return
 	}
 
-	// The package's own credential is served; revoking it ends the stream.
 	s, err := ads.StreamAggregatedResources(streamCtx(good))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Send(&discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil {
-		t.Fatal(err)
+	if !t.Run("the package's own credential is served and its node shows in status.xds", func(t *testing.T) {
+		if err := s.Send(&discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		cds, err := s.Recv()
+		if err != nil || len(cds.GetResources()) < 2 {
+			t.Fatalf("own credential: %v %v", cds, err)
+		}
+		if err := s.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resource.ClusterType, VersionInfo: cds.GetVersionInfo(),
+			ResponseNonce: cds.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 5*time.Second, nodes(t, xdsStatus, 1), "the node in status.xds")
+	}) {
+		return
 	}
-	cds, err := s.Recv()
-	if err != nil || len(cds.GetResources()) < 2 {
-		t.Fatalf("own credential: %v %v", cds, err)
+	t.Run("revoking the credential ends the stream and the node leaves status.xds", func(t *testing.T) {
+		c.on(t).must(204, "DELETE", "/api/admin/acme/gateways/edge/credentials/"+goodID, nil)
+		if _, err := s.Recv(); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("after revocation: %v, want Unauthenticated", err)
+		}
+		testkit.Eventually(t, 5*time.Second, nodes(t, xdsStatus, 0), "the node to leave status.xds")
+	})
+}
+
+// nodes is a condition: status.xds lists n nodes.
+func nodes(t *testing.T, xdsStatus func(t *testing.T) map[string]any, n int) func() error {
+	return func() error {
+		st := xdsStatus(t)
+		return testkit.Check(len(st["nodes"].([]any)) == n, "status.xds %v", st)
 	}
-	if err := s.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resource.ClusterType, VersionInfo: cds.GetVersionInfo(),
-		ResponseNonce: cds.GetNonce()}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "the node in status.xds", func() bool { return len(xdsStatus()["nodes"].([]any)) == 1 })
-	c.must(204, "DELETE", "/api/admin/acme/gateways/edge/credentials/"+goodID, nil)
-	if _, err := s.Recv(); status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("after revocation: %v, want Unauthenticated", err)
-	}
-	waitFor(t, 5*time.Second, "the node to leave status.xds", func() bool { return len(xdsStatus()["nodes"].([]any)) == 0 })
 }
