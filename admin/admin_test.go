@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/bundleservice"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
@@ -203,7 +204,7 @@ func TestAuthentication(t *testing.T) {
 			} else {
 				r = e.do("GET", path, "", nil, "Authorization", c.header)
 			}
-			if r.status != 401 || r.errorCode(t) != admin.CodeUnauthorized {
+			if r.status != 401 || r.errorCode(t) != httpapi.CodeUnauthorized {
 				t.Errorf("%s %s: status %d %s", path, c.name, r.status, r.body)
 			}
 			if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
@@ -238,14 +239,14 @@ func TestTenantIsolation(t *testing.T) {
 		{"POST", "/api/system/tenants/tenant-a/credentials"},
 	} {
 		r := e.do(c.method, c.path, tokA, map[string]any{"name": "x"})
-		if r.status != 403 || r.errorCode(t) != admin.CodeForbidden {
+		if r.status != 403 || r.errorCode(t) != httpapi.CodeForbidden {
 			t.Errorf("tenant-a token on %s %s: %d %s", c.method, c.path, r.status, r.body)
 		}
 	}
 	// The bootstrap token is system-wide.
 	e.expect(e.do("GET", "/api/admin/tenant-b/tenant", rootToken, nil), 200)
 	// Unknown tenant: 404 for the system token.
-	if r := e.do("GET", "/api/admin/no-such-tenant/events", rootToken, nil); r.status != 404 || r.errorCode(t) != admin.CodeNotFound {
+	if r := e.do("GET", "/api/admin/no-such-tenant/events", rootToken, nil); r.status != 404 || r.errorCode(t) != httpapi.CodeNotFound {
 		t.Fatalf("unknown tenant: %d %s", r.status, r.body)
 	}
 	// Credentials are listed without secrets, and revoking one locks it out.
@@ -313,14 +314,14 @@ func TestTenantCRUD(t *testing.T) {
 	// Stale If-Match: 412, nothing changes.
 	body["name"] = "Lost update"
 	before := e.snapshot()
-	if r := e.do("PUT", "/api/system/tenants/acme", rootToken, body, "If-Match", etag); r.status != 412 || r.errorCode(t) != admin.CodePreconditionFailed {
+	if r := e.do("PUT", "/api/system/tenants/acme", rootToken, body, "If-Match", etag); r.status != 412 || r.errorCode(t) != httpapi.CodePreconditionFailed {
 		t.Fatalf("stale If-Match: %d %s", r.status, r.body)
 	}
 	if r := e.do("DELETE", "/api/system/tenants/acme", rootToken, nil, "If-Match", etag); r.status != 412 {
 		t.Fatalf("stale If-Match on delete: %d %s", r.status, r.body)
 	}
 	e.requireUnchanged(t, before, "a refused write changed the store")
-	if r := e.do("PUT", "/api/system/tenants/acme", rootToken, body, "If-Match", "W/\"3\""); r.status != 400 || r.errorCode(t) != admin.CodeInvalidHeader {
+	if r := e.do("PUT", "/api/system/tenants/acme", rootToken, body, "If-Match", "W/\"3\""); r.status != 400 || r.errorCode(t) != httpapi.CodeInvalidHeader {
 		t.Fatalf("weak If-Match: %d %s", r.status, r.body)
 	}
 
@@ -388,7 +389,7 @@ func TestTenantStatusLifecycle(t *testing.T) {
 	// Only AVAILABLE <-> DISABLED can be requested.
 	for _, s := range []string{"CREATING", "UPDATING", "DELETED"} {
 		r := put("/api/system/tenants/acme", rootToken, s)
-		if r.status != 409 || r.errorCode(t) != admin.CodeInvalidTransition {
+		if r.status != 409 || r.errorCode(t) != httpapi.CodeInvalidTransition {
 			t.Errorf("status %s: %d %s", s, r.status, r.body)
 		}
 	}
@@ -408,7 +409,7 @@ func TestTenantStatusLifecycle(t *testing.T) {
 		e.do("PUT", "/api/admin/acme/tenant", tok, map[string]any{"name": "Renamed while disabled", "status": "DISABLED"}),
 		e.do("PUT", "/api/admin/acme/tenant", tok, map[string]any{"name": "Renamed while disabled"}),
 	} {
-		if r.status != 403 || r.errorCode(t) != admin.CodeTenantDisabled {
+		if r.status != 403 || r.errorCode(t) != httpapi.CodeTenantDisabled {
 			t.Errorf("disabled tenant: %d %s", r.status, r.body)
 		}
 	}
@@ -431,33 +432,33 @@ func TestBadInputIsRejectedWithTheErrorShape(t *testing.T) {
 		status             int
 		code, field        string
 	}{
-		{"unknown field", "POST", "/api/system/tenants", `{"name":"a","colour":"red"}`, nil, 400, admin.CodeUnknownField, "colour"},
-		{"wrong type", "POST", "/api/system/tenants", `{"name":42}`, nil, 400, admin.CodeInvalidField, "name"},
-		{"wrong nested type", "POST", "/api/system/tenants", `{"name":"a","labels":{"k":1}}`, nil, 400, admin.CodeInvalidField, "labels"},
-		{"malformed JSON", "POST", "/api/system/tenants", `{"name":`, nil, 400, admin.CodeInvalidJSON, ""},
-		{"not an object", "POST", "/api/system/tenants", `[1,2]`, nil, 400, admin.CodeInvalidJSON, ""},
-		{"trailing data", "POST", "/api/system/tenants", `{"name":"a"} {"name":"b"}`, nil, 400, admin.CodeInvalidJSON, ""},
-		{"empty body", "POST", "/api/system/tenants", ``, nil, 400, admin.CodeInvalidJSON, ""},
-		{"oversize body", "POST", "/api/system/tenants", big, nil, 413, admin.CodeBodyTooLarge, ""},
-		{"missing name", "POST", "/api/system/tenants", `{"id":"abc"}`, nil, 400, admin.CodeMissingField, "name"},
-		{"blank name", "POST", "/api/system/tenants", `{"id":"abc","name":"  "}`, nil, 400, admin.CodeMissingField, "name"},
-		{"bad id", "POST", "/api/system/tenants", `{"id":"Not_Valid","name":"a"}`, nil, 400, admin.CodeInvalidField, "id"},
-		{"long id", "POST", "/api/system/tenants", `{"id":"` + strings.Repeat("a", 64) + `","name":"a"}`, nil, 400, admin.CodeInvalidField, "id"},
-		{"bad label", "POST", "/api/system/tenants", `{"name":"a","labels":{"-bad-":"v"}}`, nil, 400, admin.CodeInvalidField, "labels.-bad-"},
-		{"wrong content type", "POST", "/api/system/tenants", `name=a`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, admin.CodeUnsupportedMedia, ""},
-		{"bad tid in path", "GET", "/api/system/tenants/UPPER", nil, nil, 400, admin.CodeInvalidField, "tid"},
-		{"bad tid in admin path", "GET", "/api/admin/bad_tid/tenant", nil, nil, 400, admin.CodeInvalidField, "tid"},
-		{"id mismatch", "PUT", "/api/system/tenants/acme", `{"id":"other","name":"a"}`, nil, 400, admin.CodeInvalidField, "id"},
-		{"bad limit", "GET", "/api/system/tenants?limit=0", nil, nil, 400, admin.CodeInvalidField, "limit"},
-		{"huge limit", "GET", "/api/system/tenants?limit=100000", nil, nil, 400, admin.CodeInvalidField, "limit"},
-		{"bad cursor", "GET", "/api/system/tenants?after=zzz", nil, nil, 400, admin.CodeInvalidField, "after"},
-		{"bad event cursor", "GET", "/api/admin/acme/events?after=zzz", nil, nil, 400, admin.CodeInvalidField, "after"},
-		{"bad bool", "GET", "/api/system/tenants?include_deleted=maybe", nil, nil, 400, admin.CodeInvalidField, "include_deleted"},
-		{"bad from", "GET", "/api/admin/acme/events?from=yesterday", nil, nil, 400, admin.CodeInvalidField, "from"},
-		{"to before from", "GET", "/api/admin/acme/events?from=2000&to=1000", nil, nil, 400, admin.CodeInvalidField, "to"},
-		{"bad credential id", "DELETE", "/api/system/tenants/acme/credentials/a%20b", nil, nil, 400, admin.CodeInvalidField, "cid"},
-		{"unknown route", "GET", "/api/nothing-here", nil, nil, 404, admin.CodeNotFound, ""},
-		{"wrong method", "PATCH", "/api/system/tenants", nil, nil, 405, admin.CodeMethodNotAllowed, ""},
+		{"unknown field", "POST", "/api/system/tenants", `{"name":"a","colour":"red"}`, nil, 400, httpapi.CodeUnknownField, "colour"},
+		{"wrong type", "POST", "/api/system/tenants", `{"name":42}`, nil, 400, httpapi.CodeInvalidField, "name"},
+		{"wrong nested type", "POST", "/api/system/tenants", `{"name":"a","labels":{"k":1}}`, nil, 400, httpapi.CodeInvalidField, "labels"},
+		{"malformed JSON", "POST", "/api/system/tenants", `{"name":`, nil, 400, httpapi.CodeInvalidJSON, ""},
+		{"not an object", "POST", "/api/system/tenants", `[1,2]`, nil, 400, httpapi.CodeInvalidJSON, ""},
+		{"trailing data", "POST", "/api/system/tenants", `{"name":"a"} {"name":"b"}`, nil, 400, httpapi.CodeInvalidJSON, ""},
+		{"empty body", "POST", "/api/system/tenants", ``, nil, 400, httpapi.CodeInvalidJSON, ""},
+		{"oversize body", "POST", "/api/system/tenants", big, nil, 413, httpapi.CodeBodyTooLarge, ""},
+		{"missing name", "POST", "/api/system/tenants", `{"id":"abc"}`, nil, 400, httpapi.CodeMissingField, "name"},
+		{"blank name", "POST", "/api/system/tenants", `{"id":"abc","name":"  "}`, nil, 400, httpapi.CodeMissingField, "name"},
+		{"bad id", "POST", "/api/system/tenants", `{"id":"Not_Valid","name":"a"}`, nil, 400, httpapi.CodeInvalidField, "id"},
+		{"long id", "POST", "/api/system/tenants", `{"id":"` + strings.Repeat("a", 64) + `","name":"a"}`, nil, 400, httpapi.CodeInvalidField, "id"},
+		{"bad label", "POST", "/api/system/tenants", `{"name":"a","labels":{"-bad-":"v"}}`, nil, 400, httpapi.CodeInvalidField, "labels.-bad-"},
+		{"wrong content type", "POST", "/api/system/tenants", `name=a`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, httpapi.CodeUnsupportedMedia, ""},
+		{"bad tid in path", "GET", "/api/system/tenants/UPPER", nil, nil, 400, httpapi.CodeInvalidField, "tid"},
+		{"bad tid in admin path", "GET", "/api/admin/bad_tid/tenant", nil, nil, 400, httpapi.CodeInvalidField, "tid"},
+		{"id mismatch", "PUT", "/api/system/tenants/acme", `{"id":"other","name":"a"}`, nil, 400, httpapi.CodeInvalidField, "id"},
+		{"bad limit", "GET", "/api/system/tenants?limit=0", nil, nil, 400, httpapi.CodeInvalidField, "limit"},
+		{"huge limit", "GET", "/api/system/tenants?limit=100000", nil, nil, 400, httpapi.CodeInvalidField, "limit"},
+		{"bad cursor", "GET", "/api/system/tenants?after=zzz", nil, nil, 400, httpapi.CodeInvalidField, "after"},
+		{"bad event cursor", "GET", "/api/admin/acme/events?after=zzz", nil, nil, 400, httpapi.CodeInvalidField, "after"},
+		{"bad bool", "GET", "/api/system/tenants?include_deleted=maybe", nil, nil, 400, httpapi.CodeInvalidField, "include_deleted"},
+		{"bad from", "GET", "/api/admin/acme/events?from=yesterday", nil, nil, 400, httpapi.CodeInvalidField, "from"},
+		{"to before from", "GET", "/api/admin/acme/events?from=2000&to=1000", nil, nil, 400, httpapi.CodeInvalidField, "to"},
+		{"bad credential id", "DELETE", "/api/system/tenants/acme/credentials/a%20b", nil, nil, 400, httpapi.CodeInvalidField, "cid"},
+		{"unknown route", "GET", "/api/nothing-here", nil, nil, 404, httpapi.CodeNotFound, ""},
+		{"wrong method", "PATCH", "/api/system/tenants", nil, nil, 405, httpapi.CodeMethodNotAllowed, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -552,11 +553,11 @@ func TestMetricsNeedASystemToken(t *testing.T) {
 	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge"}), 201)
 	for _, tok := range []string{"", "not-the-token-at-all"} {
 		r := e.do("GET", "/metrics", tok, nil)
-		if r.status != 401 || r.errorCode(t) != admin.CodeUnauthorized || strings.Contains(string(r.body), "acme") {
+		if r.status != 401 || r.errorCode(t) != httpapi.CodeUnauthorized || strings.Contains(string(r.body), "acme") {
 			t.Fatalf("/metrics with token %q: %d %s", tok, r.status, r.body)
 		}
 	}
-	if r := e.do("GET", "/metrics", e.credential("acme"), nil); r.status != 403 || r.errorCode(t) != admin.CodeForbidden {
+	if r := e.do("GET", "/metrics", e.credential("acme"), nil); r.status != 403 || r.errorCode(t) != httpapi.CodeForbidden {
 		t.Fatalf("/metrics with a tenant token: %d %s", r.status, r.body)
 	}
 	if m := e.expect(e.do("GET", "/metrics", rootToken, nil), 200); !strings.Contains(string(m.body), "gatehouse_http_requests_total") {
@@ -587,7 +588,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}
 	e.expect(e.do("GET", "/readyz", "", nil), 200)
 	e.store.Close()
-	if r := e.do("GET", "/readyz", "", nil); r.status != 503 || r.errorCode(t) != admin.CodeStoreUnavailable || r.header.Get("Retry-After") == "" {
+	if r := e.do("GET", "/readyz", "", nil); r.status != 503 || r.errorCode(t) != httpapi.CodeStoreUnavailable || r.header.Get("Retry-After") == "" {
 		t.Fatalf("readyz with a closed store: %d %s", r.status, r.body)
 	}
 	e.expect(e.do("GET", "/healthz", "", nil), 200)

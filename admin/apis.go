@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/resource"
@@ -219,7 +220,7 @@ func checkRouteFree(ctx context.Context, rd store.Reader, tid, selfID string, ro
 	if err != nil {
 		return err
 	}
-	return newError(http.StatusConflict, CodeAlreadyExists,
+	return newError(http.StatusConflict, httpapi.CodeAlreadyExists,
 		fmt.Sprintf("API %q of service %q already has method %s and path %s (equivalent to %s)",
 			other.Meta.ID, serviceID, other.Spec.Method, other.Spec.Path, route.Template.Raw),
 		map[string]any{"kind": "api", "id": other.Meta.ID, "method": other.Spec.Method, "path": other.Spec.Path})
@@ -260,7 +261,7 @@ func checkRouteTakeover(ctx context.Context, rd store.Reader, tid string, scope 
 		if scope.apis[existing.ID] || (scope.services[existing.Spec.ServiceID] && !scope.services[other.Spec.ServiceID]) {
 			existing, other = other, existing
 		}
-		return newError(http.StatusConflict, CodeConflict,
+		return newError(http.StatusConflict, httpapi.CodeConflict,
 			fmt.Sprintf("API %q of service %q (%s %s) already serves these requests on host %s of gateway %q; "+
 				"API %q of service %q (%s %s) would take them over (or lose them): change the path, the method or the hosts, "+
 				"or serve the services through different gateways",
@@ -275,7 +276,7 @@ func checkRouteTakeover(ctx context.Context, rd store.Reader, tid string, scope 
 // errSpecificationOwnsAPIs is the 409 for hand-editing the API list of a
 // service whose APIs come from an OpenAPI import.
 func errSpecificationOwnsAPIs(serviceID, what string) *Error {
-	return newError(http.StatusConflict, CodeConflict,
+	return newError(http.StatusConflict, httpapi.CodeConflict,
 		fmt.Sprintf("%s: the APIs of service %q are imported from an OpenAPI specification; "+
 			"re-import the specification, or remove it (DELETE /services/%s/apis) to manage APIs by hand", what, serviceID, serviceID),
 		map[string]any{"service_id": serviceID})

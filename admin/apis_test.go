@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
@@ -35,7 +36,7 @@ func TestAPIs(t *testing.T) {
 	// The same method and an equivalent path in the same service conflict;
 	// another method or another service do not.
 	r := e.do("POST", base, tok, map[string]any{"service_id": "pets", "method": "GET", "path": "/pets/{petId}"})
-	if r.status != 409 || r.errorCode(t) != admin.CodeAlreadyExists || !contains(r.json(t)["error"], `"get-pet"`, "method GET and path /pets/{id}") {
+	if r.status != 409 || r.errorCode(t) != httpapi.CodeAlreadyExists || !contains(r.json(t)["error"], `"get-pet"`, "method GET and path /pets/{id}") {
 		t.Fatalf("equivalent path: %d %s", r.status, r.body)
 	}
 	e.expect(e.do("POST", base, tok, map[string]any{"id": "put-pet", "service_id": "pets", "method": "PUT", "path": "/pets/{petId}"}), 201)

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse-dev/gatehouse/internal/field"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -160,7 +161,7 @@ func unknownReference(field, what, id string) *Error {
 
 // inUse is a 409 for deleting an object others still reference.
 func inUse(what, id string, users map[string][]string) *Error {
-	return newError(http.StatusConflict, CodeInUse, fmt.Sprintf("%s %q is in use", what, id),
+	return newError(http.StatusConflict, httpapi.CodeInUse, fmt.Sprintf("%s %q is in use", what, id),
 		map[string]any{"kind": what, "id": id, "used_by": users})
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gatehouse-dev/gatehouse/internal/field"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -290,7 +291,7 @@ func (s *Server) validateConfiguration(in map[string]json.RawMessage) (*configPl
 	}
 	for _, name := range slices.Sorted(maps.Keys(in)) {
 		if name != "version" && name != "tenant" && !lists[name] {
-			return nil, newError(http.StatusBadRequest, CodeUnknownField, name+": unknown field", map[string]any{"field": name, "reason": "unknown field"})
+			return nil, newError(http.StatusBadRequest, httpapi.CodeUnknownField, name+": unknown field", map[string]any{"field": name, "reason": "unknown field"})
 		}
 	}
 	var version *int
@@ -395,7 +396,7 @@ func wireRefs(k *resource.Kind, raw json.RawMessage, path string) []configRef {
 // decodeConfigItem strictly decodes one object of the document.
 func decodeConfigItem(raw json.RawMessage, dst any) *Error {
 	if !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) {
-		return newError(http.StatusBadRequest, CodeInvalidField, "must be a JSON object", map[string]any{"reason": "must be a JSON object"})
+		return newError(http.StatusBadRequest, httpapi.CodeInvalidField, "must be a JSON object", map[string]any{"reason": "must be a JSON object"})
 	}
 	// The envelope's read-only fields are no part of a document (exports
 	// leave them out), even where the resource's body accepts them back.

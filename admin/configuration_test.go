@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 )
 
 const configPath = "/api/system/configuration"
@@ -477,52 +478,52 @@ func TestConfigurationInvalidDocuments(t *testing.T) {
 			delete(at(d, "policies", 0), "definition")
 			at(d, "policies", 0)["language"] = "validators"
 		}), "", 400, admin.CodeInvalidPolicy, "policies[0].validators[0].name"},
-		{"dangling service", edit(func(d map[string]any) { at(d, "apis", 0)["service_id"] = "ghost" }), "", 400, admin.CodeInvalidField, "apis[0].service_id"},
-		{"dangling policy", edit(func(d map[string]any) { at(d, "apis", getPetAt)["policy_id"] = "ghost" }), "", 400, admin.CodeInvalidField,
+		{"dangling service", edit(func(d map[string]any) { at(d, "apis", 0)["service_id"] = "ghost" }), "", 400, httpapi.CodeInvalidField, "apis[0].service_id"},
+		{"dangling policy", edit(func(d map[string]any) { at(d, "apis", getPetAt)["policy_id"] = "ghost" }), "", 400, httpapi.CodeInvalidField,
 			fmt.Sprintf("apis[%d].policy_id", getPetAt)},
-		{"dangling scope service", edit(func(d map[string]any) { at(d, "scopes", petsReadAt)["service_id"] = "ghost" }), "", 400, admin.CodeInvalidField,
+		{"dangling scope service", edit(func(d map[string]any) { at(d, "scopes", petsReadAt)["service_id"] = "ghost" }), "", 400, httpapi.CodeInvalidField,
 			fmt.Sprintf("scopes[%d].service_id", petsReadAt)},
 		{"dangling gateway service", edit(func(d map[string]any) { at(d, "gateways", edgeAt)["service_ids"] = []string{"pets", "ghost"} }), "", 400,
-			admin.CodeInvalidField, fmt.Sprintf("gateways[%d].service_ids[1]", edgeAt)},
+			httpapi.CodeInvalidField, fmt.Sprintf("gateways[%d].service_ids[1]", edgeAt)},
 		{"service deleted but referenced", edit(func(d map[string]any) {
 			d["services"] = slices.Delete(docList(d, "services"), petsAt, petsAt+1)
-		}), "", 400, admin.CodeInvalidField, fmt.Sprintf("apis[%d].service_id", firstPetsAPI)},
+		}), "", 400, httpapi.CodeInvalidField, fmt.Sprintf("apis[%d].service_id", firstPetsAPI)},
 		{"duplicate id", edit(func(d map[string]any) {
 			d["services"] = append(docList(d, "services"), map[string]any{"id": "pets", "name": "Another", "url": "http://x"})
-		}), "", 400, admin.CodeInvalidField, "services[3].id"},
+		}), "", 400, httpapi.CodeInvalidField, "services[3].id"},
 		{"duplicate name", edit(func(d map[string]any) {
 			d["scopes"] = append(docList(d, "scopes"), map[string]any{"id": "again", "name": "pets.read"})
-		}), "", 400, admin.CodeInvalidField, fmt.Sprintf("scopes[%d].name", n["scopes"])},
+		}), "", 400, httpapi.CodeInvalidField, fmt.Sprintf("scopes[%d].name", n["scopes"])},
 		{"duplicate route", edit(func(d map[string]any) {
 			d["apis"] = append(docList(d, "apis"), map[string]any{"id": "twin", "service_id": "pets", "method": "GET", "path": "/pets/{petId}"})
-		}), "", 400, admin.CodeInvalidField, fmt.Sprintf("apis[%d].path", n["apis"])},
-		{"bad template", edit(func(d map[string]any) { at(d, "apis", 0)["path"] = "/files/{name}.json" }), "", 400, admin.CodeInvalidField, "apis[0].path"},
-		{"bad method", edit(func(d map[string]any) { at(d, "apis", 0)["method"] = "FETCH" }), "", 400, admin.CodeInvalidField, "apis[0].method"},
-		{"bad url", edit(func(d map[string]any) { at(d, "services", 0)["url"] = "ftp://x" }), "", 400, admin.CodeInvalidField, "services[0].url"},
+		}), "", 400, httpapi.CodeInvalidField, fmt.Sprintf("apis[%d].path", n["apis"])},
+		{"bad template", edit(func(d map[string]any) { at(d, "apis", 0)["path"] = "/files/{name}.json" }), "", 400, httpapi.CodeInvalidField, "apis[0].path"},
+		{"bad method", edit(func(d map[string]any) { at(d, "apis", 0)["method"] = "FETCH" }), "", 400, httpapi.CodeInvalidField, "apis[0].method"},
+		{"bad url", edit(func(d map[string]any) { at(d, "services", 0)["url"] = "ftp://x" }), "", 400, httpapi.CodeInvalidField, "services[0].url"},
 		{"bad host", edit(func(d map[string]any) { at(d, "services", petsAt)["hosts"] = []string{"ok.example", "not a host"} }), "", 400,
-			admin.CodeInvalidField, fmt.Sprintf("services[%d].hosts[1]", petsAt)},
-		{"bad gateway type", edit(func(d map[string]any) { at(d, "gateways", 0)["type"] = "pyron" }), "", 400, admin.CodeInvalidField, "gateways[0].type"},
+			httpapi.CodeInvalidField, fmt.Sprintf("services[%d].hosts[1]", petsAt)},
+		{"bad gateway type", edit(func(d map[string]any) { at(d, "gateways", 0)["type"] = "pyron" }), "", 400, httpapi.CodeInvalidField, "gateways[0].type"},
 		{"bad label", edit(func(d map[string]any) { at(d, "scopes", 0)["labels"] = map[string]string{"-bad-": "v"} }), "", 400,
-			admin.CodeInvalidField, "scopes[0].labels.-bad-"},
-		{"bad tenant", edit(func(d map[string]any) { d["tenant"].(map[string]any)["name"] = " " }), "", 400, admin.CodeMissingField, "tenant.name"},
-		{"bad tenant id", edit(func(d map[string]any) { d["tenant"].(map[string]any)["id"] = "Not_Valid" }), "", 400, admin.CodeInvalidField, "tenant.id"},
-		{"missing id", edit(func(d map[string]any) { delete(at(d, "gateways", 1), "id") }), "", 400, admin.CodeMissingField, "gateways[1].id"},
-		{"bad id", edit(func(d map[string]any) { at(d, "policies", 1)["id"] = "a b" }), "", 400, admin.CodeInvalidField, "policies[1].id"},
-		{"unknown field", edit(func(d map[string]any) { at(d, "services", 1)["colour"] = "red" }), "", 400, admin.CodeUnknownField, "services[1].colour"},
-		{"unknown read-only field", edit(func(d map[string]any) { at(d, "apis", 1)["metadata"] = map[string]any{} }), "", 400, admin.CodeUnknownField,
+			httpapi.CodeInvalidField, "scopes[0].labels.-bad-"},
+		{"bad tenant", edit(func(d map[string]any) { d["tenant"].(map[string]any)["name"] = " " }), "", 400, httpapi.CodeMissingField, "tenant.name"},
+		{"bad tenant id", edit(func(d map[string]any) { d["tenant"].(map[string]any)["id"] = "Not_Valid" }), "", 400, httpapi.CodeInvalidField, "tenant.id"},
+		{"missing id", edit(func(d map[string]any) { delete(at(d, "gateways", 1), "id") }), "", 400, httpapi.CodeMissingField, "gateways[1].id"},
+		{"bad id", edit(func(d map[string]any) { at(d, "policies", 1)["id"] = "a b" }), "", 400, httpapi.CodeInvalidField, "policies[1].id"},
+		{"unknown field", edit(func(d map[string]any) { at(d, "services", 1)["colour"] = "red" }), "", 400, httpapi.CodeUnknownField, "services[1].colour"},
+		{"unknown read-only field", edit(func(d map[string]any) { at(d, "apis", 1)["metadata"] = map[string]any{} }), "", 400, httpapi.CodeUnknownField,
 			"apis[1].metadata"},
-		{"unknown top-level field", edit(func(d map[string]any) { d["clients"] = []any{} }), "", 400, admin.CodeUnknownField, "clients"},
-		{"wrong type", edit(func(d map[string]any) { at(d, "services", 0)["hosts"] = "x" }), "", 400, admin.CodeInvalidField, "services[0].hosts"},
-		{"not an object", edit(func(d map[string]any) { docList(d, "scopes")[2] = 5 }), "", 400, admin.CodeInvalidField, "scopes[2]"},
-		{"missing version", edit(func(d map[string]any) { delete(d, "version") }), "", 400, admin.CodeMissingField, "version"},
-		{"future version", edit(func(d map[string]any) { d["version"] = 2 }), "", 400, admin.CodeInvalidField, "version"},
-		{"missing tenant", edit(func(d map[string]any) { delete(d, "tenant") }), "", 400, admin.CodeMissingField, "tenant"},
-		{"malformed JSON", `{"version":1,`, "", 400, admin.CodeInvalidJSON, ""},
-		{"missing tid", exported, configPath, 400, admin.CodeMissingField, "tid"},
-		{"bad tid", exported, configPath + "?tid=Not_Valid", 400, admin.CodeInvalidField, "tid"},
-		{"bad mode", exported, configPath + "?tid=acme&mode=overwrite", 400, admin.CodeInvalidField, "mode"},
-		{"unknown tenant", exported, configPath + "?tid=nobody", 404, admin.CodeNotFound, ""},
-		{"too large", `{"version":1,"tenant":{"name":"` + strings.Repeat("x", 10<<20) + `"}}`, "", 413, admin.CodeBodyTooLarge, ""},
+		{"unknown top-level field", edit(func(d map[string]any) { d["clients"] = []any{} }), "", 400, httpapi.CodeUnknownField, "clients"},
+		{"wrong type", edit(func(d map[string]any) { at(d, "services", 0)["hosts"] = "x" }), "", 400, httpapi.CodeInvalidField, "services[0].hosts"},
+		{"not an object", edit(func(d map[string]any) { docList(d, "scopes")[2] = 5 }), "", 400, httpapi.CodeInvalidField, "scopes[2]"},
+		{"missing version", edit(func(d map[string]any) { delete(d, "version") }), "", 400, httpapi.CodeMissingField, "version"},
+		{"future version", edit(func(d map[string]any) { d["version"] = 2 }), "", 400, httpapi.CodeInvalidField, "version"},
+		{"missing tenant", edit(func(d map[string]any) { delete(d, "tenant") }), "", 400, httpapi.CodeMissingField, "tenant"},
+		{"malformed JSON", `{"version":1,`, "", 400, httpapi.CodeInvalidJSON, ""},
+		{"missing tid", exported, configPath, 400, httpapi.CodeMissingField, "tid"},
+		{"bad tid", exported, configPath + "?tid=Not_Valid", 400, httpapi.CodeInvalidField, "tid"},
+		{"bad mode", exported, configPath + "?tid=acme&mode=overwrite", 400, httpapi.CodeInvalidField, "mode"},
+		{"unknown tenant", exported, configPath + "?tid=nobody", 404, httpapi.CodeNotFound, ""},
+		{"too large", `{"version":1,"tenant":{"name":"` + strings.Repeat("x", 10<<20) + `"}}`, "", 413, httpapi.CodeBodyTooLarge, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -567,7 +568,7 @@ func TestConfigurationAccess(t *testing.T) {
 		e.do("GET", configPath+"?tid=acme", tok, nil),
 		e.do("PUT", configPath+"?tid=acme", tok, doc),
 	} {
-		if r.status != 403 || r.errorCode(t) != admin.CodeForbidden {
+		if r.status != 403 || r.errorCode(t) != httpapi.CodeForbidden {
 			t.Errorf("tenant-bound credential: %d %s", r.status, r.body)
 		}
 	}
@@ -577,10 +578,10 @@ func TestConfigurationAccess(t *testing.T) {
 		status      int
 		code, field string
 	}{
-		{configPath, 400, admin.CodeMissingField, "tid"},
-		{configPath + "?tid=", 400, admin.CodeMissingField, "tid"},
-		{configPath + "?tid=UPPER", 400, admin.CodeInvalidField, "tid"},
-		{configPath + "?tid=nobody", 404, admin.CodeNotFound, ""},
+		{configPath, 400, httpapi.CodeMissingField, "tid"},
+		{configPath + "?tid=", 400, httpapi.CodeMissingField, "tid"},
+		{configPath + "?tid=UPPER", 400, httpapi.CodeInvalidField, "tid"},
+		{configPath + "?tid=nobody", 404, httpapi.CodeNotFound, ""},
 	} {
 		r := e.do("GET", c.path, rootToken, nil)
 		if r.status != c.status || r.errorCode(t) != c.code {

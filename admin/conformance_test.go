@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/resource"
 )
 
@@ -275,7 +276,7 @@ func TestAdminConformance(t *testing.T) {
 				}},
 				{"delete is 409 while the object is in use", func(t *testing.T) {
 					user := fx.user(e, "c0")
-					if r := e.do("DELETE", one, rootToken, nil); r.status != 409 || r.errorCode(t) != admin.CodeInUse {
+					if r := e.do("DELETE", one, rootToken, nil); r.status != 409 || r.errorCode(t) != httpapi.CodeInUse {
 						t.Fatalf("delete in use: %d %s", r.status, r.body)
 					}
 					e.expect(e.do("DELETE", user, rootToken, nil), 204)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/routing/pathcorpus"
 )
@@ -28,7 +28,7 @@ func TestPublicAPIWithAPolicyIsRefused(t *testing.T) {
 		t.Helper()
 		m := r.json(t)
 		details, _ := m["details"].(map[string]any)
-		if r.status != 400 || r.errorCode(t) != admin.CodeInvalidField || details["field"] != "public" ||
+		if r.status != 400 || r.errorCode(t) != httpapi.CodeInvalidField || details["field"] != "public" ||
 			fmt.Sprint(details["fields"]) != "[public policy_id]" || !contains(m["error"], "public", "policy_id") {
 			t.Fatalf("%s: %d %s", what, r.status, r.body)
 		}
@@ -81,7 +81,7 @@ func TestRouteTakeoverAcrossServicesIsRefused(t *testing.T) {
 		t.Helper()
 		m := r.json(t)
 		details, _ := m["details"].(map[string]any)
-		if r.status != 409 || r.errorCode(t) != admin.CodeConflict || details["id"] != existing || !contains(m["error"], fmt.Sprintf("%q", existing)) {
+		if r.status != 409 || r.errorCode(t) != httpapi.CodeConflict || details["id"] != existing || !contains(m["error"], fmt.Sprintf("%q", existing)) {
 			t.Fatalf("%s: %d %s, want 409 naming %s", what, r.status, r.body, existing)
 		}
 	}
@@ -183,7 +183,7 @@ func TestRouteTakeoverAcrossVirtualHostsIsRefused(t *testing.T) {
 		t.Helper()
 		m := r.json(t)
 		details, _ := m["details"].(map[string]any)
-		if r.status != 409 || r.errorCode(t) != admin.CodeConflict || details["id"] != existing || details["host"] != host ||
+		if r.status != 409 || r.errorCode(t) != httpapi.CodeConflict || details["id"] != existing || details["host"] != host ||
 			!contains(m["error"], fmt.Sprintf("%q", existing), host) {
 			t.Fatalf("%s: %d %s, want 409 naming %s on host %s", what, r.status, r.body, existing, host)
 		}

@@ -9,33 +9,6 @@ import (
 // Error is the one error shape (httpapi.Error).
 type Error = httpapi.Error
 
-// Machine-readable error codes (see httpapi).
-const (
-	CodeInvalidRequest      = httpapi.CodeInvalidRequest
-	CodeInvalidJSON         = httpapi.CodeInvalidJSON
-	CodeInvalidField        = httpapi.CodeInvalidField
-	CodeUnknownField        = httpapi.CodeUnknownField
-	CodeMissingField        = httpapi.CodeMissingField
-	CodeInvalidHeader       = httpapi.CodeInvalidHeader
-	CodeBodyTooLarge        = httpapi.CodeBodyTooLarge
-	CodeUnsupportedMedia    = httpapi.CodeUnsupportedMedia
-	CodeUnauthorized        = httpapi.CodeUnauthorized
-	CodeForbidden           = httpapi.CodeForbidden
-	CodeTenantDisabled      = httpapi.CodeTenantDisabled
-	CodeNotFound            = httpapi.CodeNotFound
-	CodeMethodNotAllowed    = httpapi.CodeMethodNotAllowed
-	CodeAlreadyExists       = httpapi.CodeAlreadyExists
-	CodeConflict            = httpapi.CodeConflict
-	CodeInvalidTransition   = httpapi.CodeInvalidTransition
-	CodeInUse               = httpapi.CodeInUse
-	CodeEvaluation          = httpapi.CodeEvaluation
-	CodePreconditionFailed  = httpapi.CodePreconditionFailed
-	CodeInternal            = httpapi.CodeInternal
-	CodeUnavailable         = httpapi.CodeUnavailable
-	CodeStoreUnavailable    = httpapi.CodeStoreUnavailable
-	CodeInsufficientStorage = httpapi.CodeInsufficientStorage
-)
-
 // DefaultBodyLimit caps JSON request bodies.
 const DefaultBodyLimit = httpapi.DefaultBodyLimit
 

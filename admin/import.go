@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/openapiimport"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -65,11 +66,11 @@ func tooLarge(limit int64, details map[string]any) *Error {
 		details = map[string]any{}
 	}
 	details["limit_bytes"] = limit
-	return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("the document exceeds %d bytes", limit), details)
+	return newError(http.StatusRequestEntityTooLarge, httpapi.CodeBodyTooLarge, fmt.Sprintf("the document exceeds %d bytes", limit), details)
 }
 
 func unsupportedMedia(ct string, supported ...string) *Error {
-	return newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+	return newError(http.StatusUnsupportedMediaType, httpapi.CodeUnsupportedMedia,
 		fmt.Sprintf("Content-Type %q is not supported; send %s", ct, strings.Join(supported, ", ")), map[string]any{"header": "Content-Type"})
 }
 
@@ -95,7 +96,7 @@ func readLimited(r io.Reader, limit int64) ([]byte, *Error) {
 	case errors.As(err, &tooBig):
 		return nil, tooLarge(limit, nil)
 	case err != nil:
-		return nil, newError(http.StatusBadRequest, CodeInvalidRequest, "reading the request body: "+err.Error(), nil)
+		return nil, newError(http.StatusBadRequest, httpapi.CodeInvalidRequest, "reading the request body: "+err.Error(), nil)
 	case int64(len(data)) > limit:
 		return nil, tooLarge(limit, nil)
 	}
@@ -146,7 +147,7 @@ func readFormPart(c *gin.Context, field string, limit int64, read func(io.Reader
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit+1<<20)
 	mr, err := c.Request.MultipartReader()
 	if err != nil {
-		return false, newError(http.StatusBadRequest, CodeInvalidRequest, "malformed multipart/form-data body: "+err.Error(), nil)
+		return false, newError(http.StatusBadRequest, httpapi.CodeInvalidRequest, "malformed multipart/form-data body: "+err.Error(), nil)
 	}
 	for {
 		p, err := mr.NextPart()
@@ -157,7 +158,7 @@ func readFormPart(c *gin.Context, field string, limit int64, read func(io.Reader
 		case errors.As(err, &tooBig):
 			return false, tooLarge(limit, nil)
 		case err != nil:
-			return false, newError(http.StatusBadRequest, CodeInvalidRequest, "malformed multipart/form-data body: "+err.Error(), nil)
+			return false, newError(http.StatusBadRequest, httpapi.CodeInvalidRequest, "malformed multipart/form-data body: "+err.Error(), nil)
 		}
 		if p.FormName() == field {
 			return true, read(p)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/openapiimport"
 )
 
@@ -58,7 +59,7 @@ func importURLField(c *gin.Context) (string, *Error) {
 		_, apiErr := readFormPart(c, "url", DefaultBodyLimit, func(p io.Reader) *Error {
 			b, err := io.ReadAll(io.LimitReader(p, maxImportURLLength+1))
 			if err != nil {
-				return newError(http.StatusBadRequest, CodeInvalidRequest, "reading the url field: "+err.Error(), nil)
+				return newError(http.StatusBadRequest, httpapi.CodeInvalidRequest, "reading the url field: "+err.Error(), nil)
 			}
 			raw = string(b)
 			return nil
@@ -69,7 +70,7 @@ func importURLField(c *gin.Context) (string, *Error) {
 	case mt == "application/x-www-form-urlencoded":
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, DefaultBodyLimit)
 		if err := c.Request.ParseForm(); err != nil {
-			return "", newError(http.StatusBadRequest, CodeInvalidRequest, "malformed form body: "+err.Error(), nil)
+			return "", newError(http.StatusBadRequest, httpapi.CodeInvalidRequest, "malformed form body: "+err.Error(), nil)
 		}
 		raw = c.Request.PostForm.Get("url")
 	default:

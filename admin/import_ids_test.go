@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/gateway"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -293,7 +294,7 @@ func TestImportRefusesUnknownPolicies(t *testing.T) {
 		{"public API", "", importDoc("", "GET /pets listPets", "GET /health health readers"), "paths./health.get.x-gatehouse-policy", "is public"},
 	} {
 		r := e.do("POST", importBase+"text"+c.query, tok, c.doc, "Content-Type", "application/yaml")
-		if r.status != 400 || r.errorCode(t) != admin.CodeInvalidField || errDetails(t, r)["field"] != c.field || !contains(r.json(t)["error"], c.want) {
+		if r.status != 400 || r.errorCode(t) != httpapi.CodeInvalidField || errDetails(t, r)["field"] != c.field || !contains(r.json(t)["error"], c.want) {
 			t.Errorf("%s: %d %s", c.name, r.status, r.body)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
@@ -138,11 +139,11 @@ func TestImportOpenAPI30(t *testing.T) {
 
 	// The service's APIs now belong to the specification.
 	if r := e.do("POST", "/api/admin/acme/apis", tok, map[string]any{"service_id": "pets", "method": "GET", "path": "/new"}); r.status != 409 ||
-		r.errorCode(t) != admin.CodeConflict || !contains(r.json(t)["error"], "re-import", "remove") {
+		r.errorCode(t) != httpapi.CodeConflict || !contains(r.json(t)["error"], "re-import", "remove") {
 		t.Fatalf("create on an imported service: %d %s", r.status, r.body)
 	}
 	getPet := "/api/admin/acme/apis/" + created[2]["id"].(string)
-	if r := e.do("DELETE", getPet, tok, nil); r.status != 409 || r.errorCode(t) != admin.CodeConflict {
+	if r := e.do("DELETE", getPet, tok, nil); r.status != 409 || r.errorCode(t) != httpapi.CodeConflict {
 		t.Fatalf("delete an imported API: %d %s", r.status, r.body)
 	}
 	e.expectFieldError(e.do("PATCH", getPet, tok, map[string]any{"method": "PUT"}, "Content-Type", admin.MergePatchType), "method")
@@ -261,7 +262,7 @@ func TestImportRejectsInvalidDocuments(t *testing.T) {
 		t.Errorf("xml: %d %s", r.status, r.body)
 	}
 	big := append([]byte("openapi: 3.0.3\n#"), bytes.Repeat([]byte("x"), 10<<20)...)
-	if r := e.importText(tok, big, "application/yaml"); r.status != 413 || r.errorCode(t) != admin.CodeBodyTooLarge {
+	if r := e.importText(tok, big, "application/yaml"); r.status != 413 || r.errorCode(t) != httpapi.CodeBodyTooLarge {
 		t.Errorf("oversize text: %d %s", r.status, r.body)
 	}
 	body, ct := multipartForm(t, "file", "big.yaml", big)
@@ -269,7 +270,7 @@ func TestImportRejectsInvalidDocuments(t *testing.T) {
 		t.Errorf("oversize file: %d %s", r.status, r.body)
 	}
 	body, ct = multipartForm(t, "document", "spec.yaml", fixture(t, "petstore-3.0.yaml"))
-	if r := e.do("POST", importBase+"file", tok, body, "Content-Type", ct); r.status != 400 || r.errorCode(t) != admin.CodeMissingField {
+	if r := e.do("POST", importBase+"file", tok, body, "Content-Type", ct); r.status != 400 || r.errorCode(t) != httpapi.CodeMissingField {
 		t.Errorf("no file part: %d %s", r.status, r.body)
 	}
 	if r := e.do("POST", importBase+"file", tok, fixture(t, "petstore-3.0.yaml"), "Content-Type", "application/yaml"); r.status != 415 {
@@ -366,7 +367,7 @@ func TestImportFromURL(t *testing.T) {
 	e.expectFieldError(importURL("ftp://files.example.com/spec.yaml"), "url")
 	e.expectFieldError(importURL("file:///etc/passwd"), "url")
 	e.expectFieldError(importURL("not a url"), "url")
-	if r := e.do("POST", importBase+"url", tok, map[string]any{}); r.status != 400 || r.errorCode(t) != admin.CodeMissingField {
+	if r := e.do("POST", importBase+"url", tok, map[string]any{}); r.status != 400 || r.errorCode(t) != httpapi.CodeMissingField {
 		t.Fatalf("missing url: %d %s", r.status, r.body)
 	}
 	e.requireUnchanged(t, before, "a refused URL import changed the store")

@@ -11,6 +11,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/netguard"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/resource"
@@ -189,7 +190,7 @@ func uniqueIssuer(ctx context.Context, tx store.Tx, tid, id, issuer string) erro
 	}
 	for _, other := range all {
 		if other.Meta.ID != id && other.Spec.Issuer == issuer {
-			return newError(http.StatusConflict, CodeAlreadyExists, fmt.Sprintf("issuer: %q is already the issuer URL of issuer %q", issuer, other.Meta.ID),
+			return newError(http.StatusConflict, httpapi.CodeAlreadyExists, fmt.Sprintf("issuer: %q is already the issuer URL of issuer %q", issuer, other.Meta.ID),
 				map[string]any{"field": "issuer", "reason": "already the issuer URL of another issuer", "kind": "issuer", "id": other.Meta.ID})
 		}
 	}

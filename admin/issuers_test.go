@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -166,7 +167,7 @@ func TestIssuerURLsAreUnique(t *testing.T) {
 		e.do("PUT", base+"/two", rootToken, body("two", "https://idp.example.com")),
 	} {
 		m := r.json(t)
-		if r.status != 409 || r.errorCode(t) != admin.CodeAlreadyExists || m["details"].(map[string]any)["field"] != "issuer" ||
+		if r.status != 409 || r.errorCode(t) != httpapi.CodeAlreadyExists || m["details"].(map[string]any)["field"] != "issuer" ||
 			!contains(m["error"], `"one"`) {
 			t.Errorf("duplicate issuer URL: %d %s", r.status, r.body)
 		}

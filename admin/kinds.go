@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gatehouse-dev/gatehouse/internal/field"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -126,7 +127,7 @@ func readBody(c *gin.Context, accept ...string) ([]byte, *Error) {
 			if len(accept) > 0 {
 				want = strings.Join(accept, " or ")
 			}
-			return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+			return nil, newError(http.StatusUnsupportedMediaType, httpapi.CodeUnsupportedMedia,
 				fmt.Sprintf("Content-Type %q is not supported; send %s", ct, want), map[string]any{"header": "Content-Type"})
 		}
 	}
@@ -136,7 +137,7 @@ func readBody(c *gin.Context, accept ...string) ([]byte, *Error) {
 		if errors.As(err, &tooBig) {
 			return nil, jsonError(err, DefaultBodyLimit)
 		}
-		return nil, newError(http.StatusBadRequest, CodeInvalidRequest, "cannot read the request body: "+err.Error(), nil)
+		return nil, newError(http.StatusBadRequest, httpapi.CodeInvalidRequest, "cannot read the request body: "+err.Error(), nil)
 	}
 	return raw, notNull(raw)
 }
@@ -282,7 +283,7 @@ func (s *Server) patchObject(k *resource.Kind, api *kindAPI, target writeTarget,
 			return
 		}
 		if !bytes.HasPrefix(bytes.TrimSpace(patch), []byte("{")) {
-			abort(c, newError(http.StatusBadRequest, CodeInvalidJSON, "a merge patch must be a JSON object", nil))
+			abort(c, newError(http.StatusBadRequest, httpapi.CodeInvalidJSON, "a merge patch must be a JSON object", nil))
 			return
 		}
 		if !json.Valid(patch) {
@@ -310,7 +311,7 @@ func (s *Server) patchObject(k *resource.Kind, api *kindAPI, target writeTarget,
 		}
 		merged, err := jsonpatch.MergePatch(base, patch)
 		if err != nil {
-			abort(c, newError(http.StatusBadRequest, CodeInvalidJSON, "cannot apply the merge patch: "+err.Error(), nil))
+			abort(c, newError(http.StatusBadRequest, httpapi.CodeInvalidJSON, "cannot apply the merge patch: "+err.Error(), nil))
 			return
 		}
 		body, apiErr := readOnlyFields(api, merged, cur)

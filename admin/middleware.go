@@ -24,16 +24,16 @@ func (s *Server) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if h == "" {
-		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token in the Authorization header", nil))
+		abort(c, newError(http.StatusUnauthorized, httpapi.CodeUnauthorized, "missing bearer token in the Authorization header", nil))
 		return
 	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "the Authorization header must be \"Bearer <token>\"", nil))
+		abort(c, newError(http.StatusUnauthorized, httpapi.CodeUnauthorized, "the Authorization header must be \"Bearer <token>\"", nil))
 		return
 	}
 	p, err := s.auth.Authenticate(c.Request.Context(), strings.TrimSpace(token))
 	if errors.Is(err, errBadCredentials) {
-		abort(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token", nil))
+		abort(c, newError(http.StatusUnauthorized, httpapi.CodeUnauthorized, "invalid bearer token", nil))
 		return
 	}
 	if err != nil {
@@ -91,7 +91,7 @@ func (s *Server) loadTenant(c *gin.Context) {
 		return
 	}
 	if t.Spec.Status == model.TenantDisabled && !disabledTenantMayUse(c) {
-		abort(c, newError(http.StatusForbidden, CodeTenantDisabled,
+		abort(c, newError(http.StatusForbidden, httpapi.CodeTenantDisabled,
 			fmt.Sprintf("tenant %q is disabled; only reading and re-enabling it are allowed", tid), map[string]any{"tenant_id": tid}))
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 )
 
 // TestNullBodyIsRefused: on every route that takes a JSON body, the body
@@ -61,7 +62,7 @@ func TestNullBodyIsRefused(t *testing.T) {
 			} else {
 				r = e.do(rt.Method, path, token, body)
 			}
-			if r.status != 400 || r.errorCode(t) != admin.CodeInvalidJSON {
+			if r.status != 400 || r.errorCode(t) != httpapi.CodeInvalidJSON {
 				t.Errorf("%s %s with the body %q: %d %s", rt.Method, rt.Path, body, r.status, r.body)
 			}
 		}
@@ -72,7 +73,7 @@ func TestNullBodyIsRefused(t *testing.T) {
 		t.Fatalf("only %d routes checked", checked)
 	}
 	// {} is still decoded (and validated) as an object.
-	if r := e.do("POST", "/api/admin/acme/services", rootToken, "{}"); r.status != 400 || r.errorCode(t) != admin.CodeMissingField {
+	if r := e.do("POST", "/api/admin/acme/services", rootToken, "{}"); r.status != 400 || r.errorCode(t) != httpapi.CodeMissingField {
 		t.Fatalf("{}: %d %s", r.status, r.body)
 	}
 }

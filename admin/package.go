@@ -14,6 +14,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse-dev/gatehouse/envoy"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -44,7 +45,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		return
 	}
 	if s.xdsPublic == "" {
-		abort(c, newError(http.StatusBadRequest, CodeInvalidRequest,
+		abort(c, newError(http.StatusBadRequest, httpapi.CodeInvalidRequest,
 			"this control plane runs no xDS server (--xds-addr), so there is no bootstrap to put in a package", nil))
 		return
 	}

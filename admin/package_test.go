@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/envoy"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 )
 
 func unzip(t *testing.T, raw []byte) map[string]string {
@@ -144,7 +145,7 @@ func TestGatewayPackageNeedsXDS(t *testing.T) {
 	e := newEnvWith(t, nil)
 	e.createTenant("acme")
 	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge"}), 201)
-	if r := e.do("GET", "/api/admin/acme/gateways/edge/package", rootToken, nil); r.status != 400 || r.errorCode(t) != admin.CodeInvalidRequest {
+	if r := e.do("GET", "/api/admin/acme/gateways/edge/package", rootToken, nil); r.status != 400 || r.errorCode(t) != httpapi.CodeInvalidRequest {
 		t.Fatalf("package without xDS: %d %s", r.status, r.body)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -73,7 +74,7 @@ func TestPoliciesCRUDAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = e.do("DELETE", base+"/keyed", rootToken, nil)
-	if r.status != 409 || r.errorCode(t) != admin.CodeInUse {
+	if r.status != 409 || r.errorCode(t) != httpapi.CodeInUse {
 		t.Fatalf("delete in use: %d %s", r.status, r.body)
 	}
 	e.expect(e.do("DELETE", "/api/admin/acme/policies/"+v["id"].(string), rootToken, nil), 204)

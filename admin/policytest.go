@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/field"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -114,9 +115,9 @@ func (s *Server) policyTestFailed(c *gin.Context, tid string, err error) {
 		abort(c, s.policyTestFieldError(fields[0]))
 	case errors.Is(err, policies.ErrBusy):
 		c.Header("Retry-After", "1")
-		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "too many policy tests are running; retry shortly", nil))
+		abort(c, newError(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "too many policy tests are running; retry shortly", nil))
 	case errors.Is(err, policies.ErrWaitEnded):
-		abort(c, newError(http.StatusServiceUnavailable, CodeUnavailable, "the request ended while waiting to run the policy test", nil))
+		abort(c, newError(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the request ended while waiting to run the policy test", nil))
 	default:
 		abort(c, internalError(err))
 	}
@@ -131,7 +132,7 @@ func (s *Server) policyTestFieldError(e *field.Error) *Error {
 		return newError(http.StatusBadRequest, CodeEvaluationTimeout, e.Error(),
 			map[string]any{"field": e.Field, "timeout_ms": s.tester.Timeout().Milliseconds()})
 	case policies.CodeEvaluationError:
-		return newError(http.StatusBadRequest, CodeEvaluation, e.Message, map[string]any{"field": e.Field})
+		return newError(http.StatusBadRequest, httpapi.CodeEvaluation, e.Message, map[string]any{"field": e.Field})
 	case policies.CodeInvalidPolicy:
 		return newError(http.StatusBadRequest, CodeInvalidPolicy, e.Message, map[string]any{"field": e.Field})
 	}

@@ -3,7 +3,7 @@ package admin_test
 import (
 	"testing"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 )
 
 func TestScopes(t *testing.T) {
@@ -20,7 +20,7 @@ func TestScopes(t *testing.T) {
 	if gen["id"] == "" {
 		t.Fatal("no generated id")
 	}
-	if r := e.do("POST", base, tok, map[string]any{"name": "pets:read"}); r.status != 409 || r.errorCode(t) != admin.CodeAlreadyExists {
+	if r := e.do("POST", base, tok, map[string]any{"name": "pets:read"}); r.status != 409 || r.errorCode(t) != httpapi.CodeAlreadyExists {
 		t.Fatalf("duplicate name: %d %s", r.status, r.body)
 	}
 	for _, bad := range []struct {

@@ -221,7 +221,7 @@ func (s *Server) readyz(c *gin.Context) {
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.WarnContext(ctx, "readiness check failed", "error", err.Error())
 		if errors.Is(err, store.ErrStorageFull) {
-			abort(c, newError(http.StatusServiceUnavailable, CodeInsufficientStorage, "the store is out of disk space", nil))
+			abort(c, newError(http.StatusServiceUnavailable, httpapi.CodeInsufficientStorage, "the store is out of disk space", nil))
 			return
 		}
 		e := storeUnavailable()

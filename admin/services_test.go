@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -75,7 +75,7 @@ func TestServices(t *testing.T) {
 	if gen["id"] == "" || fmt.Sprint(gen["hosts"]) != "[]" {
 		t.Fatalf("generated: %v", gen)
 	}
-	if r := e.do("POST", base, tok, map[string]any{"name": "Pets", "url": "http://x"}); r.status != 409 || r.errorCode(t) != admin.CodeAlreadyExists {
+	if r := e.do("POST", base, tok, map[string]any{"name": "Pets", "url": "http://x"}); r.status != 409 || r.errorCode(t) != httpapi.CodeAlreadyExists {
 		t.Fatalf("duplicate name: %d %s", r.status, r.body)
 	}
 
@@ -176,7 +176,7 @@ func TestServiceDelete(t *testing.T) {
 
 	before := e.snapshot()
 	r := e.do("DELETE", base+"/pets", tok, nil)
-	if r.status != 409 || r.errorCode(t) != admin.CodeInUse {
+	if r.status != 409 || r.errorCode(t) != httpapi.CodeInUse {
 		t.Fatalf("delete in use: %d %s", r.status, r.body)
 	}
 	usedBy := r.json(t)["details"].(map[string]any)["used_by"].(map[string]any)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
@@ -37,7 +38,7 @@ func within(t *testing.T, what string, limit time.Duration, call func() resp) re
 // expectStoreUnavailable asserts a 503 store_unavailable with Retry-After.
 func expectStoreUnavailable(t *testing.T, what string, r resp) {
 	t.Helper()
-	if r.status != 503 || r.errorCode(t) != admin.CodeStoreUnavailable || r.header.Get("Retry-After") != fmt.Sprint(admin.StoreRetryAfter) {
+	if r.status != 503 || r.errorCode(t) != httpapi.CodeStoreUnavailable || r.header.Get("Retry-After") != fmt.Sprint(admin.StoreRetryAfter) {
 		t.Errorf("%s: %d Retry-After %q %s; want 503 store_unavailable with Retry-After", what, r.status, r.header.Get("Retry-After"), r.body)
 	}
 }
@@ -140,7 +141,7 @@ func TestStorageFull(t *testing.T) {
 	e.createTenant("acme")
 	full.Store(true)
 	r := e.do("POST", "/api/admin/acme/scopes", rootToken, map[string]any{"id": "read", "name": "read"})
-	if r.status != 507 || r.errorCode(t) != admin.CodeInsufficientStorage {
+	if r.status != 507 || r.errorCode(t) != httpapi.CodeInsufficientStorage {
 		t.Fatalf("write on a full disk: %d %s, want 507 insufficient_storage", r.status, r.body)
 	}
 	e.expect(e.do("GET", "/api/admin/acme/scopes/read", rootToken, nil), 404)
@@ -148,7 +149,7 @@ func TestStorageFull(t *testing.T) {
 		t.Fatalf("a bad request on a full disk: %d %s, want 400 (validation comes first)", r.status, r.body)
 	}
 	for range 2 {
-		if r := e.do("GET", "/readyz", "", nil); r.status != 503 || r.errorCode(t) != admin.CodeInsufficientStorage {
+		if r := e.do("GET", "/readyz", "", nil); r.status != 503 || r.errorCode(t) != httpapi.CodeInsufficientStorage {
 			t.Fatalf("readyz on a full disk: %d %s, want 503 insufficient_storage", r.status, r.body)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -258,11 +259,11 @@ func (s *Server) putTenant(c *gin.Context, tid string, adminRoute bool) {
 			to = from
 		}
 		if adminRoute && from == model.TenantDisabled && to != model.TenantAvailable {
-			return newError(http.StatusForbidden, CodeTenantDisabled,
+			return newError(http.StatusForbidden, httpapi.CodeTenantDisabled,
 				fmt.Sprintf("tenant %q is disabled; the only change allowed is setting status to AVAILABLE", tid), map[string]any{"tenant_id": tid})
 		}
 		if from != to && (!model.ClientSettableStatus(to) || !model.CanTransition(from, to)) {
-			return newError(http.StatusConflict, CodeInvalidTransition, (&model.TransitionError{From: from, To: to}).Error(),
+			return newError(http.StatusConflict, httpapi.CodeInvalidTransition, (&model.TransitionError{From: from, To: to}).Error(),
 				map[string]any{"field": "status", "from": string(from), "to": string(to)})
 		}
 		t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Description, req.Labels, actor(c)
