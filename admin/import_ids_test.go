@@ -316,7 +316,7 @@ func TestImportRefusesUnknownPolicies(t *testing.T) {
 func TestImportedPolicyIsEnforced(t *testing.T) {
 	e, tok := importEnv(t)
 	e.expect(e.do("POST", "/api/admin/acme/policies", tok, map[string]any{"id": "keyed", "policy_name": "keyed", "definition": goodRego}), 201)
-	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge", "service_ids": []string{"pets"}}), 201)
+	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge", "service_ids": []string{"pets"}, "policy_timeout_ms": model.MaxPolicyTimeoutMS}), 201)
 	e.expect(e.importText(tok, importDoc("x-gatehouse-policy: keyed\n", "GET /pets/{id} getPet", "GET /toys -"), "application/yaml"), 200)
 
 	var b *bundles.Bundle

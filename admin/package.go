@@ -19,20 +19,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// Files of a gateway package and gatehouse-authorizer.yaml: the contract
-// with gatehouse authorizer, defined in model.
-const (
-	PackageEnvoyBootstrap = model.PackageEnvoyBootstrap
-	PackageGRPCBootstrap  = model.PackageGRPCBootstrap
-	PackageAuthorizer     = model.PackageAuthorizer
-	PackageEnv            = model.PackageEnv
-	PackagePublicKey      = model.PackagePublicKey
-	PackageReadme         = model.PackageReadme
-)
-
-// AuthorizerConfig is gatehouse-authorizer.yaml (model.AuthorizerConfig).
-type AuthorizerConfig = model.AuthorizerConfig
-
 // gatewayPackage mints a credential and returns the gateway's package: a
 // zip with the Envoy bootstrap (or a gRPC xDS bootstrap for grpc gateways),
 // gatehouse-authorizer.yaml, the same settings as a .env, the bundle
@@ -66,7 +52,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		return
 	}
 	nodeID := envoy.NodeID(tid, gw.Meta.ID)
-	authz := AuthorizerConfig{
+	authz := model.AuthorizerConfig{
 		ControlPlaneURL: strings.TrimSuffix(s.public, "/"), Tenant: tid, Gateway: gw.Meta.ID, Credential: cred.Token,
 		KeyID: key.KeyID, PublicKey: key.PublicKeyPEM, AuthzAddr: "127.0.0.1:9191", HTTPAddr: "127.0.0.1:9192",
 	}
@@ -80,42 +66,35 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		body []byte
 		mode uint32
 	}{
-		{PackageAuthorizer, append([]byte("# gatehouse authorizer --config gatehouse-authorizer.yaml (or --package on the zip)\n# It holds a gateway credential: keep it secret.\n"), authzYAML...), 0o600},
-		{PackageEnv, []byte(authz.EnvFile()), 0o600},
-		{PackagePublicKey, []byte(key.PublicKeyPEM), 0o644},
+		{model.PackageAuthorizer, append([]byte("# gatehouse authorizer --config gatehouse-authorizer.yaml (or --package on the zip)\n# It holds a gateway credential: keep it secret.\n"), authzYAML...), 0o600},
+		{model.PackageEnv, []byte(authz.EnvFile()), 0o600},
+		{model.PackagePublicKey, []byte(key.PublicKeyPEM), 0o644},
 	}
 	// The bootstraps hold the credential too: the xDS server serves a node
 	// id only to a credential of its gateway.
+	bootName, boot, err := model.PackageEnvoyBootstrap, []byte(nil), error(nil)
 	if gw.Spec.Type == model.GatewayGRPC {
-		boot, err := envoy.GRPCBootstrap(envoy.GRPCBootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid,
+		bootName = model.PackageGRPCBootstrap
+		boot, err = envoy.GRPCBootstrap(envoy.GRPCBootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid,
 			XDSAddress: s.xdsPublic, Credential: cred.Token})
-		if err != nil {
-			abort(c, internalError(err))
-			return
-		}
-		files = append(files, struct {
-			name string
-			body []byte
-			mode uint32
-		}{PackageGRPCBootstrap, boot, 0o600})
 	} else {
-		boot, err := envoy.Bootstrap(envoy.BootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid, XDSAddress: s.xdsPublic,
+		boot, err = envoy.Bootstrap(envoy.BootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid, XDSAddress: s.xdsPublic,
 			Credential: cred.Token})
-		if err != nil {
-			abort(c, internalError(err))
-			return
-		}
-		files = append(files, struct {
-			name string
-			body []byte
-			mode uint32
-		}{PackageEnvoyBootstrap, boot, 0o600})
+	}
+	if err != nil {
+		abort(c, internalError(err))
+		return
 	}
 	files = append(files, struct {
 		name string
 		body []byte
 		mode uint32
-	}{PackageReadme, []byte(packageReadme(tid, gw, nodeID, s.xdsPublic)), 0o644})
+	}{bootName, boot, 0o600})
+	files = append(files, struct {
+		name string
+		body []byte
+		mode uint32
+	}{model.PackageReadme, []byte(packageReadme(tid, gw, nodeID, s.xdsPublic)), 0o644})
 
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)

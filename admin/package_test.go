@@ -14,9 +14,9 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 func unzip(t *testing.T, raw []byte) map[string]string {
@@ -47,26 +47,26 @@ func TestGatewayPackage(t *testing.T) {
 		t.Fatalf("headers: %v", r.header)
 	}
 	files := unzip(t, r.body)
-	for _, name := range []string{admin.PackageEnvoyBootstrap, admin.PackageAuthorizer, admin.PackageEnv, admin.PackagePublicKey, admin.PackageReadme} {
+	for _, name := range []string{model.PackageEnvoyBootstrap, model.PackageAuthorizer, model.PackageEnv, model.PackagePublicKey, model.PackageReadme} {
 		if files[name] == "" {
 			t.Fatalf("package lacks %s: %v", name, files)
 		}
 	}
-	var cfg admin.AuthorizerConfig
-	if err := yaml.Unmarshal([]byte(files[admin.PackageAuthorizer]), &cfg); err != nil {
+	var cfg model.AuthorizerConfig
+	if err := yaml.Unmarshal([]byte(files[model.PackageAuthorizer]), &cfg); err != nil {
 		t.Fatal(err)
 	}
 	keys := e.expect(e.do("GET", "/api/admin/acme/gateways/edge/keys", rootToken, nil), 200).json(t)["keys"].([]any)[0].(map[string]any)
 	if cfg.ControlPlaneURL != "https://gh.example" || cfg.Tenant != "acme" || cfg.Gateway != "edge" || cfg.KeyID != keys["kid"] ||
-		cfg.PublicKey != keys["public_key_pem"] || files[admin.PackagePublicKey] != cfg.PublicKey || !strings.HasPrefix(cfg.Credential, "ghg_acme.") {
+		cfg.PublicKey != keys["public_key_pem"] || files[model.PackagePublicKey] != cfg.PublicKey || !strings.HasPrefix(cfg.Credential, "ghg_acme.") {
 		t.Fatalf("authorizer config: %+v", cfg)
 	}
-	if !strings.Contains(files[admin.PackageEnv], "GATEHOUSE_GATEWAY_CREDENTIAL="+cfg.Credential) {
-		t.Fatalf(".env: %s", files[admin.PackageEnv])
+	if !strings.Contains(files[model.PackageEnv], "GATEHOUSE_GATEWAY_CREDENTIAL="+cfg.Credential) {
+		t.Fatalf(".env: %s", files[model.PackageEnv])
 	}
 	// The bootstrap is valid Envoy configuration pointing at our xDS.
 	var y any
-	if err := yaml.Unmarshal([]byte(files[admin.PackageEnvoyBootstrap]), &y); err != nil {
+	if err := yaml.Unmarshal([]byte(files[model.PackageEnvoyBootstrap]), &y); err != nil {
 		t.Fatal(err)
 	}
 	js, _ := jsonOf(y)
@@ -77,7 +77,7 @@ func TestGatewayPackage(t *testing.T) {
 	if err := boot.ValidateAll(); err != nil {
 		t.Fatalf("bootstrap invalid: %v", err)
 	}
-	if boot.Node.Id != "acme/edge" || !strings.Contains(files[admin.PackageEnvoyBootstrap], "xds.example.com") {
+	if boot.Node.Id != "acme/edge" || !strings.Contains(files[model.PackageEnvoyBootstrap], "xds.example.com") {
 		t.Fatalf("bootstrap node %q", boot.Node.Id)
 	}
 	// Envoy sends the package's credential on its ADS stream, so the
@@ -86,7 +86,7 @@ func TestGatewayPackage(t *testing.T) {
 	if len(md) != 1 || md[0].GetKey() != "authorization" || md[0].GetValue() != "Bearer "+cfg.Credential {
 		t.Fatalf("ADS initial_metadata %v", md)
 	}
-	if m := modes(t, r.body); m[admin.PackageEnvoyBootstrap] != 0o600 || m[admin.PackageAuthorizer] != 0o600 || m[admin.PackageEnv] != 0o600 {
+	if m := modes(t, r.body); m[model.PackageEnvoyBootstrap] != 0o600 || m[model.PackageAuthorizer] != 0o600 || m[model.PackageEnv] != 0o600 {
 		t.Fatalf("file modes %v", m)
 	}
 	// The minted credential works against the bundle service; each
@@ -97,8 +97,8 @@ func TestGatewayPackage(t *testing.T) {
 	}
 	e.expect(e.fetchBundle("/api/system/acme/gateways/edge/opa/bundle", cfg.Credential, "If-None-Match", `"-"`), 200)
 	second := e.expect(e.do("GET", "/api/admin/acme/gateways/edge/package", rootToken, nil), 200)
-	var cfg2 admin.AuthorizerConfig
-	yaml.Unmarshal([]byte(unzip(t, second.body)[admin.PackageAuthorizer]), &cfg2)
+	var cfg2 model.AuthorizerConfig
+	yaml.Unmarshal([]byte(unzip(t, second.body)[model.PackageAuthorizer]), &cfg2)
 	if cfg2.Credential == cfg.Credential {
 		t.Fatal("a second download must mint a new credential")
 	}
@@ -114,12 +114,12 @@ func TestGatewayPackage(t *testing.T) {
 	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "mesh", "name": "mesh", "type": "grpc"}), 201)
 	raw := e.expect(e.do("GET", "/api/admin/acme/gateways/mesh/package", rootToken, nil), 200).body
 	g := unzip(t, raw)
-	if !strings.Contains(g[admin.PackageGRPCBootstrap], `"acme/mesh"`) || g[admin.PackageEnvoyBootstrap] != "" {
+	if !strings.Contains(g[model.PackageGRPCBootstrap], `"acme/mesh"`) || g[model.PackageEnvoyBootstrap] != "" {
 		t.Fatalf("grpc package: %v", g)
 	}
 	// Its xDS channel credentials carry the package's credential.
-	var gcfg admin.AuthorizerConfig
-	yaml.Unmarshal([]byte(g[admin.PackageAuthorizer]), &gcfg)
+	var gcfg model.AuthorizerConfig
+	yaml.Unmarshal([]byte(g[model.PackageAuthorizer]), &gcfg)
 	var gboot struct {
 		XDSServers []struct {
 			ChannelCreds []struct {
@@ -128,14 +128,14 @@ func TestGatewayPackage(t *testing.T) {
 			} `json:"channel_creds"`
 		} `json:"xds_servers"`
 	}
-	if err := json.Unmarshal([]byte(g[admin.PackageGRPCBootstrap]), &gboot); err != nil {
+	if err := json.Unmarshal([]byte(g[model.PackageGRPCBootstrap]), &gboot); err != nil {
 		t.Fatal(err)
 	}
 	if cc := gboot.XDSServers[0].ChannelCreds; len(cc) != 1 || cc[0].Type != envoy.GRPCCredentialsType ||
 		cc[0].Config["credential"] != gcfg.Credential || !strings.HasPrefix(gcfg.Credential, "ghg_acme.") {
 		t.Fatalf("grpc bootstrap channel_creds %+v (credential %q)", cc, gcfg.Credential)
 	}
-	if m := modes(t, raw); m[admin.PackageGRPCBootstrap] != 0o600 {
+	if m := modes(t, raw); m[model.PackageGRPCBootstrap] != 0o600 {
 		t.Fatalf("file modes %v", m)
 	}
 	e.expect(e.do("GET", "/api/admin/acme/gateways/ghost/package", rootToken, nil), 404)

@@ -6,52 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
-	"github.com/gatehouse-dev/gatehouse/bundles"
-	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
-	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
-
-// newEnvWithManager is newEnvWith with options for the bundle manager.
-func newEnvWithManager(t *testing.T, mgrOpts []bundles.Option, edit func(*admin.Options)) *env {
-	t.Helper()
-	st, err := embedded.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := secretbox.New(bytes.Repeat([]byte{42}, secretbox.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	keys := bundles.NewKeyStore(st, box)
-	mgr := bundles.NewManager(st, keys, log, mgrOpts...)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = mgr.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; st.Close() })
-	opts := admin.Options{Store: st, BootstrapToken: rootToken, PublicURL: "https://gh.example", Logger: log, Bundles: mgr, Keys: keys}
-	if edit != nil {
-		edit(&opts)
-	}
-	api, err := admin.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.Handler())
-	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, api: api, store: st, bundles: mgr, keys: keys}
-}
 
 // heavyRego runs for hours and takes terabytes unless its evaluation is
 // cancelled.

@@ -17,8 +17,8 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 // TestGatewayPackageRunsTheAuthorizer downloads a gateway package from a
@@ -111,7 +111,7 @@ func packageAddresses(t *testing.T, zipped []byte) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := fs.ReadFile(zr, admin.PackageAuthorizer)
+	raw, err := fs.ReadFile(zr, model.PackageAuthorizer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func withAuthorizerAddresses(t *testing.T, zipped []byte, addr string) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f.Name == admin.PackageAuthorizer {
+		if f.Name == model.PackageAuthorizer {
 			raw = regexp.MustCompile(`(?m)^(authz_addr|http_addr): .*$`).ReplaceAll(raw, []byte("$1: "+addr))
 		}
 		h := f.FileHeader
