@@ -19,7 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/bundleservice"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
-	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
@@ -58,12 +58,8 @@ func newEnvWith(t *testing.T, edit func(*admin.Options)) *env {
 // API's engine (Options.Mount), sharing its registry.
 func newEnvOnWith(t *testing.T, st store.Store, edit func(*admin.Options)) *env {
 	t.Helper()
-	box, err := secretbox.New(bytes.Repeat([]byte{42}, secretbox.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	keys := bundles.NewKeyStore(st, box)
+	keys := bundles.NewKeyStore(st, testkit.SecretBox(t))
 	mgr := bundles.NewManager(st, keys, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -1,7 +1,6 @@
 package admin_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
-	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
@@ -42,10 +41,7 @@ func TestGatewayStatusShowsBuildError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	box, err := secretbox.New(bytes.Repeat([]byte{42}, secretbox.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	box := testkit.SecretBox(t)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	keys := bundles.NewKeyStore(st, box)
 	faulty := &buildDownStore{Store: st}

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 	"github.com/gatehouse-dev/gatehouse/store/postgres"
@@ -81,20 +82,11 @@ func TestHungDatabase(t *testing.T) {
 	if err := srv.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "readyz after the database resumed", func() bool { return e.do("GET", "/readyz", "", nil).status == 200 })
+	testkit.Eventually(t, 30*time.Second, func() error {
+		return testkit.Check(e.do("GET", "/readyz", "", nil).status == 200, "readyz is not 200 yet")
+	}, "readyz after the database resumed")
 	e.expect(e.do("GET", "/api/admin/acme/gateways/edge", rootToken, nil), 200)
 	e.expect(e.do("POST", "/api/admin/acme/scopes", rootToken, map[string]any{"id": "write", "name": "write"}), 201)
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // diskFull wraps a store whose writes fail, while full is set, as the
