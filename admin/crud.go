@@ -53,30 +53,6 @@ func getKind[S, R any](s *Server, c *gin.Context, repo store.Repo[S], param, wha
 	respondObject(c, http.StatusOK, t.Meta.Revision, render(t))
 }
 
-// deleteKind answers DELETE …/{plural}/{id} (If-Match honoured): guard, when
-// set, may refuse inside the transaction (an object still in use).
-func deleteKind[S any](s *Server, c *gin.Context, repo store.Repo[S], param, what string,
-	guard func(ctx context.Context, tx store.Tx, tid, id string) error) {
-	tid := tenantID(c)
-	id, expect, ok := pathIDAndIfMatch(c, param)
-	if !ok {
-		return
-	}
-	if s.write(c, what, id, func(ctx context.Context, tx store.Tx) error {
-		if guard != nil {
-			if err := guard(ctx, tx, tid, id); err != nil {
-				return err
-			}
-		}
-		if _, err := repo.Delete(ctx, tx, tid, id, expect); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "delete", repo.Kind, id)
-	}) {
-		c.Status(http.StatusNoContent)
-	}
-}
-
 // updater turns a PUT body into the change it makes: it decodes and
 // validates the request (errors before anything is read) and returns the
 // function that applies it to the stored object inside the transaction

@@ -20,7 +20,6 @@ const RequestIDHeader = httpapi.RequestIDHeader
 
 var (
 	newError         = httpapi.New
-	errorf           = httpapi.Errorf
 	fieldError       = httpapi.Invalid
 	fieldErrors      = httpapi.FieldErrors
 	missingField     = httpapi.Missing
