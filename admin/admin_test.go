@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/bundleservice"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/openapicheck"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
@@ -36,6 +38,10 @@ type env struct {
 	// bundleService is mounted on the admin API's engine, as gatehouse
 	// serve mounts it.
 	bundleService *bundleservice.Service
+	// testKinds: the server's scheme has kinds only tests register, which
+	// the OpenAPI document does not describe (their routes and their lists
+	// in the configuration document are not checked against it).
+	testKinds bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -81,7 +87,7 @@ func newEnvOnWith(t *testing.T, st store.Store, edit func(*admin.Options)) *env 
 	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, api: api, store: st, bundles: mgr, keys: keys, bundleService: bsvc}
+	return &env{t: t, srv: srv, api: api, store: st, bundles: mgr, keys: keys, bundleService: bsvc, testKinds: opts.Scheme != nil}
 }
 
 type resp struct {
@@ -120,7 +126,36 @@ func (e *env) do(method, path, token string, body any, headers ...string) resp {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.checkDocumented(method, path, r)
 	return resp{status: r.Status, header: r.Header, body: r.Body}
+}
+
+// served is the checker of the OpenAPI document the server serves, built
+// once for the package's tests.
+var served = sync.OnceValues(func() (*openapicheck.Checker, error) {
+	doc, err := admin.OpenAPI(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return openapicheck.New(doc)
+})
+
+// checkDocumented holds every answer to the OpenAPI document: status,
+// content type, body and headers.
+func (e *env) checkDocumented(method, path string, r testkit.Response) {
+	e.t.Helper()
+	if e.testKinds && (strings.Contains(path, "/notes") || strings.HasPrefix(path, "/api/system/configuration")) {
+		return
+	}
+	c, err := served()
+	if err != nil {
+		e.t.Fatalf("the OpenAPI document: %v", err)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c.Expect(e.t, openapicheck.Exchange{Request: req, Status: r.Status, Header: r.Header, Body: r.Body})
 }
 
 func (e *env) expect(r resp, status int) resp {
