@@ -110,6 +110,15 @@ func addAPIKind(sch *resource.Scheme) {
 	})
 	api := apiOf(sch.MustKind(model.KindAPI))
 	api.export = func(o *store.Object) (any, error) { return exportItem(api, o, renderAPI, "operation_id", "imported") }
+	api.importCheck = func(want []*configObject, stored configState, _ bool) *Error {
+		for _, o := range want {
+			if cur := stored[o.obj.ID]; cur != nil && cur.ParentID != o.obj.ParentID {
+				return fieldError(o.field+".service_id", "cannot be changed (API %q belongs to service %q); give the API in the other service another id",
+					o.obj.ID, cur.ParentID)
+			}
+		}
+		return nil
+	}
 }
 
 // validate checks the fields that do not depend on stored state. On create

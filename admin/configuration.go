@@ -525,14 +525,12 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 	if apiErr := checkConfiguration(plan, stored, merge); apiErr != nil {
 		return nil, apiErr
 	}
-	if apiErr := checkFixedFields(plan, stored); apiErr != nil {
-		return nil, apiErr
-	}
-	if apiErr := checkConfigPolicyCount(plan, stored[model.KindPolicy], merge); apiErr != nil {
-		return nil, apiErr
-	}
-	if apiErr := checkIssuerURLs(plan, stored[model.KindIssuer], merge); apiErr != nil {
-		return nil, apiErr
+	for _, k := range plan.kinds { // each kind's own rules against what is stored
+		if k.api.importCheck != nil {
+			if apiErr := k.api.importCheck(plan.objects[k.kind], stored[k.kind], merge); apiErr != nil {
+				return nil, apiErr
+			}
+		}
 	}
 	counts := func() map[string]int {
 		m := map[string]int{}
@@ -627,66 +625,6 @@ func checkConfiguration(plan *configPlan, stored map[string]configState, merge b
 				}
 			}
 		}
-	}
-	return nil
-}
-
-// checkFixedFields applies the resource endpoints' rules for what an
-// update cannot change: an API's service and a gateway's type.
-func checkFixedFields(plan *configPlan, stored map[string]configState) *Error {
-	for _, o := range plan.objects[model.KindAPI] {
-		if cur := stored[model.KindAPI][o.obj.ID]; cur != nil && cur.ParentID != o.obj.ParentID {
-			return fieldError(o.field+".service_id", "cannot be changed (API %q belongs to service %q); give the API in the other service another id",
-				o.obj.ID, cur.ParentID)
-		}
-	}
-	for _, o := range plan.objects[model.KindGateway] {
-		cur := stored[model.KindGateway][o.obj.ID]
-		if cur == nil {
-			continue
-		}
-		var was, want model.GatewaySpec
-		if err := json.Unmarshal(cur.Spec, &was); err != nil {
-			return internalError(fmt.Errorf("decode gateway %q: %w", cur.ID, err))
-		}
-		_ = json.Unmarshal(o.obj.Spec, &want)
-		if was.Type != want.Type {
-			return fieldError(o.field+".type", "cannot change from %q; create another gateway", was.Type)
-		}
-	}
-	return nil
-}
-
-// checkIssuerURLs applies the issuer endpoint's rule that one tenant's
-// issuers have distinct issuer URLs: within the document and, in merge
-// mode, against the stored issuers the merge keeps.
-func checkIssuerURLs(plan *configPlan, stored configState, merge bool) *Error {
-	seen := map[string]string{} // issuer URL -> where it is
-	if merge {
-		named := map[string]bool{}
-		for _, o := range plan.objects[model.KindIssuer] {
-			named[o.obj.ID] = true
-		}
-		for _, id := range slices.Sorted(maps.Keys(stored)) {
-			if named[id] {
-				continue
-			}
-			var spec model.IssuerSpec
-			if err := json.Unmarshal(stored[id].Spec, &spec); err != nil {
-				return internalError(fmt.Errorf("decode issuer %q: %w", id, err))
-			}
-			seen[spec.Issuer] = fmt.Sprintf("issuer %q, which a merge keeps", id)
-		}
-	}
-	for _, o := range plan.objects[model.KindIssuer] {
-		var spec model.IssuerSpec
-		if err := json.Unmarshal(o.obj.Spec, &spec); err != nil {
-			return internalError(fmt.Errorf("decode issuer %q: %w", o.obj.ID, err))
-		}
-		if prev, dup := seen[spec.Issuer]; dup {
-			return fieldError(o.field+".issuer", "%q is also the issuer URL of %s", spec.Issuer, prev)
-		}
-		seen[spec.Issuer] = o.field
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"sort"
@@ -116,6 +117,23 @@ func addGatewayKinds(sch *resource.Scheme) {
 	api := apiOf(sch.MustKind(model.KindGateway))
 	api.export = func(o *store.Object) (any, error) {
 		return exportItem(api, o, renderGatewayObject)
+	}
+	api.importCheck = func(want []*configObject, stored configState, _ bool) *Error {
+		for _, o := range want {
+			cur := stored[o.obj.ID]
+			if cur == nil {
+				continue
+			}
+			var was, next model.GatewaySpec
+			if err := json.Unmarshal(cur.Spec, &was); err != nil {
+				return internalError(fmt.Errorf("decode gateway %q: %w", cur.ID, err))
+			}
+			_ = json.Unmarshal(o.obj.Spec, &next)
+			if was.Type != next.Type {
+				return fieldError(o.field+".type", "cannot change from %q; create another gateway", was.Type)
+			}
+		}
+		return nil
 	}
 	sch.MustRegister(&resource.Kind{
 		Name: model.KindGatewayCredential, Singular: "gateway credential", Internal: true, SoftDelete: true,

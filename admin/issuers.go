@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -65,6 +67,7 @@ func addIssuerKind(sch *resource.Scheme) {
 			return uniqueIssuer(ctx, tx, t.Meta.TenantID, t.Meta.ID, t.Spec.Issuer)
 		},
 	}.register(sch)
+	apiOf(sch.MustKind(model.KindIssuer)).importCheck = checkIssuerURLs
 }
 
 // spec validates the request: an issuer URL, exactly one key source (an
@@ -227,4 +230,38 @@ func publicJWKS(raw json.RawMessage) (json.RawMessage, *Error) {
 		return nil, fieldError("jwks", "cannot be encoded: %v", err)
 	}
 	return compact, nil
+}
+
+// checkIssuerURLs applies the issuer endpoint's rule that one tenant's
+// issuers have distinct issuer URLs: within the document and, in merge
+// mode, against the stored issuers the merge keeps.
+func checkIssuerURLs(want []*configObject, stored configState, merge bool) *Error {
+	seen := map[string]string{} // issuer URL -> where it is
+	if merge {
+		named := map[string]bool{}
+		for _, o := range want {
+			named[o.obj.ID] = true
+		}
+		for _, id := range slices.Sorted(maps.Keys(stored)) {
+			if named[id] {
+				continue
+			}
+			var spec model.IssuerSpec
+			if err := json.Unmarshal(stored[id].Spec, &spec); err != nil {
+				return internalError(fmt.Errorf("decode issuer %q: %w", id, err))
+			}
+			seen[spec.Issuer] = fmt.Sprintf("issuer %q, which a merge keeps", id)
+		}
+	}
+	for _, o := range want {
+		var spec model.IssuerSpec
+		if err := json.Unmarshal(o.obj.Spec, &spec); err != nil {
+			return internalError(fmt.Errorf("decode issuer %q: %w", o.obj.ID, err))
+		}
+		if prev, dup := seen[spec.Issuer]; dup {
+			return fieldError(o.field+".issuer", "%q is also the issuer URL of %s", spec.Issuer, prev)
+		}
+		seen[spec.Issuer] = o.field
+	}
+	return nil
 }

@@ -53,6 +53,11 @@ type kindAPI struct {
 	// importLimit, when set, refuses a document list of n objects before
 	// any is decoded.
 	importLimit func(n int) *Error
+	// importCheck, when set, applies the kind's rules across objects to an
+	// import's objects of the kind (want) and the stored ones, before
+	// anything is written (merge: the stored ones the document does not
+	// name stay).
+	importCheck func(want []*configObject, stored configState, merge bool) *Error
 	// nameField is the document field holding the unique envelope name.
 	nameField string
 }

@@ -84,6 +84,7 @@ func addPolicyKind(sch *resource.Scheme) {
 	}.register(sch)
 	api := apiOf(sch.MustKind(model.KindPolicy))
 	api.routes = (*Server).policyTestRoutes
+	api.importCheck = checkConfigPolicyCount
 	api.importLimit = func(n int) *Error {
 		if n > policies.MaxPoliciesPerTenant {
 			return limitError("policies", policies.MaxPoliciesPerTenant, "a tenant may have at most %d policies (the document has %d)",
@@ -200,11 +201,11 @@ func checkPolicyCount(ctx context.Context, tx store.Tx, tid string) error {
 // checkConfigPolicyCount applies MaxPoliciesPerTenant to a configuration
 // import: the document's policies plus, in merge mode, the stored ones it
 // does not name.
-func checkConfigPolicyCount(plan *configPlan, stored configState, merge bool) *Error {
-	n := len(plan.objects[model.KindPolicy])
+func checkConfigPolicyCount(want []*configObject, stored configState, merge bool) *Error {
+	n := len(want)
 	if merge {
 		named := map[string]bool{}
-		for _, o := range plan.objects[model.KindPolicy] {
+		for _, o := range want {
 			named[o.obj.ID] = true
 		}
 		for id := range stored {
