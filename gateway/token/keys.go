@@ -1,6 +1,7 @@
 package token
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +35,8 @@ func (k *key) usableFor(alg string, spec algorithm, kid string, hasKid bool) boo
 
 // keySet is a parsed JWK Set.
 type keySet struct {
-	keys []key
+	keys   []key
+	digest [32]byte // SHA-256 of the document
 }
 
 // hasKid reports whether a key of the set has this kid.
@@ -76,7 +78,7 @@ func parseKeySet(data []byte) (*keySet, error) {
 	if !ok {
 		return nil, errors.New(`not a JWK Set: no "keys" array`)
 	}
-	set := &keySet{keys: make([]key, 0, len(members))}
+	set := &keySet{keys: make([]key, 0, len(members)), digest: sha256.Sum256(data)}
 	for _, m := range members {
 		raw, ok := m.(map[string]any)
 		if !ok {

@@ -50,20 +50,34 @@
 // A failed fetch keeps the last good keys. A check never waits on the
 // network for a key that is cached. The pure-Rego entrypoint has no network:
 // there, tokens of issuers whose keys are remote are never valid.
+//
+// A Verifier caches the outcome of a token's signature check (by the
+// SHA-256 of the token; bounds in Options.CacheEntries and CacheBytes) and
+// serves it only while verifying again would give the same outcome: until
+// floor(exp) + Leeway, until a remote key set it was checked with changes,
+// until Revoke drops it, and, for a failure, for FailureTTL at most. The
+// rules above hold unchanged. The Tokens and Infos it returns are shared
+// with the cache: read-only.
 package token
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/util"
 )
 
@@ -87,6 +101,9 @@ var (
 // exactly the object the Rego library computes: {"present":…,"valid":false}
 // for an absent or invalid token, and every field for a valid one (subject
 // "", claims {} and scopes [] included).
+//
+// The Claims and Scopes of an Info the Verifier returns are shared with its
+// cache and with other callers: they are read-only.
 type Info struct {
 	Present bool           `json:"present"`
 	Valid   bool           `json:"valid"`
@@ -94,6 +111,10 @@ type Info struct {
 	Subject string         `json:"subject,omitempty"`
 	Claims  map[string]any `json:"claims,omitempty"`
 	Scopes  []string       `json:"scopes,omitempty"`
+
+	// value caches ASTValue for the Info of a verified Token (nil
+	// otherwise); it is shared by the copies of that Info.
+	value *infoValue
 }
 
 // Value returns the object with JSON types (map[string]any, []any, string,
@@ -119,7 +140,54 @@ func (i Info) MarshalJSON() ([]byte, error) {
 	return json.Marshal(i.Value())
 }
 
-// Token is a verified token.
+// The policy values of an absent and of an invalid token.
+var (
+	absentValue  = ast.MustInterfaceToValue(Info{}.Value())
+	invalidValue = ast.MustInterfaceToValue(Info{Present: true}.Value())
+)
+
+// ASTValue returns Value as an OPA value: ast.InterfaceToValue(i.Value()),
+// or nil if that fails (never for an Info of a Verifier). The value of an
+// absent or invalid token is a shared constant; that of a valid token from
+// a Verifier is computed once per token (and kept with the cached token),
+// unless the Info's fields were changed since. The value is shared: it must
+// not be modified.
+func (i Info) ASTValue() ast.Value {
+	switch {
+	case !i.Valid && !i.Present:
+		return absentValue
+	case !i.Valid:
+		return invalidValue
+	case i.value != nil && i.value.of.same(&i):
+		i.value.once.Do(func() { i.value.v, _ = ast.InterfaceToValue(i.value.of.Value()) })
+		return i.value.v
+	}
+	v, err := ast.InterfaceToValue(i.Value())
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// infoValue is the ASTValue of the Info of a verified Token, computed on
+// first use.
+type infoValue struct {
+	once sync.Once
+	of   Info // the Info it is the value of
+	v    ast.Value
+}
+
+// same reports whether i has the fields of o: equal strings, and the same
+// claims map and scopes (not only equal ones).
+func (o *Info) same(i *Info) bool {
+	return o.Present == i.Present && o.Valid == i.Valid && o.Issuer == i.Issuer && o.Subject == i.Subject &&
+		reflect.ValueOf(o.Claims).UnsafePointer() == reflect.ValueOf(i.Claims).UnsafePointer() &&
+		len(o.Scopes) == len(i.Scopes) && (len(o.Scopes) == 0 || &o.Scopes[0] == &i.Scopes[0])
+}
+
+// Token is a verified token. A Token the Verifier returns may be shared
+// with its cache and with other callers: it, its maps and its slices are
+// read-only.
 type Token struct {
 	// IssuerID is the ID of the configured issuer whose key verified it.
 	IssuerID string
@@ -132,11 +200,13 @@ type Token struct {
 	Claims map[string]any
 	// Scopes are the token's scopes (see the package documentation).
 	Scopes []string
+
+	value *infoValue // the ASTValue of Info, computed once (nil for a Token made by hand)
 }
 
 // Info returns the token as policies see it.
 func (t *Token) Info() Info {
-	return Info{Present: true, Valid: true, Issuer: t.Issuer, Subject: t.Subject, Claims: t.Claims, Scopes: t.Scopes}
+	return Info{Present: true, Valid: true, Issuer: t.Issuer, Subject: t.Subject, Claims: t.Claims, Scopes: t.Scopes, value: t.value}
 }
 
 // Bearer returns the token of an Authorization header value: what follows
@@ -166,7 +236,8 @@ func (v *Verifier) Info(ctx context.Context, authorization string) Info {
 }
 
 // Check is Info plus the reason a present token is invalid (nil when the
-// token is valid or absent).
+// token is valid or absent). The Info of a valid token is shared with the
+// Verifier's cache: see Info.
 func (v *Verifier) Check(ctx context.Context, authorization string) (Info, error) {
 	raw, ok := Bearer(authorization)
 	if !ok {
@@ -201,41 +272,106 @@ var algorithms = map[string]algorithm{
 // Verify validates a raw token (without the "Bearer " prefix). The error
 // wraps one of the Err* reasons.
 //
+// Outcomes are cached (see Options.CacheEntries): a token verified once is
+// not verified again while its cached outcome holds, and the Token returned
+// is then the one of the first verification, shared (read-only).
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
+	now := v.now().UnixNano()
+	c := v.cache
+	if c == nil {
+		o := v.verify(ctx, raw, now)
+		return o.tok, o.err
+	}
+	if len(raw) > c.maxToken {
+		c.miss()
+		o := v.verify(ctx, raw, now)
+		return o.tok, o.err
+	}
+	// Sum256 neither keeps nor modifies its argument: the token's bytes
+	// are read in place rather than copied.
+	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+	if e := c.get(&key, now); e != nil {
+		return e.tok, e.err
+	}
+	gen := c.generation()
+	o := v.verify(ctx, raw, now)
+	if o.cacheable {
+		c.put(&key, &o, len(raw), now, gen)
+	}
+	return o.tok, o.err
+}
+
+// verification is the outcome of verify and what a cached copy of it
+// depends on.
+type verification struct {
+	tok *Token
+	err error
+	// exp is the exp claim, for outcomes of the signature check.
+	exp json.Number
+	// deps are the remote key sets consulted, as they were.
+	deps []dep
+	// cacheable: the outcome holds until exp (floor(exp) + Leeway) and
+	// until a key set of deps changes. It is false for every outcome
+	// before the signature check (cheap to compute again, and an nbf
+	// failure is time-dependent) and when a candidate issuer other than
+	// the one that verified the token asked for a refetch or had no keys
+	// (verifying again could fetch keys and change the outcome).
+	cacheable bool
+}
+
+// dep is a remote key set an outcome depends on: its keys then (nil when
+// there were none).
+type dep struct {
+	remote *remoteKeys
+	keys   *keySet
+}
+
+// verify validates raw at now (Unix nanoseconds), without the cache.
+//
 // Parsing is done here rather than by jwt.Parser, whose JSON and time
 // handling differ from the Rego builtins' on edge cases (a header number
 // beyond float64, data after the payload object, fractional or huge
 // NumericDates); golang-jwt's signing methods verify the signature.
-func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
-	now := v.now().UnixNano()
+func (v *Verifier) verify(ctx context.Context, raw string, now int64) verification {
+	o, err := v.verifyToken(ctx, raw, now)
+	if err != nil {
+		o.err = err
+	}
+	return o
+}
+
+// verifyToken is verify with the error apart.
+func (v *Verifier) verifyToken(ctx context.Context, raw string, now int64) (verification, error) {
+	var o verification
 	hseg, pseg, sseg, ok := splitCompact(raw)
 	if !ok {
-		return nil, fmt.Errorf("%w: not three base64url segments", ErrMalformed)
+		return o, fmt.Errorf("%w: not three base64url segments", ErrMalformed)
 	}
 	header, err := decodeObject(hseg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+		return o, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	alg, _ := header["alg"].(string)
 	spec, ok := algorithms[alg]
 	if !ok {
-		return nil, fmt.Errorf("%w: alg %v", ErrAlgorithm, header["alg"])
+		return o, fmt.Errorf("%w: alg %v", ErrAlgorithm, header["alg"])
 	}
 	if err := checkHeader(header); err != nil {
-		return nil, err
+		return o, err
 	}
 	claims, err := decodeObject(pseg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+		return o, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 
 	iss, ok := claims["iss"].(string)
 	candidates := v.issuers[iss]
 	if !ok || len(candidates) == 0 {
-		return nil, fmt.Errorf("%w: iss %v", ErrIssuer, claims["iss"])
+		return o, fmt.Errorf("%w: iss %v", ErrIssuer, claims["iss"])
 	}
 	auds, ok := audiences(claims["aud"])
 	if !ok {
-		return nil, fmt.Errorf("%w: aud is not a string or an array of strings", ErrAudience)
+		return o, fmt.Errorf("%w: aud is not a string or an array of strings", ErrAudience)
 	}
 	accepted := 0
 	for _, is := range candidates {
@@ -244,43 +380,65 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 		}
 	}
 	if accepted == 0 {
-		return nil, fmt.Errorf("%w: aud %v", ErrAudience, claims["aud"])
+		return o, fmt.Errorf("%w: aud %v", ErrAudience, claims["aud"])
 	}
 	if err := checkTimes(claims, now); err != nil {
-		return nil, err
+		return o, err
 	}
+	o.exp = claims["exp"].(json.Number)
 
 	sig, err := base64.RawURLEncoding.DecodeString(sseg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
+		return o, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
 	}
 	kid, hasKid := header["kid"].(string)
 	signed := raw[:len(hseg)+1+len(pseg)]
 	var keyErr error
+	refetched := false // by a candidate that did not verify the token
 	for _, is := range candidates {
 		if !is.accepts(auds) {
 			continue
 		}
-		ks, err := is.keySet(ctx, kid, hasKid)
+		ks, asked, err := is.keySet(ctx, kid, hasKid)
+		if is.remote != nil {
+			o.deps = append(o.deps, dep{remote: is.remote, keys: ks})
+		}
 		if err != nil {
-			keyErr = err
+			keyErr, refetched = err, true
 			continue
 		}
 		for i := range ks.keys {
 			k := &ks.keys[i]
-			if k.usableFor(alg, spec, kid, hasKid) && spec.method.Verify(signed, sig, k.public) == nil {
-				return &Token{IssuerID: is.ID, Issuer: iss, Subject: subject(claims), Header: header,
-					Claims: claims, Scopes: scopes(claims)}, nil
+			if !k.usableFor(alg, spec, kid, hasKid) {
+				continue
+			}
+			if v.onSignature != nil {
+				v.onSignature()
+			}
+			if spec.method.Verify(signed, sig, k.public) == nil {
+				o.tok = newToken(is.ID, iss, header, claims)
+				o.cacheable = !refetched
+				return o, nil
 			}
 		}
+		refetched = refetched || asked
 	}
+	o.cacheable = !refetched
 	if keyErr != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSignature, keyErr)
+		return o, fmt.Errorf("%w: %v", ErrSignature, keyErr)
 	}
 	if hasKid {
-		return nil, fmt.Errorf("%w: no key with kid %q and type %s verifies it", ErrSignature, kid, alg)
+		return o, fmt.Errorf("%w: no key with kid %q and type %s verifies it", ErrSignature, kid, alg)
 	}
-	return nil, fmt.Errorf("%w: no key of type %s verifies it", ErrSignature, alg)
+	return o, fmt.Errorf("%w: no key of type %s verifies it", ErrSignature, alg)
+}
+
+// newToken returns the Token of verified claims.
+func newToken(issuerID, iss string, header, claims map[string]any) *Token {
+	t := &Token{IssuerID: issuerID, Issuer: iss, Subject: subject(claims), Header: header,
+		Claims: claims, Scopes: scopes(claims)}
+	t.value = &infoValue{of: t.Info()}
+	return t
 }
 
 // splitCompact splits a compact JWS into its three segments, each
@@ -393,16 +551,8 @@ func checkTimes(claims map[string]any, now int64) error {
 // 64-bit mantissa (OPA's floor builtin), the rest is exact. ok is false when
 // n is not a finite number.
 func compareNumericDate(now int64, n json.Number, offset int64) (c int, ok bool) {
-	const bound = 1 << 33 // (bound + offset) * 1e9 fits an int64
-	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil && -bound < i && i < bound {
-		d := (i + offset) * int64(time.Second)
-		switch {
-		case now < d:
-			return -1, true
-		case now > d:
-			return 1, true
-		}
-		return 0, true
+	if d, ok := numericDateNanos(n, offset); ok {
+		return cmp.Compare(now, d), true
 	}
 	f, ok := new(big.Float).SetString(string(n))
 	if !ok || f.IsInf() {
@@ -412,6 +562,18 @@ func compareNumericDate(now int64, n json.Number, offset int64) (c int, ok bool)
 	d.Add(d, big.NewInt(offset))
 	d.Mul(d, big.NewInt(int64(time.Second)))
 	return big.NewInt(now).Cmp(d), true
+}
+
+// numericDateNanos is floor(n) + offset seconds in Unix nanoseconds when n
+// is an integer small enough for an int64 (the fast path of
+// compareNumericDate); ok is false otherwise.
+func numericDateNanos(n json.Number, offset int64) (d int64, ok bool) {
+	const bound = 1 << 33 // (bound + offset) * 1e9 fits an int64
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil || i <= -bound || i >= bound {
+		return 0, false
+	}
+	return (i + offset) * int64(time.Second), true
 }
 
 // opaFloor is OPA's floor for a big.Float (topdown.arithFloor), quirks

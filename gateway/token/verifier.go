@@ -69,9 +69,24 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives fetch failures and refreshes (default: discarded).
 	Logger *slog.Logger
-	// Registerer receives the fetch metrics (default: not registered).
-	// Verifiers sharing a registerer share the metrics.
+	// Registerer receives the fetch and cache metrics (default: not
+	// registered). Verifiers sharing a registerer share the metrics.
 	Registerer prometheus.Registerer
+
+	// CacheEntries bounds the number of outcomes the verified-token cache
+	// holds (default 10,000); negative disables the cache.
+	CacheEntries int
+	// CacheBytes bounds the cache's estimated memory (default 32 MiB;
+	// negative disables the cache); see CacheEntryOverhead for the
+	// estimate. With tokens of about 1 KiB and 60 JSON values (11 KiB an
+	// entry) the default holds about 3,000 tokens.
+	CacheBytes int64
+	// CacheMaxTokenBytes: longer tokens are verified every time, never
+	// cached (default 16 KiB; negative: no token is cached).
+	CacheMaxTokenBytes int
+	// FailureTTL is how long a failed signature check is cached (default
+	// 2s; negative: failures are not cached).
+	FailureTTL time.Duration
 }
 
 // Defaults of Options.
@@ -80,6 +95,10 @@ const (
 	DefaultMinRefetchInterval = 30 * time.Second
 	DefaultFetchTimeout       = 5 * time.Second
 	DefaultMaxJWKSBytes       = 1 << 20
+	DefaultCacheEntries       = 10_000
+	DefaultCacheBytes         = 32 << 20
+	DefaultCacheMaxTokenBytes = 16 << 10
+	DefaultFailureTTL         = 2 * time.Second
 )
 
 // maxRedirects is how many redirects the default client follows.
@@ -94,6 +113,9 @@ type Verifier struct {
 	client  *http.Client
 	metrics *metrics
 	issuers map[string][]*issuer // by iss
+	cache   *cache               // nil when disabled
+
+	onSignature func() // called before each signature check (tests)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -125,11 +147,24 @@ func New(issuers []Issuer, opts Options) (*Verifier, error) {
 	if opts.MaxJWKSBytes <= 0 {
 		opts.MaxJWKSBytes = DefaultMaxJWKSBytes
 	}
+	if opts.CacheEntries == 0 {
+		opts.CacheEntries = DefaultCacheEntries
+	}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
+	if opts.CacheMaxTokenBytes == 0 {
+		opts.CacheMaxTokenBytes = DefaultCacheMaxTokenBytes
+	}
+	if opts.FailureTTL == 0 {
+		opts.FailureTTL = DefaultFailureTTL
+	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	v := &Verifier{opts: opts, now: opts.Now, log: opts.Logger, metrics: m, issuers: map[string][]*issuer{}}
+	v := &Verifier{opts: opts, now: opts.Now, log: opts.Logger, metrics: m, issuers: map[string][]*issuer{},
+		cache: newCache(opts, m)}
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -213,17 +248,19 @@ func (is *issuer) accepts(auds []any) bool {
 }
 
 // keySet returns the issuer's keys for a token. A remote set is refetched
-// (rate-limited) when it lacks the token's kid or is not there yet; cached
-// keys are returned without waiting.
-func (is *issuer) keySet(ctx context.Context, kid string, hasKid bool) (*keySet, error) {
+// (rate-limited) when it lacks the token's kid or is not there yet
+// (refetched is then true, even when the rate limit held the fetch back);
+// cached keys are returned without waiting.
+func (is *issuer) keySet(ctx context.Context, kid string, hasKid bool) (ks *keySet, refetched bool, err error) {
 	if is.remote == nil {
-		return is.inline, nil
+		return is.inline, false, nil
 	}
-	ks := is.remote.keys.Load()
+	ks = is.remote.keys.Load()
 	if ks == nil || hasKid && !ks.hasKid(kid) {
-		return is.remote.refetch(ctx)
+		ks, err = is.remote.refetch(ctx)
+		return ks, true, err
 	}
-	return ks, nil
+	return ks, false, nil
 }
 
 // remoteKeys is an issuer's remote JWK Set.
@@ -330,7 +367,11 @@ func (r *remoteKeys) fetch(done chan struct{}) {
 		result = "error"
 		r.v.log.Warn("token issuer: fetching the JWK Set failed; keeping the last keys", "issuer", r.is.ID, "error", err)
 	} else {
-		r.keys.Store(ks)
+		// A document unchanged keeps its keySet: the cached tokens it
+		// verified stay cached.
+		if old := r.keys.Load(); old == nil || old.digest != ks.digest {
+			r.keys.Store(ks)
+		}
 		r.v.log.Debug("token issuer: JWK Set fetched", "issuer", r.is.ID, "keys", len(ks.keys))
 	}
 	r.v.metrics.fetches.WithLabelValues(r.is.ID, result).Inc()
@@ -505,10 +546,14 @@ func (b *limitedBody) tooLarge() error {
 	return fmt.Errorf("the response is larger than %d bytes", b.max)
 }
 
-// metrics are the key fetch counters.
+// metrics are the key fetch and cache counters.
 type metrics struct {
 	fetches   *prometheus.CounterVec
 	refetches *prometheus.CounterVec
+
+	cacheHits      *prometheus.CounterVec
+	cacheMisses    prometheus.Counter
+	cacheEvictions prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -521,6 +566,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "gatehouse_token_jwks_unknown_kid_refetches_total",
 			Help: "Refetches of a remote JWK Set started because a token named a kid the cached set lacks, by issuer.",
 		}, []string{"issuer"}),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_token_cache_hits_total",
+			Help: "Token verifications answered from the verified-token cache, by result (valid, invalid).",
+		}, []string{"result"}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_token_cache_misses_total",
+			Help: "Token verifications the verified-token cache could not answer (the token was verified).",
+		}),
+		cacheEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_token_cache_evictions_total",
+			Help: "Entries of the verified-token cache evicted to stay within its entry and byte bounds.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -532,21 +589,31 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.refetches, err = register(reg, m.refetches); err != nil {
 		return nil, err
 	}
+	if m.cacheHits, err = register(reg, m.cacheHits); err != nil {
+		return nil, err
+	}
+	if m.cacheMisses, err = register(reg, m.cacheMisses); err != nil {
+		return nil, err
+	}
+	if m.cacheEvictions, err = register(reg, m.cacheEvictions); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
 // register registers c, or returns the collector already registered under
 // its name (verifiers of successive bundle revisions share the metrics).
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	err := reg.Register(c)
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+		if existing, ok := are.ExistingCollector.(C); ok {
 			return existing, nil
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("register token metrics: %w", err)
+		var zero C
+		return zero, fmt.Errorf("register token metrics: %w", err)
 	}
 	return c, nil
 }
