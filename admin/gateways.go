@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,9 +41,12 @@ type gatewayBody struct {
 	ListenerPort         int                        `json:"listener_port"`
 	RequestBody          *model.RequestBodySettings `json:"request_body,omitempty"`
 	PolicyTimeoutMS      int                        `json:"policy_timeout_ms"`
-	Labels               map[string]string          `json:"labels"`
-	TenantID             string                     `json:"tenant_id"`
-	Metadata             *Metadata                  `json:"metadata,omitempty"`
+	// DecisionLogs is which decisions the gateway's authorizers log:
+	// on (the default), off, denied or sample:N.
+	DecisionLogs string            `json:"decision_logs"`
+	Labels       map[string]string `json:"labels"`
+	TenantID     string            `json:"tenant_id"`
+	Metadata     *Metadata         `json:"metadata,omitempty"`
 	// Status (GET's runtime status) and Credential (shown once, by
 	// create) are read-only: accepted and ignored on write.
 	Status     any `json:"status,omitempty"`
@@ -158,7 +162,8 @@ func renderGatewayObject(t *store.Typed[model.GatewaySpec]) gatewayBody {
 		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
 		ServerID: t.Spec.ServerID, ListenerAddress: t.Spec.ListenerAddress, ListenerPort: t.Spec.ListenerPort,
 		RequestBody: t.Spec.RequestBody, PolicyTimeoutMS: effectivePolicyTimeout(t.Spec.PolicyTimeoutMS),
-		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
+		DecisionLogs: cmp.Or(t.Spec.DecisionLogs, model.DefaultDecisionLogs),
+		Labels:       labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
 }
 
@@ -205,6 +210,9 @@ func (r *gatewayBody) validate(tid string) *Error {
 	if r.PolicyTimeoutMS == 0 {
 		r.PolicyTimeoutMS = model.DefaultPolicyTimeoutMS
 	}
+	if r.DecisionLogs == "" {
+		r.DecisionLogs = model.DefaultDecisionLogs
+	}
 	var errs []*Error
 	if r.Type != model.GatewayEnvoy && r.Type != model.GatewayGRPC {
 		errs = append(errs, fieldError("type", "unsupported gateway type %q (supported: %s, %s)", r.Type, model.GatewayEnvoy, model.GatewayGRPC))
@@ -220,6 +228,9 @@ func (r *gatewayBody) validate(tid string) *Error {
 	}
 	if r.PolicyTimeoutMS < 1 || r.PolicyTimeoutMS > model.MaxPolicyTimeoutMS {
 		errs = append(errs, fieldError("policy_timeout_ms", "must be between 1 and %d (milliseconds; default %d)", model.MaxPolicyTimeoutMS, model.DefaultPolicyTimeoutMS))
+	}
+	if _, err := model.ParseDecisionLogMode(r.DecisionLogs); err != nil {
+		errs = append(errs, fieldError("decision_logs", "must be %s, not %q", model.DecisionLogModeRule, r.DecisionLogs))
 	}
 	seen := map[string]bool{}
 	for i, id := range r.ServiceIDs {
@@ -241,8 +252,14 @@ func (r *gatewayBody) validate(tid string) *Error {
 func (r *gatewayBody) spec() model.GatewaySpec {
 	ids := append([]string(nil), r.ServiceIDs...)
 	sort.Strings(ids)
-	return model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ServerID: r.ServerID,
+	spec := model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ServerID: r.ServerID,
 		ListenerAddress: r.ListenerAddress, ListenerPort: r.ListenerPort, RequestBody: r.RequestBody, PolicyTimeoutMS: r.PolicyTimeoutMS}
+	// The default is stored as empty, as gateways written before the
+	// field existed have it.
+	if r.DecisionLogs != model.DefaultDecisionLogs {
+		spec.DecisionLogs = r.DecisionLogs
+	}
+	return spec
 }
 
 // effectivePolicyTimeout is a stored gateway's policy deadline in

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -66,6 +67,16 @@ type OPADecisionLogs struct {
 	DroppedByReason map[string]int64 `json:"dropped_by_reason"`
 	BufferedEvents  *int64           `json:"buffered_events,omitempty"`
 	BufferedBytes   *int64           `json:"buffered_bytes,omitempty"`
+	// Skipped and SkippedByMode count the decisions the mode left out
+	// (not lost), by the kind of mode (off, denied, sample).
+	Skipped       *int64           `json:"skipped,omitempty"`
+	SkippedByMode map[string]int64 `json:"skipped_by_mode,omitempty"`
+	// Mode is the decision log mode in effect (on, off, denied or
+	// sample:N) and ModeSource where it comes from: "gateway" (the
+	// gateway's decision_logs, from its bundle) or "authorizer" (the
+	// authorizer's --decision-logs, overriding it).
+	Mode       string `json:"mode,omitempty"`
+	ModeSource string `json:"mode_source,omitempty"`
 }
 
 // OPAStatus summarises a gateway's OPA instances (the admin API's
@@ -90,6 +101,10 @@ type DecisionLogsSummary struct {
 	DroppedByReason map[string]int64 `json:"dropped_by_reason"`
 	Sent            int64            `json:"sent"`
 	BufferedEvents  int64            `json:"buffered_events"`
+	// Skipped adds up the decisions the instances' modes left out.
+	Skipped int64 `json:"skipped"`
+	// Modes are the decision log modes the instances report, sorted.
+	Modes []string `json:"modes"`
 	// Failing lists the instances whose uploads fail (state ERROR).
 	Failing []string `json:"failing"`
 }
@@ -175,7 +190,13 @@ func summariseDecisionLogs(instances []OPAInstance) *DecisionLogsSummary {
 			continue
 		}
 		if v == nil {
-			v = &DecisionLogsSummary{DroppedByReason: map[string]int64{}, Failing: []string{}}
+			v = &DecisionLogsSummary{DroppedByReason: map[string]int64{}, Failing: []string{}, Modes: []string{}}
+		}
+		if d.Skipped != nil {
+			v.Skipped += *d.Skipped
+		}
+		if d.Mode != "" && !slices.Contains(v.Modes, d.Mode) {
+			v.Modes = append(v.Modes, d.Mode)
 		}
 		v.Dropped += d.Dropped
 		for r, n := range d.DroppedByReason {
@@ -190,6 +211,9 @@ func summariseDecisionLogs(instances []OPAInstance) *DecisionLogsSummary {
 		if d.State == "ERROR" {
 			v.Failing = append(v.Failing, inst.ID)
 		}
+	}
+	if v != nil {
+		slices.Sort(v.Modes)
 	}
 	return v
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 // maxStatusUpload caps a status report.
@@ -34,6 +35,10 @@ type opaStatusReport struct {
 		Code    string                     `json:"code"`
 		Message string                     `json:"message"`
 		Metrics map[string]json.RawMessage `json:"metrics"`
+		// Mode and ModeSource are the Gatehouse authorizer's decision
+		// log mode in effect and where it comes from (OPA sends neither).
+		Mode       string `json:"mode"`
+		ModeSource string `json:"mode_source"`
 	} `json:"decision_logs"`
 	Plugins map[string]struct {
 		State   string `json:"state"`
@@ -82,10 +87,14 @@ func (s *Service) receiveStatus(c *gin.Context) {
 		inst.Plugins[name] = p.State
 	}
 	var dlMetrics map[string]json.RawMessage
-	if rep.DecisionLogs != nil {
-		dlMetrics = rep.DecisionLogs.Metrics
+	var mode, source string
+	if d := rep.DecisionLogs; d != nil {
+		dlMetrics, mode, source = d.Metrics, d.Mode, d.ModeSource
 	}
 	inst.DecisionLogs = decisionLogMetrics(dlMetrics, inst.Plugins["decision_logs"])
+	if inst.DecisionLogs != nil {
+		inst.DecisionLogs.Mode, inst.DecisionLogs.ModeSource = reportedMode(mode, source)
+	}
 	if err := bundles.PutOPAInstance(c.Request.Context(), s.store, tid, gw, inst); err != nil {
 		httpapi.Abort(c, httpapi.Internal(err))
 		return
@@ -94,6 +103,24 @@ func (s *Service) receiveStatus(c *gin.Context) {
 		s.log.WarnContext(c.Request.Context(), "prune OPA status", "error", err.Error())
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// Where a reported decision log mode comes from (bundles.OPADecisionLogs
+// ModeSource): the gateway's setting or the authorizer's override.
+var modeSources = map[string]bool{"gateway": true, "authorizer": true}
+
+// reportedMode keeps a reported decision log mode when it is one the
+// control plane knows (in its canonical form) and its source with it;
+// anything else is left out.
+func reportedMode(mode, source string) (string, string) {
+	m, err := model.ParseDecisionLogMode(mode)
+	if err != nil || m.String() != mode {
+		return "", ""
+	}
+	if !modeSources[source] {
+		source = ""
+	}
+	return mode, source
 }
 
 // decisionLogMetrics reads the decision_logs status of a report: OPA's
@@ -130,5 +157,14 @@ func decisionLogMetrics(metrics map[string]json.RawMessage, state string) *bundl
 	if v := num("counter_decision_logs_dropped"); v != nil && *v > d.Dropped {
 		d.Dropped = *v
 	}
+	for k := model.DecisionLogsOff; k < model.DecisionLogKinds; k++ {
+		if v := num("counter_decision_logs_skipped_" + k.String()); v != nil {
+			if d.SkippedByMode == nil {
+				d.SkippedByMode = map[string]int64{}
+			}
+			d.SkippedByMode[k.String()] = *v
+		}
+	}
+	d.Skipped = num("counter_decision_logs_skipped")
 	return d
 }

@@ -113,7 +113,7 @@ func TestEveryPathClassDecidedAndForwardedAlike(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				rego, err := eng.rego.Decision(ctx, RequestFromCheck(chk).Input)
+				rego, err := eng.rego.Decision(ctx, RequestFromCheck(chk).Document())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -194,7 +194,7 @@ func TestRequestRefusalsDecidedAlike(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rego, err := eng.rego.Decision(ctx, RequestFromCheck(chk).Input)
+			rego, err := eng.rego.Decision(ctx, RequestFromCheck(chk).Document())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -157,8 +157,12 @@ type DecisionLogOptions struct {
 	// DropLogInterval is the least time between two log lines about
 	// dropped events (default 10 s).
 	DropLogInterval time.Duration
-	Metrics         *Metrics
-	Logger          *slog.Logger
+	// Mode, when set, is the decision log mode of every gateway (the
+	// authorizer's --decision-logs), overriding theirs; nil applies each
+	// gateway's own, from its bundle (policies.GatewayData.DecisionLogMode).
+	Mode    *model.DecisionLogMode
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 func (o *DecisionLogOptions) defaults() {
@@ -199,11 +203,14 @@ func (o *DecisionLogOptions) defaults() {
 	}
 }
 
-// DecisionLogger records every decision and delivers it to a LogSink.
+// DecisionLogger records decisions and delivers them to a LogSink.
 //
-// Log, on the request path, only hands the decision over (a pointer to it
-// and to its engine) to a bounded intake queue; it never blocks and never
-// encodes. An encoder goroutine masks and renders the events, packs them
+// Log, on the request path, first applies the decision log mode (the
+// override of DecisionLogOptions.Mode, else the gateway's): a decision
+// the mode leaves out is only counted (skipped, by mode; it is not
+// lost), at the cost of an atomic add. A decision taken it only hands
+// over (a pointer to it and to its engine) to a bounded intake queue; it
+// never blocks and never encodes. An encoder goroutine masks and renders the events, packs them
 // into per-gateway batches and seals a batch (gzip) when it is full or a
 // second old. Uploaders send sealed batches concurrently, retrying with
 // exponential backoff until the sink takes them: an event is only lost
@@ -233,6 +240,13 @@ type DecisionLogger struct {
 	queued   atomic.Int64
 	dropped  [len(dropReasonIndex)]atomic.Uint64
 	uploads  [3]atomic.Uint64 // ok, error, rejected
+	// skipped counts the decisions left out by the mode, by kind.
+	skipped [model.DecisionLogKinds]atomic.Uint64
+
+	// samples holds each gateway's decision counter of sample:N (copy on
+	// write: read without a lock, added to under samplesMu).
+	samples   atomic.Pointer[map[model.GatewayRef]*atomic.Uint64]
+	samplesMu sync.Mutex
 
 	stateMu  sync.Mutex
 	lastErr  string
@@ -280,6 +294,10 @@ type logItem struct {
 // Close flushes and stops them.
 func NewDecisionLogger(opts DecisionLogOptions) *DecisionLogger {
 	opts.defaults()
+	if opts.Mode != nil { // the logger's own copy
+		m := *opts.Mode
+		opts.Mode = &m
+	}
 	l := &DecisionLogger{opts: opts, masked: map[string]bool{}, maskedParams: map[string]bool{},
 		wake: make(chan struct{}, 1), dropSignal: make(chan struct{}, 1), encoderDone: make(chan struct{}),
 		uploadsDone: make(chan struct{}), dropLogDone: make(chan struct{}), dropLogStop: make(chan struct{}), stopped: make(chan struct{})}
@@ -315,9 +333,13 @@ func NewDecisionLogger(opts DecisionLogOptions) *DecisionLogger {
 }
 
 // Log hands a decision over without blocking; the decision and its input
-// must not change afterwards. It is dropped (and counted) when the intake
-// queue is full or the logger is closed.
+// must not change afterwards. A decision the mode leaves out is counted
+// as skipped and nothing else (no allocation); one taken is dropped (and
+// counted) when the intake queue is full or the logger is closed.
 func (l *DecisionLogger) Log(e *Engine, d *Decision, at time.Time, took time.Duration) {
+	if !l.take(e, d) {
+		return
+	}
 	l.events.Add(1)
 	l.inMu.Lock()
 	if l.closed || len(l.in) >= l.opts.QueueSize {
@@ -343,6 +365,69 @@ func (l *DecisionLogger) Log(e *Engine, d *Decision, at time.Time, took time.Dur
 	}
 }
 
+// Mode is the decision log mode e's decisions are logged under: the
+// override (DecisionLogOptions.Mode), else the gateway's from e's bundle
+// (on without an engine).
+func (l *DecisionLogger) Mode(e *Engine) model.DecisionLogMode {
+	if l.opts.Mode != nil {
+		return *l.opts.Mode
+	}
+	if e == nil {
+		return model.DecisionLogMode{}
+	}
+	return e.Config().Gateway.DecisionLogMode
+}
+
+// take reports whether the mode logs the decision, and counts it skipped
+// when not. Under sample:N the first decision of each gateway and every
+// Nth after it are taken, allowed or denied alike.
+func (l *DecisionLogger) take(e *Engine, d *Decision) bool {
+	m := l.Mode(e)
+	switch m.Kind {
+	case model.DecisionLogsOff:
+	case model.DecisionLogsDenied:
+		if !d.Allowed || (d.DryRun && !d.PolicyAllowed) {
+			return true
+		}
+	case model.DecisionLogsSample:
+		if m.N <= 1 || e == nil || (l.sampleCounter(e).Add(1)-1)%uint64(m.N) == 0 {
+			return true
+		}
+	default:
+		return true
+	}
+	l.skipped[m.Kind].Add(1)
+	return false
+}
+
+// sampleCounter is the decision counter of e's gateway under sample:N.
+func (l *DecisionLogger) sampleCounter(e *Engine) *atomic.Uint64 {
+	key := model.GatewayRef{TenantID: e.TenantID, GatewayID: e.GatewayID}
+	if m := l.samples.Load(); m != nil {
+		if c := (*m)[key]; c != nil {
+			return c
+		}
+	}
+	l.samplesMu.Lock()
+	defer l.samplesMu.Unlock()
+	old := l.samples.Load()
+	if old != nil {
+		if c := (*old)[key]; c != nil {
+			return c
+		}
+	}
+	next := make(map[model.GatewayRef]*atomic.Uint64, 1)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	c := new(atomic.Uint64)
+	next[key] = c
+	l.samples.Store(&next)
+	return c
+}
+
 // drop counts n events lost for reason and wakes the rate-limited log.
 func (l *DecisionLogger) drop(reason string, n int) {
 	if n <= 0 {
@@ -362,11 +447,18 @@ type DecisionLogStatus struct {
 	State    string
 	Message  string
 	HTTPCode int
-	// Events counts decisions handed over since the start, Sent those
+	// Events counts decisions taken since the start, Sent those
 	// delivered, Dropped those lost by reason (every reason present).
 	Events  uint64
 	Sent    uint64
 	Dropped map[string]uint64
+	// Skipped counts the decisions the mode left out, by the kind of mode
+	// (off, denied, sample; every kind present). They are not lost:
+	// Events does not count them.
+	Skipped map[string]uint64
+	// Override is the mode set for every gateway (DecisionLogOptions.Mode;
+	// nil when each gateway's own applies).
+	Override *model.DecisionLogMode
 	// BufferedEvents waits for delivery (QueuedEvents of them not encoded
 	// yet), in BufferedBytes of memory and SpilledBytes on disk.
 	BufferedEvents int64
@@ -375,6 +467,15 @@ type DecisionLogStatus struct {
 	SpilledBytes   int64
 	// Uploads counts upload attempts by result (ok, error, rejected).
 	Uploads map[string]uint64
+}
+
+// SkippedTotal is the sum of Skipped.
+func (s DecisionLogStatus) SkippedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Skipped {
+		n += v
+	}
+	return n
 }
 
 // DroppedTotal is the sum of Dropped.
@@ -397,6 +498,14 @@ func (l *DecisionLogger) Status() DecisionLogStatus {
 	}
 	for i, r := range uploadResults {
 		st.Uploads[r] = l.uploads[i].Load()
+	}
+	st.Skipped = make(map[string]uint64, model.DecisionLogKinds-1)
+	for k := model.DecisionLogsOff; k < model.DecisionLogKinds; k++ {
+		st.Skipped[k.String()] = l.skipped[k].Load()
+	}
+	if l.opts.Mode != nil {
+		m := *l.opts.Mode
+		st.Override = &m
 	}
 	st.BufferedBytes, st.SpilledBytes = l.buf.usage()
 	l.stateMu.Lock()

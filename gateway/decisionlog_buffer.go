@@ -501,7 +501,7 @@ func (e *eventEncoder) render(w *bytes.Buffer, it *logItem) error {
 	w.WriteString(`",`)
 	w.Write(e.prefix(it.engine))
 	w.WriteString(`,"input":`)
-	erased, masked, err := e.l.appendMaskedInput(w, d.Input)
+	erased, masked, err := e.l.appendMaskedInput(w, d.Input())
 	if err != nil {
 		return fmt.Errorf("input: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // appendJSON writes v as JSON. It handles the generic values an input
@@ -199,29 +201,30 @@ func validJSONNumber(s string) bool {
 }
 
 // appendMaskedInput writes the input document exactly as mask would
-// return it (appendJSON of mask's copy), without copying it, and returns
-// the same erased and masked pointers. The decision log encoder uses it on
-// every event; TestMaskedInputEncodingMatchesMask holds it to mask.
-func (l *DecisionLogger) appendMaskedInput(w *bytes.Buffer, input map[string]any) (erased, masked []string, err error) {
-	if input == nil {
-		w.WriteString("null")
-		return nil, nil, nil
+// return it (appendJSON of mask's copy of its JSON form), straight from the
+// OPA value the policy saw, without copying it, and returns the same erased
+// and masked pointers. The decision log encoder uses it on every event;
+// TestMaskedInputEncodingMatchesMask holds it to mask.
+func (l *DecisionLogger) appendMaskedInput(w *bytes.Buffer, input ast.Value) (erased, masked []string, err error) {
+	obj, ok := input.(ast.Object)
+	if !ok {
+		return nil, nil, appendValueJSON(w, input, 0)
 	}
 	m := &maskWriter{l: l, w: w}
-	err = m.object(input, func(k string, v any) (bool, error) {
+	err = m.object(obj, func(k string, v ast.Value) (bool, error) {
 		switch k {
 		case "attributes":
-			attrs, ok := v.(map[string]any)
+			attrs, ok := v.(ast.Object)
 			if !ok {
 				return false, nil
 			}
-			return true, m.object(attrs, func(k string, v any) (bool, error) {
-				req, ok := v.(map[string]any)
+			return true, m.object(attrs, func(k string, v ast.Value) (bool, error) {
+				req, ok := v.(ast.Object)
 				if k != "request" || !ok {
 					return false, nil
 				}
-				return true, m.object(req, func(k string, v any) (bool, error) {
-					h, ok := v.(map[string]any)
+				return true, m.object(req, func(k string, v ast.Value) (bool, error) {
+					h, ok := v.(ast.Object)
 					if k != "http" || !ok {
 						return false, nil
 					}
@@ -229,11 +232,11 @@ func (l *DecisionLogger) appendMaskedInput(w *bytes.Buffer, input map[string]any
 				})
 			})
 		case "parsed_query":
-			pq, ok := v.(map[string]any)
-			if !ok || len(pq) == 0 {
+			pq, ok := v.(ast.Object)
+			if !ok || pq.Len() == 0 {
 				return false, nil
 			}
-			return true, m.object(pq, func(k string, v any) (bool, error) {
+			return true, m.object(pq, func(k string, v ast.Value) (bool, error) {
 				if l.maskedParams[strings.ToLower(k)] {
 					m.erased = append(m.erased, "/input/parsed_query/"+pointerToken(k))
 					return true, errSkip
@@ -248,6 +251,62 @@ func (l *DecisionLogger) appendMaskedInput(w *bytes.Buffer, input map[string]any
 	return m.erased, m.masked, err
 }
 
+// appendValueJSON writes an OPA value as JSON (object keys sorted, as
+// appendJSON sorts them). Sets and non-string keys, which an input
+// document never has, are errors.
+func appendValueJSON(w *bytes.Buffer, v ast.Value, depth int) error {
+	if depth > 512 {
+		return fmt.Errorf("json: nesting deeper than 512 levels")
+	}
+	switch x := v.(type) {
+	case nil, ast.Null:
+		w.WriteString("null")
+	case ast.Boolean:
+		w.WriteString(strconv.FormatBool(bool(x)))
+	case ast.String:
+		appendJSONString(w, string(x))
+	case ast.Number:
+		if !validJSONNumber(string(x)) {
+			return fmt.Errorf("json: invalid number literal %q", string(x))
+		}
+		w.WriteString(string(x))
+	case *ast.Array:
+		w.WriteByte('[')
+		for i := range x.Len() {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			if err := appendValueJSON(w, x.Elem(i).Value, depth+1); err != nil {
+				return err
+			}
+		}
+		w.WriteByte(']')
+	case ast.Object:
+		w.WriteByte('{')
+		i := 0
+		err := x.Iter(func(k, e *ast.Term) error {
+			ks, ok := k.Value.(ast.String)
+			if !ok {
+				return fmt.Errorf("json: object key %v is not a string", k)
+			}
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			i++
+			appendJSONString(w, string(ks))
+			w.WriteByte(':')
+			return appendValueJSON(w, e.Value, depth+1)
+		})
+		if err != nil {
+			return err
+		}
+		w.WriteByte('}')
+	default:
+		return fmt.Errorf("json: cannot encode a %s", ast.ValueName(v))
+	}
+	return nil
+}
+
 // errSkip, from a maskWriter field function, leaves the field out.
 var errSkip = errors.New("skip")
 
@@ -257,63 +316,67 @@ type maskWriter struct {
 	erased, masked []string
 }
 
-// object writes a map with sorted keys; field may write a value itself
-// (true), leave it to appendJSON (false) or leave the field out (errSkip).
-func (m *maskWriter) object(x map[string]any, field func(k string, v any) (bool, error)) error {
-	var small [16]string
-	keys := small[:0]
-	for k := range x {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+// object writes an object (keys in order); field may write a value itself
+// (true), leave it to appendValueJSON (false) or leave the field out
+// (errSkip).
+func (m *maskWriter) object(x ast.Object, field func(k string, v ast.Value) (bool, error)) error {
 	m.w.WriteByte('{')
 	first := true
-	for _, k := range keys {
+	err := x.Iter(func(kt, vt *ast.Term) error {
+		ks, ok := kt.Value.(ast.String)
+		if !ok {
+			return fmt.Errorf("json: object key %v is not a string", kt)
+		}
+		k := string(ks)
 		mark := m.w.Len()
 		if !first {
 			m.w.WriteByte(',')
 		}
 		appendJSONString(m.w, k)
 		m.w.WriteByte(':')
-		done, err := field(k, x[k])
+		done, err := field(k, vt.Value)
 		if errors.Is(err, errSkip) {
 			m.w.Truncate(mark)
-			continue
+			return nil
 		}
 		if err != nil {
 			return err
 		}
 		if !done {
-			if err := appendJSON(m.w, x[k], 1); err != nil {
+			if err := appendValueJSON(m.w, vt.Value, 1); err != nil {
 				return err
 			}
 		}
 		first = false
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	m.w.WriteByte('}')
 	return nil
 }
 
 // http writes attributes.request.http masked as mask does.
-func (m *maskWriter) http(h map[string]any) error {
+func (m *maskWriter) http(h ast.Object) error {
 	const httpPtr = "/input/attributes/request/http/"
 	l := m.l
-	return m.object(h, func(k string, v any) (bool, error) {
+	return m.object(h, func(k string, v ast.Value) (bool, error) {
 		switch k {
 		case "headers":
-			headers, ok := v.(map[string]any)
-			if !ok || len(headers) == 0 {
+			headers, ok := v.(ast.Object)
+			if !ok || headers.Len() == 0 {
 				return false, nil
 			}
-			return true, m.object(headers, func(k string, v any) (bool, error) {
+			return true, m.object(headers, func(k string, v ast.Value) (bool, error) {
 				name := strings.ToLower(k)
-				str, isString := v.(string)
+				str, isString := v.(ast.String)
 				switch {
 				case l.masked[name]:
 					m.erased = append(m.erased, httpPtr+"headers/"+pointerToken(k))
 					return true, errSkip
 				case urlHeaders[name] && isString:
-					if masked, ok := l.maskURL(str); ok {
+					if masked, ok := l.maskURL(string(str)); ok {
 						m.masked = append(m.masked, httpPtr+"headers/"+pointerToken(k))
 						appendJSONString(m.w, masked)
 						return true, nil
@@ -322,13 +385,13 @@ func (m *maskWriter) http(h map[string]any) error {
 				return false, nil
 			})
 		case "path", "query", "fragment":
-			str, _ := v.(string)
+			str, _ := v.(ast.String)
 			var masked string
 			var ok bool
 			if k == "path" {
-				masked, ok = l.maskURL(str)
+				masked, ok = l.maskURL(string(str))
 			} else {
-				masked, ok = l.maskParams(str)
+				masked, ok = l.maskParams(string(str))
 			}
 			if !ok {
 				return false, nil

@@ -117,7 +117,7 @@ func TestMaskLeavesTheInputAlone(t *testing.T) {
 		t.Fatalf("masked input %s, erased %v, masked %v", b, erased, masked)
 	}
 
-	plain := RequestFromCheck(check("GET", "/a?x=1&tokens=2&mytoken=3&code_challenge=4", map[string]string{"x-key": "v"})).Input
+	plain := RequestFromCheck(check("GET", "/a?x=1&tokens=2&mytoken=3&code_challenge=4", map[string]string{"x-key": "v"})).Document()
 	out, erased, masked = l.mask(plain)
 	a, _ := json.Marshal(out)
 	b, _ := json.Marshal(plain)

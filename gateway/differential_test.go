@@ -296,7 +296,7 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 		}
 		for ri := 0; ri < requestsPer; ri++ {
 			check := randomRequest(t, rng, cfg)
-			want, err := eng.rego.Decision(ctx, RequestFromCheck(check).Input)
+			want, err := eng.rego.Decision(ctx, RequestFromCheck(check).Document())
 			if err != nil {
 				t.Fatalf("config %d request %d: rego: %v", ci, ri, err)
 			}
@@ -305,7 +305,7 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 				t.Fatalf("config %d request %d: fast path: %v", ci, ri, err)
 			}
 			if g, w := normalize(t, got.Document()), normalize(t, want); !reflect.DeepEqual(g, w) {
-				in, _ := json.Marshal(RequestFromCheck(check).Input)
+				in, _ := json.Marshal(RequestFromCheck(check).Document())
 				apis, _ := json.Marshal(cfg.APIs)
 				t.Fatalf("config %d request %d disagree\ninput: %s\napis: %s\nfast: %v\nrego: %v", ci, ri, in, apis, g, w)
 			}
@@ -317,7 +317,7 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 			if got.APIID != "" {
 				matched++
 			}
-			if tok, _ := got.Input["gatehouse"].(map[string]any)["token"].(map[string]any); tok["valid"] == true {
+			if tok, _ := got.InputDocument()["gatehouse"].(map[string]any)["token"].(map[string]any); tok["valid"] == true {
 				withToken++
 			}
 		}

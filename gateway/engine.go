@@ -11,11 +11,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/gatehouse-dev/gatehouse/gateway/token"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -68,6 +71,7 @@ type Engine struct {
 	policies map[string]rego.PreparedEvalQuery // by policy id
 	tokens   TokenValidator
 	owned    map[string]bool // owned request header names
+	terms    engineTerms
 }
 
 // NewEngine activates a bundle: it parses the configuration, builds the
@@ -89,8 +93,9 @@ func NewEngine(ctx context.Context, src *Source, tokens TokenValidator) (*Engine
 	e := &Engine{TenantID: cfg.Tenant.ID, GatewayID: cfg.Gateway.ID, Revision: src.Revision,
 		cfg: cfg, table: table, rego: re, policies: map[string]rego.PreparedEvalQuery{}, tokens: tokens,
 		owned: cfg.OwnedHeaders()}
+	e.terms = newEngineTerms(cfg, readsParsedBody(src.Modules))
 	for id, p := range cfg.Policies {
-		pq, err := re.Prepare(ctx, policies.PolicyPackagePrefix+p.Package)
+		pq, err := re.PrepareTerm(ctx, policies.PolicyPackagePrefix+p.Package)
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: %w", id, err)
 		}
@@ -146,8 +151,29 @@ type Decision struct {
 	// Unauthenticated is true when the denial is for a missing or invalid
 	// token (HTTP 401).
 	Unauthenticated bool
-	// Input is the input document the policy saw.
-	Input map[string]any
+	// req is the request decided (its Input is what the policy saw).
+	req *Request
+}
+
+// Input is the input document the policy saw (or would have seen: it is
+// built on first use when no policy ran), as an OPA value; nil for a
+// decision made without a request.
+func (d *Decision) Input() ast.Value {
+	if d.req == nil {
+		return nil
+	}
+	return d.req.Input()
+}
+
+// InputDocument is Input with JSON types (nil without a request).
+func (d *Decision) InputDocument() map[string]any {
+	v := d.Input()
+	if v == nil {
+		return nil
+	}
+	m, _ := ast.JSON(v)
+	doc, _ := m.(map[string]any)
+	return doc
 }
 
 // Document is the decision as the Rego entrypoint returns it.
@@ -173,10 +199,13 @@ type outcome struct {
 	dynamicMetadata        map[string]any
 }
 
-// Decide evaluates a request. The request's input document is completed
-// with input.gatehouse; only the bound policy's query runs.
+// Decide evaluates a request. The policy input (the canonical request with
+// input.gatehouse) is built once, as an OPA value, and only when the bound
+// policy runs (or the decision log asks for it); only the bound policy's
+// query runs.
 func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
-	canon := policies.CanonicalizeInput(req.Input, e.owned)
+	h := req.attrs.GetRequest().GetHttp()
+	canon := policies.Canonicalize(h.GetPath(), maps.Keys(h.GetHeaders()), e.owned)
 	req.Path, req.RawQuery, req.PathError, req.Refused, req.OwnedHeaders = canon.Path, canon.RawQuery, canon.PathError, canon.Refused, canon.OwnedPresent
 	var (
 		route  *routing.Route
@@ -196,18 +225,11 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	} else if _, ok := token.Bearer(req.Authorization); ok {
 		tok = TokenInfo{Present: true}
 	}
-	gh := map[string]any{"tenant": e.cfg.Tenant.ID, "gateway": e.cfg.Gateway.ID}
+	view := &inputView{canon: canon, owned: e.owned, parseBody: e.terms.parseBody, gatehouse: e.terms.gatehouse}
 	if found {
-		if params == nil {
-			params = map[string]string{}
-		}
-		pp := make(map[string]any, len(params))
-		for k, v := range params {
-			pp[k] = v
-		}
-		gh["service_id"], gh["api_id"], gh["path_params"], gh["token"] = api.ServiceID, api.ID, pp, tok.Value()
+		view.gatehouse = e.terms.routed(route.APIID, params, tok)
 	}
-	req.Input["gatehouse"] = gh
+	req.view = view
 
 	var o outcome
 	policy, hasPolicy := e.cfg.Policies[api.PolicyID]
@@ -230,7 +252,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 		o = outcome{status: 403, reason: fmt.Sprintf("policy %s is missing from the bundle", api.PolicyID)}
 	default:
 		var err error
-		if o, err = e.evalPolicy(ctx, api, tok, req.Input); err != nil {
+		if o, err = e.evalPolicy(ctx, api, tok, req.Input()); err != nil {
 			return nil, err
 		}
 	}
@@ -241,7 +263,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	d := &Decision{
 		Allowed: dry || o.allowed, Reason: o.reason, DryRun: dry, PolicyAllowed: o.allowed,
 		ResponseHeadersToAdd: orEmptyMap(o.responseHeadersToAdd), RequestHeadersToRemove: orEmptyList(o.requestHeadersToRemove),
-		DynamicMetadata: orEmptyMap(o.dynamicMetadata), Input: req.Input,
+		DynamicMetadata: orEmptyMap(o.dynamicMetadata), req: req,
 	}
 	if found {
 		d.APIID, d.ServiceID, d.PolicyID = route.APIID, route.ServiceID, api.PolicyID
@@ -277,16 +299,17 @@ func (e *Engine) route(req *Request) (*routing.Route, map[string]string, bool) {
 	return e.table.Match(req.Method, req.Host, req.Path)
 }
 
-func (e *Engine) evalPolicy(ctx context.Context, api policies.APIData, tok TokenInfo, input map[string]any) (outcome, error) {
+func (e *Engine) evalPolicy(ctx context.Context, api policies.APIData, tok TokenInfo, input ast.Value) (outcome, error) {
 	pq := e.policies[api.PolicyID]
-	v, err := ast.InterfaceToValue(input)
-	if err != nil {
-		return outcome{}, fmt.Errorf("input: %w", err)
-	}
 	// The gateway's deadline bounds the evaluation; OPA stops at it.
 	timeout := e.cfg.Gateway.PolicyTimeout()
 	evalCtx, cancel := policies.WithTimeout(ctx, timeout)
-	rs, err := pq.Eval(evalCtx, rego.EvalParsedInput(v))
+	// OPA would otherwise start a goroutine per evaluation to watch the
+	// context; a callback on the context cancels it instead.
+	stop := topdown.NewCancel()
+	unwatch := context.AfterFunc(evalCtx, stop.Cancel)
+	rs, err := pq.Eval(evalCtx, rego.EvalParsedInput(input), rego.EvalExternalCancel(stop), rego.EvalMetrics(noMetrics))
+	unwatch()
 	timedOut := policies.TimedOut(evalCtx)
 	cancel()
 	if err != nil && timedOut {
@@ -295,12 +318,17 @@ func (e *Engine) evalPolicy(ctx context.Context, api policies.APIData, tok Token
 	if err != nil {
 		return outcome{}, fmt.Errorf("policy %s: %w", api.PolicyID, err)
 	}
-	r := map[string]any{}
+	var r ast.Object
 	if len(rs) == 1 && len(rs[0].Expressions) == 1 {
-		r, _ = rs[0].Expressions[0].Value.(map[string]any)
+		if t, ok := rs[0].Expressions[0].Value.(*ast.Term); ok {
+			r, _ = t.Value.(ast.Object)
+		}
 	}
-	o := outcome{allowed: r["allow"] == true}
-	status, statusSet := number(r["http_status"])
+	if r == nil {
+		r = ast.NewObject()
+	}
+	o := outcome{allowed: ast.Boolean(true).Equal(member(r, resultAllow))}
+	status, statusSet := number(member(r, resultHTTPStatus))
 	switch {
 	case statusSet:
 		o.status = status
@@ -311,14 +339,14 @@ func (e *Engine) evalPolicy(ctx context.Context, api policies.APIData, tok Token
 	default:
 		o.status = 403
 	}
-	if s, ok := r["reason"].(string); ok {
-		o.reason = s
+	if s, ok := member(r, resultReason).(ast.String); ok {
+		o.reason = string(s)
 	} else if o.allowed {
 		o.reason = "allowed by policy " + api.PolicyID
 	} else {
 		o.reason = "denied by policy " + api.PolicyID
 	}
-	policyHeaders, _ := r["headers"].(map[string]any)
+	policyHeaders, _ := jsonMember(r, resultHeaders).(map[string]any)
 	switch {
 	case o.allowed:
 		o.headers = union(claimHeaders(api.ClaimsToHeaders, tok), policyHeaders)
@@ -327,11 +355,50 @@ func (e *Engine) evalPolicy(ctx context.Context, api policies.APIData, tok Token
 	default:
 		o.headers = policyHeaders
 	}
-	o.responseHeadersToAdd, _ = r["response_headers_to_add"].(map[string]any)
-	o.requestHeadersToRemove, _ = r["request_headers_to_remove"].([]any)
-	o.body, _ = r["body"].(string)
-	o.dynamicMetadata, _ = r["dynamic_metadata"].(map[string]any)
+	o.responseHeadersToAdd, _ = jsonMember(r, resultResponseHeadersToAdd).(map[string]any)
+	o.requestHeadersToRemove, _ = jsonMember(r, resultRequestHeadersToRemove).([]any)
+	if s, ok := member(r, resultBody).(ast.String); ok {
+		o.body = string(s)
+	}
+	o.dynamicMetadata, _ = jsonMember(r, resultDynamicMetadata).(map[string]any)
 	return o, nil
+}
+
+// noMetrics is OPA's no-op metrics: the evaluation's timers are not read.
+var noMetrics = metrics.NoOp()
+
+// Members of a policy's result object.
+var (
+	resultAllow                  = ast.StringTerm("allow")
+	resultHTTPStatus             = ast.StringTerm("http_status")
+	resultReason                 = ast.StringTerm("reason")
+	resultHeaders                = ast.StringTerm("headers")
+	resultResponseHeadersToAdd   = ast.StringTerm("response_headers_to_add")
+	resultRequestHeadersToRemove = ast.StringTerm("request_headers_to_remove")
+	resultBody                   = ast.StringTerm("body")
+	resultDynamicMetadata        = ast.StringTerm("dynamic_metadata")
+)
+
+// member is an object's member (nil when absent).
+func member(obj ast.Object, key *ast.Term) ast.Value {
+	if t := obj.Get(key); t != nil {
+		return t.Value
+	}
+	return nil
+}
+
+// jsonMember is an object's member with JSON types (nil when absent or
+// not representable).
+func jsonMember(obj ast.Object, key *ast.Term) any {
+	v := member(obj, key)
+	if v == nil {
+		return nil
+	}
+	x, err := ast.JSON(v)
+	if err != nil {
+		return nil
+	}
+	return x
 }
 
 // claimHeaders forwards string claims, and arrays of strings joined with
@@ -375,6 +442,8 @@ func claimHeaders(mapping map[string]string, tok TokenInfo) map[string]any {
 // number reads an OPA number (json.Number) as an HTTP status.
 func number(v any) (int, bool) {
 	switch n := v.(type) {
+	case ast.Number:
+		return number(json.Number(n))
 	case json.Number:
 		if i, err := n.Int64(); err == nil {
 			return int(i), true

@@ -47,7 +47,8 @@ type FollowerOptions struct {
 	// MaxBundleBytes caps a download (default 64 MiB).
 	MaxBundleBytes int64
 	// DecisionLogs, when set, is reported as the decision_logs plugin
-	// (state, drops by reason, events sent and buffered).
+	// (state, the mode in effect, drops by reason, events sent, skipped
+	// and buffered).
 	DecisionLogs interface{ Status() DecisionLogStatus }
 }
 
@@ -632,19 +633,47 @@ func (f *Follower) reportKey() string {
 	key := f.revision + "\x00" + f.lastCode + "\x00" + f.lastErr
 	if f.opts.DecisionLogs != nil {
 		st := f.opts.DecisionLogs.Status()
-		key += "\x00" + st.State + "\x00" + strconv.FormatUint(st.DroppedTotal(), 10)
+		mode, source := f.decisionLogMode(st)
+		key += "\x00" + st.State + "\x00" + strconv.FormatUint(st.DroppedTotal(), 10) + "\x00" + mode + "\x00" + source
 	}
 	return key
 }
 
+// Where the decision log mode in effect comes from, in the status report
+// (decision_logs.mode_source).
+const (
+	// modeFromGateway: the gateway's decision_logs, from the active bundle.
+	modeFromGateway = "gateway"
+	// modeFromAuthorizer: the authorizer's own setting (--decision-logs),
+	// overriding the gateway's.
+	modeFromAuthorizer = "authorizer"
+)
+
+// decisionLogMode is the decision log mode in effect for the gateway and
+// where it comes from: the logger's override, else the active bundle's
+// setting; "" when neither is there (no bundle is active).
+func (f *Follower) decisionLogMode(st DecisionLogStatus) (mode, source string) {
+	if st.Override != nil {
+		return st.Override.String(), modeFromAuthorizer
+	}
+	if f.opts.Activator.Engines != nil {
+		if e := f.opts.Activator.Engines.Get(f.opts.TenantID, f.opts.GatewayID); e != nil {
+			return e.Config().Gateway.DecisionLogMode.String(), modeFromGateway
+		}
+	}
+	return "", ""
+}
+
 // decisionLogReport renders the decision log state as OPA reports it:
 // the decision_logs status (code, message, http_code, metrics with OPA's
-// counter_/gauge_ names) and the decision_logs plugin's state.
-func decisionLogReport(st DecisionLogStatus) (status map[string]any, plugin map[string]string) {
+// counter_/gauge_ names, and Gatehouse's mode and mode_source when the
+// mode is known) and the decision_logs plugin's state.
+func decisionLogReport(st DecisionLogStatus, mode, source string) (status map[string]any, plugin map[string]string) {
 	metrics := map[string]any{
 		"counter_decision_logs_events":        st.Events,
 		"counter_decision_logs_sent":          st.Sent,
 		"counter_decision_logs_dropped":       st.DroppedTotal(),
+		"counter_decision_logs_skipped":       st.SkippedTotal(),
 		"gauge_decision_logs_buffered_events": st.BufferedEvents,
 		"gauge_decision_logs_buffered_bytes":  st.BufferedBytes,
 		"gauge_decision_logs_spilled_bytes":   st.SpilledBytes,
@@ -652,7 +681,13 @@ func decisionLogReport(st DecisionLogStatus) (status map[string]any, plugin map[
 	for reason, n := range st.Dropped {
 		metrics["counter_decision_logs_dropped_"+reason] = n
 	}
+	for kind, n := range st.Skipped {
+		metrics["counter_decision_logs_skipped_"+kind] = n
+	}
 	status = map[string]any{"metrics": metrics}
+	if mode != "" {
+		status["mode"], status["mode_source"] = mode, source
+	}
 	plugin = map[string]string{"state": st.State}
 	if st.State != "OK" {
 		status["code"], status["message"] = "decision_log_error", st.Message
@@ -702,7 +737,9 @@ func (f *Follower) report(ctx context.Context) {
 	}
 	plugins := map[string]any{"bundle": map[string]string{"state": state}}
 	if f.opts.DecisionLogs != nil {
-		rep["decision_logs"], plugins["decision_logs"] = decisionLogReport(f.opts.DecisionLogs.Status())
+		st := f.opts.DecisionLogs.Status()
+		mode, source := f.decisionLogMode(st)
+		rep["decision_logs"], plugins["decision_logs"] = decisionLogReport(st, mode, source)
 	}
 	rep["plugins"] = plugins
 	body, _ := json.Marshal(rep)

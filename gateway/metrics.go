@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 // Metrics of the authorizer.
@@ -66,13 +68,15 @@ type decisionLogCollector struct {
 	mu      sync.Mutex
 	loggers []*DecisionLogger
 
-	events, sent, dropped, bufferedEvents, bufferedBytes, uploads *prometheus.Desc
+	events, sent, dropped, skipped, bufferedEvents, bufferedBytes, uploads *prometheus.Desc
 }
 
 func newDecisionLogCollector() *decisionLogCollector {
 	return &decisionLogCollector{
 		events: prometheus.NewDesc("gatehouse_decision_logs_events_total",
-			"Decisions handed to the decision log (every check makes one).", nil, nil),
+			"Decision log events made: the decisions the decision log mode logs.", nil, nil),
+		skipped: prometheus.NewDesc("gatehouse_decision_logs_skipped_total",
+			"Decisions the decision log mode left out (not lost), by mode: off, denied, sample.", []string{"mode"}, nil),
 		sent: prometheus.NewDesc("gatehouse_decision_logs_sent_total",
 			"Decision log events delivered to the control plane.", nil, nil),
 		dropped: prometheus.NewDesc("gatehouse_decision_logs_dropped_total",
@@ -88,7 +92,7 @@ func newDecisionLogCollector() *decisionLogCollector {
 
 // Describe implements prometheus.Collector.
 func (c *decisionLogCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.sent, c.dropped, c.bufferedEvents, c.bufferedBytes, c.uploads} {
+	for _, d := range []*prometheus.Desc{c.events, c.sent, c.dropped, c.skipped, c.bufferedEvents, c.bufferedBytes, c.uploads} {
 		ch <- d
 	}
 }
@@ -99,7 +103,7 @@ func (c *decisionLogCollector) Collect(ch chan<- prometheus.Metric) {
 	loggers := c.loggers
 	c.mu.Unlock()
 	var sum DecisionLogStatus
-	sum.Dropped, sum.Uploads = map[string]uint64{}, map[string]uint64{}
+	sum.Dropped, sum.Uploads, sum.Skipped = map[string]uint64{}, map[string]uint64{}, map[string]uint64{}
 	for _, l := range loggers {
 		st := l.Status()
 		sum.Events += st.Events
@@ -113,11 +117,17 @@ func (c *decisionLogCollector) Collect(ch chan<- prometheus.Metric) {
 		for k, v := range st.Uploads {
 			sum.Uploads[k] += v
 		}
+		for k, v := range st.Skipped {
+			sum.Skipped[k] += v
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(sum.Events))
 	ch <- prometheus.MustNewConstMetric(c.sent, prometheus.CounterValue, float64(sum.Sent))
 	for _, r := range dropReasonIndex {
 		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(sum.Dropped[r]), r)
+	}
+	for k := model.DecisionLogsOff; k < model.DecisionLogKinds; k++ {
+		ch <- prometheus.MustNewConstMetric(c.skipped, prometheus.CounterValue, float64(sum.Skipped[k.String()]), k.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.bufferedEvents, prometheus.GaugeValue, float64(sum.BufferedEvents))
 	ch <- prometheus.MustNewConstMetric(c.bufferedBytes, prometheus.GaugeValue, float64(sum.BufferedBytes), "memory")

@@ -107,11 +107,11 @@ func (s *Server) Decide(ctx context.Context, req *Request) (*Decision, *Engine) 
 		}
 		d = &Decision{HTTPStatus: http.StatusServiceUnavailable, Reason: PolicyTimeoutReason, Headers: map[string]any{},
 			ResponseHeadersToAdd: map[string]any{}, RequestHeadersToRemove: []any{}, DynamicMetadata: map[string]any{},
-			APIID: timeout.APIID, ServiceID: timeout.ServiceID, PolicyID: timeout.PolicyID, Input: req.Input}
+			APIID: timeout.APIID, ServiceID: timeout.ServiceID, PolicyID: timeout.PolicyID, req: req}
 	} else if err != nil {
 		s.opts.Logger.ErrorContext(ctx, "policy evaluation failed", "tenant", e.TenantID, "gateway", e.GatewayID, "error", err.Error())
 		s.count("error")
-		d = &Decision{HTTPStatus: http.StatusInternalServerError, Reason: "policy evaluation failed", Headers: map[string]any{}, Input: req.Input}
+		d = &Decision{HTTPStatus: http.StatusInternalServerError, Reason: "policy evaluation failed", Headers: map[string]any{}, req: req}
 	} else if d.Allowed {
 		s.count("allow")
 	} else {

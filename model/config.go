@@ -127,6 +127,10 @@ type GatewaySpec struct {
 	// authorizer, in milliseconds (0: DefaultPolicyTimeoutMS); a check
 	// whose policy runs longer is denied.
 	PolicyTimeoutMS int `json:"policy_timeout_ms,omitempty"`
+	// DecisionLogs is which decisions the gateway's authorizers log, as
+	// ParseDecisionLogMode reads it: on, off, denied or sample:N; empty is
+	// on (DefaultDecisionLogs), which is stored as empty.
+	DecisionLogs string `json:"decision_logs,omitempty"`
 }
 
 // Policy evaluation deadlines of gateways, in milliseconds.

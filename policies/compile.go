@@ -82,6 +82,15 @@ type (
 		RequestBody          *model.RequestBodySettings `json:"request_body"`
 		// PolicyTimeoutMS bounds one policy evaluation in the authorizer.
 		PolicyTimeoutMS int `json:"policy_timeout_ms"`
+		// DecisionLogs is which decisions the authorizer logs: on, off,
+		// denied or sample:N (model.ParseDecisionLogMode).
+		DecisionLogs string `json:"decision_logs"`
+		// DecisionLogMode is DecisionLogs parsed, set by
+		// ParseBundleConfig: on when the bundle has none (it was built
+		// before the setting existed) or one this authorizer does not
+		// know (a newer control plane's), so that nothing goes unlogged
+		// for a setting it cannot read.
+		DecisionLogMode model.DecisionLogMode `json:"-"`
 	}
 	// IssuerData is a trusted token issuer; JWKS is the inline key set as a JSON string ("" when remote).
 	IssuerData struct {
@@ -226,7 +235,8 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		Tenant: TenantData{ID: cfg.Tenant.ID, Name: cfg.Tenant.Spec.Name},
 		Gateway: GatewayData{ID: gw.ID, Name: gw.Name, Type: gw.Spec.Type, DryRun: gw.Spec.DryRun,
 			AllowUnmatchedRoutes: gw.Spec.AllowUnmatchedRoutes, ListenerAddress: gw.Spec.ListenerAddress,
-			ListenerPort: gw.Spec.ListenerPort, RequestBody: gw.Spec.RequestBody, PolicyTimeoutMS: gw.Spec.PolicyTimeoutMS},
+			ListenerPort: gw.Spec.ListenerPort, RequestBody: gw.Spec.RequestBody, PolicyTimeoutMS: gw.Spec.PolicyTimeoutMS,
+			DecisionLogs: gw.Spec.DecisionLogs},
 		Services: map[string]ServiceData{},
 		APIs:     map[string]APIData{},
 		Policies: map[string]PolicyData{},
@@ -247,6 +257,9 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	}
 	if d.Gateway.ListenerAddress == "" {
 		d.Gateway.ListenerAddress = model.DefaultListenerAddress
+	}
+	if d.Gateway.DecisionLogs == "" {
+		d.Gateway.DecisionLogs = model.DefaultDecisionLogs
 	}
 	if d.Gateway.ListenerPort == 0 {
 		d.Gateway.ListenerPort = model.DefaultListenerPort
@@ -413,6 +426,9 @@ func ParseBundleConfig(data map[string]any) (*BundleConfig, error) {
 	var out BundleConfig
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, fmt.Errorf("bundle config: %w", err)
+	}
+	if m, err := model.ParseDecisionLogMode(out.Gateway.DecisionLogs); err == nil {
+		out.Gateway.DecisionLogMode = m
 	}
 	return &out, nil
 }

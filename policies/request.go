@@ -1,7 +1,10 @@
 package policies
 
 import (
+	"iter"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,8 +16,11 @@ type CanonicalRequest struct {
 	// Path is the canonical path (routing.CanonicalPath) and RawQuery the
 	// query as sent: what the decision is made on and what is forwarded.
 	// With PathError set, Path is the raw path and nothing is routed.
-	Path      string
-	RawQuery  string
+	Path     string
+	RawQuery string
+	// Target is the request target policies see (path and, when the client
+	// sent a '?', "?" and the query); empty with PathError set.
+	Target    string
 	PathError *routing.PathError
 	// Refused is the first reason the request is refused before any policy
 	// runs: PathError, else a header name with '_', else a query that is not
@@ -50,40 +56,56 @@ func IsOwnedHeader(owned map[string]bool, name string) bool {
 func CanonicalizeInput(input map[string]any, owned map[string]bool) CanonicalRequest {
 	http := childMap(childMap(childMap(input, "attributes"), "request"), "http")
 	raw, _ := http["path"].(string)
-	var out CanonicalRequest
-	path, query, err := routing.CanonicalTarget(raw)
-	if err != nil {
-		out.PathError, _ = err.(*routing.PathError)
-		out.Path = routing.RequestPath(raw)
-	} else {
-		out.Path, out.RawQuery = path, query
-		target := path
-		if strings.Contains(strings.SplitN(raw, "#", 2)[0], "?") {
-			target += "?" + query
-		}
-		http["path"] = target
-		input["parsed_path"] = ParsedPath(path)
-		input["parsed_query"] = ParsedQuery(query)
-	}
 	headers, _ := http["headers"].(map[string]any)
+	out := Canonicalize(raw, maps.Keys(headers), owned)
+	if out.PathError == nil {
+		http["path"] = out.Target
+		input["parsed_path"] = ParsedPath(out.Path)
+		input["parsed_query"] = ParsedQuery(out.RawQuery)
+	}
 	kept := make(map[string]any, len(headers))
-	present := map[string]bool{}
 	for k, v := range headers {
-		if IsOwnedHeader(owned, k) {
-			present[strings.ToLower(k)] = true
-			continue
+		if !IsOwnedHeader(owned, k) {
+			kept[k] = v
 		}
-		kept[k] = v
 	}
 	http["headers"] = kept
-	for h := range present {
-		out.OwnedPresent = append(out.OwnedPresent, h)
+	return out
+}
+
+// Canonicalize computes the canonical request of a raw request target and
+// the names of its headers, without building any document: the authorizer
+// builds the policy input from it directly (CanonicalizeInput applies it to
+// a document).
+func Canonicalize(rawTarget string, headerNames iter.Seq[string], owned map[string]bool) CanonicalRequest {
+	var out CanonicalRequest
+	path, query, err := routing.CanonicalTarget(rawTarget)
+	if err != nil {
+		out.PathError, _ = err.(*routing.PathError)
+		out.Path = routing.RequestPath(rawTarget)
+	} else {
+		out.Path, out.RawQuery, out.Target = path, query, path
+		if before, _, _ := strings.Cut(rawTarget, "#"); strings.Contains(before, "?") {
+			out.Target += "?" + query
+		}
+	}
+	underscore := false
+	for k := range headerNames {
+		if strings.Contains(k, "_") {
+			underscore = true
+		}
+		if IsOwnedHeader(owned, k) {
+			n := strings.ToLower(k)
+			if !slices.Contains(out.OwnedPresent, n) {
+				out.OwnedPresent = append(out.OwnedPresent, n)
+			}
+		}
 	}
 	sort.Strings(out.OwnedPresent)
 	switch {
 	case out.PathError != nil:
 		out.Refused = out.PathError
-	case underscoreHeader(headers):
+	case underscore:
 		out.Refused = &routing.PathError{Status: 400, Reason: ReasonUnderscoreHeader, Detail: "header name with '_'"}
 	case !canonicalQuery(out.RawQuery):
 		out.Refused = &routing.PathError{Status: 400, Reason: ReasonNonCanonicalQuery, Detail: out.RawQuery}
@@ -103,15 +125,6 @@ const (
 	// as a separator, invalid escapes dropped) is refused.
 	ReasonNonCanonicalQuery = "the request query is not canonical (';' or invalid escapes)"
 )
-
-func underscoreHeader(headers map[string]any) bool {
-	for k := range headers {
-		if strings.Contains(k, "_") {
-			return true
-		}
-	}
-	return false
-}
 
 // canonicalQuery reports whether a raw query parses the same everywhere:
 // no ';' and every '%' followed by two hex digits.

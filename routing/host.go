@@ -9,14 +9,24 @@ import (
 
 var (
 	hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	hostPort  = regexp.MustCompile(`:[0-9]*$`)
 )
 
 // NormalizeHost lower-cases a request host and strips a trailing ":port"
 // ("[::1]:8080" -> "[::1]"). It is exactly the Rego library's rule:
 // regex.replace(lower(host), ":[0-9]*$", "").
 func NormalizeHost(host string) string {
-	return hostPort.ReplaceAllString(strings.ToLower(host), "")
+	h := strings.ToLower(host)
+	// Only the last ':' can start a match of ":[0-9]*$".
+	i := strings.LastIndexByte(h, ':')
+	if i < 0 {
+		return h
+	}
+	for j := i + 1; j < len(h); j++ {
+		if h[j] < '0' || h[j] > '9' {
+			return h
+		}
+	}
+	return h[:i]
 }
 
 // ValidateDomain checks a service host pattern: a DNS name ("api.example.com"),

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -336,6 +337,32 @@ func TestCanonicalPathProperties(t *testing.T) {
 			if got[j] == '%' && (unreservedDecoded(unhex(got[j+1])<<4|unhex(got[j+2])) || got[j+1] != upperHex(got[j+1]) || got[j+2] != upperHex(got[j+2])) {
 				t.Fatalf("CanonicalPath(%q) = %q keeps a non-canonical escape", raw, got)
 			}
+		}
+	}
+}
+
+// TestNormalizeHostIsTheRegoRule: NormalizeHost is
+// regex.replace(lower(host), ":[0-9]*$", "") — the Rego library's rule —
+// on hosts of every shape (ports, IPv6, colons and digits anywhere).
+func TestNormalizeHostIsTheRegoRule(t *testing.T) {
+	rule := regexp.MustCompile(`:[0-9]*$`)
+	alphabet := []string{"a", "B", ":", "1", "0", "[", "]", ".", "-", "É"}
+	var hosts []string
+	var gen func(prefix string, n int)
+	gen = func(prefix string, n int) {
+		hosts = append(hosts, prefix)
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			gen(prefix+c, n-1)
+		}
+	}
+	gen("", 4)
+	hosts = append(hosts, "api.example.com:8080", "[::1]:443", "[::1]", "::", "host:", "host:80:", "HOST:08")
+	for _, h := range hosts {
+		if got, want := NormalizeHost(h), rule.ReplaceAllString(strings.ToLower(h), ""); got != want {
+			t.Fatalf("NormalizeHost(%q) = %q, the Rego rule gives %q", h, got, want)
 		}
 	}
 }

@@ -44,8 +44,11 @@ type authorizerConfig struct {
 	MaskHeaders      []string      `yaml:"mask_headers"`
 	MaskQueryParams  []string      `yaml:"mask_query_params"`
 	AllowPrivateJWKS bool          `yaml:"allow_private_jwks"`
-	// DecisionLogs turns decision logging on (the default) or off.
-	DecisionLogs *bool `yaml:"decision_logs"`
+	// DecisionLogs, when set, is the decision log mode of the gateway
+	// (on, off, denied or sample:N; true and false are on and off),
+	// overriding the gateway's decision_logs; empty takes the gateway's
+	// from its bundle.
+	DecisionLogs string `yaml:"decision_logs"`
 	// DecisionLogBufferBytes bounds the decision log buffer's memory.
 	DecisionLogBufferBytes int64 `yaml:"decision_log_buffer_bytes"`
 	// DecisionLogSpill keeps what does not fit (and what is undelivered at
@@ -130,8 +133,7 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.StringVar(&cfg.ConfigFile, "config", "", "gatehouse-authorizer.yaml to read settings from")
 	fs.StringVar(&cfg.Package, "package", "", "gateway package (zip from GET …/gateways/{gw}/package) to read settings from")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token validation fetch JWKS and discovery documents from loopback, private and link-local addresses")
-	cfg.DecisionLogs = new(bool)
-	fs.BoolVar(cfg.DecisionLogs, "decision-logs", true, "upload a decision log event of every check to the control plane")
+	fs.StringVar(&cfg.DecisionLogs, "decision-logs", "", decisionLogsUsage)
 	fs.Int64Var(&cfg.DecisionLogBufferBytes, "decision-log-buffer-bytes", gateway.DefaultDecisionLogBufferBytes,
 		"memory for decision log events waiting for upload (compressed batches); past it events are spilled or dropped and counted")
 	fs.BoolVar(&cfg.DecisionLogSpill, "decision-log-spill", false, "keep decision log batches that do not fit in memory, and those undelivered at shutdown, under <cache-dir>/decision-logs")
@@ -187,7 +189,7 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 			c.MaskQueryParams = file.MaskQueryParams
 		}
 		c.AllowPrivateJWKS = c.AllowPrivateJWKS || file.AllowPrivateJWKS
-		if !fs.Changed("decision-logs") && file.DecisionLogs != nil {
+		if !fs.Changed("decision-logs") && file.DecisionLogs != "" {
 			c.DecisionLogs = file.DecisionLogs
 		}
 		if !fs.Changed("decision-log-buffer-bytes") && file.DecisionLogBufferBytes != 0 {
@@ -200,6 +202,9 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 		if !fs.Changed("decision-log-uploads") && file.DecisionLogUploads != 0 {
 			c.DecisionLogUploads = file.DecisionLogUploads
 		}
+	}
+	if _, err := decisionLogOverride(c.DecisionLogs); err != nil {
+		return err
 	}
 	switch {
 	case c.DecisionLogBufferBytes < 1<<20:
@@ -237,6 +242,10 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	override, err := decisionLogOverride(cfg.DecisionLogs)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := gateway.NewMetrics(reg)
@@ -249,36 +258,31 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	engines := gateway.NewEngines(model.GatewayRef{TenantID: cfg.Tenant, GatewayID: cfg.Gateway})
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
 	defer activator.Close()
-	var logs *gateway.DecisionLogger
+	// Uploads get connections of their own, kept alive for every
+	// concurrent upload.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = cfg.DecisionLogUploads + 1
+	spill := ""
+	if cfg.DecisionLogSpill {
+		spill = filepath.Join(cfg.CacheDir, "decision-logs")
+	}
+	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{
+		Sink: &gateway.HTTPLogSink{URL: bundleURL, Credential: cfg.Credential, Client: &http.Client{Transport: tr},
+			TenantID: cfg.Tenant, GatewayID: cfg.Gateway}, InstanceID: instance,
+		MaskedHeaders: cfg.MaskHeaders, MaskedQueryParameters: cfg.MaskQueryParams, Metrics: metrics, Logger: log.With("component", "decision-logs"),
+		BufferBytes: cfg.DecisionLogBufferBytes, Uploads: cfg.DecisionLogUploads, SpillDir: spill, SpillBytes: cfg.DecisionLogSpillBytes,
+		Mode: override,
+	})
+	logDecisionLogOverride(log, override)
 	fopts := gateway.FollowerOptions{
 		URL: bundleURL, TenantID: cfg.Tenant, GatewayID: cfg.Gateway, Credential: cfg.Credential,
 		KeyID: cfg.KeyID, PublicKeyPEM: cfg.PublicKey, CacheDir: cfg.CacheDir, LongPoll: cfg.LongPoll,
 		Client: client, Activator: activator, InstanceID: instance, Version: version, Logger: log.With("component", "bundle"),
-	}
-	if cfg.DecisionLogs == nil || *cfg.DecisionLogs {
-		// Uploads get connections of their own, kept alive for every
-		// concurrent upload.
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = cfg.DecisionLogUploads + 1
-		spill := ""
-		if cfg.DecisionLogSpill {
-			spill = filepath.Join(cfg.CacheDir, "decision-logs")
-		}
-		logs = gateway.NewDecisionLogger(gateway.DecisionLogOptions{
-			Sink: &gateway.HTTPLogSink{URL: bundleURL, Credential: cfg.Credential, Client: &http.Client{Transport: tr},
-				TenantID: cfg.Tenant, GatewayID: cfg.Gateway}, InstanceID: instance,
-			MaskedHeaders: cfg.MaskHeaders, MaskedQueryParameters: cfg.MaskQueryParams, Metrics: metrics, Logger: log.With("component", "decision-logs"),
-			BufferBytes: cfg.DecisionLogBufferBytes, Uploads: cfg.DecisionLogUploads, SpillDir: spill, SpillBytes: cfg.DecisionLogSpillBytes,
-		})
-		fopts.DecisionLogs = logs
-	} else {
-		log.Info("decision logs are off (--decision-logs=false)")
+		DecisionLogs: logs,
 	}
 	follower, err := gateway.NewFollower(fopts)
 	if err != nil {
-		if logs != nil {
-			logs.Close(context.Background())
-		}
+		logs.Close(context.Background())
 		return err
 	}
 	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer")})
@@ -287,6 +291,42 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr,
 		follower: follower, deleted: follower.Deleted,
 	}, stdout)
+}
+
+// decisionLogsUsage is the --decision-logs flag's help.
+const decisionLogsUsage = "decision log mode of every gateway, overriding the gateways' decision_logs: on, off (no event is made), " +
+	"denied (only the checks that did not allow the request) or sample:N (one check in N, 1 to 1000000); empty: each gateway's own"
+
+// decisionLogOverride reads --decision-logs: nil when empty (each
+// gateway's decision_logs applies), else the mode for every gateway
+// ("true" and "false", the values of the flag when it was a boolean, are
+// on and off).
+func decisionLogOverride(flag string) (*model.DecisionLogMode, error) {
+	switch flag {
+	case "":
+		return nil, nil
+	case "true":
+		flag = "on"
+	case "false":
+		flag = "off"
+	}
+	m, err := model.ParseDecisionLogMode(flag)
+	if err != nil {
+		return nil, fmt.Errorf("--decision-logs: %w", err)
+	}
+	return &m, nil
+}
+
+// logDecisionLogOverride says at start which decision log mode the flag
+// sets, if any.
+func logDecisionLogOverride(log *slog.Logger, override *model.DecisionLogMode) {
+	switch {
+	case override == nil:
+	case override.Kind == model.DecisionLogsOff:
+		log.Info("decision logs are off for every gateway (--decision-logs=off): no event is made")
+	default:
+		log.Info("decision log mode set for every gateway (--decision-logs)", "mode", override.String())
+	}
 }
 
 // authorizerRuntime is what serveAuthorizer runs: the listeners and the

@@ -57,6 +57,9 @@ type serveConfig struct {
 	MetricsAddr string
 	// DecisionLogsKept is how many decision log events are kept per gateway.
 	DecisionLogsKept int
+	// DecisionLogs, when set, is the in-process authorizer's decision log
+	// mode of every gateway (--decision-logs; empty: each gateway's own).
+	DecisionLogs string
 	// StoreTimeout bounds every store call (and PostgreSQL statements).
 	StoreTimeout time.Duration
 }
@@ -80,6 +83,7 @@ var serveEnv = []envFlag{
 	{"policy-test-timeout", "GATEHOUSE_POLICY_TEST_TIMEOUT"},
 	{"metrics-addr", "GATEHOUSE_METRICS_ADDR"},
 	{"decision-logs-kept", "GATEHOUSE_DECISION_LOGS_KEPT"},
+	{"decision-logs", "GATEHOUSE_DECISION_LOGS"},
 	{"store-timeout", "GATEHOUSE_STORE_TIMEOUT"},
 }
 
@@ -142,6 +146,7 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token issuers name loopback, private and link-local jwks_uri and discovery URLs (plain http only there), and the in-process authorizer fetch from them")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics without a token on this address, for trusted scrapers (empty: off; the admin API's /metrics needs a system-wide token)")
 	fs.IntVar(&cfg.DecisionLogsKept, "decision-logs-kept", bundleservice.DefaultDecisionLogsKept, "decision log events kept per gateway (older ones are deleted)")
+	fs.StringVar(&cfg.DecisionLogs, "decision-logs", "", "the in-process authorizer's "+decisionLogsUsage)
 	fs.StringSliceVar(&cfg.PolicyAllowBuiltins, "policy-allow-builtins", nil, "built-ins policies may call although they reach outside the authorizer (comma-separated, of: "+
 		strings.Join(policies.DeniedBuiltins(), ", ")+"; docs/bundles.md)")
 	fs.DurationVar(&cfg.PolicyTestTimeout, "policy-test-timeout", policies.DefaultTestTimeout, "deadline of one evaluation of the policy test API (POST …/policies/test); at most 1m")
@@ -184,6 +189,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	if cfg.DecisionLogsKept < 1 {
 		return fmt.Errorf("--decision-logs-kept must be at least 1, not %d", cfg.DecisionLogsKept)
+	}
+	if _, err := decisionLogOverride(cfg.DecisionLogs); err != nil {
+		return err
 	}
 	if cfg.StoreTimeout <= 0 || cfg.StoreTimeout > 10*time.Minute {
 		return fmt.Errorf("--store-timeout must be positive and at most 10m, not %s", cfg.StoreTimeout)
@@ -400,6 +408,10 @@ func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Man
 			return nil, fmt.Errorf("--authz-default-gateway %w", err)
 		}
 	}
+	override, err := decisionLogOverride(cfg.DecisionLogs)
+	if err != nil {
+		return nil, err
+	}
 	engines := gateway.NewEngines(defaultGateway)
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
 	ln, err := net.Listen("tcp", cfg.AuthzAddr)
@@ -407,7 +419,8 @@ func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Man
 		return nil, fmt.Errorf("listen on --authz-addr %s: %w", cfg.AuthzAddr, err)
 	}
 	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: storeLogSink{Store: st}, Metrics: metrics,
-		Logger: log.With("component", "decision-logs")})
+		Logger: log.With("component", "decision-logs"), Mode: override})
+	logDecisionLogOverride(log, override)
 	authzLog := log.With("component", "authorizer")
 	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: authzLog})
 	drain := newStreamDrainer()
