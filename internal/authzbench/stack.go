@@ -76,8 +76,20 @@ func (p *Process) Stop() error {
 
 // CPUSeconds is the CPU time the process used so far (user and system,
 // from /proc/<pid>/stat).
-func (p *Process) CPUSeconds() float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func (p *Process) CPUSeconds() float64 { return CPUSeconds(p.cmd.Process.Pid) }
+
+// Pid is the process id (taskset execs the command, so it is the
+// command's own).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// LogFile is where the process's output goes.
+func (p *Process) LogFile() string { return p.log.Name() }
+
+// CPUSeconds is the CPU time process pid used so far, every thread's user
+// and system time (utime + stime of /proc/<pid>/stat, in clock ticks of
+// 10 ms), 0 if it cannot be read.
+func CPUSeconds(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -201,8 +202,12 @@ func (s *stack) startAuthorizer(logs bool) (*authorizer, error) {
 	args := []string{"authorizer", "--control-plane-url", "http://" + s.cpAddr, "--tenant", "acme", "--gateway", "edge",
 		"--key-id", s.gw.KeyID, "--public-key-file", s.gw.KeyFile, "--cache-dir", filepath.Join(s.dir, fmt.Sprintf("authz-%d", s.runs)),
 		"--authz-addr", a.authz, "--http-addr", a.httpAddr, "--log-level", "warn", fmt.Sprintf("--decision-logs=%v", logs)}
+	env := []string{"GATEHOUSE_GATEWAY_CREDENTIAL=" + s.gw.Credential}
+	if s.opts.serverCPU != "" {
+		env = append(env, "GOMAXPROCS=1")
+	}
 	if a.proc, err = authzbench.StartProcess("authorizer", s.opts.serverCPU, filepath.Join(s.dir, fmt.Sprintf("authorizer-%d.log", s.runs)),
-		[]string{"GATEHOUSE_GATEWAY_CREDENTIAL=" + s.gw.Credential}, s.bin, args...); err != nil {
+		env, s.bin, args...); err != nil {
 		return nil, err
 	}
 	if err := authzbench.WaitHTTP("http://"+a.httpAddr+"/readyz", a.proc, 2*time.Minute); err != nil {
@@ -217,33 +222,32 @@ func (s *stack) startAuthorizer(logs bool) (*authorizer, error) {
 }
 
 // sameDecisions checks that the authorizer decides the fixture's requests
-// as the in-process fast path does (the configuration made through the
-// admin API is the fixture's).
+// (the first 100 of the corpus and the edge requests) as the in-process
+// fast path does (the configuration made through the admin API is the
+// fixture's).
 func (s *stack) sameDecisions(a *authorizer) error {
-	ctx := context.Background()
-	fast, err := s.fixture.FastPath(ctx)
+	return sameDecisions(context.Background(), s.fixture, "the authorizer", a.authz)
+}
+
+// sameDecisions checks that the ext_authz server at addr decides the
+// first 100 corpus requests and the edge requests as the fast path does.
+func sameDecisions(ctx context.Context, f *authzbench.Fixture, name, addr string) error {
+	fast, err := f.FastPath(ctx)
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(a.authz, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	edge, err := f.EdgeRequests()
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
-	for i, req := range s.fixture.Requests[:40] {
-		want, _ := fast.Check(ctx, req)
-		got, err := client.Check(ctx, req)
-		if err != nil {
-			return fmt.Errorf("request %d: %w", i, err)
-		}
-		if got.GetStatus().GetCode() != want.GetStatus().GetCode() {
-			return fmt.Errorf("request %d (%s %s): the authorizer says %d (%s), the fast path %d (%s)", i, req.GetAttributes().GetRequest().GetHttp().GetMethod(),
-				req.GetAttributes().GetRequest().GetHttp().GetPath(), got.GetStatus().GetCode(), got.GetStatus().GetMessage(),
-				want.GetStatus().GetCode(), want.GetStatus().GetMessage())
-		}
-	}
-	return nil
+	_, err = authzbench.Agree(ctx, fast, authzbench.Remote(authv3.NewAuthorizationClient(conn)), "the fast path", name,
+		append(slices.Clip(f.Requests[:100]), edge...))
+	return err
 }
 
 // logCounts are the authorizer's decision log counters.
@@ -341,16 +345,24 @@ func runDecisionLogs(ctx context.Context, opts stackOptions, concurrency int, du
 			if logs {
 				name = "decision logs on"
 			}
-			cpuBefore, procBefore := cpuTimes(), a.proc.CPUSeconds()
-			r, err := f.Load(ctx, name, a.authz, concurrency, duration)
+			// CPU readings at the measured window's edges.
+			var cpuBefore, cpuAfter map[string][2]float64
+			var procBefore, procAfter float64
+			r, err := f.Run(ctx, authzbench.LoadOptions{Name: name, Addr: a.authz, InFlight: concurrency, Warmup: time.Second, Duration: duration,
+				Mark: func(end bool) {
+					if end {
+						cpuAfter, procAfter = cpuTimes(), a.proc.CPUSeconds()
+					} else {
+						cpuBefore, procBefore = cpuTimes(), a.proc.CPUSeconds()
+					}
+				}})
 			if err != nil {
 				_ = a.proc.Stop()
 				return err
 			}
-			busy := cpuBusy(cpuBefore, cpuTimes())
-			// The authorizer's own CPU time per check (the warm-up second
-			// included on both sides of the ratio).
-			perCheck := (a.proc.CPUSeconds() - procBefore) / float64(r.Checks) * 1e6
+			busy := cpuBusy(cpuBefore, cpuAfter)
+			// The authorizer's own CPU time per check in the window.
+			perCheck := (procAfter - procBefore) / float64(max(r.Checks, 1)) * 1e6
 			busy += fmt.Sprintf("; authorizer %.0f µs CPU per check", perCheck)
 			var c logCounts
 			if logs {

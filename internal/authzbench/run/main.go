@@ -1,11 +1,20 @@
-// Command run is `make bench-authz`: a gRPC load generator against the
-// Gatehouse authorizer and against the same policy evaluated the way
-// opa-envoy-plugin does it, with the same requests and tokens.
+// Command run is `make bench-authz` and `make bench-decision-logs`.
+//
+// -mode wire (the default) measures ext_authz over gRPC, in one run, for
+// four servers, each its own process pinned to -server-cpu with
+// GOMAXPROCS=1 while this load generator (and the control plane) run on
+// -client-cpu: an empty grpc-go Check handler that answers OK, the real
+// gatehouse authorizer following a real control plane with decision logs
+// off, the same with decision logs on (delivered to that control plane),
+// and the opa-envoy-plugin-style baseline (authzbench.PluginStyle) on the
+// same grpc-go server. Each runs the -scenarios (closed loops with a fixed
+// number of checks in flight, open loops at a fixed rate, latency from the
+// intended send time) and one table reports checks/s, the server's CPU
+// time and allocations per check, and latency.
 //
 // -mode decision-logs runs a real control plane and gatehouse authorizer
-// (the authorizer pinned to -server-cpu, the control plane and the load
-// generator to -client-cpu) and compares checks/s with decision logs on
-// and off; -mode outage runs the authorizer at 80% of its peak for
+// and compares checks/s with decision logs on and off, alternating, for
+// -rounds; -mode outage runs the authorizer at 80% of its peak for
 // -duration, stops the control plane for -outage in the middle, and
 // compares the decision log events made with those stored.
 package main
@@ -16,17 +25,33 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/authzbench"
 )
 
+// serveCommand, as the first argument, makes this binary one of the wire
+// benchmark's servers (see serveChild).
+const serveCommand = "__serve"
+
 func main() {
-	mode := flag.String("mode", "compare", "compare (in-process, against the opa-envoy-plugin style), decision-logs or outage")
-	duration := flag.Duration("duration", 20*time.Second, "measured time per run (after 1 s of warm-up)")
-	concurrency := flag.Int("concurrency", 16, "concurrent in-flight checks")
-	serverCPU := flag.String("server-cpu", "0", "CPU list (taskset -c) of the authorizer; empty: not pinned")
+	if len(os.Args) > 1 && os.Args[1] == serveCommand {
+		if err := serveChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-authz server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	mode := flag.String("mode", "wire", "wire (every server and scenario, one table), decision-logs or outage")
+	duration := flag.Duration("duration", 10*time.Second, "measured time per scenario (wire) or run")
+	warmup := flag.Duration("warmup", 2*time.Second, "wire: warm-up before each scenario's measured window")
+	scenarios := flag.String("scenarios", "c16,c64,o1000,o5000", "wire: cN = closed loop with N checks in flight, oR = open loop at R checks/s")
+	servers := flag.String("servers", "empty,gatehouse,gatehouse-logs,opa-envoy-plugin", "wire: servers to measure, in order")
+	conns := flag.Int("conns", 2, "wire: gRPC connections of the load generator")
+	concurrency := flag.Int("concurrency", 16, "decision-logs, outage: concurrent in-flight checks")
+	serverCPU := flag.String("server-cpu", "0", "CPU list (taskset -c) of the server under test; empty: not pinned")
 	clientCPU := flag.String("client-cpu", "1", "CPU list of the control plane and the load generator; empty: not pinned")
 	databaseURL := flag.String("database-url", "", "PostgreSQL URL of a database to create the control plane's database next to (empty: the embedded store)")
 	binary := flag.String("binary", "", "gatehouse binary (default: built from ./cmd/gatehouse)")
@@ -34,23 +59,28 @@ func main() {
 	outage := flag.Duration("outage", 30*time.Second, "outage: how long the control plane is stopped")
 	rate := flag.Float64("rate", 0, "outage: checks/s (0: 80% of the peak, measured first)")
 	flag.Parse()
+	if *mode != "wire" && *mode != "decision-logs" && *mode != "outage" {
+		fmt.Fprintf(os.Stderr, "bench-authz: -mode %q: want wire, decision-logs or outage\n", *mode)
+		os.Exit(2)
+	}
+	if *clientCPU != "" && os.Getenv("GATEHOUSE_BENCH_PINNED") == "" {
+		os.Exit(repin(*clientCPU))
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	opts := stackOptions{serverCPU: *serverCPU, clientCPU: *clientCPU, databaseURL: *databaseURL, binary: *binary}
 	var err error
 	switch *mode {
-	case "compare":
-		err = run(*duration, *concurrency)
-	case "decision-logs", "outage":
-		if *clientCPU != "" && os.Getenv("GATEHOUSE_BENCH_PINNED") == "" {
-			os.Exit(repin(*clientCPU))
+	case "wire":
+		var sc []scenario
+		if sc, err = parseScenarios(*scenarios); err == nil {
+			err = runWire(ctx, wireOptions{stack: opts, duration: *duration, warmup: *warmup, scenarios: sc,
+				servers: splitList(*servers), conns: *conns})
 		}
-		ctx := context.Background()
-		opts := stackOptions{serverCPU: *serverCPU, clientCPU: *clientCPU, databaseURL: *databaseURL, binary: *binary}
-		if *mode == "outage" {
-			err = runOutage(ctx, opts, *concurrency, *duration, *outage, *rate)
-		} else {
-			err = runDecisionLogs(ctx, opts, *concurrency, *duration, *rounds)
-		}
+	case "outage":
+		err = runOutage(ctx, opts, *concurrency, *duration, *outage, *rate)
 	default:
-		err = fmt.Errorf("-mode %q: want compare, decision-logs or outage", *mode)
+		err = runDecisionLogs(ctx, opts, *concurrency, *duration, *rounds)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-authz:", err)
@@ -69,6 +99,8 @@ func repin(cpus string) int {
 	cmd := exec.Command("taskset", append([]string{"-c", cpus, self}, os.Args[1:]...)...)
 	cmd.Env = append(os.Environ(), "GATEHOUSE_BENCH_PINNED=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// ^C reaches the child too (same process group); wait for it.
+	signal.Ignore(os.Interrupt)
 	if err := cmd.Run(); err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return ee.ExitCode()
@@ -79,54 +111,36 @@ func repin(cpus string) int {
 	return 0
 }
 
-func run(duration time.Duration, concurrency int) error {
-	ctx := context.Background()
-	f, err := authzbench.NewFixture()
-	if err != nil {
+// serveChild serves one implementation until SIGTERM: -impl empty or
+// opa-envoy-plugin (PluginStyle over the bundle data in -data), on
+// -authz-addr, with /readyz and /metrics (allocation counters) on
+// -http-addr.
+func serveChild(args []string) error {
+	fs := flag.NewFlagSet(serveCommand, flag.ContinueOnError)
+	impl := fs.String("impl", "", "empty or opa-envoy-plugin")
+	authzAddr := fs.String("authz-addr", "", "ext_authz listen address")
+	httpAddr := fs.String("http-addr", "", "readiness and metrics listen address")
+	data := fs.String("data", "", "opa-envoy-plugin: the bundle's data.json")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	fast, err := f.FastPath(ctx)
-	if err != nil {
-		return err
-	}
-	plugin, err := f.NewPluginStyle(ctx)
-	if err != nil {
-		return err
-	}
-	// Both must decide alike before their speed is compared.
-	for i, req := range f.Requests {
-		a, _ := fast.Check(ctx, req)
-		b, err := plugin.Check(ctx, req)
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	switch *impl {
+	case "empty":
+		return authzbench.ServeUntil(ctx, authzbench.Empty{}, *authzAddr, *httpAddr)
+	case "opa-envoy-plugin":
+		raw, err := os.ReadFile(*data)
 		if err != nil {
-			return fmt.Errorf("plugin-style request %d: %w", i, err)
+			return err
 		}
-		if a.GetStatus().GetCode() != b.GetStatus().GetCode() {
-			return fmt.Errorf("request %d: gatehouse %d, plugin-style %d: the comparison would be unfair", i, a.GetStatus().GetCode(), b.GetStatus().GetCode())
+		p, err := authzbench.NewPluginStyle(ctx, raw, authzbench.PluginOptions{})
+		if err != nil {
+			return err
 		}
+		defer p.Close()
+		return authzbench.ServeUntil(ctx, p, *authzAddr, *httpAddr, authzbench.PluginServerOptions()...)
+	default:
+		return fmt.Errorf("-impl %q: want empty or opa-envoy-plugin", *impl)
 	}
-	fmt.Printf("bench-authz: %d APIs, %d distinct requests, %d tokens, %d concurrent checks, %v per implementation, GOMAXPROCS=%d\n",
-		len(f.Compiled.APIs), len(f.Requests), len(f.Tokens), concurrency, duration, runtime.GOMAXPROCS(0))
-	var results []authzbench.Result
-	addr, stop, err := authzbench.Serve(fast)
-	if err != nil {
-		return err
-	}
-	r, err := f.Load(ctx, "gatehouse (fast path)", addr, concurrency, duration)
-	stop()
-	if err != nil {
-		return err
-	}
-	results = append(results, r)
-	addr, stop, err = authzbench.Serve(plugin)
-	if err != nil {
-		return err
-	}
-	r, err = f.Load(ctx, "opa-envoy-plugin style (one query)", addr, concurrency, duration)
-	stop()
-	if err != nil {
-		return err
-	}
-	results = append(results, r)
-	authzbench.Report(os.Stdout, results...)
-	return nil
 }
