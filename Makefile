@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: build run test bench bench-authz bench-decision-logs lint fmt clean
+.PHONY: build run test bench bench-authz bench-decision-logs bench-activation lint fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -42,6 +42,14 @@ bench-authz:
 bench-decision-logs:
 	$(GO) run ./internal/authzbench/run -mode decision-logs -concurrency 64 -duration 20s -rounds 3 -database-url "$(BENCH_DATABASE_URL)"
 	$(GO) run ./internal/authzbench/run -mode outage -concurrency 64 -duration 5m -outage 30s -database-url "$(BENCH_DATABASE_URL)"
+
+## bench-activation: the authorizer's start from its disk cache with a
+## signed bundle of 10,000 APIs, in 5 fresh processes (time to the active
+## engine, heap after GC, RSS), then the in-process benchmark (time and
+## allocations per activation).
+bench-activation:
+	$(GO) run ./internal/activationbench/run -apis 10000 -runs 5
+	$(GO) test -run '^$$' -bench BenchmarkActivate10kAPIs -benchmem -count=1 ./gateway
 
 ## lint: gofmt check and go vet.
 lint:

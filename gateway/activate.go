@@ -33,8 +33,16 @@ type tokenEntry struct {
 
 // Activate builds an engine for src and makes it the gateway's current one.
 // source labels the metric (control-plane, disk-cache, in-process).
+// The engine keeps src.Data for the bundle's pure-Rego entrypoint, as
+// NewEngine does.
 func (a *Activator) Activate(ctx context.Context, src *Source, source string) (*Engine, error) {
-	e, err := a.build(ctx, src)
+	return a.activate(ctx, src, source, true)
+}
+
+// activate is Activate; keepData is newEngine's. The follower does not keep
+// the data: its engines hold only what their policies read.
+func (a *Activator) activate(ctx context.Context, src *Source, source string, keepData bool) (*Engine, error) {
+	e, err := a.build(ctx, src, keepData)
 	if a.Metrics != nil {
 		result := "ok"
 		if err != nil {
@@ -54,8 +62,8 @@ func (a *Activator) Activate(ctx context.Context, src *Source, source string) (*
 	return e, nil
 }
 
-func (a *Activator) build(ctx context.Context, src *Source) (*Engine, error) {
-	cfg, err := policies.ParseBundleConfig(src.Data)
+func (a *Activator) build(ctx context.Context, src *Source, keepData bool) (*Engine, error) {
+	cfg, err := policies.ParseEngineConfig(src.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +71,7 @@ func (a *Activator) build(ctx context.Context, src *Source) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewEngine(ctx, src, tokens)
+	return newEngine(ctx, src, cfg, tokens, keepData)
 }
 
 func (a *Activator) validator(ctx context.Context, key model.GatewayRef, issuers []policies.IssuerData) (TokenValidator, error) {

@@ -383,9 +383,11 @@ func (l *DecisionLogger) uploadResult(err error) {
 // eventEncoder renders events into the open batches of one encoder
 // goroutine and seals them.
 type eventEncoder struct {
-	l        *DecisionLogger
-	open     map[model.GatewayRef]*openBatch
-	prefixes map[*Engine][]byte
+	l    *DecisionLogger
+	open map[model.GatewayRef]*openBatch
+	// prefixes are keyed by what a prefix is made of, not by engine, so
+	// that they never keep a replaced engine alive.
+	prefixes map[prefixKey][]byte
 	ids      idSource
 	zw       *gzip.Writer
 	// spare holds sealed batches' buffers for reuse.
@@ -402,7 +404,7 @@ type openBatch struct {
 }
 
 func newEventEncoder(l *DecisionLogger) *eventEncoder {
-	return &eventEncoder{l: l, open: map[model.GatewayRef]*openBatch{}, prefixes: map[*Engine][]byte{}}
+	return &eventEncoder{l: l, open: map[model.GatewayRef]*openBatch{}, prefixes: map[prefixKey][]byte{}}
 }
 
 // add renders one decision into its gateway's batch (or drops it).
@@ -560,7 +562,8 @@ func (e *eventEncoder) render(w *bytes.Buffer, it *logItem) error {
 // prefix is the part of an event that only depends on the engine: labels,
 // bundles and path.
 func (e *eventEncoder) prefix(eng *Engine) []byte {
-	if p, ok := e.prefixes[eng]; ok {
+	key := prefixKey{eng.TenantID, eng.GatewayID, eng.Revision}
+	if p, ok := e.prefixes[key]; ok {
 		return p
 	}
 	if len(e.prefixes) >= 64 {
@@ -576,9 +579,13 @@ func (e *eventEncoder) prefix(eng *Engine) []byte {
 	w.WriteString(`,"app":"gatehouse-authorizer"},"bundles":{"gatehouse":{"revision":`)
 	appendJSONString(&w, eng.Revision)
 	w.WriteString(`}},"path":"gatehouse/authz/decision"`)
-	e.prefixes[eng] = w.Bytes()
+	e.prefixes[key] = w.Bytes()
 	return w.Bytes()
 }
+
+// prefixKey is what an event prefix depends on: the engine's gateway and
+// bundle revision.
+type prefixKey struct{ tenant, gateway, revision string }
 
 // appendJSONString writes s as a JSON string (invalid UTF-8 becomes
 // U+FFFD, as encoding/json does).

@@ -76,22 +76,37 @@ type Engine struct {
 
 // NewEngine activates a bundle: it parses the configuration, builds the
 // routing index and prepares one query per policy. tokens may be nil (no
-// token is then ever valid).
+// token is then ever valid). The engine keeps src.Data so that it can
+// also evaluate the bundle's pure-Rego entrypoint (tests compare the two);
+// the follower's activations do not (newEngine).
 func NewEngine(ctx context.Context, src *Source, tokens TokenValidator) (*Engine, error) {
-	cfg, err := policies.ParseBundleConfig(src.Data)
+	cfg, err := policies.ParseEngineConfig(src.Data)
 	if err != nil {
 		return nil, err
 	}
+	return newEngine(ctx, src, cfg, tokens, true)
+}
+
+// newEngine is NewEngine for the configuration parsed from src.Data
+// (policies.ParseEngineConfig: its Routing is empty). The policies'
+// store holds only the data they can read (policies.NewEngineForQueries);
+// keepData keeps src.Data for the pure-Rego entrypoint, which is
+// otherwise unavailable.
+func newEngine(ctx context.Context, src *Source, cfg *policies.BundleConfig, tokens TokenValidator, keepData bool) (*Engine, error) {
 	table, err := routingTable(cfg)
 	if err != nil {
 		return nil, err
 	}
-	re, err := policies.NewEngineFromModules(ctx, src.Modules, src.Data)
+	queries := make([]string, 0, len(cfg.Policies))
+	for _, p := range cfg.Policies {
+		queries = append(queries, policies.PolicyPackagePrefix+p.Package)
+	}
+	re, err := policies.NewEngineForQueries(ctx, src.Modules, src.Data, queries, keepData)
 	if err != nil {
 		return nil, err
 	}
 	e := &Engine{TenantID: cfg.Tenant.ID, GatewayID: cfg.Gateway.ID, Revision: src.Revision,
-		cfg: cfg, table: table, rego: re, policies: map[string]rego.PreparedEvalQuery{}, tokens: tokens,
+		cfg: cfg, table: table, rego: re, policies: make(map[string]rego.PreparedEvalQuery, len(cfg.Policies)), tokens: tokens,
 		owned: cfg.OwnedHeaders()}
 	e.terms = newEngineTerms(cfg, readsParsedBody(src.Modules))
 	for id, p := range cfg.Policies {
@@ -126,7 +141,8 @@ func routingTable(cfg *policies.BundleConfig) (*routing.Table, error) {
 	return routing.Build(services)
 }
 
-// Config is the bundle's configuration (read-only).
+// Config is the bundle's configuration (read-only). Its Routing is empty:
+// Routes is the routing index built from its services and APIs.
 func (e *Engine) Config() *policies.BundleConfig { return e.cfg }
 
 // Routes is the bundle's routing table (read-only).

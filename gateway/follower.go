@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -483,7 +481,7 @@ func (f *Follower) poll(ctx context.Context) (bool, error) {
 // high-water mark, builds the engine and swaps it in. It reports false
 // (and does nothing) when the bundle is the one already active.
 func (f *Follower) activate(ctx context.Context, raw []byte, source string) (bool, error) {
-	b, err := policies.ReadBundle(raw, f.vc)
+	b, err := policies.ReadVerifiedBundle(raw, f.vc, "gatehouse")
 	if err != nil {
 		return false, fmt.Errorf("verify bundle: %w", err)
 	}
@@ -494,10 +492,7 @@ func (f *Follower) activate(ctx context.Context, raw []byte, source string) (boo
 	if err != nil {
 		return false, fmt.Errorf("verify bundle: %w", err)
 	}
-	digest, err := bundleDigest(&b)
-	if err != nil {
-		return false, fmt.Errorf("verify bundle: %w", err)
-	}
+	digest := b.Digest
 	f.activating.Lock()
 	defer f.activating.Unlock()
 	f.mu.Lock()
@@ -513,11 +508,20 @@ func (f *Follower) activate(ctx context.Context, raw []byte, source string) (boo
 	if err != nil || active {
 		return false, err
 	}
+	// The engine keeps only what its policies read of the data; nothing
+	// else holds the parsed bundle once it is built.
 	src := &Source{TenantID: f.opts.TenantID, GatewayID: f.opts.GatewayID, Revision: b.Manifest.Revision,
-		Modules: b.ParsedModules("gatehouse"), Data: b.Data}
-	if _, err := f.opts.Activator.Activate(ctx, src, source); err != nil {
+		Modules: b.Modules, Data: b.Data}
+	b.Modules, b.Data = nil, nil
+	if _, err := f.opts.Activator.activate(ctx, src, source, false); err != nil {
 		return false, fmt.Errorf("activate bundle revision %s: %w", b.Manifest.Revision, err)
 	}
+	// Reading and activating a bundle leaves garbage several times the
+	// engine's size (the archive's files, the parsed data, the replaced
+	// engine), which the runtime would otherwise hand back to the system
+	// only slowly: return it now, once per activation.
+	src = nil
+	debug.FreeOSMemory()
 	f.mu.Lock()
 	f.etag, f.revision, f.digest, f.activatedAt = etagOf(b.Manifest.Revision), b.Manifest.Revision, digest, time.Now().UTC()
 	if !f.hwmSet || rev > f.hwm {
@@ -545,28 +549,6 @@ func parseRevision(s string) (int64, error) {
 		return 0, fmt.Errorf("manifest revision %q is not a revision number", s)
 	}
 	return n, nil
-}
-
-// bundleDigest identifies a verified bundle's content (manifest, data,
-// modules) independently of its archive encoding.
-func bundleDigest(b *bundle.Bundle) (string, error) {
-	type module struct {
-		Path string `json:"path"`
-		Raw  []byte `json:"raw"`
-	}
-	mods := make([]module, 0, len(b.Modules))
-	for _, m := range b.Modules {
-		mods = append(mods, module{m.Path, m.Raw})
-	}
-	slices.SortFunc(mods, func(a, b module) int { return strings.Compare(a.Path, b.Path) })
-	h := sha256.New()
-	enc := json.NewEncoder(h)
-	for _, v := range []any{b.Manifest, b.Data, mods} {
-		if err := enc.Encode(v); err != nil {
-			return "", fmt.Errorf("bundle digest: %w", err)
-		}
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // writeCache stores the bundle atomically and drops the legacy ETag side

@@ -2,8 +2,10 @@ package policies
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -19,6 +21,12 @@ type Engine struct {
 	compiler *ast.Compiler
 	store    storage.Store
 	decision rego.PreparedEvalQuery
+	// prepared says decision is prepared (NewEngine).
+	prepared bool
+	// entry, for an engine made for given queries (NewEngineForQueries)
+	// with its data kept, prepares the decision entrypoint at its first
+	// use.
+	entry func(context.Context) (rego.PreparedEvalQuery, error)
 }
 
 // NewEngine compiles modules (path → source) with data and prepares the
@@ -39,21 +47,76 @@ func NewEngine(ctx context.Context, modules []Module, data map[string]any) (*Eng
 // the denied built-ins the bundle's data.gatehouse.config.allowed_builtins
 // names, and no others.
 func NewEngineFromModules(ctx context.Context, modules map[string]*ast.Module, data map[string]any) (*Engine, error) {
+	c, err := compileModules(modules, data)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{compiler: c, store: newStore(data)}
+	if e.decision, err = e.Prepare(ctx, DecisionQuery); err != nil {
+		return nil, err
+	}
+	e.prepared = true
+	return e, nil
+}
+
+// NewEngineForQueries is NewEngineFromModules for an engine that only
+// evaluates the given queries (the authorizer's policy queries): every
+// module is compiled as there, but the data store holds only the part of
+// data those queries can read (readableData), which for most bundles is a
+// small part of the configuration. Prepare and PrepareTerm must only be
+// given those queries. Decision (the bundle's entrypoint, which reads the
+// whole configuration) is only available with keepData: the engine then
+// keeps data and builds a store of all of it at the first Decision.
+func NewEngineForQueries(ctx context.Context, modules map[string]*ast.Module, data map[string]any, queries []string, keepData bool) (*Engine, error) {
+	c, err := compileModules(modules, data)
+	if err != nil {
+		return nil, err
+	}
+	refs := make([]ast.Ref, 0, len(queries))
+	for _, q := range queries {
+		r, err := ast.ParseRef(q)
+		if err != nil {
+			return nil, fmt.Errorf("query %s: %w", q, err)
+		}
+		refs = append(refs, r)
+	}
+	e := &Engine{compiler: c, store: newStore(readableData(c, refs, data))}
+	if keepData {
+		var (
+			once sync.Once
+			pq   rego.PreparedEvalQuery
+			err  error
+		)
+		e.entry = func(ctx context.Context) (rego.PreparedEvalQuery, error) {
+			once.Do(func() {
+				full := &Engine{compiler: c, store: newStore(data)}
+				pq, err = full.Prepare(ctx, DecisionQuery)
+				data = nil
+			})
+			return pq, err
+		}
+	}
+	return e, nil
+}
+
+// compileModules compiles a bundle's modules with the capabilities its data
+// allows.
+func compileModules(modules map[string]*ast.Module, data map[string]any) (*ast.Compiler, error) {
 	c := ast.NewCompiler().WithCapabilities(Capabilities(allowedBuiltinsOf(data)...)).WithEnablePrintStatements(false)
 	c.Compile(modules)
 	if c.Failed() {
 		return nil, fmt.Errorf("compile bundle: %w", c.Errors)
 	}
+	return c, nil
+}
+
+// newStore is an in-memory store of data holding OPA values (read without
+// conversion).
+func newStore(data map[string]any) storage.Store {
 	if data == nil {
 		data = map[string]any{}
 	}
-	st := inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
-	e := &Engine{compiler: c, store: st}
-	var err error
-	if e.decision, err = e.Prepare(ctx, DecisionQuery); err != nil {
-		return nil, err
-	}
-	return e, nil
+	return inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 }
 
 // Prepare prepares a query against the engine's compiler and data.
@@ -67,7 +130,16 @@ func (e *Engine) Prepare(ctx context.Context, query string) (rego.PreparedEvalQu
 
 // Decision evaluates data.gatehouse.authz.decision for an input document.
 func (e *Engine) Decision(ctx context.Context, input any) (map[string]any, error) {
-	return EvalObject(ctx, e.decision, input)
+	pq := e.decision
+	if e.entry != nil {
+		var err error
+		if pq, err = e.entry(ctx); err != nil {
+			return nil, err
+		}
+	} else if !e.prepared {
+		return nil, errors.New("this engine does not evaluate the decision entrypoint (it keeps only the data its policies read)")
+	}
+	return EvalObject(ctx, pq, input)
 }
 
 // EvalObject evaluates a prepared query whose single result is an object.

@@ -149,7 +149,14 @@ host := regex.replace(lower(object.get(http, "host", "")), ":[0-9]*$", "")
 # removed before any policy sees the request, and upstream.
 owned_prefix := "x-gatehouse-"
 
-owned_names := {lower(h) | some h in object.get(data.gatehouse.config, ["request_headers", "owned"], [])}
+owned_names := {lower(h) | some h in owned_list}
+
+# The bundle's request_headers.owned. A reference to just that member (not
+# object.get of the whole configuration) lets the authorizer keep only it
+# for policies (policies.readableData).
+default owned_list := []
+
+owned_list := data.gatehouse.config.request_headers.owned
 
 owned(name) if lower(name) in owned_names
 
