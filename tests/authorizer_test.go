@@ -156,6 +156,9 @@ func TestAuthorizerFollowsTheControlPlane(t *testing.T) {
 		if res, err := http.Get(health + "/readyz"); err != nil || res.StatusCode != 200 {
 			t.Fatalf("readyz with a bundle: %v %v", res, err)
 		}
+		if res, err := http.Get(health + "/debug/pprof/cmdline"); err != nil || res.StatusCode != 404 {
+			t.Fatalf("profiles served without --pprof: %v %v", res, err)
+		}
 	}) {
 		return
 	}
@@ -210,14 +213,18 @@ func TestAuthorizerFollowsTheControlPlane(t *testing.T) {
 	}
 
 	t.Run("with neither control plane nor cache it denies everything and is not ready", func(t *testing.T) {
-		authz3, addr3 := startAuthorizer(t, cp.URL, g, t.TempDir())
+		authz3, addr3 := startAuthorizer(t, cp.URL, g, t.TempDir(), "--pprof")
 		ac3 := authzClient(t, addr3)
 		time.Sleep(300 * time.Millisecond)
 		if got := checkKey(t, ac3, "k2", nil); got != code.Code_PERMISSION_DENIED {
 			t.Fatalf("no bundle at all: %v", got)
 		}
-		if res, err := http.Get("http://" + authz3.waitLog(t, "authorizer health listening", "addr") + "/readyz"); err != nil || res.StatusCode != 503 {
+		health3 := "http://" + authz3.waitLog(t, "authorizer health listening", "addr")
+		if res, err := http.Get(health3 + "/readyz"); err != nil || res.StatusCode != 503 {
 			t.Fatalf("readyz without a bundle: %v %v", res, err)
+		}
+		if res, err := http.Get(health3 + "/debug/pprof/cmdline"); err != nil || res.StatusCode != 200 {
+			t.Fatalf("profiles with --pprof: %v %v", res, err)
 		}
 	})
 }

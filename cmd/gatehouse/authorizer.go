@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,12 @@ type authorizerConfig struct {
 	MaskHeaders      []string      `yaml:"mask_headers"`
 	MaskQueryParams  []string      `yaml:"mask_query_params"`
 	AllowPrivateJWKS bool          `yaml:"allow_private_jwks"`
+	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
+	// the health and metrics address.
+	Pprof bool `yaml:"pprof"`
+	// StreamWorkers is the number of ext_authz goroutines kept to serve
+	// checks (gateway.GRPCServerOptions).
+	StreamWorkers int `yaml:"stream_workers"`
 	// DecisionLogs, when set, is the decision log mode of the gateway
 	// (on, off, denied or sample:N; true and false are on and off),
 	// overriding the gateway's decision_logs; empty takes the gateway's
@@ -83,6 +90,8 @@ var authorizerEnv = []envFlag{
 	{"decision-log-spill", "GATEHOUSE_DECISION_LOG_SPILL"},
 	{"decision-log-spill-bytes", "GATEHOUSE_DECISION_LOG_SPILL_BYTES"},
 	{"decision-log-uploads", "GATEHOUSE_DECISION_LOG_UPLOADS"},
+	{"stream-workers", "GATEHOUSE_STREAM_WORKERS"},
+	{"pprof", "GATEHOUSE_PPROF"},
 }
 
 func defaultCacheDir() string {
@@ -134,6 +143,8 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.StringVar(&cfg.Package, "package", "", "gateway package (zip from GET …/gateways/{gw}/package) to read settings from")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token validation fetch JWKS and discovery documents from loopback, private and link-local addresses")
 	fs.StringVar(&cfg.DecisionLogs, "decision-logs", "", decisionLogsUsage)
+	fs.IntVar(&cfg.StreamWorkers, "stream-workers", gateway.DefaultStreamWorkers, "ext_authz checks served by long-lived goroutines whose stacks are kept (more in flight start goroutines of their own; 0: a goroutine per check)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on --http-addr (keep that address private)")
 	fs.Int64Var(&cfg.DecisionLogBufferBytes, "decision-log-buffer-bytes", gateway.DefaultDecisionLogBufferBytes,
 		"memory for decision log events waiting for upload (compressed batches); past it events are spilled or dropped and counted")
 	fs.BoolVar(&cfg.DecisionLogSpill, "decision-log-spill", false, "keep decision log batches that do not fit in memory, and those undelivered at shutdown, under <cache-dir>/decision-logs")
@@ -202,6 +213,13 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 		if !fs.Changed("decision-log-uploads") && file.DecisionLogUploads != 0 {
 			c.DecisionLogUploads = file.DecisionLogUploads
 		}
+		c.Pprof = c.Pprof || file.Pprof
+		if !fs.Changed("stream-workers") && file.StreamWorkers != 0 {
+			c.StreamWorkers = file.StreamWorkers
+		}
+	}
+	if c.StreamWorkers < 0 {
+		return fmt.Errorf("--stream-workers: %d is negative", c.StreamWorkers)
 	}
 	if _, err := decisionLogOverride(c.DecisionLogs); err != nil {
 		return err
@@ -288,7 +306,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer")})
 	return serveAuthorizer(ctx, log, authorizerRuntime{
 		engines: engines, server: srv, logs: logs, registry: reg,
-		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr,
+		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr, pprof: cfg.Pprof, streamWorkers: cfg.StreamWorkers,
 		follower: follower, deleted: follower.Deleted,
 	}, stdout)
 }
@@ -339,7 +357,10 @@ type authorizerRuntime struct {
 	authzAddr string
 	proxyAddr string
 	httpAddr  string
-	follower  component
+	// pprof adds /debug/pprof/ to the health and metrics server.
+	pprof         bool
+	streamWorkers int
+	follower      component
 	// deleted, when set, says the control plane deleted the gateway.
 	deleted func() bool
 }
@@ -368,7 +389,7 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 	}
 	listeners = append(listeners, grpcLn)
 	drain := newStreamDrainer()
-	gs := grpc.NewServer(drain.option())
+	gs := grpc.NewServer(append(gateway.GRPCServerOptions(rt.streamWorkers), drain.option())...)
 	rt.server.Register(gs)
 	log.Info("ext_authz listening", "addr", grpcLn.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, envoy.service.auth.v3.Authorization)\n", grpcLn.Addr())
@@ -396,6 +417,13 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 			}
 		})
 		mux.Handle("/metrics", promhttp.HandlerFor(rt.registry, promhttp.HandlerOpts{}))
+		if rt.pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		ln, err := net.Listen("tcp", rt.httpAddr)
 		if err != nil {
 			return fmt.Errorf("listen on --http-addr %s: %w", rt.httpAddr, err)

@@ -424,7 +424,7 @@ func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Man
 	authzLog := log.With("component", "authorizer")
 	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: authzLog})
 	drain := newStreamDrainer()
-	gs := grpc.NewServer(drain.option())
+	gs := grpc.NewServer(append(gateway.GRPCServerOptions(gateway.DefaultStreamWorkers), drain.option())...)
 	srv.Register(gs)
 	log.Info("ext_authz listening", "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, in-process, all gateways)\n", ln.Addr())

@@ -35,6 +35,9 @@ type stackOptions struct {
 	serverCPU, clientCPU string
 	databaseURL          string
 	binary               string
+	// profileDir, when set, has authorizers serve /debug/pprof/ (--pprof)
+	// and receives a CPU profile of each measured window.
+	profileDir string
 }
 
 type stack struct {
@@ -202,6 +205,9 @@ func (s *stack) startAuthorizer(logs bool) (*authorizer, error) {
 	args := []string{"authorizer", "--control-plane-url", "http://" + s.cpAddr, "--tenant", "acme", "--gateway", "edge",
 		"--key-id", s.gw.KeyID, "--public-key-file", s.gw.KeyFile, "--cache-dir", filepath.Join(s.dir, fmt.Sprintf("authz-%d", s.runs)),
 		"--authz-addr", a.authz, "--http-addr", a.httpAddr, "--log-level", "warn", fmt.Sprintf("--decision-logs=%v", logs)}
+	if s.opts.profileDir != "" {
+		args = append(args, "--pprof")
+	}
 	env := []string{"GATEHOUSE_GATEWAY_CREDENTIAL=" + s.gw.Credential}
 	if s.opts.serverCPU != "" {
 		env = append(env, "GOMAXPROCS=1")

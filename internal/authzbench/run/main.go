@@ -55,6 +55,7 @@ func main() {
 	clientCPU := flag.String("client-cpu", "1", "CPU list of the control plane and the load generator; empty: not pinned")
 	databaseURL := flag.String("database-url", "", "PostgreSQL URL of a database to create the control plane's database next to (empty: the embedded store)")
 	binary := flag.String("binary", "", "gatehouse binary (default: built from ./cmd/gatehouse)")
+	profileDir := flag.String("profile", "", "wire: directory for a CPU profile of each gatehouse authorizer's measured windows (<server>-<scenario>.pprof)")
 	rounds := flag.Int("rounds", 3, "decision-logs: on/off pairs")
 	outage := flag.Duration("outage", 30*time.Second, "outage: how long the control plane is stopped")
 	rate := flag.Float64("rate", 0, "outage: checks/s (0: 80% of the peak, measured first)")
@@ -68,7 +69,7 @@ func main() {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	opts := stackOptions{serverCPU: *serverCPU, clientCPU: *clientCPU, databaseURL: *databaseURL, binary: *binary}
+	opts := stackOptions{serverCPU: *serverCPU, clientCPU: *clientCPU, databaseURL: *databaseURL, binary: *binary, profileDir: *profileDir}
 	var err error
 	switch *mode {
 	case "wire":

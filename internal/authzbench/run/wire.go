@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/authzbench"
@@ -286,6 +289,8 @@ func (s *server) counters(ctx context.Context) counters {
 
 func measure(ctx context.Context, f *authzbench.Fixture, srv *server, sc scenario, o wireOptions) (wireRow, error) {
 	var before, after counters
+	var profiled sync.WaitGroup
+	defer profiled.Wait()
 	r, err := f.Run(ctx, authzbench.LoadOptions{
 		Name: srv.name, Addr: srv.authz, Conns: o.conns, InFlight: sc.inFlight, Rate: sc.rate,
 		Warmup: o.warmup, Duration: o.duration,
@@ -294,6 +299,15 @@ func measure(ctx context.Context, f *authzbench.Fixture, srv *server, sc scenari
 				after = srv.counters(ctx)
 			} else {
 				before = srv.counters(ctx)
+				if o.stack.profileDir != "" && srv.authorizer != nil {
+					profiled.Add(1)
+					go func() {
+						defer profiled.Done()
+						if err := cpuProfile(ctx, srv.httpAddr, o.duration, filepath.Join(o.stack.profileDir, srv.name+"-"+sc.name+".pprof")); err != nil {
+							fmt.Fprintln(os.Stderr, "warning: profile:", err)
+						}
+					}()
+				}
 			}
 		},
 	})
@@ -398,4 +412,31 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.0fµs", float64(d)/1e3)
 	}
+}
+
+// cpuProfile saves a CPU profile of an authorizer (served with --pprof)
+// taken over d.
+func cpuProfile(ctx context.Context, httpAddr string, d time.Duration, file string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, max(int(d.Seconds()), 1))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: HTTP %d", url, res.StatusCode)
+	}
+	out, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, res.Body); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
