@@ -14,7 +14,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/util"
 )
 
 // VerifiedBundle is a verified bundle as the authorizer activates it.
@@ -36,7 +35,8 @@ const dataFile = "data.json"
 // ReadVerifiedBundle is ReadBundle followed by ContentDigest, for a bundle
 // that must be signed with vc's key, reading data.json once instead of
 // three times: OPA's reader verifies the signature and every other file,
-// data.json is parsed here, and one walk of the parsed document computes
+// data.json is parsed here (decodeJSON, as util.UnmarshalJSON would), and
+// one walk of the parsed document computes
 // both its signature hash (compared with the signed one, as OPA's reader
 // would) and its part of the digest. Bundles other than Gatehouse's (data
 // files besides /data.json, a delta bundle) are read with ReadBundle.
@@ -71,8 +71,8 @@ func ReadVerifiedBundle(raw []byte, vc *bundle.VerificationConfig, bundleName st
 	}
 	data := map[string]any{}
 	if seen {
-		var v any
-		if err := util.UnmarshalJSON(dataRaw, &v); err != nil {
+		v, err := decodeJSON(dataRaw)
+		if err != nil {
 			return nil, fmt.Errorf("bundle load failed on /%s: %w", dataFile, err)
 		}
 		obj, ok := v.(map[string]any)
