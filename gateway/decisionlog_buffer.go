@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/gatehouse-dev/gatehouse/model"
 )
@@ -390,6 +391,8 @@ type eventEncoder struct {
 	prefixes map[prefixKey][]byte
 	ids      idSource
 	zw       *gzip.Writer
+	// tokens memoises the JSON of input.gatehouse.token values.
+	tokens tokenMemo
 	// spare holds sealed batches' buffers for reuse.
 	spare []*openBatch
 }
@@ -404,7 +407,7 @@ type openBatch struct {
 }
 
 func newEventEncoder(l *DecisionLogger) *eventEncoder {
-	return &eventEncoder{l: l, open: map[model.GatewayRef]*openBatch{}, prefixes: map[prefixKey][]byte{}}
+	return &eventEncoder{l: l, open: map[model.GatewayRef]*openBatch{}, prefixes: map[prefixKey][]byte{}, tokens: tokenMemo{}}
 }
 
 // add renders one decision into its gateway's batch (or drops it).
@@ -503,7 +506,7 @@ func (e *eventEncoder) render(w *bytes.Buffer, it *logItem) error {
 	w.WriteString(`",`)
 	w.Write(e.prefix(it.engine))
 	w.WriteString(`,"input":`)
-	erased, masked, err := e.l.appendMaskedInput(w, d.Input())
+	erased, masked, err := e.l.appendMaskedInputMemo(w, d.Input(), e.tokens)
 	if err != nil {
 		return fmt.Errorf("input: %w", err)
 	}

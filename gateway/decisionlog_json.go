@@ -206,6 +206,19 @@ func validJSONNumber(s string) bool {
 // and masked pointers. The decision log encoder uses it on every event;
 // TestMaskedInputEncodingMatchesMask holds it to mask.
 func (l *DecisionLogger) appendMaskedInput(w *bytes.Buffer, input ast.Value) (erased, masked []string, err error) {
+	return l.appendMaskedInputMemo(w, input, nil)
+}
+
+// tokenMemo holds the JSON of input.gatehouse.token values: the token
+// verifier hands out one value per token, shared by every request carrying
+// it, so its (large) claims are encoded once. One encoder goroutine uses
+// it; it is emptied when it holds maxTokenMemo values.
+type tokenMemo map[ast.Object][]byte
+
+const maxTokenMemo = 4096
+
+// appendMaskedInputMemo is appendMaskedInput with a token memo (nil: none).
+func (l *DecisionLogger) appendMaskedInputMemo(w *bytes.Buffer, input ast.Value, memo tokenMemo) (erased, masked []string, err error) {
 	obj, ok := input.(ast.Object)
 	if !ok {
 		return nil, nil, appendValueJSON(w, input, 0)
@@ -213,6 +226,30 @@ func (l *DecisionLogger) appendMaskedInput(w *bytes.Buffer, input ast.Value) (er
 	m := &maskWriter{l: l, w: w}
 	err = m.object(obj, func(k string, v ast.Value) (bool, error) {
 		switch k {
+		case "gatehouse":
+			gh, ok := v.(ast.Object)
+			if !ok || memo == nil {
+				return false, nil
+			}
+			return true, m.object(gh, func(k string, v ast.Value) (bool, error) {
+				tok, ok := v.(ast.Object)
+				if k != "token" || !ok {
+					return false, nil
+				}
+				if b, ok := memo[tok]; ok {
+					w.Write(b)
+					return true, nil
+				}
+				mark := w.Len()
+				if err := appendValueJSON(w, tok, 2); err != nil {
+					return true, err
+				}
+				if len(memo) >= maxTokenMemo {
+					clear(memo)
+				}
+				memo[tok] = bytes.Clone(w.Bytes()[mark:])
+				return true, nil
+			})
 		case "attributes":
 			attrs, ok := v.(ast.Object)
 			if !ok {

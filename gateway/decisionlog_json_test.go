@@ -114,3 +114,43 @@ func TestMaskedInputEncodingMatchesMask(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenMemoEncodesAlike: with the encoder's token memo, an input whose
+// token value was seen before is written exactly as without it, and the
+// memo is bounded.
+func TestTokenMemoEncodesAlike(t *testing.T) {
+	l := NewDecisionLogger(DecisionLogOptions{Sink: &blockingSink{}})
+	defer l.Close(context.Background())
+	tok := ast.MustParseTerm(`{"present": true, "valid": true, "issuer": "https://idp", "subject": "u\u00e9",
+		"claims": {"sub": "u\u00e9", "roles": ["a", "b"], "n": 1.5e3, "nested": {"x": [null, true]}}, "scopes": ["r"]}`).Value.(ast.Object)
+	memo := tokenMemo{}
+	for i, path := range []string{"/a?token=s3cr3t", "/b", "/a?token=s3cr3t"} {
+		in := ast.MustParseTerm(`{"attributes": {"request": {"http": {"path": "` + path + `", "headers": {"authorization": "Bearer x"}}}},
+			"gatehouse": {"tenant": "t", "token": {}}}`).Value.(ast.Object)
+		in.Get(ast.StringTerm("gatehouse")).Value.(ast.Object).Insert(ast.StringTerm("token"), ast.NewTerm(tok))
+		var want, got bytes.Buffer
+		we, wm, err := l.appendMaskedInput(&want, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ge, gm, err := l.appendMaskedInputMemo(&got, in, memo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) || fmt.Sprint(ge, gm) != fmt.Sprint(we, wm) {
+			t.Fatalf("input %d:\n got %s %v %v\nwant %s %v %v", i, got.Bytes(), ge, gm, want.Bytes(), we, wm)
+		}
+		if len(memo) != 1 {
+			t.Fatalf("memo holds %d values", len(memo))
+		}
+	}
+	for i := range maxTokenMemo + 1 {
+		other := ast.MustParseTerm(fmt.Sprintf(`{"gatehouse": {"token": {"n": %d}}}`, i)).Value
+		if _, _, err := l.appendMaskedInputMemo(&bytes.Buffer{}, other, memo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(memo) > maxTokenMemo {
+		t.Fatalf("memo grew to %d values", len(memo))
+	}
+}

@@ -2,10 +2,12 @@ package authzbench_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/internal/authzbench"
 )
 
@@ -63,5 +65,46 @@ func BenchmarkCheck(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// discardSink takes every batch and counts its events.
+type discardSink struct{ events atomic.Int64 }
+
+func (s *discardSink) Send(_ context.Context, b *gateway.LogBatch) error {
+	s.events.Add(int64(b.Events))
+	return nil
+}
+
+// BenchmarkCheckDecisionLogs is BenchmarkCheck's gatehouse case with every
+// decision logged: masked, encoded, batched and gzipped by the decision
+// logger's own goroutines, delivered to a sink that discards it. Run it
+// with -cpu 1 so that the logger's work is in the time per Check (as on a
+// one-core authorizer); the figure next to BenchmarkCheck/gatehouse is the
+// cost of decision logging.
+func BenchmarkCheckDecisionLogs(b *testing.B) {
+	ctx := context.Background()
+	f, err := authzbench.NewFixture()
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink := &discardSink{}
+	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: sink})
+	fast, err := f.FastPathLogging(ctx, logs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := fast.Check(ctx, f.Requests[i%len(f.Requests)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	logs.Close(ctx) // what is still queued is encoded within the timing
+	b.StopTimer()
+	st := logs.Status()
+	if st.DroppedTotal() > 0 || sink.events.Load() != int64(st.Events) {
+		b.Fatalf("events made %d, delivered %d, dropped %d", st.Events, sink.events.Load(), st.DroppedTotal())
 	}
 }

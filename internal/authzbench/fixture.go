@@ -234,6 +234,12 @@ func (f *Fixture) JWKS() string { return f.jwks }
 
 // FastPath returns the Gatehouse ext_authz service with the fixture active.
 func (f *Fixture) FastPath(ctx context.Context) (*gateway.Server, error) {
+	return f.FastPathLogging(ctx, nil)
+}
+
+// FastPathLogging is FastPath with every decision handed to logs (nil:
+// none).
+func (f *Fixture) FastPathLogging(ctx context.Context, logs *gateway.DecisionLogger) (*gateway.Server, error) {
 	engines := gateway.NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
 	a := &gateway.Activator{Engines: engines, Tokens: func(ctx context.Context, issuers []policies.IssuerData) (gateway.TokenValidator, error) {
 		return token.New(token.FromBundle(issuers), token.Options{})
@@ -245,5 +251,5 @@ func (f *Fixture) FastPath(ctx context.Context) (*gateway.Server, error) {
 	if _, err := a.Activate(ctx, src, "bench"); err != nil {
 		return nil, err
 	}
-	return gateway.NewServer(gateway.ServerOptions{Engines: engines}), nil
+	return gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs}), nil
 }
