@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -48,6 +49,9 @@ type authorizerConfig struct {
 	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
 	// the health and metrics address.
 	Pprof bool `yaml:"pprof"`
+	// GCPercent is Go's GOGC for the authorizer (0: left as the runtime
+	// has it).
+	GCPercent int `yaml:"gc_percent"`
 	// StreamWorkers is the number of ext_authz goroutines kept to serve
 	// checks (gateway.GRPCServerOptions).
 	StreamWorkers int `yaml:"stream_workers"`
@@ -68,6 +72,13 @@ type authorizerConfig struct {
 	ConfigFile         string `yaml:"-"`
 	Package            string `yaml:"-"`
 }
+
+// defaultGCPercent is the authorizer's default GOGC. Checks allocate
+// ~20 KB each and the live heap is small (~12 MiB at 10,000 APIs), so at
+// Go's 100 the collector ran every few hundred checks: measured with
+// bench-authz (64 in flight, one core), 400 cut the CPU per check by a
+// quarter, for a heap of up to 5× the live one between collections.
+const defaultGCPercent = 400
 
 var authorizerEnv = []envFlag{
 	{"control-plane-url", model.EnvControlPlaneURL},
@@ -91,6 +102,7 @@ var authorizerEnv = []envFlag{
 	{"decision-log-spill-bytes", "GATEHOUSE_DECISION_LOG_SPILL_BYTES"},
 	{"decision-log-uploads", "GATEHOUSE_DECISION_LOG_UPLOADS"},
 	{"stream-workers", "GATEHOUSE_STREAM_WORKERS"},
+	{"gc-percent", "GATEHOUSE_GC_PERCENT"},
 	{"pprof", "GATEHOUSE_PPROF"},
 }
 
@@ -143,6 +155,7 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.StringVar(&cfg.Package, "package", "", "gateway package (zip from GET …/gateways/{gw}/package) to read settings from")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token validation fetch JWKS and discovery documents from loopback, private and link-local addresses")
 	fs.StringVar(&cfg.DecisionLogs, "decision-logs", "", decisionLogsUsage)
+	fs.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent, "the garbage collector's target (Go's GOGC): the heap may grow to (1 + n/100) × the live heap between collections; 0 keeps Go's setting (GOGC, when set and this flag is not, wins)")
 	fs.IntVar(&cfg.StreamWorkers, "stream-workers", gateway.DefaultStreamWorkers, "ext_authz checks served by long-lived goroutines whose stacks are kept (more in flight start goroutines of their own; 0: a goroutine per check)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on --http-addr (keep that address private)")
 	fs.Int64Var(&cfg.DecisionLogBufferBytes, "decision-log-buffer-bytes", gateway.DefaultDecisionLogBufferBytes,
@@ -214,9 +227,18 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 			c.DecisionLogUploads = file.DecisionLogUploads
 		}
 		c.Pprof = c.Pprof || file.Pprof
+		if !fs.Changed("gc-percent") && file.GCPercent != 0 {
+			c.GCPercent = file.GCPercent
+		}
 		if !fs.Changed("stream-workers") && file.StreamWorkers != 0 {
 			c.StreamWorkers = file.StreamWorkers
 		}
+	}
+	if !cmd.Flags().Changed("gc-percent") && os.Getenv("GOGC") != "" {
+		c.GCPercent = 0
+	}
+	if c.GCPercent < 0 {
+		return fmt.Errorf("--gc-percent: %d is negative", c.GCPercent)
 	}
 	if c.StreamWorkers < 0 {
 		return fmt.Errorf("--stream-workers: %d is negative", c.StreamWorkers)
@@ -263,6 +285,9 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	override, err := decisionLogOverride(cfg.DecisionLogs)
 	if err != nil {
 		return err
+	}
+	if cfg.GCPercent > 0 {
+		debug.SetGCPercent(cfg.GCPercent)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -90,5 +91,41 @@ func TestPackageEnvNamesTheAuthorizersVariables(t *testing.T) {
 		if !known[env] {
 			t.Errorf("the package's .env sets %s, which gatehouse authorizer does not read", env)
 		}
+	}
+}
+
+// TestGCPercent: --gc-percent defaults to the authorizer's own target,
+// gives way to a GOGC set in the environment unless given explicitly, and
+// refuses a negative value.
+func TestGCPercent(t *testing.T) {
+	load := func(flag string) (authorizerConfig, error) {
+		cmd := &cobra.Command{}
+		cmd.Flags().Int("gc-percent", defaultGCPercent, "")
+		cfg := defaults()
+		cfg.GCPercent = defaultGCPercent
+		cfg.ControlPlaneURL, cfg.Tenant, cfg.Gateway, cfg.Credential, cfg.KeyID = "http://cp.example", "acme", "edge", "ghg_acme.c.s", "k1"
+		cfg.PublicKey = "-----BEGIN PUBLIC KEY-----\n"
+		if flag != "" {
+			if err := cmd.Flags().Set("gc-percent", flag); err != nil {
+				t.Fatal(err)
+			}
+			cfg.GCPercent, _ = cmd.Flags().GetInt("gc-percent")
+		}
+		err := cfg.load(cmd)
+		return cfg, err
+	}
+	t.Setenv("GOGC", "")
+	if cfg, err := load(""); err != nil || cfg.GCPercent != defaultGCPercent {
+		t.Fatalf("default: %d %v", cfg.GCPercent, err)
+	}
+	t.Setenv("GOGC", "150")
+	if cfg, err := load(""); err != nil || cfg.GCPercent != 0 {
+		t.Fatalf("GOGC set: %d %v (want 0: Go's setting kept)", cfg.GCPercent, err)
+	}
+	if cfg, err := load("300"); err != nil || cfg.GCPercent != 300 {
+		t.Fatalf("explicit flag: %d %v", cfg.GCPercent, err)
+	}
+	if _, err := load("-5"); err == nil || !strings.Contains(err.Error(), "--gc-percent") {
+		t.Fatalf("negative: %v", err)
 	}
 }
