@@ -49,6 +49,10 @@ type authorizerConfig struct {
 	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
 	// the health and metrics address.
 	Pprof bool `yaml:"pprof"`
+	// TokenCacheEntries and TokenCacheBytes bound the verified-token cache
+	// (0 turns it off).
+	TokenCacheEntries int   `yaml:"token_cache_entries"`
+	TokenCacheBytes   int64 `yaml:"token_cache_bytes"`
 	// GCPercent is Go's GOGC for the authorizer (0: left as the runtime
 	// has it).
 	GCPercent int `yaml:"gc_percent"`
@@ -103,6 +107,8 @@ var authorizerEnv = []envFlag{
 	{"decision-log-uploads", "GATEHOUSE_DECISION_LOG_UPLOADS"},
 	{"stream-workers", "GATEHOUSE_STREAM_WORKERS"},
 	{"gc-percent", "GATEHOUSE_GC_PERCENT"},
+	{"token-cache-entries", "GATEHOUSE_TOKEN_CACHE_ENTRIES"},
+	{"token-cache-bytes", "GATEHOUSE_TOKEN_CACHE_BYTES"},
 	{"pprof", "GATEHOUSE_PPROF"},
 }
 
@@ -155,6 +161,8 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.StringVar(&cfg.Package, "package", "", "gateway package (zip from GET …/gateways/{gw}/package) to read settings from")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token validation fetch JWKS and discovery documents from loopback, private and link-local addresses")
 	fs.StringVar(&cfg.DecisionLogs, "decision-logs", "", decisionLogsUsage)
+	fs.IntVar(&cfg.TokenCacheEntries, "token-cache-entries", token.DefaultCacheEntries, "verified tokens kept (0 turns the cache off)")
+	fs.Int64Var(&cfg.TokenCacheBytes, "token-cache-bytes", token.DefaultCacheBytes, "memory for verified tokens, by the documented estimate (0 turns the cache off)")
 	fs.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent, "the garbage collector's target (Go's GOGC): the heap may grow to (1 + n/100) × the live heap between collections; 0 keeps Go's setting (GOGC, when set and this flag is not, wins)")
 	fs.IntVar(&cfg.StreamWorkers, "stream-workers", gateway.DefaultStreamWorkers, "ext_authz checks served by long-lived goroutines whose stacks are kept (more in flight start goroutines of their own; 0: a goroutine per check)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on --http-addr (keep that address private)")
@@ -227,6 +235,12 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 			c.DecisionLogUploads = file.DecisionLogUploads
 		}
 		c.Pprof = c.Pprof || file.Pprof
+		if !fs.Changed("token-cache-entries") && file.TokenCacheEntries != 0 {
+			c.TokenCacheEntries = file.TokenCacheEntries
+		}
+		if !fs.Changed("token-cache-bytes") && file.TokenCacheBytes != 0 {
+			c.TokenCacheBytes = file.TokenCacheBytes
+		}
 		if !fs.Changed("gc-percent") && file.GCPercent != 0 {
 			c.GCPercent = file.GCPercent
 		}
@@ -236,6 +250,9 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 	}
 	if !cmd.Flags().Changed("gc-percent") && os.Getenv("GOGC") != "" {
 		c.GCPercent = 0
+	}
+	if c.TokenCacheEntries < 0 || c.TokenCacheBytes < 0 {
+		return fmt.Errorf("--token-cache-entries, --token-cache-bytes: %d, %d: negative", c.TokenCacheEntries, c.TokenCacheBytes)
 	}
 	if c.GCPercent < 0 {
 		return fmt.Errorf("--gc-percent: %d is negative", c.GCPercent)
@@ -299,7 +316,8 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	bundleURL := strings.TrimRight(cfg.ControlPlaneURL, "/") + "/api/system/" + cfg.Tenant + "/gateways/" + cfg.Gateway + "/opa"
 	client := &http.Client{}
 	engines := gateway.NewEngines(model.GatewayRef{TenantID: cfg.Tenant, GatewayID: cfg.Gateway})
-	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
+	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg,
+		tokenCache{entries: cfg.TokenCacheEntries, bytes: cfg.TokenCacheBytes})}
 	defer activator.Close()
 	// Uploads get connections of their own, kept alive for every
 	// concurrent upload.
@@ -508,9 +526,29 @@ func (c *authorizerConfig) readConfig() ([]byte, error) {
 }
 
 // tokenFactory builds bearer token validators from a bundle's issuers.
-func tokenFactory(allowPrivate bool, log *slog.Logger, reg prometheus.Registerer) gateway.TokenFactory {
+func tokenFactory(allowPrivate bool, log *slog.Logger, reg prometheus.Registerer, cache tokenCache) gateway.TokenFactory {
 	return func(ctx context.Context, issuers []policies.IssuerData) (gateway.TokenValidator, error) {
 		return token.New(token.FromBundle(issuers), token.Options{AllowPrivateNetworks: allowPrivate,
-			Logger: log.With("component", "tokens"), Registerer: reg})
+			Logger: log.With("component", "tokens"), Registerer: reg,
+			CacheEntries: cache.option(cache.entries), CacheBytes: int64(cache.option(int(cache.bytes)))})
 	}
+}
+
+// tokenCache is the verified-token cache's bounds from the flags (0 turns
+// the cache off).
+type tokenCache struct {
+	entries int
+	bytes   int64
+}
+
+// defaultTokenCache is the token package's defaults.
+var defaultTokenCache = tokenCache{entries: token.DefaultCacheEntries, bytes: token.DefaultCacheBytes}
+
+// option maps a flag's bound to token.Options (where 0 is the default and
+// a negative value turns the cache off).
+func (tokenCache) option(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -2,16 +2,23 @@ package main
 
 import (
 	"archive/zip"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/spf13/cobra"
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse-dev/gatehouse/gateway"
+	"github.com/gatehouse-dev/gatehouse/gateway/token"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/jwtkit"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
 // writePackage writes a gateway package zip holding files.
@@ -127,5 +134,41 @@ func TestGCPercent(t *testing.T) {
 	}
 	if _, err := load("-5"); err == nil || !strings.Contains(err.Error(), "--gc-percent") {
 		t.Fatalf("negative: %v", err)
+	}
+}
+
+// TestTokenCacheFlags: the token cache bounds reach the verifier, and 0
+// turns the cache off.
+func TestTokenCacheFlags(t *testing.T) {
+	signer, err := jwtkit.New("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := jwtkit.MarshalJWKS(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := signer.Sign(jwt.MapClaims{"iss": "https://idp", "aud": "api", "exp": time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuers := []policies.IssuerData{{ID: "idp", Issuer: "https://idp", Audiences: []string{"api"}, JWKS: string(set)}}
+	for _, c := range []struct {
+		cache tokenCache
+		hits  uint64
+	}{{defaultTokenCache, 2}, {tokenCache{}, 0}, {tokenCache{entries: 10, bytes: 0}, 0}} {
+		v, err := tokenFactory(false, slog.New(slog.DiscardHandler), nil, c.cache)(context.Background(), issuers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if info := v.Info(context.Background(), "Bearer "+raw); !info.Valid {
+				t.Fatal("the token is not valid")
+			}
+		}
+		if got := v.(*token.Verifier).CacheStats().Hits; got != c.hits {
+			t.Errorf("cache %+v: %d hits, want %d", c.cache, got, c.hits)
+		}
+		v.Close()
 	}
 }

@@ -413,7 +413,7 @@ func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Man
 		return nil, err
 	}
 	engines := gateway.NewEngines(defaultGateway)
-	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg)}
+	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg, defaultTokenCache)}
 	ln, err := net.Listen("tcp", cfg.AuthzAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --authz-addr %s: %w", cfg.AuthzAddr, err)
