@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -106,7 +107,7 @@ func appendJSON(w *bytes.Buffer, v any, depth int) error {
 			w.WriteByte('0')
 			return nil
 		}
-		if !validJSONNumber(string(x)) {
+		if !policies.IsValidNumber(string(x)) {
 			return fmt.Errorf("json: invalid number literal %q", x)
 		}
 		w.WriteString(string(x))
@@ -155,49 +156,6 @@ func appendJSONFloat(w *bytes.Buffer, f float64, bits int) error {
 	}
 	w.Write(b)
 	return nil
-}
-
-// validJSONNumber reports whether s is a JSON number literal.
-func validJSONNumber(s string) bool {
-	if s == "" {
-		return false
-	}
-	if s[0] == '-' {
-		s = s[1:]
-		if s == "" {
-			return false
-		}
-	}
-	switch {
-	case s[0] == '0':
-		s = s[1:]
-	case '1' <= s[0] && s[0] <= '9':
-		s = s[1:]
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	default:
-		return false
-	}
-	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
-		s = s[2:]
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	}
-	if len(s) >= 2 && (s[0] == 'e' || s[0] == 'E') {
-		s = s[1:]
-		if s[0] == '+' || s[0] == '-' {
-			s = s[1:]
-			if s == "" {
-				return false
-			}
-		}
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	}
-	return s == ""
 }
 
 // appendMaskedInput writes the input document exactly as mask would
@@ -303,7 +261,7 @@ func appendValueJSON(w *bytes.Buffer, v ast.Value, depth int) error {
 	case ast.String:
 		appendJSONString(w, string(x))
 	case ast.Number:
-		if !validJSONNumber(string(x)) {
+		if !policies.IsValidNumber(string(x)) {
 			return fmt.Errorf("json: invalid number literal %q", string(x))
 		}
 		w.WriteString(string(x))

@@ -253,6 +253,31 @@ func randomRequest(t testing.TB, rng *rand.Rand, cfg *policies.Config) *authv3.C
 	return &authv3.CheckRequest{Attributes: attrs}
 }
 
+// randomEngine activates a generated configuration for gateway gw, with a
+// token verifier for its issuers.
+func randomEngine(t *testing.T, cfg *policies.Config) (*Engine, *token.Verifier) {
+	t.Helper()
+	compiled, err := policies.Compile(cfg, "gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := SourceFromCompiled(compiled, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgData, _ := policies.ParseBundleConfig(compiled.Data)
+	tokens, err := token.New(token.FromBundle(cfgData.Issuers), token.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tokens.Close)
+	eng, err := NewEngine(context.Background(), src, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, tokens
+}
+
 func normalize(t *testing.T, v any) any {
 	t.Helper()
 	raw, err := json.Marshal(v)
@@ -277,23 +302,7 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 	allowed, denied, matched, withToken := 0, 0, 0, 0
 	for ci := 0; ci < configs; ci++ {
 		cfg := randomConfig(t, rng)
-		compiled, err := policies.Compile(cfg, "gw")
-		if err != nil {
-			t.Fatal(err)
-		}
-		src, err := SourceFromCompiled(compiled, "1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfgData, _ := policies.ParseBundleConfig(compiled.Data)
-		tokens, err := token.New(token.FromBundle(cfgData.Issuers), token.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := NewEngine(ctx, src, tokens)
-		if err != nil {
-			t.Fatal(err)
-		}
+		eng, _ := randomEngine(t, cfg)
 		for ri := 0; ri < requestsPer; ri++ {
 			check := randomRequest(t, rng, cfg)
 			want, err := eng.rego.Decision(ctx, RequestFromCheck(check).Document())

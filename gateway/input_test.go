@@ -15,7 +15,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/gatehouse-dev/gatehouse/gateway/token"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -30,23 +29,7 @@ func TestPolicyInputIsTheCanonicalDocument(t *testing.T) {
 	rng := rand.New(rand.NewSource(20261202))
 	for ci := 0; ci < 10; ci++ {
 		cfg := randomConfig(t, rng)
-		compiled, err := policies.Compile(cfg, "gw")
-		if err != nil {
-			t.Fatal(err)
-		}
-		src, err := SourceFromCompiled(compiled, "1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfgData, _ := policies.ParseBundleConfig(compiled.Data)
-		tokens, err := token.New(token.FromBundle(cfgData.Issuers), token.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := NewEngine(ctx, src, tokens)
-		if err != nil {
-			t.Fatal(err)
-		}
+		eng, tokens := randomEngine(t, cfg)
 		if !eng.terms.parseBody {
 			t.Fatal("the corpus' policies read input.parsed_body, but the engine does not parse bodies")
 		}

@@ -294,7 +294,7 @@ func (w *jsonHashes) value(v any) error {
 		if x == "" {
 			x = "0"
 		}
-		if !isValidNumber(string(x)) {
+		if !IsValidNumber(string(x)) {
 			return fmt.Errorf("invalid number literal %q", string(x))
 		}
 		w.both(string(x))
@@ -389,8 +389,9 @@ func appendJSONString(dst []byte, s string, escapeHTML bool) []byte {
 	return append(append(dst, s[start:]...), '"')
 }
 
-// isValidNumber is encoding/json's check of a json.Number.
-func isValidNumber(s string) bool {
+// IsValidNumber is encoding/json's check of a json.Number: whether s is
+// a JSON number literal.
+func IsValidNumber(s string) bool {
 	if s == "" {
 		return false
 	}

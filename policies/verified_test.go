@@ -44,8 +44,8 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 func TestIsValidNumber(t *testing.T) {
 	for s, want := range map[string]bool{"0": true, "-0": true, "12": true, "1.5": true, "-1.5e+10": true, "1E3": true, "0.0": true,
 		"": false, "-": false, "01": false, "1.": false, ".5": false, "1e": false, "1e+": false, "+1": false, "true": false, "1 ": false} {
-		if got := isValidNumber(s); got != want {
-			t.Errorf("isValidNumber(%q) = %v, want %v", s, got, want)
+		if got := IsValidNumber(s); got != want {
+			t.Errorf("IsValidNumber(%q) = %v, want %v", s, got, want)
 		}
 	}
 }
