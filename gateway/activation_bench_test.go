@@ -33,7 +33,6 @@ func BenchmarkActivate10kAPIs(b *testing.B) {
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(len(raw)), "bundle-bytes")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -56,4 +55,6 @@ func BenchmarkActivate10kAPIs(b *testing.B) {
 		}
 		a.Close()
 	}
+	// After the loop: b.Loop resets what was reported before it.
+	b.ReportMetric(float64(len(raw)), "bundle-bytes")
 }
