@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -677,6 +678,9 @@ func (l *DecisionLogger) encodeLoop() {
 		l.inMu.Unlock()
 		for i := range items {
 			enc.add(&items[i])
+			// Checks go first: on one core, encoding a backlog in one go
+			// would delay every check behind it (p99).
+			runtime.Gosched()
 			items[i] = logItem{}
 			l.queued.Add(-1)
 		}
