@@ -226,8 +226,10 @@ func TestFollowerVerifiesActivatesCachesAndReports(t *testing.T) {
 		fake.mu.Unlock()
 		f2, engines2 := newFollowerFixture(t, srv.URL, cache, key)
 		ctx2, cancel2 := context.WithCancel(context.Background())
-		defer cancel2()
-		go f2.Run(ctx2)
+		done2 := make(chan struct{})
+		go func() { f2.Run(ctx2); close(done2) }()
+		// Waited for: it writes under the cache directory until it stops.
+		defer func() { cancel2(); <-done2 }()
 		testkit.Eventually(t, followerWait, func() error { return testkit.Check(engines2.For(nil) != nil, "no engine") },
 			"activation from the cache")
 		if engines2.For(nil).Revision != "2" {
