@@ -14,12 +14,24 @@ var entrypointPackage = ast.MustParseRef("data.gatehouse.authz")
 // input member chosen at run time, or to the entrypoint package (which
 // passes the whole input on). The fast path parses request bodies only
 // when this holds; the answer errs on the side of parsing.
+//
+// It reads the parsed modules: compilation would move every use of input
+// into a local variable (x = input; object.get(x, …)).
 func readsParsedBody(modules map[string]*ast.Module) bool {
+	// object.get(input, "member", d) is the library's way of reading one
+	// member; it is taken at its word only when no module could make
+	// "object.get" mean something else (a rule or an import so named).
+	trustObjectGet := true
+	for _, m := range modules {
+		if namesObject(m) {
+			trustObjectGet = false
+		}
+	}
 	for _, m := range modules {
 		if m.Package != nil && m.Package.Path.Equal(entrypointPackage) {
 			continue
 		}
-		if moduleReadsParsedBody(m) {
+		if moduleReadsParsedBody(m, trustObjectGet) {
 			return true
 		}
 	}
@@ -29,7 +41,7 @@ func readsParsedBody(modules map[string]*ast.Module) bool {
 // moduleReadsParsedBody applies readsParsedBody's rules to one module. A
 // bare input (a variable, before compilation resolves it) counts as the
 // whole input.
-func moduleReadsParsedBody(m *ast.Module) bool {
+func moduleReadsParsedBody(m *ast.Module, trustObjectGet bool) bool {
 	found := false
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
@@ -38,9 +50,11 @@ func moduleReadsParsedBody(m *ast.Module) bool {
 		}
 		switch v := x.(type) {
 		case ast.Call:
-			return objectGet(vis, v)
+			return trustObjectGet && objectGet(vis, v)
 		case *ast.Expr:
-			if terms, ok := v.Terms.([]*ast.Term); ok && v.IsCall() {
+			// The shortcut for object.get must not skip the expression's
+			// with modifiers (with input as input.parsed_body).
+			if terms, ok := v.Terms.([]*ast.Term); ok && v.IsCall() && len(v.With) == 0 && trustObjectGet {
 				return objectGet(vis, ast.Call(terms))
 			}
 		case ast.Ref:
@@ -48,7 +62,12 @@ func moduleReadsParsedBody(m *ast.Module) bool {
 				found = true
 				return true
 			}
-			for _, t := range v[1:] { // nested references: input.a[input.b]
+			// A head that is not a variable ([input][0], f(input).x, a
+			// comprehension) and nested references (input.a[input.b]).
+			if _, isVar := v[0].Value.(ast.Var); !isVar {
+				vis.Walk(v[0])
+			}
+			for _, t := range v[1:] {
 				vis.Walk(t)
 			}
 			return true
@@ -60,6 +79,29 @@ func moduleReadsParsedBody(m *ast.Module) bool {
 	})
 	vis.Walk(m)
 	return found
+}
+
+// namesObject reports whether a module defines a rule, or imports a name,
+// that a reference starting with "object" could resolve to.
+func namesObject(m *ast.Module) bool {
+	object := ast.Var("object")
+	for _, imp := range m.Imports {
+		if imp.Alias == object {
+			return true
+		}
+		if r, ok := imp.Path.Value.(ast.Ref); ok && imp.Alias == "" && len(r) > 0 {
+			last := r[len(r)-1].Value
+			if s, ok := last.(ast.String); ok && ast.Var(s) == object || last.Compare(object) == 0 {
+				return true
+			}
+		}
+	}
+	for _, r := range m.Rules {
+		if ref := r.Head.Ref(); len(ref) > 0 && ref[0].Value.Compare(object) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // objectGetRef is the object.get builtin.
