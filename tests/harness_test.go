@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit/openapicheck"
+	"github.com/gatehouse-dev/gatehouse/internal/tlsfiles"
 )
 
 // gatehouseBin is the binary under test, built once by TestMain.
@@ -83,6 +84,41 @@ type serveOptions struct {
 	Args  []string
 	// Command is "serve" (default) or "control-plane".
 	Command string
+	// TLS, when set, serves every listener with its certificate; the
+	// process's URL is https and clients trust TLS.CAFile.
+	TLS *testCerts
+}
+
+// testCerts are certificates made for a test (tlsfiles.DevCerts).
+type testCerts struct {
+	Dir                           string
+	CAFile, CertFile, KeyFile     string
+	ClientCertFile, ClientKeyFile string
+}
+
+// newTestCerts writes a CA, a loopback server certificate and a client
+// certificate into a temp dir.
+func newTestCerts(t *testing.T) *testCerts {
+	t.Helper()
+	dir := t.TempDir()
+	if err := tlsfiles.DevCerts(tlsfiles.DevCertOptions{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	j := func(name string) string { return filepath.Join(dir, name) }
+	return &testCerts{Dir: dir, CAFile: j("ca.pem"), CertFile: j("server.pem"), KeyFile: j("server-key.pem"),
+		ClientCertFile: j("client.pem"), ClientKeyFile: j("client-key.pem")}
+}
+
+// httpClients are the HTTP clients of servers started over TLS, by base
+// URL (others use a plain client).
+var httpClients sync.Map
+
+// httpClientFor is the client that reaches base.
+func httpClientFor(base string) *http.Client {
+	if c, ok := httpClients.Load(base); ok {
+		return c.(*http.Client)
+	}
+	return &http.Client{Timeout: 30 * time.Second}
 }
 
 // startServe starts `gatehouse serve` on a free port and waits until it
@@ -99,6 +135,9 @@ func startServe(t *testing.T, o serveOptions) *process {
 	if o.DatabaseURL != "" {
 		args = append(args, "--database-url", o.DatabaseURL)
 	}
+	if o.TLS != nil {
+		args = append(args, "--tls-cert-file", o.TLS.CertFile, "--tls-key-file", o.TLS.KeyFile)
+	}
 	args = append(args, o.Args...)
 	env := []string{}
 	for _, kv := range os.Environ() {
@@ -111,6 +150,15 @@ func startServe(t *testing.T, o serveOptions) *process {
 	}
 	p := start(t, env, args...)
 	p.URL = "http://" + p.waitLog(t, "admin API listening", "addr")
+	if o.TLS != nil {
+		p.URL = "https://" + strings.TrimPrefix(p.URL, "http://")
+		cfg, err := tlsfiles.ClientConfig(o.TLS.CAFile, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		httpClients.Store(p.URL, &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}})
+		t.Cleanup(func() { httpClients.Delete(p.URL) })
+	}
 	servedDocument(t, p.URL)
 	t.Cleanup(func() { servedDocs.forget(p.URL) })
 	return p
@@ -143,7 +191,7 @@ func servedDocument(t *testing.T, base string) *openapicheck.Checker {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := openapicheck.Fetch(ctx, &http.Client{}, base+"/api/openapi.json")
+	c, err := openapicheck.Fetch(ctx, httpClientFor(base), base+"/api/openapi.json")
 	if err != nil {
 		t.Fatalf("the server's OpenAPI document: %v", err)
 	}
@@ -240,7 +288,7 @@ type client struct {
 
 func newClient(t *testing.T, base, token string) *client {
 	t.Helper()
-	return &client{t: t, base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}, api: servedDocument(t, base)}
+	return &client{t: t, base: base, token: token, http: httpClientFor(base), api: servedDocument(t, base)}
 }
 
 type response struct {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gateway/token"
+	"github.com/gatehouse-dev/gatehouse/internal/tlsfiles"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -46,6 +47,12 @@ type authorizerConfig struct {
 	MaskHeaders      []string      `yaml:"mask_headers"`
 	MaskQueryParams  []string      `yaml:"mask_query_params"`
 	AllowPrivateJWKS bool          `yaml:"allow_private_jwks"`
+	// TLSCertFile and TLSKeyFile serve the authorizer's listeners over TLS;
+	// ControlPlaneCAFile is the CA bundle the control plane's certificate
+	// is verified against (empty: the system's).
+	TLSCertFile        string `yaml:"tls_cert_file"`
+	TLSKeyFile         string `yaml:"tls_key_file"`
+	ControlPlaneCAFile string `yaml:"control_plane_ca_file"`
 	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
 	// the health and metrics address.
 	Pprof bool `yaml:"pprof"`
@@ -110,6 +117,9 @@ var authorizerEnv = []envFlag{
 	{"token-cache-entries", "GATEHOUSE_TOKEN_CACHE_ENTRIES"},
 	{"token-cache-bytes", "GATEHOUSE_TOKEN_CACHE_BYTES"},
 	{"pprof", "GATEHOUSE_PPROF"},
+	{"tls-cert-file", "GATEHOUSE_TLS_CERT_FILE"},
+	{"tls-key-file", "GATEHOUSE_TLS_KEY_FILE"},
+	{"control-plane-ca-file", "GATEHOUSE_CONTROL_PLANE_CA_FILE"},
 }
 
 func defaultCacheDir() string {
@@ -165,6 +175,9 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.Int64Var(&cfg.TokenCacheBytes, "token-cache-bytes", token.DefaultCacheBytes, "memory for verified tokens, by the documented estimate (0 turns the cache off)")
 	fs.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent, "the garbage collector's target (Go's GOGC): the heap may grow to (1 + n/100) × the live heap between collections; 0 keeps Go's setting (GOGC, when set and this flag is not, wins)")
 	fs.IntVar(&cfg.StreamWorkers, "stream-workers", gateway.DefaultStreamWorkers, "ext_authz checks served by long-lived goroutines whose stacks are kept (more in flight start goroutines of their own; 0: a goroutine per check)")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) of the authorizer's listeners (ext_authz, proxy, health and metrics); reloaded when the file changes; empty: plaintext")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.StringVar(&cfg.ControlPlaneCAFile, "control-plane-ca-file", "", "PEM CA bundle the https control plane's certificate is verified against (empty: the system's roots)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on --http-addr (keep that address private)")
 	fs.Int64Var(&cfg.DecisionLogBufferBytes, "decision-log-buffer-bytes", gateway.DefaultDecisionLogBufferBytes,
 		"memory for decision log events waiting for upload (compressed batches); past it events are spilled or dropped and counted")
@@ -235,6 +248,9 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 			c.DecisionLogUploads = file.DecisionLogUploads
 		}
 		c.Pprof = c.Pprof || file.Pprof
+		set("tls-cert-file", &c.TLSCertFile, file.TLSCertFile)
+		set("tls-key-file", &c.TLSKeyFile, file.TLSKeyFile)
+		set("control-plane-ca-file", &c.ControlPlaneCAFile, file.ControlPlaneCAFile)
 		if !fs.Changed("token-cache-entries") && file.TokenCacheEntries != 0 {
 			c.TokenCacheEntries = file.TokenCacheEntries
 		}
@@ -314,7 +330,17 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	}
 	instance := uuid.NewString()
 	bundleURL := strings.TrimRight(cfg.ControlPlaneURL, "/") + "/api/system/" + cfg.Tenant + "/gateways/" + cfg.Gateway + "/opa"
-	client := &http.Client{}
+	cpTLS, err := tlsfiles.ClientConfig(cfg.ControlPlaneCAFile, "", "")
+	if err != nil {
+		return fmt.Errorf("--control-plane-ca-file: %w", err)
+	}
+	tlsServer, err := newServerTLS(cfg.TLSCertFile, cfg.TLSKeyFile, log)
+	if err != nil {
+		return err
+	}
+	bundleTransport := http.DefaultTransport.(*http.Transport).Clone()
+	bundleTransport.TLSClientConfig = cpTLS
+	client := &http.Client{Transport: bundleTransport}
 	engines := gateway.NewEngines(model.GatewayRef{TenantID: cfg.Tenant, GatewayID: cfg.Gateway})
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg,
 		tokenCache{entries: cfg.TokenCacheEntries, bytes: cfg.TokenCacheBytes})}
@@ -323,6 +349,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	// concurrent upload.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = cfg.DecisionLogUploads + 1
+	tr.TLSClientConfig = cpTLS.Clone()
 	spill := ""
 	if cfg.DecisionLogSpill {
 		spill = filepath.Join(cfg.CacheDir, "decision-logs")
@@ -350,6 +377,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	return serveAuthorizer(ctx, log, authorizerRuntime{
 		engines: engines, server: srv, logs: logs, registry: reg,
 		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr, pprof: cfg.Pprof, streamWorkers: cfg.StreamWorkers,
+		tls:      tlsServer,
 		follower: follower, deleted: follower.Deleted,
 	}, stdout)
 }
@@ -403,7 +431,9 @@ type authorizerRuntime struct {
 	// pprof adds /debug/pprof/ to the health and metrics server.
 	pprof         bool
 	streamWorkers int
-	follower      component
+	// tls serves the listeners over TLS (nil: plaintext).
+	tls      *serverTLS
+	follower component
 	// deleted, when set, says the control plane deleted the gateway.
 	deleted func() bool
 }
@@ -432,7 +462,8 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 	}
 	listeners = append(listeners, grpcLn)
 	drain := newStreamDrainer()
-	gs := grpc.NewServer(append(gateway.GRPCServerOptions(rt.streamWorkers), drain.option())...)
+	rt.tls.warnPlaintext(log, "ext_authz", grpcLn)
+	gs := grpc.NewServer(append(append(gateway.GRPCServerOptions(rt.streamWorkers), rt.tls.grpc()...), drain.option())...)
 	rt.server.Register(gs)
 	log.Info("ext_authz listening", "addr", grpcLn.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, envoy.service.auth.v3.Authorization)\n", grpcLn.Addr())
@@ -473,7 +504,7 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 		}
 		listeners = append(listeners, ln)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		lc.add("health and metrics", &httpServerComponent{srv: hs, ln: ln, deadline: lc.deadline})
+		lc.add("health and metrics", &httpServerComponent{srv: hs, ln: rt.tls.http(ln), deadline: lc.deadline})
 		log.Info("authorizer health listening", "addr", ln.Addr().String())
 	}
 	if rt.proxyAddr != "" {
@@ -483,7 +514,8 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 		}
 		listeners = append(listeners, ln)
 		ps := &http.Server{Handler: gateway.NewProxy(rt.server, nil), ReadHeaderTimeout: 10 * time.Second}
-		deciders = append(deciders, lc.add("proxy", &httpServerComponent{srv: ps, ln: ln, deadline: lc.deadline}))
+		rt.tls.warnPlaintext(log, "proxy", ln)
+		deciders = append(deciders, lc.add("proxy", &httpServerComponent{srv: ps, ln: rt.tls.http(ln), deadline: lc.deadline}))
 		log.Info("reverse proxy listening", "addr", ln.Addr().String())
 		fmt.Fprintf(stdout, "  proxy     : http://%s\n", ln.Addr())
 	}

@@ -14,7 +14,7 @@ import (
 // authentication, for a Prometheus that cannot send the admin token. The
 // metrics name every tenant and gateway: only trusted scrapers may reach
 // it. The component serves it until its context ends.
-func listenMetrics(addr string, metrics http.Handler, log *slog.Logger, stdout io.Writer, deadline func() context.Context) (*httpServerComponent, error) {
+func listenMetrics(addr string, metrics http.Handler, tlsServer *serverTLS, log *slog.Logger, stdout io.Writer, deadline func() context.Context) (*httpServerComponent, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --metrics-addr %s: %w", addr, err)
@@ -23,6 +23,6 @@ func listenMetrics(addr string, metrics http.Handler, log *slog.Logger, stdout i
 	mux.Handle("GET /metrics", metrics)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("metrics listening", "addr", ln.Addr().String())
-	fmt.Fprintf(stdout, "  metrics   : http://%s/metrics (no token: keep it on a trusted network)\n", ln.Addr())
-	return &httpServerComponent{srv: srv, ln: ln, deadline: deadline}, nil
+	fmt.Fprintf(stdout, "  metrics   : %s://%s/metrics (no token: keep it on a trusted network)\n", tlsServer.scheme(), ln.Addr())
+	return &httpServerComponent{srv: srv, ln: tlsServer.http(ln), deadline: deadline}, nil
 }

@@ -34,13 +34,16 @@ import (
 
 // serveConfig is everything `gatehouse serve` can be told.
 type serveConfig struct {
-	HTTPAddr        string
-	DataDir         string
-	DatabaseURL     string
-	PublicURL       string
-	LogLevel        string
-	ShutdownTimeout time.Duration
-	MasterKeyFile   string
+	HTTPAddr string
+	// TLSCertFile and TLSKeyFile serve every listener over TLS (empty:
+	// plaintext).
+	TLSCertFile, TLSKeyFile string
+	DataDir                 string
+	DatabaseURL             string
+	PublicURL               string
+	LogLevel                string
+	ShutdownTimeout         time.Duration
+	MasterKeyFile           string
 	// ImportAllowPrivateURLs lets OpenAPI URL imports reach private networks.
 	ImportAllowPrivateURLs bool
 	AuthzAddr              string
@@ -85,6 +88,8 @@ var serveEnv = []envFlag{
 	{"decision-logs-kept", "GATEHOUSE_DECISION_LOGS_KEPT"},
 	{"decision-logs", "GATEHOUSE_DECISION_LOGS"},
 	{"store-timeout", "GATEHOUSE_STORE_TIMEOUT"},
+	{"tls-cert-file", "GATEHOUSE_TLS_CERT_FILE"},
+	{"tls-key-file", "GATEHOUSE_TLS_KEY_FILE"},
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -131,6 +136,8 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "admin API listen address")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) of every listener (admin API and bundle service, xDS, ext_authz, metrics); reloaded when the file changes; empty: plaintext")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./gatehouse-data", "directory of the embedded store and generated secrets")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://…); empty uses the embedded store")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "externally visible base URL (default http://<http-addr>)")
@@ -221,10 +228,15 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...),
 		bundles.WithInputs(scheme.Bundled()))
 
+	tlsServer, err := newServerTLS(cfg.TLSCertFile, cfg.TLSKeyFile, log)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
 	}
+	tlsServer.warnPlaintext(log, "admin API", ln)
 	// The servers close their listeners once the lifecycle runs; a start
 	// that fails before closes them here.
 	listeners, running := []net.Listener{ln}, false
@@ -238,7 +250,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	addr := ln.Addr().String()
 	public := cfg.PublicURL
 	if public == "" {
-		public = "http://" + addr
+		public = tlsServer.scheme() + "://" + addr
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -264,7 +276,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	opts.Mount = bundleService.Register
 	if cfg.XDSAddr != "" {
-		if xds, err = listenXDS(cfg, creds, mgr, log); err != nil {
+		if xds, err = listenXDS(cfg, creds, mgr, tlsServer, log); err != nil {
 			return err
 		}
 		listeners = append(listeners, xds.ln)
@@ -293,7 +305,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// The listeners stop at once, concurrently, each releasing its clients
 	// that only wait before it drains the requests in flight. The admin
 	// API answers the bundle service's long polls first (Drain).
-	serving := []*unit{lc.add("admin API", &httpServerComponent{srv: srv, ln: ln, drain: bundleService.Drain, deadline: lc.deadline})}
+	serving := []*unit{lc.add("admin API", &httpServerComponent{srv: srv, ln: tlsServer.http(ln), drain: bundleService.Drain, deadline: lc.deadline})}
 	if xds != nil {
 		fmt.Fprintf(stdout, "  xDS       : %s (ADS gRPC; Envoys reach their authorizer at %s)\n", xds.ln.Addr(), cfg.AuthorizerAddress)
 		// The snapshots stop first, which ends every xDS stream; then the
@@ -306,7 +318,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// compiler, for every gateway (chosen by Envoy's context extensions).
 	var authz *inProcessAuthorizer
 	if cfg.AuthzAddr != "" {
-		if authz, err = listenInProcessAuthorizer(cfg, st, mgr, reg, log, stdout); err != nil {
+		if authz, err = listenInProcessAuthorizer(cfg, st, mgr, reg, tlsServer, log, stdout); err != nil {
 			return err
 		}
 		listeners = append(listeners, authz.ln)
@@ -318,7 +330,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 			lc.add("decision logs", &decisionLogComponent{logs: authz.logs, deadline: lc.deadline}, checks))
 	}
 	if cfg.MetricsAddr != "" {
-		metrics, err := listenMetrics(cfg.MetricsAddr, api.MetricsHandler(), log, stdout, lc.deadline)
+		metrics, err := listenMetrics(cfg.MetricsAddr, api.MetricsHandler(), tlsServer, log, stdout, lc.deadline)
 		if err != nil {
 			return err
 		}
@@ -397,7 +409,7 @@ type inProcessAuthorizer struct {
 }
 
 func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Manager,
-	reg *prometheus.Registry, log *slog.Logger, stdout io.Writer) (*inProcessAuthorizer, error) {
+	reg *prometheus.Registry, tlsServer *serverTLS, log *slog.Logger, stdout io.Writer) (*inProcessAuthorizer, error) {
 	metrics, err := gateway.NewMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -424,9 +436,10 @@ func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Man
 	authzLog := log.With("component", "authorizer")
 	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: authzLog})
 	drain := newStreamDrainer()
-	gs := grpc.NewServer(append(gateway.GRPCServerOptions(gateway.DefaultStreamWorkers), drain.option())...)
+	tlsServer.warnPlaintext(log, "ext_authz", ln)
+	gs := grpc.NewServer(append(append(gateway.GRPCServerOptions(gateway.DefaultStreamWorkers), tlsServer.grpc()...), drain.option())...)
 	srv.Register(gs)
-	log.Info("ext_authz listening", "addr", ln.Addr().String())
+	log.Info("ext_authz listening", "addr", ln.Addr().String(), "tls", tlsServer != nil)
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, in-process, all gateways)\n", ln.Addr())
 	return &inProcessAuthorizer{drain: drain, grpc: gs, ln: ln, server: srv, logs: logs, activator: activator,
 		feed: &localBundles{bundles: mgr, activator: activator, log: authzLog}}, nil
@@ -441,7 +454,7 @@ type xdsServer struct {
 	public string
 }
 
-func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, log *slog.Logger) (*xdsServer, error) {
+func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, tlsServer *serverTLS, log *slog.Logger) (*xdsServer, error) {
 	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds"),
 		Credentials: creds})
 	if err != nil {
@@ -453,7 +466,8 @@ func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manage
 	}
 	// Options of the gRPC server (TLS, limits) go to NewGRPCServer, after
 	// the xDS server's authenticating interceptors.
-	gs := srv.NewGRPCServer()
+	tlsServer.warnPlaintext(log, "xDS", ln)
+	gs := srv.NewGRPCServer(tlsServer.grpc()...)
 	public := cfg.XDSPublicAddr
 	if public == "" {
 		public = ln.Addr().String()
