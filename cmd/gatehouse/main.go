@@ -39,6 +39,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServeCommand(stdout, stderr), newControlPlaneCommand(stdout, stderr), newAuthorizerCommand(stdout, stderr), newMigrateCommand(stderr), newVersionCommand(stdout))
+	root.AddCommand(newDevCertsCommand(stdout))
 	return root
 }
 
