@@ -225,13 +225,21 @@ func TestRotationUnderLoad(t *testing.T) {
 	}
 	waitFor(20)
 	for range 3 {
-		p := issueInto(t, dir, DevServerFile, serverTemplate())
-		if err := s.Reload(); err != nil {
+		// The serial is published before the files change: handshakes
+		// (checkInterval 0) may pick the new certificate up before Reload.
+		p, err := loadPair(t, dir, DevCAFile).issue(serverTemplate())
+		if err != nil {
 			t.Fatal(err)
 		}
 		mu.Lock()
 		published = append(published, p.cert.SerialNumber)
 		mu.Unlock()
+		if err := p.write(dir, DevServerFile, keyFileName(DevServerFile)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Reload(); err != nil {
+			t.Fatal(err)
+		}
 		current.Add(1)
 		waitFor(20)
 	}
