@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
@@ -88,6 +89,38 @@ func TestTLSEndToEnd(t *testing.T) {
 		health := authz.waitLog(t, "authorizer health listening", "addr")
 		if res, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: cfg.Clone()}}).Get("https://" + health + "/readyz"); err != nil || res.StatusCode != 200 {
 			t.Fatalf("readyz over TLS: %v %v", res, err)
+		}
+	})
+
+	t.Run("an authorizer with --client-auth require answers only callers with a certificate of its client CA", func(t *testing.T) {
+		_, mtlsAddr := startAuthorizer(t, cp.URL, g, t.TempDir(), "--control-plane-ca-file", certs.CAFile,
+			"--tls-cert-file", authzCerts.CertFile, "--tls-key-file", authzCerts.KeyFile,
+			"--client-auth", "require", "--client-ca-file", authzCerts.CAFile)
+		other := newTestCerts(t)
+		caller := func(certFile, keyFile string) authv3.AuthorizationClient {
+			cfg, err := tlsfiles.ClientConfig(authzCerts.CAFile, certFile, keyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := grpc.NewClient(mtlsAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			return authv3.NewAuthorizationClient(conn)
+		}
+		testkit.Eventually(t, 30*time.Second, decides(t, caller(authzCerts.ClientCertFile, authzCerts.ClientKeyFile), "k1", nil, code.Code_OK),
+			"a caller with a client certificate")
+		for name, c := range map[string]authv3.AuthorizationClient{
+			"no certificate":              caller("", ""),
+			"a certificate of another CA": caller(other.ClientCertFile, other.ClientKeyFile),
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := c.Check(ctx, &authv3.CheckRequest{})
+			cancel()
+			if err == nil {
+				t.Errorf("%s: the check was answered", name)
+			}
 		}
 	})
 

@@ -53,6 +53,10 @@ type authorizerConfig struct {
 	TLSCertFile        string `yaml:"tls_cert_file"`
 	TLSKeyFile         string `yaml:"tls_key_file"`
 	ControlPlaneCAFile string `yaml:"control_plane_ca_file"`
+	// ClientCAFile and ClientAuth verify the client certificates of
+	// ext_authz callers (Envoy): off, optional or require.
+	ClientCAFile string `yaml:"client_ca_file"`
+	ClientAuth   string `yaml:"client_auth"`
 	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
 	// the health and metrics address.
 	Pprof bool `yaml:"pprof"`
@@ -120,6 +124,8 @@ var authorizerEnv = []envFlag{
 	{"tls-cert-file", "GATEHOUSE_TLS_CERT_FILE"},
 	{"tls-key-file", "GATEHOUSE_TLS_KEY_FILE"},
 	{"control-plane-ca-file", "GATEHOUSE_CONTROL_PLANE_CA_FILE"},
+	{"client-ca-file", "GATEHOUSE_CLIENT_CA_FILE"},
+	{"client-auth", "GATEHOUSE_CLIENT_AUTH"},
 }
 
 func defaultCacheDir() string {
@@ -177,6 +183,8 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.IntVar(&cfg.StreamWorkers, "stream-workers", gateway.DefaultStreamWorkers, "ext_authz checks served by long-lived goroutines whose stacks are kept (more in flight start goroutines of their own; 0: a goroutine per check)")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) of the authorizer's listeners (ext_authz, proxy, health and metrics); reloaded when the file changes; empty: plaintext")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "PEM CA bundle ext_authz callers' client certificates are verified against (with --client-auth)")
+	fs.StringVar(&cfg.ClientAuth, "client-auth", "off", "client certificates on ext_authz: off, optional (verified when given) or require (mutual TLS); needs --tls-cert-file")
 	fs.StringVar(&cfg.ControlPlaneCAFile, "control-plane-ca-file", "", "PEM CA bundle the https control plane's certificate is verified against (empty: the system's roots)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on --http-addr (keep that address private)")
 	fs.Int64Var(&cfg.DecisionLogBufferBytes, "decision-log-buffer-bytes", gateway.DefaultDecisionLogBufferBytes,
@@ -251,6 +259,8 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 		set("tls-cert-file", &c.TLSCertFile, file.TLSCertFile)
 		set("tls-key-file", &c.TLSKeyFile, file.TLSKeyFile)
 		set("control-plane-ca-file", &c.ControlPlaneCAFile, file.ControlPlaneCAFile)
+		set("client-ca-file", &c.ClientCAFile, file.ClientCAFile)
+		set("client-auth", &c.ClientAuth, file.ClientAuth)
 		if !fs.Changed("token-cache-entries") && file.TokenCacheEntries != 0 {
 			c.TokenCacheEntries = file.TokenCacheEntries
 		}
@@ -338,6 +348,10 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	authzTLS, err := tlsServer.withClientAuth(cfg.ClientCAFile, cfg.ClientAuth)
+	if err != nil {
+		return err
+	}
 	bundleTransport := http.DefaultTransport.(*http.Transport).Clone()
 	bundleTransport.TLSClientConfig = cpTLS
 	client := &http.Client{Transport: bundleTransport}
@@ -377,7 +391,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	return serveAuthorizer(ctx, log, authorizerRuntime{
 		engines: engines, server: srv, logs: logs, registry: reg,
 		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr, pprof: cfg.Pprof, streamWorkers: cfg.StreamWorkers,
-		tls:      tlsServer,
+		tls: tlsServer, authzTLS: authzTLS,
 		follower: follower, deleted: follower.Deleted,
 	}, stdout)
 }
@@ -431,9 +445,10 @@ type authorizerRuntime struct {
 	// pprof adds /debug/pprof/ to the health and metrics server.
 	pprof         bool
 	streamWorkers int
-	// tls serves the listeners over TLS (nil: plaintext).
-	tls      *serverTLS
-	follower component
+	// tls serves the listeners over TLS (nil: plaintext); authzTLS is
+	// ext_authz's, which may verify client certificates.
+	tls, authzTLS *serverTLS
+	follower      component
 	// deleted, when set, says the control plane deleted the gateway.
 	deleted func() bool
 }
@@ -462,8 +477,8 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 	}
 	listeners = append(listeners, grpcLn)
 	drain := newStreamDrainer()
-	rt.tls.warnPlaintext(log, "ext_authz", grpcLn)
-	gs := grpc.NewServer(append(append(gateway.GRPCServerOptions(rt.streamWorkers), rt.tls.grpc()...), drain.option())...)
+	rt.authzTLS.warnPlaintext(log, "ext_authz", grpcLn)
+	gs := grpc.NewServer(append(append(gateway.GRPCServerOptions(rt.streamWorkers), rt.authzTLS.grpc()...), drain.option())...)
 	rt.server.Register(gs)
 	log.Info("ext_authz listening", "addr", grpcLn.Addr().String())
 	fmt.Fprintf(stdout, "  ext_authz : %s (gRPC, envoy.service.auth.v3.Authorization)\n", grpcLn.Addr())

@@ -17,6 +17,10 @@ import (
 // plaintext.
 type serverTLS struct {
 	files *tlsfiles.Server
+	// certFile and keyFile are kept for listeners with their own client
+	// verification (withClientAuth).
+	certFile, keyFile string
+	log               *slog.Logger
 }
 
 // newServerTLS reads --tls-cert-file and --tls-key-file; both empty is
@@ -32,7 +36,32 @@ func newServerTLS(certFile, keyFile string, log *slog.Logger) (*serverTLS, error
 	if err != nil {
 		return nil, err
 	}
-	return &serverTLS{files: files}, nil
+	return &serverTLS{files: files, certFile: certFile, keyFile: keyFile, log: log}, nil
+}
+
+// withClientAuth is the same certificate verifying client certificates
+// against caFile per mode (tlsfiles.ParseClientAuth); mode off returns t.
+// Client verification needs server TLS.
+func (t *serverTLS) withClientAuth(caFile, mode string) (*serverTLS, error) {
+	auth, err := tlsfiles.ParseClientAuth(mode)
+	if err != nil {
+		return nil, err
+	}
+	if auth == tlsfiles.ClientAuthOff {
+		if caFile != "" {
+			return nil, errors.New("--client-ca-file needs --client-auth optional or require")
+		}
+		return t, nil
+	}
+	if t == nil {
+		return nil, errors.New("--client-auth needs --tls-cert-file and --tls-key-file")
+	}
+	files, err := tlsfiles.NewServer(tlsfiles.ServerOptions{CertFile: t.certFile, KeyFile: t.keyFile, ClientCAFile: caFile,
+		ClientAuth: auth, Logger: t.log.With("component", "tls")})
+	if err != nil {
+		return nil, err
+	}
+	return &serverTLS{files: files, certFile: t.certFile, keyFile: t.keyFile, log: t.log}, nil
 }
 
 // http wraps an HTTP listener (HTTP/2 and HTTP/1.1 over TLS).
