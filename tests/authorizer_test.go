@@ -102,6 +102,9 @@ func TestAuthorizerFollowsTheControlPlane(t *testing.T) {
 	cp := startServe(t, serveOptions{DataDir: data, Token: testToken, Args: []string{"--authz-addr", "127.0.0.1:0"}})
 	c := newClient(t, cp.URL, testToken)
 	g := setupGateway(t, c, upstream.URL)
+	testkit.Eventually(t, 10*time.Second, func() error {
+		return testkit.Check(strings.Contains(cp.stdout.String(), "TLS       : off"), "no TLS line in the banner")
+	}, "the banner says the listeners are plaintext")
 	cache := t.TempDir()
 	authz, addr := startAuthorizer(t, cp.URL, g, cache, "--proxy-addr", "127.0.0.1:0")
 	proxyAddr := authz.waitLog(t, "reverse proxy listening", "addr")

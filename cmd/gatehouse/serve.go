@@ -295,6 +295,11 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	log.Info("admin API listening", "addr", addr, "store", storeDesc)
 	printBanner(stdout, public, storeDesc, tokenPath, generated)
+	if tlsServer == nil {
+		fmt.Fprintf(stdout, "  TLS       : off — plaintext listeners (fine on loopback; see docs/operations.md, \"TLS\")\n")
+	} else {
+		fmt.Fprintf(stdout, "  TLS       : on (%s, reloaded when it changes)\n", cfg.TLSCertFile)
+	}
 
 	// Every part of the process is a component of one lifecycle
 	// (lifecycle.go): a failure of one, or SIGTERM, stops them all, in
