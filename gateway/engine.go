@@ -183,13 +183,7 @@ func (d *Decision) Input() ast.Value {
 
 // InputDocument is Input with JSON types (nil without a request).
 func (d *Decision) InputDocument() map[string]any {
-	v := d.Input()
-	if v == nil {
-		return nil
-	}
-	m, _ := ast.JSON(v)
-	doc, _ := m.(map[string]any)
-	return doc
+	return jsonObject(d.Input())
 }
 
 // Document is the decision as the Rego entrypoint returns it.

@@ -100,7 +100,15 @@ func (r *Request) Input() ast.Value {
 // truncated_body, version; context_extensions also in snake case; metadata
 // contexts, TLS session and peer certificates left out), with JSON types.
 func (r *Request) Document() map[string]any {
-	m, _ := ast.JSON(buildInput(r.attrs, nil))
+	return jsonObject(buildInput(r.attrs, nil))
+}
+
+// jsonObject is an OPA object with JSON types (nil for anything else).
+func jsonObject(v ast.Value) map[string]any {
+	if v == nil {
+		return nil
+	}
+	m, _ := ast.JSON(v)
 	doc, _ := m.(map[string]any)
 	return doc
 }
