@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -138,6 +140,13 @@ func (s *Server) authenticate(ctx context.Context, method string) (GatewayIdenti
 	if _, _, err := ParseNodeID(id.NodeID()); err != nil {
 		return refuse(errBadCredential, "the verifier returned no gateway")
 	}
+	if s.certs != nil {
+		if err := s.certs(peerCertificates(ctx), id.TenantID, id.GatewayID); err != nil {
+			s.log.Warn("xds call refused", "method", method, "peer", peerAddr(ctx), "node", id.NodeID(),
+				"reason", "client certificate", "error", err.Error())
+			return GatewayIdentity{}, "", status.Error(codes.PermissionDenied, "client certificate: "+err.Error())
+		}
+	}
 	return id, token, nil
 }
 
@@ -169,6 +178,19 @@ func (s *Server) Reverify(ctx context.Context) int {
 		}
 	}
 	return n
+}
+
+// peerCertificates is the verified client certificate chain of the call's
+// TLS connection (nil without TLS or without a client certificate).
+func peerCertificates(ctx context.Context) []*x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+		return info.State.PeerCertificates
+	}
+	return nil
 }
 
 func peerAddr(ctx context.Context) string {

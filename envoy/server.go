@@ -3,6 +3,7 @@ package envoy
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +55,11 @@ type Options struct {
 	// Credentials verifies the gateway credential every xDS call must carry
 	// (required): a node may only ask for its own gateway's snapshot.
 	Credentials CredentialVerifier
+	// ClientCertificates, when set, checks the TLS client certificate chain
+	// of every call (nil or empty when the client sent none) against the
+	// gateway the call's credential belongs to; an error refuses the call
+	// with PERMISSION_DENIED (package gatewaycert implements it).
+	ClientCertificates func(chain []*x509.Certificate, tenantID, gatewayID string) error
 }
 
 // Server is the xDS control plane: it keeps one snapshot per gateway, keyed
@@ -67,6 +73,7 @@ type Server struct {
 	log      *slog.Logger
 	tracker  *tracker
 	verifier CredentialVerifier
+	certs    func(chain []*x509.Certificate, tenantID, gatewayID string) error
 	guard    *guard
 	// Envoy nodes are served by an ADS cache (responses ordered CDS, EDS,
 	// LDS, RDS); other clients, such as proxyless gRPC, which subscribe to
@@ -124,6 +131,7 @@ func New(opts Options) (*Server, error) {
 		log:      lg,
 		tracker:  newTracker(),
 		verifier: opts.Credentials,
+		certs:    opts.ClientCertificates,
 		guard:    newGuard(lg),
 		ready:    make(chan struct{}),
 		gateways: map[string]*gatewayState{},
