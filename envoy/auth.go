@@ -181,14 +181,17 @@ func (s *Server) Reverify(ctx context.Context) int {
 }
 
 // peerCertificates is the verified client certificate chain of the call's
-// TLS connection (nil without TLS or without a client certificate).
+// TLS connection, leaf first (nil without TLS or without a verified client
+// certificate).
 func peerCertificates(ctx context.Context) []*x509.Certificate {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return nil
 	}
-	if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-		return info.State.PeerCertificates
+	// Only a chain the handshake verified counts: a certificate the
+	// server requested but did not verify is no identity.
+	if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 {
+		return info.State.VerifiedChains[0]
 	}
 	return nil
 }
