@@ -15,6 +15,7 @@ package bundleservice
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -57,13 +58,24 @@ type Options struct {
 	// DecisionLogsKept is how many decision log events are kept per
 	// gateway (default DefaultDecisionLogsKept; --decision-logs-kept).
 	DecisionLogsKept int
+	// ClientCertificates, when set, checks the request's verified TLS
+	// client certificate chain (nil when there is none) against the gateway
+	// its credential belongs to; an error refuses the request with 403
+	// CodeClientCertificate (gatewaycert.Checker implements it).
+	ClientCertificates func(chain []*x509.Certificate, tenantID, gatewayID string) error
 }
+
+// CodeClientCertificate is the bundle service's answer (403) to a request
+// whose TLS client certificate is missing where one is required, or names
+// another gateway than its credential.
+const CodeClientCertificate = "client_certificate_refused"
 
 // Service is the bundle service.
 type Service struct {
 	store   store.Store
 	bundles *bundles.Manager
 	creds   *gatewaycred.Verifier
+	certs   func(chain []*x509.Certificate, tenantID, gatewayID string) error
 	log     *slog.Logger
 	// retention trims the gateways' decision logs.
 	retention *decisionLogRetention
@@ -91,7 +103,7 @@ func New(opts Options) (*Service, error) {
 			return nil, err
 		}
 	}
-	s := &Service{store: opts.Store, bundles: opts.Bundles, creds: opts.Credentials, log: opts.Logger,
+	s := &Service{store: opts.Store, bundles: opts.Bundles, creds: opts.Credentials, certs: opts.ClientCertificates, log: opts.Logger,
 		retention: newDecisionLogRetention(opts.DecisionLogsKept)}
 	s.draining, s.drain = context.WithCancel(context.Background())
 	return s, nil
@@ -173,10 +185,26 @@ func (s *Service) gatewayAuth(c *gin.Context) {
 		httpapi.Abort(c, httpapi.Forbidden("this credential belongs to another gateway"))
 		return
 	}
+	if s.certs != nil {
+		if err := s.certs(verifiedChain(c.Request), tid, gw); err != nil {
+			s.log.Warn("bundle service request refused", "gateway", tid+"/"+gw, "reason", "client certificate", "error", err.Error())
+			httpapi.Abort(c, httpapi.New(http.StatusForbidden, CodeClientCertificate, "client certificate: "+err.Error(), nil))
+			return
+		}
+	}
 	if cached && c.Request.Method != http.MethodGet {
 		httpapi.Abort(c, httpapi.StoreUnavailable()) // status reports and decision logs need the store
 		return
 	}
 	c.Set(ctxVerified, verified{token: token, id: id, cached: cached})
 	c.Next()
+}
+
+// verifiedChain is the request's client certificate chain as the TLS
+// handshake verified it, leaf first (nil without one).
+func verifiedChain(r *http.Request) []*x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return nil
+	}
+	return r.TLS.VerifiedChains[0]
 }
