@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -235,4 +236,57 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("dev certs: writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// DevClientOptions describe a client certificate DevIssueClient signs.
+type DevClientOptions struct {
+	URIs     []string // SAN URIs, e.g. spiffe://gatehouse/tenant/acme/gateway/edge
+	DNSNames []string // SAN DNS names
+	// NotBefore and NotAfter bound its validity (default: from five
+	// minutes ago for DevCertOptions' default validity); a NotAfter in the
+	// past makes an expired certificate.
+	NotBefore, NotAfter time.Time
+}
+
+// DevIssueClient signs one more client certificate with the CA DevCerts
+// wrote into dir and writes it as dir/certName (a "….pem" name) with its
+// key beside it ("…-key.pem", 0600). For development and tests only.
+func DevIssueClient(dir, certName string, opts DevClientOptions) error {
+	if filepath.Ext(certName) != ".pem" || filepath.Base(certName) != certName {
+		return fmt.Errorf("dev certs: client certificate name %q: want a file name ending in .pem", certName)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, DevCAFile), filepath.Join(dir, DevCAKeyFile))
+	if err != nil {
+		return fmt.Errorf("dev certs: the CA in %s: %w", dir, err)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return fmt.Errorf("dev certs: the CA key in %s is not ECDSA", dir)
+	}
+	ca := &keyPair{cert: pair.Leaf, der: pair.Certificate[0], key: key}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "gatehouse dev client"},
+		DNSNames:    opts.DNSNames,
+		NotBefore:   opts.NotBefore,
+		NotAfter:    opts.NotAfter,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if tmpl.NotBefore.IsZero() {
+		tmpl.NotBefore = time.Now().Add(-5 * time.Minute)
+	}
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotAfter = tmpl.NotBefore.Add(defaultDevValid)
+	}
+	for _, s := range opts.URIs {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme == "" {
+			return fmt.Errorf("dev certs: client URI %q is not an absolute URI", s)
+		}
+		tmpl.URIs = append(tmpl.URIs, u)
+	}
+	client, err := ca.issue(tmpl)
+	if err != nil {
+		return err
+	}
+	return client.write(dir, certName, keyFileName(certName))
 }

@@ -263,33 +263,59 @@ func (s *Server) Config(nextProtos ...string) *tls.Config {
 	}
 }
 
-// ClientConfig returns a tls.Config for a client: TLS 1.2 or later,
-// trusting the CAs in caFile (PEM; "" means the system pool), presenting
-// the certificate in certFile/keyFile (both "" for none). It never skips
-// verification. The files are read once.
-func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+// ClientOptions configures a client's TLS (NewClientConfig).
+type ClientOptions struct {
+	// CAPEM is the CA bundle (PEM) the server is verified against; it wins
+	// over CAFile. Both empty: the system pool.
+	CAPEM  string
+	CAFile string
+	// CertFile and KeyFile are the client certificate (both or neither),
+	// reloaded when the files change, as a Server's are.
+	CertFile, KeyFile string
+	Logger            *slog.Logger
+}
+
+// NewClientConfig returns a tls.Config for a client: TLS 1.2 or later,
+// trusting the CAs of opts (the system pool when none is given) and
+// presenting the client certificate of opts, if any, as it is on disk
+// (checked at most once per second). It never skips verification.
+func NewClientConfig(opts ClientOptions) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		b, err := os.ReadFile(caFile)
+	ca, what := []byte(opts.CAPEM), "CA bundle"
+	if opts.CAPEM == "" && opts.CAFile != "" {
+		b, err := os.ReadFile(opts.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls: CA file: %w", err)
 		}
+		ca, what = b, "CA file "+opts.CAFile
+	}
+	if len(ca) > 0 {
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("tls: CA file %s: no PEM certificates in it", caFile)
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, fmt.Errorf("tls: %s: no PEM certificates in it", what)
 		}
 		c.RootCAs = pool
 	}
 	switch {
-	case certFile == "" && keyFile == "":
-	case certFile == "" || keyFile == "":
+	case opts.CertFile == "" && opts.KeyFile == "":
+	case opts.CertFile == "" || opts.KeyFile == "":
 		return nil, errors.New("tls: a client certificate needs both a certificate file and a key file")
 	default:
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		// A Server without client auth is a reloading key pair.
+		pair, err := NewServer(ServerOptions{CertFile: opts.CertFile, KeyFile: opts.KeyFile, Logger: opts.Logger})
 		if err != nil {
-			return nil, fmt.Errorf("tls: client certificate %s with key %s: %w", certFile, keyFile, err)
+			return nil, fmt.Errorf("tls: client certificate: %w", err)
 		}
-		c.Certificates = []tls.Certificate{cert}
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			pair.maybeReload()
+			return pair.current.Load().cert, nil
+		}
 	}
 	return c, nil
+}
+
+// ClientConfig is NewClientConfig with a CA file and a client certificate
+// (each "" for none).
+func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	return NewClientConfig(ClientOptions{CAFile: caFile, CertFile: certFile, KeyFile: keyFile})
 }
