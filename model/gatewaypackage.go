@@ -14,6 +14,10 @@ const (
 	PackageAuthorizer     = "gatehouse-authorizer.yaml"
 	PackageEnv            = ".env"
 	PackagePublicKey      = "bundle-signing-key.pem"
+	// PackageControlPlaneCA is the CA bundle the control plane's
+	// certificate is verified with; only in packages of a control plane
+	// that serves TLS and was given one (--package-ca-file).
+	PackageControlPlaneCA = "control-plane-ca.pem"
 	PackageReadme         = "README.txt"
 )
 
@@ -30,6 +34,14 @@ type AuthorizerConfig struct {
 	PublicKey       string `yaml:"public_key"`
 	AuthzAddr       string `yaml:"authz_addr"`
 	HTTPAddr        string `yaml:"http_addr"`
+	// ControlPlaneCA is the CA bundle (PEM) the https control plane's
+	// certificate is verified against (empty: the system's roots).
+	ControlPlaneCA string `yaml:"control_plane_ca,omitempty"`
+	// ControlPlaneClientCertFile and ControlPlaneClientKeyFile are the
+	// gateway's client certificate for the control plane (mutual TLS):
+	// paths on the gateway's host, chosen by the operator.
+	ControlPlaneClientCertFile string `yaml:"control_plane_client_cert_file,omitempty"`
+	ControlPlaneClientKeyFile  string `yaml:"control_plane_client_key_file,omitempty"`
 }
 
 // Environment variables of `gatehouse authorizer` that a gateway
@@ -43,10 +55,15 @@ const (
 	EnvBundlePublicKeyFile = "GATEHOUSE_BUNDLE_PUBLIC_KEY_FILE"
 	EnvAuthzAddr           = "GATEHOUSE_AUTHZ_ADDR"
 	EnvAuthorizerHTTPAddr  = "GATEHOUSE_AUTHORIZER_HTTP_ADDR"
+	EnvControlPlaneCAFile  = "GATEHOUSE_CONTROL_PLANE_CA_FILE"
+	// The client certificate of the gateway for the control plane.
+	EnvControlPlaneClientCertFile = "GATEHOUSE_CONTROL_PLANE_CLIENT_CERT_FILE"
+	EnvControlPlaneClientKeyFile  = "GATEHOUSE_CONTROL_PLANE_CLIENT_KEY_FILE"
 )
 
 // EnvFile renders the package's .env: the same settings as environment
-// variables, the public key by its file in the package.
+// variables, the public key and the control plane's CA by their files in
+// the package.
 func (a AuthorizerConfig) EnvFile() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Settings of gatehouse authorizer, as environment variables. Keep secret.\n")
@@ -57,6 +74,16 @@ func (a AuthorizerConfig) EnvFile() string {
 		{EnvAuthorizerHTTPAddr, a.HTTPAddr},
 	} {
 		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
+	}
+	if a.ControlPlaneCA != "" {
+		fmt.Fprintf(&b, "%s=%s\n", EnvControlPlaneCAFile, PackageControlPlaneCA)
+	}
+	for _, kv := range [][2]string{
+		{EnvControlPlaneClientCertFile, a.ControlPlaneClientCertFile}, {EnvControlPlaneClientKeyFile, a.ControlPlaneClientKeyFile},
+	} {
+		if kv[1] != "" {
+			fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
+		}
 	}
 	return b.String()
 }
