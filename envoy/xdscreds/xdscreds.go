@@ -1,5 +1,6 @@
 // Package xdscreds lets gRPC clients present a Gatehouse gateway credential
-// to the xDS control plane, which refuses streams without one.
+// to the xDS control plane, which refuses streams without one, over
+// plaintext or TLS.
 //
 // Importing it (for its side effect) registers the xDS bootstrap channel
 // credentials type "gatehouse" with grpc-go, as the grpc-xds-bootstrap.json
@@ -8,9 +9,23 @@
 //	"channel_creds": [{"type": "gatehouse", "config": {"credential": "ghg_…"}}]
 //
 // or, to keep the secret out of the bootstrap, {"credential_file": "path"}
-// (read at every new xDS stream, so the file can be replaced). The channel
-// is plaintext HTTP/2, like "insecure", and every call carries the gRPC
-// metadata "authorization: Bearer <credential>".
+// (read at every new xDS stream, so the file can be replaced). Every call
+// carries the gRPC metadata "authorization: Bearer <credential>".
+//
+// Without "tls" the channel is plaintext HTTP/2, like "insecure". With it,
+//
+//	"tls": {"ca_pem": "-----BEGIN CERTIFICATE-----…", "ca_file": "path",
+//	        "server_name": "cp.example", "cert_file": "path", "key_file": "path"}
+//
+// (every field optional), the channel is TLS 1.2 or later (crypto/tls,
+// certificates always verified): the control plane's certificate against
+// ca_pem, else the PEM file ca_file (read once), else the system roots,
+// and against server_name, by default the host of the xDS server_uri;
+// cert_file and key_file (both or neither) are the client certificate,
+// presented when the server asks for one and read again at every
+// handshake, so the files can be replaced (a pair that does not load then
+// keeps the previous one). The credential is then only sent over TLS.
+// Unknown fields are refused, at every level.
 //
 // grpc-go's own "jwt_token_file" call credentials cannot carry it: they
 // expect a JWT with an exp claim, refuse to send it without TLS, and are
@@ -40,10 +55,22 @@ const Type = "gatehouse"
 func init() { bootstrap.RegisterChannelCredentials(builder{}) }
 
 // Config is the "config" object of a "gatehouse" channel_creds entry:
-// exactly one of Credential and CredentialFile.
+// exactly one of Credential and CredentialFile, and TLS for a TLS channel.
 type Config struct {
-	Credential     string `json:"credential,omitempty"`
-	CredentialFile string `json:"credential_file,omitempty"`
+	Credential     string     `json:"credential,omitempty"`
+	CredentialFile string     `json:"credential_file,omitempty"`
+	TLS            *TLSConfig `json:"tls,omitempty"`
+}
+
+// TLSConfig is the "tls" object of a Config: how the channel verifies the
+// control plane and which client certificate it presents. The zero value
+// verifies it against the system roots and the server_uri's host.
+type TLSConfig struct {
+	CAPEM      string `json:"ca_pem,omitempty"`      // CA bundle, inline PEM (wins over CAFile)
+	CAFile     string `json:"ca_file,omitempty"`     // CA bundle file; both empty: the system roots
+	ServerName string `json:"server_name,omitempty"` // name verified and sent as SNI; default the server_uri's host
+	CertFile   string `json:"cert_file,omitempty"`   // client certificate chain (PEM), with KeyFile
+	KeyFile    string `json:"key_file,omitempty"`
 }
 
 type builder struct{}
@@ -75,23 +102,37 @@ func (builder) Build(raw json.RawMessage) (credentials.Bundle, func(), error) {
 	default:
 		return nil, nil, fmt.Errorf("xdscreds: %s channel_creds config needs credential or credential_file", Type)
 	}
-	return bundle{rpc: rpc}, func() {}, nil
+	if cfg.TLS == nil {
+		return bundle{transport: insecure.NewCredentials(), rpc: rpc}, func() {}, nil
+	}
+	tc, err := cfg.TLS.transportCredentials()
+	if err != nil {
+		return nil, nil, fmt.Errorf("xdscreds: %s channel_creds config: %w", Type, err)
+	}
+	return bundle{transport: tc, rpc: overTLS{rpc}}, func() {}, nil
 }
 
-// bundle is plaintext transport plus the bearer credential.
-type bundle struct{ rpc credentials.PerRPCCredentials }
-
-func (b bundle) TransportCredentials() credentials.TransportCredentials {
-	return insecure.NewCredentials()
+// bundle is the transport (plaintext or TLS) plus the bearer credential.
+type bundle struct {
+	transport credentials.TransportCredentials
+	rpc       credentials.PerRPCCredentials
 }
+
+func (b bundle) TransportCredentials() credentials.TransportCredentials { return b.transport }
 
 func (b bundle) PerRPCCredentials() credentials.PerRPCCredentials { return b.rpc }
 
 func (b bundle) NewWithMode(string) (credentials.Bundle, error) { return b, nil }
 
+// overTLS sends the credential over TLS only: grpc-go fails a call whose
+// connection is not secure rather than send it.
+type overTLS struct{ credentials.PerRPCCredentials }
+
+func (overTLS) RequireTransportSecurity() bool { return true }
+
 // Bearer returns per-RPC credentials sending token as
 // "authorization: Bearer <token>", allowed on plaintext connections (the
-// xDS port speaks plaintext HTTP/2 today).
+// xDS port may speak plaintext HTTP/2).
 func Bearer(token string) (credentials.PerRPCCredentials, error) {
 	token = strings.TrimSpace(token)
 	if token == "" || strings.ContainsAny(token, " \t\r\n") {
