@@ -34,8 +34,17 @@ type BootstrapOptions struct {
 	// Cluster is the Envoy node's cluster (default "gatehouse").
 	Cluster string
 	// XDSAddress is the control plane's xDS gRPC address, "host:port";
-	// required. It is reached over plaintext HTTP/2.
+	// required. It is reached over HTTP/2: plaintext, or TLS with XDSTLS.
 	XDSAddress string
+	// XDSTLS, when set, makes the xDS cluster speak TLS (transport socket
+	// envoy.transport_sockets.tls, ALPN h2): the control plane's
+	// certificate verified against CAPEM (inline), CAFile or else
+	// DefaultUpstreamCAFile, and ServerName (default the host of
+	// XDSAddress) as a DNS or IP subject alternative name, sent as SNI
+	// when it is a name; CertFile and KeyFile (files on the Envoy host,
+	// both or neither) are the client certificate Envoy presents. nil:
+	// plaintext.
+	XDSTLS *TLSClient
 	// AdminAddress is Envoy's admin listener, "host:port" on a loopback
 	// address (default 127.0.0.1:9901): the admin API is unauthenticated.
 	AdminAddress string
@@ -48,7 +57,8 @@ type BootstrapOptions struct {
 
 // Bootstrap returns an Envoy bootstrap (YAML) for a gateway: the node id and
 // cluster, listeners and clusters from ADS over gRPC (state of the world,
-// API v3) to a static control-plane cluster speaking HTTP/2, with the
+// API v3) to a static control-plane cluster speaking HTTP/2 (over TLS with
+// XDSTLS), with the
 // gateway credential in the ADS stream's initial_metadata, the admin
 // listener on loopback, and a runtime layer raising the RE2 program size
 // limit (RegexProgramSizeLimit).
@@ -81,6 +91,17 @@ func Bootstrap(opts BootstrapOptions) ([]byte, error) {
 	xds := staticCluster(XDSClusterName, xdsHost, xdsPort, xdsIP, time.Second)
 	if xds.TypedExtensionProtocolOptions, err = http2Options(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	transport := "plaintext HTTP/2"
+	if opts.XDSTLS != nil {
+		if xds.TransportSocket, err = grpcClusterTLS(opts.XDSTLS, xdsHost); err != nil {
+			return nil, fmt.Errorf("bootstrap: xds %w", err)
+		}
+		name, _ := opts.XDSTLS.serverName(xdsHost)
+		transport = fmt.Sprintf("TLS, verifying %q", name)
+		if opts.XDSTLS.CertFile != "" {
+			transport += " and presenting a client certificate"
+		}
 	}
 	runtime, err := structpb.NewStruct(map[string]any{"re2.max_program_size.error_level": RegexProgramSizeLimit})
 	if err != nil {
@@ -122,8 +143,8 @@ func Bootstrap(opts BootstrapOptions) ([]byte, error) {
 	}
 	blockStyle(&doc)
 	doc.HeadComment = fmt.Sprintf("Envoy bootstrap of Gatehouse gateway %q of tenant %q (generated).\n"+
-		"Listeners, routes and clusters come from the control plane over ADS.\n"+
-		"It holds the gateway's credential (ADS initial_metadata authorization): keep it secret.", gw, tid)
+		"Listeners, routes and clusters come from the control plane over ADS (%s).\n"+
+		"It holds the gateway's credential (ADS initial_metadata authorization): keep it secret.", gw, tid, transport)
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -174,8 +195,16 @@ type GRPCBootstrapOptions struct {
 	// Cluster is the node's cluster (default "gatehouse").
 	Cluster string
 	// XDSAddress is the control plane's xDS gRPC address, "host:port";
-	// required. It is reached over plaintext HTTP/2.
+	// required. It is reached over plaintext HTTP/2, or TLS with XDSTLS.
 	XDSAddress string
+	// XDSTLS, when set, makes the xDS channel use TLS: the "tls" object of
+	// the "gatehouse" channel credentials (see package envoy/xdscreds),
+	// with CAPEM inline as ca_pem. The client verifies the control plane
+	// against CAPEM, CAFile or else the system roots, and ServerName
+	// (default the host of XDSAddress); CertFile and KeyFile (files on the
+	// client's host, both or neither) are its client certificate. nil:
+	// plaintext.
+	XDSTLS *TLSClient
 	// Credential is the gateway's credential (required), sent as
 	// "authorization: Bearer …" through the channel credentials type
 	// "gatehouse" (package envoy/xdscreds). It makes the bootstrap a secret.
@@ -184,7 +213,8 @@ type GRPCBootstrapOptions struct {
 
 // GRPCBootstrap returns the xDS bootstrap (JSON) of a proxyless gRPC
 // gateway's clients and servers: the control plane with channel
-// credentials of type "gatehouse" holding the gateway credential (grpc-go
+// credentials of type "gatehouse" holding the gateway credential and, with
+// XDSTLS, the TLS settings (grpc-go
 // programs import envoy/xdscreds to register it; without it grpc-go
 // refuses the bootstrap rather than connect without the credential), the
 // node id and the server listener template.
@@ -198,17 +228,40 @@ func GRPCBootstrap(opts GRPCBootstrapOptions) ([]byte, error) {
 	if _, err := bearerValue(opts.Credential); err != nil {
 		return nil, fmt.Errorf("grpc bootstrap: %w", err)
 	}
+	if err := opts.XDSTLS.validate(); err != nil {
+		return nil, fmt.Errorf("grpc bootstrap: xds %w", err)
+	}
 	if opts.Cluster == "" {
 		opts.Cluster = DefaultNodeCluster
 	}
+	// xdscreds.Config, spelled out: importing xdscreds would register its
+	// grpc-go plugin in every program using this package.
+	type tlsConfig struct {
+		CAPEM      string `json:"ca_pem,omitempty"`
+		CAFile     string `json:"ca_file,omitempty"`
+		ServerName string `json:"server_name,omitempty"`
+		CertFile   string `json:"cert_file,omitempty"`
+		KeyFile    string `json:"key_file,omitempty"`
+	}
+	type credsConfig struct {
+		Credential string     `json:"credential"`
+		TLS        *tlsConfig `json:"tls,omitempty"`
+	}
 	type creds struct {
-		Type   string            `json:"type"`
-		Config map[string]string `json:"config,omitempty"`
+		Type   string      `json:"type"`
+		Config credsConfig `json:"config"`
+	}
+	cfg := credsConfig{Credential: opts.Credential}
+	if t := opts.XDSTLS; t != nil {
+		cfg.TLS = &tlsConfig{CAPEM: t.CAPEM, CAFile: t.CAFile, ServerName: t.ServerName, CertFile: t.CertFile, KeyFile: t.KeyFile}
+		if t.CAPEM != "" {
+			cfg.TLS.CAFile = "" // CAPEM wins
+		}
 	}
 	doc := map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri":      opts.XDSAddress,
-			"channel_creds":   []creds{{Type: GRPCCredentialsType, Config: map[string]string{"credential": opts.Credential}}},
+			"channel_creds":   []creds{{Type: GRPCCredentialsType, Config: cfg}},
 			"server_features": []string{"xds_v3"},
 		}},
 		"node":                                   map[string]string{"id": opts.NodeID, "cluster": opts.Cluster},

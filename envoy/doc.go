@@ -34,7 +34,9 @@
 // Clusters: one per service (ServiceClusterName), STATIC for an IP literal
 // and STRICT_DNS otherwise, from the URL's host and port (default 80/443);
 // https upstreams get TLS with SNI, verified against a CA file and the
-// host name. The authorizer cluster (AuthorizerClusterName) speaks HTTP/2.
+// host name. The authorizer cluster (AuthorizerClusterName) speaks HTTP/2,
+// over TLS (ALPN h2, the client certificate for mTLS) with
+// TranslateOptions.AuthorizerTLS.
 //
 // # Proxyless gRPC gateways (type "grpc")
 //
@@ -89,11 +91,13 @@
 // # Bootstrap
 //
 // Bootstrap writes an Envoy bootstrap for a gateway: node id and cluster,
-// ADS over gRPC to a static control-plane cluster with the gateway
-// credential in the stream's initial_metadata, the admin listener on
+// ADS over gRPC to a static control-plane cluster (TLS with
+// BootstrapOptions.XDSTLS) with the gateway credential in the stream's
+// initial_metadata, the admin listener on
 // loopback, and a runtime layer raising the RE2 program size limit (100 by
 // default in Envoy, too small for long templates with parameters).
 // GRPCBootstrap writes the xDS bootstrap of a proxyless gRPC gateway, its
-// credential in channel credentials of type "gatehouse" (package xdscreds
-// registers that type with grpc-go).
+// credential, and its TLS settings with GRPCBootstrapOptions.XDSTLS, in
+// channel credentials of type "gatehouse" (package xdscreds registers that
+// type with grpc-go).
 package envoy

@@ -21,6 +21,9 @@ func translationKey(c *policies.Compiled, opts TranslateOptions) [sha256.Size]by
 	o := opts.withDefaults()
 	w.str("opts", o.AuthorizerAddress, o.AuthorizerTimeout.String(), o.AuthorizerConnectTimeout.String(),
 		o.UpstreamConnectTimeout.String(), o.UpstreamCAFile)
+	if t := o.AuthorizerTLS; t != nil {
+		w.str("authorizer-tls", t.CAPEM, t.CAFile, t.ServerName, t.CertFile, t.KeyFile)
+	}
 	g := c.Gateway.Spec
 	w.str("gateway", c.TenantID, c.GatewayID, g.Type, g.ListenerAddress, strconv.Itoa(g.ListenerPort),
 		strconv.FormatBool(g.AllowUnmatchedRoutes))

@@ -49,8 +49,12 @@ type Options struct {
 	AuthorizerAddress string
 	// Logger is used as given: the caller names the component.
 	Logger *slog.Logger
-	// AuthorizerTimeout and UpstreamCAFile: see TranslateOptions.
+	// AuthorizerTimeout, AuthorizerTLS and UpstreamCAFile: see
+	// TranslateOptions. New refuses an AuthorizerTLS with a certificate
+	// file but no key file (or the reverse) or an inline CA bundle that is
+	// not PEM certificates.
 	AuthorizerTimeout time.Duration
+	AuthorizerTLS     *TLSClient
 	UpstreamCAFile    string
 	// Credentials verifies the gateway credential every xDS call must carry
 	// (required): a node may only ask for its own gateway's snapshot.
@@ -120,6 +124,9 @@ func New(opts Options) (*Server, error) {
 	if _, _, _, err := parseHostPort("envoy: authorizer address", opts.AuthorizerAddress); err != nil {
 		return nil, err
 	}
+	if err := opts.AuthorizerTLS.validate(); err != nil {
+		return nil, fmt.Errorf("envoy: authorizer %w", err)
+	}
 	lg := opts.Logger
 	if lg == nil {
 		lg = slog.Default()
@@ -127,7 +134,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		bundles: opts.Bundles,
 		opts: TranslateOptions{AuthorizerAddress: opts.AuthorizerAddress, AuthorizerTimeout: opts.AuthorizerTimeout,
-			UpstreamCAFile: opts.UpstreamCAFile}.withDefaults(),
+			AuthorizerTLS: opts.AuthorizerTLS.clone(), UpstreamCAFile: opts.UpstreamCAFile}.withDefaults(),
 		log:      lg,
 		tracker:  newTracker(),
 		verifier: opts.Credentials,

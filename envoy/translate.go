@@ -57,6 +57,13 @@ type TranslateOptions struct {
 	// AuthorizerConnectTimeout is the authorizer cluster's connect timeout
 	// (default 1s).
 	AuthorizerConnectTimeout time.Duration
+	// AuthorizerTLS, when set, makes Envoy call the authorizer over TLS:
+	// the certificate verified against its CA bundle (default
+	// DefaultUpstreamCAFile) and ServerName (default the host of
+	// AuthorizerAddress), ALPN h2, and the client certificate (mTLS) when
+	// CertFile and KeyFile are set (files on the Envoy host, read when
+	// Envoy loads the cluster). nil: plaintext HTTP/2.
+	AuthorizerTLS *TLSClient
 	// UpstreamConnectTimeout is the service clusters' connect timeout
 	// (default 5s).
 	UpstreamConnectTimeout time.Duration

@@ -12,10 +12,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -142,28 +139,8 @@ func http2Options() (map[string]*anypb.Any, error) {
 // name), certificate verification against caFile and the upstream's name
 // (or IP) in the certificate's subject alternative names.
 func upstreamTLS(up upstream, caFile string) (*corev3.TransportSocket, error) {
-	san := &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_DNS,
-		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: up.host}}}
-	if up.ip {
-		san.SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
-	}
-	ctx := &tlsv3.UpstreamTlsContext{
-		CommonTlsContext: &tlsv3.CommonTlsContext{
-			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: caFile}},
-				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
-			}},
-		},
-	}
-	if !up.ip {
-		ctx.Sni = up.host
-	}
-	a, err := anypb.New(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("pack UpstreamTlsContext: %w", err)
-	}
-	return &corev3.TransportSocket{Name: wellknown.TransportSocketTLS,
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}, nil
+	return upstreamTLSSocket(tlsPeer{name: up.host, ip: up.ip,
+		ca: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: caFile}}})
 }
 
 // serviceCluster is an Envoy gateway's cluster for a service upstream.
@@ -179,7 +156,8 @@ func serviceCluster(serviceID string, up upstream, opts *TranslateOptions) (*clu
 	return c, nil
 }
 
-// authorizerCluster is the HTTP/2 cluster of the ext_authz gRPC server.
+// authorizerCluster is the HTTP/2 cluster of the ext_authz gRPC server,
+// over TLS when AuthorizerTLS is set.
 func authorizerCluster(opts *TranslateOptions) (*clusterv3.Cluster, error) {
 	host, port, ip, err := parseHostPort("authorizer address", opts.AuthorizerAddress)
 	if err != nil {
@@ -188,6 +166,11 @@ func authorizerCluster(opts *TranslateOptions) (*clusterv3.Cluster, error) {
 	c := staticCluster(AuthorizerClusterName, host, port, ip, opts.AuthorizerConnectTimeout)
 	if c.TypedExtensionProtocolOptions, err = http2Options(); err != nil {
 		return nil, err
+	}
+	if opts.AuthorizerTLS != nil {
+		if c.TransportSocket, err = grpcClusterTLS(opts.AuthorizerTLS, host); err != nil {
+			return nil, fmt.Errorf("authorizer %w", err)
+		}
 	}
 	return c, nil
 }
