@@ -238,20 +238,24 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// DevClientOptions describe a client certificate DevIssueClient signs.
-type DevClientOptions struct {
+// DevIssueOptions describe a certificate DevIssue signs.
+type DevIssueOptions struct {
+	// Server makes a server certificate (default: a client certificate).
+	Server   bool
 	URIs     []string // SAN URIs, e.g. spiffe://gatehouse/tenant/acme/gateway/edge
 	DNSNames []string // SAN DNS names
+	IPs      []net.IP // SAN IP addresses
 	// NotBefore and NotAfter bound its validity (default: from five
 	// minutes ago for DevCertOptions' default validity); a NotAfter in the
 	// past makes an expired certificate.
 	NotBefore, NotAfter time.Time
 }
 
-// DevIssueClient signs one more client certificate with the CA DevCerts
-// wrote into dir and writes it as dir/certName (a "….pem" name) with its
-// key beside it ("…-key.pem", 0600). For development and tests only.
-func DevIssueClient(dir, certName string, opts DevClientOptions) error {
+// DevIssue signs one more certificate with the CA DevCerts wrote into dir
+// and writes it as dir/certName (a "….pem" name) with its key beside it
+// ("…-key.pem", 0600), the key first, each file renamed into place. For
+// development and tests only.
+func DevIssue(dir, certName string, opts DevIssueOptions) error {
 	if filepath.Ext(certName) != ".pem" || filepath.Base(certName) != certName {
 		return fmt.Errorf("dev certs: client certificate name %q: want a file name ending in .pem", certName)
 	}
@@ -267,9 +271,14 @@ func DevIssueClient(dir, certName string, opts DevClientOptions) error {
 	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "gatehouse dev client"},
 		DNSNames:    opts.DNSNames,
+		IPAddresses: opts.IPs,
 		NotBefore:   opts.NotBefore,
 		NotAfter:    opts.NotAfter,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if opts.Server {
+		tmpl.Subject.CommonName = "gatehouse dev server"
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	}
 	if tmpl.NotBefore.IsZero() {
 		tmpl.NotBefore = time.Now().Add(-5 * time.Minute)

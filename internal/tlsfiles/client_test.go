@@ -62,7 +62,7 @@ func TestNewClientConfigInlineCAAndReloadedClientCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	certFile, keyFile := filepath.Join(dir, "gw.pem"), filepath.Join(dir, "gw-key.pem")
-	if err := DevIssueClient(dir, "gw.pem", DevClientOptions{URIs: []string{"spiffe://gatehouse/tenant/acme/gateway/one"}}); err != nil {
+	if err := DevIssue(dir, "gw.pem", DevIssueOptions{URIs: []string{"spiffe://gatehouse/tenant/acme/gateway/one"}}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := NewClientConfig(ClientOptions{CAPEM: string(caPEM), CertFile: certFile, KeyFile: keyFile})
@@ -74,7 +74,7 @@ func TestNewClientConfigInlineCAAndReloadedClientCertificate(t *testing.T) {
 	}
 	// The files change: the next handshake after the check interval uses
 	// the new certificate, without a new config.
-	if err := DevIssueClient(dir, "gw.pem", DevClientOptions{URIs: []string{"spiffe://gatehouse/tenant/acme/gateway/two"}}); err != nil {
+	if err := DevIssue(dir, "gw.pem", DevIssueOptions{URIs: []string{"spiffe://gatehouse/tenant/acme/gateway/two"}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -109,10 +109,10 @@ func TestNewClientConfigTrust(t *testing.T) {
 	if _, err := NewClientConfig(ClientOptions{CertFile: filepath.Join(dir, DevClientFile)}); err == nil {
 		t.Fatal("a certificate without a key was accepted")
 	}
-	if err := DevIssueClient(dir, "../x.pem", DevClientOptions{}); err == nil {
+	if err := DevIssue(dir, "../x.pem", DevIssueOptions{}); err == nil {
 		t.Fatal("a path as certificate name was accepted")
 	}
-	if err := DevIssueClient(t.TempDir(), "x.pem", DevClientOptions{}); err == nil {
+	if err := DevIssue(t.TempDir(), "x.pem", DevIssueOptions{}); err == nil {
 		t.Fatal("issued without a CA")
 	}
 }
