@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +37,10 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 			"this control plane runs no xDS server (--xds-addr), so there is no bootstrap to put in a package", nil))
 		return
 	}
+	opts, ok := s.packageOptions(c)
+	if !ok {
+		return
+	}
 	key, err := s.keys.Key(c.Request.Context(), tid)
 	if err != nil {
 		abort(c, internalError(err))
@@ -56,6 +62,10 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		ControlPlaneURL: strings.TrimSuffix(s.public, "/"), Tenant: tid, Gateway: gw.Meta.ID, Credential: cred.Token,
 		KeyID: key.KeyID, PublicKey: key.PublicKeyPEM, AuthzAddr: "127.0.0.1:9191", HTTPAddr: "127.0.0.1:9192",
 	}
+	if opts.https {
+		authz.ControlPlaneCA = opts.ca
+		authz.ControlPlaneClientCertFile, authz.ControlPlaneClientKeyFile = opts.certFile, opts.keyFile
+	}
 	authzYAML, err := yaml.Marshal(authz)
 	if err != nil {
 		abort(c, internalError(err))
@@ -70,16 +80,29 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		{model.PackageEnv, []byte(authz.EnvFile()), 0o600},
 		{model.PackagePublicKey, []byte(key.PublicKeyPEM), 0o644},
 	}
+	if opts.ca != "" {
+		files = append(files, struct {
+			name string
+			body []byte
+			mode uint32
+		}{model.PackageControlPlaneCA, []byte(opts.ca), 0o644})
+	}
+	// The xDS channel's TLS: the packaged CA (else the system's), and the
+	// operator's client certificate files on the gateway's host.
+	var xdsTLS *envoy.TLSClient
+	if s.xdsTLS {
+		xdsTLS = &envoy.TLSClient{CAPEM: opts.ca, CertFile: opts.certFile, KeyFile: opts.keyFile}
+	}
 	// The bootstraps hold the credential too: the xDS server serves a node
 	// id only to a credential of its gateway.
 	bootName, boot, err := model.PackageEnvoyBootstrap, []byte(nil), error(nil)
 	if gw.Spec.Type == model.GatewayGRPC {
 		bootName = model.PackageGRPCBootstrap
 		boot, err = envoy.GRPCBootstrap(envoy.GRPCBootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid,
-			XDSAddress: s.xdsPublic, Credential: cred.Token})
+			XDSAddress: s.xdsPublic, Credential: cred.Token, XDSTLS: xdsTLS})
 	} else {
 		boot, err = envoy.Bootstrap(envoy.BootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid, XDSAddress: s.xdsPublic,
-			Credential: cred.Token})
+			Credential: cred.Token, XDSTLS: xdsTLS})
 	}
 	if err != nil {
 		abort(c, internalError(err))
@@ -94,7 +117,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		name string
 		body []byte
 		mode uint32
-	}{model.PackageReadme, []byte(packageReadme(tid, gw, nodeID, s.xdsPublic)), 0o644})
+	}{model.PackageReadme, []byte(packageReadme(tid, gw, nodeID, s.xdsPublic, s.xdsTLS, opts)), 0o644})
 
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
@@ -120,15 +143,23 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 	c.Data(http.StatusOK, "application/zip", buf.Bytes())
 }
 
-func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds string) string {
+func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds string, xdsTLS bool, opts packageOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Gatehouse gateway package: tenant %s, gateway %s (%s)\n\n", tid, gw.Meta.ID, gw.Spec.Type)
-	fmt.Fprintf(&b, "Envoy node id: %s    xDS control plane: %s\n\n", nodeID, xds)
+	scheme := "grpc"
+	if xdsTLS {
+		scheme = "grpcs"
+	}
+	fmt.Fprintf(&b, "Envoy node id: %s    xDS control plane: %s://%s\n\n", nodeID, scheme, xds)
 	b.WriteString(`Files
   gatehouse-authorizer.yaml  settings of the authorizer, including a gateway credential (secret)
   .env                       the same settings as environment variables
   bundle-signing-key.pem     the tenant's public key; bundles that do not verify are refused
 `)
+	if opts.ca != "" {
+		b.WriteString(`  control-plane-ca.pem       the CA bundle the control plane's certificates (https, xDS) are verified with
+`)
+	}
 	if gw.Spec.Type == model.GatewayGRPC {
 		b.WriteString(`  grpc-xds-bootstrap.json    xDS bootstrap for proxyless gRPC clients and servers
                              (GRPC_XDS_BOOTSTRAP=grpc-xds-bootstrap.json); it holds the gateway
@@ -147,6 +178,7 @@ Run
 Without Envoy, the authorizer can proxy itself:
   gatehouse authorizer --package this.zip --proxy-addr 127.0.0.1:8000
 
+` + packageTLSReadme(xdsTLS, opts) + `
 Each download of the package mints a new credential; revoke old ones with
   DELETE /api/admin/` + tid + `/gateways/` + gw.Meta.ID + `/credentials/{id}
 Revoking a credential ends the xDS streams opened with it and refuses new ones.
@@ -155,3 +187,93 @@ Revoking a credential ends the xDS streams opened with it and refuses new ones.
 }
 
 func fsMode(m uint32) fs.FileMode { return fs.FileMode(m) }
+
+// packageOptions are a package download's query parameters and the TLS
+// facts of this control plane.
+type packageOptions struct {
+	// https: the control plane's URL (its bundle service) is https.
+	https bool
+	// ca is the CA bundle the package carries ("" for none).
+	ca string
+	// certFile and keyFile are the gateway's client certificate files on
+	// its host, from ?client_cert_file=…&client_key_file=….
+	certFile, keyFile string
+}
+
+// packageQuery lists the query parameters of GET …/package.
+var packageQuery = []string{"client_cert_file", "client_key_file"}
+
+// packageOptions reads a package download's query: unknown parameters,
+// a certificate without its key, relative paths and client certificates
+// without TLS are 400s naming the parameter.
+func (s *Server) packageOptions(c *gin.Context) (packageOptions, bool) {
+	q := c.Request.URL.Query()
+	for name := range q {
+		if !slices.Contains(packageQuery, name) {
+			abort(c, fieldError(name, "unknown query parameter (known: %s)", strings.Join(packageQuery, ", ")))
+			return packageOptions{}, false
+		}
+	}
+	opts := packageOptions{https: strings.HasPrefix(s.public, "https://")}
+	for _, p := range []struct {
+		name string
+		dst  *string
+	}{{"client_cert_file", &opts.certFile}, {"client_key_file", &opts.keyFile}} {
+		vals := q[p.name]
+		if len(vals) == 0 {
+			continue
+		}
+		v := vals[0]
+		switch {
+		case len(vals) > 1:
+			abort(c, fieldError(p.name, "given more than once"))
+			return packageOptions{}, false
+		case !path.IsAbs(v) || path.Clean(v) != v:
+			abort(c, fieldError(p.name, "must be a clean absolute path on the gateway's host, like /etc/gatehouse/tls/gateway.pem"))
+			return packageOptions{}, false
+		case strings.IndexFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 || len(v) > 1024:
+			abort(c, fieldError(p.name, "must be at most 1024 printable characters"))
+			return packageOptions{}, false
+		}
+		*p.dst = v
+	}
+	switch {
+	case (opts.certFile == "") != (opts.keyFile == ""):
+		missing := "client_key_file"
+		if opts.certFile == "" {
+			missing = "client_cert_file"
+		}
+		abort(c, fieldError(missing, "client_cert_file and client_key_file go together"))
+		return packageOptions{}, false
+	case opts.certFile != "" && !opts.https && !s.xdsTLS:
+		abort(c, fieldError("client_cert_file", "this control plane serves no TLS (--tls-cert-file), so gateways present no client certificate"))
+		return packageOptions{}, false
+	}
+	if s.packageCA != nil && (opts.https || s.xdsTLS) {
+		ca, err := s.packageCA()
+		if err != nil {
+			abort(c, internalError(fmt.Errorf("the CA bundle of gateway packages: %w", err)))
+			return packageOptions{}, false
+		}
+		opts.ca = ca
+	}
+	return opts, true
+}
+
+// packageTLSReadme is the README's paragraph on TLS.
+func packageTLSReadme(xdsTLS bool, opts packageOptions) string {
+	if !xdsTLS && !opts.https {
+		return "The control plane serves plaintext: run it with --tls-cert-file before crossing untrusted networks.\n"
+	}
+	var b strings.Builder
+	b.WriteString("TLS: the authorizer and Envoy verify the control plane's certificate against ")
+	if opts.ca != "" {
+		b.WriteString("control-plane-ca.pem (inline in the configurations).\n")
+	} else {
+		b.WriteString("the system's roots.\n")
+	}
+	if opts.certFile != "" {
+		fmt.Fprintf(&b, "They present the client certificate %s (key %s): put this gateway's certificate there.\n", opts.certFile, opts.keyFile)
+	}
+	return b.String()
+}

@@ -53,6 +53,13 @@ type Options struct {
 	// XDSPublicAddress is the xDS address gateways are told to use in their
 	// packages ("host:port"); empty when no xDS server runs.
 	XDSPublicAddress string
+	// XDSTLS says the xDS listener serves TLS: the bootstraps in gateway
+	// packages then reach it over TLS.
+	XDSTLS bool
+	// PackageCA returns the CA bundle (PEM) gateway packages carry to
+	// verify this control plane's certificates (https and xDS): "" for none
+	// (gateways then use their system's roots). Nil is none.
+	PackageCA func() (string, error)
 	// PolicyTestTimeout bounds one evaluation of the policy test API
 	// (default policies.DefaultTestTimeout; --policy-test-timeout).
 	PolicyTestTimeout time.Duration
@@ -86,6 +93,9 @@ type Server struct {
 	xds      XDSStatusSource
 	// xdsPublic is the xDS address written into gateway packages.
 	xdsPublic string
+	// xdsTLS and packageCA: see Options.XDSTLS and Options.PackageCA.
+	xdsTLS    bool
+	packageCA func() (string, error)
 	checker   *policies.Checker
 	// scheme is the kind registry; configKinds its exported kinds.
 	scheme      *resource.Scheme
@@ -140,6 +150,8 @@ func New(opts Options) (*Server, error) {
 		keys:        opts.Keys,
 		xds:         opts.XDS,
 		xdsPublic:   opts.XDSPublicAddress,
+		xdsTLS:      opts.XDSTLS,
+		packageCA:   opts.PackageCA,
 		checker:     checker,
 		openAPIJSON: doc,
 		store:       opts.Store,
