@@ -33,7 +33,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	c := newClient(t, cp.URL, testToken)
 	g := setupGateway(t, c, upstream.URL)
 	testkit.Eventually(t, 10*time.Second, func() error {
-		return testkit.Check(strings.Contains(cp.stdout.String(), "TLS       : on"), "no TLS line in the banner")
+		return testkit.Check(strings.Contains(cp.stdout.String(), "TLS       : admin API and bundles TLS; xDS TLS; ext_authz TLS"), "no TLS line in the banner")
 	}, "the banner says TLS is on")
 
 	t.Run("the admin API refuses plaintext and clients that do not trust its CA", func(t *testing.T) {

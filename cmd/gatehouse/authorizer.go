@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -53,6 +56,13 @@ type authorizerConfig struct {
 	TLSCertFile        string `yaml:"tls_cert_file"`
 	TLSKeyFile         string `yaml:"tls_key_file"`
 	ControlPlaneCAFile string `yaml:"control_plane_ca_file"`
+	// AuthzTLSCertFile/KeyFile and ProxyTLSCertFile/KeyFile are the
+	// ext_authz and proxy listeners' own certificates, instead of
+	// TLSCertFile (the proxy faces clients, ext_authz only Envoy).
+	AuthzTLSCertFile string `yaml:"authz_tls_cert_file"`
+	AuthzTLSKeyFile  string `yaml:"authz_tls_key_file"`
+	ProxyTLSCertFile string `yaml:"proxy_tls_cert_file"`
+	ProxyTLSKeyFile  string `yaml:"proxy_tls_key_file"`
 	// ClientCAFile and ClientAuth verify the client certificates of
 	// ext_authz callers (Envoy): off, optional or require.
 	ClientCAFile string `yaml:"client_ca_file"`
@@ -123,7 +133,13 @@ var authorizerEnv = []envFlag{
 	{"pprof", "GATEHOUSE_PPROF"},
 	{"tls-cert-file", "GATEHOUSE_TLS_CERT_FILE"},
 	{"tls-key-file", "GATEHOUSE_TLS_KEY_FILE"},
-	{"control-plane-ca-file", "GATEHOUSE_CONTROL_PLANE_CA_FILE"},
+	{"control-plane-ca-file", model.EnvControlPlaneCAFile},
+	{"control-plane-client-cert-file", model.EnvControlPlaneClientCertFile},
+	{"control-plane-client-key-file", model.EnvControlPlaneClientKeyFile},
+	{"authz-tls-cert-file", "GATEHOUSE_AUTHZ_TLS_CERT_FILE"},
+	{"authz-tls-key-file", "GATEHOUSE_AUTHZ_TLS_KEY_FILE"},
+	{"proxy-tls-cert-file", "GATEHOUSE_PROXY_TLS_CERT_FILE"},
+	{"proxy-tls-key-file", "GATEHOUSE_PROXY_TLS_KEY_FILE"},
 	{"client-ca-file", "GATEHOUSE_CLIENT_CA_FILE"},
 	{"client-auth", "GATEHOUSE_CLIENT_AUTH"},
 }
@@ -185,7 +201,13 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	fs.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "PEM CA bundle ext_authz callers' client certificates are verified against (with --client-auth)")
 	fs.StringVar(&cfg.ClientAuth, "client-auth", "off", "client certificates on ext_authz: off, optional (verified when given) or require (mutual TLS); needs --tls-cert-file")
-	fs.StringVar(&cfg.ControlPlaneCAFile, "control-plane-ca-file", "", "PEM CA bundle the https control plane's certificate is verified against (empty: the system's roots)")
+	fs.StringVar(&cfg.ControlPlaneCAFile, "control-plane-ca-file", "", "PEM CA bundle the https control plane's certificate is verified against (default: the package's control-plane-ca.pem, else the system's roots)")
+	fs.StringVar(&cfg.ControlPlaneClientCertFile, "control-plane-client-cert-file", "", "PEM client certificate (chain) presented to the https control plane (mutual TLS); reloaded when it changes")
+	fs.StringVar(&cfg.ControlPlaneClientKeyFile, "control-plane-client-key-file", "", "PEM private key of --control-plane-client-cert-file")
+	fs.StringVar(&cfg.AuthzTLSCertFile, "authz-tls-cert-file", "", "PEM certificate (chain) of the ext_authz listener, instead of --tls-cert-file")
+	fs.StringVar(&cfg.AuthzTLSKeyFile, "authz-tls-key-file", "", "PEM private key of --authz-tls-cert-file")
+	fs.StringVar(&cfg.ProxyTLSCertFile, "proxy-tls-cert-file", "", "PEM certificate (chain) of the proxy listener, instead of --tls-cert-file")
+	fs.StringVar(&cfg.ProxyTLSKeyFile, "proxy-tls-key-file", "", "PEM private key of --proxy-tls-cert-file")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on --http-addr (keep that address private)")
 	fs.Int64Var(&cfg.DecisionLogBufferBytes, "decision-log-buffer-bytes", gateway.DefaultDecisionLogBufferBytes,
 		"memory for decision log events waiting for upload (compressed batches); past it events are spilled or dropped and counted")
@@ -259,6 +281,15 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 		set("tls-cert-file", &c.TLSCertFile, file.TLSCertFile)
 		set("tls-key-file", &c.TLSKeyFile, file.TLSKeyFile)
 		set("control-plane-ca-file", &c.ControlPlaneCAFile, file.ControlPlaneCAFile)
+		set("control-plane-client-cert-file", &c.ControlPlaneClientCertFile, file.ControlPlaneClientCertFile)
+		set("control-plane-client-key-file", &c.ControlPlaneClientKeyFile, file.ControlPlaneClientKeyFile)
+		set("authz-tls-cert-file", &c.AuthzTLSCertFile, file.AuthzTLSCertFile)
+		set("authz-tls-key-file", &c.AuthzTLSKeyFile, file.AuthzTLSKeyFile)
+		set("proxy-tls-cert-file", &c.ProxyTLSCertFile, file.ProxyTLSCertFile)
+		set("proxy-tls-key-file", &c.ProxyTLSKeyFile, file.ProxyTLSKeyFile)
+		if file.ControlPlaneCA != "" {
+			c.ControlPlaneCA = file.ControlPlaneCA
+		}
 		set("client-ca-file", &c.ClientCAFile, file.ClientCAFile)
 		set("client-auth", &c.ClientAuth, file.ClientAuth)
 		if !fs.Changed("token-cache-entries") && file.TokenCacheEntries != 0 {
@@ -340,15 +371,22 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	}
 	instance := uuid.NewString()
 	bundleURL := strings.TrimRight(cfg.ControlPlaneURL, "/") + "/api/system/" + cfg.Tenant + "/gateways/" + cfg.Gateway + "/opa"
-	cpTLS, err := tlsfiles.ClientConfig(cfg.ControlPlaneCAFile, "", "")
+	cpTLS, err := controlPlaneTLS(cfg, log)
 	if err != nil {
-		return fmt.Errorf("--control-plane-ca-file: %w", err)
+		return err
 	}
 	tlsServer, err := newServerTLS(cfg.TLSCertFile, cfg.TLSKeyFile, log)
 	if err != nil {
 		return err
 	}
-	authzTLS, err := tlsServer.withClientAuth(cfg.ClientCAFile, cfg.ClientAuth)
+	authzTLS, err := listenerTLS(tlsServer, "authz", cfg.AuthzTLSCertFile, cfg.AuthzTLSKeyFile, log)
+	if err != nil {
+		return err
+	}
+	if authzTLS, err = authzTLS.withClientAuth(cfg.ClientCAFile, cfg.ClientAuth); err != nil {
+		return err
+	}
+	proxyTLS, err := listenerTLS(tlsServer, "proxy", cfg.ProxyTLSCertFile, cfg.ProxyTLSKeyFile, log)
 	if err != nil {
 		return err
 	}
@@ -391,7 +429,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	return serveAuthorizer(ctx, log, authorizerRuntime{
 		engines: engines, server: srv, logs: logs, registry: reg,
 		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr, pprof: cfg.Pprof, streamWorkers: cfg.StreamWorkers,
-		tls: tlsServer, authzTLS: authzTLS,
+		tls: tlsServer, authzTLS: authzTLS, proxyTLS: proxyTLS,
 		follower: follower, deleted: follower.Deleted,
 	}, stdout)
 }
@@ -445,10 +483,11 @@ type authorizerRuntime struct {
 	// pprof adds /debug/pprof/ to the health and metrics server.
 	pprof         bool
 	streamWorkers int
-	// tls serves the listeners over TLS (nil: plaintext); authzTLS is
-	// ext_authz's, which may verify client certificates.
-	tls, authzTLS *serverTLS
-	follower      component
+	// tls serves the health listener over TLS (nil: plaintext); authzTLS
+	// is ext_authz's, which may verify client certificates, proxyTLS the
+	// proxy's.
+	tls, authzTLS, proxyTLS *serverTLS
+	follower                component
 	// deleted, when set, says the control plane deleted the gateway.
 	deleted func() bool
 }
@@ -529,10 +568,10 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 		}
 		listeners = append(listeners, ln)
 		ps := &http.Server{Handler: gateway.NewProxy(rt.server, nil), ReadHeaderTimeout: 10 * time.Second}
-		rt.tls.warnPlaintext(log, "proxy", ln)
-		deciders = append(deciders, lc.add("proxy", &httpServerComponent{srv: ps, ln: rt.tls.http(ln), deadline: lc.deadline}))
+		rt.proxyTLS.warnPlaintext(log, "proxy", ln)
+		deciders = append(deciders, lc.add("proxy", &httpServerComponent{srv: ps, ln: rt.proxyTLS.http(ln), deadline: lc.deadline}))
 		log.Info("reverse proxy listening", "addr", ln.Addr().String())
-		fmt.Fprintf(stdout, "  proxy     : http://%s\n", ln.Addr())
+		fmt.Fprintf(stdout, "  proxy     : %s://%s\n", rt.proxyTLS.scheme(), ln.Addr())
 	}
 	if rt.logs != nil {
 		lc.add("decision logs", &decisionLogComponent{logs: rt.logs, deadline: lc.deadline}, deciders...)
@@ -598,4 +637,36 @@ func (tokenCache) option(n int) int {
 		return -1
 	}
 	return n
+}
+
+// controlPlaneTLS is the TLS of the authorizer's calls to the control
+// plane: its certificate verified against --control-plane-ca-file, else
+// the package's CA, else the system's roots; the gateway's client
+// certificate when one is given (reloaded when it changes). A client
+// certificate needs an https control plane; a plaintext one reachable
+// from other machines is warned about.
+func controlPlaneTLS(cfg authorizerConfig, log *slog.Logger) (*tls.Config, error) {
+	u, err := url.Parse(cfg.ControlPlaneURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--control-plane-url %q: want an http:// or https:// URL", cfg.ControlPlaneURL)
+	}
+	if u.Scheme == "http" {
+		if cfg.ControlPlaneClientCertFile != "" || cfg.ControlPlaneClientKeyFile != "" {
+			return nil, fmt.Errorf("--control-plane-client-cert-file needs an https:// --control-plane-url, not %s", cfg.ControlPlaneURL)
+		}
+		if ip, err := netip.ParseAddr(u.Hostname()); (err != nil && u.Hostname() != "localhost") || (err == nil && !ip.IsLoopback()) {
+			log.Warn("PLAINTEXT control plane: the gateway credential and bundles cross the network unencrypted; use an https:// --control-plane-url",
+				"control_plane_url", cfg.ControlPlaneURL)
+		}
+	}
+	opts := tlsfiles.ClientOptions{CAFile: cfg.ControlPlaneCAFile, CertFile: cfg.ControlPlaneClientCertFile,
+		KeyFile: cfg.ControlPlaneClientKeyFile, Logger: log.With("component", "tls")}
+	if opts.CAFile == "" {
+		opts.CAPEM = cfg.ControlPlaneCA
+	}
+	c, err := tlsfiles.NewClientConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("control plane TLS (--control-plane-ca-file, --control-plane-client-cert-file): %w", err)
+	}
+	return c, nil
 }

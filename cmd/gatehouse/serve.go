@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gatewaycred"
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
+	"github.com/gatehouse-dev/gatehouse/internal/tlsfiles"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -38,12 +39,27 @@ type serveConfig struct {
 	// TLSCertFile and TLSKeyFile serve every listener over TLS (empty:
 	// plaintext).
 	TLSCertFile, TLSKeyFile string
-	DataDir                 string
-	DatabaseURL             string
-	PublicURL               string
-	LogLevel                string
-	ShutdownTimeout         time.Duration
-	MasterKeyFile           string
+	// Per-listener certificates, overriding TLSCertFile and TLSKeyFile.
+	XDSTLSCertFile, XDSTLSKeyFile         string
+	AuthzTLSCertFile, AuthzTLSKeyFile     string
+	MetricsTLSCertFile, MetricsTLSKeyFile string
+	// ClientAuth and ClientCAFile verify the client certificates of
+	// gateways (xDS, the bundle service, ext_authz).
+	ClientAuth, ClientCAFile string
+	// PackageCAFile is the CA bundle gateway packages carry.
+	PackageCAFile string
+	// AuthorizerTLS and the AuthorizerCAFile, AuthorizerServerName,
+	// AuthorizerClientCertFile and AuthorizerClientKeyFile (paths on the
+	// Envoy hosts) make Envoy's ext_authz calls TLS.
+	AuthorizerTLS                                     bool
+	AuthorizerCAFile, AuthorizerServerName            string
+	AuthorizerClientCertFile, AuthorizerClientKeyFile string
+	DataDir                                           string
+	DatabaseURL                                       string
+	PublicURL                                         string
+	LogLevel                                          string
+	ShutdownTimeout                                   time.Duration
+	MasterKeyFile                                     string
 	// ImportAllowPrivateURLs lets OpenAPI URL imports reach private networks.
 	ImportAllowPrivateURLs bool
 	AuthzAddr              string
@@ -90,6 +106,20 @@ var serveEnv = []envFlag{
 	{"store-timeout", "GATEHOUSE_STORE_TIMEOUT"},
 	{"tls-cert-file", "GATEHOUSE_TLS_CERT_FILE"},
 	{"tls-key-file", "GATEHOUSE_TLS_KEY_FILE"},
+	{"xds-tls-cert-file", "GATEHOUSE_XDS_TLS_CERT_FILE"},
+	{"xds-tls-key-file", "GATEHOUSE_XDS_TLS_KEY_FILE"},
+	{"authz-tls-cert-file", "GATEHOUSE_AUTHZ_TLS_CERT_FILE"},
+	{"authz-tls-key-file", "GATEHOUSE_AUTHZ_TLS_KEY_FILE"},
+	{"metrics-tls-cert-file", "GATEHOUSE_METRICS_TLS_CERT_FILE"},
+	{"metrics-tls-key-file", "GATEHOUSE_METRICS_TLS_KEY_FILE"},
+	{"client-auth", "GATEHOUSE_CLIENT_AUTH"},
+	{"client-ca-file", "GATEHOUSE_CLIENT_CA_FILE"},
+	{"package-ca-file", "GATEHOUSE_PACKAGE_CA_FILE"},
+	{"authorizer-tls", "GATEHOUSE_AUTHORIZER_TLS"},
+	{"authorizer-ca-file", "GATEHOUSE_AUTHORIZER_CA_FILE"},
+	{"authorizer-server-name", "GATEHOUSE_AUTHORIZER_SERVER_NAME"},
+	{"authorizer-client-cert-file", "GATEHOUSE_AUTHORIZER_CLIENT_CERT_FILE"},
+	{"authorizer-client-key-file", "GATEHOUSE_AUTHORIZER_CLIENT_KEY_FILE"},
 }
 
 func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -138,6 +168,23 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "admin API listen address")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) of every listener (admin API and bundle service, xDS, ext_authz, metrics); reloaded when the file changes; empty: plaintext")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	for _, l := range []struct {
+		name       string
+		cert, key  *string
+		listenerOf string
+	}{{"xds", &cfg.XDSTLSCertFile, &cfg.XDSTLSKeyFile, "xDS"}, {"authz", &cfg.AuthzTLSCertFile, &cfg.AuthzTLSKeyFile, "ext_authz"},
+		{"metrics", &cfg.MetricsTLSCertFile, &cfg.MetricsTLSKeyFile, "metrics"}} {
+		fs.StringVar(l.cert, l.name+"-tls-cert-file", "", "PEM certificate (chain) of the "+l.listenerOf+" listener, instead of --tls-cert-file")
+		fs.StringVar(l.key, l.name+"-tls-key-file", "", "PEM private key of --"+l.name+"-tls-cert-file")
+	}
+	fs.StringVar(&cfg.ClientAuth, "client-auth", "off", "client certificates of gateways on xDS, the bundle service and ext_authz: off, optional (verified when given) or require (mutual TLS); a certificate must name the gateway of the credential (docs/operations.md)")
+	fs.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "PEM CA bundle gateways' client certificates are verified against (with --client-auth); reloaded when it changes")
+	fs.StringVar(&cfg.PackageCAFile, "package-ca-file", "", "PEM CA bundle gateway packages carry to verify this control plane's certificates (empty: gateways use their system's roots)")
+	fs.BoolVar(&cfg.AuthorizerTLS, "authorizer-tls", false, "Envoys configured over xDS call their authorizer (--authorizer-address) over TLS")
+	fs.StringVar(&cfg.AuthorizerCAFile, "authorizer-ca-file", "", "with --authorizer-tls: CA bundle, on the Envoy hosts, the authorizer's certificate is verified with (default: the system bundle)")
+	fs.StringVar(&cfg.AuthorizerServerName, "authorizer-server-name", "", "with --authorizer-tls: the name the authorizer's certificate must carry (default: the host of --authorizer-address)")
+	fs.StringVar(&cfg.AuthorizerClientCertFile, "authorizer-client-cert-file", "", "with --authorizer-tls: client certificate, on the Envoy hosts, Envoy presents to the authorizer (mutual TLS)")
+	fs.StringVar(&cfg.AuthorizerClientKeyFile, "authorizer-client-key-file", "", "private key of --authorizer-client-cert-file, on the Envoy hosts")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./gatehouse-data", "directory of the embedded store and generated secrets")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://…); empty uses the embedded store")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "externally visible base URL (default http://<http-addr>)")
@@ -228,7 +275,12 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...),
 		bundles.WithInputs(scheme.Bundled()))
 
-	tlsServer, err := newServerTLS(cfg.TLSCertFile, cfg.TLSKeyFile, log)
+	listenersTLS, err := newServeTLS(cfg, log)
+	if err != nil {
+		return err
+	}
+	tlsServer := listenersTLS.http
+	packageCA, err := packageCAReader(cfg.PackageCAFile)
 	if err != nil {
 		return err
 	}
@@ -266,21 +318,21 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	var xds *xdsServer
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
-		PolicyTestTimeout: cfg.PolicyTestTimeout, Scheme: scheme}
+		PolicyTestTimeout: cfg.PolicyTestTimeout, Scheme: scheme, PackageCA: packageCA}
 	// The bundle service shares the admin API's listener and engine (same
 	// paths, middleware and metrics); admin does not import it.
 	bundleService, err := bundleservice.New(bundleservice.Options{Store: st, Bundles: mgr, Credentials: creds, Registry: reg,
-		Logger: log, DecisionLogsKept: cfg.DecisionLogsKept})
+		Logger: log, DecisionLogsKept: cfg.DecisionLogsKept, ClientCertificates: listenersTLS.peers.check})
 	if err != nil {
 		return err
 	}
 	opts.Mount = bundleService.Register
 	if cfg.XDSAddr != "" {
-		if xds, err = listenXDS(cfg, creds, mgr, tlsServer, log); err != nil {
+		if xds, err = listenXDS(cfg, creds, mgr, listenersTLS, log); err != nil {
 			return err
 		}
 		listeners = append(listeners, xds.ln)
-		opts.XDS, opts.XDSPublicAddress = xds.server, xds.public
+		opts.XDS, opts.XDSPublicAddress, opts.XDSTLS = xds.server, xds.public, listenersTLS.xds != nil
 	}
 	api, err := admin.New(opts)
 	if err != nil {
@@ -295,11 +347,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	log.Info("admin API listening", "addr", addr, "store", storeDesc)
 	printBanner(stdout, public, storeDesc, tokenPath, generated)
-	if tlsServer == nil {
-		fmt.Fprintf(stdout, "  TLS       : off — plaintext listeners (fine on loopback; see docs/operations.md, \"TLS\")\n")
-	} else {
-		fmt.Fprintf(stdout, "  TLS       : on (%s, reloaded when it changes)\n", cfg.TLSCertFile)
-	}
+	listenersTLS.banner(stdout, cfg)
 
 	// Every part of the process is a component of one lifecycle
 	// (lifecycle.go): a failure of one, or SIGTERM, stops them all, in
@@ -323,7 +371,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// compiler, for every gateway (chosen by Envoy's context extensions).
 	var authz *inProcessAuthorizer
 	if cfg.AuthzAddr != "" {
-		if authz, err = listenInProcessAuthorizer(cfg, st, mgr, reg, tlsServer, log, stdout); err != nil {
+		if authz, err = listenInProcessAuthorizer(cfg, st, mgr, reg, listenersTLS.authz, log, stdout); err != nil {
 			return err
 		}
 		listeners = append(listeners, authz.ln)
@@ -335,7 +383,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 			lc.add("decision logs", &decisionLogComponent{logs: authz.logs, deadline: lc.deadline}, checks))
 	}
 	if cfg.MetricsAddr != "" {
-		metrics, err := listenMetrics(cfg.MetricsAddr, api.MetricsHandler(), tlsServer, log, stdout, lc.deadline)
+		metrics, err := listenMetrics(cfg.MetricsAddr, api.MetricsHandler(), listenersTLS.metrics, log, stdout, lc.deadline)
 		if err != nil {
 			return err
 		}
@@ -459,9 +507,14 @@ type xdsServer struct {
 	public string
 }
 
-func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, tlsServer *serverTLS, log *slog.Logger) (*xdsServer, error) {
+func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, lt *serveTLS, log *slog.Logger) (*xdsServer, error) {
+	authorizerTLS, err := cfg.authorizerTLS()
+	if err != nil {
+		return nil, err
+	}
+	tlsServer := lt.xds
 	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds"),
-		Credentials: creds})
+		Credentials: creds, ClientCertificates: lt.peers.check, AuthorizerTLS: authorizerTLS})
 	if err != nil {
 		return nil, err
 	}
@@ -479,4 +532,104 @@ func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manage
 	}
 	log.Info("xDS listening", "addr", ln.Addr().String(), "public", public, "authorizer", cfg.AuthorizerAddress)
 	return &xdsServer{server: srv, grpc: gs, ln: ln, public: public}, nil
+}
+
+// serveTLS is the TLS of each listener of serve and control-plane (nil:
+// plaintext) and how gateways' client certificates are checked.
+type serveTLS struct {
+	http, xds, authz, metrics *serverTLS
+	peers                     gatewayPeers
+}
+
+// newServeTLS reads the TLS flags: --tls-cert-file for every listener,
+// the per-listener overrides, and --client-auth on the listeners whose
+// peers are gateways (xDS and ext_authz as asked; the admin listener, which
+// the bundle service shares with people, asks for a certificate and the
+// bundle routes require it).
+func newServeTLS(cfg serveConfig, log *slog.Logger) (*serveTLS, error) {
+	def, err := newServerTLS(cfg.TLSCertFile, cfg.TLSKeyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	t := &serveTLS{http: def}
+	if t.xds, err = listenerTLS(def, "xds", cfg.XDSTLSCertFile, cfg.XDSTLSKeyFile, log); err != nil {
+		return nil, err
+	}
+	if t.authz, err = listenerTLS(def, "authz", cfg.AuthzTLSCertFile, cfg.AuthzTLSKeyFile, log); err != nil {
+		return nil, err
+	}
+	if t.metrics, err = listenerTLS(def, "metrics", cfg.MetricsTLSCertFile, cfg.MetricsTLSKeyFile, log); err != nil {
+		return nil, err
+	}
+	if t.peers, err = newGatewayPeers(cfg.ClientAuth, cfg.ClientCAFile); err != nil {
+		return nil, err
+	}
+	if t.http, err = t.peers.listener(t.http, cfg.ClientCAFile, "admin API and bundle service", true); err != nil {
+		return nil, err
+	}
+	if cfg.XDSAddr != "" {
+		if t.xds, err = t.peers.listener(t.xds, cfg.ClientCAFile, "xDS", false); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AuthzAddr != "" {
+		if t.authz, err = t.peers.listener(t.authz, cfg.ClientCAFile, "ext_authz", false); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// banner prints the listeners' TLS.
+func (t *serveTLS) banner(w io.Writer, cfg serveConfig) {
+	if t.http == nil && t.xds == nil && t.authz == nil && t.metrics == nil {
+		fmt.Fprintf(w, "  TLS       : off — plaintext listeners (fine on loopback; see docs/operations.md, \"TLS\")\n")
+		return
+	}
+	parts := []string{"admin API and bundles " + t.http.describe()}
+	if cfg.XDSAddr != "" {
+		parts = append(parts, "xDS "+t.xds.describe())
+	}
+	if cfg.AuthzAddr != "" {
+		parts = append(parts, "ext_authz "+t.authz.describe())
+	}
+	if cfg.MetricsAddr != "" {
+		parts = append(parts, "metrics "+t.metrics.describe())
+	}
+	fmt.Fprintf(w, "  TLS       : %s (certificates reloaded when they change)\n", strings.Join(parts, "; "))
+}
+
+// authorizerTLS is the TLS of Envoy's authorizer cluster (nil: plaintext).
+func (cfg serveConfig) authorizerTLS() (*envoy.TLSClient, error) {
+	if !cfg.AuthorizerTLS {
+		if cfg.AuthorizerCAFile != "" || cfg.AuthorizerServerName != "" || cfg.AuthorizerClientCertFile != "" || cfg.AuthorizerClientKeyFile != "" {
+			return nil, errors.New("--authorizer-ca-file, --authorizer-server-name and --authorizer-client-cert-file/-key-file need --authorizer-tls")
+		}
+		return nil, nil
+	}
+	return &envoy.TLSClient{CAFile: cfg.AuthorizerCAFile, ServerName: cfg.AuthorizerServerName,
+		CertFile: cfg.AuthorizerClientCertFile, KeyFile: cfg.AuthorizerClientKeyFile}, nil
+}
+
+// packageCAReader returns what the admin API puts in gateway packages as
+// the control plane's CA: --package-ca-file as it is on disk at each
+// download (checked now; nil without the flag).
+func packageCAReader(file string) (func() (string, error), error) {
+	if file == "" {
+		return nil, nil
+	}
+	read := func() (string, error) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--package-ca-file: %w", err)
+		}
+		if _, err := tlsfiles.NewClientConfig(tlsfiles.ClientOptions{CAPEM: string(b)}); err != nil {
+			return "", fmt.Errorf("--package-ca-file %s: %w", file, err)
+		}
+		return string(b), nil
+	}
+	if _, err := read(); err != nil {
+		return nil, err
+	}
+	return read, nil
 }

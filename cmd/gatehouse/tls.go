@@ -2,13 +2,16 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/gatehouse-dev/gatehouse/gatewaycert"
 	"github.com/gatehouse-dev/gatehouse/internal/tlsfiles"
 )
 
@@ -21,6 +24,8 @@ type serverTLS struct {
 	// verification (withClientAuth).
 	certFile, keyFile string
 	log               *slog.Logger
+	// clientAuth is how client certificates are verified.
+	clientAuth tlsfiles.ClientAuth
 }
 
 // newServerTLS reads --tls-cert-file and --tls-key-file; both empty is
@@ -36,7 +41,34 @@ func newServerTLS(certFile, keyFile string, log *slog.Logger) (*serverTLS, error
 	if err != nil {
 		return nil, err
 	}
-	return &serverTLS{files: files, certFile: certFile, keyFile: keyFile, log: log}, nil
+	return &serverTLS{files: files, certFile: certFile, keyFile: keyFile, log: log, clientAuth: tlsfiles.ClientAuthOff}, nil
+}
+
+// listenerTLS is one listener's TLS: its own certificate when an override
+// pair (--<listener>-tls-cert-file and -key-file) is given, else def.
+func listenerTLS(def *serverTLS, flagPrefix, certFile, keyFile string, log *slog.Logger) (*serverTLS, error) {
+	if certFile == "" && keyFile == "" {
+		return def, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("--%s-tls-cert-file and --%s-tls-key-file go together", flagPrefix, flagPrefix)
+	}
+	t, err := newServerTLS(certFile, keyFile, log)
+	if err != nil {
+		return nil, fmt.Errorf("--%s-tls-cert-file: %w", flagPrefix, err)
+	}
+	return t, nil
+}
+
+// describe is the banner's word for the listener's TLS.
+func (t *serverTLS) describe() string {
+	switch {
+	case t == nil:
+		return "plaintext"
+	case t.clientAuth != tlsfiles.ClientAuthOff:
+		return "TLS, client certificates " + string(t.clientAuth)
+	}
+	return "TLS"
 }
 
 // withClientAuth is the same certificate verifying client certificates
@@ -61,7 +93,7 @@ func (t *serverTLS) withClientAuth(caFile, mode string) (*serverTLS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &serverTLS{files: files, certFile: t.certFile, keyFile: t.keyFile, log: t.log}, nil
+	return &serverTLS{files: files, certFile: t.certFile, keyFile: t.keyFile, log: t.log, clientAuth: auth}, nil
 }
 
 // http wraps an HTTP listener (HTTP/2 and HTTP/1.1 over TLS).
@@ -98,4 +130,48 @@ func (t *serverTLS) warnPlaintext(log *slog.Logger, listener string, ln net.List
 		log.Warn("PLAINTEXT listener reachable from other machines: credentials and bundles cross it unencrypted; give --tls-cert-file and --tls-key-file",
 			"listener", listener, "addr", ln.Addr().String())
 	}
+}
+
+// gatewayPeers is the TLS of the listeners whose peers are gateways (xDS,
+// the bundle service, ext_authz) under --client-auth and --client-ca-file:
+// each listener's own TLS with client certificates verified, and the
+// check that a verified certificate names the gateway of the peer's
+// credential (nil when client auth is off).
+type gatewayPeers struct {
+	auth  tlsfiles.ClientAuth
+	check func(chain []*x509.Certificate, tenantID, gatewayID string) error
+}
+
+func newGatewayPeers(mode, caFile string) (gatewayPeers, error) {
+	auth, err := tlsfiles.ParseClientAuth(mode)
+	if err != nil {
+		return gatewayPeers{}, fmt.Errorf("--client-auth: %w", err)
+	}
+	if auth == tlsfiles.ClientAuthOff {
+		if caFile != "" {
+			return gatewayPeers{}, errors.New("--client-ca-file needs --client-auth optional or require")
+		}
+		return gatewayPeers{auth: auth}, nil
+	}
+	if caFile == "" {
+		return gatewayPeers{}, fmt.Errorf("--client-auth %s needs --client-ca-file", auth)
+	}
+	return gatewayPeers{auth: auth, check: gatewaycert.Checker{Require: auth == tlsfiles.ClientAuthRequire}.Check}, nil
+}
+
+// listener applies the mode to a listener's TLS; shared says the listener
+// also serves people (the admin API beside the bundle service), so a
+// certificate is only asked for there and required by the route.
+func (p gatewayPeers) listener(t *serverTLS, caFile, name string, shared bool) (*serverTLS, error) {
+	if p.auth == tlsfiles.ClientAuthOff {
+		return t, nil
+	}
+	if t == nil {
+		return nil, fmt.Errorf("--client-auth %s needs TLS on the %s listener (--tls-cert-file and --tls-key-file)", p.auth, name)
+	}
+	mode := p.auth
+	if shared {
+		mode = tlsfiles.ClientAuthOptional
+	}
+	return t.withClientAuth(caFile, string(mode))
 }
