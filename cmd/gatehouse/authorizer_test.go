@@ -58,7 +58,8 @@ func defaults() authorizerConfig {
 // model.PackageAuthorizer) is what --package reads.
 func TestPackageSettingsAreReadBack(t *testing.T) {
 	want := model.AuthorizerConfig{ControlPlaneURL: "http://cp.example", Tenant: "acme", Gateway: "edge", Credential: "ghg_acme.c.s",
-		KeyID: "k1", PublicKey: "-----BEGIN PUBLIC KEY-----\n", AuthzAddr: "127.0.0.1:9191", HTTPAddr: "127.0.0.1:9192"}
+		KeyID: "k1", PublicKey: "-----BEGIN PUBLIC KEY-----\n", AuthzAddr: "127.0.0.1:9191", HTTPAddr: "127.0.0.1:9192",
+		ControlPlaneCA: "-----BEGIN CERTIFICATE-----\n", ControlPlaneClientCertFile: "/etc/gw.pem", ControlPlaneClientKeyFile: "/etc/gw-key.pem"}
 	raw, err := yaml.Marshal(want)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,8 @@ func TestPackageEnvNamesTheAuthorizersVariables(t *testing.T) {
 		known[b.env] = true
 	}
 	for _, env := range []string{model.EnvControlPlaneURL, model.EnvTenant, model.EnvGateway, model.EnvGatewayCredential,
-		model.EnvBundleKeyID, model.EnvBundlePublicKeyFile, model.EnvAuthzAddr, model.EnvAuthorizerHTTPAddr} {
+		model.EnvBundleKeyID, model.EnvBundlePublicKeyFile, model.EnvAuthzAddr, model.EnvAuthorizerHTTPAddr,
+		model.EnvControlPlaneCAFile, model.EnvControlPlaneClientCertFile, model.EnvControlPlaneClientKeyFile} {
 		if !known[env] {
 			t.Errorf("the package's .env sets %s, which gatehouse authorizer does not read", env)
 		}
