@@ -20,6 +20,7 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -335,7 +336,10 @@ func TestGatewayOptionalClientCertificates(t *testing.T) {
 	certs := newTestCerts(t)
 	peers := newGatewayClientCerts(t, certs)
 	cp := startServe(t, serveOptions{DataDir: t.TempDir(), Token: testToken, TLS: certs,
-		Args: []string{"--client-auth", "optional", "--client-ca-file", certs.CAFile}})
+		Args: []string{"--client-auth", "optional", "--client-ca-file", certs.CAFile,
+			// Envoy calls its authorizer over mutual TLS, with files on its host.
+			"--authorizer-tls", "--authorizer-ca-file", "/etc/envoy/authz-ca.pem", "--authorizer-server-name", "authz.internal",
+			"--authorizer-client-cert-file", "/etc/envoy/edge.pem", "--authorizer-client-key-file", "/etc/envoy/edge-key.pem"}})
 	c := newClient(t, cp.URL, testToken)
 	g := setupGateway(t, c, upstream.URL)
 	bundle := func(cc clientCert) (int, error) {
@@ -366,6 +370,7 @@ func TestGatewayOptionalClientCertificates(t *testing.T) {
 		t.Error("a certificate of another CA was accepted")
 	}
 	xdsAddr := cp.waitLog(t, "xDS listening", "addr")
+	var clusters *discoverygrpc.DiscoveryResponse
 	stream := func(cc clientCert) error {
 		conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(credentials.NewTLS(cc.tlsConfig(t, certs.CAFile))))
 		if err != nil {
@@ -381,7 +386,7 @@ func TestGatewayOptionalClientCertificates(t *testing.T) {
 		if err := s.Send(&discoverygrpc.DiscoveryRequest{Node: &corev3.Node{Id: "acme/edge", UserAgentName: "envoy"}, TypeUrl: resource.ClusterType}); err != nil {
 			return err
 		}
-		_, err = s.Recv()
+		clusters, err = s.Recv()
 		return err
 	}
 	if err := stream(peers.none); err != nil {
@@ -389,6 +394,30 @@ func TestGatewayOptionalClientCertificates(t *testing.T) {
 	}
 	if err := stream(peers.edge); err != nil {
 		t.Errorf("xDS with the gateway's certificate: %v", err)
+	}
+	// The authorizer cluster the control plane serves Envoy is TLS with
+	// the operator's files.
+	var authzTLS *tlsv3.UpstreamTlsContext
+	for _, r := range clusters.GetResources() {
+		cl := &clusterv3.Cluster{}
+		if err := r.UnmarshalTo(cl); err != nil {
+			t.Fatal(err)
+		}
+		if cl.GetName() == envoy.AuthorizerClusterName && cl.GetTransportSocket() != nil {
+			authzTLS = &tlsv3.UpstreamTlsContext{}
+			if err := cl.GetTransportSocket().GetTypedConfig().UnmarshalTo(authzTLS); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if authzTLS == nil {
+		t.Fatal("the authorizer cluster has no TLS")
+	}
+	common := authzTLS.GetCommonTlsContext()
+	if authzTLS.GetSni() != "authz.internal" || common.GetValidationContext().GetTrustedCa().GetFilename() != "/etc/envoy/authz-ca.pem" ||
+		len(common.GetTlsCertificates()) != 1 || common.GetTlsCertificates()[0].GetCertificateChain().GetFilename() != "/etc/envoy/edge.pem" ||
+		common.GetTlsCertificates()[0].GetPrivateKey().GetFilename() != "/etc/envoy/edge-key.pem" {
+		t.Fatalf("authorizer cluster TLS: %v", authzTLS)
 	}
 	if err := stream(peers.other); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("xDS with another gateway's certificate: %v, want PERMISSION_DENIED", err)
