@@ -26,14 +26,14 @@ func TestTLSEndToEnd(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer upstream.Close()
 	certs := newTestCerts(t)
-	cp := startServe(t, serveOptions{DataDir: t.TempDir(), Token: testToken, TLS: certs})
+	cp := startServe(t, serveOptions{DataDir: t.TempDir(), Token: testToken, TLS: certs, Args: []string{"--metrics-addr", "127.0.0.1:0"}})
 	if !strings.HasPrefix(cp.URL, "https://") {
 		t.Fatalf("control plane URL %s", cp.URL)
 	}
 	c := newClient(t, cp.URL, testToken)
 	g := setupGateway(t, c, upstream.URL)
 	testkit.Eventually(t, 10*time.Second, func() error {
-		return testkit.Check(strings.Contains(cp.stdout.String(), "TLS       : admin API and bundles TLS; xDS TLS; ext_authz TLS"), "no TLS line in the banner")
+		return testkit.Check(strings.Contains(cp.stdout.String(), "TLS       : admin API and bundles TLS; xDS TLS; ext_authz TLS; metrics TLS"), "no TLS line in the banner")
 	}, "the banner says TLS is on")
 
 	t.Run("the admin API refuses plaintext and clients that do not trust its CA", func(t *testing.T) {
@@ -48,6 +48,11 @@ func TestTLSEndToEnd(t *testing.T) {
 		if err != nil || res.StatusCode != 200 {
 			t.Fatalf("trusted client: %v %v", res, err)
 		}
+		metrics, err := httpClientFor(cp.URL).Get("https://" + cp.waitLog(t, "metrics listening", "addr") + "/metrics")
+		if err != nil || metrics.StatusCode != 200 {
+			t.Fatalf("metrics over TLS: %v %v", metrics, err)
+		}
+		metrics.Body.Close()
 		if res.TLS == nil || res.TLS.Version < tls.VersionTLS12 {
 			t.Fatalf("TLS state %+v", res.TLS)
 		}
@@ -124,6 +129,37 @@ func TestTLSEndToEnd(t *testing.T) {
 			if err == nil {
 				t.Errorf("%s: the check was answered", name)
 			}
+		}
+	})
+
+	t.Run("per-listener certificates: the proxy serves its own, ext_authz the default one", func(t *testing.T) {
+		proxyCerts := newTestCerts(t)
+		p, authzAddr := startAuthorizer(t, cp.URL, g, t.TempDir(), "--control-plane-ca-file", certs.CAFile,
+			"--tls-cert-file", authzCerts.CertFile, "--tls-key-file", authzCerts.KeyFile,
+			"--proxy-addr", "127.0.0.1:0", "--proxy-tls-cert-file", proxyCerts.CertFile, "--proxy-tls-key-file", proxyCerts.KeyFile)
+		proxy := p.waitLog(t, "reverse proxy listening", "addr")
+		pcfg, err := tlsfiles.ClientConfig(proxyCerts.CAFile, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pcfg}}
+		testkit.Eventually(t, 30*time.Second, func() error {
+			res, err := pc.Get("https://" + proxy + "/healthz")
+			if err != nil {
+				return err
+			}
+			res.Body.Close()
+			return testkit.Check(res.StatusCode == 200, "proxy: %s", res.Status)
+		}, "the public API through the proxy over TLS with the proxy's certificate")
+		// The proxy's CA does not vouch for ext_authz, the default's does.
+		if conn, err := tls.Dial("tcp", authzAddr, pcfg.Clone()); err == nil {
+			conn.Close()
+			t.Fatal("ext_authz serves the proxy's certificate")
+		}
+		if conn, err := tls.Dial("tcp", authzAddr, cfg.Clone()); err != nil {
+			t.Fatalf("ext_authz with the default certificate: %v", err)
+		} else {
+			conn.Close()
 		}
 	})
 
