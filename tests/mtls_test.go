@@ -99,7 +99,7 @@ func TestGatewayMutualTLS(t *testing.T) {
 	c := newClient(t, cp.URL, testToken) // no client certificate
 	g := setupGateway(t, c, upstream.URL)
 	testkit.Eventually(t, 10*time.Second, func() error {
-		return testkit.Check(strings.Contains(cp.stdout.String(), "xDS TLS, client certificates require"), "banner: %s", cp.stdout.String())
+		return testkit.Check(strings.Contains(cp.stdout.String(), "xDS TLS, client certificates required"), "banner: %s", cp.stdout.String())
 	}, "the banner says xDS requires client certificates")
 
 	// handshakeFailed: the TLS handshake refused the certificate (the

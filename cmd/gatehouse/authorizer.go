@@ -557,6 +557,7 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 			return fmt.Errorf("listen on --http-addr %s: %w", rt.httpAddr, err)
 		}
 		listeners = append(listeners, ln)
+		rt.tls.warnPlaintext(log, "health and metrics", ln)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		lc.add("health and metrics", &httpServerComponent{srv: hs, ln: rt.tls.http(ln), deadline: lc.deadline})
 		log.Info("authorizer health listening", "addr", ln.Addr().String())

@@ -19,6 +19,7 @@ func listenMetrics(addr string, metrics http.Handler, tlsServer *serverTLS, log 
 	if err != nil {
 		return nil, fmt.Errorf("listen on --metrics-addr %s: %w", addr, err)
 	}
+	tlsServer.warnPlaintext(log, "metrics", ln)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

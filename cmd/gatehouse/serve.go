@@ -177,7 +177,7 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 		fs.StringVar(l.cert, l.name+"-tls-cert-file", "", "PEM certificate (chain) of the "+l.listenerOf+" listener, instead of --tls-cert-file")
 		fs.StringVar(l.key, l.name+"-tls-key-file", "", "PEM private key of --"+l.name+"-tls-cert-file")
 	}
-	fs.StringVar(&cfg.ClientAuth, "client-auth", "off", "client certificates of gateways on xDS, the bundle service and ext_authz: off, optional (verified when given) or require (mutual TLS); a certificate must name the gateway of the credential (docs/operations.md)")
+	fs.StringVar(&cfg.ClientAuth, "client-auth", "off", "client certificates on xDS, the bundle service and ext_authz: off, optional (verified when given) or require (mutual TLS); on xDS and the bundle service a certificate must also name the gateway of the credential (docs/operations.md, \"TLS\")")
 	fs.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "PEM CA bundle gateways' client certificates are verified against (with --client-auth); reloaded when it changes")
 	fs.StringVar(&cfg.PackageCAFile, "package-ca-file", "", "PEM CA bundle gateway packages carry to verify this control plane's certificates (empty: gateways use their system's roots)")
 	fs.BoolVar(&cfg.AuthorizerTLS, "authorizer-tls", false, "Envoys configured over xDS call their authorizer (--authorizer-address) over TLS")
@@ -187,7 +187,7 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringVar(&cfg.AuthorizerClientKeyFile, "authorizer-client-key-file", "", "private key of --authorizer-client-cert-file, on the Envoy hosts")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./gatehouse-data", "directory of the embedded store and generated secrets")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://…); empty uses the embedded store")
-	fs.StringVar(&cfg.PublicURL, "public-url", "", "externally visible base URL (default http://<http-addr>)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "externally visible base URL (default http://<http-addr>, https:// with --tls-cert-file)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to drain in-flight requests on SIGTERM")
 	fs.StringVar(&cfg.AuthzAddr, "authz-addr", defaultAuthz, "in-process ext_authz gRPC listen address (empty: off)")
@@ -513,6 +513,19 @@ func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manage
 		return nil, err
 	}
 	tlsServer := lt.xds
+	// The in-process ext_authz is what Envoys reach at the default
+	// --authorizer-address: their cluster must speak its TLS, or every
+	// check fails (and is denied).
+	if cfg.AuthzAddr != "" && lt.authz != nil {
+		switch {
+		case authorizerTLS == nil:
+			log.Warn("the in-process ext_authz serves TLS but the Envoys configured over xDS call --authorizer-address in plaintext: if that is this process, every check fails (denied); give --authorizer-tls",
+				"authorizer_address", cfg.AuthorizerAddress)
+		case lt.authz.clientAuth == tlsfiles.ClientAuthRequire && authorizerTLS.CertFile == "":
+			log.Warn("the in-process ext_authz requires client certificates but the Envoys configured over xDS present none: if --authorizer-address is this process, every check fails (denied); give --authorizer-client-cert-file and --authorizer-client-key-file",
+				"authorizer_address", cfg.AuthorizerAddress)
+		}
+	}
 	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds"),
 		Credentials: creds, ClientCertificates: lt.peers.check, AuthorizerTLS: authorizerTLS})
 	if err != nil {
@@ -586,7 +599,14 @@ func (t *serveTLS) banner(w io.Writer, cfg serveConfig) {
 		fmt.Fprintf(w, "  TLS       : off — plaintext listeners (fine on loopback; see docs/operations.md, \"TLS\")\n")
 		return
 	}
-	parts := []string{"admin API and bundles " + t.http.describe()}
+	// The admin listener only asks for certificates; the bundle routes
+	// apply the mode.
+	http := "admin API and bundles " + t.http.describe()
+	if t.peers.auth != tlsfiles.ClientAuthOff {
+		http = "admin API and bundles TLS, bundle service client certificates " + map[tlsfiles.ClientAuth]string{
+			tlsfiles.ClientAuthOptional: "optional", tlsfiles.ClientAuthRequire: "required"}[t.peers.auth]
+	}
+	parts := []string{http}
 	if cfg.XDSAddr != "" {
 		parts = append(parts, "xDS "+t.xds.describe())
 	}

@@ -65,8 +65,10 @@ func (t *serverTLS) describe() string {
 	switch {
 	case t == nil:
 		return "plaintext"
-	case t.clientAuth != tlsfiles.ClientAuthOff:
-		return "TLS, client certificates " + string(t.clientAuth)
+	case t.clientAuth == tlsfiles.ClientAuthRequire:
+		return "TLS, client certificates required"
+	case t.clientAuth == tlsfiles.ClientAuthOptional:
+		return "TLS, client certificates optional"
 	}
 	return "TLS"
 }
