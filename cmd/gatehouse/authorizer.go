@@ -346,7 +346,7 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing settings: %s (or give them in --config)", strings.Join(missing, ", "))
+		return fmt.Errorf("missing settings: %s (give them as flags or environment variables, in --config gatehouse-authorizer.yaml, or with --package gateway-package.zip)", strings.Join(missing, ", "))
 	}
 	return nil
 }

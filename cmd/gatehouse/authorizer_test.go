@@ -174,3 +174,18 @@ func TestTokenCacheFlags(t *testing.T) {
 		v.Close()
 	}
 }
+
+// Without settings the authorizer names what is missing and every way to
+// give it, --package included.
+func TestMissingSettingsNameThePackage(t *testing.T) {
+	cfg := defaults()
+	err := cfg.load(&cobra.Command{})
+	if err == nil {
+		t.Fatal("no settings were accepted")
+	}
+	for _, want := range []string{"--control-plane-url", "--credential", "--config", "--package"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
