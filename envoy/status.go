@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/peer"
 )
@@ -83,6 +86,8 @@ type streamKey struct {
 // connected, what was sent, ACKed and NACKed.
 type tracker struct {
 	now func() time.Time
+	// metrics counts pushes, ACKs and NACKs (nil until RegisterMetrics).
+	metrics atomic.Pointer[xdsMetrics]
 
 	mu       sync.Mutex
 	streams  map[streamKey]*streamState
@@ -180,11 +185,18 @@ func (t *tracker) reply(id streamKey, node *corev3.Node, typeURL, nonce, version
 	if detail == nil && version != last.version {
 		detail = &rpcstatus.Status{Message: fmt.Sprintf("version %q was not accepted (the client still has %q)", last.version, version)}
 	}
+	m := t.metrics.Load()
 	if detail != nil {
+		if m != nil {
+			m.nacks.WithLabelValues(typeName(typeURL)).Inc()
+		}
 		n := &NackStatus{TypeURL: typeURL, Version: last.version, Error: detail.GetMessage(), At: now}
 		r.LastNack = n
 		t.lastNack[st.node] = n
 		return last.version, true
+	}
+	if m != nil {
+		m.acks.WithLabelValues(typeName(typeURL)).Inc()
 	}
 	r.AckedVersion, r.AckedAt = last.version, &now
 	return "", false
@@ -234,6 +246,69 @@ func (t *tracker) sent(id streamKey, typeURL, nonce, version string) {
 	}
 	st.sent[typeURL] = sent{nonce: nonce, version: version}
 	st.resource(typeURL).SentVersion = version
+	if m := t.metrics.Load(); m != nil {
+		m.pushes.WithLabelValues(typeName(typeURL)).Inc()
+	}
+}
+
+// xdsMetrics are the xDS server's counters, by resource type.
+type xdsMetrics struct {
+	pushes, acks, nacks *prometheus.CounterVec
+}
+
+// typeName is a type URL's last element ("Cluster", …): the metrics'
+// bounded label (unknown types are "other").
+func typeName(typeURL string) string {
+	name := typeURL[strings.LastIndexByte(typeURL, '.')+1:]
+	switch name {
+	case "Cluster", "ClusterLoadAssignment", "Listener", "RouteConfiguration", "ScopedRouteConfiguration", "VirtualHost",
+		"Secret", "Runtime", "ExtensionConfig":
+		return name
+	}
+	return "other"
+}
+
+// counts returns the open streams and the distinct nodes connected.
+func (t *tracker) counts() (streams, nodes int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	seen := map[string]bool{}
+	for _, st := range t.streams {
+		if st.node != "" {
+			seen[st.node] = true
+		}
+	}
+	return len(t.streams), len(seen)
+}
+
+// RegisterMetrics exports the xDS server's metrics to reg:
+// gatehouse_xds_streams and gatehouse_xds_connected_nodes (gauges: open
+// streams, and distinct node ids among them), and
+// gatehouse_xds_pushes_total, gatehouse_xds_acks_total and
+// gatehouse_xds_nacks_total by resource type (type: Cluster, Listener,
+// RouteConfiguration, ClusterLoadAssignment, …, or other). Call it once,
+// before Run.
+func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
+	m := &xdsMetrics{
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_xds_pushes_total",
+			Help: "xDS responses sent to gateways, by resource type."}, []string{"type"}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_xds_acks_total",
+			Help: "xDS responses gateways accepted, by resource type."}, []string{"type"}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_xds_nacks_total",
+			Help: "xDS responses gateways rejected (NACK), by resource type; the gateway's status shows the last error."}, []string{"type"}),
+	}
+	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_xds_streams", Help: "Open xDS streams."},
+		func() float64 { n, _ := s.tracker.counts(); return float64(n) })
+	nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_xds_connected_nodes",
+		Help: "Distinct node ids (gateways) with an open xDS stream."},
+		func() float64 { _, n := s.tracker.counts(); return float64(n) })
+	for _, c := range []prometheus.Collector{m.pushes, m.acks, m.nacks, streams, nodes} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("envoy: register metrics: %w", err)
+		}
+	}
+	s.tracker.metrics.Store(m)
+	return nil
 }
 
 // node returns copies of the streams connected with nodeID, oldest first,

@@ -328,7 +328,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	opts.Mount = bundleService.Register
 	if cfg.XDSAddr != "" {
-		if xds, err = listenXDS(cfg, creds, mgr, listenersTLS, log); err != nil {
+		if xds, err = listenXDS(cfg, creds, mgr, listenersTLS, reg, log); err != nil {
 			return err
 		}
 		listeners = append(listeners, xds.ln)
@@ -507,7 +507,7 @@ type xdsServer struct {
 	public string
 }
 
-func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, lt *serveTLS, log *slog.Logger) (*xdsServer, error) {
+func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manager, lt *serveTLS, reg prometheus.Registerer, log *slog.Logger) (*xdsServer, error) {
 	authorizerTLS, err := cfg.authorizerTLS()
 	if err != nil {
 		return nil, err
@@ -529,6 +529,9 @@ func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manage
 	srv, err := envoy.New(envoy.Options{Bundles: mgr, AuthorizerAddress: cfg.AuthorizerAddress, Logger: log.With("component", "xds"),
 		Credentials: creds, ClientCertificates: lt.peers.check, AuthorizerTLS: authorizerTLS})
 	if err != nil {
+		return nil, err
+	}
+	if err := srv.RegisterMetrics(reg); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.XDSAddr)
