@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -35,6 +36,29 @@ var (
 	// PostgreSQL's disk_full). Nothing of the failed write is kept.
 	ErrStorageFull = errors.New("store storage full")
 )
+
+// AlreadyExistsError is the ErrAlreadyExists of a write that collided
+// with a live object of the same kind and tenant: Field says on what,
+// "id" or "name", and Value is the colliding value. errors.Is(err,
+// ErrAlreadyExists) holds for it.
+type AlreadyExistsError struct {
+	Kind  string
+	Field string
+	Value string
+}
+
+// AlreadyExists is the error of a write whose field ("id" or "name") of
+// value collides with a live object of kind.
+func AlreadyExists(kind, field, value string) error {
+	return &AlreadyExistsError{Kind: kind, Field: field, Value: value}
+}
+
+func (e *AlreadyExistsError) Error() string {
+	return fmt.Sprintf("%s with %s %q: %s", e.Kind, e.Field, e.Value, ErrAlreadyExists)
+}
+
+// Is makes errors.Is(err, ErrAlreadyExists) hold.
+func (e *AlreadyExistsError) Is(target error) bool { return target == ErrAlreadyExists }
 
 // Object is the envelope every configuration object shares, whatever its kind.
 // Spec holds the kind's own fields as JSON.
@@ -157,6 +181,10 @@ type Event struct {
 	Revision  int64     `json:"revision"`
 	Time      time.Time `json:"time"`
 	RequestID string    `json:"request_id,omitempty"`
+	// Changes summarises what the write changed (a JSON object written by
+	// the caller, e.g. field → {"before","after"}, secrets masked); nil
+	// when the caller recorded none. The store keeps it as it is.
+	Changes json.RawMessage `json:"changes,omitempty"`
 }
 
 // EventQuery filters audit events. Results are newest first.

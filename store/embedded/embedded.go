@@ -502,10 +502,10 @@ func (t *txn) Create(ctx context.Context, o *store.Object) error {
 	live := t.btx.Bucket(bucketLive)
 	names := t.btx.Bucket(bucketNames)
 	if live.Get(key(o.Kind, o.TenantID, o.ID)) != nil {
-		return fmt.Errorf("%s %q: %w", o.Kind, o.ID, store.ErrAlreadyExists)
+		return store.AlreadyExists(o.Kind, "id", o.ID)
 	}
 	if o.Name != "" && names.Get(key(o.Kind, o.TenantID, o.Name)) != nil {
-		return fmt.Errorf("%s named %q: %w", o.Kind, o.Name, store.ErrAlreadyExists)
+		return store.AlreadyExists(o.Kind, "name", o.Name)
 	}
 	rev, err := t.revision()
 	if err != nil {
@@ -550,7 +550,7 @@ func (t *txn) Update(ctx context.Context, o *store.Object, expectRevision int64)
 	names := t.btx.Bucket(bucketNames)
 	if o.Name != old.Name {
 		if o.Name != "" && names.Get(key(o.Kind, o.TenantID, o.Name)) != nil {
-			return fmt.Errorf("%s named %q: %w", o.Kind, o.Name, store.ErrAlreadyExists)
+			return store.AlreadyExists(o.Kind, "name", o.Name)
 		}
 		if old.Name != "" {
 			if err := names.Delete(key(o.Kind, o.TenantID, old.Name)); err != nil {

@@ -262,7 +262,7 @@ func (r reader) ListEvents(ctx context.Context, q store.EventQuery) (*store.Even
 	if q.Limit > 0 {
 		limit = strconv.Itoa(q.Limit + 1)
 	}
-	rows, err := r.q.Query(ctx, `SELECT seq, tenant_id, actor, action, kind, object_id, revision, time, request_id
+	rows, err := r.q.Query(ctx, `SELECT seq, tenant_id, actor, action, kind, object_id, revision, time, request_id, changes
 		FROM gh_events WHERE `+where+` ORDER BY seq DESC LIMIT `+limit, args...)
 	if err != nil {
 		return nil, dbError(err, "list events")
@@ -271,8 +271,12 @@ func (r reader) ListEvents(ctx context.Context, q store.EventQuery) (*store.Even
 	for rows.Next() {
 		var e store.Event
 		var seq int64
-		if err := rows.Scan(&seq, &e.TenantID, &e.Actor, &e.Action, &e.Kind, &e.ObjectID, &e.Revision, &e.Time, &e.RequestID); err != nil {
+		var changes []byte
+		if err := rows.Scan(&seq, &e.TenantID, &e.Actor, &e.Action, &e.Kind, &e.ObjectID, &e.Revision, &e.Time, &e.RequestID, &changes); err != nil {
 			return nil, dbError(err, "list events")
+		}
+		if len(changes) > 0 {
+			e.Changes = json.RawMessage(changes)
 		}
 		e.ID = strconv.FormatInt(seq, 10)
 		e.Time = e.Time.UTC()

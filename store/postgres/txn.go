@@ -115,7 +115,7 @@ func (t *txn) Create(ctx context.Context, o *store.Object) error {
 		return dbError(err, "check %s %q", o.Kind, o.ID)
 	}
 	if idTaken {
-		return fmt.Errorf("%s %q: %w", o.Kind, o.ID, store.ErrAlreadyExists)
+		return store.AlreadyExists(o.Kind, "id", o.ID)
 	}
 	if o.Name != "" {
 		taken, err := t.nameTaken(ctx, o.Kind, o.TenantID, o.Name)
@@ -123,7 +123,7 @@ func (t *txn) Create(ctx context.Context, o *store.Object) error {
 			return err
 		}
 		if taken {
-			return fmt.Errorf("%s named %q: %w", o.Kind, o.Name, store.ErrAlreadyExists)
+			return store.AlreadyExists(o.Kind, "name", o.Name)
 		}
 	}
 	labels, err := labelsArg(o.Labels)
@@ -177,7 +177,7 @@ func (t *txn) Update(ctx context.Context, o *store.Object, expectRevision int64)
 			return err
 		}
 		if taken {
-			return fmt.Errorf("%s named %q: %w", o.Kind, o.Name, store.ErrAlreadyExists)
+			return store.AlreadyExists(o.Kind, "name", o.Name)
 		}
 	}
 	labels, err := labelsArg(o.Labels)
@@ -290,6 +290,13 @@ func (t *txn) AppendEvent(ctx context.Context, e *store.Event) error {
 			return fmt.Errorf("%w: NUL byte in event", store.ErrInvalid)
 		}
 	}
+	var changes any // NULL when there are none
+	if len(e.Changes) > 0 {
+		if !json.Valid(e.Changes) {
+			return fmt.Errorf("%w: event changes are not JSON", store.ErrInvalid)
+		}
+		changes = string(e.Changes)
+	}
 	rev, err := t.revision(ctx)
 	if err != nil {
 		return err
@@ -301,9 +308,9 @@ func (t *txn) AppendEvent(ctx context.Context, e *store.Event) error {
 		e.Time = t.now
 	}
 	var seq int64
-	err = t.tx.QueryRow(ctx, `INSERT INTO gh_events (tenant_id, actor, action, kind, object_id, revision, time, request_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq`,
-		e.TenantID, e.Actor, e.Action, e.Kind, e.ObjectID, rev, e.Time, e.RequestID).Scan(&seq)
+	err = t.tx.QueryRow(ctx, `INSERT INTO gh_events (tenant_id, actor, action, kind, object_id, revision, time, request_id, changes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING seq`,
+		e.TenantID, e.Actor, e.Action, e.Kind, e.ObjectID, rev, e.Time, e.RequestID, changes).Scan(&seq)
 	if err != nil {
 		return dbError(err, "append event")
 	}

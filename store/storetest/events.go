@@ -2,8 +2,10 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -98,6 +100,26 @@ func testEvents(t *testing.T, h Harness) {
 		p, _ := s.ListEvents(ctx, store.EventQuery{TenantID: "t1", Limit: 1})
 		if len(p.Items) != 1 || p.Items[0].RequestID != "req-p1" || !p.Items[0].Time.Equal(t0.Add(20*time.Minute)) {
 			t.Fatalf("event fields did not round trip: %+v", p.Items)
+		}
+	})
+	t.Run("an event's change summary round trips, none stays none", func(t *testing.T) {
+		changes := `{"name":{"before":"a","after":"b"},"secret_hash":{"before":"***","after":"***"}}`
+		appendEvents(t, s, &store.Event{TenantID: "t3", Actor: "alice", Action: "update", Kind: "widgets", ObjectID: "w",
+			Changes: json.RawMessage(changes)}, &store.Event{TenantID: "t3", Actor: "alice", Action: "delete", Kind: "widgets", ObjectID: "v"})
+		p, err := s.ListEvents(ctx, store.EventQuery{TenantID: "t3"})
+		if err != nil || len(p.Items) != 2 {
+			t.Fatalf("list: %v %+v", err, p)
+		}
+		if p.Items[0].Changes != nil {
+			t.Errorf("an event without changes lists changes %s", p.Items[0].Changes)
+		}
+		var got, want any
+		if err := json.Unmarshal(p.Items[1].Changes, &got); err != nil {
+			t.Fatalf("changes %q: %v", p.Items[1].Changes, err)
+		}
+		_ = json.Unmarshal([]byte(changes), &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("changes: got %s, want %s", p.Items[1].Changes, changes)
 		}
 	})
 	t.Run("a cursor that is not one is invalid", func(t *testing.T) {

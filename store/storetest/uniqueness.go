@@ -55,6 +55,30 @@ func testUnique(t *testing.T, h Harness) {
 	}) {
 		return
 	}
+	if !t.Run("the error names the field that collided", func(t *testing.T) {
+		for _, c := range []struct {
+			o           *store.Object
+			field, name string
+		}{
+			{obj("widgets", "t1", "a", "fresh", widget{}), "id", "a"},
+			{obj("widgets", "t1", "y", "alpha", widget{}), "name", "alpha"},
+		} {
+			_, err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.Create(ctx, c.o) })
+			var ae *store.AlreadyExistsError
+			if !errors.As(err, &ae) || ae.Field != c.field || ae.Value != c.name || ae.Kind != "widgets" {
+				t.Errorf("create %s/%s: got %v (%+v), want an AlreadyExistsError on %s %q", c.o.ID, c.o.Name, err, ae, c.field, c.name)
+			}
+		}
+		_, err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+			return tx.Update(ctx, obj("widgets", "t1", "b", "alpha", widget{}), 0)
+		})
+		var ae *store.AlreadyExistsError
+		if !errors.As(err, &ae) || ae.Field != "name" || ae.Value != "alpha" {
+			t.Errorf("rename onto a taken name: got %v, want an AlreadyExistsError on name", err)
+		}
+	}) {
+		return
+	}
 	t.Run("a freed name can be taken in the same transaction", func(t *testing.T) {
 		mustUpdate(t, s, func(ctx context.Context, tx store.Tx) error {
 			if err := tx.Update(ctx, obj("widgets", "t1", "a", "beta", widget{}), 0); err != nil {
