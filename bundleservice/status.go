@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -44,7 +46,21 @@ type opaStatusReport struct {
 		State   string `json:"state"`
 		Message string `json:"message"`
 	} `json:"plugins"`
+	// TokenIssuers are the Gatehouse authorizer's token issuers whose keys
+	// it cannot fetch, by issuer id (OPA sends none).
+	TokenIssuers map[string]struct {
+		Code    string     `json:"code"`
+		Message string     `json:"message"`
+		Since   *time.Time `json:"since"`
+		HasKeys bool       `json:"has_keys"`
+	} `json:"token_issuers"`
 }
+
+// Bounds of the token issuer problems kept from one report.
+const (
+	maxReportedIssuers       = 32
+	maxReportedIssuerMessage = 512
+)
 
 // receiveStatus stores an OPA status report (one per OPA instance); the
 // admin API shows them in the gateway's status.opa.
@@ -82,6 +98,28 @@ func (s *Service) receiveStatus(c *gin.Context) {
 	}
 	if d := rep.DecisionLogs; d != nil && (d.Code != "" || d.Message != "") {
 		inst.Errors = append(inst.Errors, fmt.Sprintf("decision logs: %s %s", d.Code, d.Message))
+	}
+	ids := make([]string, 0, len(rep.TokenIssuers))
+	for id := range rep.TokenIssuers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for i, id := range ids {
+		if i == maxReportedIssuers {
+			inst.Errors = append(inst.Errors, fmt.Sprintf("token issuers: %d more cannot fetch their keys", len(ids)-i))
+			break
+		}
+		is := rep.TokenIssuers[id]
+		msg := fmt.Sprintf("token issuer %s: %s", truncate(id, 128), truncate(is.Message, maxReportedIssuerMessage))
+		if is.Since != nil {
+			msg += " (since " + is.Since.UTC().Format(time.RFC3339) + ")"
+		}
+		if is.HasKeys {
+			msg += "; tokens are verified with the keys fetched before"
+		} else {
+			msg += "; its tokens are refused"
+		}
+		inst.Errors = append(inst.Errors, msg)
 	}
 	for name, p := range rep.Plugins {
 		inst.Plugins[name] = p.State
@@ -167,4 +205,15 @@ func decisionLogMetrics(metrics map[string]json.RawMessage, state string) *bundl
 	}
 	d.Skipped = num("counter_decision_logs_skipped")
 	return d
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -145,6 +145,16 @@ func routingTable(cfg *policies.BundleConfig) (*routing.Table, error) {
 // Routes is the routing index built from its services and APIs.
 func (e *Engine) Config() *policies.BundleConfig { return e.cfg }
 
+// KeyProblems lists the engine's token issuers whose keys cannot be had
+// now (a token validator that reports them, such as *token.Verifier);
+// nil otherwise.
+func (e *Engine) KeyProblems() []token.KeyProblem {
+	if r, ok := e.tokens.(interface{ KeyProblems() []token.KeyProblem }); ok {
+		return r.KeyProblems()
+	}
+	return nil
+}
+
 // Routes is the bundle's routing table (read-only).
 func (e *Engine) Routes() *routing.Table { return e.table }
 

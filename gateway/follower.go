@@ -19,6 +19,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 
+	"github.com/gatehouse-dev/gatehouse/gateway/token"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -596,23 +597,36 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
+// reportLoop reports every 30 seconds, and within reportCheckInterval of
+// a change the follower does not hear of itself (a token issuer's keys
+// becoming unavailable, or available again).
 func (f *Follower) reportLoop(ctx context.Context) {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
+	full := time.NewTicker(30 * time.Second)
+	defer full.Stop()
+	check := time.NewTicker(reportCheckInterval)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-full.C:
 			f.report(ctx)
+		case <-check.C:
+			f.reportChange(ctx)
 		}
 	}
 }
+
+// reportCheckInterval is how often reportLoop looks for a change to report.
+const reportCheckInterval = 2 * time.Second
 
 // reportKey is what a status report says that matters to its reader: the
 // active revision and the error. Called with mu held.
 func (f *Follower) reportKey() string {
 	key := f.revision + "\x00" + f.lastCode + "\x00" + f.lastErr
+	for _, p := range f.keyProblems() {
+		key += "\x00" + p.IssuerID + "\x00" + p.Error
+	}
 	if f.opts.DecisionLogs != nil {
 		st := f.opts.DecisionLogs.Status()
 		mode, source := f.decisionLogMode(st)
@@ -723,6 +737,17 @@ func (f *Follower) report(ctx context.Context) {
 		mode, source := f.decisionLogMode(st)
 		rep["decision_logs"], plugins["decision_logs"] = decisionLogReport(st, mode, source)
 	}
+	if problems := f.keyProblems(); len(problems) > 0 {
+		issuers := map[string]any{}
+		for _, p := range problems {
+			is := map[string]any{"code": "keys_unavailable", "message": p.Error, "has_keys": p.HasKeys}
+			if !p.Since.IsZero() {
+				is["since"] = p.Since
+			}
+			issuers[p.IssuerID] = is
+		}
+		rep["token_issuers"] = issuers
+	}
 	rep["plugins"] = plugins
 	body, _ := json.Marshal(rep)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -746,4 +771,17 @@ func (f *Follower) report(ctx context.Context) {
 	f.mu.Lock()
 	f.reported = key
 	f.mu.Unlock()
+}
+
+// keyProblems are the active engine's token issuers whose keys cannot be
+// had: the status report carries them (token_issuers, a Gatehouse
+// addition to OPA's report), so the gateway's status shows them.
+func (f *Follower) keyProblems() []token.KeyProblem {
+	if f.opts.Activator == nil || f.opts.Activator.Engines == nil {
+		return nil
+	}
+	if e := f.opts.Activator.Engines.Get(f.opts.TenantID, f.opts.GatewayID); e != nil {
+		return e.KeyProblems()
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,7 @@ type issuer struct {
 	Issuer
 	audiences map[string]struct{}
 	inline    *keySet // inline JWKS (possibly empty)
+	inlineErr error   // why the inline JWKS is unusable (nil when it is)
 	remote    *remoteKeys
 }
 
@@ -185,7 +187,7 @@ func New(issuers []Issuer, opts Options) (*Verifier, error) {
 			ks, err := parseKeySet(spec.JWKS)
 			if err != nil {
 				v.log.Warn("token issuer: inline JWK Set unusable; its tokens are invalid", "issuer", spec.ID, "error", err)
-				ks = &keySet{}
+				ks, is.inlineErr = &keySet{}, err
 			}
 			is.inline = ks
 		case spec.JWKSURI != "" || spec.Discovery:
@@ -273,6 +275,7 @@ type remoteKeys struct {
 	inflight     chan struct{} // closed when the running fetch ends; nil when none runs
 	lastOnDemand time.Time     // start of the last refetch for a token
 	lastErr      error         // of the last fetch
+	failingSince time.Time     // of the first fetch of the current run of failures (zero when the last succeeded)
 
 	// uri is the JWK Set URL: configured, or discovered ("" until then).
 	// Only the running fetch reads and writes it.
@@ -377,8 +380,51 @@ func (r *remoteKeys) fetch(done chan struct{}) {
 	r.v.metrics.fetches.WithLabelValues(r.is.ID, result).Inc()
 	r.mu.Lock()
 	r.inflight, r.lastErr = nil, err
+	switch {
+	case err == nil:
+		r.failingSince = time.Time{}
+	case r.failingSince.IsZero():
+		r.failingSince = r.v.now().UTC()
+	}
 	r.mu.Unlock()
 	close(done)
+}
+
+// KeyProblem is a token issuer whose keys cannot be had: its remote JWK
+// Set's last fetch failed, or its inline set is unusable.
+type KeyProblem struct {
+	IssuerID string
+	// Error says what failed (no secret is in it: URLs and HTTP statuses).
+	Error string
+	// Since is when the failures began (zero for an inline set).
+	Since time.Time
+	// HasKeys says tokens are still verified with keys fetched earlier.
+	HasKeys bool
+}
+
+// KeyProblems lists the issuers whose keys cannot be had now, by issuer
+// id; none when every set was loaded. Gateways report them in their
+// status, so a failing key fetch shows on the control plane.
+func (v *Verifier) KeyProblems() []KeyProblem {
+	var out []KeyProblem
+	for _, list := range v.issuers {
+		for _, is := range list {
+			switch {
+			case is.inlineErr != nil:
+				out = append(out, KeyProblem{IssuerID: is.ID, Error: "inline JWK Set unusable: " + is.inlineErr.Error()})
+			case is.remote != nil:
+				r := is.remote
+				r.mu.Lock()
+				err, since := r.lastErr, r.failingSince
+				r.mu.Unlock()
+				if err != nil {
+					out = append(out, KeyProblem{IssuerID: is.ID, Error: err.Error(), Since: since, HasKeys: r.keys.Load() != nil})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].IssuerID < out[j].IssuerID })
+	return out
 }
 
 // load discovers the JWK Set URL if needed and fetches the set.

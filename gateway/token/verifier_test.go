@@ -471,3 +471,40 @@ func TestCustomHTTPClient(t *testing.T) {
 	v := newVerifier(t, idpIssuer(srv), token.Options{Now: c.Now, HTTPClient: srv.Client()})
 	mustVerify(t, v, idpToken(t, c, "k1", key1()))
 }
+
+func TestKeyProblems(t *testing.T) {
+	c := newClock()
+	srv := newKeyServer(t, jwks(t, key1().jwk(t, nil)))
+	srv.update(func(s *keyServer) { s.status = http.StatusServiceUnavailable })
+	v := newVerifier(t, idpIssuer(srv), c.with(token.Options{RefreshInterval: 10 * time.Millisecond}))
+	problem := func() *token.KeyProblem {
+		for _, p := range v.KeyProblems() {
+			if p.IssuerID == "idp" {
+				return &p
+			}
+		}
+		return nil
+	}
+	testkit.Eventually(t, waitBound, func() error {
+		p := problem()
+		return testkit.Check(p != nil && strings.Contains(p.Error, "HTTP 503") && !p.HasKeys && !p.Since.IsZero(), "problem %+v", p)
+	}, "the failing fetch reported, without keys")
+	since := problem().Since
+	// The server recovers: no problem left.
+	srv.update(func(s *keyServer) { s.status = http.StatusOK })
+	testkit.Eventually(t, waitBound, func() error { return testkit.Check(problem() == nil, "problem %+v", problem()) }, "recovered")
+	mustVerify(t, v, idpToken(t, c, "k1", key1()))
+	// It fails again: reported with the keys kept, from a new start.
+	c.Add(time.Minute)
+	srv.update(func(s *keyServer) { s.status = http.StatusInternalServerError })
+	testkit.Eventually(t, waitBound, func() error {
+		p := problem()
+		return testkit.Check(p != nil && p.HasKeys && strings.Contains(p.Error, "HTTP 500") && p.Since.After(since), "problem %+v", p)
+	}, "the new failure reported, keys kept")
+
+	// An unusable inline set is a problem from the start.
+	bad := newVerifier(t, []token.Issuer{{ID: "inline", Issuer: "https://inline.example", JWKS: []byte(`{"keys": 1}`)}}, c.opts())
+	if ps := bad.KeyProblems(); len(ps) != 1 || ps[0].IssuerID != "inline" || !strings.Contains(ps[0].Error, "inline JWK Set unusable") {
+		t.Fatalf("inline problems %+v", ps)
+	}
+}

@@ -1,0 +1,60 @@
+package tests
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
+)
+
+// TestFailingIssuerKeysShowInTheGatewayStatus: when an authorizer cannot
+// fetch a token issuer's keys, the gateway's status on the control plane
+// says so (not only the authorizer's log), and stops saying so once the
+// keys can be fetched again.
+func TestFailingIssuerKeysShowInTheGatewayStatus(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"keys":[]}`)
+	}))
+	defer idp.Close()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer upstream.Close()
+	cp := startServe(t, serveOptions{DataDir: t.TempDir(), Token: testToken, Args: []string{"--jwks-allow-private-urls"}})
+	c := newClient(t, cp.URL, testToken)
+	g := setupGateway(t, c, upstream.URL)
+	c.must(201, "POST", "/api/admin/acme/issuers", map[string]any{"id": "idp", "name": "idp", "issuer": "https://idp.example",
+		"audiences": []string{"pets"}, "jwks_uri": idp.URL + "/jwks"})
+	startAuthorizer(t, cp.URL, g, t.TempDir(), "--jwks-allow-private-urls")
+	instanceErrors := func() string {
+		st := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)
+		opa, _ := st["opa"].(map[string]any)
+		insts, _ := opa["instances"].([]any)
+		var errs []string
+		for _, i := range insts {
+			for _, e := range i.(map[string]any)["errors"].([]any) {
+				errs = append(errs, fmt.Sprint(e))
+			}
+		}
+		return strings.Join(errs, "\n")
+	}
+	testkit.Eventually(t, 60*time.Second, func() error {
+		errs := instanceErrors()
+		return testkit.Check(strings.Contains(errs, "token issuer idp:") && strings.Contains(errs, "HTTP 503"), "status errors: %q", errs)
+	}, "the failing key fetch in the gateway status")
+	failing.Store(false)
+	testkit.Eventually(t, 60*time.Second, func() error {
+		errs := instanceErrors()
+		return testkit.Check(!strings.Contains(errs, "token issuer idp:"), "status errors: %q", errs)
+	}, "the problem gone once the keys are fetched")
+}
