@@ -58,6 +58,8 @@ type Verifier struct {
 	following atomic.Int32
 	fallbacks *prometheus.CounterVec
 	cached    prometheus.GaugeFunc
+	// usage records when credentials were last verified (LastUsed).
+	usage *usageRecorder
 }
 
 // Defaults of the cache of recently verified gateway credentials.
@@ -67,12 +69,25 @@ const (
 )
 
 // Option configures New.
-type Option func(*credentialCache)
+type Option func(*options)
+
+type options struct {
+	cache         *credentialCache
+	usageInterval time.Duration
+}
 
 // WithCache sets the size and TTL of the cache of recently verified
 // credentials; a size of 0 turns it off.
 func WithCache(size int, ttl time.Duration) Option {
-	return func(c *credentialCache) { c.size, c.ttl = size, ttl }
+	return func(o *options) { o.cache.size, o.cache.ttl = size, ttl }
+}
+
+// WithUsageInterval sets how often, at most, a credential's last use
+// (LastUsed, the admin API's last_used_at) is written to the store's
+// runtime state: once per interval per credential (default
+// DefaultUsageInterval); 0 or less turns the recording off.
+func WithUsageInterval(d time.Duration) Option {
+	return func(o *options) { o.usageInterval = d }
 }
 
 // New returns the verifier of st's gateway credentials.
@@ -82,10 +97,11 @@ func New(st store.Store, log *slog.Logger, opts ...Option) *Verifier {
 	}
 	c := &credentialCache{size: DefaultCacheSize, ttl: DefaultCacheTTL,
 		entries: map[[sha256.Size]byte]*list.Element{}, order: list.New()}
-	for _, o := range opts {
-		o(c)
+	o := options{cache: c, usageInterval: DefaultUsageInterval}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	return &Verifier{store: st, log: log, cache: c,
+	return &Verifier{store: st, log: log, cache: c, usage: newUsageRecorder(st, log, o.usageInterval),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_gateway_credential_fallbacks_total",
 			Help: "Gateway credential checks the store could not answer, by result: cached (accepted from the cache of recently verified credentials) or refused (503).",
@@ -130,7 +146,9 @@ func (g *Verifier) Verify(ctx context.Context, token string) (id envoy.GatewayId
 	cred, tid, err := verifyToken(ctx, g.store, token)
 	switch {
 	case err == nil:
-		return envoy.GatewayIdentity{TenantID: tid, GatewayID: cred.Spec.GatewayID, CredentialID: cred.Meta.ID}, false, nil
+		id := envoy.GatewayIdentity{TenantID: tid, GatewayID: cred.Spec.GatewayID, CredentialID: cred.Meta.ID}
+		g.usage.used(id)
+		return id, false, nil
 	case errors.Is(err, envoy.ErrInvalidCredential):
 		g.cache.remove(tokenKey(token))
 	case errors.Is(err, store.ErrUnavailable) && g.cache.size > 0:
@@ -153,6 +171,10 @@ func (g *Verifier) Remember(token string, id envoy.GatewayIdentity) {
 		g.cache.put(tokenKey(token), id, time.Now())
 	}
 }
+
+// WaitUsage waits for the writes of credentials' last use in flight
+// (LastUsed): for tests and shutdown; verifications never wait for them.
+func (g *Verifier) WaitUsage() { g.usage.wait() }
 
 // CachedCredentials is how many credentials the cache holds.
 func (g *Verifier) CachedCredentials() int { return g.cache.len() }
@@ -354,7 +376,7 @@ var revocationKinds = map[string]bool{model.KindGatewayCredential: true, model.K
 
 // FollowRevocations calls revoked after every committed transaction that
 // deleted gateway credentials (revoked ones, or those of a deleted gateway
-// or tenant), following the store's change feed from fromRevision (0: the
+// or tenant) or rotated one's secret (an update of the credential), following the store's change feed from fromRevision (0: the
 // current revision) until ctx ends — changes made through any replica. It
 // calls revoked too when the feed resumes after an interruption (changes
 // may have been missed). Give it the xDS server's Reverify. While it runs,
@@ -435,7 +457,10 @@ func (g *Verifier) follow(ctx context.Context, rev int64, revoked func(context.C
 			deleted := false
 			for _, c := range ev.Changes {
 				g.forgetChange(c)
-				deleted = deleted || c.Op == store.OpDelete && revocationKinds[c.Kind]
+				// A credential updated is one whose secret was rotated:
+				// the old secret is revoked.
+				deleted = deleted || c.Op == store.OpDelete && revocationKinds[c.Kind] ||
+					c.Op == store.OpUpdate && c.Kind == model.KindGatewayCredential
 			}
 			if deleted {
 				revoked(ctx)

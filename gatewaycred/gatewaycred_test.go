@@ -92,6 +92,7 @@ func TestGatewayCredentialsFollowRevocations(t *testing.T) {
 	credID, _ := createGateway(t, st, "acme", "edge")
 	createGateway(t, st, "acme", "side")
 	createGateway(t, st, "beta", "edge")
+	rotID, _ := createGateway(t, st, "acme", "rot")
 	v := gatewaycred.New(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	calls := make(chan struct{}, 16)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,4 +129,8 @@ func TestGatewayCredentialsFollowRevocations(t *testing.T) {
 	wait("deleting a gateway")
 	deleteTenant(t, st, "beta")
 	wait("deleting a tenant")
+	// Rotating a credential's secret (GET …/package?credential=…&rotate=true)
+	// revokes the old secret.
+	testkit.Edit(t, st, model.KindGatewayCredential, "acme", rotID, func(s *model.GatewayCredentialSpec) { s.SecretHash = strings.Repeat("0", 64) })
+	wait("rotating a credential's secret")
 }
