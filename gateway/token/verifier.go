@@ -55,7 +55,8 @@ type Options struct {
 	// private, link-local and unspecified addresses (refused by default).
 	AllowPrivateNetworks bool
 	// RefreshInterval is how often remote key sets are refreshed in the
-	// background (default 10m).
+	// background (default 10m); a failed fetch is retried after 2s,
+	// doubling at each failure, up to RefreshInterval.
 	RefreshInterval time.Duration
 	// MinRefetchInterval rate-limits the refetch of a remote set when a
 	// token names a kid it lacks (default 30s).
@@ -283,20 +284,39 @@ type remoteKeys struct {
 }
 
 // refreshLoop waits for the first fetch (started by New), then fetches
-// every RefreshInterval until Close.
+// every RefreshInterval until Close. After a failed fetch it tries again
+// sooner: failedFetchRetry, doubling at each failure, up to
+// RefreshInterval (an issuer that was down at start is not left without
+// keys for the whole interval).
 func (r *remoteKeys) refreshLoop(done chan struct{}) {
 	defer r.v.wg.Done()
-	t := time.NewTicker(r.v.opts.RefreshInterval)
-	defer t.Stop()
+	var retry time.Duration
 	for {
 		select {
 		case <-done:
 		case <-r.v.ctx.Done():
 			return
 		}
+		wait := r.v.opts.RefreshInterval
+		r.mu.Lock()
+		failed := r.lastErr != nil
+		r.mu.Unlock()
+		switch {
+		case !failed:
+			retry = 0
+		case retry == 0:
+			retry = failedFetchRetry
+		default:
+			retry *= 2
+		}
+		if failed && retry < wait {
+			wait = retry
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-r.v.ctx.Done():
+			t.Stop()
 			return
 		}
 		r.mu.Lock()
@@ -304,6 +324,10 @@ func (r *remoteKeys) refreshLoop(done chan struct{}) {
 		r.mu.Unlock()
 	}
 }
+
+// failedFetchRetry is the first wait before a failed background fetch is
+// tried again.
+const failedFetchRetry = 2 * time.Second
 
 // start starts a fetch unless one runs and returns the channel closed when
 // it ends. r.mu must be held.

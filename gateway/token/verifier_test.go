@@ -508,3 +508,22 @@ func TestKeyProblems(t *testing.T) {
 		t.Fatalf("inline problems %+v", ps)
 	}
 }
+
+// TestFailedFetchIsRetriedBeforeTheRefreshInterval: an issuer down when
+// the verifier starts gets its keys soon after it recovers, without
+// waiting for the (long) refresh interval or for a token.
+func TestFailedFetchIsRetriedBeforeTheRefreshInterval(t *testing.T) {
+	c := newClock()
+	srv := newKeyServer(t, jwks(t, key1().jwk(t, nil)))
+	srv.update(func(s *keyServer) { s.status = http.StatusServiceUnavailable })
+	v := newVerifier(t, idpIssuer(srv), c.with(token.Options{RefreshInterval: time.Hour}))
+	testkit.Eventually(t, waitBound, func() error {
+		return testkit.Check(len(v.KeyProblems()) == 1, "problems %+v", v.KeyProblems())
+	}, "the first fetch failed")
+	srv.update(func(s *keyServer) { s.status = http.StatusOK })
+	// The retries come 2s, 4s, … after the failure: well within 15s.
+	testkit.Eventually(t, 15*time.Second, func() error {
+		return testkit.Check(len(v.KeyProblems()) == 0, "problems %+v", v.KeyProblems())
+	}, "the keys fetched by a retry")
+	mustVerify(t, v, idpToken(t, c, "k1", key1()))
+}
