@@ -204,14 +204,16 @@ func TestRoutePriorityAgreesWithGatehouse(t *testing.T) {
 	rng := rand.New(rand.NewSource(5))
 	words := []string{"pets", "a", "b", "mine", "x.y"}
 	segment := func() string {
-		switch rng.Intn(4) {
+		switch rng.Intn(6) {
 		case 0:
 			return "{p}"
+		case 1:
+			return []string{"{p}.json", "v{p}", "{p}.y", "x.{p}"}[rng.Intn(4)]
 		default:
 			return words[rng.Intn(len(words))]
 		}
 	}
-	compared, matched := 0, 0
+	compared, matched, heads, patterns := 0, 0, 0, 0
 	for n := 0; n < 30; n++ {
 		cfg := &policies.Config{
 			Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
@@ -234,7 +236,7 @@ func TestRoutePriorityAgreesWithGatehouse(t *testing.T) {
 				if strings.Count(path, "{q}") > 1 {
 					continue
 				}
-				method := []string{"GET", "POST", "*"}[rng.Intn(3)]
+				method := []string{"GET", "POST", "HEAD", "*"}[rng.Intn(4)]
 				tpl, err := routing.ParseTemplate(path)
 				if err != nil || seen[sid+method+tpl.Shape()] {
 					continue
@@ -256,24 +258,27 @@ func TestRoutePriorityAgreesWithGatehouse(t *testing.T) {
 		for r := 0; r < 200; r++ {
 			var b strings.Builder
 			for k := rng.Intn(4); k >= 0; k-- {
-				b.WriteString("/" + []string{"pets", "a", "b", "mine", "x.y", "7", ""}[rng.Intn(7)])
+				b.WriteString("/" + []string{"pets", "a", "b", "mine", "x.y", "7", "", "a.json", "v1", "x.json", "%C3%A9.json"}[rng.Intn(11)])
 			}
 			path, err := routing.CanonicalPath(b.String())
 			if err != nil {
 				continue
 			}
-			method := []string{"GET", "POST", "PUT"}[rng.Intn(3)]
+			method := []string{"GET", "POST", "PUT", "HEAD"}[rng.Intn(4)]
 			want := ""
 			if rt, _, ok := c.Routes.Match(method, "any.host", path); ok {
 				want = rt.APIID
 				matched++
+				if method == "HEAD" {
+					heads++
+				}
+				if strings.Contains(rt.Template.Shape(), "{}.") || strings.Contains(rt.Template.Shape(), "v{}") || strings.Contains(rt.Template.Shape(), ".{}") {
+					patterns++
+				}
 			}
 			got := ""
 			for _, er := range routes {
-				if !envoyPathMatches(t, er.GetMatch(), path) {
-					continue
-				}
-				if hs := er.GetMatch().GetHeaders(); len(hs) == 1 && hs[0].GetStringMatch().GetExact() != method {
+				if !envoyRouteMatches(t, er.GetMatch(), method, path, nil) {
 					continue
 				}
 				if _, isAPI := c.APIs[er.GetName()]; isAPI {
@@ -287,7 +292,7 @@ func TestRoutePriorityAgreesWithGatehouse(t *testing.T) {
 			compared++
 		}
 	}
-	if matched < 500 {
-		t.Fatalf("only %d of %d requests matched an API", matched, compared)
+	if matched < 500 || heads < 100 || patterns < 100 {
+		t.Fatalf("only %d of %d requests matched an API (%d HEAD requests, %d by a pattern segment)", matched, compared, heads, patterns)
 	}
 }

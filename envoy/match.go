@@ -25,7 +25,15 @@ import (
 //     "/{p...}" alone is prefix "/";
 //   - anything with a parameter: an anchored safe_regex where a parameter is
 //     one non-empty segment "[^/]+", a catch-all is "(/.*)?" (zero or more
-//     segments) and literals are quoted with regexp.QuoteMeta.
+//     segments) and literals are quoted with regexp.QuoteMeta; a pattern
+//     segment ("{name}.json", "v{version}") is its quoted prefix, the
+//     parameter as whole characters "(?:[^/%]|%[0-9A-Fa-f]{2})+" (so that it
+//     never ends inside an escape, as routing.MatchPattern) and its quoted
+//     suffix.
+//
+// Methods: a GET route also matches HEAD (routing.MethodMatches), so its
+// :method matcher is the regex "GET|HEAD"; a HEAD API of the same path is
+// ordered before it by the routing table, and wins.
 //
 // uri_template is not used: its segment alphabet is narrower than
 // "[^/]+", so it is not provably identical.
@@ -42,6 +50,11 @@ func templateRegex(t *routing.Template) string {
 			b.WriteString(literalRegex(s.Value))
 		case routing.Param:
 			b.WriteString("/[^/]+")
+		case routing.Pattern:
+			b.WriteString("/")
+			b.WriteString(literalRegex(s.Prefix))
+			b.WriteString("(?:[^/%]|%[0-9A-Fa-f]{2})+")
+			b.WriteString(literalRegex(s.Suffix))
 		case routing.CatchAll:
 			// (?s:...) so that even a (never valid) newline in a path
 			// matches as it does in routing.Template.Match.
@@ -89,7 +102,7 @@ func literalPrefix(t *routing.Template) (path string, catchAll, ok bool) {
 			}
 			b.WriteString("/")
 			b.WriteString(s.Value)
-		case routing.Param:
+		case routing.Param, routing.Pattern:
 			return "", false, false
 		case routing.CatchAll:
 			return b.String(), true, true
@@ -114,14 +127,24 @@ func pathMatch(m *routev3.RouteMatch, t *routing.Template, grpc bool) {
 	}
 }
 
-// methodMatch is the :method header matcher of an API method, nil for "*".
+// methodMatch is the :method header matcher of an API method, nil for "*";
+// a GET API matches GET and HEAD (routing.MethodMatches).
 func methodMatch(method string) []*routev3.HeaderMatcher {
 	if method == "*" {
 		return nil
 	}
-	return []*routev3.HeaderMatcher{{
-		Name: ":method",
-		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: method}}},
-	}}
+	return []*routev3.HeaderMatcher{methodHeaderMatcher(":method", method)}
+}
+
+// methodHeaderMatcher matches a header holding a request method the way
+// routing.MethodMatches matches an API method ("*": any non-empty value).
+func methodHeaderMatcher(name, method string) *routev3.HeaderMatcher {
+	sm := &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: method}}
+	switch method {
+	case "*":
+		sm.MatchPattern = &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: ".+"}}
+	case "GET":
+		sm.MatchPattern = &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "GET|HEAD"}}
+	}
+	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: sm}}
 }

@@ -94,6 +94,7 @@ func TestPathMatchEqualsTemplateMatch(t *testing.T) {
 		"/", "/a/", "/pets", "/pets/{id}", "/pets/{id}/", "/pets/{id}/toys/{toy}",
 		"/files/{p...}", "/{all...}", "/a/{x}/{rest...}", "/v1.0/a+b/(x)", "/a.b/{id}", "/$x'/(y)/{id}",
 		"/a:b/{z...}", "/%20/{id}", "/caf%C3%A9/{id}", "/x%3A/y", "/pets/mine", "/a*b/{p...}", "/{x}",
+		"/files/{name}.json", "/api/v{version}/pets", "/img-{id}.png", "/{x}C3", "/{x}%C3%A9", "/%C3{x}", "/a+{x}(y)/{rest...}",
 	}
 	paths := []string{
 		"", "/", "//", "/a", "/a/", "/a//", "/pets", "/pets/", "/pets/1", "/pets/1/", "/pets//", "/pets/1/toys/2",
@@ -101,6 +102,9 @@ func TestPathMatchEqualsTemplateMatch(t *testing.T) {
 		"/files//x", "/filesx", "/filesx/a", "/a/x", "/a/x/", "/a/x/y/z", "/a//y", "/v1.0/a+b/(x)", "/v1x0/a+b/(x)",
 		"/v1.0/aab/(x)", "/v1.0/a+b/x", "/a.b/1", "/aXb/1", "/$x'/(y)/1", "/$x'/y/1", "/x/y/1", "/a:b", "/a:b/c/d", "/caf%C3%A9/1", "/caf%c3%a9/1", "/x%3A/y", "/x%3a/y", "/x:/y", "/aab/c", "/a",
 		"/b", "/%2F/1", "/%20/1", "//1", "/q?x", "/q", "/a*b", "/a*b/1/2", "/aab/1", "/x\ny", "/files/a\nb",
+		"/files/a.json", "/files/.json", "/files/a.b.json", "/files/a.jsonx", "/files/a.json/", "/api/v2/pets", "/api/v/pets",
+		"/api/x2/pets", "/img-7.png", "/img-.png", "/a%C3", "/ab%C3C3", "/ab%c3C3", "/caf%C3%A9", "/caf%c3%a9", "/%C3%A9",
+		"/%c3%A9", "/a+1(y)", "/a+1(y)/b/c", "/aa1(y)",
 	}
 	positives := 0
 	for _, raw := range templates {
@@ -344,7 +348,10 @@ func TestTranslateEnvoy(t *testing.T) {
 					t.Fatalf("route %s context extensions %v", r.APIID, got)
 				}
 				hm := er.GetMatch().GetHeaders()
-				if r.Method == "*" && len(hm) != 0 || r.Method != "*" && (len(hm) != 1 || hm[0].GetName() != ":method" || hm[0].GetStringMatch().GetExact() != r.Method) {
+				if r.Method == "*" && len(hm) != 0 || r.Method != "*" && (len(hm) != 1 || hm[0].GetName() != ":method" ||
+					!envoyHeadersMatch(t, hm, map[string]string{":method": r.Method}) ||
+					envoyHeadersMatch(t, hm, map[string]string{":method": "HEAD"}) != (r.Method == "GET" || r.Method == "HEAD") ||
+					envoyHeadersMatch(t, hm, map[string]string{":method": "POSTX"})) {
 					t.Fatalf("route %s method match %v", r.APIID, hm)
 				}
 			}

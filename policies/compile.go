@@ -143,10 +143,14 @@ type (
 		Description string `json:"description"`
 		ServiceID   string `json:"service_id"`
 	}
-	// SegmentData is one path template segment: kind literal, param or catch_all.
+	// SegmentData is one path template segment: kind literal, param,
+	// pattern (a parameter with literal text around it in the segment:
+	// Prefix + {Value} + Suffix) or catch_all.
 	SegmentData struct {
-		Kind  string `json:"kind"` // literal, param, catch_all
-		Value string `json:"value"`
+		Kind   string `json:"kind"` // literal, param, pattern, catch_all
+		Value  string `json:"value"`
+		Prefix string `json:"prefix,omitempty"`
+		Suffix string `json:"suffix,omitempty"`
 	}
 	// RouteData is one route, in priority order within its vhost.
 	RouteData struct {
@@ -370,7 +374,7 @@ func routingData(t *routing.Table) RoutingData {
 		for ri, r := range vh.Routes {
 			dr := RouteData{APIID: r.APIID, ServiceID: r.ServiceID, Method: r.Method, CatchAll: r.Template.HasCatchAll(), Segments: []SegmentData{}}
 			for _, s := range r.Template.Segments {
-				dr.Segments = append(dr.Segments, SegmentData{Kind: segmentKind(s.Kind), Value: s.Value})
+				dr.Segments = append(dr.Segments, SegmentData{Kind: segmentKind(s.Kind), Value: s.Value, Prefix: s.Prefix, Suffix: s.Suffix})
 			}
 			dv.Routes = append(dv.Routes, dr)
 			if _, seen := d.ByAPI[r.APIID]; !seen {
@@ -388,6 +392,8 @@ func segmentKind(k routing.SegmentKind) string {
 		return "literal"
 	case routing.Param:
 		return "param"
+	case routing.Pattern:
+		return "pattern"
 	default:
 		return "catch_all"
 	}

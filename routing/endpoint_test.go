@@ -24,7 +24,7 @@ func TestParseEndpoint(t *testing.T) {
 		{"FETCH", "/pets", "method"},
 		{"", "/pets", "method"},
 		{"GET", "pets", "path"},
-		{"GET", "/pets/{id}.json", "path"},
+		{"GET", "/pets/{id}.{ext}", "path"},
 		{"BREW", "not a path", "method"}, // the method is checked first
 	} {
 		_, err := ParseEndpoint(c.method, c.path)

@@ -24,6 +24,11 @@ func TestParseTemplate(t *testing.T) {
 		"/%61dmin/%7euser":      "/admin/~user",
 		"/caf%c3%a9s":           "/caf%C3%A9s",
 		"/caf%C3%A9":            "/caf%C3%A9",
+		"/files/{name}.json":    "/files/{}.json",
+		"/api/v{version}/pets":  "/api/v{}/pets",
+		"/img-{id}.png":         "/img-{}.png",
+		"/a.{x}":                "/a.{}",
+		"/%7e{u}%c3%a9":         "/~{}%C3%A9",
 	}
 	for raw, shape := range good {
 		tpl, err := ParseTemplate(raw)
@@ -36,7 +41,8 @@ func TestParseTemplate(t *testing.T) {
 		}
 	}
 	bad := []string{
-		"", "pets", "/pets//x", "/pets/{id", "/pets/id}", "/pets/{}", "/pets/{1id}", "/pets/{id}.json",
+		"", "pets", "/pets//x", "/pets/{id", "/pets/id}", "/pets/{}", "/pets/{1id}", "/pets/{id}.{ext}", "/pets/{id}-{x}.json",
+		"/pets/{p...}.json", "/x{p...}", "/{id}.", "/{id}..", "/{id}%2F", "/{id}.json/{id}", "/a{}b", "/a{1x}", "/a b{x}",
 		"/pets/{id}/{id}", "/files/{p...}/x", "/pets/{a-b}", "/sp ace", "/q?x=1", "/frag#x", "/%zz",
 		"/" + strings.Repeat("a/", MaxSegments+1), "/" + strings.Repeat("a", MaxTemplateLength),
 		"/a/../b", "/./a", "/a%2Fb", "/%2e%2e", "/a;b", "/a%3Bb", "/a./b", "/a/b.", "/a%00",

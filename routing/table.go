@@ -162,16 +162,25 @@ func vhostName(domains []string) string {
 	return strings.Join(domains, ",")
 }
 
-// SortRoutes puts routes in priority order: most specific path first, then
-// exact method before "*", then service id, then API id.
+// SortRoutes puts routes in priority order: most specific path first (then,
+// between patterns, more literal text first), then exact method before "*",
+// HEAD before the other methods (so that a HEAD API wins over the GET API
+// of the same path, which HEAD requests follow otherwise), then service id,
+// then API id.
 func SortRoutes(routes []Route) {
 	sort.SliceStable(routes, func(i, j int) bool {
 		a, b := routes[i], routes[j]
 		if ka, kb := a.Template.SpecificityKey(), b.Template.SpecificityKey(); ka != kb {
 			return ka > kb
 		}
+		if ka, kb := a.Template.patternKey(), b.Template.patternKey(); ka != kb {
+			return ka > kb
+		}
 		if (a.Method == "*") != (b.Method == "*") {
 			return b.Method == "*"
+		}
+		if (a.Method == "HEAD") != (b.Method == "HEAD") {
+			return a.Method == "HEAD"
 		}
 		if a.Method != b.Method {
 			return a.Method < b.Method
@@ -227,14 +236,21 @@ func (t *Table) Route(apiID string) (*Route, bool) {
 	return r, ok
 }
 
-func methodMatches(routeMethod, method string) bool {
-	return routeMethod == "*" || routeMethod == method
+// MethodMatches reports whether a route of routeMethod (an API method or
+// "*") matches a request of method: "*" matches every method, a GET route
+// also HEAD requests (HEAD follows GET's API; a HEAD route of the same path
+// is ordered first and wins), any other method only itself.
+func MethodMatches(routeMethod, method string) bool {
+	return routeMethod == "*" || routeMethod == method || routeMethod == "GET" && method == "HEAD"
 }
+
+func methodMatches(routeMethod, method string) bool { return MethodMatches(routeMethod, method) }
 
 // node is a segment trie over one vhost's routes; values are route indexes.
 type node struct {
 	literal  map[string]*node
 	param    *node
+	patterns []patternChild
 	ends     []int // routes whose template ends at this node
 	catchAll []int // routes with a catch-all at this depth
 }
@@ -260,6 +276,18 @@ func buildIndex(routes []Route) *node {
 					n.param = &node{}
 				}
 				n = n.param
+			case Pattern:
+				var next *node
+				for _, pc := range n.patterns {
+					if pc.prefix == s.Prefix && pc.suffix == s.Suffix {
+						next = pc.next
+					}
+				}
+				if next == nil {
+					next = &node{}
+					n.patterns = append(n.patterns, patternChild{prefix: s.Prefix, suffix: s.Suffix, next: next})
+				}
+				n = next
 			case CatchAll:
 				n.catchAll = append(n.catchAll, i)
 			}
@@ -269,6 +297,12 @@ func buildIndex(routes []Route) *node {
 		}
 	}
 	return root
+}
+
+// patternChild is the subtree of the routes with one pattern segment here.
+type patternChild struct {
+	prefix, suffix string
+	next           *node
 }
 
 // collect calls fn with every route whose template matches segs[i:] from n.
@@ -287,5 +321,10 @@ func (n *node) collect(segs []string, i int, fn func(int)) {
 	}
 	if n.param != nil && segs[i] != "" {
 		n.param.collect(segs, i+1, fn)
+	}
+	for _, pc := range n.patterns {
+		if _, ok := MatchPattern(pc.prefix, pc.suffix, segs[i]); ok {
+			pc.next.collect(segs, i+1, fn)
+		}
 	}
 }

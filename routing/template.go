@@ -2,16 +2,25 @@
 // (validation), the compiler (priority order, bundle data), the authorizer
 // (fast matching) and the xDS translator (Envoy routes):
 //
-//   - Path templates: "/pets/{id}", "/files/{path...}". A segment is a
-//     literal, a {name} parameter (one non-empty segment) or, last only, a
-//     {name...} catch-all (zero or more segments).
+//   - Path templates: "/pets/{id}", "/files/{name}.json", "/api/v{version}",
+//     "/files/{path...}". A segment is a literal, a {name} parameter (one
+//     non-empty segment), a pattern — one parameter with literal text before
+//     and/or after it within the segment ("{name}.json", "v{version}",
+//     "img-{id}.png"), the parameter non-empty and never splitting a
+//     percent-escape — or, last only, a {name...} catch-all (zero or more
+//     segments). Two parameters in one segment ("{a}.{b}") and a catch-all
+//     with text around it are refused (the OpenAPI import has a fallback).
 //   - Virtual hosts: a request's host selects the services whose hosts list
 //     it exactly, else the longest matching "*.suffix" wildcard, else the
 //     services with no hosts (the default vhost) — as Envoy selects domains.
 //   - Priority: within a vhost, routes are ordered once by specificity
-//     (literal > parameter > catch-all, segment by segment, an exact end
-//     beating a catch-all; then an exact method beating "*"; then service id
-//     and API id). A request takes the first matching route in that order,
+//     (literal > pattern > parameter > catch-all, segment by segment, an
+//     exact end beating a catch-all; then, between patterns, more literal
+//     text first; then an exact method beating "*", and HEAD before GET;
+//     then service id and API id).
+//   - Methods: an API's method matches requests of that method; a GET API
+//     also matches HEAD requests (HEAD follows GET's API), but an API
+//     declared for HEAD on the same path comes first, so it wins. A request takes the first matching route in that order,
 //     which is Envoy's first-match rule, the Rego matcher's rule and the
 //     indexed Go matcher's rule alike.
 package routing
@@ -30,6 +39,9 @@ type SegmentKind int
 const (
 	CatchAll SegmentKind = iota + 1
 	Param
+	// Pattern is a parameter with literal text around it in one segment:
+	// Prefix + {Value} + Suffix.
+	Pattern
 	Literal
 )
 
@@ -38,6 +50,9 @@ type Segment struct {
 	Kind SegmentKind
 	// Value is the literal text, or the parameter name.
 	Value string
+	// Prefix and Suffix are a Pattern's literal text before and after its
+	// parameter, in canonical form (at least one of them is not empty).
+	Prefix, Suffix string
 }
 
 // Template is a parsed path template.
@@ -54,6 +69,8 @@ const (
 
 var (
 	paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// patternSegment is literal text, one {...} and literal text.
+	patternSegment = regexp.MustCompile(`^([^{}]*)\{([^{}]*)\}([^{}]*)$`)
 	// literalChars: RFC 3986 pchar (unreserved, sub-delims, ':', '@',
 	// pct-encoded) without '{' and '}'.
 	literalChars = regexp.MustCompile(`^([A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*$`)
@@ -98,7 +115,15 @@ func ParseTemplate(raw string) (*Template, error) {
 			names[name] = true
 			t.Segments = append(t.Segments, Segment{Kind: kind, Value: name})
 		case strings.ContainsAny(p, "{}"):
-			return nil, fmt.Errorf("segment %d (%q): a parameter must be a whole segment like {name}", i+1, p)
+			seg, err := parsePattern(p, i+1)
+			if err != nil {
+				return nil, err
+			}
+			if names[seg.Value] {
+				return nil, fmt.Errorf("parameter {%s} appears twice", seg.Value)
+			}
+			names[seg.Value] = true
+			t.Segments = append(t.Segments, seg)
 		case !literalChars.MatchString(p):
 			return nil, fmt.Errorf("segment %d (%q) has characters not allowed in a URL path", i+1, p)
 		default:
@@ -113,6 +138,55 @@ func ParseTemplate(raw string) (*Template, error) {
 		}
 	}
 	return t, nil
+}
+
+// parsePattern parses a segment with one parameter and literal text around
+// it ("{name}.json", "v{version}").
+func parsePattern(p string, n int) (Segment, error) {
+	m := patternSegment.FindStringSubmatch(p)
+	if m == nil {
+		return Segment{}, fmt.Errorf("segment %d (%q): a segment holds at most one parameter, like {name}, {name}.json or v{version}", n, p)
+	}
+	prefix, name, suffix := m[1], m[2], m[3]
+	if strings.HasSuffix(name, "...") {
+		return Segment{}, fmt.Errorf("segment %d (%q): a catch-all {%s} must be a whole segment", n, p, name)
+	}
+	if !paramName.MatchString(name) {
+		return Segment{}, fmt.Errorf("invalid parameter name %q in segment %d (letters, digits and '_', not starting with a digit)", name, n)
+	}
+	for _, lit := range []string{prefix, suffix} {
+		if !literalChars.MatchString(lit) {
+			return Segment{}, fmt.Errorf("segment %d (%q) has characters not allowed in a URL path", n, p)
+		}
+	}
+	// The literal parts in canonical form: canonicalised with a stand-in
+	// for the parameter, so that a prefix may end with '.' but a segment
+	// ending with '.' (never canonical) is refused.
+	canon, err := CanonicalPath("/" + prefix + "x" + suffix)
+	if err != nil {
+		return Segment{}, fmt.Errorf("segment %d (%q) never matches a canonical request path: %s", n, p, err.(*PathError).Detail)
+	}
+	cp, err1 := CanonicalPath("/" + prefix + "x")
+	cs, err2 := CanonicalPath("/x" + suffix)
+	if err1 != nil || err2 != nil || canon != cp+cs[2:] {
+		return Segment{}, fmt.Errorf("segment %d (%q) never matches a canonical request path", n, p)
+	}
+	return Segment{Kind: Pattern, Value: name, Prefix: cp[1 : len(cp)-1], Suffix: cs[2:]}, nil
+}
+
+// MatchPattern matches a canonical segment against a pattern's prefix and
+// suffix and returns the parameter's value: what lies between them, not
+// empty, and not ending inside a percent-escape ("%" or "%X" last), so that
+// the parameter and the suffix split the segment on whole characters.
+func MatchPattern(prefix, suffix, seg string) (string, bool) {
+	if len(seg) <= len(prefix)+len(suffix) || !strings.HasPrefix(seg, prefix) || !strings.HasSuffix(seg, suffix) {
+		return "", false
+	}
+	v := seg[len(prefix) : len(seg)-len(suffix)]
+	if i := strings.LastIndexByte(v, '%'); i >= 0 && i+2 >= len(v) {
+		return "", false
+	}
+	return v, true
 }
 
 // SplitPath splits a request path (without query) into segments the way
@@ -141,6 +215,8 @@ func (t *Template) Shape() string {
 			b.WriteString(s.Value)
 		case Param:
 			b.WriteString("{}")
+		case Pattern:
+			b.WriteString(s.Prefix + "{}" + s.Suffix)
 		case CatchAll:
 			b.WriteString("{...}")
 		}
@@ -154,15 +230,30 @@ func (t *Template) HasCatchAll() bool {
 }
 
 // SpecificityKey orders templates: a greater key is more specific. Each
-// segment contributes '3' (literal), '2' (parameter) or '1' (catch-all), and
-// the end of the template contributes '4', so that "/files" outranks
-// "/files/{p...}" and "/a/{x}" outranks "/a/{x}/{rest...}".
+// segment contributes '4' (literal), '3' (pattern), '2' (parameter) or '1'
+// (catch-all), and the end of the template contributes '5', so that
+// "/files" outranks "/files/{p...}" and "/a/{x}" outranks
+// "/a/{x}/{rest...}".
 func (t *Template) SpecificityKey() string {
 	b := make([]byte, 0, len(t.Segments)+1)
 	for _, s := range t.Segments {
 		b = append(b, byte('0'+s.Kind))
 	}
-	return string(append(b, '4'))
+	return string(append(b, '5'))
+}
+
+// patternKey orders templates of equal SpecificityKey: for each pattern
+// segment, the length of its literal text (4 digits; templates are at most
+// 2048 bytes), so that "{n}.tar.gz" outranks "{n}.gz". A greater key is
+// more specific.
+func (t *Template) patternKey() string {
+	var b strings.Builder
+	for _, s := range t.Segments {
+		if s.Kind == Pattern {
+			fmt.Fprintf(&b, "%04d", len(s.Prefix)+len(s.Suffix))
+		}
+	}
+	return b.String()
 }
 
 // Match matches request segments and returns the path parameters, or false.
@@ -193,6 +284,15 @@ func (t *Template) Match(segs []string) (map[string]string, bool) {
 				params = map[string]string{}
 			}
 			params[s.Value] = segs[i]
+		case Pattern:
+			v, ok := MatchPattern(s.Prefix, s.Suffix, segs[i])
+			if !ok {
+				return nil, false
+			}
+			if params == nil {
+				params = map[string]string{}
+			}
+			params[s.Value] = v
 		}
 	}
 	return params, len(segs) == len(t.Segments)

@@ -54,6 +54,9 @@ method_matches("*")
 
 method_matches(m) if m == request.method
 
+# HEAD follows GET's API (a HEAD API of the same path is ordered first).
+method_matches("GET") if request.method == "HEAD"
+
 path_matches(r) if {
 	not r.catch_all
 	count(r.segments) == count(request.segments)
@@ -81,9 +84,27 @@ segment_matches(s, v) if {
 	v != ""
 }
 
+segment_matches(s, v) if {
+	s.kind == "pattern"
+	pattern_value(s, v)
+}
+
+# The parameter of a pattern segment (prefix {name} suffix): what lies
+# between its literal parts, not empty and not ending inside a
+# percent-escape, as routing.MatchPattern.
+pattern_value(s, v) := x if {
+	prefix := object.get(s, "prefix", "")
+	suffix := object.get(s, "suffix", "")
+	count(v) > count(prefix) + count(suffix)
+	startswith(v, prefix)
+	endswith(v, suffix)
+	x := substring(v, count(prefix), (count(v) - count(prefix)) - count(suffix))
+	not regex.match(`%.?$`, x)
+}
+
 # Path parameters of the matched route. A route chosen by Envoy whose
 # template does not match the path has none.
-params := object.union(
+params := object.union(object.union(
 	{name: value |
 		path_matches(route)
 		some i, s in route.segments
@@ -91,6 +112,13 @@ params := object.union(
 		name := s.value
 		value := request.segments[i]
 	},
+	{name: value |
+		path_matches(route)
+		some i, s in route.segments
+		s.kind == "pattern"
+		name := s.value
+		value := pattern_value(s, request.segments[i])
+	}),
 	{name: value |
 		path_matches(route)
 		some i, s in route.segments

@@ -68,3 +68,48 @@ test_no_default_vhost if {
 	not route.route with data.gatehouse.config.routing as json.patch(routing, [{"op": "replace", "path": "/default", "value": -1}])
 		with input as {"attributes": {"request": {"http": {"method": "GET", "host": "other.org", "path": "/pets/1"}}}}
 }
+
+pattern_routing := {
+	"exact": {},
+	"wildcards": [],
+	"default": 0,
+	"by_api": {},
+	"vhosts": [{"name": "default", "domains": ["*"], "routes": [
+		r("head-list", "HEAD", [seg("literal", "pets")], false),
+		r("get-list", "GET", [seg("literal", "pets")], false),
+		r("tgz", "GET", [seg("literal", "files"), {"kind": "pattern", "value": "name", "suffix": ".tar.gz"}], false),
+		r("json", "GET", [seg("literal", "files"), {"kind": "pattern", "value": "name", "suffix": ".json"}], false),
+		r("ver", "*", [{"kind": "pattern", "value": "v", "prefix": "v"}, seg("literal", "x")], false),
+		r("esc", "GET", [{"kind": "pattern", "value": "x", "suffix": "C3"}], false),
+		r("get-file", "GET", [seg("literal", "files"), seg("param", "id")], false),
+	]}],
+}
+
+pmatch(method, path) := id if {
+	id := route.route.api_id with data.gatehouse.config.routing as pattern_routing
+		with input as {"attributes": {"request": {"http": {"method": method, "host": "h", "path": path}}}}
+}
+
+pparams(method, path) := p if {
+	p := route.params with data.gatehouse.config.routing as pattern_routing
+		with input as {"attributes": {"request": {"http": {"method": method, "host": "h", "path": path}}}}
+}
+
+test_head_follows_get if {
+	pmatch("HEAD", "/files/7") == "get-file"
+	pmatch("HEAD", "/pets") == "head-list"
+	pmatch("GET", "/pets") == "get-list"
+	not pmatch("POST", "/files/7")
+}
+
+test_pattern_segments if {
+	pmatch("GET", "/files/a.json") == "json"
+	pparams("GET", "/files/a.b.json") == {"name": "a.b"}
+	pmatch("GET", "/files/a.tar.gz") == "tgz"
+	pmatch("GET", "/files/.json") == "get-file"
+	pmatch("POST", "/v2/x") == "ver"
+	pparams("POST", "/v2/x") == {"v": "2"}
+	not pmatch("POST", "/v/x")
+	not pmatch("GET", "/a%C3")
+	pparams("GET", "/ab%C3C3") == {"x": "ab%C3"}
+}
