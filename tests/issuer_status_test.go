@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/jwtkit"
 )
 
 // TestFailingIssuerKeysShowInTheGatewayStatus: when an authorizer cannot
@@ -19,13 +20,14 @@ import (
 func TestFailingIssuerKeysShowInTheGatewayStatus(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
+	keys := jwtkit.JWKS(t, jwtkit.NewSigner(t, "k1"))
 	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if failing.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"keys":[]}`)
+		w.Write(keys)
 	}))
 	defer idp.Close()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
