@@ -43,9 +43,11 @@ func metadataOf(o *store.Object) *Metadata {
 
 // record appends the audit event of one admin write to the transaction.
 func record(ctx context.Context, tx store.Tx, c *gin.Context, tenantID, action, kind, objectID string) error {
-	return tx.AppendEvent(ctx, &store.Event{
-		TenantID: tenantID, Actor: actor(c), Action: action, Kind: kind, ObjectID: objectID, RequestID: requestID(c),
-	})
+	e := &store.Event{TenantID: tenantID, Actor: actor(c), Action: action, Kind: kind, ObjectID: objectID, RequestID: requestID(c)}
+	if at, ok := tx.(*auditTx); ok {
+		e.Changes = at.summary(kind, tenantID, objectID)
+	}
+	return tx.AppendEvent(ctx, e)
 }
 
 var labelKeyPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$`)
@@ -131,7 +133,7 @@ func tenantID(c *gin.Context) string { return currentTenant(c).Meta.ID }
 // write runs fn in a store transaction; errors are mapped for (what, id).
 // It reports whether the write succeeded (the response is written if not).
 func (s *Server) write(c *gin.Context, what, id string, fn func(ctx context.Context, tx store.Tx) error) bool {
-	if _, err := s.store.Update(c.Request.Context(), fn); err != nil {
+	if _, err := s.update(c.Request.Context(), fn); err != nil {
 		fail(c, err, what, id)
 		return false
 	}

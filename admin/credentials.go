@@ -97,7 +97,7 @@ func (s *Server) createCredential(c *gin.Context) {
 		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
 		Spec: model.AdminCredentialSpec{SecretHash: hashSecret(secret)},
 	}
-	_, err = s.store.Update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+	_, err = s.update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
 		if _, err := tenantRepo.Get(ctx, tx, "", tid); err != nil {
 			return err
 		}
@@ -131,7 +131,7 @@ func (s *Server) deleteCredential(c *gin.Context) {
 		abort(c, apiErr)
 		return
 	}
-	_, err := s.store.Update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+	_, err := s.update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
 		if _, err := credentialRepo.Delete(ctx, tx, tid, id, expect); err != nil {
 			return err
 		}

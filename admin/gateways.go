@@ -8,11 +8,9 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -51,16 +49,6 @@ type gatewayBody struct {
 	// create) are read-only: accepted and ignored on write.
 	Status     any `json:"status,omitempty"`
 	Credential any `json:"credential,omitempty"`
-}
-
-// credentialSecret is a gateway credential; Token is only shown when the
-// credential is created.
-type credentialSecret struct {
-	ID        string    `json:"id"`
-	GatewayID string    `json:"gateway_id"`
-	Token     string    `json:"token,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by,omitempty"`
 }
 
 // gatewayStatus is what the control plane knows of a gateway at runtime.
@@ -313,7 +301,7 @@ func (s *Server) createGateway(c *gin.Context) {
 			return err
 		}
 		var err error
-		cred, err = mintGatewayCredential(ctx, tx, c, tid, id)
+		cred, err = mintGatewayCredential(ctx, tx, c, tid, id, defaultCredentialName(c, "created with the gateway"), true)
 		return err
 	})
 	if ok {
@@ -322,32 +310,6 @@ func (s *Server) createGateway(c *gin.Context) {
 		c.Header("Cache-Control", "no-store")
 		respondObject(c, http.StatusCreated, t.Meta.Revision, out)
 	}
-}
-
-// gatewayCredentialPrefix starts every gateway token:
-// ghg_<tenant>.<credential id>.<secret>.
-const gatewayCredentialPrefix = "ghg_"
-
-// mintGatewayCredential creates a credential for a gateway in tx and returns
-// it with its token (the only time the token exists outside the caller).
-func mintGatewayCredential(ctx context.Context, tx store.Tx, c *gin.Context, tid, gw string) (*credentialSecret, error) {
-	secret, err := newSecret()
-	if err != nil {
-		return nil, err
-	}
-	id := strings.ReplaceAll(uuid.NewString(), "-", "")
-	t := &store.Typed[model.GatewayCredentialSpec]{
-		Meta: store.Object{TenantID: tid, ID: id, ParentID: gw, CreatedBy: actor(c)},
-		Spec: model.GatewayCredentialSpec{GatewayID: gw, SecretHash: hashSecret(secret)},
-	}
-	if err := gatewayCredRepo.Create(ctx, tx, t); err != nil {
-		return nil, err
-	}
-	if err := record(ctx, tx, c, tid, "create", model.KindGatewayCredential, id); err != nil {
-		return nil, err
-	}
-	return &credentialSecret{ID: id, GatewayID: gw, Token: gatewayCredentialPrefix + tid + "." + id + "." + secret,
-		CreatedAt: t.Meta.CreatedAt, CreatedBy: t.Meta.CreatedBy}, nil
 }
 
 func (s *Server) loadGateway(c *gin.Context) (*store.Typed[model.GatewaySpec], bool) {
@@ -434,75 +396,6 @@ func (s *Server) gatewayKeys(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"keys": []gin.H{{
 		"kid": k.KeyID, "alg": k.Algorithm, "use": "bundle-signing", "public_key_pem": k.PublicKeyPEM,
 	}}})
-}
-
-func renderGatewayCredential(t *store.Typed[model.GatewayCredentialSpec]) credentialSecret {
-	return credentialSecret{ID: t.Meta.ID, GatewayID: t.Spec.GatewayID, CreatedAt: t.Meta.CreatedAt, CreatedBy: t.Meta.CreatedBy}
-}
-
-func (s *Server) listGatewayCredentials(c *gin.Context) {
-	t, ok := s.loadGateway(c)
-	if !ok {
-		return
-	}
-	items, err := gatewayCredRepo.ListAll(c.Request.Context(), s.store, store.Query{TenantID: t.Meta.TenantID, ParentID: t.Meta.ID})
-	if err != nil {
-		abort(c, internalError(err))
-		return
-	}
-	out := make([]credentialSecret, 0, len(items))
-	for _, cr := range items {
-		out = append(out, renderGatewayCredential(cr))
-	}
-	c.JSON(http.StatusOK, gin.H{"credentials": out, "total": len(out), "next": ""})
-}
-
-func (s *Server) createGatewayCredential(c *gin.Context) {
-	tid := tenantID(c)
-	t, ok := s.loadGateway(c)
-	if !ok {
-		return
-	}
-	var cred *credentialSecret
-	if s.write(c, "gateway", t.Meta.ID, func(ctx context.Context, tx store.Tx) error {
-		if _, err := gatewayRepo.Get(ctx, tx, tid, t.Meta.ID); err != nil {
-			return err
-		}
-		var err error
-		cred, err = mintGatewayCredential(ctx, tx, c, tid, t.Meta.ID)
-		return err
-	}) {
-		c.Header("Cache-Control", "no-store")
-		c.JSON(http.StatusCreated, cred)
-	}
-}
-
-func (s *Server) deleteGatewayCredential(c *gin.Context) {
-	tid := tenantID(c)
-	t, ok := s.loadGateway(c)
-	if !ok {
-		return
-	}
-	id, apiErr := objectIDParam(c, "cid")
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	if s.write(c, "credential", id, func(ctx context.Context, tx store.Tx) error {
-		cr, err := gatewayCredRepo.Get(ctx, tx, tid, id)
-		if err != nil {
-			return err
-		}
-		if cr.Spec.GatewayID != t.Meta.ID {
-			return store.ErrNotFound
-		}
-		if _, err := gatewayCredRepo.Delete(ctx, tx, tid, id, 0); err != nil {
-			return err
-		}
-		return record(ctx, tx, c, tid, "delete", model.KindGatewayCredential, id)
-	}) {
-		c.Status(http.StatusNoContent)
-	}
 }
 
 // listDecisions lists the decision log events the gateway's OPAs uploaded,

@@ -27,9 +27,7 @@ var (
 	forbidden        = httpapi.Forbidden
 	internalError    = httpapi.Internal
 	storeUnavailable = httpapi.StoreUnavailable
-	storeError       = httpapi.StoreError
 	abort            = httpapi.Abort
-	fail             = httpapi.Fail
 	logger           = httpapi.Logger
 	requestID        = httpapi.RequestID
 	decodeJSON       = httpapi.DecodeJSON

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -21,11 +22,17 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// gatewayPackage mints a credential and returns the gateway's package: a
-// zip with the Envoy bootstrap (or a gRPC xDS bootstrap for grpc gateways),
+// gatewayPackage returns the gateway's package: a zip with the Envoy
+// bootstrap (or a gRPC xDS bootstrap for grpc gateways),
 // gatehouse-authorizer.yaml, the same settings as a .env, the bundle
-// signing public key and a README. Each download mints a new credential;
-// earlier ones stay valid until revoked.
+// signing public key and a README. By default each download mints a new
+// credential (named ?name=, else after the download: who and when);
+// earlier ones stay valid until revoked. ?credential=<id> puts an
+// existing credential in the package instead: its secret is stored
+// hashed and cannot be read back, so the package carries its id and a
+// placeholder where the secret goes (credentialPlaceholder), unless
+// &rotate=true gives that credential a new secret (the old one stops
+// working) which the package then carries.
 func (s *Server) gatewayPackage(c *gin.Context) {
 	tid := tenantID(c)
 	gw, ok := s.loadGateway(c)
@@ -47,15 +54,42 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		return
 	}
 	var cred *credentialSecret
-	if !s.write(c, "gateway", gw.Meta.ID, func(ctx context.Context, tx store.Tx) error {
+	if !s.write(c, "gateway credential", opts.credential, func(ctx context.Context, tx store.Tx) error {
 		if _, err := gatewayRepo.Get(ctx, tx, tid, gw.Meta.ID); err != nil {
 			return err
 		}
 		var err error
-		cred, err = mintGatewayCredential(ctx, tx, c, tid, gw.Meta.ID)
+		switch {
+		case opts.credential == "":
+			name, isDefault := opts.name, opts.name == ""
+			if isDefault {
+				name = defaultCredentialName(c, "package download")
+			}
+			cred, err = mintGatewayCredential(ctx, tx, c, tid, gw.Meta.ID, name, isDefault)
+		case opts.rotate:
+			cred, err = rotateGatewayCredential(ctx, tx, c, tid, gw.Meta.ID, opts.credential)
+		default:
+			var t *store.Typed[model.GatewayCredentialSpec]
+			t, err = gatewayCredRepo.Get(ctx, tx, tid, opts.credential)
+			if errors.Is(err, store.ErrNotFound) || err == nil && t.Spec.GatewayID != gw.Meta.ID {
+				return fieldError("credential", "gateway %q has no credential %q", gw.Meta.ID, opts.credential)
+			}
+			if err == nil {
+				out := renderGatewayCredential(t, nil)
+				cred = &out // no token: the package carries a placeholder
+			}
+		}
 		return err
 	}) {
 		return
+	}
+	// The token goes into the configurations; without one (an existing
+	// credential, not rotated), the authorizer's settings leave it out
+	// (it then asks for --credential) and the bootstraps, which need a
+	// value, carry the placeholder.
+	bootCred := cred.Token
+	if bootCred == "" {
+		bootCred = credentialPlaceholder
 	}
 	nodeID := envoy.NodeID(tid, gw.Meta.ID)
 	authz := model.AuthorizerConfig{
@@ -76,7 +110,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		body []byte
 		mode uint32
 	}{
-		{model.PackageAuthorizer, append([]byte("# gatehouse authorizer --config gatehouse-authorizer.yaml (or --package on the zip)\n# It holds a gateway credential: keep it secret.\n"), authzYAML...), 0o600},
+		{model.PackageAuthorizer, append([]byte(authorizerHeader(cred)), authzYAML...), 0o600},
 		{model.PackageEnv, []byte(authz.EnvFile()), 0o600},
 		{model.PackagePublicKey, []byte(key.PublicKeyPEM), 0o644},
 	}
@@ -99,10 +133,10 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 	if gw.Spec.Type == model.GatewayGRPC {
 		bootName = model.PackageGRPCBootstrap
 		boot, err = envoy.GRPCBootstrap(envoy.GRPCBootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid,
-			XDSAddress: s.xdsPublic, Credential: cred.Token, XDSTLS: xdsTLS})
+			XDSAddress: s.xdsPublic, Credential: bootCred, XDSTLS: xdsTLS})
 	} else {
 		boot, err = envoy.Bootstrap(envoy.BootstrapOptions{NodeID: nodeID, Cluster: "gatehouse-" + tid, XDSAddress: s.xdsPublic,
-			Credential: cred.Token, XDSTLS: xdsTLS})
+			Credential: bootCred, XDSTLS: xdsTLS})
 	}
 	if err != nil {
 		abort(c, internalError(err))
@@ -117,7 +151,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		name string
 		body []byte
 		mode uint32
-	}{model.PackageReadme, []byte(packageReadme(tid, gw, nodeID, s.xdsPublic, s.xdsTLS, opts)), 0o644})
+	}{model.PackageReadme, []byte(packageReadme(tid, gw, nodeID, s.xdsPublic, s.xdsTLS, opts, cred)), 0o644})
 
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
@@ -140,27 +174,66 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="gatehouse-%s-%s.zip"`, tid, gw.Meta.ID))
 	c.Header("Cache-Control", "no-store")
 	c.Header("X-Gateway-Credential-Id", cred.ID)
+
 	c.Data(http.StatusOK, "application/zip", buf.Bytes())
 }
 
-func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds string, xdsTLS bool, opts packageOptions) string {
+// credentialPlaceholder stands in the bootstraps of a package for the
+// secret token of an existing credential (?credential=<id> without
+// rotate=true), which is stored hashed and cannot be put in.
+const credentialPlaceholder = "REPLACE_WITH_GATEWAY_CREDENTIAL"
+
+// authorizerHeader is the comment atop gatehouse-authorizer.yaml.
+func authorizerHeader(cred *credentialSecret) string {
+	h := "# gatehouse authorizer --config gatehouse-authorizer.yaml (or --package on the zip)\n"
+	if cred.Token == "" {
+		return h + "# credential is left out: give the token of gateway credential " + cred.ID +
+			" (which this package reuses; its secret cannot be read back) with --credential or GATEHOUSE_GATEWAY_CREDENTIAL.\n"
+	}
+	return h + "# It holds a gateway credential: keep it secret.\n"
+}
+
+func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds string, xdsTLS bool, opts packageOptions, cred *credentialSecret) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Gatehouse gateway package: tenant %s, gateway %s (%s)\n\n", tid, gw.Meta.ID, gw.Spec.Type)
 	scheme := "grpc"
 	if xdsTLS {
 		scheme = "grpcs"
 	}
-	fmt.Fprintf(&b, "Envoy node id: %s    xDS control plane: %s://%s\n\n", nodeID, scheme, xds)
-	b.WriteString(`Files
-  gatehouse-authorizer.yaml  settings of the authorizer, including a gateway credential (secret)
+	fmt.Fprintf(&b, "Envoy node id: %s    xDS control plane: %s://%s\n", nodeID, scheme, xds)
+	fmt.Fprintf(&b, "Gateway credential: %s (%s)\n\n", cred.ID, cred.Name)
+	grpcGW := gw.Spec.Type == model.GatewayGRPC
+	bootName := model.PackageEnvoyBootstrap
+	if grpcGW {
+		bootName = model.PackageGRPCBootstrap
+	}
+	if cred.Token == "" {
+		fmt.Fprintf(&b, `This package reuses credential %s without a new secret: its secret is stored
+hashed and cannot be read back, so the package does not hold it. Give the token
+you kept (ghg_%s.%s.…) to the authorizer with --credential or
+GATEHOUSE_GATEWAY_CREDENTIAL (gatehouse-authorizer.yaml and .env leave it out),
+and put it in %s in place of %s:
+  sed -i "s|%s|$GATEHOUSE_GATEWAY_CREDENTIAL|" %s
+Lost the token? Download with ?credential=%s&rotate=true for a new secret of the
+same credential (the old secret stops working at once), or without credential=
+for a new credential.
+
+`, cred.ID, tid, cred.ID, bootName, credentialPlaceholder, credentialPlaceholder, bootName, cred.ID)
+	}
+	secret := "including a gateway credential (secret)"
+	if cred.Token == "" {
+		secret = "without the credential's secret"
+	}
+	fmt.Fprintf(&b, `Files
+  gatehouse-authorizer.yaml  settings of the authorizer, %s
   .env                       the same settings as environment variables
   bundle-signing-key.pem     the tenant's public key; bundles that do not verify are refused
-`)
+`, secret)
 	if opts.ca != "" {
 		b.WriteString(`  control-plane-ca.pem       the CA bundle the control plane's certificates (https, xDS) are verified with
 `)
 	}
-	if gw.Spec.Type == model.GatewayGRPC {
+	if grpcGW {
 		b.WriteString(`  grpc-xds-bootstrap.json    xDS bootstrap for proxyless gRPC clients and servers
                              (GRPC_XDS_BOOTSTRAP=grpc-xds-bootstrap.json); it holds the gateway
                              credential (secret) in channel_creds of type "gatehouse": Go programs
@@ -173,15 +246,41 @@ func packageReadme(tid string, gw *store.Typed[model.GatewaySpec], nodeID, xds s
 	}
 	b.WriteString(`
 Run
-  gatehouse authorizer --package this.zip          # ext_authz on 127.0.0.1:9191
-  envoy -c envoy.yaml                              # Envoy, configured over xDS, asks the authorizer
+  gatehouse authorizer --package this.zip          # ext_authz on 127.0.0.1:9191, health and metrics on 127.0.0.1:9192
+`)
+	if grpcGW {
+		b.WriteString(`  GRPC_XDS_BOOTSTRAP=grpc-xds-bootstrap.json ./your-grpc-client
+                                                   # proxyless gRPC: dial xds:///<service host or id>;
+                                                   # routes and clusters come from the control plane
+This package has no Envoy bootstrap: gRPC clients run no ext_authz, so only routing
+is enforced on the client; services ask the authorizer themselves (ext_authz Check
+on its --authz-addr) or sit behind a gateway of type envoy.
+`)
+	} else {
+		b.WriteString(`  envoy -c envoy.yaml                              # Envoy, configured over xDS, asks the authorizer
 Without Envoy, the authorizer can proxy itself:
   gatehouse authorizer --package this.zip --proxy-addr 127.0.0.1:8000
+`)
+	}
+	b.WriteString(`
+Beside make run (gatehouse serve on this host)
+  gatehouse serve already listens on 127.0.0.1:9191 (its in-process ext_authz), so this
+  authorizer needs other ports; every authorizer on a host needs its own health and
+  metrics port too (--http-addr, default 127.0.0.1:9192):
+    gatehouse authorizer --package this.zip --authz-addr 127.0.0.1:9291 --http-addr 127.0.0.1:9292
+  A second authorizer of the same gateway: --authz-addr 127.0.0.1:9391 --http-addr 127.0.0.1:9392, and so on.
+  The Envoys configured over xDS ask the authorizer at serve's --authorizer-address
+  (default 127.0.0.1:9191, serve's own): to send them to this one, run serve with
+  --authorizer-address 127.0.0.1:9291.
 
 ` + packageTLSReadme(xdsTLS, opts) + `
-Each download of the package mints a new credential; revoke old ones with
+Each download of the package mints a new credential unless it names one
+(?credential=<id>, with &rotate=true for a new secret); list them with
+  GET /api/admin/` + tid + `/gateways/` + gw.Meta.ID + `/credentials
+and revoke old ones with
   DELETE /api/admin/` + tid + `/gateways/` + gw.Meta.ID + `/credentials/{id}
-Revoking a credential ends the xDS streams opened with it and refuses new ones.
+Revoking a credential, or rotating its secret, ends the xDS streams opened with it
+and refuses new ones.
 `)
 	return b.String()
 }
@@ -198,10 +297,17 @@ type packageOptions struct {
 	// certFile and keyFile are the gateway's client certificate files on
 	// its host, from ?client_cert_file=…&client_key_file=….
 	certFile, keyFile string
+	// credential is the existing credential to put in the package
+	// (?credential=<id>; "" mints a new one), rotate whether to give it a
+	// new secret (&rotate=true).
+	credential string
+	rotate     bool
+	// name names the credential a download mints (?name=…).
+	name string
 }
 
 // packageQuery lists the query parameters of GET …/package.
-var packageQuery = []string{"client_cert_file", "client_key_file"}
+var packageQuery = []string{"client_cert_file", "client_key_file", "credential", "rotate", "name"}
 
 // packageOptions reads a package download's query: unknown parameters,
 // a certificate without its key, relative paths and client certificates
@@ -236,6 +342,40 @@ func (s *Server) packageOptions(c *gin.Context) (packageOptions, bool) {
 			return packageOptions{}, false
 		}
 		*p.dst = v
+	}
+	for name, vals := range q {
+		if len(vals) > 1 {
+			abort(c, fieldError(name, "given more than once"))
+			return packageOptions{}, false
+		}
+	}
+	if v, ok := q["credential"]; ok {
+		if !model.ValidObjectID(v[0]) {
+			abort(c, fieldError("credential", "invalid credential id %q (%s)", v[0], model.ObjectIDRule))
+			return packageOptions{}, false
+		}
+		opts.credential = v[0]
+	}
+	rotate, apiErr := boolQuery(c, "rotate")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return packageOptions{}, false
+	}
+	opts.rotate = rotate
+	if v, ok := q["name"]; ok {
+		if apiErr := validateText("name", v[0], true, 256); apiErr != nil {
+			abort(c, apiErr)
+			return packageOptions{}, false
+		}
+		opts.name = v[0]
+	}
+	switch {
+	case opts.rotate && opts.credential == "":
+		abort(c, fieldError("rotate", "rotates the secret of the credential named by credential=<id>; without one, every download mints a new credential"))
+		return packageOptions{}, false
+	case opts.name != "" && opts.credential != "":
+		abort(c, fieldError("name", "names the credential a download mints; a reused credential (credential=<id>) keeps its name"))
+		return packageOptions{}, false
 	}
 	switch {
 	case (opts.certFile == "") != (opts.keyFile == ""):

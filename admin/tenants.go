@@ -178,7 +178,7 @@ func (s *Server) createTenant(c *gin.Context) {
 		Meta: store.Object{ID: req.ID, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
 		Spec: model.TenantSpec{Name: req.Name, Status: req.Status, AuthenticationContextSettings: req.AuthenticationContextSettings},
 	}
-	_, err := s.store.Update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+	_, err := s.update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
 		if err := tenantRepo.Create(ctx, tx, t); err != nil {
 			return err
 		}
@@ -246,7 +246,7 @@ func (s *Server) putTenant(c *gin.Context, tid string, adminRoute bool) {
 		return
 	}
 	var t *store.Typed[model.TenantSpec]
-	_, err := s.store.Update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+	_, err := s.update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
 		var err error
 		if t, err = tenantRepo.Get(ctx, tx, "", tid); err != nil {
 			return err
@@ -293,7 +293,7 @@ func (s *Server) deleteTenant(c *gin.Context) {
 		abort(c, apiErr)
 		return
 	}
-	_, err := s.store.Update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+	_, err := s.update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
 		t, err := tenantRepo.Get(ctx, tx, "", tid)
 		if err != nil {
 			return err
