@@ -9,11 +9,29 @@ import (
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
+// UnknownLabel is the tenant and gateway label value of checks decided
+// without an engine (a gateway this authorizer has no bundle for, none
+// named, another tenant's). Object ids start with a letter or digit, so
+// it never collides with a real one.
+const UnknownLabel = "_unknown"
+
 // Metrics of the authorizer.
+//
+// Cardinality: the tenant and gateway labels of the check metrics (and
+// the proxy's upstream metrics) only take the ids of gateways with an
+// active bundle in this authorizer — a request naming any other gateway is
+// counted under UnknownLabel — and the proxy's service label only the ids
+// of services in those bundles. A standalone authorizer has one gateway;
+// serve's in-process authorizer one per gateway it compiles. A gateway's
+// series are deleted when its engine is removed, and a service's when a
+// new revision of its gateway no longer has it.
 type Metrics struct {
 	checks            *prometheus.CounterVec
 	policyTimeouts    *prometheus.CounterVec
-	checkDuration     prometheus.Histogram
+	checkDuration     *prometheus.HistogramVec
+	upstreamRequests  *prometheus.CounterVec
+	upstreamDuration  *prometheus.HistogramVec
+	upstreamErrors    *prometheus.CounterVec
 	activations       *prometheus.CounterVec
 	revision          *prometheus.GaugeVec
 	logUploadDuration prometheus.Histogram
@@ -24,15 +42,30 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_authorizer_checks_total", Help: "Authorization checks by outcome (allow, deny, timeout, error).",
-		}, []string{"outcome"}),
+			Name: "gatehouse_authorizer_checks_total",
+			Help: "Authorization checks by outcome (allow, deny, timeout, error), tenant and gateway. Only gateways with an active bundle have their own tenant and gateway values; checks without one count under " + UnknownLabel + ".",
+		}, []string{"outcome", "tenant", "gateway"}),
 		policyTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_authorizer_policy_timeouts_total", Help: "Checks denied because the policy evaluation passed the gateway's policy_timeout_ms.",
 		}, []string{"tenant", "gateway"}),
-		checkDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "gatehouse_authorizer_check_duration_seconds", Help: "Time to decide one check.",
+		checkDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatehouse_authorizer_check_duration_seconds",
+			Help:    "Time to decide one check, by tenant and gateway (only gateways with an active bundle; others under " + UnknownLabel + ").",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
-		}),
+		}, []string{"tenant", "gateway"}),
+		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_upstream_requests_total",
+			Help: "Requests the reverse proxy forwarded that the upstream answered, by tenant, gateway, service (ids of active bundles only) and status class (1xx … 5xx).",
+		}, []string{"tenant", "gateway", "service", "code_class"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatehouse_proxy_upstream_duration_seconds",
+			Help:    "Time from forwarding a request upstream to the upstream's response headers (or the error), by tenant, gateway and service.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"tenant", "gateway", "service"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_upstream_errors_total",
+			Help: "Requests the reverse proxy could not forward (upstream unreachable, timed out, invalid upstream URL), by tenant, gateway and service.",
+		}, []string{"tenant", "gateway", "service"}),
 		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_authorizer_bundle_activations_total", Help: "Bundle activations by source (control-plane, disk-cache, in-process) and result.",
 		}, []string{"source", "result"}),
@@ -45,13 +78,60 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		decisionLogs: newDecisionLogCollector(),
 	}
-	for _, c := range []prometheus.Collector{m.checks, m.policyTimeouts, m.checkDuration, m.activations, m.revision,
-		m.logUploadDuration, m.decisionLogs} {
+	for _, c := range []prometheus.Collector{m.checks, m.policyTimeouts, m.checkDuration, m.upstreamRequests,
+		m.upstreamDuration, m.upstreamErrors, m.activations, m.revision, m.logUploadDuration, m.decisionLogs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register authorizer metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// forgetGateway deletes a removed gateway's series.
+func (m *Metrics) forgetGateway(ref model.GatewayRef) {
+	labels := prometheus.Labels{"tenant": ref.TenantID, "gateway": ref.GatewayID}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.checks, m.policyTimeouts, m.checkDuration, m.upstreamRequests, m.upstreamDuration, m.upstreamErrors} {
+		v.DeletePartialMatch(labels)
+	}
+}
+
+// forgetServices deletes the upstream series of the services old had and
+// cur has not.
+func (m *Metrics) forgetServices(ref model.GatewayRef, old, cur *Engine) {
+	if old == nil || cur == nil {
+		return
+	}
+	for id := range old.cfg.Services {
+		if _, kept := cur.cfg.Services[id]; kept {
+			continue
+		}
+		labels := prometheus.Labels{"tenant": ref.TenantID, "gateway": ref.GatewayID, "service": id}
+		m.upstreamRequests.DeletePartialMatch(labels)
+		m.upstreamDuration.DeletePartialMatch(labels)
+		m.upstreamErrors.DeletePartialMatch(labels)
+	}
+}
+
+// watch keeps the series in step with engines: a removed gateway's and a
+// dropped service's disappear.
+func (m *Metrics) watch(engines *Engines) {
+	engines.watch(func(ref model.GatewayRef, old, cur *Engine) {
+		if cur == nil {
+			m.forgetGateway(ref)
+			return
+		}
+		m.forgetServices(ref, old, cur)
+	})
+}
+
+// codeClass is an HTTP status's class label ("2xx").
+func codeClass(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return string(rune('0'+status/100)) + "xx"
 }
 
 // attachDecisionLogs makes l's counters part of the metrics (summed over

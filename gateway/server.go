@@ -3,9 +3,12 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -19,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -36,14 +40,22 @@ type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	opts   ServerOptions
 	health *health.Server
+
+	missMu     sync.Mutex
+	missLogged map[missKey]time.Time
 }
 
-// NewServer returns the service.
+// NewServer returns the service. With Metrics, the series of a gateway
+// removed from Engines (and of a service a new revision drops) are
+// deleted.
 func NewServer(opts ServerOptions) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{opts: opts, health: health.NewServer()}
+	if opts.Metrics != nil && opts.Engines != nil {
+		opts.Metrics.watch(opts.Engines)
+	}
+	return &Server{opts: opts, health: health.NewServer(), missLogged: map[missKey]time.Time{}}
 }
 
 // Register adds the ext_authz service, the gRPC health service (SERVING
@@ -84,25 +96,39 @@ func (s *Server) updateHealth() {
 const PolicyTimeoutReason = "policy evaluation timed out"
 
 // Decide picks the request's engine and decides; with no engine (no
-// bundle yet, or a gateway this authorizer does not serve) the request is
-// denied. Every decision is logged.
+// bundle yet, a gateway this authorizer does not serve, none named, or
+// another tenant's) the request is denied, with a reason saying which
+// (Miss). A body over the gateway's max_request_bytes without
+// allow_partial_message is a 413, as Envoy answers it. A denial of 401
+// always asks for a bearer token (WWW-Authenticate, RFC 6750). Every
+// decision with an engine is logged.
 func (s *Server) Decide(ctx context.Context, req *Request) (*Decision, *Engine) {
 	start := time.Now()
 	growStack()
-	e := s.opts.Engines.For(req.ContextExtensions)
+	e, miss := s.opts.Engines.Resolve(req.ContextExtensions)
 	if e == nil {
-		s.count("deny")
-		return &Decision{HTTPStatus: http.StatusServiceUnavailable, Reason: "no policy bundle is active for this gateway",
-			Headers: map[string]any{}}, nil
+		d := s.missDecision(miss, req)
+		s.logMiss(ctx, miss, req, d)
+		s.record(nil, "deny", time.Since(start))
+		return d, nil
 	}
-	d, err := e.Decide(ctx, req)
+	var (
+		d   *Decision
+		err error
+	)
+	if big := bodyTooLarge(e, req); big != nil {
+		d = big
+	} else {
+		d, err = e.Decide(ctx, req)
+	}
+	outcome := "deny"
 	var timeout *policies.TimeoutError
 	if errors.As(err, &timeout) {
 		// Denied whatever dry-run says, like any evaluation that did not
 		// finish: 503, the policy could not decide in time.
 		s.opts.Logger.WarnContext(ctx, "policy evaluation timed out", "tenant", e.TenantID, "gateway", e.GatewayID,
 			"policy", timeout.PolicyID, "api", timeout.APIID, "timeout", timeout.Timeout.String())
-		s.count("timeout")
+		outcome = "timeout"
 		if s.opts.Metrics != nil {
 			s.opts.Metrics.policyTimeouts.WithLabelValues(e.TenantID, e.GatewayID).Inc()
 		}
@@ -111,28 +137,179 @@ func (s *Server) Decide(ctx context.Context, req *Request) (*Decision, *Engine) 
 			APIID: timeout.APIID, ServiceID: timeout.ServiceID, PolicyID: timeout.PolicyID, req: req}
 	} else if err != nil {
 		s.opts.Logger.ErrorContext(ctx, "policy evaluation failed", "tenant", e.TenantID, "gateway", e.GatewayID, "error", err.Error())
-		s.count("error")
+		outcome = "error"
 		d = &Decision{HTTPStatus: http.StatusInternalServerError, Reason: "policy evaluation failed", Headers: map[string]any{}, req: req}
 	} else if d.Allowed {
-		s.count("allow")
-	} else {
-		s.count("deny")
+		outcome = "allow"
+	}
+	if !d.Allowed {
+		bearerChallenge(d)
 	}
 	took := time.Since(start)
-	if s.opts.Metrics != nil {
-		s.opts.Metrics.checkDuration.Observe(took.Seconds())
-	}
+	s.record(e, outcome, took)
 	if s.opts.Logs != nil {
 		s.opts.Logs.Log(e, d, start, took)
 	}
 	return d, e
 }
 
-func (s *Server) count(outcome string) {
-	if s.opts.Metrics != nil {
-		s.opts.Metrics.checks.WithLabelValues(outcome).Inc()
+// record counts a check and its duration under its gateway (e nil: under
+// UnknownLabel). A check that finished on an engine removed meanwhile
+// deletes the series it may have brought back: a removed gateway's series
+// stay gone.
+func (s *Server) record(e *Engine, outcome string, took time.Duration) {
+	m := s.opts.Metrics
+	if m == nil {
+		return
+	}
+	tenant, gateway := UnknownLabel, UnknownLabel
+	if e != nil {
+		tenant, gateway = e.TenantID, e.GatewayID
+	}
+	m.checks.WithLabelValues(outcome, tenant, gateway).Inc()
+	m.checkDuration.WithLabelValues(tenant, gateway).Observe(took.Seconds())
+	if e != nil && s.opts.Engines.Get(tenant, gateway) == nil {
+		m.forgetGateway(model.GatewayRef{TenantID: tenant, GatewayID: gateway})
 	}
 }
+
+// bearerChallenge makes a 401 denial ask for a bearer token
+// (WWW-Authenticate: Bearer, RFC 6750 §3) unless it already names a
+// challenge — also when the policy set http_status := 401 itself.
+func bearerChallenge(d *Decision) {
+	if d.HTTPStatus != http.StatusUnauthorized {
+		return
+	}
+	for k := range d.Headers {
+		if strings.EqualFold(k, "www-authenticate") {
+			return
+		}
+	}
+	h := make(map[string]any, len(d.Headers)+1)
+	for k, v := range d.Headers {
+		h[k] = v
+	}
+	h["www-authenticate"] = "Bearer"
+	d.Headers = h
+	d.Unauthenticated = true
+}
+
+// BodyTooLargeReason is the reason of a request denied because its body
+// is over the gateway's max_request_bytes and allow_partial_message is
+// off (413, as Envoy answers it).
+const BodyTooLargeReason = "request body exceeds the gateway's max_request_bytes and allow_partial_message is off"
+
+// bodyTooLarge is the 413 decision of a request whose body is over the
+// gateway's max_request_bytes without allow_partial_message, or nil.
+// Envoy answers such a request 413 itself and never asks; when it
+// (mis)configured otherwise says it sent part of the body
+// (x-envoy-auth-partial-body: true) or sends more than the limit, the
+// decision is Envoy's 413 too, never a decision on a truncated body. The
+// reverse proxy describes an oversized body the same way
+// (checkRequestFromHTTP), so both enforce one rule.
+func bodyTooLarge(e *Engine, req *Request) *Decision {
+	b := e.cfg.Gateway.RequestBody
+	if b == nil || b.MaxRequestBytes == 0 || b.AllowPartialMessage {
+		return nil
+	}
+	h := req.attrs.GetRequest().GetHttp()
+	n := len(h.GetBody())
+	if n == 0 {
+		n = len(h.GetRawBody())
+	}
+	if h.GetHeaders()[partialBodyHeader] != "true" && n <= int(b.MaxRequestBytes) {
+		return nil
+	}
+	return &Decision{HTTPStatus: http.StatusRequestEntityTooLarge,
+		Reason:  fmt.Sprintf("%s (%d bytes)", BodyTooLargeReason, b.MaxRequestBytes),
+		Headers: map[string]any{}, ResponseHeadersToAdd: map[string]any{}, RequestHeadersToRemove: []any{},
+		DynamicMetadata: map[string]any{}, req: req}
+}
+
+// partialBodyHeader is the header with which Envoy says whether it sent
+// the whole body ("false") or only its first max_request_bytes ("true").
+const partialBodyHeader = "x-envoy-auth-partial-body"
+
+// missDecision is the denial of a request without an engine: 403 for
+// another tenant's, 503 otherwise (this authorizer cannot decide it). Its
+// reason names the gateway (gRPC status message, logs); the JSON body the
+// client gets names the case only.
+func (s *Server) missDecision(miss Miss, req *Request) *Decision {
+	ext := req.ContextExtensions
+	named := model.GatewayRef{TenantID: ext["tenant"], GatewayID: ext["gateway"]}
+	var status int
+	var reason, public string
+	switch miss {
+	case MissNoGateway:
+		status = http.StatusServiceUnavailable
+		public = "the route names no gateway and this authorizer has no default gateway"
+		reason = "the request names no gateway (no tenant and gateway context extensions) and this authorizer has no default gateway"
+	case MissUnknownGateway:
+		status = http.StatusServiceUnavailable
+		public = "this authorizer has no policy bundle for the gateway the route names"
+		reason = fmt.Sprintf("unknown gateway %s: this authorizer has no policy bundle for it", named)
+	case MissForeignTenant:
+		status = http.StatusForbidden
+		public = "the route names another tenant than the gateway's"
+		if named.GatewayID == "" {
+			named = s.opts.Engines.single
+		}
+		reason = fmt.Sprintf("the context extensions name tenant %q, but gateway %s is not that tenant's: never decided with another tenant's bundle", ext["tenant"], named.GatewayID)
+	default: // MissNoBundle
+		status = http.StatusServiceUnavailable
+		public = "no policy bundle is active for this gateway"
+		if named.TenantID == "" || named.GatewayID == "" {
+			named = s.opts.Engines.single
+		}
+		reason = fmt.Sprintf("no policy bundle is active for gateway %s", named)
+	}
+	return &Decision{HTTPStatus: status, Reason: reason, Headers: map[string]any{"content-type": "application/json"},
+		Body: denialJSON(status, miss.String(), public), ResponseHeadersToAdd: map[string]any{},
+		RequestHeadersToRemove: []any{}, DynamicMetadata: map[string]any{}, req: req}
+}
+
+// missLogInterval is how often the same miss (kind, tenant, gateway) is
+// logged: a misconfigured route fails every one of its requests.
+const missLogInterval = time.Minute
+
+// logMiss logs a check decided without an engine — at most once per
+// missLogInterval for the same case and gateway.
+func (s *Server) logMiss(ctx context.Context, miss Miss, req *Request, d *Decision) {
+	ext := req.ContextExtensions
+	key := missKey{miss: miss, tenant: ext["tenant"], gateway: ext["gateway"]}
+	now := time.Now()
+	s.missMu.Lock()
+	last, seen := s.missLogged[key]
+	if !seen || now.Sub(last) >= missLogInterval {
+		if len(s.missLogged) >= maxMissKeys {
+			clear(s.missLogged)
+		}
+		s.missLogged[key] = now
+	}
+	s.missMu.Unlock()
+	if seen && now.Sub(last) < missLogInterval {
+		return
+	}
+	attrs := []any{"reason", miss.String(), "status", d.HTTPStatus}
+	for _, k := range []string{"tenant", "gateway", "service", "api"} {
+		if v := ext[k]; v != "" {
+			attrs = append(attrs, "extensions_"+k, v)
+		}
+	}
+	if def := s.opts.Engines.single; !def.IsZero() {
+		attrs = append(attrs, "default_gateway", def.String())
+	}
+	attrs = append(attrs, "method", req.Method, "host", req.Host)
+	s.opts.Logger.WarnContext(ctx, "check denied: "+d.Reason, attrs...)
+}
+
+type missKey struct {
+	miss            Miss
+	tenant, gateway string
+}
+
+// maxMissKeys bounds the log limiter's memory.
+const maxMissKeys = 1024
 
 // Check implements the ext_authz service.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {

@@ -178,7 +178,8 @@ func TestExtAuthzOverGRPC(t *testing.T) {
 		{"public", check("GET", "/healthz", nil), want{code.Code_OK, 0, nil, nil, ""}},
 		{"unknown route", check("GET", "/cats", nil), want{code.Code_PERMISSION_DENIED, 404, nil, nil, ""}},
 		{"context extensions pick the API", ext, want{code.Code_OK, 0, nil, nil, ""}},
-		{"extensions of another tenant: no bundle", otherTenant, want{code.Code_PERMISSION_DENIED, 503, nil, nil, ""}},
+		{"extensions of another tenant: never decided", otherTenant, want{code.Code_PERMISSION_DENIED, 403, map[string]string{"content-type": "application/json"}, nil,
+			`{"status_code":403,"error":"the route names another tenant than the gateway's","error_code":"foreign_tenant"}`}},
 		{"dry-run policy allows", check("DELETE", "/pets/1", nil), want{code.Code_OK, 0, nil, nil, ""}},
 	}
 	t.Run("checks are decided", func(t *testing.T) {

@@ -93,7 +93,7 @@ func TestSlowPolicyIsDeniedAtTheGatewayDeadline(t *testing.T) {
 		if got := counterValue(t, reg, "gatehouse_authorizer_policy_timeouts_total", map[string]string{"tenant": "acme", "gateway": "edge"}); got != float64(i+1) {
 			t.Fatalf("%s: policy timeouts counter %v", path, got)
 		}
-		if got := counterValue(t, reg, "gatehouse_authorizer_checks_total", map[string]string{"outcome": "timeout"}); got != float64(i+1) {
+		if got := counterValue(t, reg, "gatehouse_authorizer_checks_total", map[string]string{"outcome": "timeout", "tenant": "acme", "gateway": "edge"}); got != float64(i+1) {
 			t.Fatalf("%s: timeout checks %v", path, got)
 		}
 	}
@@ -107,7 +107,7 @@ func TestSlowPolicyIsDeniedAtTheGatewayDeadline(t *testing.T) {
 	if err != nil || res.Status.Code != int32(code.Code_OK) {
 		t.Fatalf("a fast policy after a timeout: %v %v", res, err)
 	}
-	if got := counterValue(t, reg, "gatehouse_authorizer_checks_total", map[string]string{"outcome": "allow"}); got != 1 {
+	if got := counterValue(t, reg, "gatehouse_authorizer_checks_total", map[string]string{"outcome": "allow", "tenant": "acme", "gateway": "edge"}); got != 1 {
 		t.Fatalf("allowed checks %v", got)
 	}
 }
