@@ -55,7 +55,7 @@ func TestAPIs(t *testing.T) {
 		{map[string]any{"service_id": "pets", "method": "FETCH", "path": "/a"}, "method"},
 		{map[string]any{"service_id": "pets", "method": "GET"}, "path"},
 		{map[string]any{"service_id": "pets", "method": "GET", "path": "a"}, "path"},
-		{map[string]any{"service_id": "pets", "method": "GET", "path": "/files/{name}.json"}, "path"},
+		{map[string]any{"service_id": "pets", "method": "GET", "path": "/files/{name}.{ext}"}, "path"},
 		{map[string]any{"service_id": "pets", "method": "GET", "path": "/a/{rest...}/b"}, "path"},
 		{map[string]any{"service_id": "pets", "method": "GET", "path": "/a", "policy_id": "ghost"}, "policy_id"},
 		{map[string]any{"service_id": "pets", "method": "GET", "path": "/a", "policy_id": "block", "can_have_policy": false}, "policy_id"},

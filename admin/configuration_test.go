@@ -497,7 +497,7 @@ func TestConfigurationInvalidDocuments(t *testing.T) {
 		{"duplicate route", edit(func(d map[string]any) {
 			d["apis"] = append(docList(d, "apis"), map[string]any{"id": "twin", "service_id": "pets", "method": "GET", "path": "/pets/{petId}"})
 		}), "", 400, httpapi.CodeInvalidField, fmt.Sprintf("apis[%d].path", n["apis"])},
-		{"bad template", edit(func(d map[string]any) { at(d, "apis", 0)["path"] = "/files/{name}.json" }), "", 400, httpapi.CodeInvalidField, "apis[0].path"},
+		{"bad template", edit(func(d map[string]any) { at(d, "apis", 0)["path"] = "/files/{name}.{ext}" }), "", 400, httpapi.CodeInvalidField, "apis[0].path"},
 		{"bad method", edit(func(d map[string]any) { at(d, "apis", 0)["method"] = "FETCH" }), "", 400, httpapi.CodeInvalidField, "apis[0].method"},
 		{"bad url", edit(func(d map[string]any) { at(d, "services", 0)["url"] = "ftp://x" }), "", 400, httpapi.CodeInvalidField, "services[0].url"},
 		{"bad host", edit(func(d map[string]any) { at(d, "services", petsAt)["hosts"] = []string{"ok.example", "not a host"} }), "", 400,

@@ -26,9 +26,11 @@ type Audit struct {
 type Result struct {
 	Created, Updated, Removed []*store.Typed[model.APISpec]
 	Ignored                   []IgnoredAPI
-	CreatedScopes             []*store.Typed[model.ScopeSpec]
-	IgnoredScopes             []IgnoredScope
-	Service                   *store.Typed[model.ServiceSpec]
+	// Warnings are the operations imported with a fallback template.
+	Warnings      []ImportWarning
+	CreatedScopes []*store.Typed[model.ScopeSpec]
+	IgnoredScopes []IgnoredScope
+	Service       *store.Typed[model.ServiceSpec]
 }
 
 // Apply imports doc into the target service in tx: it reads the stored
@@ -122,7 +124,7 @@ func ReadState(ctx context.Context, rd store.Reader, t Target, doc *Document) (S
 func (p *Plan) write(ctx context.Context, tx store.Tx, tid string, a Audit) (*Result, error) {
 	res := &Result{
 		Created: []*store.Typed[model.APISpec]{}, Updated: []*store.Typed[model.APISpec]{}, Removed: []*store.Typed[model.APISpec]{},
-		Ignored: p.Ignored, CreatedScopes: []*store.Typed[model.ScopeSpec]{}, IgnoredScopes: p.IgnoredScopes,
+		Ignored: p.Ignored, Warnings: p.Warnings, CreatedScopes: []*store.Typed[model.ScopeSpec]{}, IgnoredScopes: p.IgnoredScopes,
 	}
 	for _, r := range p.Remove {
 		if _, err := apiRepo.Delete(ctx, tx, tid, r.Meta.ID, 0); err != nil {

@@ -40,6 +40,7 @@ type Document struct {
 	Version    string
 	operations []operation
 	ignored    []IgnoredAPI
+	warnings   []ImportWarning
 	scopes     []scope
 	// policy is the top-level x-gatehouse-policy ("" when absent).
 	policy string
@@ -75,6 +76,19 @@ type IgnoredAPI struct {
 	Path        string `json:"path"`
 	OperationID string `json:"operation_id,omitempty"`
 	Reason      string `json:"reason"`
+}
+
+// ImportWarning is an operation imported with a fallback: its path has a
+// form Gatehouse templates cannot express exactly (several parameters in
+// one segment, like "/files/{name}.{ext}"), so the API's template is
+// broader than the document's path (Path is what was imported,
+// DocumentPath what the document says; Message explains).
+type ImportWarning struct {
+	Method       string `json:"method"`
+	Path         string `json:"path"`
+	DocumentPath string `json:"document_path"`
+	OperationID  string `json:"operation_id,omitempty"`
+	Message      string `json:"message"`
 }
 
 // scope is an OAuth2 scope declared by the document's security schemes.
@@ -359,7 +373,16 @@ func (d *Document) collect(doc *openapi3.T, pathsNode *yaml.Node) (problems []st
 				ignore(fmt.Sprintf("method %s is not supported by Gatehouse APIs", method))
 				continue
 			}
-			ep, err := routing.ParseEndpoint(m, sanitizeParams(prefix, p))
+			path := sanitizeParams(prefix, p)
+			ep, err := routing.ParseEndpoint(m, path)
+			var fallback string
+			if err != nil {
+				if fb, note, ok := fallbackTemplate(path); ok {
+					if fep, ferr := routing.ParseEndpoint(m, fb); ferr == nil {
+						ep, err, fallback = fep, nil, note
+					}
+				}
+			}
 			if err != nil {
 				ignore("the path cannot be a Gatehouse path template: " + errors.Unwrap(err).Error())
 				continue
@@ -372,6 +395,10 @@ func (d *Document) collect(doc *openapi3.T, pathsNode *yaml.Node) (problems []st
 			o := operation{endpoint: ep, operationID: op.OperationID, id: APIID(op.OperationID), policy: policy, where: where, what: what}
 			seen[key] = o
 			d.operations = append(d.operations, o)
+			if fallback != "" {
+				d.warnings = append(d.warnings, ImportWarning{Method: m, Path: ep.Template.Raw, DocumentPath: full,
+					OperationID: op.OperationID, Message: fallback})
+			}
 		}
 	}
 	return problems
@@ -441,6 +468,46 @@ func sanitizeParams(prefix, path string) string {
 		used[unique] = true
 		return "{" + unique + "}"
 	})
+}
+
+// multiParam is a segment's text from its first parameter to its last,
+// when it holds several: "{a}.{b}" in "x{a}.{b}.json".
+var multiParam = regexp.MustCompile(`\{[^{}/]*\}[^/]*\{[^{}/]*\}`)
+
+// fallbackTemplate is the documented fallback for a path (parameter names
+// already sanitised) whose segments hold several parameters, which a
+// Gatehouse template cannot: in each such segment, the text from the first
+// parameter to the last becomes one parameter named after them joined with
+// '_' ("/files/{name}.{ext}" → "/files/{name_ext}", "/x{a}-{b}.json" →
+// "/x{a_b}.json"). The template then matches every path the document's
+// does and more (any non-empty text there), so the API's policy covers
+// them all. It returns the new path and a note saying what was done, or
+// false when the path has no such segment.
+func fallbackTemplate(path string) (string, string, bool) {
+	var notes []string
+	used := map[string]bool{}
+	for _, m := range templateParam.FindAllStringSubmatch(path, -1) {
+		used[m[1]] = true
+	}
+	out := multiParam.ReplaceAllStringFunc(path, func(run string) string {
+		var names []string
+		for _, m := range templateParam.FindAllStringSubmatch(run, -1) {
+			names = append(names, m[1])
+		}
+		name := strings.Join(names, "_")
+		unique := name
+		for i := 2; used[unique]; i++ {
+			unique = fmt.Sprintf("%s_%d", name, i)
+		}
+		used[unique] = true
+		notes = append(notes, fmt.Sprintf("%q became {%s}", run, unique))
+		return "{" + unique + "}"
+	})
+	if len(notes) == 0 {
+		return "", "", false
+	}
+	return out, "a path segment holds several parameters, which a Gatehouse template cannot express: " +
+		strings.Join(notes, ", ") + " (one parameter matching any non-empty text there, so the API covers more paths than the document's, never fewer; its path parameter holds the whole text)", true
 }
 
 // oauthScopes lists the scopes of the document's OAuth2 security schemes,

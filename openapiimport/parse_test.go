@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/gatehouse-dev/gatehouse/routing"
 )
 
 func TestSanitizeParams(t *testing.T) {
@@ -119,7 +121,7 @@ func TestParseReadsPolicyExtensions(t *testing.T) {
 	d := mustParse(t, spec("x-gatehouse-policy: readers\n",
 		op("/pets", "get", "listPets", "x-gatehouse-policy: admins"), op("/health", "get", "health", ""),
 		// An ignored operation's policy is named too.
-		op("/files/{name}.json", "get", "getFile", "x-gatehouse-policy: files\n      "+pathParam("name"))))
+		op("/files;{name}", "get", "getFile", "x-gatehouse-policy: files\n      "+pathParam("name"))))
 	if d.policy != "readers" || len(d.operations) != 2 || d.operations[0].policy != "admins" || d.operations[1].policy != "" {
 		t.Fatalf("policies: %q %+v", d.policy, d.operations)
 	}
@@ -198,4 +200,62 @@ func TestParseRefusesCollidingAPIIDs(t *testing.T) {
 	}
 	// Operations without operationIds never collide.
 	mustParse(t, spec("", op("/pets", "get", "", ""), op("/toys", "post", "", ""), op("/x", "get", "---", ""), op("/y", "get", "***", "")))
+}
+
+// TestParseImportsPatternSegments: a parameter with literal text in its
+// segment is a Gatehouse template as it is; several parameters in one
+// segment are imported with the documented fallback (one parameter over
+// the text from the first to the last) and a warning naming the operation.
+func TestParseImportsPatternSegments(t *testing.T) {
+	d := mustParse(t, spec("",
+		op("/files/{name}.json", "get", "getFile", pathParam("name")),
+		op("/api/v{version}/pets", "get", "listPets", pathParam("version")),
+		op("/files/{name}.{ext}", "put", "putFile", pathParams("name", "ext")),
+		op("/img/x{a}-{b}.png", "get", "img", pathParams("a", "b")),
+		op("/bad;{x}", "get", "bad", pathParam("x"))))
+	var got []string
+	for _, o := range d.operations {
+		got = append(got, o.endpoint.Method+" "+o.endpoint.Template.Raw)
+	}
+	want := "[GET /files/{name}.json GET /api/v{version}/pets PUT /files/{name_ext} GET /img/x{a_b}.png]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("operations %v, want %s", got, want)
+	}
+	if len(d.ignored) != 1 || d.ignored[0].OperationID != "bad" {
+		t.Fatalf("ignored: %+v", d.ignored)
+	}
+	if len(d.warnings) != 2 {
+		t.Fatalf("warnings: %+v", d.warnings)
+	}
+	w := d.warnings[0]
+	if w.Method != "PUT" || w.Path != "/files/{name_ext}" || w.DocumentPath != "/files/{name}.{ext}" || w.OperationID != "putFile" ||
+		!strings.Contains(w.Message, `"{name}.{ext}" became {name_ext}`) || !strings.Contains(w.Message, "never fewer") {
+		t.Fatalf("warning: %+v", w)
+	}
+	if w := d.warnings[1]; w.Path != "/img/x{a_b}.png" || !strings.Contains(w.Message, `"{a}-{b}" became {a_b}`) {
+		t.Fatalf("warning: %+v", w)
+	}
+	// The fallback matches every path the document's template matches.
+	tpl := d.operations[3].endpoint.Template
+	for _, p := range []string{"/img/x1-2.png", "/img/xa-b-c.png"} {
+		if _, ok := tpl.Match(routing.SplitPath(p)); !ok {
+			t.Errorf("%s does not match %s", tpl.Raw, p)
+		}
+	}
+	p, err := NewPlan(d, target, State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 2 || p.Warnings[0].OperationID != "putFile" {
+		t.Fatalf("plan warnings: %+v", p.Warnings)
+	}
+}
+
+// pathParams declares several path parameters in op's extra.
+func pathParams(names ...string) string {
+	var ps []string
+	for _, n := range names {
+		ps = append(ps, "{name: "+n+", in: path, required: true, schema: {type: string}}")
+	}
+	return "parameters: [" + strings.Join(ps, ", ") + "]"
 }

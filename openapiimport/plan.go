@@ -50,6 +50,8 @@ type Plan struct {
 	APIs []PlannedAPI
 	// Ignored are the operations that do not become APIs.
 	Ignored []IgnoredAPI
+	// Warnings are the operations imported with a fallback template.
+	Warnings []ImportWarning
 	// CreateScopes are the declared scopes to create.
 	CreateScopes []*store.Typed[model.ScopeSpec]
 	// IgnoredScopes are the declared scopes not created.
@@ -165,9 +167,12 @@ func NewPlan(doc *Document, t Target, st State) (*Plan, error) {
 	})
 	claim(func(op *operation) *store.Typed[model.APISpec] { return byName[op.endpoint.Name(t.ServiceID)] })
 
-	p := &Plan{APIs: make([]PlannedAPI, 0, len(ops)), Ignored: doc.ignored}
+	p := &Plan{APIs: make([]PlannedAPI, 0, len(ops)), Ignored: doc.ignored, Warnings: doc.warnings}
 	if p.Ignored == nil {
 		p.Ignored = []IgnoredAPI{}
+	}
+	if p.Warnings == nil {
+		p.Warnings = []ImportWarning{}
 	}
 	for _, a := range st.APIs {
 		if !claimed[a.Meta.ID] {

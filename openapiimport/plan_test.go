@@ -55,8 +55,8 @@ func TestPlanMatchesOperationsWithAPIs(t *testing.T) {
 		op("/pets", "post", "createPet", ""),                              // made by hand with this id: by id
 		op("/toys", "get", "toys", ""), op("/show", "get", "showPet", ""), // its id is held by the API "toys" keeps
 		op("/health", "get", "health", ""), op("/metrics", "get", "", ""), // no operationId
-		op("/other", "get", "other", ""),                               // id held by another service's API
-		op("/files/{name}.json", "get", "getFile", pathParam("name")))) // ignored
+		op("/other", "get", "other", ""),                          // id held by another service's API
+		op("/files;{name}", "get", "getFile", pathParam("name")))) // ignored
 	getPet := stored("getPet", "getPet", "GET", "/pets/{id}")
 	getPet.Spec.PolicyID, getPet.Spec.DataClassifications, getPet.Meta.Labels = "readers", []string{"pii"}, map[string]string{"k": "v"}
 	st := State{
@@ -207,7 +207,7 @@ func TestPlanBindsPolicies(t *testing.T) {
 // document names must exist; each missing one is a field error naming
 // where it came from, the request's first.
 func TestPlanRefusesUnknownPolicies(t *testing.T) {
-	doc := mustParse(t, spec("x-gatehouse-policy: nodoc\n", op("/a", "get", "a", "x-gatehouse-policy: ok"), op("/b", "get", "b", "x-gatehouse-policy: noop"), op("/files/{name}.json", "get", "getFile", "x-gatehouse-policy: noignored\n      "+pathParam("name"))))
+	doc := mustParse(t, spec("x-gatehouse-policy: nodoc\n", op("/a", "get", "a", "x-gatehouse-policy: ok"), op("/b", "get", "b", "x-gatehouse-policy: noop"), op("/files;{name}", "get", "getFile", "x-gatehouse-policy: noignored\n      "+pathParam("name"))))
 	tg := target
 	tg.DefaultPolicyID = "noreq"
 	_, err := NewPlan(doc, tg, State{Policies: map[string]bool{"ok": true}})
@@ -223,7 +223,7 @@ func TestPlanRefusesUnknownPolicies(t *testing.T) {
 		`policy_id: policy "noreq" does not exist`,
 		`x-gatehouse-policy: policy "nodoc" does not exist (the document's default policy)`,
 		`paths./b.get.x-gatehouse-policy: policy "noop" does not exist (operation GET /b (operationId "b"))`,
-		`paths./files/{name}.json.get.x-gatehouse-policy: policy "noignored" does not exist (operation GET /files/{name}.json (operationId "getFile"))`,
+		`paths./files;{name}.get.x-gatehouse-policy: policy "noignored" does not exist (operation GET /files;{name} (operationId "getFile"))`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("errors:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
