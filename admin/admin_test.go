@@ -279,7 +279,7 @@ func TestTenantCRUD(t *testing.T) {
 		"id": "acme", "name": "Acme", "description": "first", "labels": map[string]string{"tier": "gold"},
 	}, "X-Request-Id", "req-create-1"), 201)
 	m := created.json(t)
-	if m["id"] != "acme" || m["name"] != "Acme" || m["status"] != "AVAILABLE" || m["url"] != "https://gh.example/acme" ||
+	if m["id"] != "acme" || m["name"] != "Acme" || m["status"] != "AVAILABLE" || m["url"] != "https://gh.example/api/admin/acme/tenant" ||
 		m["created"] == nil || m["labels"].(map[string]any)["tier"] != "gold" {
 		t.Fatalf("created tenant: %s", created.body)
 	}

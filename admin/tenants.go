@@ -48,6 +48,13 @@ type tenantResponse struct {
 	Metadata                      *Metadata                  `json:"metadata"`
 }
 
+// tenantURL is the URL a tenant advertises: its own admin route
+// (GET /api/admin/{tid}/tenant), which answers the tenant's credentials
+// and system-wide tokens.
+func tenantURL(public, tid string) string {
+	return strings.TrimSuffix(public, "/") + "/api/admin/" + tid + "/tenant"
+}
+
 func (s *Server) renderTenant(t *store.Typed[model.TenantSpec]) tenantResponse {
 	labels := t.Meta.Labels
 	if labels == nil {
@@ -55,7 +62,7 @@ func (s *Server) renderTenant(t *store.Typed[model.TenantSpec]) tenantResponse {
 	}
 	return tenantResponse{
 		ID: t.Meta.ID, Name: t.Spec.Name, Description: t.Meta.Description, Status: t.Spec.Status,
-		URL: strings.TrimSuffix(s.public, "/") + "/" + t.Meta.ID, Labels: labels,
+		URL: tenantURL(s.public, t.Meta.ID), Labels: labels,
 		AuthenticationContextSettings: t.Spec.AuthenticationContextSettings,
 		Created:                       t.Meta.CreatedAt, Metadata: metadataOf(&t.Meta),
 	}
