@@ -510,9 +510,9 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 			}
 		}
 	}()
-	grpcLn, err := net.Listen("tcp", rt.authzAddr)
+	grpcLn, err := listen("--authz-addr", rt.authzAddr)
 	if err != nil {
-		return fmt.Errorf("listen on --authz-addr %s: %w", rt.authzAddr, err)
+		return err
 	}
 	listeners = append(listeners, grpcLn)
 	drain := newStreamDrainer()
@@ -552,9 +552,9 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
-		ln, err := net.Listen("tcp", rt.httpAddr)
+		ln, err := listen("--http-addr", rt.httpAddr)
 		if err != nil {
-			return fmt.Errorf("listen on --http-addr %s: %w", rt.httpAddr, err)
+			return err
 		}
 		listeners = append(listeners, ln)
 		rt.tls.warnPlaintext(log, "health and metrics", ln)
@@ -563,9 +563,9 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 		log.Info("authorizer health listening", "addr", ln.Addr().String())
 	}
 	if rt.proxyAddr != "" {
-		ln, err := net.Listen("tcp", rt.proxyAddr)
+		ln, err := listen("--proxy-addr", rt.proxyAddr)
 		if err != nil {
-			return fmt.Errorf("listen on --proxy-addr %s: %w", rt.proxyAddr, err)
+			return err
 		}
 		listeners = append(listeners, ln)
 		ps := &http.Server{Handler: gateway.NewProxy(rt.server, nil), ReadHeaderTimeout: 10 * time.Second}

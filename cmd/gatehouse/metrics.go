@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 )
@@ -15,9 +14,9 @@ import (
 // metrics name every tenant and gateway: only trusted scrapers may reach
 // it. The component serves it until its context ends.
 func listenMetrics(addr string, metrics http.Handler, tlsServer *serverTLS, log *slog.Logger, stdout io.Writer, deadline func() context.Context) (*httpServerComponent, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listen("--metrics-addr", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --metrics-addr %s: %w", addr, err)
+		return nil, err
 	}
 	tlsServer.warnPlaintext(log, "metrics", ln)
 	mux := http.NewServeMux()

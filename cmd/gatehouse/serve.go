@@ -284,9 +284,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := listen("--http-addr", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
 	tlsServer.warnPlaintext(log, "admin API", ln)
 	// The servers close their listeners once the lifecycle runs; a start
@@ -479,9 +479,9 @@ func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Man
 	}
 	engines := gateway.NewEngines(defaultGateway)
 	activator := &gateway.Activator{Engines: engines, Metrics: metrics, Tokens: tokenFactory(cfg.AllowPrivateJWKS, log, reg, defaultTokenCache)}
-	ln, err := net.Listen("tcp", cfg.AuthzAddr)
+	ln, err := listen("--authz-addr", cfg.AuthzAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --authz-addr %s: %w", cfg.AuthzAddr, err)
+		return nil, err
 	}
 	logs := gateway.NewDecisionLogger(gateway.DecisionLogOptions{Sink: storeLogSink{Store: st}, Metrics: metrics,
 		Logger: log.With("component", "decision-logs"), Mode: override})
@@ -534,9 +534,9 @@ func listenXDS(cfg serveConfig, creds *gatewaycred.Verifier, mgr *bundles.Manage
 	if err := srv.RegisterMetrics(reg); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.XDSAddr)
+	ln, err := listen("--xds-addr", cfg.XDSAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --xds-addr %s: %w", cfg.XDSAddr, err)
+		return nil, err
 	}
 	// Options of the gRPC server (TLS, limits) go to NewGRPCServer, after
 	// the xDS server's authenticating interceptors.

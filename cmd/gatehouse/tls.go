@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -176,4 +177,19 @@ func (p gatewayPeers) listener(t *serverTLS, caFile, name string, shared bool) (
 		mode = tlsfiles.ClientAuthOptional
 	}
 	return t.withClientAuth(caFile, string(mode))
+}
+
+// listen listens on addr, given by flag. An address in use says so and
+// what to do: two processes on one host (a second authorizer, or one
+// beside gatehouse serve, whose in-process ext_authz takes
+// 127.0.0.1:9191) need their own addresses.
+func listen(flag, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("listen on %s %s: the address is in use (by another gatehouse on this host? gatehouse serve's ext_authz takes 127.0.0.1:9191, an authorizer 127.0.0.1:9191 and 127.0.0.1:9192): give this process its own %s", flag, addr, flag)
+	case err != nil:
+		return nil, fmt.Errorf("listen on %s %s: %w", flag, addr, err)
+	}
+	return ln, nil
 }

@@ -169,3 +169,23 @@ func TestControlPlaneTLS(t *testing.T) {
 		t.Fatal("a client certificate without its key was accepted")
 	}
 }
+
+func TestListenNamesTheFlagOfAnAddressInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, err = listen("--http-addr", busy.Addr().String())
+	if err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "give this process its own --http-addr") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := listen("--authz-addr", "256.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "--authz-addr 256.0.0.1:1") {
+		t.Fatalf("err = %v", err)
+	}
+	ln, err := listen("--authz-addr", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+}
