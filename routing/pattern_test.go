@@ -5,6 +5,8 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/routing/pathcorpus"
 )
 
 func TestPatternSegments(t *testing.T) {
@@ -148,6 +150,23 @@ func TestPatternIndexAgreesWithLinearScan(t *testing.T) {
 			if got != want {
 				t.Fatalf("round %d: %s %s: index %q, linear %q (routes %v)", round, method, path, got, want, apis)
 			}
+		}
+	}
+}
+
+func TestTemplateCorpus(t *testing.T) {
+	for _, c := range pathcorpus.TemplateCases() {
+		tpl, err := ParseTemplate(c.Template)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Template, err)
+		}
+		canon, err := CanonicalPath(c.Path)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Path, err)
+		}
+		params, ok := tpl.Match(SplitPath(canon))
+		if ok != (c.Params != nil) || ok && fmt.Sprint(params) != fmt.Sprint(c.Params) {
+			t.Errorf("%s ~ %s: %v %v, want %v", c.Template, c.Path, ok, params, c.Params)
 		}
 	}
 }
