@@ -25,9 +25,10 @@ import (
 //	"changes": {"name": {"before": "a", "after": "b"}, "secret_hash": {"before": "***", "after": "***"}}
 //
 // The fields are the envelope's (name, description, labels, parent_id)
-// and the stored spec's top-level fields. A create has only "after", a
-// delete only "before"; a field an update sets or unsets is null on the
-// side where it is unset (empty, or left out as the kind stores it). Secrets are masked: a field whose name says it
+// and the stored spec's top-level fields. A side is absent where the
+// field is unset (empty, or left out as the kind stores it): a create
+// has only "after", a delete only "before", and an update that sets a
+// field (or unsets it) only "after" (or "before"). Secrets are masked: a field whose name says it
 // holds one (secret, password, private key, token, hash, sealed …) is
 // "***" at any depth, so a rotation shows that the secret changed, never
 // what it is. Values whose JSON is longer than maxChangeValue bytes (a
@@ -159,17 +160,12 @@ func changeSummary(before, after *store.Object) json.RawMessage {
 		if inB && inA && jsonEqual(bv, av) {
 			continue
 		}
-		// A field unset on one side of an update is null there.
 		c := map[string]json.RawMessage{}
 		if inB {
 			c["before"] = summaryValue(k, bv)
-		} else if before != nil {
-			c["before"] = json.RawMessage("null")
 		}
 		if inA {
 			c["after"] = summaryValue(k, av)
-		} else if after != nil {
-			c["after"] = json.RawMessage("null")
 		}
 		out[k] = c
 	}

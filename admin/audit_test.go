@@ -55,7 +55,7 @@ func TestAuditEventsSummariseChanges(t *testing.T) {
 	upd := evs[0]["changes"].(map[string]any)
 	want := map[string]any{
 		"description": map[string]any{"before": "first", "after": "second"},
-		"dry_run":     map[string]any{"before": nil, "after": true}, // false is stored as unset
+		"dry_run":     map[string]any{"after": true}, // false is stored as unset
 		"labels":      map[string]any{"before": map[string]any{"team": "a"}, "after": map[string]any{"team": "b"}},
 	}
 	gotJSON, _ := json.Marshal(upd)
