@@ -32,9 +32,11 @@ func TestServeTenantsLifecycle(t *testing.T) {
 			if !t.Run("tenants are created, updated under If-Match, disabled, re-enabled and deleted", func(t *testing.T) {
 				c := c.on(t)
 				created := c.must(201, "POST", "/api/system/tenants", map[string]any{"id": "acme", "name": "Acme", "description": "d"}).JSON(t)
-				if created["status"] != "AVAILABLE" || created["url"] != p.URL+"/acme" {
+				if created["status"] != "AVAILABLE" || created["url"] != p.URL+"/api/admin/acme/tenant" {
 					t.Fatalf("created: %v", created)
 				}
+				// The advertised url answers.
+				c.must(200, "GET", strings.TrimPrefix(created["url"].(string), p.URL), nil)
 				for i := 0; i < 3; i++ {
 					c.must(201, "POST", "/api/system/tenants", map[string]any{"id": fmt.Sprintf("t-%d", i), "name": "T"})
 				}
