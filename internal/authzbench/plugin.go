@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -142,6 +143,20 @@ func PluginData(jwks string, apis []policies.Object[model.APISpec]) ([]byte, err
 			routes[api.Spec.Method] = map[string][]route{}
 		}
 		routes[api.Spec.Method][first] = append(routes[api.Spec.Method][first], r)
+	}
+	// HEAD follows GET's API, as in Gatehouse, unless HEAD has its own
+	// on the same template.
+	for first, gets := range routes["GET"] {
+		for _, g := range gets {
+			if !slices.ContainsFunc(routes["HEAD"][first], func(h route) bool {
+				return h.Rest == g.Rest && slices.Equal(h.Segments, g.Segments)
+			}) {
+				if routes["HEAD"] == nil {
+					routes["HEAD"] = map[string][]route{}
+				}
+				routes["HEAD"][first] = append(routes["HEAD"][first], g)
+			}
+		}
 	}
 	return json.Marshal(map[string]any{"authz": map[string]any{
 		"issuer": Issuer, "audience": Audience, "jwks": jwks, "routes": routes,
