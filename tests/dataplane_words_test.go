@@ -91,6 +91,19 @@ func TestDataPlaneWords(t *testing.T) {
 		}
 	})
 
+	t.Run("with --proxy-deny-body=false the proxy's denials have no body", func(t *testing.T) {
+		quiet, _ := startAuthorizer(t, cp.URL, g, t.TempDir(), "--proxy-addr", "127.0.0.1:0", "--proxy-deny-body=false")
+		quietProxy := "http://" + quiet.waitLog(t, "reverse proxy listening", "addr")
+		testkit.Eventually(t, 20*time.Second, func() error {
+			res, _ := get(quietProxy+"/pets/3", "k1")
+			return testkit.Check(res.StatusCode == 200, "proxy: %d", res.StatusCode)
+		}, "the second authorizer's first bundle")
+		res, body := get(quietProxy+"/pets/3", "wrong")
+		if res.StatusCode != 401 || res.Header.Get("WWW-Authenticate") != "Bearer" || body != "" {
+			t.Fatalf("%d %v %q", res.StatusCode, res.Header, body)
+		}
+	})
+
 	t.Run("the authorizer's metrics name its gateway and count the upstream", func(t *testing.T) {
 		_, metrics := get(health+"/metrics", "")
 		for _, want := range []string{

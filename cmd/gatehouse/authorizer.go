@@ -42,14 +42,19 @@ import (
 type authorizerConfig struct {
 	model.AuthorizerConfig `yaml:",inline"`
 
-	PublicKeyFile    string        `yaml:"public_key_file"`
-	ProxyAddr        string        `yaml:"proxy_addr"`
-	CacheDir         string        `yaml:"cache_dir"`
-	LongPoll         time.Duration `yaml:"long_poll"`
-	LogLevel         string        `yaml:"log_level"`
-	MaskHeaders      []string      `yaml:"mask_headers"`
-	MaskQueryParams  []string      `yaml:"mask_query_params"`
-	AllowPrivateJWKS bool          `yaml:"allow_private_jwks"`
+	PublicKeyFile string `yaml:"public_key_file"`
+	ProxyAddr     string `yaml:"proxy_addr"`
+	// ProxyDenyBody gives the proxy's denials a JSON body with the
+	// decision's reason (a *bool in the file: absent keeps the flag's).
+	ProxyDenyBody bool `yaml:"-"`
+	// ProxyDenyBodyFile is proxy_deny_body of gatehouse-authorizer.yaml.
+	ProxyDenyBodyFile *bool         `yaml:"proxy_deny_body"`
+	CacheDir          string        `yaml:"cache_dir"`
+	LongPoll          time.Duration `yaml:"long_poll"`
+	LogLevel          string        `yaml:"log_level"`
+	MaskHeaders       []string      `yaml:"mask_headers"`
+	MaskQueryParams   []string      `yaml:"mask_query_params"`
+	AllowPrivateJWKS  bool          `yaml:"allow_private_jwks"`
 	// TLSCertFile and TLSKeyFile serve the authorizer's listeners over TLS;
 	// ControlPlaneCAFile is the CA bundle the control plane's certificate
 	// is verified against (empty: the system's).
@@ -114,6 +119,7 @@ var authorizerEnv = []envFlag{
 	{"public-key-file", model.EnvBundlePublicKeyFile},
 	{"authz-addr", model.EnvAuthzAddr},
 	{"proxy-addr", "GATEHOUSE_PROXY_ADDR"},
+	{"proxy-deny-body", "GATEHOUSE_PROXY_DENY_BODY"},
 	{"http-addr", model.EnvAuthorizerHTTPAddr},
 	{"cache-dir", "GATEHOUSE_CACHE_DIR"},
 	{"long-poll", "GATEHOUSE_LONG_POLL"},
@@ -185,6 +191,7 @@ gatehouse-authorizer.yaml (flags win over the file).`,
 	fs.StringVar(&cfg.PublicKeyFile, "public-key-file", "", "PEM file of the tenant's bundle signing public key")
 	fs.StringVar(&cfg.AuthzAddr, "authz-addr", "127.0.0.1:9191", "ext_authz gRPC listen address")
 	fs.StringVar(&cfg.ProxyAddr, "proxy-addr", "", "reverse proxy listen address (off when empty)")
+	fs.BoolVar(&cfg.ProxyDenyBody, "proxy-deny-body", true, "the proxy's denials carry a small JSON body with the decision's reason (a policy's own body is sent as it is); false: an empty body")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9192", "health and metrics listen address (/healthz, /readyz, /metrics)")
 	fs.StringVar(&cfg.CacheDir, "cache-dir", defaultCacheDir(), "directory of the last good bundle")
 	fs.DurationVar(&cfg.LongPoll, "long-poll", 30*time.Second, "long-polling wait asked of the bundle service")
@@ -248,6 +255,9 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 		set("public-key-file", &c.PublicKeyFile, file.PublicKeyFile)
 		set("authz-addr", &c.AuthzAddr, file.AuthzAddr)
 		set("proxy-addr", &c.ProxyAddr, file.ProxyAddr)
+		if !fs.Changed("proxy-deny-body") && file.ProxyDenyBodyFile != nil {
+			c.ProxyDenyBody = *file.ProxyDenyBodyFile
+		}
 		set("http-addr", &c.HTTPAddr, file.HTTPAddr)
 		set("cache-dir", &c.CacheDir, file.CacheDir)
 		set("log-level", &c.LogLevel, file.LogLevel)
@@ -428,7 +438,7 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer")})
 	return serveAuthorizer(ctx, log, authorizerRuntime{
 		engines: engines, server: srv, logs: logs, registry: reg,
-		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, httpAddr: cfg.HTTPAddr, pprof: cfg.Pprof, streamWorkers: cfg.StreamWorkers,
+		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, proxyDenyBody: cfg.ProxyDenyBody, httpAddr: cfg.HTTPAddr, pprof: cfg.Pprof, streamWorkers: cfg.StreamWorkers,
 		tls: tlsServer, authzTLS: authzTLS, proxyTLS: proxyTLS,
 		follower: follower, deleted: follower.Deleted,
 	}, stdout)
@@ -480,6 +490,8 @@ type authorizerRuntime struct {
 	authzAddr string
 	proxyAddr string
 	httpAddr  string
+	// proxyDenyBody: see --proxy-deny-body.
+	proxyDenyBody bool
 	// pprof adds /debug/pprof/ to the health and metrics server.
 	pprof         bool
 	streamWorkers int
@@ -568,7 +580,9 @@ func serveAuthorizer(ctx context.Context, log *slog.Logger, rt authorizerRuntime
 			return err
 		}
 		listeners = append(listeners, ln)
-		ps := &http.Server{Handler: gateway.NewProxy(rt.server, nil), ReadHeaderTimeout: 10 * time.Second}
+		proxy := gateway.NewProxyWithOptions(rt.server, gateway.ProxyOptions{Logger: log.With("component", "proxy"), NoDenyBody: !rt.proxyDenyBody})
+		ps := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.With("component", "proxy").Handler(), slog.LevelWarn)}
 		rt.proxyTLS.warnPlaintext(log, "proxy", ln)
 		deciders = append(deciders, lc.add("proxy", &httpServerComponent{srv: ps, ln: rt.proxyTLS.http(ln), deadline: lc.deadline}))
 		log.Info("reverse proxy listening", "addr", ln.Addr().String())

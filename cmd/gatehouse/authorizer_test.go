@@ -189,3 +189,39 @@ func TestMissingSettingsNameThePackage(t *testing.T) {
 		}
 	}
 }
+
+// proxy_deny_body in gatehouse-authorizer.yaml sets --proxy-deny-body
+// unless the flag is given; absent, the flag's default (on) holds.
+func TestProxyDenyBodySetting(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		flag string
+		want bool
+	}{
+		{"", "", true},
+		{"proxy_deny_body: false\n", "", false},
+		{"proxy_deny_body: false\n", "true", true},
+		{"", "false", false},
+	} {
+		cmd := &cobra.Command{}
+		cfg := defaults()
+		cmd.Flags().BoolVar(&cfg.ProxyDenyBody, "proxy-deny-body", true, "")
+		if tc.flag != "" {
+			if err := cmd.Flags().Set("proxy-deny-body", tc.flag); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(t.TempDir(), "authorizer.yaml")
+		body := "control_plane_url: http://127.0.0.1:1\ntenant: acme\ngateway: edge\ncredential: ghg_x\nkey_id: k\npublic_key: pem\n" + tc.file
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.ConfigFile = path
+		if err := cfg.load(cmd); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ProxyDenyBody != tc.want {
+			t.Errorf("file %q, flag %q: proxy deny body %v, want %v", tc.file, tc.flag, cfg.ProxyDenyBody, tc.want)
+		}
+	}
+}
