@@ -314,6 +314,8 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	}
 	// One verifier of gateway credentials for the bundle service and xDS.
 	creds := gatewaycred.New(st, log.With("component", "gateway-credentials"))
+	// Its writes of credentials' last use finish before the store closes.
+	defer creds.WaitUsage()
 	// The xDS control plane: one snapshot per gateway, from the bundles.
 	var xds *xdsServer
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
