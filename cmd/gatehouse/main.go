@@ -40,6 +40,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(newServeCommand(stdout, stderr), newControlPlaneCommand(stdout, stderr), newAuthorizerCommand(stdout, stderr), newMigrateCommand(stderr), newVersionCommand(stdout))
 	root.AddCommand(newDevCertsCommand(stdout))
+	root.AddCommand(newDevTokenCommand(stdout, stderr))
 	return root
 }
 
