@@ -465,7 +465,7 @@ func configServiceObject(in *serviceBody) (*configObject, *Error) {
 		return nil, apiErr
 	}
 	return newConfigObject(model.KindService, in.ID, in.Name, "", in.Description, in.Labels,
-		model.ServiceSpec{URL: in.URL, Hosts: hosts, ServerID: in.ServerID, WithSpecification: derefOr(in.WithSpecification, false)})
+		model.ServiceSpec{URL: in.URL, Hosts: hosts, ServerID: in.ServerID, WithSpecification: derefOr(in.WithSpecification, false), CORS: in.CORS})
 }
 
 // configAPIObject is an API of a configuration document: an API body,

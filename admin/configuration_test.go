@@ -38,7 +38,8 @@ func (e *env) buildRichTenant(tid string) string {
 		"validators": []any{map[string]any{"name": "header", "conf": map[string]any{"name": "x-key", "value": "k"}}}})
 	post("/services", map[string]any{"id": "pets", "name": "Pets", "description": "pet store", "url": "http://pets.internal:8080",
 		"hosts": []string{"Pets.Example.com", "*.pets.example.com"}, "server_id": "default", "labels": map[string]string{"tier": "1"}})
-	post("/services", map[string]any{"id": "shop", "name": "Shop", "url": "https://shop.internal"})
+	post("/services", map[string]any{"id": "shop", "name": "Shop", "url": "https://shop.internal",
+		"cors": map[string]any{"allowed_origins": []string{"https://shop.example.com"}, "allowed_methods": []string{"GET"}, "max_age": 60}})
 	post("/services", map[string]any{"id": "legacy", "name": "Legacy", "url": "http://legacy"})
 	e.expect(e.do("POST", base+"/services/legacy/apis/import/text", rootToken, fixture(e.t, "petstore-3.0.yaml"), "Content-Type", "text/plain"), 200)
 	post("/apis", map[string]any{"id": "get-pet", "service_id": "pets", "method": "get", "path": "/pets/{id}", "policy_id": "keyed",

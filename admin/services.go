@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gatehouse-dev/gatehouse/internal/field"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/routing"
@@ -30,16 +31,17 @@ const (
 // create and PUT and what GET returns (GET adds the scopes bound to it).
 // tenant_id, with_specification and metadata are read-only.
 type serviceBody struct {
-	ID                string            `json:"id"`
-	TenantID          string            `json:"tenant_id"`
-	Name              string            `json:"name"`
-	Description       string            `json:"description"`
-	URL               string            `json:"url"`
-	Hosts             []string          `json:"hosts"`
-	ServerID          string            `json:"server_id,omitempty"`
-	WithSpecification *bool             `json:"with_specification"`
-	Labels            map[string]string `json:"labels"`
-	Metadata          *Metadata         `json:"metadata,omitempty"`
+	ID                string              `json:"id"`
+	TenantID          string              `json:"tenant_id"`
+	Name              string              `json:"name"`
+	Description       string              `json:"description"`
+	URL               string              `json:"url"`
+	Hosts             []string            `json:"hosts"`
+	ServerID          string              `json:"server_id,omitempty"`
+	WithSpecification *bool               `json:"with_specification"`
+	CORS              *model.CORSSettings `json:"cors,omitempty"`
+	Labels            map[string]string   `json:"labels"`
+	Metadata          *Metadata           `json:"metadata,omitempty"`
 }
 
 // serviceWithScopes is GET /services/{sid} (seed ServiceWithScopesResponse).
@@ -64,7 +66,7 @@ func renderService(t *store.Typed[model.ServiceSpec]) serviceBody {
 	}
 	return serviceBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description,
-		URL: t.Spec.URL, Hosts: hosts, ServerID: t.Spec.ServerID, WithSpecification: &t.Spec.WithSpecification,
+		URL: t.Spec.URL, Hosts: hosts, ServerID: t.Spec.ServerID, WithSpecification: &t.Spec.WithSpecification, CORS: t.Spec.CORS,
 		Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
 }
@@ -105,6 +107,7 @@ func (r *serviceBody) validate(tid string) ([]string, *Error) {
 		validateServiceURL(r.URL),
 		hostErr,
 		validateText("server_id", r.ServerID, false, 256),
+		fieldErrors(r.CORS.Validate(field.NewPath("cors"))),
 		tenantMatch(r.TenantID, tid),
 		validateLabels(r.Labels),
 	)
@@ -230,7 +233,7 @@ func (s *Server) createService(c *gin.Context) {
 	}
 	t := &store.Typed[model.ServiceSpec]{
 		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
-		Spec: model.ServiceSpec{URL: req.URL, Hosts: hosts, ServerID: req.ServerID},
+		Spec: model.ServiceSpec{URL: req.URL, Hosts: hosts, ServerID: req.ServerID, CORS: req.CORS},
 	}
 	ok := s.write(c, "service", id, func(ctx context.Context, tx store.Tx) error {
 		if err := serviceRepo.Create(ctx, tx, t); err != nil {
@@ -321,7 +324,7 @@ func (s *Server) updateService(c *gin.Context) {
 			return err
 		}
 		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
-		t.Spec = model.ServiceSpec{URL: req.URL, Hosts: hosts, ServerID: req.ServerID, WithSpecification: t.Spec.WithSpecification}
+		t.Spec = model.ServiceSpec{URL: req.URL, Hosts: hosts, ServerID: req.ServerID, WithSpecification: t.Spec.WithSpecification, CORS: req.CORS}
 		if err := serviceRepo.Update(ctx, tx, t, expect); err != nil {
 			return err
 		}

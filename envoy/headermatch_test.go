@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // envoyHeadersMatch is how Envoy applies a route's header matchers to a
@@ -51,4 +53,18 @@ func envoyRouteMatches(t *testing.T, m *routev3.RouteMatch, method, path string,
 		h[strings.ToLower(k)] = v
 	}
 	return envoyPathMatches(t, m, path) && envoyHeadersMatch(t, m.GetHeaders(), h)
+}
+
+// listenerHCMFilters lists the names of a listener's HTTP filters.
+func listenerHCMFilters(t *testing.T, l *listenerv3.Listener) ([]string, *hcmv3.HttpConnectionManager) {
+	t.Helper()
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range hcm.GetHttpFilters() {
+		names = append(names, f.GetName())
+	}
+	return names, hcm
 }

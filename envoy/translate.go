@@ -212,11 +212,13 @@ func envoyListener(c *policies.Compiled, opts *TranslateOptions) (*listenerv3.Li
 		StatPrefix: ListenerName(c.GatewayID),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource: adsConfigSource(), RouteConfigName: RouteConfigName(c.GatewayID)}},
-		HttpFilters: []*hcmv3.HttpFilter{
+		HttpFilters: httpFilters(
 			ownedHeadersFilter(c.OwnedHeaders),
-			{Name: wellknown.HTTPExternalAuthorization, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(authz)}},
-			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(&routerv3.Router{})}},
-		},
+			// CORS preflights are answered before any authorization.
+			corsFilter(c),
+			&hcmv3.HttpFilter{Name: wellknown.HTTPExternalAuthorization, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(authz)}},
+			&hcmv3.HttpFilter{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustPack(&routerv3.Router{})}},
+		),
 		// Route on the host without its port, and on a normalised path
 		// (RFC 3986 dot segments resolved, unreserved escapes decoded,
 		// repeated slashes merged; escaped slashes refused), which is also
@@ -241,6 +243,17 @@ func envoyListener(c *policies.Compiled, opts *TranslateOptions) (*listenerv3.Li
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustPack(hcm)},
 		}}}},
 	}, nil
+}
+
+// httpFilters lists the filters that are not nil.
+func httpFilters(fs ...*hcmv3.HttpFilter) []*hcmv3.HttpFilter {
+	out := make([]*hcmv3.HttpFilter, 0, len(fs))
+	for _, f := range fs {
+		if f != nil {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // HeaderMutationFilterName is the header_mutation HTTP filter's name.
@@ -300,8 +313,20 @@ func skipsAuthorizer(a model.APISpec) bool { return a.Public && a.PolicyID == ""
 // match is Gatehouse's match), then a catch-all.
 func envoyRoutes(c *policies.Compiled, ups map[string]upstream) (*routev3.RouteConfiguration, error) {
 	rc := &routev3.RouteConfiguration{Name: RouteConfigName(c.GatewayID)}
+	cors := serviceCORS(c)
 	for _, vh := range c.Routes.VHosts {
 		v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains, Routes: nonCanonicalRoutes()}
+		// CORS preflights (envoy/cors.go), ahead of every API route.
+		for i := range vh.Routes {
+			r := &vh.Routes[i]
+			if sc := cors[r.ServiceID]; sc != nil {
+				up, ok := ups[r.ServiceID]
+				if !ok {
+					return nil, fmt.Errorf("api %s: service %s is not in the gateway", r.APIID, r.ServiceID)
+				}
+				v.Routes = append(v.Routes, preflightRoute(c, r, sc, up))
+			}
+		}
 		for i := range vh.Routes {
 			r := &vh.Routes[i]
 			up, ok := ups[r.ServiceID]
@@ -315,7 +340,7 @@ func envoyRoutes(c *policies.Compiled, ups map[string]upstream) (*routev3.RouteC
 				Name:                 r.APIID,
 				Match:                m,
 				Action:               forward(r.ServiceID, up),
-				TypedPerFilterConfig: authzPerRoute(ext, skipsAuthorizer(c.APIs[r.APIID].Spec)),
+				TypedPerFilterConfig: withCORS(authzPerRoute(ext, skipsAuthorizer(c.APIs[r.APIID].Spec)), cors[r.ServiceID], false),
 			})
 		}
 		v.Routes = append(v.Routes, unmatchedRoute(c, vh))

@@ -25,6 +25,9 @@ type ServiceSpec struct {
 	ServerID string   `json:"server_id,omitempty"`
 	// WithSpecification is set when the APIs were imported from OpenAPI.
 	WithSpecification bool `json:"with_specification,omitempty"`
+	// CORS, when set, lets browsers of other origins call the service
+	// (preflights of allowed origins are answered without authorization).
+	CORS *CORSSettings `json:"cors,omitempty"`
 }
 
 // APISpec is one operation of a service: a method and a path template.

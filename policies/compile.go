@@ -108,6 +108,8 @@ type (
 		Name  string   `json:"name"`
 		URL   string   `json:"url"`
 		Hosts []string `json:"hosts"`
+		// CORS is the service's cors settings (absent when none).
+		CORS *model.CORSSettings `json:"cors,omitempty"`
 	}
 	// APIData is an API of one of the gateway's services.
 	APIData struct {
@@ -273,7 +275,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	inGateway := map[string]*routing.ServiceRoutes{}
 	var routeInput []routing.ServiceRoutes
 	for _, s := range services {
-		d.Services[s.ID] = ServiceData{ID: s.ID, Name: s.Name, URL: s.Spec.URL, Hosts: nonNil(s.Spec.Hosts)}
+		d.Services[s.ID] = ServiceData{ID: s.ID, Name: s.Name, URL: s.Spec.URL, Hosts: nonNil(s.Spec.Hosts), CORS: s.Spec.CORS}
 		routeInput = append(routeInput, routing.ServiceRoutes{ServiceID: s.ID, Hosts: s.Spec.Hosts})
 	}
 	for i := range routeInput {

@@ -1,6 +1,11 @@
 package policies
 
-import "strings"
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+)
 
 // ParseEngineConfig reads data.gatehouse.config as ParseBundleConfig does,
 // except that Routing is left empty (the authorizer builds its routing
@@ -105,6 +110,7 @@ var (
 		"name":  func(s *ServiceData, v any) bool { return readString(&s.Name, v) },
 		"url":   func(s *ServiceData, v any) bool { return readString(&s.URL, v) },
 		"hosts": func(s *ServiceData, v any) bool { return readStrings(&s.Hosts, v) },
+		"cors":  func(s *ServiceData, v any) bool { return readCORS(&s.CORS, v) },
 	}
 	apiFields = map[string]fieldReader[APIData]{
 		"id":                   func(a *APIData, v any) bool { return readString(&a.ID, v) },
@@ -184,5 +190,23 @@ func readStringMap(dst *map[string]string, v any) bool {
 		out[k] = s
 	}
 	*dst = out
+	return true
+}
+
+// readCORS reads a service's cors settings (rare and small: through JSON).
+func readCORS(dst **model.CORSSettings, v any) bool {
+	if v == nil {
+		*dst = nil
+		return true
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return false
+	}
+	c := &model.CORSSettings{}
+	if err := json.Unmarshal(raw, c); err != nil {
+		return false
+	}
+	*dst = c
 	return true
 }

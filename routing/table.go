@@ -230,6 +230,30 @@ func (t *Table) Match(method, host, path string) (*Route, map[string]string, boo
 	return r, params, true
 }
 
+// First is Match with another rule for the route: the first route in
+// priority order, in the vhost of host, whose template matches path and
+// that accept accepts (the CORS preflight rule uses it).
+func (t *Table) First(host, path string, accept func(*Route) bool) (*Route, map[string]string, bool) {
+	v := t.SelectVHost(host)
+	if v < 0 {
+		return nil, nil, false
+	}
+	vh := &t.VHosts[v]
+	segs := SplitPath(RequestPath(path))
+	best := -1
+	vh.index.collect(segs, 0, func(ri int) {
+		if (best < 0 || ri < best) && accept(&vh.Routes[ri]) {
+			best = ri
+		}
+	})
+	if best < 0 {
+		return nil, nil, false
+	}
+	r := &vh.Routes[best]
+	params, _ := r.Template.Match(segs)
+	return r, params, true
+}
+
 // Route returns the route of an API (for requests Envoy already routed).
 func (t *Table) Route(apiID string) (*Route, bool) {
 	r, ok := t.byAPI[apiID]
