@@ -38,25 +38,30 @@ var importTextTypes = []string{"text/plain", "application/json", "application/ya
 // ImportServiceConfigurationResult). Imports create no policies, so the
 // policy lists are always empty.
 type importResult struct {
-	CreatedAPIs        []apiBody                    `json:"created_apis"`
-	UpdatedAPIs        []apiBody                    `json:"updated_apis"`
-	RemovedAPIs        []apiBody                    `json:"removed_apis"`
-	IgnoredAPIs        []openapiimport.IgnoredAPI   `json:"ignored_apis"`
-	CreatedScopes      []scopeBody                  `json:"created_scopes"`
-	IgnoredScopes      []openapiimport.IgnoredScope `json:"ignored_scopes"`
-	CreatedPolicies    []any                        `json:"created_policies"`
-	RemovedPolicies    []any                        `json:"removed_policies"`
-	NotRemovedPolicies []any                        `json:"not_removed_policies"`
+	CreatedAPIs []apiBody                  `json:"created_apis"`
+	UpdatedAPIs []apiBody                  `json:"updated_apis"`
+	RemovedAPIs []apiBody                  `json:"removed_apis"`
+	IgnoredAPIs []openapiimport.IgnoredAPI `json:"ignored_apis"`
+	// Warnings are the operations imported with a fallback template.
+	Warnings           []openapiimport.ImportWarning `json:"warnings"`
+	CreatedScopes      []scopeBody                   `json:"created_scopes"`
+	IgnoredScopes      []openapiimport.IgnoredScope  `json:"ignored_scopes"`
+	CreatedPolicies    []any                         `json:"created_policies"`
+	RemovedPolicies    []any                         `json:"removed_policies"`
+	NotRemovedPolicies []any                         `json:"not_removed_policies"`
 }
 
 func renderImport(r *openapiimport.Result) importResult {
+	if r.Warnings == nil {
+		r.Warnings = []openapiimport.ImportWarning{}
+	}
 	scopes := make([]scopeBody, 0, len(r.CreatedScopes))
 	for _, sc := range r.CreatedScopes {
 		scopes = append(scopes, renderScope(sc))
 	}
 	return importResult{
 		CreatedAPIs: renderAPIs(r.Created), UpdatedAPIs: renderAPIs(r.Updated), RemovedAPIs: renderAPIs(r.Removed),
-		IgnoredAPIs: r.Ignored, CreatedScopes: scopes, IgnoredScopes: r.IgnoredScopes,
+		IgnoredAPIs: r.Ignored, Warnings: r.Warnings, CreatedScopes: scopes, IgnoredScopes: r.IgnoredScopes,
 		CreatedPolicies: []any{}, RemovedPolicies: []any{}, NotRemovedPolicies: []any{},
 	}
 }

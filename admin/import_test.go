@@ -417,3 +417,39 @@ func TestImportURLOption(t *testing.T) {
 		t.Fatal("Options.AllowPrivateImportURLs is not applied")
 	}
 }
+
+// TestImportReportsFallbackTemplates: an operation whose path segment has
+// several parameters is imported with the documented fallback and named in
+// the answer's warnings; a clean import answers an empty list.
+func TestImportReportsFallbackTemplates(t *testing.T) {
+	e, tok := importEnv(t)
+	doc := `openapi: 3.0.3
+info: {title: files, version: "1"}
+paths:
+  /files/{name}.{ext}:
+    get:
+      operationId: getFile
+      parameters:
+        - {name: name, in: path, required: true, schema: {type: string}}
+        - {name: ext, in: path, required: true, schema: {type: string}}
+      responses: {"200": {description: ok}}
+  /files/{name}.json:
+    put:
+      operationId: putJSON
+      parameters:
+        - {name: name, in: path, required: true, schema: {type: string}}
+      responses: {"200": {description: ok}}
+`
+	res := e.expect(e.importText(tok, []byte(doc), "application/yaml"), 200).json(t)
+	if got := fmt.Sprint(routes(items(t, res, "created_apis"))); !strings.Contains(got, "GET /files/{name_ext} getFile") || !strings.Contains(got, "PUT /files/{name}.json putJSON") {
+		t.Fatalf("created: %s", got)
+	}
+	w := items(t, res, "warnings")
+	if len(w) != 1 || w[0]["method"] != "GET" || w[0]["path"] != "/files/{name_ext}" || w[0]["document_path"] != "/files/{name}.{ext}" || w[0]["message"] == "" {
+		t.Fatalf("warnings: %v", w)
+	}
+	res = e.expect(e.importText(tok, fixture(t, "petstore-3.1.json"), "application/json"), 200).json(t)
+	if w, ok := res["warnings"].([]any); !ok || len(w) != 0 {
+		t.Fatalf("warnings of a clean import: %v", res["warnings"])
+	}
+}

@@ -562,3 +562,39 @@ func TestMetricsPerGateway(t *testing.T) {
 		t.Errorf("check series: %d", n)
 	}
 }
+
+// TestProxyAnswersCORSPreflights: the proxy answers a preflight of an
+// origin its service allows without authorization and without reaching
+// the upstream, as Envoy's CORS filter ahead of ext_authz does; other
+// OPTIONS requests are authorized as before; responses to an allowed
+// origin, denials included, carry Access-Control-Allow-Origin.
+func TestProxyAnswersCORSPreflights(t *testing.T) {
+	f := newProxyFixture(t, ProxyOptions{}, func(c *policies.Config) {
+		c.Services[0].Spec.CORS = &model.CORSSettings{AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"GET"}}
+	})
+	pre := map[string]string{"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+	res, _ := f.do(t, "OPTIONS", "/pets/7", "", pre)
+	if res.StatusCode/100 != 2 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		res.Header.Get("Access-Control-Allow-Methods") != "GET" {
+		t.Fatalf("preflight: %d %v", res.StatusCode, res.Header)
+	}
+	other := map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+	if res, _ := f.do(t, "OPTIONS", "/pets/7", "", other); res.StatusCode/100 == 2 || res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("a preflight of another origin was answered: %d %v", res.StatusCode, res.Header)
+	}
+	if len(f.reached()) != 0 {
+		t.Fatalf("a preflight reached the upstream: %v", f.reached())
+	}
+	res, body := f.do(t, "GET", "/pets/7", "", map[string]string{"x-key": "good", "Origin": "https://app.example.com"})
+	if res.StatusCode != 200 || body != "from upstream" || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Fatalf("actual request: %d %q %v", res.StatusCode, body, res.Header)
+	}
+	res, _ = f.do(t, "GET", "/pets/7", "", map[string]string{"x-key": "bad", "Origin": "https://app.example.com"})
+	if res.StatusCode != 401 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Fatalf("denial to an allowed origin: %d %v", res.StatusCode, res.Header)
+	}
+	res, _ = f.do(t, "GET", "/pets/7", "", map[string]string{"x-key": "good", "Origin": "https://evil.example"})
+	if res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("another origin's request: %d %v", res.StatusCode, res.Header)
+	}
+}

@@ -79,6 +79,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Connection header can neither hide a header from the policy nor
 	// remove one the gateway sets.
 	removeHopByHop(r.Header)
+	// A CORS preflight of an origin a service allows is answered here,
+	// without authorization, as Envoy's CORS filter (ahead of ext_authz)
+	// answers it; the responses to allowed origins get their
+	// Access-Control-* headers, denials included.
+	if CORSPreflight(w, r, engine) {
+		return
+	}
+	w = CORSResponseWriter(w, r, engine)
 	check, err := checkRequestFromHTTP(r, engine)
 	if err != nil {
 		// Deny when unsure: a body that could not be read is never decided on.
