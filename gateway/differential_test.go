@@ -35,6 +35,12 @@ headers := {"x-api": input.gatehouse.api_id, "x-params": concat(",", [v | some v
 
 http_status := 418 if input.attributes.request.http.headers["x-key"] == "teapot"
 
+# A policy's own 401 asks for a bearer token unless it names its own
+# challenge, in any letter case.
+http_status := 401 if input.attributes.request.http.headers["x-key"] in {"unauth", "basic"}
+
+headers := {"WWW-Authenticate": "Basic realm=\"pets\""} if input.attributes.request.http.headers["x-key"] == "basic"
+
 body := "go away" if not allow
 `}},
 	{ID: "by-param", Name: "by-param", Spec: model.PolicySpec{Language: model.LanguageRego, Definition: `package policy
@@ -219,8 +225,8 @@ func randomRequest(t testing.TB, rng *rand.Rand, cfg *policies.Config) *authv3.C
 		p += "?page=x"
 	}
 	headers := map[string]string{}
-	if k := rng.Intn(4); k > 0 {
-		headers["x-key"] = []string{"good", "bad", "teapot"}[k-1]
+	if k := rng.Intn(6); k > 0 {
+		headers["x-key"] = []string{"good", "bad", "teapot", "unauth", "basic"}[k-1]
 	}
 	if rng.Intn(5) == 0 {
 		headers["x-tenant"] = "someone"

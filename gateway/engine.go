@@ -370,7 +370,9 @@ func (e *Engine) evalPolicy(ctx context.Context, api policies.APIData, tok Token
 	switch {
 	case o.allowed:
 		o.headers = union(claimHeaders(api.ClaimsToHeaders, tok), policyHeaders)
-	case o.status == 401 && !statusSet:
+	case o.status == 401 && !namesChallenge(policyHeaders):
+		// A 401, the default one or the policy's, asks for a bearer token
+		// (RFC 6750) unless the policy names a challenge of its own.
 		o.headers = union(map[string]any{"www-authenticate": "Bearer"}, policyHeaders)
 	default:
 		o.headers = policyHeaders
@@ -511,4 +513,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// namesChallenge says whether headers has a WWW-Authenticate, in any
+// letter case.
+func namesChallenge(headers map[string]any) bool {
+	for k := range headers {
+		if strings.EqualFold(k, "www-authenticate") {
+			return true
+		}
+	}
+	return false
 }

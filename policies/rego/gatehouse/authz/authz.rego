@@ -91,13 +91,20 @@ policy_status := s if {
 } else := 403
 
 # Headers: allowed requests get the API's claims_to_headers, then the
-# policy's headers (which win); a default 401 asks for a bearer token.
+# policy's headers (which win); a 401 — the default one or the policy's —
+# asks for a bearer token (RFC 6750) unless the policy names a challenge
+# of its own, in any letter case.
 policy_headers := object.union(claim_headers, object_or_empty(object.get(policy_result, "headers", {}))) if {
 	policy_allowed
 } else := object.union({"www-authenticate": "Bearer"}, object_or_empty(object.get(policy_result, "headers", {}))) if {
 	policy_status == 401
-	not is_number(object.get(policy_result, "http_status", null))
+	not names_challenge(object_or_empty(object.get(policy_result, "headers", {})))
 } else := object_or_empty(object.get(policy_result, "headers", {}))
+
+names_challenge(h) if {
+	some k, _ in h
+	lower(k) == "www-authenticate"
+}
 
 # claims_to_headers: string claims as they are, arrays of strings joined
 # with ","; other claim types are not forwarded.
