@@ -116,6 +116,9 @@ type Verifier struct {
 	metrics *metrics
 	issuers map[string][]*issuer // by iss
 	cache   *cache               // nil when disabled
+	// remoteIDs are the ids of the issuers with remote keys (their
+	// metrics series are counted in metrics.issuers).
+	remoteIDs []string
 
 	onSignature func() // called before each signature check (tests)
 
@@ -201,6 +204,10 @@ func New(issuers []Issuer, opts Options) (*Verifier, error) {
 		v.issuers[spec.Issuer] = append(v.issuers[spec.Issuer], is)
 	}
 	for _, r := range remotes {
+		v.remoteIDs = append(v.remoteIDs, r.is.ID)
+	}
+	m.issuers.acquire(v.remoteIDs)
+	for _, r := range remotes {
 		r.mu.Lock()
 		first := r.start()
 		r.mu.Unlock()
@@ -221,6 +228,7 @@ func (v *Verifier) Close() {
 	v.mu.Unlock()
 	v.cancel()
 	v.wg.Wait()
+	v.metrics.issuers.release(v.remoteIDs)
 	if v.opts.HTTPClient == nil {
 		v.client.CloseIdleConnections()
 	}
@@ -618,6 +626,8 @@ func (b *limitedBody) tooLarge() error {
 
 // metrics are the key fetch and cache counters.
 type metrics struct {
+	// issuers holds the series by issuer; fetches and refetches are its.
+	issuers   *issuerSeries
 	fetches   *prometheus.CounterVec
 	refetches *prometheus.CounterVec
 
@@ -628,14 +638,17 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_token_jwks_fetches_total",
-			Help: "Fetches of token issuers' remote JWK Sets (discovery included) by issuer and result (success, error).",
-		}, []string{"issuer", "result"}),
-		refetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_token_jwks_unknown_kid_refetches_total",
-			Help: "Refetches of a remote JWK Set started because a token named a kid the cached set lacks, by issuer.",
-		}, []string{"issuer"}),
+		issuers: &issuerSeries{
+			fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "gatehouse_token_jwks_fetches_total",
+				Help: "Fetches of token issuers' remote JWK Sets (discovery included) by issuer and result (success, error); an issuer's series go when no verifier has it any more.",
+			}, []string{"issuer", "result"}),
+			refetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "gatehouse_token_jwks_unknown_kid_refetches_total",
+				Help: "Refetches of a remote JWK Set started because a token named a kid the cached set lacks, by issuer.",
+			}, []string{"issuer"}),
+			refs: map[string]int{},
+		},
 		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_token_cache_hits_total",
 			Help: "Token verifications answered from the verified-token cache, by result (valid, invalid).",
@@ -649,15 +662,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Entries of the verified-token cache evicted to stay within its entry and byte bounds.",
 		}),
 	}
+	var err error
+	if reg != nil {
+		// Verifiers on one registry share one issuerSeries, so an
+		// issuer's series stay while any of them has it.
+		if m.issuers, err = register(reg, m.issuers); err != nil {
+			return nil, err
+		}
+	}
+	m.fetches, m.refetches = m.issuers.fetches, m.issuers.refetches
 	if reg == nil {
 		return m, nil
-	}
-	var err error
-	if m.fetches, err = register(reg, m.fetches); err != nil {
-		return nil, err
-	}
-	if m.refetches, err = register(reg, m.refetches); err != nil {
-		return nil, err
 	}
 	if m.cacheHits, err = register(reg, m.cacheHits); err != nil {
 		return nil, err
@@ -686,4 +701,49 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		return zero, fmt.Errorf("register token metrics: %w", err)
 	}
 	return c, nil
+}
+
+// issuerSeries are the metrics by issuer, with how many open verifiers
+// have each issuer: the series of an issuer no verifier has any more (it
+// was deleted, or its gateway was) are deleted. It is one collector, so
+// verifiers registering on one registry share it.
+type issuerSeries struct {
+	fetches, refetches *prometheus.CounterVec
+
+	mu   sync.Mutex
+	refs map[string]int
+}
+
+func (s *issuerSeries) Describe(ch chan<- *prometheus.Desc) {
+	s.fetches.Describe(ch)
+	s.refetches.Describe(ch)
+}
+
+func (s *issuerSeries) Collect(ch chan<- prometheus.Metric) {
+	s.fetches.Collect(ch)
+	s.refetches.Collect(ch)
+}
+
+// acquire counts a verifier having the issuers ids.
+func (s *issuerSeries) acquire(ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		s.refs[id]++
+	}
+}
+
+// release undoes acquire and deletes the series of the issuers no
+// verifier has any more.
+func (s *issuerSeries) release(ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if s.refs[id]--; s.refs[id] > 0 {
+			continue
+		}
+		delete(s.refs, id)
+		s.fetches.DeletePartialMatch(prometheus.Labels{"issuer": id})
+		s.refetches.DeleteLabelValues(id)
+	}
 }

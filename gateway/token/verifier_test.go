@@ -527,3 +527,42 @@ func TestFailedFetchIsRetriedBeforeTheRefreshInterval(t *testing.T) {
 	}, "the keys fetched by a retry")
 	mustVerify(t, v, idpToken(t, c, "k1", key1()))
 }
+
+// TestIssuerSeriesGoWithTheirLastVerifier: verifiers on one registry share
+// the series by issuer; an issuer's series stay while any open verifier
+// has it and are deleted when the last one closes (its issuer or gateway
+// was deleted).
+func TestIssuerSeriesGoWithTheirLastVerifier(t *testing.T) {
+	c := newClock()
+	srv := newKeyServer(t, jwks(t, key1().jwk(t, nil)))
+	reg := prometheus.NewRegistry()
+	corp := token.Issuer{ID: "corp", Issuer: "https://corp", Audiences: []string{"api"}, JWKSURI: srv.URL + "/keys"}
+	a, err := token.New(idpIssuer(srv), c.with(token.Options{Registerer: reg}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := token.New(append(idpIssuer(srv), corp), c.with(token.Options{Registerer: reg}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := func(issuer string) float64 {
+		return counter(t, reg, "gatehouse_token_jwks_fetches_total", map[string]string{"issuer": issuer, "result": "success"})
+	}
+	testkit.Eventually(t, waitBound, func() error {
+		return testkit.Check(series("idp") >= 2 && series("corp") >= 1, "fetches idp %v corp %v", series("idp"), series("corp"))
+	}, "both verifiers fetched")
+	a.Close()
+	if series("idp") < 2 {
+		t.Fatalf("idp's series went while a verifier still has it: %v", series("idp"))
+	}
+	b.Close()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "gatehouse_token_jwks_") && len(mf.GetMetric()) != 0 {
+			t.Fatalf("%s still has %d series after every verifier closed", mf.GetName(), len(mf.GetMetric()))
+		}
+	}
+}
