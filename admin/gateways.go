@@ -61,6 +61,9 @@ type gatewayStatus struct {
 	// XDS is the xDS control plane's view (connected nodes, ACKs, NACKs),
 	// absent when no control plane runs in this process.
 	XDS any `json:"xds,omitempty"`
+	// InProcess is this process's in-process authorizer's view of the
+	// gateway (gatehouse serve), absent when none runs here.
+	InProcess any `json:"in_process_authorizer,omitempty"`
 }
 
 type bundleStatus struct {
@@ -172,6 +175,9 @@ func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec]
 		st.OPA = s.opaStatus(c.Request.Context(), t.Meta.TenantID, t.Meta.ID)
 		if s.xds != nil {
 			st.XDS = s.xds.GatewayStatus(t.Meta.TenantID, t.Meta.ID)
+		}
+		if s.inProcess != nil {
+			st.InProcess = s.inProcess.GatewayStatus(t.Meta.TenantID, t.Meta.ID)
 		}
 		out.Status = st
 	}

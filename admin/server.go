@@ -50,6 +50,10 @@ type Options struct {
 	// XDS reports the gateways' xDS state, shown as status.xds; nil when
 	// no xDS control plane runs in this process.
 	XDS XDSStatusSource
+	// InProcessAuthorizer reports the in-process authorizer's view of a
+	// gateway (its token issuers' key problems), shown as
+	// status.in_process_authorizer; nil when none runs in this process.
+	InProcessAuthorizer XDSStatusSource
 	// XDSPublicAddress is the xDS address gateways are told to use in their
 	// packages ("host:port"); empty when no xDS server runs.
 	XDSPublicAddress string
@@ -91,6 +95,8 @@ type Server struct {
 	bundles  *bundles.Manager
 	keys     *bundles.KeyStore
 	xds      XDSStatusSource
+	// inProcess: see Options.InProcessAuthorizer.
+	inProcess XDSStatusSource
 	// xdsPublic is the xDS address written into gateway packages.
 	xdsPublic string
 	// xdsTLS and packageCA: see Options.XDSTLS and Options.PackageCA.
@@ -151,6 +157,7 @@ func New(opts Options) (*Server, error) {
 		xds:         opts.XDS,
 		xdsPublic:   opts.XDSPublicAddress,
 		xdsTLS:      opts.XDSTLS,
+		inProcess:   opts.InProcessAuthorizer,
 		packageCA:   opts.PackageCA,
 		checker:     checker,
 		openAPIJSON: doc,

@@ -51,13 +51,20 @@ func TestFailingIssuerKeysShowInTheGatewayStatus(t *testing.T) {
 		}
 		return strings.Join(errs, "\n")
 	}
+	// serve's own in-process authorizer shows its view too.
+	inProcessIssuers := func() string {
+		st := c.must(200, "GET", "/api/admin/acme/gateways/edge", nil).JSON(t)["status"].(map[string]any)
+		ip, _ := st["in_process_authorizer"].(map[string]any)
+		return fmt.Sprint(ip["token_issuers"])
+	}
 	testkit.Eventually(t, 60*time.Second, func() error {
-		errs := instanceErrors()
-		return testkit.Check(strings.Contains(errs, "token issuer idp:") && strings.Contains(errs, "HTTP 503"), "status errors: %q", errs)
+		errs, ip := instanceErrors(), inProcessIssuers()
+		return testkit.Check(strings.Contains(errs, "token issuer idp:") && strings.Contains(errs, "HTTP 503") &&
+			strings.Contains(ip, "issuer_id:idp") && strings.Contains(ip, "HTTP 503"), "status errors: %q; in-process: %s", errs, ip)
 	}, "the failing key fetch in the gateway status")
 	failing.Store(false)
 	testkit.Eventually(t, 60*time.Second, func() error {
-		errs := instanceErrors()
-		return testkit.Check(!strings.Contains(errs, "token issuer idp:"), "status errors: %q", errs)
+		errs, ip := instanceErrors(), inProcessIssuers()
+		return testkit.Check(!strings.Contains(errs, "token issuer idp:") && !strings.Contains(ip, "idp"), "status errors: %q; in-process: %s", errs, ip)
 	}, "the problem gone once the keys are fetched")
 }

@@ -336,6 +336,11 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		listeners = append(listeners, xds.ln)
 		opts.XDS, opts.XDSPublicAddress, opts.XDSTLS = xds.server, xds.public, listenersTLS.xds != nil
 	}
+	// The in-process authorizer, made below, shows in gateways' status.
+	inProcess := &inProcessStatus{}
+	if cfg.AuthzAddr != "" {
+		opts.InProcessAuthorizer = inProcess
+	}
 	api, err := admin.New(opts)
 	if err != nil {
 		return err
@@ -378,6 +383,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		}
 		listeners = append(listeners, authz.ln)
 		defer authz.activator.Close()
+		inProcess.engines = authz.activator.Engines // before anything is served
 		// Its health watches end, the checks in flight finish; then the
 		// decision logs, the last check's included, go to the store.
 		checks := lc.add("ext_authz", &grpcServerComponent{srv: authz.grpc, ln: authz.ln, drain: authz.drain.drain, deadline: lc.deadline})
@@ -657,4 +663,41 @@ func packageCAReader(file string) (func() (string, error), error) {
 		return nil, err
 	}
 	return read, nil
+}
+
+// inProcessStatus is the in-process authorizer's view of a gateway, for
+// its status (admin.Options.InProcessAuthorizer).
+type inProcessStatus struct{ engines *gateway.Engines }
+
+// inProcessIssuer is a token issuer whose keys the in-process authorizer
+// cannot fetch.
+type inProcessIssuer struct {
+	IssuerID string     `json:"issuer_id"`
+	Error    string     `json:"error"`
+	Since    *time.Time `json:"since,omitempty"`
+	HasKeys  bool       `json:"has_keys"`
+}
+
+func (s *inProcessStatus) GatewayStatus(tenantID, gatewayID string) any {
+	st := struct {
+		ActiveRevision string            `json:"active_revision"`
+		TokenIssuers   []inProcessIssuer `json:"token_issuers,omitempty"`
+	}{}
+	if s.engines == nil {
+		return nil
+	}
+	e := s.engines.Get(tenantID, gatewayID)
+	if e == nil {
+		return st
+	}
+	st.ActiveRevision = e.Revision
+	for _, p := range e.KeyProblems() {
+		is := inProcessIssuer{IssuerID: p.IssuerID, Error: p.Error, HasKeys: p.HasKeys}
+		if !p.Since.IsZero() {
+			since := p.Since
+			is.Since = &since
+		}
+		st.TokenIssuers = append(st.TokenIssuers, is)
+	}
+	return st
 }
