@@ -219,11 +219,21 @@ func TestBuildTLS(t *testing.T) {
 			} else {
 				install(from)
 			}
-			if _, err := handshake(t, b, addr); err != nil {
-				t.Fatalf("step %d: %v", i, err)
-			}
-			if got, want := <-serials, serialOf(t, filepath.Join(from, tlsfiles.DevClientFile)); got == nil || got.Cmp(want) != 0 {
-				t.Fatalf("step %d: the client presented %v, want %v", i, got, want)
+			// The files are looked at, at most once a second, by handshakes.
+			want := serialOf(t, filepath.Join(from, tlsfiles.DevClientFile))
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if _, err := handshake(t, b, addr); err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				got := <-serials
+				if got != nil && got.Cmp(want) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("step %d: the client presented %v, want %v", i, got, want)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 		}
 	})

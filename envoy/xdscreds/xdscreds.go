@@ -22,9 +22,9 @@
 // ca_pem, else the PEM file ca_file (read once), else the system roots,
 // and against server_name, by default the host of the xDS server_uri;
 // cert_file and key_file (both or neither) are the client certificate,
-// presented when the server asks for one and read again at every
-// handshake, so the files can be replaced (a pair that does not load then
-// keeps the previous one). The credential is then only sent over TLS.
+// presented when the server asks for one and looked at again by
+// handshakes (at most once a second), so the files can be replaced (a pair
+// that does not load then keeps the previous one). The credential is then only sent over TLS.
 // Unknown fields are refused, at every level.
 //
 // grpc-go's own "jwt_token_file" call credentials cannot carry it: they
