@@ -169,6 +169,10 @@ func (s *Server) createTenant(c *gin.Context) {
 	} else if !model.ValidTenantID(req.ID) {
 		abort(c, fieldError("id", "invalid tenant id %q (%s)", req.ID, model.TenantIDRule))
 		return
+	} else if model.ReservedTenantID(req.ID) {
+		abort(c, fieldError("id", "tenant id %q is reserved (reserved: %s): the process serves those paths itself", req.ID,
+			strings.Join(model.ReservedTenantIDs(), ", ")))
+		return
 	}
 	if apiErr := req.validate(); apiErr != nil {
 		abort(c, apiErr)

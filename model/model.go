@@ -6,6 +6,7 @@ package model
 import (
 	"fmt"
 	"regexp"
+	"slices"
 )
 
 // Kind names used in the store. Tenant-scoped unless noted.
@@ -25,6 +26,18 @@ var (
 // digits and dashes, 1-63 characters, not starting or ending with a dash
 // (a DNS label, so it can appear in host names and URLs unescaped).
 func ValidTenantID(id string) bool { return tenantIDPattern.MatchString(id) }
+
+// reservedTenantIDs are the first path segments the process serves itself
+// beside the tenants' authorization servers at /{tid}/{aid}/…: no tenant
+// may take them ("system" is the reserved tenant of system-wide servers).
+var reservedTenantIDs = []string{"api", "system", "healthz", "readyz", "metrics", "console", "static", "login"}
+
+// ReservedTenantID reports whether id is reserved: it can never be a new
+// tenant's id.
+func ReservedTenantID(id string) bool { return slices.Contains(reservedTenantIDs, id) }
+
+// ReservedTenantIDs lists the reserved tenant ids (for error messages).
+func ReservedTenantIDs() []string { return slices.Clone(reservedTenantIDs) }
 
 // ValidObjectID reports whether id is a valid object id: 1-128 characters of
 // letters, digits, '.', '_', '~' and '-', starting with a letter or digit.
