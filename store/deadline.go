@@ -169,6 +169,46 @@ func (d *DeadlineStore) PutState(ctx context.Context, kind, tenantID, id string,
 	return err
 }
 
+// PutStateTTL implements Runtime.
+func (d *DeadlineStore) PutStateTTL(ctx context.Context, kind, tenantID, id string, value json.RawMessage, ttl time.Duration) error {
+	_, err := call(d, ctx, "put_state", true, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, d.st.PutStateTTL(ctx, kind, tenantID, id, value, ttl)
+	})
+	return err
+}
+
+// PutStateIfAbsent implements Runtime. Only a call that created the value
+// proves there is space again.
+func (d *DeadlineStore) PutStateIfAbsent(ctx context.Context, kind, tenantID, id string, value json.RawMessage, ttl time.Duration) (bool, error) {
+	created, err := call(d, ctx, "put_state_if_absent", false, func(ctx context.Context) (bool, error) {
+		return d.st.PutStateIfAbsent(ctx, kind, tenantID, id, value, ttl)
+	})
+	if err == nil && created {
+		d.setFull(false)
+	}
+	return created, err
+}
+
+// TakeState implements Runtime.
+func (d *DeadlineStore) TakeState(ctx context.Context, kind, tenantID, id string) (*StateEntry, bool, error) {
+	type taken struct {
+		e  *StateEntry
+		ok bool
+	}
+	r, err := call(d, ctx, "take_state", false, func(ctx context.Context) (taken, error) {
+		e, ok, err := d.st.TakeState(ctx, kind, tenantID, id)
+		return taken{e, ok}, err
+	})
+	return r.e, r.ok, err
+}
+
+// SweepExpiredState implements Runtime.
+func (d *DeadlineStore) SweepExpiredState(ctx context.Context, limit int) (int, error) {
+	return call(d, ctx, "sweep_expired_state", false, func(ctx context.Context) (int, error) {
+		return d.st.SweepExpiredState(ctx, limit)
+	})
+}
+
 // GetState implements Runtime.
 func (d *DeadlineStore) GetState(ctx context.Context, kind, tenantID, id string) (*StateEntry, error) {
 	return call(d, ctx, "get_state", false, func(ctx context.Context) (*StateEntry, error) {

@@ -264,6 +264,15 @@ type StateEntry struct {
 	ID        string          `json:"id"`
 	Value     json.RawMessage `json:"value"`
 	UpdatedAt time.Time       `json:"updated_at"`
+	// ExpiresAt, when set, is when the value expires (PutStateTTL,
+	// PutStateIfAbsent with a ttl): from then on no read sees it, and
+	// SweepExpiredState deletes it. Nil: it never expires.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// Expired reports whether the value has expired at the time at.
+func (e *StateEntry) Expired(at time.Time) bool {
+	return e.ExpiresAt != nil && !at.Before(*e.ExpiresAt)
 }
 
 // LogStream names one append-only log: a stream kind ("decisions"), the
@@ -296,18 +305,44 @@ type LogPage struct {
 }
 
 // Runtime holds operational data that is not configuration: gateway status
-// reports, decision logs, bundle bookkeeping. Writes to it take no revision,
-// enter no change log and are not audited; each call is its own durable
-// transaction.
+// reports, decision logs, bundle bookkeeping, short-lived secrets such as
+// authorization codes. Writes to it take no revision, enter no change log
+// and are not audited; each call is its own durable transaction.
+//
+// A state value may expire (a ttl, rounded up to a microsecond; 0 means
+// never). An expired value is gone for every read at once — GetState,
+// ListState, TakeState and PutStateIfAbsent treat it as absent — and
+// SweepExpiredState deletes it later (StateSweeper runs that). Expiry
+// follows the backend's clock: PostgreSQL's server clock, so that every
+// replica agrees; the process clock for the embedded store.
 type Runtime interface {
-	// PutState creates or replaces a state value.
+	// PutState creates or replaces a state value; the value never expires
+	// (an expiry the replaced value had is gone).
 	PutState(ctx context.Context, kind, tenantID, id string, value json.RawMessage) error
-	// GetState returns a state value, or ErrNotFound.
+	// PutStateTTL is PutState with an expiry: the value expires ttl from
+	// now (ttl 0: never, as PutState; negative: ErrInvalid).
+	PutStateTTL(ctx context.Context, kind, tenantID, id string, value json.RawMessage, ttl time.Duration) error
+	// PutStateIfAbsent creates a state value, expiring after ttl (0:
+	// never), only when no live value has that kind, tenant and id (an
+	// expired one is replaced). It reports whether it created it: of
+	// concurrent callers on one absent key exactly one gets true.
+	PutStateIfAbsent(ctx context.Context, kind, tenantID, id string, value json.RawMessage, ttl time.Duration) (created bool, err error)
+	// GetState returns a live state value, or ErrNotFound.
 	GetState(ctx context.Context, kind, tenantID, id string) (*StateEntry, error)
-	// ListState returns every state value of a kind and tenant, by id.
+	// TakeState reads and deletes a live state value atomically: it
+	// returns the value and true once; every later (or concurrent) call
+	// gets nil and false, as does a call for a missing or expired value.
+	// It is how a single-use secret (an authorization code) is consumed.
+	TakeState(ctx context.Context, kind, tenantID, id string) (*StateEntry, bool, error)
+	// ListState returns every live state value of a kind and tenant, by id.
 	ListState(ctx context.Context, kind, tenantID string) ([]*StateEntry, error)
 	// DeleteState removes a state value (nothing happens when there is none).
 	DeleteState(ctx context.Context, kind, tenantID, id string) error
+	// SweepExpiredState deletes at most limit (> 0) expired state values,
+	// of every kind and tenant, oldest expiry first, and returns how many
+	// it deleted; fewer than limit means none was left at that moment.
+	// Concurrent sweeps (replicas) do not block each other.
+	SweepExpiredState(ctx context.Context, limit int) (int, error)
 	// AppendLog appends entries (JSON values) to a stream, in order.
 	AppendLog(ctx context.Context, stream LogStream, entries []json.RawMessage) error
 	// ListLog returns one page of a stream, newest first.

@@ -74,7 +74,7 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketLive, bucketNames, bucketSorted, bucketChanges, bucketEvents, bucketEvIdx, bucketState, bucketLogs, bucketLogIx} {
+		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketLive, bucketNames, bucketSorted, bucketChanges, bucketEvents, bucketEvIdx, bucketState, bucketStateExpiry, bucketLogs, bucketLogIx} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

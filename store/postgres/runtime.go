@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,18 +22,74 @@ func checkRuntimeKey(parts ...string) error {
 	return nil
 }
 
-// PutState implements store.Runtime.
-func (s *Store) PutState(ctx context.Context, kind, tenantID, id string, value json.RawMessage) error {
+// stateLive is the predicate of a state row that has not expired, by the
+// database server's clock (one clock for every replica).
+const stateLive = `(expires_at IS NULL OR expires_at > now())`
+
+// stateExpiry is the SQL of a new row's expires_at from a ttl in
+// microseconds given as parameter $n (NULL, never, when it is 0).
+func stateExpiry(n int) string {
+	return fmt.Sprintf(`CASE WHEN $%[1]d::bigint > 0 THEN now() + $%[1]d::bigint * interval '1 microsecond' END`, n)
+}
+
+// checkState validates a state write and returns its ttl in microseconds.
+func checkState(kind, tenantID, id string, value json.RawMessage, ttl time.Duration) (int64, error) {
 	if kind == "" || id == "" || !json.Valid(value) {
-		return fmt.Errorf("%w: state needs a kind, an id and a JSON value", store.ErrInvalid)
+		return 0, fmt.Errorf("%w: state needs a kind, an id and a JSON value", store.ErrInvalid)
 	}
 	if err := checkRuntimeKey(kind, tenantID, id); err != nil {
+		return 0, err
+	}
+	ttl, err := store.StateTTL(ttl)
+	if err != nil {
+		return 0, err
+	}
+	return ttl.Microseconds(), nil
+}
+
+// PutState implements store.Runtime.
+func (s *Store) PutState(ctx context.Context, kind, tenantID, id string, value json.RawMessage) error {
+	return s.PutStateTTL(ctx, kind, tenantID, id, value, 0)
+}
+
+// PutStateTTL implements store.Runtime with one upsert.
+func (s *Store) PutStateTTL(ctx context.Context, kind, tenantID, id string, value json.RawMessage, ttl time.Duration) error {
+	micros, err := checkState(kind, tenantID, id, value, ttl)
+	if err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO gh_state (kind, tenant_id, id, value, updated_at) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (kind, tenant_id, id) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at`,
-		kind, tenantID, id, []byte(value), now())
+	_, err = s.pool.Exec(ctx, `INSERT INTO gh_state (kind, tenant_id, id, value, updated_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, `+stateExpiry(6)+`)
+		ON CONFLICT (kind, tenant_id, id) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at,
+			expires_at = EXCLUDED.expires_at`,
+		kind, tenantID, id, []byte(value), now(), micros)
 	return dbError(err, "put state %s %q", kind, id)
+}
+
+// PutStateIfAbsent implements store.Runtime with one upsert that replaces
+// only an expired row: it returns a row when it inserted or replaced one,
+// none when a live row was there. Concurrent inserts of one key are
+// ordered by the primary key's unique index, so exactly one creates it.
+func (s *Store) PutStateIfAbsent(ctx context.Context, kind, tenantID, id string, value json.RawMessage, ttl time.Duration) (bool, error) {
+	micros, err := checkState(kind, tenantID, id, value, ttl)
+	if err != nil {
+		return false, err
+	}
+	var created bool
+	err = s.pool.QueryRow(ctx, `INSERT INTO gh_state AS st (kind, tenant_id, id, value, updated_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, `+stateExpiry(6)+`)
+		ON CONFLICT (kind, tenant_id, id) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at,
+			expires_at = EXCLUDED.expires_at
+		WHERE st.expires_at IS NOT NULL AND st.expires_at <= now()
+		RETURNING true`,
+		kind, tenantID, id, []byte(value), now(), micros).Scan(&created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, dbError(err, "put state %s %q if absent", kind, id)
+	}
+	return created, nil
 }
 
 // GetState implements store.Runtime.
@@ -40,18 +97,51 @@ func (s *Store) GetState(ctx context.Context, kind, tenantID, id string) (*store
 	if !storable(kind, tenantID, id) {
 		return nil, fmt.Errorf("state %s %q: %w", kind, id, store.ErrNotFound)
 	}
-	e := &store.StateEntry{Kind: kind, TenantID: tenantID, ID: id}
-	var value []byte
-	err := s.pool.QueryRow(ctx, `SELECT value, updated_at FROM gh_state WHERE kind = $1 AND tenant_id = $2 AND id = $3`,
-		kind, tenantID, id).Scan(&value, &e.UpdatedAt)
+	e, err := scanState(s.pool.QueryRow(ctx, `SELECT value, updated_at, expires_at FROM gh_state
+		WHERE kind = $1 AND tenant_id = $2 AND id = $3 AND `+stateLive,
+		kind, tenantID, id), kind, tenantID, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("state %s %q: %w", kind, id, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, dbError(err, "get state %s %q", kind, id)
 	}
-	e.Value, e.UpdatedAt = value, e.UpdatedAt.UTC()
 	return e, nil
+}
+
+// scanState reads value, updated_at and expires_at into a StateEntry.
+func scanState(row pgx.Row, kind, tenantID, id string) (*store.StateEntry, error) {
+	e := &store.StateEntry{Kind: kind, TenantID: tenantID, ID: id}
+	var value []byte
+	var expires *time.Time
+	if err := row.Scan(&value, &e.UpdatedAt, &expires); err != nil {
+		return nil, err
+	}
+	e.Value, e.UpdatedAt = value, e.UpdatedAt.UTC()
+	if expires != nil {
+		at := expires.UTC()
+		e.ExpiresAt = &at
+	}
+	return e, nil
+}
+
+// TakeState implements store.Runtime with one DELETE … RETURNING: the row
+// lock orders concurrent takers, and those after the first find no row.
+func (s *Store) TakeState(ctx context.Context, kind, tenantID, id string) (*store.StateEntry, bool, error) {
+	if !storable(kind, tenantID, id) {
+		return nil, false, nil
+	}
+	e, err := scanState(s.pool.QueryRow(ctx, `DELETE FROM gh_state
+		WHERE kind = $1 AND tenant_id = $2 AND id = $3 AND `+stateLive+`
+		RETURNING value, updated_at, expires_at`,
+		kind, tenantID, id), kind, tenantID, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, dbError(err, "take state %s %q", kind, id)
+	}
+	return e, true, nil
 }
 
 // DeleteState implements store.Runtime.
@@ -69,7 +159,8 @@ func (s *Store) ListState(ctx context.Context, kind, tenantID string) ([]*store.
 	if !storable(kind, tenantID) {
 		return out, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id, value, updated_at FROM gh_state WHERE kind = $1 AND tenant_id = $2 ORDER BY id`,
+	rows, err := s.pool.Query(ctx, `SELECT id, value, updated_at, expires_at FROM gh_state
+		WHERE kind = $1 AND tenant_id = $2 AND `+stateLive+` ORDER BY id`,
 		kind, tenantID)
 	if err != nil {
 		return nil, dbError(err, "list state %s", kind)
@@ -78,13 +169,38 @@ func (s *Store) ListState(ctx context.Context, kind, tenantID string) ([]*store.
 	for rows.Next() {
 		e := &store.StateEntry{Kind: kind, TenantID: tenantID}
 		var value []byte
-		if err := rows.Scan(&e.ID, &value, &e.UpdatedAt); err != nil {
+		var expires *time.Time
+		if err := rows.Scan(&e.ID, &value, &e.UpdatedAt, &expires); err != nil {
 			return nil, dbError(err, "list state %s", kind)
 		}
 		e.Value, e.UpdatedAt = value, e.UpdatedAt.UTC()
+		if expires != nil {
+			at := expires.UTC()
+			e.ExpiresAt = &at
+		}
 		out = append(out, e)
 	}
 	return out, dbError(rows.Err(), "list state %s", kind)
+}
+
+// SweepExpiredState implements store.Runtime with one DELETE of at most
+// limit expired rows, read from the expiry index oldest first; rows
+// another sweep (replica) holds are skipped, not waited for, and a row
+// renewed meanwhile fails the outer predicate and stays.
+func (s *Store) SweepExpiredState(ctx context.Context, limit int) (int, error) {
+	if err := store.CheckSweepLimit(limit); err != nil {
+		return 0, err
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM gh_state
+		WHERE (kind, tenant_id, id) IN (
+			SELECT kind, tenant_id, id FROM gh_state
+			WHERE expires_at IS NOT NULL AND expires_at <= now()
+			ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+		AND expires_at IS NOT NULL AND expires_at <= now()`, limit)
+	if err != nil {
+		return 0, dbError(err, "sweep expired state")
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // AppendLog implements store.Runtime: the entries go in with one COPY
