@@ -401,6 +401,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// The background work stops once every listener has: the bundle builds
 	// in flight and the change feed followers.
 	lc.add("bundle manager", mgr, serving...)
+	// Expired runtime state (single-use entries with a TTL) is deleted in
+	// the background; reads never see it once expired.
+	lc.add("runtime state sweeper", &store.StateSweeper{Runtime: st, Logger: log.With("component", "state-sweeper")}, serving...)
 	// Revoked gateway credentials end their xDS streams and leave the
 	// bundle service's cache of recently verified credentials.
 	lc.add("gateway credential revocations", componentFunc(func(ctx context.Context) error {
