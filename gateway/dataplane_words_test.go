@@ -166,6 +166,8 @@ func TestChecksWithoutAnEngineSayWhy(t *testing.T) {
 			"another tenant, no gateway named": {map[string]string{"tenant": "evil", "api": "health"}, want{403, "foreign_tenant", `tenant "evil"`}},
 			"another tenant's gateway":         {map[string]string{"tenant": "evil", "gateway": "shop"}, want{403, "foreign_tenant", `tenant "evil"`}},
 			"another gateway of the tenant":    {map[string]string{"tenant": "acme", "gateway": "other"}, want{503, "unknown_gateway", "unknown gateway acme/other"}},
+			// Named without its tenant, another gateway is not decided with the default's bundle.
+			"another gateway, no tenant named": {map[string]string{"gateway": "other"}, want{503, "unknown_gateway", "unknown gateway"}},
 		})
 	})
 	t.Run("standalone: before the first bundle", func(t *testing.T) {

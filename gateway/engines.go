@@ -191,6 +191,9 @@ func (s *Engines) Resolve(ext map[string]string) (*Engine, Miss) {
 	if t != "" && t != s.single.TenantID {
 		return nil, MissForeignTenant // extensions of another tenant: never decide with our bundle
 	}
+	if g != "" && g != s.single.GatewayID {
+		return nil, MissUnknownGateway // another gateway named without its tenant: not ours to decide
+	}
 	p := s.slot(s.single, false)
 	if p == nil {
 		return nil, MissNoBundle

@@ -315,7 +315,7 @@ func (r *remoteKeys) refreshLoop(done chan struct{}) {
 		case retry == 0:
 			retry = failedFetchRetry
 		default:
-			retry *= 2
+			retry = min(retry*2, r.v.opts.RefreshInterval) // never past the interval (nor overflowing)
 		}
 		if failed && retry < wait {
 			wait = retry
