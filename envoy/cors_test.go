@@ -126,10 +126,19 @@ func TestCORSAgreesWithTheProxy(t *testing.T) {
 			Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
 			Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy, PolicyTimeoutMS: model.MaxPolicyTimeoutMS}}},
 		}
+		// Half the gateways have one cors setting on all their services
+		// (CORS applies), half assorted ones (it applies only where they
+		// agree: policies.VHostCORS).
+		shared := corsSettings[1+rng.Intn(len(corsSettings)-1)]
+		uniform := rng.Intn(2) == 0
 		for s := 0; s < 1+rng.Intn(3); s++ {
 			sid := fmt.Sprintf("s%d", s)
+			sc := corsSettings[rng.Intn(len(corsSettings))]
+			if uniform {
+				sc = shared
+			}
 			cfg.Services = append(cfg.Services, policies.Object[model.ServiceSpec]{ID: sid, Name: sid,
-				Spec: model.ServiceSpec{URL: "http://" + sid, CORS: corsSettings[rng.Intn(len(corsSettings))]}})
+				Spec: model.ServiceSpec{URL: "http://" + sid, CORS: sc}})
 			seen := map[string]bool{}
 			for a := 0; a < 2+rng.Intn(5); a++ {
 				method := []string{"GET", "POST", "HEAD", "OPTIONS", "*", "PUT"}[rng.Intn(6)]
@@ -248,5 +257,68 @@ func TestCORSFilterPlacement(t *testing.T) {
 		if strings.Join(names, ",") != strings.Join(want, ",") {
 			t.Fatalf("cors %v: filters %v, want %v", withCORS, names, want)
 		}
+	}
+}
+
+// TestCORSOfOneServiceNeverGrantsAnother: on a host shared by a service
+// with cors (and a catch-all API) and one without, a preflight for the
+// other service's DELETE is not answered — by Envoy or the proxy — so the
+// browser never sends that cross-origin DELETE; on a host whose services
+// agree, it is.
+func TestCORSOfOneServiceNeverGrantsAnother(t *testing.T) {
+	ctx := context.Background()
+	app := &model.CORSSettings{AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"*"}, AllowCredentials: true}
+	for _, tc := range []struct {
+		name      string
+		adminCORS *model.CORSSettings
+		answered  bool
+	}{
+		{"the other service has no cors", nil, false},
+		{"the other service allows another origin", &model.CORSSettings{AllowedOrigins: []string{"https://else.example.com"}}, false},
+		{"both services have the same cors", app, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &policies.Config{
+				Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
+				Gateways: []policies.Object[model.GatewaySpec]{{ID: "edge", Name: "edge", Spec: model.GatewaySpec{Type: model.GatewayEnvoy}}},
+				Services: []policies.Object[model.ServiceSpec]{
+					{ID: "app", Name: "app", Spec: model.ServiceSpec{URL: "http://app", CORS: app}},
+					{ID: "admin", Name: "admin", Spec: model.ServiceSpec{URL: "http://admin", CORS: tc.adminCORS}},
+				},
+				APIs: []policies.Object[model.APISpec]{
+					{ID: "app-any", Spec: model.APISpec{ServiceID: "app", Method: "*", Path: "/{p...}", Public: true}},
+					{ID: "admin-delete", Spec: model.APISpec{ServiceID: "admin", Method: "DELETE", Path: "/admin/users/{id}"}},
+				},
+			}
+			c, err := policies.Compile(cfg, "edge")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Translate(c, TranslateOptions{AuthorizerAddress: "authz:9191"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, err := gateway.SourceFromCompiled(c, "1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng, err := gateway.NewEngine(ctx, src, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := map[string]string{"origin": "https://app.example.com", "access-control-request-method": "DELETE"}
+			routes := resourcesOf[*routev3.RouteConfiguration](t, res, resource.RouteType)[0].GetVirtualHosts()[0].GetRoutes()
+			envoyAnswer := envoyCORS(t, routes, "OPTIONS", "/admin/users/1", h)
+			req := httptest.NewRequest("OPTIONS", "/admin/users/1", nil)
+			req.Host = "api.example.com"
+			for k, v := range h {
+				req.Header.Set(k, v)
+			}
+			proxyAnswer := gateway.CORSPreflight(httptest.NewRecorder(), req, eng)
+			if envoyAnswer.answered != tc.answered || proxyAnswer != tc.answered {
+				t.Fatalf("preflight for the admin DELETE: Envoy answered %v (route %s), proxy %v; want %v",
+					envoyAnswer.answered, envoyAnswer.route, proxyAnswer, tc.answered)
+			}
+		})
 	}
 }

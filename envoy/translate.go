@@ -316,10 +316,13 @@ func envoyRoutes(c *policies.Compiled, ups map[string]upstream) (*routev3.RouteC
 	cors := serviceCORS(c)
 	for _, vh := range c.Routes.VHosts {
 		v := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains, Routes: nonCanonicalRoutes()}
-		// CORS preflights (envoy/cors.go), ahead of every API route.
+		// CORS preflights (envoy/cors.go), ahead of every API route, on a
+		// vhost whose services all have the same cors settings
+		// (policies.VHostCORS).
+		vhostCORS := policies.VHostCORS(vh.Routes, func(id string) *model.CORSSettings { return cors[id] })
 		for i := range vh.Routes {
 			r := &vh.Routes[i]
-			if sc := cors[r.ServiceID]; sc != nil {
+			if sc := vhostCORS; sc != nil { // then every route's service has sc
 				up, ok := ups[r.ServiceID]
 				if !ok {
 					return nil, fmt.Errorf("api %s: service %s is not in the gateway", r.APIID, r.ServiceID)
@@ -340,7 +343,7 @@ func envoyRoutes(c *policies.Compiled, ups map[string]upstream) (*routev3.RouteC
 				Name:                 r.APIID,
 				Match:                m,
 				Action:               forward(r.ServiceID, up),
-				TypedPerFilterConfig: withCORS(authzPerRoute(ext, skipsAuthorizer(c.APIs[r.APIID].Spec)), cors[r.ServiceID], false),
+				TypedPerFilterConfig: withCORS(authzPerRoute(ext, skipsAuthorizer(c.APIs[r.APIID].Spec)), vhostCORS, false),
 			})
 		}
 		v.Routes = append(v.Routes, unmatchedRoute(c, vh))

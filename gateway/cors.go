@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/routing"
 )
 
@@ -82,6 +83,12 @@ func (e *Engine) PreflightRoute(method, host, target, origin, announced string) 
 	if err != nil {
 		return nil, nil, false // refused, as Envoy's non-canonical routes do first
 	}
+	// Only on a vhost whose services all have the same cors settings
+	// (policies.VHostCORS), as Envoy's preflight routes.
+	v := e.table.SelectVHost(host)
+	if v < 0 || !policies.VHostCORS(e.table.VHosts[v].Routes, e.serviceCORS).AllowsOrigin(origin) {
+		return nil, nil, false
+	}
 	r, _, ok := e.table.First(host, path, func(r *routing.Route) bool {
 		return e.serviceCORS(r.ServiceID).AllowsOrigin(origin) && PreflightMethodMatches(r.Method, announced)
 	})
@@ -141,6 +148,12 @@ func (e *Engine) CORSResponseHeaders(r *http.Request) http.Header {
 	}
 	rt, _, ok := e.table.Match(r.Method, r.Host, path)
 	if !ok {
+		return nil
+	}
+	// Only on a vhost whose services all have the same cors settings
+	// (policies.VHostCORS), as Envoy's routes carry a CorsPolicy only there.
+	v := e.table.SelectVHost(r.Host)
+	if v < 0 || policies.VHostCORS(e.table.VHosts[v].Routes, e.serviceCORS) == nil {
 		return nil
 	}
 	c := e.serviceCORS(rt.ServiceID)
