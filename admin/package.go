@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -54,6 +55,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 		return
 	}
 	var cred *credentialSecret
+	var zipped []byte
 	if !s.write(c, "gateway credential", opts.credential, func(ctx context.Context, tx store.Tx) error {
 		if _, err := gatewayRepo.Get(ctx, tx, tid, gw.Meta.ID); err != nil {
 			return err
@@ -79,10 +81,26 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 				cred = &out // no token: the package carries a placeholder
 			}
 		}
+		if err != nil {
+			return err
+		}
+		zipped, err = s.buildPackage(tid, gw, key, opts, cred)
 		return err
 	}) {
 		return
 	}
+	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="gatehouse-%s-%s.zip"`, tid, gw.Meta.ID))
+	c.Header("Cache-Control", "no-store")
+	c.Header("X-Gateway-Credential-Id", cred.ID)
+
+	c.Data(http.StatusOK, "application/zip", zipped)
+}
+
+// buildPackage renders the package's zip for cred. gatewayPackage calls it
+// in the transaction that mints or rotates the credential, so a package
+// that cannot be built leaves no credential (or rotated secret) that
+// nobody received.
+func (s *Server) buildPackage(tid string, gw *store.Typed[model.GatewaySpec], key *policies.SigningKey, opts packageOptions, cred *credentialSecret) ([]byte, error) {
 	// The token goes into the configurations; without one (an existing
 	// credential, not rotated), the authorizer's settings leave it out
 	// (it then asks for --credential) and the bootstraps, which need a
@@ -102,8 +120,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 	}
 	authzYAML, err := yaml.Marshal(authz)
 	if err != nil {
-		abort(c, internalError(err))
-		return
+		return nil, err
 	}
 	files := []struct {
 		name string
@@ -139,8 +156,7 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 			Credential: bootCred, XDSTLS: xdsTLS})
 	}
 	if err != nil {
-		abort(c, internalError(err))
-		return
+		return nil, err
 	}
 	files = append(files, struct {
 		name string
@@ -163,19 +179,13 @@ func (s *Server) gatewayPackage(c *gin.Context) {
 			_, err = w.Write(f.body)
 		}
 		if err != nil {
-			abort(c, internalError(err))
-			return
+			return nil, err
 		}
 	}
 	if err := zw.Close(); err != nil {
-		abort(c, internalError(err))
-		return
+		return nil, err
 	}
-	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="gatehouse-%s-%s.zip"`, tid, gw.Meta.ID))
-	c.Header("Cache-Control", "no-store")
-	c.Header("X-Gateway-Credential-Id", cred.ID)
-
-	c.Data(http.StatusOK, "application/zip", buf.Bytes())
+	return buf.Bytes(), nil
 }
 
 // credentialPlaceholder stands in the bootstraps of a package for the

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -326,5 +327,34 @@ func TestGatewayPackageRefusesBadTLSParameters(t *testing.T) {
 	if _, ok := files[model.PackageControlPlaneCA]; ok || xdsClusterTLS(t, files[model.PackageEnvoyBootstrap]) != nil ||
 		!strings.Contains(files[model.PackageReadme], "serves plaintext") {
 		t.Fatalf("plaintext package: %v", files[model.PackageReadme])
+	}
+}
+
+// TestGatewayPackageThatCannotBeBuiltMintsNothing: when the package cannot
+// be rendered (here: a CA bundle the bootstrap refuses), the download is a
+// 500 and no credential is minted or rotated: nobody would receive it.
+func TestGatewayPackageThatCannotBeBuiltMintsNothing(t *testing.T) {
+	e := newEnvWith(t, func(o *admin.Options) {
+		o.XDSPublicAddress, o.XDSTLS = "xds.example.com:18000", true
+		o.PackageCA = func() (string, error) {
+			return "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", nil
+		}
+	})
+	e.createTenant("acme")
+	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "edge"}), 201)
+	list := func() []any {
+		return e.expect(e.do("GET", "/api/admin/acme/gateways/edge/credentials", rootToken, nil), 200).json(t)["credentials"].([]any)
+	}
+	before := list()
+	if r := e.do("GET", "/api/admin/acme/gateways/edge/package", rootToken, nil); r.status != 500 {
+		t.Fatalf("package with an unusable CA: %d %s", r.status, r.body)
+	}
+	id := before[0].(map[string]any)["id"].(string)
+	if r := e.do("GET", "/api/admin/acme/gateways/edge/package?credential="+id+"&rotate=true", rootToken, nil); r.status != 500 {
+		t.Fatalf("rotating package with an unusable CA: %d %s", r.status, r.body)
+	}
+	after := list()
+	if len(after) != len(before) || fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("credentials changed by downloads that failed:\nbefore %v\nafter  %v", before, after)
 	}
 }

@@ -36,7 +36,7 @@ func (c *TLSClient) validate() error {
 		return errors.New("tls: a client certificate needs both a certificate file and a key file")
 	}
 	if c.CAPEM != "" {
-		if err := checkPEMCertificates(c.CAPEM); err != nil {
+		if err := CheckPEMCertificates(c.CAPEM); err != nil {
 			return fmt.Errorf("tls: inline CA bundle: %w", err)
 		}
 	}
@@ -46,9 +46,9 @@ func (c *TLSClient) validate() error {
 	return nil
 }
 
-// checkPEMCertificates accepts one or more PEM CERTIFICATE blocks that
+// CheckPEMCertificates accepts one or more PEM CERTIFICATE blocks that
 // parse as X.509 certificates, and nothing else but whitespace.
-func checkPEMCertificates(s string) error {
+func CheckPEMCertificates(s string) error {
 	rest := []byte(s)
 	n := 0
 	for {

@@ -189,3 +189,20 @@ func TestListenNamesTheFlagOfAnAddressInUse(t *testing.T) {
 	}
 	ln.Close()
 }
+
+// A CA bundle with anything but certificates is refused at start, as the
+// generated configurations that carry it inline would refuse it later.
+func TestPackageCAReaderIsAsStrictAsTheConfigurations(t *testing.T) {
+	dir := devCertDir(t)
+	ca, err := os.ReadFile(filepath.Join(dir, tlsfiles.DevCAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trailing := filepath.Join(dir, "trailing.pem")
+	if err := os.WriteFile(trailing, append(ca, []byte("# end of bundle\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := packageCAReader(trailing); err == nil || !strings.Contains(err.Error(), "not PEM") {
+		t.Fatalf("a bundle with trailing text: %v", err)
+	}
+}
