@@ -600,3 +600,25 @@ func TestProxyAnswersCORSPreflights(t *testing.T) {
 		t.Fatalf("another origin's request: %d %v", res.StatusCode, res.Header)
 	}
 }
+
+// TestProxyForwardsBigBodiesOfPublicAPIs: on a public API without a
+// policy Envoy's route disables ext_authz and buffers nothing, so a body
+// over max_request_bytes is forwarded; the proxy does the same, and still
+// answers 413 on the APIs ext_authz decides.
+func TestProxyForwardsBigBodiesOfPublicAPIs(t *testing.T) {
+	f := newProxyFixture(t, ProxyOptions{}, func(c *policies.Config) {
+		c.Gateways[0].Spec.RequestBody = &model.RequestBodySettings{MaxRequestBytes: 16}
+		c.APIs = append(c.APIs, policies.Object[model.APISpec]{ID: "upload", Spec: model.APISpec{ServiceID: c.Services[0].ID,
+			Method: "POST", Path: "/upload", Public: true}})
+	})
+	big := strings.Repeat("x", 100)
+	if res, body := f.do(t, "POST", "/upload", big, nil); res.StatusCode != 200 || body != "from upstream" {
+		t.Fatalf("public upload: %d %q", res.StatusCode, body)
+	}
+	if got := f.reached(); len(got) != 1 || got[0] != big {
+		t.Fatalf("the upstream got %q", got)
+	}
+	if res, _ := f.do(t, "POST", "/pets", big, map[string]string{"x-key": "good"}); res.StatusCode != 413 {
+		t.Fatalf("a decided API's big body: %d", res.StatusCode)
+	}
+}

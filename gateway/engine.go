@@ -525,3 +525,19 @@ func namesChallenge(headers map[string]any) bool {
 	}
 	return false
 }
+
+// skipsAuthorizer says whether the request routes to a public API without a
+// policy, on whose route Envoy's generated configuration disables
+// ext_authz: Envoy then buffers no body and forwards it whatever its size,
+// so the proxy does not answer 413 there either.
+func (e *Engine) skipsAuthorizer(req *Request) bool {
+	if req.PathError != nil {
+		return false
+	}
+	r, _, ok := e.route(req)
+	if !ok {
+		return false
+	}
+	api := e.cfg.APIs[r.APIID]
+	return api.Public && api.PolicyID == ""
+}

@@ -116,7 +116,7 @@ func (s *Server) Decide(ctx context.Context, req *Request) (*Decision, *Engine) 
 		d   *Decision
 		err error
 	)
-	if big := bodyTooLarge(e, req); big != nil {
+	if big := bodyTooLarge(e, req); big != nil && !e.skipsAuthorizer(req) {
 		d = big
 	} else {
 		d, err = e.Decide(ctx, req)
