@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,8 +18,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -33,6 +36,13 @@ type ServerOptions struct {
 	Logs    *DecisionLogger
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// ClientCertificates, when set, checks the verified TLS client
+	// certificate chain of each ext_authz call (nil when there is none)
+	// against the gateway the call names (its tenant and gateway context
+	// extensions, else the default gateway); an error denies the call with
+	// 403 client_certificate_refused. A caller whose certificate is one
+	// gateway's can then not ask for another gateway's decisions.
+	ClientCertificates func(chain []*x509.Certificate, tenantID, gatewayID string) error
 }
 
 // Server is the Envoy ext_authz v3 service (envoy.service.auth.v3.Authorization).
@@ -313,8 +323,43 @@ const maxMissKeys = 1024
 
 // Check implements the ext_authz service.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	d, _ := s.Decide(ctx, RequestFromCheck(req))
+	r := RequestFromCheck(req)
+	if s.opts.ClientCertificates != nil {
+		if d := s.certificateDenial(ctx, r); d != nil {
+			return CheckResponse(d), nil
+		}
+	}
+	d, _ := s.Decide(ctx, r)
 	return CheckResponse(d), nil
+}
+
+// certificateDenial is the denial of a call whose client certificate is
+// refused for the gateway it names (ServerOptions.ClientCertificates), or
+// nil. A call naming no gateway is left to Decide (which denies it).
+func (s *Server) certificateDenial(ctx context.Context, req *Request) *Decision {
+	ext := req.ContextExtensions
+	ref := model.GatewayRef{TenantID: ext["tenant"], GatewayID: ext["gateway"]}
+	if ref.TenantID == "" || ref.GatewayID == "" {
+		ref = s.opts.Engines.single
+	}
+	if ref.IsZero() {
+		return nil
+	}
+	var chain []*x509.Certificate
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 {
+			chain = info.State.VerifiedChains[0]
+		}
+	}
+	err := s.opts.ClientCertificates(chain, ref.TenantID, ref.GatewayID)
+	if err == nil {
+		return nil
+	}
+	s.opts.Logger.WarnContext(ctx, "check denied: client certificate", "gateway", ref.String(), "error", err.Error())
+	return &Decision{HTTPStatus: http.StatusForbidden, Reason: "client certificate: " + err.Error(),
+		Headers:              map[string]any{"content-type": "application/json"},
+		Body:                 denialJSON(http.StatusForbidden, "client_certificate_refused", "the caller's client certificate is not the gateway's"),
+		ResponseHeadersToAdd: map[string]any{}, RequestHeadersToRemove: []any{}, DynamicMetadata: map[string]any{}, req: req}
 }
 
 // CheckResponse maps a decision onto Envoy's response, as opa-envoy-plugin

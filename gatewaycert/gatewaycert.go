@@ -93,6 +93,11 @@ type Checker struct {
 	// admitted on their credential alone. A certificate that is sent must
 	// name the credential's gateway either way.
 	Require bool
+	// AllowUnnamed admits a certificate that names no gateway on its CA
+	// alone (ext_authz callers: Envoys may hold one certificate for every
+	// gateway); a certificate that names a gateway must still name the
+	// right one.
+	AllowUnnamed bool
 }
 
 // Check returns nil when chain's leaf names exactly the gateway
@@ -108,6 +113,8 @@ func (c Checker) Check(chain []*x509.Certificate, tenantID, gatewayID string) er
 	want := model.GatewayRef{TenantID: tenantID, GatewayID: gatewayID}
 	ids := Identities(chain[0])
 	switch {
+	case len(ids) == 0 && c.AllowUnnamed:
+		return nil
 	case len(ids) == 0:
 		return errors.New("the client certificate names no gateway (SAN URI …/tenant/T/gateway/G or DNS G.T.gateway.<domain>)")
 	case len(ids) > 1:

@@ -100,6 +100,18 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+	// ext_authz callers: a certificate naming no gateway passes on its CA;
+	// one naming another gateway does not.
+	unnamed := Checker{Require: true, AllowUnnamed: true}
+	if err := unnamed.Check(anonymous, "acme", "edge"); err != nil {
+		t.Fatalf("unnamed certificate with AllowUnnamed: %v", err)
+	}
+	if err := unnamed.Check(other, "acme", "edge"); err == nil {
+		t.Fatal("another gateway's certificate passed with AllowUnnamed")
+	}
+	if err := unnamed.Check(nil, "acme", "edge"); !errors.Is(err, ErrNoCertificate) {
+		t.Fatalf("no certificate, required: %v", err)
+	}
 	if err := (Checker{Require: true}).Check(nil, "acme", "edge"); !errors.Is(err, ErrNoCertificate) {
 		t.Fatalf("err = %v, want ErrNoCertificate", err)
 	}

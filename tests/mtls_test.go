@@ -200,6 +200,28 @@ func TestGatewayMutualTLS(t *testing.T) {
 		}
 		ext := map[string]string{envoy.ExtGateway: "edge", envoy.ExtTenant: "acme"}
 		testkit.Eventually(t, 30*time.Second, decides(t, client(peers.edge), "k1", ext, code.Code_OK), "a check over mutual TLS")
+		// A certificate naming no gateway passes on its CA; one naming a
+		// gateway gets that gateway's decisions only.
+		if got := checkKey(t, client(peers.anonymous), "k1", ext); got != code.Code_OK {
+			t.Errorf("a certificate naming no gateway: %v", got)
+		}
+		for name, tc := range map[string]struct {
+			cc  clientCert
+			ext map[string]string
+		}{
+			"another gateway's certificate":             {peers.other, ext},
+			"the gateway's certificate, another gateway": {peers.edge, map[string]string{envoy.ExtGateway: "other", envoy.ExtTenant: "acme"}},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			res, err := client(tc.cc).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: tc.ext,
+				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/pets/1",
+					Host: "pets.example.com", Headers: map[string]string{"x-api-key": "k1"}}}}})
+			cancel()
+			if err != nil || res.GetDeniedResponse().GetStatus().GetCode() != 403 ||
+				!strings.Contains(res.GetDeniedResponse().GetBody(), `"client_certificate_refused"`) {
+				t.Errorf("%s: %v %v, want 403 client_certificate_refused", name, res, err)
+			}
+		}
 		for name, cc := range map[string]clientCert{"no certificate": peers.none, "expired": peers.expired, "of another CA": peers.foreign} {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := client(cc).Check(ctx, &authv3.CheckRequest{})

@@ -435,7 +435,8 @@ func runAuthorizer(ctx context.Context, cfg authorizerConfig, stdout, stderr io.
 		logs.Close(context.Background())
 		return err
 	}
-	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer")})
+	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: log.With("component", "authorizer"),
+		ClientCertificates: authzTLS.extAuthzCertificates()})
 	return serveAuthorizer(ctx, log, authorizerRuntime{
 		engines: engines, server: srv, logs: logs, registry: reg,
 		authzAddr: cfg.AuthzAddr, proxyAddr: cfg.ProxyAddr, proxyDenyBody: cfg.ProxyDenyBody, httpAddr: cfg.HTTPAddr, pprof: cfg.Pprof, streamWorkers: cfg.StreamWorkers,

@@ -498,7 +498,8 @@ func listenInProcessAuthorizer(cfg serveConfig, st store.Store, mgr *bundles.Man
 		Logger: log.With("component", "decision-logs"), Mode: override})
 	logDecisionLogOverride(log, override)
 	authzLog := log.With("component", "authorizer")
-	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: authzLog})
+	srv := gateway.NewServer(gateway.ServerOptions{Engines: engines, Logs: logs, Metrics: metrics, Logger: authzLog,
+		ClientCertificates: tlsServer.extAuthzCertificates()})
 	drain := newStreamDrainer()
 	tlsServer.warnPlaintext(log, "ext_authz", ln)
 	gs := grpc.NewServer(append(append(gateway.GRPCServerOptions(gateway.DefaultStreamWorkers), tlsServer.grpc()...), drain.option())...)

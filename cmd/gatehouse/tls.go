@@ -193,3 +193,14 @@ func listen(flag, addr string) (net.Listener, error) {
 	}
 	return ln, nil
 }
+
+// extAuthzCertificates is the check of ext_authz callers' certificates
+// under the listener's client auth (nil when off): a certificate that
+// names a gateway must name the one the call asks about; one that names
+// none passes on its CA (gatewaycert.Checker.AllowUnnamed).
+func (t *serverTLS) extAuthzCertificates() func(chain []*x509.Certificate, tenantID, gatewayID string) error {
+	if t == nil || t.clientAuth == tlsfiles.ClientAuthOff {
+		return nil
+	}
+	return gatewaycert.Checker{Require: t.clientAuth == tlsfiles.ClientAuthRequire, AllowUnnamed: true}.Check
+}
