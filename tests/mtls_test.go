@@ -209,7 +209,7 @@ func TestGatewayMutualTLS(t *testing.T) {
 			cc  clientCert
 			ext map[string]string
 		}{
-			"another gateway's certificate":             {peers.other, ext},
+			"another gateway's certificate":              {peers.other, ext},
 			"the gateway's certificate, another gateway": {peers.edge, map[string]string{envoy.ExtGateway: "other", envoy.ExtTenant: "acme"}},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
