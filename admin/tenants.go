@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/oauth/keys"
+
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
@@ -86,6 +88,8 @@ func addTenantKinds(sch *resource.Scheme) {
 	})
 	sch.MustRegister(&resource.Kind{Name: model.KindAdminCredential, Singular: "admin credential", Internal: true})
 	sch.MustRegister(&resource.Kind{Name: model.KindSigningKey, Singular: "signing key", Internal: true})
+	// Authorization servers' signing key sets (oauth/keys), sealed.
+	sch.MustRegister(&resource.Kind{Name: keys.Kind, Singular: "server key set", Internal: true})
 }
 
 func (s *Server) tenantRoutes(sys, adm *gin.RouterGroup) {
