@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strconv"
 	"sync"
@@ -12,6 +13,17 @@ import (
 
 // TokenFactory builds a token validator for a bundle's issuers.
 type TokenFactory func(ctx context.Context, issuers []policies.IssuerData) (TokenValidator, error)
+
+// RevocationEnforcer is a TokenValidator that enforces a bundle's token
+// revocations (data.gatehouse.config.revocations), as token.Verifier does.
+// The Activator hands each revision's revocations to its gateway's
+// validator (kept across revisions while the issuers do not change); a
+// bundle with revocations is refused when the validator cannot enforce
+// them, so that the Go fast path never accepts what the Rego library
+// refuses.
+type RevocationEnforcer interface {
+	SetRevocations(policies.RevocationsData)
+}
 
 // Activator turns bundle revisions into engines and swaps them in. A
 // gateway's token validator (and its key cache) is kept across revisions
@@ -71,7 +83,32 @@ func (a *Activator) build(ctx context.Context, src *Source, keepData bool) (*Eng
 	if err != nil {
 		return nil, err
 	}
-	return newEngine(ctx, src, cfg, tokens, keepData)
+	if err := checkRevocations(cfg, tokens); err != nil {
+		return nil, err
+	}
+	e, err := newEngine(ctx, src, cfg, tokens, keepData)
+	if err != nil {
+		return nil, err
+	}
+	setRevocations(cfg, tokens)
+	return e, nil
+}
+
+// checkRevocations refuses a bundle with revocations that tokens cannot
+// enforce (a nil validator accepts no token at all).
+func checkRevocations(cfg *policies.BundleConfig, tokens TokenValidator) error {
+	if _, ok := tokens.(RevocationEnforcer); ok || tokens == nil || cfg.Revocations.Empty() {
+		return nil
+	}
+	return fmt.Errorf("bundle of gateway %s/%s has token revocations its token validator cannot enforce", cfg.Tenant.ID, cfg.Gateway.ID)
+}
+
+// setRevocations hands the bundle's revocations to tokens, once its engine
+// is built (the validator may serve the previous revision until then).
+func setRevocations(cfg *policies.BundleConfig, tokens TokenValidator) {
+	if r, ok := tokens.(RevocationEnforcer); ok {
+		r.SetRevocations(cfg.Revocations)
+	}
 }
 
 func (a *Activator) validator(ctx context.Context, key model.GatewayRef, issuers []policies.IssuerData) (TokenValidator, error) {

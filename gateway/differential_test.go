@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand"
 	"reflect"
@@ -123,6 +124,9 @@ func randomConfig(t testing.TB, rng *rand.Rand) *policies.Config {
 		Issuers: []policies.Object[model.IssuerSpec]{{ID: "idp", Name: "idp", Spec: model.IssuerSpec{Issuer: issuerURL,
 			Audiences: []string{"pets-api"}, JWKS: jwtkit.JWKS(t, diffKey(t))}}},
 	}
+	if rng.Intn(3) > 0 {
+		cfg.Revocations = diffRevocations(time.Now())
+	}
 	hostSets := [][]string{nil, nil, {"api.example.com"}, {"*.example.com"}, {"*.eu.example.com", "other.org"}}
 	for s := 0; s < 1+rng.Intn(4); s++ {
 		sid := fmt.Sprintf("s%d", s)
@@ -154,6 +158,19 @@ func randomConfig(t testing.TB, rng *rand.Rand) *policies.Config {
 	return cfg
 }
 
+// diffRevocations revoke, around now, some of the tokens
+// randomAuthorization makes: the jti "revoked" (the entry of "lapsed" is
+// over), the tokens of bob and those of carol by client app1 issued over
+// half an hour ago.
+func diffRevocations(now time.Time) *policies.RevocationsData {
+	nb := now.Add(-30 * time.Minute).Unix()
+	return &policies.RevocationsData{
+		JTI:             map[string]map[string]int64{issuerURL: {"revoked": now.Add(time.Hour).Unix(), "lapsed": now.Add(-time.Hour).Unix()}},
+		NotBefore:       map[string]map[string]int64{issuerURL: {"bob": nb}},
+		ClientNotBefore: map[string]map[string]map[string]int64{issuerURL: {"carol": {"app1": nb}}},
+	}
+}
+
 // randomAuthorization is no header, a valid token with random claims, or
 // an invalid one.
 func randomAuthorization(t testing.TB, rng *rand.Rand) string {
@@ -169,6 +186,19 @@ func randomAuthorization(t testing.TB, rng *rand.Rand) string {
 	}
 	if rng.Intn(2) == 0 {
 		good["org"] = map[string]any{"tier": []string{"gold", "free"}[rng.Intn(2)]}
+	}
+	// Claims the revocations of diffRevocations look at.
+	switch rng.Intn(4) {
+	case 0:
+		good["jti"] = []string{"revoked", "lapsed", "fresh"}[rng.Intn(3)]
+	case 1:
+		good["sub"] = []string{"bob", "carol"}[rng.Intn(2)]
+	case 2:
+		good["sub"] = "carol"
+		good[[]string{"client_id", "azp"}[rng.Intn(2)]] = []string{"app1", "app2"}[rng.Intn(2)]
+	}
+	if rng.Intn(3) == 0 {
+		good["iat"] = time.Now().Add(-2 * time.Hour).Unix()
 	}
 	k := diffKey(t)
 	switch rng.Intn(8) {
@@ -305,12 +335,15 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewSource(20261123))
 	const configs, requestsPer = 30, 150
-	allowed, denied, matched, withToken := 0, 0, 0, 0
+	allowed, denied, matched, withToken, revoked := 0, 0, 0, 0, 0
 	for ci := 0; ci < configs; ci++ {
 		cfg := randomConfig(t, rng)
-		eng, _ := randomEngine(t, cfg)
+		eng, tokens := randomEngine(t, cfg)
 		for ri := 0; ri < requestsPer; ri++ {
 			check := randomRequest(t, rng, cfg)
+			if _, err := tokens.Check(ctx, check.Attributes.Request.Http.Headers["authorization"]); errors.Is(err, token.ErrRevoked) {
+				revoked++
+			}
 			want, err := eng.rego.Decision(ctx, RequestFromCheck(check).Document())
 			if err != nil {
 				t.Fatalf("config %d request %d: rego: %v", ci, ri, err)
@@ -337,8 +370,8 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d requests: %d allowed, %d denied, %d matched an API, %d carried a valid token", configs*requestsPer, allowed, denied, matched, withToken)
-	if allowed < 200 || denied < 200 || matched < 1000 || withToken < 300 {
+	t.Logf("%d requests: %d allowed, %d denied, %d matched an API, %d carried a valid token, %d a revoked one", configs*requestsPer, allowed, denied, matched, withToken, revoked)
+	if allowed < 200 || denied < 200 || matched < 1000 || withToken < 300 || revoked < 100 {
 		t.Fatalf("the corpus is too one-sided to prove anything: %d allowed, %d denied, %d matched", allowed, denied, matched)
 	}
 }

@@ -76,7 +76,8 @@ type Engine struct {
 
 // NewEngine activates a bundle: it parses the configuration, builds the
 // routing index and prepares one query per policy. tokens may be nil (no
-// token is then ever valid). The engine keeps src.Data so that it can
+// token is then ever valid); it is given the bundle's revocations (see
+// RevocationEnforcer). The engine keeps src.Data so that it can
 // also evaluate the bundle's pure-Rego entrypoint (tests compare the two);
 // the follower's activations do not (newEngine).
 func NewEngine(ctx context.Context, src *Source, tokens TokenValidator) (*Engine, error) {
@@ -84,7 +85,15 @@ func NewEngine(ctx context.Context, src *Source, tokens TokenValidator) (*Engine
 	if err != nil {
 		return nil, err
 	}
-	return newEngine(ctx, src, cfg, tokens, true)
+	if err := checkRevocations(cfg, tokens); err != nil {
+		return nil, err
+	}
+	e, err := newEngine(ctx, src, cfg, tokens, true)
+	if err != nil {
+		return nil, err
+	}
+	setRevocations(cfg, tokens)
+	return e, nil
 }
 
 // newEngine is NewEngine for the configuration parsed from src.Data

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"sort"
 	"strings"
@@ -101,6 +102,28 @@ type (
 		JWKS      string   `json:"jwks"`
 		JWKSURI   string   `json:"jwks_uri"`
 		Discovery bool     `json:"discovery"`
+	}
+	// RevocationsData is data.gatehouse.config.revocations: the tokens
+	// the gateway refuses although they verify. Every key is a claim of the
+	// token itself, so the Go verifier and the Rego library look them up
+	// alike; nested objects rather than joined keys, since a sub may hold
+	// any character. Times are Unix seconds.
+	//
+	//   - JTI: iss → jti → exp. A token whose iss and jti (a string) are
+	//     listed is revoked while the entry lasts, that is while
+	//     now < exp + Leeway (the token's own exp rule, so an entry made
+	//     with the token's exp lasts as long as the token could be valid).
+	//   - NotBefore: iss → sub → t. A token of that iss and sub (a string)
+	//     is revoked unless it has an iat (a number) with floor(iat) >= t.
+	//   - ClientNotBefore: iss → sub → client id → t. The same for the
+	//     tokens of that iss and sub whose client_id or azp (a string)
+	//     is that client id (either claim suffices).
+	//
+	// The maps are never nil in a compiled bundle.
+	RevocationsData struct {
+		JTI             map[string]map[string]int64            `json:"jti"`
+		NotBefore       map[string]map[string]int64            `json:"not_before"`
+		ClientNotBefore map[string]map[string]map[string]int64 `json:"client_not_before"`
 	}
 	// ServiceData is a service (upstream).
 	ServiceData struct {
@@ -201,6 +224,8 @@ type (
 		AllowedBuiltins []string `json:"allowed_builtins"`
 		// RequestHeaders are the request headers the gateway owns.
 		RequestHeaders RequestHeadersData `json:"request_headers"`
+		// Revocations are the tenant's token revocations.
+		Revocations RevocationsData `json:"revocations"`
 	}
 )
 
@@ -249,6 +274,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		Scopes:   map[string]ScopeData{},
 		Issuers:  []IssuerData{},
 	}
+	d.Revocations = cfg.Revocations.compiled()
 	allowed, err := NormalizeAllowedBuiltins(cfg.AllowedBuiltins)
 	if err != nil {
 		return nil, err
@@ -360,6 +386,51 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	}
 	out.Hash = hex.EncodeToString(h.Sum(nil))
 	return out, nil
+}
+
+// compiled is a copy of r with no nil map (r may be nil).
+func (r *RevocationsData) compiled() RevocationsData {
+	out := RevocationsData{JTI: map[string]map[string]int64{}, NotBefore: map[string]map[string]int64{},
+		ClientNotBefore: map[string]map[string]map[string]int64{}}
+	if r == nil {
+		return out
+	}
+	for iss, m := range r.JTI {
+		out.JTI[iss] = maps.Clone(m)
+	}
+	for iss, m := range r.NotBefore {
+		out.NotBefore[iss] = maps.Clone(m)
+	}
+	for iss, subs := range r.ClientNotBefore {
+		c := make(map[string]map[string]int64, len(subs))
+		for sub, m := range subs {
+			c[sub] = maps.Clone(m)
+		}
+		out.ClientNotBefore[iss] = c
+	}
+	return out
+}
+
+// Empty reports whether r revokes nothing.
+func (r *RevocationsData) Empty() bool {
+	for _, m := range r.JTI {
+		if len(m) > 0 {
+			return false
+		}
+	}
+	for _, m := range r.NotBefore {
+		if len(m) > 0 {
+			return false
+		}
+	}
+	for _, subs := range r.ClientNotBefore {
+		for _, m := range subs {
+			if len(m) > 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func routingData(t *routing.Table) RoutingData {

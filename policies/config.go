@@ -29,6 +29,9 @@ type Config struct {
 	// control plane lets policies call; they go into the bundle so the
 	// authorizer compiles with the same capabilities.
 	AllowedBuiltins []string
+	// Revocations are the tenant's token revocations, which every gateway
+	// enforces (data.gatehouse.config.revocations; nil: none).
+	Revocations *RevocationsData
 }
 
 // Gateway returns the gateway with that id, or nil.

@@ -112,9 +112,9 @@ func TestReadableDataKeepsWhatPoliciesRead(t *testing.T) {
 		{"import data.gatehouse.lib.validators as v\n\nallow if v.header(\"x\", \"equals\", \"y\")\n", []string{"request_headers"}},
 		{"allow if data.gatehouse.config.apis[input.id]\n", []string{"apis"}},
 		{"allow if data.gatehouse.config.tenant.id == \"acme\"\n", []string{"tenant"}},
-		{"import data.gatehouse.lib.token\n\nallow if token.valid\n", []string{"issuers", "request_headers"}},
+		{"import data.gatehouse.lib.token\n\nallow if token.valid\n", []string{"issuers", "request_headers", "revocations"}},
 		{"allow if data.gatehouse.config[input.k]\n", []string{"*"}},
-		{"allow if data.gatehouse.lib[input.k].x\n", []string{"issuers", "request_headers", "routing", "tenant"}}, // every library module
+		{"allow if data.gatehouse.lib[input.k].x\n", []string{"issuers", "request_headers", "revocations", "routing", "tenant"}}, // every library module
 	} {
 		cfg := testConfig()
 		cfg.Policies = []Object[model.PolicySpec]{{ID: "p", Name: "p", Spec: model.PolicySpec{Language: model.LanguageRego, Definition: "package policy\n\n" + c.body}}}

@@ -47,6 +47,13 @@ type regoTokenInfo struct {
 
 func newRegoTokenInfo(t *testing.T, issuers []policies.IssuerData) *regoTokenInfo {
 	t.Helper()
+	return newRegoTokenInfoWith(t, map[string]any{"issuers": issuers})
+}
+
+// newRegoTokenInfoWith is newRegoTokenInfo with config as
+// data.gatehouse.config.
+func newRegoTokenInfoWith(t *testing.T, config map[string]any) *regoTokenInfo {
+	t.Helper()
 	lib, err := policies.Library(false)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +62,7 @@ func newRegoTokenInfo(t *testing.T, issuers []policies.IssuerData) *regoTokenInf
 	for _, f := range lib {
 		mods = append(mods, policies.Module{Path: f.Path, Source: f.Source})
 	}
-	raw, err := json.Marshal(map[string]any{"gatehouse": map[string]any{"config": map[string]any{"issuers": issuers}}})
+	raw, err := json.Marshal(map[string]any{"gatehouse": map[string]any{"config": config}})
 	if err != nil {
 		t.Fatal(err)
 	}

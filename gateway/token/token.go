@@ -32,6 +32,12 @@
 //     iat, if present, are numbers with floor(nbf) - Leeway <= now and
 //     floor(iat) - Leeway <= now. Claims are truncated to whole seconds
 //     (floor) and compared with the current time in nanoseconds.
+//   - It is not revoked by the bundle's revocations
+//     (data.gatehouse.config.revocations, set by SetRevocations; the rules
+//     are policies.RevocationsData's): its jti is not listed for its iss
+//     with now < exp + Leeway, and, when its sub (or its sub and its
+//     client_id or azp) has a not_before for its iss, it has an iat with
+//     floor(iat) >= not_before. Revoked tokens fail with ErrRevoked.
 //
 // A valid token gives {"present": true, "valid": true, "issuer": iss,
 // "subject": sub (or "" unless sub is a string), "claims": the whole
@@ -277,6 +283,20 @@ var algorithms = map[string]algorithm{
 // is then the one of the first verification, shared (read-only).
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 	now := v.now().UnixNano()
+	tok, err := v.verifyCached(ctx, raw, now)
+	if err != nil {
+		return nil, err
+	}
+	if r := v.revocations.Load(); r != nil {
+		if err := revoked(r, tok, now); err != nil {
+			return nil, err
+		}
+	}
+	return tok, nil
+}
+
+// verifyCached is Verify without the revocations.
+func (v *Verifier) verifyCached(ctx context.Context, raw string, now int64) (*Token, error) {
 	c := v.cache
 	if c == nil {
 		o := v.verify(ctx, raw, now)

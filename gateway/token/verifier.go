@@ -116,6 +116,8 @@ type Verifier struct {
 	metrics *metrics
 	issuers map[string][]*issuer // by iss
 	cache   *cache               // nil when disabled
+	// revocations are those of SetRevocations (nil: none).
+	revocations atomic.Pointer[policies.RevocationsData]
 	// remoteIDs are the ids of the issuers with remote keys (their
 	// metrics series are counted in metrics.issuers).
 	remoteIDs []string

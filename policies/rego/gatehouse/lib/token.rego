@@ -214,4 +214,48 @@ valid_info := {
 	cfg.issuer == payload.iss
 	accepts(cfg)
 	signed_by(cfg)
+	not revoked
+}
+
+# Revocations (data.gatehouse.config.revocations; policies.RevocationsData
+# in Go states the rules): iss → jti → exp, iss → sub → not_before and
+# iss → sub → client id → not_before, in Unix seconds. A bundle built
+# before revocations existed has none (every lookup is undefined).
+revocations := data.gatehouse.config.revocations
+
+# The token's jti is listed for its iss, while the entry lasts.
+revoked if {
+	is_string(payload.jti)
+	exp := revocations.jti[payload.iss][payload.jti]
+	not instant_after(exp)
+}
+
+# Its sub has a not_before it was not issued since.
+revoked if {
+	is_string(payload.sub)
+	nb := revocations.not_before[payload.iss][payload.sub]
+	not issued_since(nb)
+}
+
+# Its sub and its client_id or azp have a not_before it was not issued
+# since.
+revoked if {
+	is_string(payload.sub)
+	some name in ["client_id", "azp"]
+	client := payload[name]
+	is_string(client)
+	nb := revocations.client_not_before[payload.iss][payload.sub][client]
+	not issued_since(nb)
+}
+
+# A jti entry has lapsed: now >= exp + leeway (a non-number never lapses).
+instant_after(exp) if {
+	is_number(exp)
+	now >= instant(exp, leeway)
+}
+
+issued_since(nb) if {
+	is_number(payload.iat)
+	is_number(nb)
+	floor(payload.iat) >= nb
 }

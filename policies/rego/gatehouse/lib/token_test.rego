@@ -111,3 +111,31 @@ scopes(extra) := info_of(concat(" ", ["Bearer", signed(k1, "k1", claims(extra))]
 test_subject if {
 	info_of(concat(" ", ["Bearer", signed(k1, "k1", claims({"sub": 42}))])).subject == ""
 }
+
+revocations := {
+	"jti": {iss: {"j1": t0 + 300, "old": t0 - 31}},
+	"not_before": {iss: {"bob": t0 - 100}},
+	"client_not_before": {iss: {"carol": {"app1": t0 - 100}}},
+}
+
+revoked_info(tok) := i if {
+	i := token.info with input.attributes.request.http.headers as {"authorization": concat(" ", ["Bearer", tok])}
+		with data.gatehouse.config.issuers as issuers
+		with data.gatehouse.config.revocations as revocations
+		with time.now_ns as t0 * 1000000000
+}
+
+test_revocations if {
+	not revoked_info(signed(k1, "k1", claims({"jti": "j1"}))).valid
+	revoked_info(signed(k1, "k1", claims({"jti": "old"}))).valid
+	revoked_info(signed(k1, "k1", claims({"jti": "j2"}))).valid
+	not revoked_info(signed(k1, "k1", claims({"sub": "bob", "iat": t0 - 101}))).valid
+	revoked_info(signed(k1, "k1", claims({"sub": "bob", "iat": t0 - 100}))).valid
+	not revoked_info(signed(k1, "k1", object.remove(claims({"sub": "bob"}), ["iat"]))).valid
+	not revoked_info(signed(k1, "k1", claims({"sub": "carol", "iat": t0 - 101, "azp": "app1"}))).valid
+	revoked_info(signed(k1, "k1", claims({"sub": "carol", "iat": t0 - 101, "client_id": "app2"}))).valid
+	revoked_info(signed(k1, "k1", claims({"sub": "carol", "iat": t0 - 50, "client_id": "app1"}))).valid
+
+	# Without revocations in the bundle, the same tokens are valid.
+	valid(signed(k1, "k1", claims({"jti": "j1"})))
+}
