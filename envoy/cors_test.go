@@ -116,7 +116,6 @@ var (
 // actual responses get the same Access-Control-Allow-Origin
 // (gateway.Engine.CORSResponseHeaders).
 func TestCORSAgreesWithTheProxy(t *testing.T) {
-	ctx := context.Background()
 	rng := rand.New(rand.NewSource(1803))
 	templates := []string{"/pets", "/pets/{id}", "/pets/{id}.json", "/pets/mine", "/{p...}", "/files/{p...}", "/v{v}/x"}
 	paths := []string{"/pets", "/pets/1", "/pets/1.json", "/pets/mine", "/files/a/b", "/v2/x", "/other", "/pets/a;b"}
@@ -151,25 +150,7 @@ func TestCORSAgreesWithTheProxy(t *testing.T) {
 					Spec: model.APISpec{ServiceID: sid, Method: method, Path: path, Public: rng.Intn(2) == 0}})
 			}
 		}
-		c, err := policies.Compile(cfg, "edge")
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := Translate(c, TranslateOptions{AuthorizerAddress: "authz:9191"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ValidateDeep(res); err != nil {
-			t.Fatal(err)
-		}
-		src, err := gateway.SourceFromCompiled(c, "1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := gateway.NewEngine(ctx, src, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res, eng := translated(t, cfg)
 		routes := resourcesOf[*routev3.RouteConfiguration](t, res, resource.RouteType)[0].GetVirtualHosts()[0].GetRoutes()
 		for q := 0; q < 150; q++ {
 			method := []string{"OPTIONS", "OPTIONS", "OPTIONS", "GET", "POST", "HEAD"}[rng.Intn(6)]
@@ -266,7 +247,6 @@ func TestCORSFilterPlacement(t *testing.T) {
 // browser never sends that cross-origin DELETE; on a host whose services
 // agree, it is.
 func TestCORSOfOneServiceNeverGrantsAnother(t *testing.T) {
-	ctx := context.Background()
 	app := &model.CORSSettings{AllowedOrigins: []string{"https://app.example.com"}, AllowedMethods: []string{"*"}, AllowCredentials: true}
 	for _, tc := range []struct {
 		name      string
@@ -290,22 +270,7 @@ func TestCORSOfOneServiceNeverGrantsAnother(t *testing.T) {
 					{ID: "admin-delete", Spec: model.APISpec{ServiceID: "admin", Method: "DELETE", Path: "/admin/users/{id}"}},
 				},
 			}
-			c, err := policies.Compile(cfg, "edge")
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := Translate(c, TranslateOptions{AuthorizerAddress: "authz:9191"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			src, err := gateway.SourceFromCompiled(c, "1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			eng, err := gateway.NewEngine(ctx, src, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			res, eng := translated(t, cfg)
 			h := map[string]string{"origin": "https://app.example.com", "access-control-request-method": "DELETE"}
 			routes := resourcesOf[*routev3.RouteConfiguration](t, res, resource.RouteType)[0].GetVirtualHosts()[0].GetRoutes()
 			envoyAnswer := envoyCORS(t, routes, "OPTIONS", "/admin/users/1", h)
@@ -321,4 +286,30 @@ func TestCORSOfOneServiceNeverGrantsAnother(t *testing.T) {
 			}
 		})
 	}
+}
+
+// translated compiles cfg for gateway edge, translates it (the result
+// validated) and builds the authorizer's engine of the same bundle.
+func translated(t *testing.T, cfg *policies.Config) (Resources, *gateway.Engine) {
+	t.Helper()
+	c, err := policies.Compile(cfg, "edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Translate(c, TranslateOptions{AuthorizerAddress: "authz:9191"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateDeep(res); err != nil {
+		t.Fatal(err)
+	}
+	src, err := gateway.SourceFromCompiled(c, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := gateway.NewEngine(context.Background(), src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, eng
 }
