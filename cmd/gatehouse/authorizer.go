@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	yaml "go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 
@@ -242,11 +243,7 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 			return fmt.Errorf("%s: %w", cmp.Or(c.ConfigFile, c.Package), err)
 		}
 		fs := cmd.Flags()
-		set := func(flag string, dst *string, v string) {
-			if !fs.Changed(flag) && v != "" {
-				*dst = v
-			}
-		}
+		set := func(flag string, dst *string, v string) { fromFile(fs, flag, dst, v) }
 		set("control-plane-url", &c.ControlPlaneURL, file.ControlPlaneURL)
 		set("tenant", &c.Tenant, file.Tenant)
 		set("gateway", &c.Gateway, file.Gateway)
@@ -274,19 +271,11 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 			c.MaskQueryParams = file.MaskQueryParams
 		}
 		c.AllowPrivateJWKS = c.AllowPrivateJWKS || file.AllowPrivateJWKS
-		if !fs.Changed("decision-logs") && file.DecisionLogs != "" {
-			c.DecisionLogs = file.DecisionLogs
-		}
-		if !fs.Changed("decision-log-buffer-bytes") && file.DecisionLogBufferBytes != 0 {
-			c.DecisionLogBufferBytes = file.DecisionLogBufferBytes
-		}
+		fromFile(fs, "decision-logs", &c.DecisionLogs, file.DecisionLogs)
+		fromFile(fs, "decision-log-buffer-bytes", &c.DecisionLogBufferBytes, file.DecisionLogBufferBytes)
 		c.DecisionLogSpill = c.DecisionLogSpill || file.DecisionLogSpill
-		if !fs.Changed("decision-log-spill-bytes") && file.DecisionLogSpillBytes != 0 {
-			c.DecisionLogSpillBytes = file.DecisionLogSpillBytes
-		}
-		if !fs.Changed("decision-log-uploads") && file.DecisionLogUploads != 0 {
-			c.DecisionLogUploads = file.DecisionLogUploads
-		}
+		fromFile(fs, "decision-log-spill-bytes", &c.DecisionLogSpillBytes, file.DecisionLogSpillBytes)
+		fromFile(fs, "decision-log-uploads", &c.DecisionLogUploads, file.DecisionLogUploads)
 		c.Pprof = c.Pprof || file.Pprof
 		set("tls-cert-file", &c.TLSCertFile, file.TLSCertFile)
 		set("tls-key-file", &c.TLSKeyFile, file.TLSKeyFile)
@@ -302,18 +291,10 @@ func (c *authorizerConfig) load(cmd *cobra.Command) error {
 		}
 		set("client-ca-file", &c.ClientCAFile, file.ClientCAFile)
 		set("client-auth", &c.ClientAuth, file.ClientAuth)
-		if !fs.Changed("token-cache-entries") && file.TokenCacheEntries != 0 {
-			c.TokenCacheEntries = file.TokenCacheEntries
-		}
-		if !fs.Changed("token-cache-bytes") && file.TokenCacheBytes != 0 {
-			c.TokenCacheBytes = file.TokenCacheBytes
-		}
-		if !fs.Changed("gc-percent") && file.GCPercent != 0 {
-			c.GCPercent = file.GCPercent
-		}
-		if !fs.Changed("stream-workers") && file.StreamWorkers != 0 {
-			c.StreamWorkers = file.StreamWorkers
-		}
+		fromFile(fs, "token-cache-entries", &c.TokenCacheEntries, file.TokenCacheEntries)
+		fromFile(fs, "token-cache-bytes", &c.TokenCacheBytes, file.TokenCacheBytes)
+		fromFile(fs, "gc-percent", &c.GCPercent, file.GCPercent)
+		fromFile(fs, "stream-workers", &c.StreamWorkers, file.StreamWorkers)
 	}
 	if !cmd.Flags().Changed("gc-percent") && os.Getenv("GOGC") != "" {
 		c.GCPercent = 0
@@ -685,4 +666,13 @@ func controlPlaneTLS(cfg authorizerConfig, log *slog.Logger) (*tls.Config, error
 		return nil, fmt.Errorf("control plane TLS (--control-plane-ca-file, --control-plane-client-cert-file): %w", err)
 	}
 	return c, nil
+}
+
+// fromFile sets dst to the config file's v unless the flag was given or v
+// is the zero value (not in the file).
+func fromFile[T comparable](fs *pflag.FlagSet, flag string, dst *T, v T) {
+	var zero T
+	if !fs.Changed(flag) && v != zero {
+		*dst = v
+	}
 }
