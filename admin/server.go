@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -70,12 +71,30 @@ type Options struct {
 	// Scheme is the kind registry (NewScheme when nil). Give the bundle
 	// manager the same one.
 	Scheme *resource.Scheme
+	// ServerKeys holds the authorization servers' signing keys (GET/POST
+	// …/servers/{aid}/keys). Required.
+	ServerKeys *keys.Manager
+	// Tokens revokes what OAuth clients were issued (the oauth package);
+	// nil: deleting a client revokes nothing beyond the client itself.
+	Tokens TokenRevoker
+	// TokenAuth, when set, authenticates bearer JWTs of the tenants'
+	// admin servers and of system/system (the oauth package's verifier);
+	// tokens it does not recognise go to the other credentials.
+	TokenAuth Authenticator
 	// Mount, when set, registers more routes on the API's engine after
 	// its own (gatehouse serve mounts the bundle service this way, which
 	// admin does not import): they share the listener, the request id,
 	// log, metrics and recover middleware and the 404/405 answers, and
 	// Routes lists them.
 	Mount func(gin.IRouter)
+}
+
+// TokenRevoker revokes the tokens a client was issued. RevokeClient runs
+// inside the transaction that deletes the client (its writes commit with
+// the delete): unexpired access tokens are added to the revocation list;
+// refresh tokens die with the client.
+type TokenRevoker interface {
+	RevokeClient(ctx context.Context, tx store.Tx, tenantID, serverID, clientID string) error
 }
 
 // XDSStatusSource reports a gateway's xDS state (the envoy package's
@@ -88,6 +107,9 @@ type XDSStatusSource interface {
 type Server struct {
 	store    store.Store
 	auth     Authenticator
+	// serverKeys and tokens: see Options.ServerKeys and Options.Tokens.
+	serverKeys *keys.Manager
+	tokens     TokenRevoker
 	log      *slog.Logger
 	registry *prometheus.Registry
 	metrics  *httpapi.Metrics
@@ -168,6 +190,8 @@ func New(opts Options) (*Server, error) {
 		metrics:     m,
 		public:      opts.PublicURL,
 		mount:       opts.Mount,
+		serverKeys:  opts.ServerKeys,
+		tokens:      opts.Tokens,
 
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
