@@ -105,18 +105,18 @@ type XDSStatusSource interface {
 
 // Server is the admin API.
 type Server struct {
-	store    store.Store
-	auth     Authenticator
+	store store.Store
+	auth  Authenticator
 	// serverKeys and tokens: see Options.ServerKeys and Options.Tokens.
 	serverKeys *keys.Manager
 	tokens     TokenRevoker
-	log      *slog.Logger
-	registry *prometheus.Registry
-	metrics  *httpapi.Metrics
-	public   string
-	bundles  *bundles.Manager
-	keys     *bundles.KeyStore
-	xds      XDSStatusSource
+	log        *slog.Logger
+	registry   *prometheus.Registry
+	metrics    *httpapi.Metrics
+	public     string
+	bundles    *bundles.Manager
+	keys       *bundles.KeyStore
+	xds        XDSStatusSource
 	// inProcess: see Options.InProcessAuthorizer.
 	inProcess XDSStatusSource
 	// xdsPublic is the xDS address written into gateway packages.
