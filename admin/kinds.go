@@ -78,7 +78,7 @@ func NewScheme() (*resource.Scheme, error) {
 // may extend before it is completed).
 func AddToScheme(sch *resource.Scheme) {
 	for _, add := range []func(*resource.Scheme){
-		addTenantKinds, addPolicyKind, addServiceKind, addAPIKind, addScopeKind, addIssuerKind, addGatewayKinds,
+		addTenantKinds, addPolicyKind, addServiceKind, addAPIKind, addScopeKind, addIssuerKind, addServerKinds, addClientKinds, addGatewayKinds,
 	} {
 		add(sch)
 	}

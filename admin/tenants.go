@@ -88,8 +88,12 @@ func addTenantKinds(sch *resource.Scheme) {
 	})
 	sch.MustRegister(&resource.Kind{Name: model.KindAdminCredential, Singular: "admin credential", Internal: true})
 	sch.MustRegister(&resource.Kind{Name: model.KindSigningKey, Singular: "signing key", Internal: true})
-	// Authorization servers' signing key sets (oauth/keys), sealed.
-	sch.MustRegister(&resource.Kind{Name: keys.Kind, Singular: "server key set", Internal: true})
+	// Authorization servers' signing key sets (oauth/keys), sealed; their
+	// public keys are the servers' inline JWKS in bundles.
+	sch.MustRegister(&resource.Kind{Name: keys.Kind, Singular: "server key set", Internal: true, Bundled: true})
+	// Token revocations (written by the OAuth endpoints and by deletes),
+	// enforced by every gateway: data.gatehouse.config.revocations.
+	sch.MustRegister(&resource.Kind{Name: model.KindTokenRevocation, Singular: "token revocation", Internal: true, Bundled: true})
 }
 
 func (s *Server) tenantRoutes(sys, adm *gin.RouterGroup) {
