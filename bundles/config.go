@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -15,6 +16,7 @@ import (
 // order it reads them.
 var compiledKinds = []string{
 	model.KindTenant, model.KindService, model.KindAPI, model.KindPolicy, model.KindScope, model.KindGateway, model.KindIssuer,
+	model.KindServer, keys.Kind, model.KindTokenRevocation,
 }
 
 // CompiledKinds are the kinds bundles are compiled from. The kind
@@ -101,5 +103,16 @@ func LoadConfig(ctx context.Context, r store.Reader, tenantID string) (*policies
 	if cfg.Issuers, err = decodeAll[model.IssuerSpec](objs[model.KindIssuer]); err != nil {
 		return nil, err
 	}
+	if cfg.Servers, err = decodeAll[model.ServerSpec](objs[model.KindServer]); err != nil {
+		return nil, err
+	}
+	if cfg.ServerKeys, err = publishedKeys(cfg.Servers, objs[keys.Kind]); err != nil {
+		return nil, err
+	}
+	revs, err := decodeAll[model.TokenRevocationSpec](objs[model.KindTokenRevocation])
+	if err != nil {
+		return nil, err
+	}
+	cfg.Revocations = revocationsOf(revs)
 	return cfg, nil
 }

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 )
 
 // Object is one configuration object as the compiler sees it.
@@ -25,6 +26,13 @@ type Config struct {
 	Scopes   []Object[model.ScopeSpec]
 	Gateways []Object[model.GatewaySpec]
 	Issuers  []Object[model.IssuerSpec]
+	// Servers are the tenant's authorization servers: each is a token
+	// issuer of the bundles ("server:<id>", issuer PublicURL/tid/id) with
+	// the public keys of ServerKeys (by server id) inline.
+	Servers    []Object[model.ServerSpec]
+	ServerKeys map[string]*keys.Set
+	// PublicURL is the base of the servers' issuer URLs.
+	PublicURL string
 	// AllowedBuiltins are the denied built-ins (DeniedBuiltins) the
 	// control plane lets policies call; they go into the bundle so the
 	// authorizer compiles with the same capabilities.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -30,3 +31,14 @@ func Published(o *store.Object, retention time.Duration) (*Set, error) {
 
 // errPublicOnly: a Published set has no private keys.
 var errPublicOnly = errors.New("keys: a published key set has no private keys")
+
+// RetentionOf is the retention of a server's retiring keys: its longest
+// token TTL, max(access_token_ttl, id_token_ttl).
+func RetentionOf(s *model.ServerSpec) time.Duration {
+	return max(s.AccessTokenTTL.D(), s.IDTokenTTL.D())
+}
+
+// PolicyOf is the key policy of a server's configuration.
+func PolicyOf(s *model.ServerSpec) Policy {
+	return Policy{KeyType: KeyType(s.KeyType), ActivationDelay: s.KeyActivationDelay.D(), Retention: RetentionOf(s)}
+}
