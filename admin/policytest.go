@@ -82,6 +82,9 @@ func (s *Server) runPolicyTest(c *gin.Context, tid string, req policies.TestRequ
 		err := s.store.View(ctx, func(ctx context.Context, r store.Reader) error {
 			var err error
 			cfg, err = bundles.LoadConfig(ctx, r, tid)
+			if cfg != nil {
+				cfg.PublicURL = s.public
+			}
 			return err
 		})
 		return cfg, err

@@ -92,6 +92,8 @@ type Manager struct {
 	keys    *KeyStore
 	log     *slog.Logger
 	allowed []string
+	// public is the base of the servers' issuer URLs (WithPublicURL).
+	public string
 	// inputs are the kinds whose changes rebuild bundles (WithInputs).
 	inputs map[string]bool
 
@@ -144,8 +146,6 @@ const (
 // Option configures a Manager.
 type Option func(*Manager)
 
-// WithAllowedBuiltins lets policies call these denied built-ins
-// (policies.DeniedBuiltins); they are written into every bundle so the
 // WithInputs names the kinds whose changes rebuild bundles: the kind
 // registry's Bundled kinds (default CompiledKinds; see CheckInputs).
 func WithInputs(kinds []string) Option {
@@ -157,9 +157,19 @@ func WithInputs(kinds []string) Option {
 	}
 }
 
+// WithAllowedBuiltins lets policies call these denied built-ins
+// (policies.DeniedBuiltins); they are written into every bundle so the
 // authorizer compiles with the same capabilities.
 func WithAllowedBuiltins(names ...string) Option {
 	return func(m *Manager) { m.allowed = append([]string(nil), names...) }
+}
+
+// WithPublicURL is the externally visible base URL of the control plane:
+// the tenants' authorization servers are issuers {url}/{tid}/{aid} in
+// their bundles (a tenant whose server has keys does not compile without
+// it).
+func WithPublicURL(url string) Option {
+	return func(m *Manager) { m.public = url }
 }
 
 // WithBuildConcurrency bounds how many tenants' bundles build at once
@@ -693,6 +703,7 @@ func (m *Manager) buildTenantOnce(ctx context.Context, tenantID string) (snap in
 		return 0, false, true, fmt.Errorf("read the configuration of tenant %s: %w", tenantID, err)
 	}
 	cfg.AllowedBuiltins = m.allowed
+	cfg.PublicURL = m.public
 	present := map[string]bool{}
 	var errs error
 	for _, gw := range cfg.Gateways {

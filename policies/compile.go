@@ -358,6 +358,11 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	}
 	sort.Slice(out.Modules, func(i, j int) bool { return out.Modules[i].Path < out.Modules[j].Path })
 	issuers := append([]Object[model.IssuerSpec](nil), cfg.Issuers...)
+	servers, err := cfg.serverIssuers()
+	if err != nil {
+		return nil, err
+	}
+	issuers = append(issuers, servers...)
 	sort.Slice(issuers, func(i, j int) bool { return issuers[i].ID < issuers[j].ID })
 	out.Issuers = issuers
 	for _, is := range issuers {

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"sort"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
@@ -33,6 +34,9 @@ type Config struct {
 	ServerKeys map[string]*keys.Set
 	// PublicURL is the base of the servers' issuer URLs.
 	PublicURL string
+	// KeysAt is the time the servers' published keys are taken at (zero:
+	// the time of compiling).
+	KeysAt time.Time
 	// AllowedBuiltins are the denied built-ins (DeniedBuiltins) the
 	// control plane lets policies call; they go into the bundle so the
 	// authorizer compiles with the same capabilities.
