@@ -36,15 +36,22 @@ func (p Principal) CanAccessTenant(tid string) bool { return p.System() || p.Ten
 // without saying why (no oracle for guessing).
 var errBadCredentials = errors.New("invalid bearer token")
 
+// ErrBadCredentials is what an Authenticator's error wraps when the token
+// does not authenticate (401); any other error is the server's (a store
+// failure: 503).
+var ErrBadCredentials = errBadCredentials
+
 // Authenticator turns a bearer token into a principal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (Principal, error)
 }
 
-// tokenAuth accepts the bootstrap token and tenant-bound admin credentials.
+// tokenAuth accepts the bootstrap token, tenant-bound admin credentials
+// and, when jwt is set, access tokens of the admin servers (JWTs).
 type tokenAuth struct {
 	bootstrapHash [32]byte
 	store         store.Reader
+	jwt           Authenticator
 }
 
 // credentialPrefix starts every tenant-bound admin token:
@@ -57,6 +64,13 @@ func (a *tokenAuth) Authenticate(ctx context.Context, token string) (Principal, 
 	}
 	if rest, ok := strings.CutPrefix(token, credentialPrefix); ok {
 		return a.credential(ctx, rest)
+	}
+	if a.jwt != nil && strings.HasPrefix(token, "eyJ") && strings.Count(token, ".") == 2 {
+		p, err := a.jwt.Authenticate(ctx, token)
+		if errors.Is(err, errBadCredentials) {
+			return Principal{}, errBadCredentials
+		}
+		return p, err
 	}
 	sum := sha256.Sum256([]byte(token))
 	if subtle.ConstantTimeCompare(sum[:], a.bootstrapHash[:]) == 1 {

@@ -184,7 +184,7 @@ func New(opts Options) (*Server, error) {
 		checker:     checker,
 		openAPIJSON: doc,
 		store:       opts.Store,
-		auth:        &tokenAuth{bootstrapHash: sha256.Sum256([]byte(opts.BootstrapToken)), store: opts.Store},
+		auth:        &tokenAuth{bootstrapHash: sha256.Sum256([]byte(opts.BootstrapToken)), store: opts.Store, jwt: opts.TokenAuth},
 		log:         opts.Logger,
 		registry:    opts.Registry,
 		metrics:     m,

@@ -116,3 +116,43 @@ func LoadConfig(ctx context.Context, r store.Reader, tenantID string) (*policies
 	cfg.Revocations = revocationsOf(revs)
 	return cfg, nil
 }
+
+// LoadTokenConfig reads what verifying a tenant's own tokens needs, and
+// nothing else: the tenant, its authorization servers, their published
+// keys and the token revocations (ServerIssuers and Revocations of the
+// result are what the tenant's bundles carry).
+func LoadTokenConfig(ctx context.Context, r store.Reader, tenantID string) (*policies.Config, error) {
+	rev, err := r.Revision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := r.Get(ctx, model.KindTenant, "", tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("load tenant %s: %w", tenantID, err)
+	}
+	tenant, err := decodeAll[model.TenantSpec]([]*store.Object{t})
+	if err != nil {
+		return nil, err
+	}
+	cfg := &policies.Config{Revision: rev, Tenant: tenant[0]}
+	objs := map[string][]*store.Object{}
+	for _, kind := range []string{model.KindServer, keys.Kind, model.KindTokenRevocation} {
+		pg, err := r.List(ctx, store.Query{Kind: kind, TenantID: tenantID})
+		if err != nil {
+			return nil, fmt.Errorf("load %s of %s: %w", kind, tenantID, err)
+		}
+		objs[kind] = pg.Items
+	}
+	if cfg.Servers, err = decodeAll[model.ServerSpec](objs[model.KindServer]); err != nil {
+		return nil, err
+	}
+	if cfg.ServerKeys, err = publishedKeys(cfg.Servers, objs[keys.Kind]); err != nil {
+		return nil, err
+	}
+	revs, err := decodeAll[model.TokenRevocationSpec](objs[model.KindTokenRevocation])
+	if err != nil {
+		return nil, err
+	}
+	cfg.Revocations = revocationsOf(revs)
+	return cfg, nil
+}

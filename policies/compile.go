@@ -358,7 +358,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	}
 	sort.Slice(out.Modules, func(i, j int) bool { return out.Modules[i].Path < out.Modules[j].Path })
 	issuers := append([]Object[model.IssuerSpec](nil), cfg.Issuers...)
-	servers, err := cfg.serverIssuers()
+	servers, err := cfg.ServerIssuers()
 	if err != nil {
 		return nil, err
 	}

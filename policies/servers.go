@@ -16,13 +16,13 @@ import (
 // the tenant in bundles: "server:<server id>".
 const ServerIssuerPrefix = "server:"
 
-// serverIssuers are the tenant's authorization servers as token issuers:
+// ServerIssuers are the tenant's authorization servers as token issuers:
 // issuer {PublicURL}/{tid}/{aid}, audiences the issuer URL and the
 // server's audiences, and the server's published keys inline (pending,
 // active and retiring, sorted by kid so that replicas compile the same
 // content). A server without keys yet is left out: it has issued no
 // token, and the key it gets first rebuilds the bundle.
-func (c *Config) serverIssuers() ([]Object[model.IssuerSpec], error) {
+func (c *Config) ServerIssuers() ([]Object[model.IssuerSpec], error) {
 	if len(c.Servers) == 0 {
 		return nil, nil
 	}

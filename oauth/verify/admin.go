@@ -1,0 +1,88 @@
+package verify
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/model"
+)
+
+// AdminAuth authenticates admin API callers by access tokens of
+// Gatehouse's servers: a token of tenant T's "admin" server acts on T
+// only; a token of the "system" server of the "system" tenant acts
+// system-wide. The token must verify as the server's gateways would
+// verify it (signature by a published key, iss, aud naming the server's
+// issuer URL or audiences, exp, nbf, not revoked). It implements
+// admin.Authenticator (admin.Options.TokenAuth).
+type AdminAuth struct {
+	Verifier *Verifier
+}
+
+// LooksLikeJWT reports whether a bearer token has the shape of a JWS
+// compact serialisation (three base64url parts, the first a JSON object).
+func LooksLikeJWT(raw string) bool {
+	return strings.HasPrefix(raw, "eyJ") && strings.Count(raw, ".") == 2
+}
+
+// Authenticate returns the principal of an admin server's access token;
+// a token it does not accept is an error wrapping admin.ErrBadCredentials
+// (and ErrNotAccepted), a failure to read the store is not.
+func (a AdminAuth) Authenticate(ctx context.Context, raw string) (admin.Principal, error) {
+	p, err := a.authenticate(ctx, raw)
+	if errors.Is(err, ErrNotAccepted) {
+		return admin.Principal{}, fmt.Errorf("%w: %w", admin.ErrBadCredentials, err)
+	}
+	return p, err
+}
+
+func (a AdminAuth) authenticate(ctx context.Context, raw string) (admin.Principal, error) {
+	iss, err := unverifiedIssuer(raw)
+	if err != nil {
+		return admin.Principal{}, fmt.Errorf("%w: %w", ErrNotAccepted, err)
+	}
+	tid, aid, ok := a.Verifier.ServerOf(iss)
+	if !ok {
+		return admin.Principal{}, fmt.Errorf("%w: iss %q is not a server of this control plane", ErrNotAccepted, iss)
+	}
+	system := tid == model.SystemTenantID && aid == model.SystemServerID
+	if !system && aid != model.AdminServerID {
+		return admin.Principal{}, fmt.Errorf("%w: %s/%s is not an admin server", ErrNotAccepted, tid, aid)
+	}
+	tok, err := a.Verifier.Verify(ctx, tid, aid, raw)
+	if err != nil {
+		return admin.Principal{}, err
+	}
+	if tok.Subject == "" {
+		return admin.Principal{}, fmt.Errorf("%w: the token has no sub", ErrNotAccepted)
+	}
+	p := admin.Principal{Subject: "token:" + tid + "/" + aid + ":" + tok.Subject, TenantID: tid}
+	if system {
+		p.TenantID = ""
+	}
+	return p, nil
+}
+
+// unverifiedIssuer reads iss from a JWT's payload without verifying it:
+// only to pick the server whose keys then verify the token.
+func unverifiedIssuer(raw string) (string, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", fmt.Errorf("not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", fmt.Errorf("malformed JWT payload")
+	}
+	var claims struct {
+		Iss string `json:"iss"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Iss == "" {
+		return "", fmt.Errorf("the JWT has no iss")
+	}
+	return claims.Iss, nil
+}
