@@ -119,7 +119,7 @@ func (s *Service) serveBundle(c *gin.Context) {
 		if s.refuseDisabled(c, tid) {
 			return
 		}
-		if v, ok := c.Get(ctxVerified); ok {
+		if v, ok := c.Get(ctxVerified); ok && !v.(verified).jwt {
 			s.creds.Remember(v.(verified).token, v.(verified).id)
 		}
 	}

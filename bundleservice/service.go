@@ -63,7 +63,20 @@ type Options struct {
 	// its credential belongs to; an error refuses the request with 403
 	// CodeClientCertificate (gatewaycert.Checker implements it).
 	ClientCertificates func(chain []*x509.Certificate, tenantID, gatewayID string) error
+	// GatewayTokens, when set, admits access tokens (JWTs) of a gateway's
+	// OAuth client beside its ghg_ credentials (oauth/verify.GatewayAuth).
+	GatewayTokens GatewayTokenVerifier
 }
+
+// GatewayTokenVerifier checks that raw is an access token of gateway gw
+// of tenant tid's own client. An error wrapping ErrTokenNotAccepted
+// refuses the request (401); any other is the server's.
+type GatewayTokenVerifier interface {
+	VerifyGateway(ctx context.Context, tenantID, gatewayID, raw string) error
+}
+
+// ErrTokenNotAccepted is what a GatewayTokenVerifier's refusal wraps.
+var ErrTokenNotAccepted = errors.New("gateway token not accepted")
 
 // CodeClientCertificate is the bundle service's answer (403) to a request
 // whose TLS client certificate is missing where one is required, or names
@@ -76,6 +89,7 @@ type Service struct {
 	bundles *bundles.Manager
 	creds   *gatewaycred.Verifier
 	certs   func(chain []*x509.Certificate, tenantID, gatewayID string) error
+	tokens  GatewayTokenVerifier
 	log     *slog.Logger
 	// retention trims the gateways' decision logs.
 	retention *decisionLogRetention
@@ -103,7 +117,7 @@ func New(opts Options) (*Service, error) {
 			return nil, err
 		}
 	}
-	s := &Service{store: opts.Store, bundles: opts.Bundles, creds: opts.Credentials, certs: opts.ClientCertificates, log: opts.Logger,
+	s := &Service{store: opts.Store, bundles: opts.Bundles, creds: opts.Credentials, certs: opts.ClientCertificates, tokens: opts.GatewayTokens, log: opts.Logger,
 		retention: newDecisionLogRetention(opts.DecisionLogsKept)}
 	s.draining, s.drain = context.WithCancel(context.Background())
 	return s, nil
@@ -133,6 +147,8 @@ type verified struct {
 	// cached: the store was unavailable and the credential was taken from
 	// the cache of recently verified ones.
 	cached bool
+	// jwt: an access token of the gateway's client (never cached).
+	jwt bool
 }
 
 // storeDown reports whether the request's credential came from the cache
@@ -165,24 +181,8 @@ func (s *Service) gatewayAuth(c *gin.Context) {
 		httpapi.Abort(c, httpapi.New(http.StatusUnauthorized, httpapi.CodeUnauthorized, "a gateway credential is required (Authorization: Bearer ghg_…)", nil))
 		return
 	}
-	id, cached, err := s.creds.Verify(c.Request.Context(), token)
-	if errors.Is(err, envoy.ErrInvalidCredential) {
-		switch deleted, err := s.creds.DeletedWithGateway(c.Request.Context(), tid, gw, token); {
-		case err != nil:
-			httpapi.Abort(c, httpapi.Internal(err))
-		case deleted:
-			httpapi.Abort(c, gatewayNotFound(gw))
-		default:
-			httpapi.Abort(c, httpapi.New(http.StatusUnauthorized, httpapi.CodeUnauthorized, "invalid gateway credential", nil))
-		}
-		return
-	}
-	if err != nil {
-		httpapi.Abort(c, httpapi.Internal(err))
-		return
-	}
-	if id.TenantID != tid || id.GatewayID != gw {
-		httpapi.Abort(c, httpapi.Forbidden("this credential belongs to another gateway"))
+	id, cached, jwt, ok := s.credential(c, tid, gw, token)
+	if !ok {
 		return
 	}
 	if s.certs != nil {
@@ -196,8 +196,50 @@ func (s *Service) gatewayAuth(c *gin.Context) {
 		httpapi.Abort(c, httpapi.StoreUnavailable()) // status reports and decision logs need the store
 		return
 	}
-	c.Set(ctxVerified, verified{token: token, id: id, cached: cached})
+	c.Set(ctxVerified, verified{token: token, id: id, cached: cached, jwt: jwt})
 	c.Next()
+}
+
+// credential verifies the request's bearer token as gateway gw's: a ghg_
+// credential, or an access token of the gateway's OAuth client when
+// GatewayTokens is set. ok false: the answer is written.
+func (s *Service) credential(c *gin.Context, tid, gw, token string) (id envoy.GatewayIdentity, cached, jwt, ok bool) {
+	if s.tokens != nil && strings.HasPrefix(token, "eyJ") && strings.Count(token, ".") == 2 {
+		err := s.tokens.VerifyGateway(c.Request.Context(), tid, gw, token)
+		switch {
+		case errors.Is(err, ErrTokenNotAccepted):
+			s.log.Info("bundle service request refused", "gateway", tid+"/"+gw, "reason", "access token", "error", err.Error())
+			httpapi.Abort(c, httpapi.New(http.StatusUnauthorized, httpapi.CodeUnauthorized, "invalid gateway access token", nil))
+		case errors.Is(err, store.ErrUnavailable):
+			httpapi.Abort(c, httpapi.StoreUnavailable())
+		case err != nil:
+			httpapi.Abort(c, httpapi.Internal(err))
+		default:
+			return envoy.GatewayIdentity{TenantID: tid, GatewayID: gw, CredentialID: "oauth"}, false, true, true
+		}
+		return id, false, false, false
+	}
+	id, cached, err := s.creds.Verify(c.Request.Context(), token)
+	if errors.Is(err, envoy.ErrInvalidCredential) {
+		switch deleted, err := s.creds.DeletedWithGateway(c.Request.Context(), tid, gw, token); {
+		case err != nil:
+			httpapi.Abort(c, httpapi.Internal(err))
+		case deleted:
+			httpapi.Abort(c, gatewayNotFound(gw))
+		default:
+			httpapi.Abort(c, httpapi.New(http.StatusUnauthorized, httpapi.CodeUnauthorized, "invalid gateway credential", nil))
+		}
+		return id, false, false, false
+	}
+	if err != nil {
+		httpapi.Abort(c, httpapi.Internal(err))
+		return id, false, false, false
+	}
+	if id.TenantID != tid || id.GatewayID != gw {
+		httpapi.Abort(c, httpapi.Forbidden("this credential belongs to another gateway"))
+		return id, false, false, false
+	}
+	return id, cached, false, true
 }
 
 // verifiedChain is the request's client certificate chain as the TLS
