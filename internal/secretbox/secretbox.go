@@ -5,7 +5,9 @@ package secretbox
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -18,7 +20,12 @@ import (
 const KeySize = 32
 
 // Box seals and opens secrets with one master key.
-type Box struct{ aead cipher.AEAD }
+type Box struct {
+	aead cipher.AEAD
+	// root is HMAC-SHA256(master key, "gatehouse/secretbox/derive"): the
+	// root of DeriveKey, so the master key itself is kept only inside aead.
+	root [32]byte
+}
 
 // New makes a box from a 32-byte key.
 func New(key []byte) (*Box, error) {
@@ -33,7 +40,23 @@ func New(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Box{aead: aead}, nil
+	b := &Box{aead: aead}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("gatehouse/secretbox/derive"))
+	copy(b.root[:], mac.Sum(nil))
+	return b, nil
+}
+
+// DeriveKey is a 32-byte key for one purpose ("oauth/crypto-key"), derived
+// from the master key (HMAC-SHA256): stable across restarts and replicas
+// sharing the master key, different per purpose, and revealing nothing of
+// the master key or of other purposes' keys.
+func (b *Box) DeriveKey(purpose string) [32]byte {
+	mac := hmac.New(sha256.New, b.root[:])
+	mac.Write([]byte(purpose))
+	var out [32]byte
+	copy(out[:], mac.Sum(nil))
+	return out
 }
 
 // Seal encrypts plaintext bound to aad (e.g. the owning tenant, so a sealed

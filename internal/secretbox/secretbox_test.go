@@ -57,3 +57,20 @@ func TestSealOpen(t *testing.T) {
 		t.Fatal("short key accepted")
 	}
 }
+
+func TestDeriveKey(t *testing.T) {
+	k1, k2 := make([]byte, KeySize), make([]byte, KeySize)
+	k2[0] = 1
+	a, _ := New(k1)
+	a2, _ := New(k1)
+	b, _ := New(k2)
+	if a.DeriveKey("oauth") != a2.DeriveKey("oauth") {
+		t.Fatal("the same master key derives different keys")
+	}
+	if a.DeriveKey("oauth") == a.DeriveKey("other") {
+		t.Fatal("two purposes derive the same key")
+	}
+	if a.DeriveKey("oauth") == b.DeriveKey("oauth") {
+		t.Fatal("two master keys derive the same key")
+	}
+}
