@@ -27,6 +27,9 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/internal/tlsfiles"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/oauth/janitor"
+	oauthkeys "github.com/gatehouse-dev/gatehouse/oauth/keys"
+	"github.com/gatehouse-dev/gatehouse/oauth/verify"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
@@ -272,8 +275,6 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...),
-		bundles.WithInputs(scheme.Bundled()))
 
 	listenersTLS, err := newServeTLS(cfg, log)
 	if err != nil {
@@ -304,6 +305,15 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if public == "" {
 		public = tlsServer.scheme() + "://" + addr
 	}
+	// The bundles name the tenants' authorization servers as issuers
+	// {public}/{tid}/{aid}.
+	mgr := bundles.NewManager(st, keys, log.With("component", "bundles"), bundles.WithAllowedBuiltins(allowBuiltins...),
+		bundles.WithInputs(scheme.Bundled()), bundles.WithPublicURL(public))
+	// The authorization servers' signing keys (sealed with the master key)
+	// and the in-process verifier of their tokens (admin API, bundle
+	// service).
+	serverKeys := oauthkeys.NewManager(st, box)
+	ownTokens := verify.New(st, public, nil, log.With("component", "token-verifier"))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := st.RegisterMetrics(reg); err != nil {
@@ -320,11 +330,13 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	var xds *xdsServer
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
-		PolicyTestTimeout: cfg.PolicyTestTimeout, Scheme: scheme, PackageCA: packageCA}
+		PolicyTestTimeout: cfg.PolicyTestTimeout, Scheme: scheme, PackageCA: packageCA,
+		ServerKeys: serverKeys, TokenAuth: verify.AdminAuth{Verifier: ownTokens}}
 	// The bundle service shares the admin API's listener and engine (same
 	// paths, middleware and metrics); admin does not import it.
 	bundleService, err := bundleservice.New(bundleservice.Options{Store: st, Bundles: mgr, Credentials: creds, Registry: reg,
-		Logger: log, DecisionLogsKept: cfg.DecisionLogsKept, ClientCertificates: listenersTLS.peers.check})
+		Logger: log, DecisionLogsKept: cfg.DecisionLogsKept, ClientCertificates: listenersTLS.peers.check,
+		GatewayTokens: verify.GatewayAuth{Verifier: ownTokens}})
 	if err != nil {
 		return err
 	}
@@ -404,6 +416,9 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// Expired runtime state (single-use entries with a TTL) is deleted in
 	// the background; reads never see it once expired.
 	lc.add("runtime state sweeper", &store.StateSweeper{Runtime: st, Logger: log.With("component", "state-sweeper")}, serving...)
+	// Expired token revocations and keys past their retention leave the
+	// configuration (and so the bundles).
+	lc.add("authorization server janitor", &janitor.Janitor{Store: st, Keys: serverKeys, Logger: log.With("component", "oauth-janitor")}, serving...)
 	// Revoked gateway credentials end their xDS streams and leave the
 	// bundle service's cache of recently verified credentials.
 	lc.add("gateway credential revocations", componentFunc(func(ctx context.Context) error {
