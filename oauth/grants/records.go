@@ -1,0 +1,176 @@
+package grants
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// State kinds of the records (tenant-scoped runtime state).
+const (
+	KindAuthRequests    = "oauth-auth-requests"
+	KindCodes           = "oauth-codes"
+	KindCodesUsed       = "oauth-codes-used"
+	KindAccessTokens    = "oauth-access-tokens"
+	KindRefreshTokens   = "oauth-refresh-tokens"
+	KindRefreshUsed     = "oauth-refresh-used"
+	KindRevokedFamilies = "oauth-revoked-families"
+	KindSessions        = "oauth-sessions"
+)
+
+// Subject types (the gh_sub_type claim).
+const (
+	SubjectUser   = "user"
+	SubjectClient = "client"
+)
+
+// LoginWindow is how long an auth request waits for its login beyond the
+// server's authorization_code_ttl.
+const LoginWindow = 15 * time.Minute
+
+// Hash is the hex SHA-256 of a secret: the id of the records of codes,
+// refresh tokens and session cookies.
+func Hash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// NewSecret returns 256 random bits, base64url without padding: refresh
+// tokens and session cookie values.
+func NewSecret() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate a secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// NewID returns 128 random bits as hex: auth request ids, jtis and family
+// ids (identifiers, not secrets).
+func NewID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate an id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// AuthRequest is an authorization request between /oauth2/authorize and
+// the code exchange (KindAuthRequests, id = ID).
+type AuthRequest struct {
+	ID                  string   `json:"id"`
+	ServerID            string   `json:"server_id"`
+	ClientID            string   `json:"client_id"`
+	RedirectURI         string   `json:"redirect_uri"`
+	ResponseType        string   `json:"response_type"`
+	ResponseMode        string   `json:"response_mode,omitempty"`
+	Scopes              []string `json:"scopes"`
+	State               string   `json:"state,omitempty"`
+	Nonce               string   `json:"nonce,omitempty"`
+	CodeChallenge       string   `json:"code_challenge,omitempty"`
+	CodeChallengeMethod string   `json:"code_challenge_method,omitempty"`
+	Prompt              []string `json:"prompt,omitempty"`
+	// MaxAge is max_age in seconds (nil: not sent).
+	MaxAge    *uint  `json:"max_age,omitempty"`
+	LoginHint string `json:"login_hint,omitempty"`
+	// HintSubject is the sub of a valid id_token_hint.
+	HintSubject string    `json:"hint_subject,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+
+	// Set by the login.
+	Done        bool           `json:"done,omitempty"`
+	Subject     string         `json:"sub,omitempty"`
+	SubjectType string         `json:"sub_type,omitempty"`
+	AuthTime    time.Time      `json:"auth_time,omitzero"`
+	AMR         []string       `json:"amr,omitempty"`
+	AuthContext map[string]any `json:"authentication_context,omitempty"`
+}
+
+// Code is an issued authorization code (KindCodes, id = Hash(code)).
+type Code struct {
+	AuthRequestID string `json:"auth_request_id"`
+	ServerID      string `json:"server_id"`
+	ClientID      string `json:"client_id"`
+	// FamilyID is the family of the tokens the code's exchange issues.
+	FamilyID  string    `json:"family_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CodeUse records a redeemed code (KindCodesUsed, id = Hash(code)): a
+// replay revokes its family.
+type CodeUse struct {
+	ServerID string    `json:"server_id"`
+	ClientID string    `json:"client_id"`
+	FamilyID string    `json:"family_id"`
+	UsedAt   time.Time `json:"used_at"`
+	// FamilyExpiresAt bounds the family's tokens (for RevokeFamily).
+	FamilyExpiresAt time.Time `json:"family_expires_at"`
+}
+
+// AccessToken is an issued access token (KindAccessTokens, id = JTI); see
+// the package documentation for its JSON.
+type AccessToken struct {
+	JTI      string `json:"jti"`
+	ServerID string `json:"server_id"`
+	Issuer   string `json:"issuer"`
+	ClientID string `json:"client_id"`
+	// ClientUID is the store UID of the client object it was issued to: a
+	// client deleted and created again with the same id is another client.
+	ClientUID   string    `json:"client_uid,omitempty"`
+	Subject     string    `json:"sub"`
+	SubjectType string    `json:"sub_type"`
+	Scopes      []string  `json:"scopes,omitempty"`
+	Audience    []string  `json:"audience,omitempty"`
+	FamilyID    string    `json:"family_id,omitempty"`
+	IssuedAt    time.Time `json:"issued_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// RefreshToken is an issued refresh token (KindRefreshTokens, id =
+// Hash(token)). It is single-use: RefreshUse marks it used.
+type RefreshToken struct {
+	ServerID    string         `json:"server_id"`
+	Issuer      string         `json:"issuer"`
+	ClientID    string         `json:"client_id"`
+	ClientUID   string         `json:"client_uid,omitempty"`
+	Subject     string         `json:"sub"`
+	SubjectType string         `json:"sub_type"`
+	Scopes      []string       `json:"scopes,omitempty"`
+	Audience    []string       `json:"audience,omitempty"`
+	FamilyID    string         `json:"family_id"`
+	AuthTime    time.Time      `json:"auth_time,omitzero"`
+	AMR         []string       `json:"amr,omitempty"`
+	AuthContext map[string]any `json:"authentication_context,omitempty"`
+	IssuedAt    time.Time      `json:"issued_at"`
+	ExpiresAt   time.Time      `json:"expires_at"`
+}
+
+// RefreshUse marks a refresh token used (KindRefreshUsed, id =
+// Hash(token)); it is created once (PutStateIfAbsent).
+type RefreshUse struct {
+	FamilyID string    `json:"family_id"`
+	UsedAt   time.Time `json:"used_at"`
+}
+
+// FamilyRevoked marks a revoked family (KindRevokedFamilies, id = family id).
+type FamilyRevoked struct {
+	RevokedAt time.Time `json:"revoked_at"`
+	Reason    string    `json:"reason"`
+}
+
+// Session is a login session of the browser holding the cookie
+// (KindSessions, id = Hash(cookie value)).
+type Session struct {
+	ServerID    string         `json:"server_id"`
+	Subject     string         `json:"sub"`
+	MethodID    string         `json:"method_id"`
+	Username    string         `json:"username"`
+	AuthTime    time.Time      `json:"auth_time"`
+	AMR         []string       `json:"amr,omitempty"`
+	AuthContext map[string]any `json:"authentication_context,omitempty"`
+	ExpiresAt   time.Time      `json:"expires_at"`
+}
