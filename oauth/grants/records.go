@@ -88,6 +88,8 @@ type AuthRequest struct {
 	AuthTime    time.Time      `json:"auth_time,omitzero"`
 	AMR         []string       `json:"amr,omitempty"`
 	AuthContext map[string]any `json:"authentication_context,omitempty"`
+	// CodeIssued: a code was issued for it (one code per auth request).
+	CodeIssued bool `json:"code_issued,omitempty"`
 }
 
 // Code is an issued authorization code (KindCodes, id = Hash(code)).

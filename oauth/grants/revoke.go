@@ -215,3 +215,30 @@ func (r *Records) revokeMatching(ctx context.Context, st store.Store, tid string
 	}
 	return nil
 }
+
+// IsRevoked reports whether the access token t is revoked: its jti is on
+// the revocation list, a not_before of its subject (at every client or
+// at its client) is after its issue, or its family was revoked.
+func (r *Records) IsRevoked(ctx context.Context, rd store.Reader, tid string, t *AccessToken) (bool, error) {
+	now := r.now()
+	if rev, err := revocations.Get(ctx, rd, tid, revocationID("jti", t.Issuer, t.JTI)); err == nil {
+		if rev.Spec.ExpiresAt.After(now) {
+			return true, nil
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	for _, client := range []string{"", t.ClientID} {
+		rev, err := revocations.Get(ctx, rd, tid, revocationID("not_before", t.Issuer, t.Subject, client))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if rev.Spec.NotBefore != nil && t.IssuedAt.Before(*rev.Spec.NotBefore) {
+			return true, nil
+		}
+	}
+	return r.FamilyRevoked(ctx, tid, t.FamilyID)
+}

@@ -1,0 +1,302 @@
+//go:build oauthprovider
+
+package oauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/gatehouse-dev/gatehouse/internal/passwords"
+	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/oauth/grants"
+)
+
+// Cookies of the login.
+const (
+	// sessionCookie holds the login session (256 random bits; the store
+	// keeps its hash), Path=/{tid}/{aid}, Max-Age=cookie_max_age.
+	sessionCookie = "gh_session"
+	// csrfCookie holds the browser's login nonce: the form's CSRF token
+	// is an HMAC of the auth request id and this nonce.
+	csrfCookie = "gh_login_csrf"
+)
+
+// sessionCookie is the session cookie of a server (value "" and maxAge
+// < 0 clears it).
+func (p *Provider) sessionCookie(rq *request, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: sessionCookie, Value: value, Path: "/" + rq.tenantID + "/" + rq.serverID,
+		MaxAge: maxAge, HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode}
+}
+
+// login serves the login page of an auth request:
+// GET /{tid}/{aid}/login?auth_request=<id> and the form's POST.
+func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		p.loginPage(w, r)
+	case http.MethodPost:
+		p.loginSubmit(w, r)
+	default:
+		writeErrorPage(w, http.StatusMethodNotAllowed, "The login page takes GET and POST.")
+	}
+}
+
+// loginPage completes the request from a valid session (unless prompt
+// or max_age ask for a new login), answers login_required to prompt=none
+// without one, or shows the form.
+func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rq, _ := requestFrom(ctx)
+	a, err := p.storage.authRequest(ctx, r.URL.Query().Get("auth_request"))
+	if err != nil {
+		p.authRequestErrorPage(w, err)
+		return
+	}
+	if a.r.Done {
+		http.Redirect(w, r, op.AuthCallbackURL(p.op)(ctx, a.r.ID), http.StatusFound)
+		return
+	}
+	if sess := p.currentSession(ctx, rq); sess != nil && p.sessionSatisfies(sess, a) {
+		p.complete(w, r, rq, a, sess)
+		return
+	}
+	if slices.Contains(a.r.Prompt, oidc.PromptNone) {
+		_ = p.records.DeleteAuthRequest(ctx, rq.tenantID, a.r.ID)
+		op.AuthRequestError(w, r, a, oidc.ErrLoginRequired().WithDescription("prompt: none, and there is no valid login session"), p.op)
+		return
+	}
+	p.renderLogin(w, r, rq, a, a.r.LoginHint, "", http.StatusOK)
+}
+
+// currentSession is the request's live session at this server whose user
+// still exists, or nil.
+func (p *Provider) currentSession(ctx context.Context, rq *request) *grants.Session {
+	if rq.sessionHash == "" {
+		return nil
+	}
+	sess, err := p.records.SessionByHash(ctx, rq.tenantID, rq.sessionHash)
+	if err != nil || sess.ServerID != rq.serverID || !sess.ExpiresAt.After(p.now()) {
+		return nil
+	}
+	if _, _, err := staticUser(rq.spec(), sess.Subject); err != nil {
+		return nil
+	}
+	return sess
+}
+
+// sessionSatisfies reports whether a session may complete an auth
+// request: prompt=login (max_age 0) and max_age older than the session's
+// auth_time ask for a new login, and an id_token_hint names the user.
+func (p *Provider) sessionSatisfies(sess *grants.Session, a *authRequest) bool {
+	if slices.Contains(a.r.Prompt, oidc.PromptLogin) {
+		return false
+	}
+	if a.r.MaxAge != nil && p.now().Sub(sess.AuthTime) > time.Duration(*a.r.MaxAge)*time.Second {
+		return false
+	}
+	return a.r.HintSubject == "" || a.r.HintSubject == sess.Subject
+}
+
+// loginSubmit checks the form's CSRF token and the user's password; a
+// wrong one shows the form again (401) and issues nothing.
+func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rq, _ := requestFrom(ctx)
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		writeErrorPage(w, http.StatusBadRequest, "body: the login form could not be read.")
+		return
+	}
+	a, err := p.storage.authRequest(ctx, r.PostForm.Get("auth_request"))
+	if err != nil {
+		p.authRequestErrorPage(w, err)
+		return
+	}
+	nonce, err := r.Cookie(csrfCookie)
+	if err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf_token")), []byte(p.csrfToken(a.r.ID, nonce.Value))) {
+		writeErrorPage(w, http.StatusForbidden, "csrf_token: the login form expired or did not come from this page; go back and sign in again.")
+		return
+	}
+	username := r.PostForm.Get("username")
+	method, user, err := p.checkPassword(rq.spec(), username, r.PostForm.Get("password"))
+	if err != nil {
+		p.log.Error("oauth: check a password", "tenant", rq.tenantID, "server", rq.serverID, "error", err)
+	}
+	if user == nil {
+		p.renderLogin(w, r, rq, a, username, "The username or password is wrong.", http.StatusUnauthorized)
+		return
+	}
+	value, err := grants.NewSecret()
+	if err != nil {
+		p.serverError(w, "start a session", err)
+		return
+	}
+	now := p.now().UTC()
+	maxAge := rq.spec().CookieMaxAge.D()
+	if maxAge <= 0 {
+		maxAge = time.Hour
+	}
+	sess := &grants.Session{ServerID: rq.serverID, Subject: staticSubject(method.ID, user.Username), MethodID: method.ID,
+		Username: user.Username, AuthTime: now, AMR: []string{"pwd"}, AuthContext: user.AuthenticationContext, ExpiresAt: now.Add(maxAge)}
+	if err := p.records.PutSession(ctx, rq.tenantID, value, sess); err != nil {
+		p.serverError(w, "start a session", err)
+		return
+	}
+	http.SetCookie(w, p.sessionCookie(rq, value, int(maxAge/time.Second)))
+	p.complete(w, r, rq, a, sess)
+}
+
+// complete marks the auth request logged in by sess's user and sends the
+// browser to zitadel's callback, which issues the code.
+func (p *Provider) complete(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, sess *grants.Session) {
+	a.r.Done, a.r.Subject, a.r.SubjectType = true, sess.Subject, grants.SubjectUser
+	a.r.AuthTime, a.r.AMR, a.r.AuthContext = sess.AuthTime, sess.AMR, sess.AuthContext
+	if err := p.records.PutAuthRequest(r.Context(), rq.tenantID, a.r); err != nil {
+		if errors.Is(err, grants.ErrExpired) {
+			writeErrorPage(w, http.StatusBadRequest, "auth_request: expired; go back to the application and sign in again.")
+			return
+		}
+		p.serverError(w, "complete the login", err)
+		return
+	}
+	http.Redirect(w, r, op.AuthCallbackURL(p.op)(r.Context(), a.r.ID), http.StatusSeeOther)
+}
+
+// checkPassword finds the user among the server's enabled static methods
+// and verifies the password (argon2id). An unknown user costs a hash
+// verification too, so timing does not tell which usernames exist.
+func (p *Provider) checkPassword(s *model.ServerSpec, username, password string) (*model.AuthenticationMethod, *model.StaticUser, error) {
+	if username != "" && password != "" {
+		for _, m := range staticMethods(s) {
+			for i := range m.Static.Users {
+				u := &m.Static.Users[i]
+				if u.Username != username {
+					continue
+				}
+				ok, err := passwords.Verify(u.PasswordHash, password)
+				if err != nil || !ok {
+					return nil, nil, err
+				}
+				return m, u, nil
+			}
+		}
+	}
+	_, _ = passwords.Verify(dummyHash, password)
+	return nil, nil, nil
+}
+
+// dummyHash is an argon2id hash (of a random password nobody knows) that
+// unknown usernames are verified against.
+const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$7Kx4Jc0e3yq8b3y9qk1k9g$3w4kUfq0pXbq7d6mJ4c2p6Yy7e2hJ0lq1b4yH2b8m3Q"
+
+// csrfToken binds the form to its auth request and the browser's nonce.
+func (p *Provider) csrfToken(authRequestID, nonce string) string {
+	mac := hmac.New(sha256.New, p.csrfKey)
+	mac.Write([]byte(authRequestID))
+	mac.Write([]byte{0})
+	mac.Write([]byte(nonce))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// authRequestErrorPage answers an unknown or expired auth request.
+func (p *Provider) authRequestErrorPage(w http.ResponseWriter, err error) {
+	var oe *oidc.Error
+	if errors.As(err, &oe) && oe.ErrorType == oidc.ServerError {
+		p.serverError(w, "read the auth request", err)
+		return
+	}
+	writeErrorPage(w, http.StatusBadRequest, "auth_request: unknown or expired; go back to the application and sign in again.")
+}
+
+type loginView struct {
+	Action    string
+	RequestID string
+	CSRF      string
+	Username  string
+	Hint      string
+	Error     string
+	Client    string
+}
+
+// renderLogin shows the login form.
+func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, username, msg string, status int) {
+	nonce := ""
+	if ck, err := r.Cookie(csrfCookie); err == nil && len(ck.Value) >= 43 {
+		nonce = ck.Value
+	} else {
+		v, err := grants.NewSecret()
+		if err != nil {
+			p.serverError(w, "show the login form", err)
+			return
+		}
+		nonce = v
+		http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: nonce, Path: "/" + rq.tenantID + "/" + rq.serverID + pathLogin,
+			MaxAge: int(grants.LoginWindow / time.Second), HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode})
+	}
+	view := loginView{Action: rq.issuer + pathLogin, RequestID: a.r.ID, CSRF: p.csrfToken(a.r.ID, nonce),
+		Username: username, Error: msg, Client: a.client.spec.Name}
+	if view.Client == "" {
+		view.Client = a.client.id
+	}
+	for _, m := range staticMethods(rq.spec()) {
+		if m.Static.Hint != "" {
+			view.Hint = m.Static.Hint
+			break
+		}
+	}
+	var buf bytes.Buffer
+	if err := loginTemplate.Execute(&buf, view); err != nil {
+		p.serverError(w, "show the login form", err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// loggedOut is the page after a logout without post_logout_redirect_uri.
+func (p *Provider) loggedOut(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title></head>` +
+		`<body style="font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto"><h1>You are signed out</h1></body></html>`))
+}
+
+var loginTemplate = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}
+button{margin-top:1rem;padding:.5rem 1rem}.error{color:#b00020}.hint{color:#555}
+</style></head><body>
+<h1>Sign in to {{.Client}}</h1>
+{{if .Hint}}<p class="hint">{{.Hint}}</p>{{end}}
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="auth_request" value="{{.RequestID}}">
+<input type="hidden" name="csrf_token" value="{{.CSRF}}">
+<label for="username">Username</label>
+<input id="username" name="username" autocomplete="username" value="{{.Username}}" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+</body></html>
+`))

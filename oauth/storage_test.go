@@ -1,0 +1,49 @@
+//go:build oauthprovider
+
+package oauth
+
+import (
+	"testing"
+
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
+	"github.com/gatehouse-dev/gatehouse/oauth/keys"
+)
+
+// zitadel finds optional features by type assertion on the storage value
+// it was given (WAVE2 §2.7): assert them on exactly that value.
+func TestStorageInterfaces(t *testing.T) {
+	st := testkit.Store(t)
+	p, err := New(Options{Store: st, Keys: keys.NewManager(st, testkit.SecretBox(t)), PublicURL: "https://gh.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.op.Storage()
+	if s != op.Storage(p.storage) {
+		t.Fatalf("the provider's storage %T is not the concrete storage", s)
+	}
+	implemented := map[string]bool{}
+	_, implemented["ClientCredentialsStorage"] = s.(op.ClientCredentialsStorage)
+	_, implemented["CanSetUserinfoFromRequest"] = s.(op.CanSetUserinfoFromRequest)
+	_, implemented["CanGetPrivateClaimsFromRequest"] = s.(op.CanGetPrivateClaimsFromRequest)
+	_, implemented["CanTerminateSessionFromRequest"] = s.(op.CanTerminateSessionFromRequest)
+	for name, ok := range implemented {
+		if !ok {
+			t.Errorf("the storage does not implement op.%s", name)
+		}
+	}
+	absent := map[string]bool{}
+	_, absent["TokenExchangeStorage"] = s.(op.TokenExchangeStorage)
+	_, absent["TokenExchangeTokensVerifierStorage"] = s.(op.TokenExchangeTokensVerifierStorage)
+	_, absent["DeviceAuthorizationStorage"] = s.(op.DeviceAuthorizationStorage)
+	_, absent["JWTProfileTokenStorage"] = s.(op.JWTProfileTokenStorage)
+	for name, ok := range absent {
+		if ok {
+			t.Errorf("the storage implements op.%s, which Gatehouse does not offer", name)
+		}
+	}
+	if p.op.GrantTypeTokenExchangeSupported() || p.op.GrantTypeDeviceCodeSupported() || !p.op.GrantTypeClientCredentialsSupported() {
+		t.Error("the provider's grants do not follow the storage")
+	}
+}

@@ -1,0 +1,111 @@
+//go:build oauthprovider
+
+package oauth
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+)
+
+// Subjects of static users are "static/<method id>/<username>", the
+// username with '%', '/', ':', '|' and control characters percent-encoded
+// (method ids have no '/'; opaque tokens join "<jti>:<sub>", and
+// revocations key "<issuer>|<sub>", so neither may appear). Clients are
+// their client id.
+const staticSubjectPrefix = "static/"
+
+func staticSubject(methodID, username string) string {
+	var b strings.Builder
+	b.WriteString(staticSubjectPrefix)
+	b.WriteString(methodID)
+	b.WriteByte('/')
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(username); i++ {
+		c := username[i]
+		if c == '%' || c == '/' || c == ':' || c == '|' || c < 0x20 || c == 0x7f {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// parseStaticSubject splits a static user's subject.
+func parseStaticSubject(sub string) (methodID, username string, ok bool) {
+	rest, ok := strings.CutPrefix(sub, staticSubjectPrefix)
+	if !ok {
+		return "", "", false
+	}
+	methodID, escaped, ok := strings.Cut(rest, "/")
+	if !ok || methodID == "" {
+		return "", "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(escaped); i++ {
+		if escaped[i] != '%' {
+			b.WriteByte(escaped[i])
+			continue
+		}
+		if i+2 >= len(escaped) {
+			return "", "", false
+		}
+		v, ok1 := unhex(escaped[i+1])
+		w, ok2 := unhex(escaped[i+2])
+		if !ok1 || !ok2 {
+			return "", "", false
+		}
+		b.WriteByte(v<<4 | w)
+		i += 2
+	}
+	return methodID, b.String(), true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// errNoUser: the subject is not a user of an enabled static method of
+// the server.
+var errNoUser = errors.New("the user no longer exists at this server")
+
+// staticMethods are the server's enabled static login methods.
+func staticMethods(s *model.ServerSpec) []*model.AuthenticationMethod {
+	var out []*model.AuthenticationMethod
+	for i := range s.Authentications {
+		m := &s.Authentications[i]
+		if m.Method == model.LoginStatic && !m.Disabled && m.Static != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// staticUser finds the static user of a subject.
+func staticUser(s *model.ServerSpec, sub string) (*model.AuthenticationMethod, *model.StaticUser, error) {
+	methodID, username, ok := parseStaticSubject(sub)
+	if !ok {
+		return nil, nil, errNoUser
+	}
+	for _, m := range staticMethods(s) {
+		if m.ID != methodID {
+			continue
+		}
+		for i := range m.Static.Users {
+			if m.Static.Users[i].Username == username {
+				return m, &m.Static.Users[i], nil
+			}
+		}
+	}
+	return nil, nil, errNoUser
+}
