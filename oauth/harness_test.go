@@ -123,8 +123,8 @@ func mustJSON(v any) json.RawMessage {
 // spec first.
 func (e *env) server(tid, aid string, edit func(*model.ServerSpec)) {
 	spec := model.ServerSpec{
-		KeyType:    "rsa",
-		GrantTypes: []string{model.GrantAuthorizationCode, model.GrantClientCredentials, model.GrantRefreshToken},
+		KeyType:              "rsa",
+		GrantTypes:           []string{model.GrantAuthorizationCode, model.GrantClientCredentials, model.GrantRefreshToken},
 		AuthorizationCodeTTL: model.Duration(10 * time.Minute), AccessTokenTTL: model.Duration(time.Hour),
 		IDTokenTTL: model.Duration(time.Hour), RefreshTokenTTL: model.Duration(720 * time.Hour),
 		CookieMaxAge: model.Duration(time.Hour), AccessTokenStrategy: model.AccessTokenJWT,
