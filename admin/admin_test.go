@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit/openapicheck"
+	serverkeys "github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/store"
 	"github.com/gatehouse-dev/gatehouse/store/embedded"
 )
@@ -65,7 +66,8 @@ func newEnvWith(t *testing.T, edit func(*admin.Options)) *env {
 func newEnvOnWith(t *testing.T, st store.Store, edit func(*admin.Options)) *env {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	keys := bundles.NewKeyStore(st, testkit.SecretBox(t))
+	box := testkit.SecretBox(t)
+	keys := bundles.NewKeyStore(st, box)
 	mgr := bundles.NewManager(st, keys, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -77,7 +79,7 @@ func newEnvOnWith(t *testing.T, st store.Store, edit func(*admin.Options)) *env 
 		t.Fatal(err)
 	}
 	opts := admin.Options{Store: st, BootstrapToken: rootToken, PublicURL: "https://gh.example",
-		Logger: log, Registry: reg, Bundles: mgr, Keys: keys, Mount: bsvc.Register}
+		Logger: log, Registry: reg, Bundles: mgr, Keys: keys, Mount: bsvc.Register, ServerKeys: serverkeys.NewManager(st, box)}
 	if edit != nil {
 		edit(&opts)
 	}

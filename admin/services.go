@@ -31,17 +31,20 @@ const (
 // create and PUT and what GET returns (GET adds the scopes bound to it).
 // tenant_id, with_specification and metadata are read-only.
 type serviceBody struct {
-	ID                string              `json:"id"`
-	TenantID          string              `json:"tenant_id"`
-	Name              string              `json:"name"`
-	Description       string              `json:"description"`
-	URL               string              `json:"url"`
-	Hosts             []string            `json:"hosts"`
-	ServerID          string              `json:"server_id,omitempty"`
-	WithSpecification *bool               `json:"with_specification"`
-	CORS              *model.CORSSettings `json:"cors,omitempty"`
-	Labels            map[string]string   `json:"labels"`
-	Metadata          *Metadata           `json:"metadata,omitempty"`
+	ID          string   `json:"id"`
+	TenantID    string   `json:"tenant_id"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	URL         string   `json:"url"`
+	Hosts       []string `json:"hosts"`
+	ServerID    string   `json:"server_id,omitempty"`
+	// AuthorizationServerID is the seed's name of server_id, accepted in
+	// request bodies (never rendered).
+	AuthorizationServerID string              `json:"authorization_server_id,omitempty"`
+	WithSpecification     *bool               `json:"with_specification"`
+	CORS                  *model.CORSSettings `json:"cors,omitempty"`
+	Labels                map[string]string   `json:"labels"`
+	Metadata              *Metadata           `json:"metadata,omitempty"`
 }
 
 // serviceWithScopes is GET /services/{sid} (seed ServiceWithScopesResponse).
@@ -79,6 +82,8 @@ func addServiceKind(sch *resource.Scheme) {
 	sch.MustRegister(&resource.Kind{
 		Name: model.KindService, Singular: "service", Bundled: true, Exported: true,
 		Canonical: resource.SpecCodec[model.ServiceSpec],
+		Refs: []resource.Ref{{Field: "server_id", Kind: model.KindServer, OnDelete: resource.Restrict,
+			IDs: specIDs(func(s *model.ServiceSpec) []string { return []string{s.ServerID} })}},
 		API: &kindAPI{
 			param: "sid", readOnly: []string{"with_specification", "scopes"}, current: serviceCurrent,
 			list: (*Server).listServices, create: (*Server).createService, get: (*Server).getService, put: (*Server).updateService,
@@ -98,7 +103,8 @@ func (s *Server) serviceRoutes(_, adm *gin.RouterGroup) {
 	adm.POST("/services/:sid/apis/import/url", s.importFromURL)
 }
 
-// validate checks the request and returns the normalised hosts.
+// validate checks the request and returns the normalised hosts; the
+// server binding is resolved into server_id (serverIDErrors).
 func (r *serviceBody) validate(tid string) ([]string, *Error) {
 	hosts, hostErr := normalizeHosts(r.Hosts)
 	return hosts, collect(
@@ -106,7 +112,7 @@ func (r *serviceBody) validate(tid string) ([]string, *Error) {
 		validateText("description", r.Description, false, 4096),
 		validateServiceURL(r.URL),
 		hostErr,
-		validateText("server_id", r.ServerID, false, 256),
+		fieldErrors(serverIDErrors(&r.ServerID, &r.AuthorizationServerID, tid)),
 		fieldErrors(r.CORS.Validate(field.NewPath("cors"))),
 		tenantMatch(r.TenantID, tid),
 		validateLabels(r.Labels),
@@ -236,6 +242,9 @@ func (s *Server) createService(c *gin.Context) {
 		Spec: model.ServiceSpec{URL: req.URL, Hosts: hosts, ServerID: req.ServerID, CORS: req.CORS},
 	}
 	ok := s.write(c, "service", id, func(ctx context.Context, tx store.Tx) error {
+		if err := checkReferencesOf(ctx, s, tx, model.KindService, t); err != nil {
+			return err
+		}
 		if err := serviceRepo.Create(ctx, tx, t); err != nil {
 			return err
 		}
@@ -325,6 +334,9 @@ func (s *Server) updateService(c *gin.Context) {
 		}
 		t.Meta.Name, t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Name, req.Description, req.Labels, actor(c)
 		t.Spec = model.ServiceSpec{URL: req.URL, Hosts: hosts, ServerID: req.ServerID, WithSpecification: t.Spec.WithSpecification, CORS: req.CORS}
+		if err := checkReferencesOf(ctx, s, tx, model.KindService, t); err != nil {
+			return err
+		}
 		if err := serviceRepo.Update(ctx, tx, t, expect); err != nil {
 			return err
 		}

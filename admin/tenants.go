@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -201,6 +202,11 @@ func (s *Server) createTenant(c *gin.Context) {
 		if err := tenantRepo.Create(ctx, tx, t); err != nil {
 			return err
 		}
+		// Its system servers come with it (the tenant's event records
+		// them: they are part of its creation).
+		if err := createSystemServers(ctx, tx, t.Meta.ID, actor(c), tenantSystemServers...); err != nil {
+			return err
+		}
 		return record(ctx, tx, c, t.Meta.ID, "create", model.KindTenant, t.Meta.ID)
 	})
 	if err != nil {
@@ -299,12 +305,70 @@ func (s *Server) putTenant(c *gin.Context, tid string, adminRoute bool) {
 	respondObject(c, http.StatusOK, t.Meta.Revision, s.renderTenant(t))
 }
 
+// EnsureSystemTenant creates, when they do not exist, the reserved tenant
+// system (AVAILABLE; its id is refused to tenant creation) and its
+// authorization server system, whose tokens act system-wide. It is
+// idempotent and safe for concurrent callers (replicas starting at once);
+// gatehouse serve calls it at start.
+func EnsureSystemTenant(ctx context.Context, st store.Store) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		_, err = st.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+			return ensureSystemTenant(ctx, tx)
+		})
+		if !errors.Is(err, store.ErrAlreadyExists) {
+			break // a concurrent caller's create is retried: then it exists
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ensure the system tenant: %w", err)
+	}
+	return nil
+}
+
+func ensureSystemTenant(ctx context.Context, tx store.Tx) error {
+	const tid, by = model.SystemTenantID, "system"
+	event := func(kind, id string) error {
+		return tx.AppendEvent(ctx, &store.Event{TenantID: tid, Actor: by, Action: "create", Kind: kind, ObjectID: id})
+	}
+	switch _, err := tenantRepo.Get(ctx, tx, "", tid); {
+	case errors.Is(err, store.ErrNotFound):
+		t := &store.Typed[model.TenantSpec]{
+			Meta: store.Object{ID: tid, Description: "The system tenant: its server system issues the system-wide tokens.", CreatedBy: by},
+			Spec: model.TenantSpec{Name: "System", Status: model.TenantAvailable},
+		}
+		if err := tenantRepo.Create(ctx, tx, t); err != nil {
+			return err
+		}
+		if err := event(model.KindTenant, tid); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
+	switch _, err := serverRepo.Get(ctx, tx, tid, model.SystemServerID); {
+	case errors.Is(err, store.ErrNotFound):
+		if err := createSystemServers(ctx, tx, tid, by, model.SystemServerID); err != nil {
+			return err
+		}
+		return event(model.KindServer, model.SystemServerID)
+	case err != nil:
+		return err
+	}
+	return nil
+}
+
 // deleteTenant marks the tenant DELETED (soft delete, freeing its id) and
 // removes everything under it, in one transaction.
 func (s *Server) deleteTenant(c *gin.Context) {
 	tid, apiErr := tenantIDParam(c)
 	if apiErr != nil {
 		abort(c, apiErr)
+		return
+	}
+	if tid == model.SystemTenantID {
+		abort(c, fieldError("tid", "tenant %q is the system tenant (its server %q issues the system-wide tokens) and cannot be deleted",
+			tid, model.SystemServerID))
 		return
 	}
 	expect, apiErr := ifMatch(c)
