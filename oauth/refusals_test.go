@@ -52,11 +52,11 @@ func TestAuthorizeRefusals(t *testing.T) {
 		challenge := oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())
 		// Refused before the redirect_uri could be trusted: HTML 400, no redirect.
 		for name, q := range map[string]url.Values{
-			"unknown client":              authQuery("nope", webRedirect, "code_challenge", challenge, "code_challenge_method", "S256"),
-			"redirect mismatch":           authQuery("web", "https://evil.example.com/callback", "code_challenge", challenge, "code_challenge_method", "S256"),
-			"redirect port mismatch":      authQuery("cli", "http://127.0.0.1:8/callback", "code_challenge", challenge, "code_challenge_method", "S256"),
-			"another server's client":     authQuery("other-web", webRedirect),
-			"no client_id":                authQuery("", webRedirect, "client_id", ""),
+			"unknown client":               authQuery("nope", webRedirect, "code_challenge", challenge, "code_challenge_method", "S256"),
+			"redirect mismatch":            authQuery("web", "https://evil.example.com/callback", "code_challenge", challenge, "code_challenge_method", "S256"),
+			"redirect port mismatch":       authQuery("cli", "http://127.0.0.1:8/callback", "code_challenge", challenge, "code_challenge_method", "S256"),
+			"another server's client":      authQuery("other-web", webRedirect),
+			"no client_id":                 authQuery("", webRedirect, "client_id", ""),
 			"client without redirect URIs": authQuery("machine", webRedirect),
 		} {
 			before := e.snapshot("acme")
