@@ -298,7 +298,9 @@ func (r *serverSettings) spec() (model.ServerSpec, field.ErrorList) {
 		case err != nil:
 			errs.Add(field.Invalid(field.NewPath(t.field), "%s", err.Error()))
 		case !ok:
-		case d < 0, d == 0 && !t.zero:
+		case d < 0 && t.zero:
+			errs.Add(field.Invalid(field.NewPath(t.field), "must not be negative (0 activates a new key at once; default %s)", t.def))
+		case d <= 0 && !t.zero:
 			errs.Add(field.Invalid(field.NewPath(t.field), "must be more than 0 (default %s)", t.def))
 		case d > 0 && d < time.Second:
 			errs.Add(field.Invalid(field.NewPath(t.field), "must be at least 1s (tokens count in seconds)"))

@@ -963,6 +963,11 @@ func TestServerConfiguration(t *testing.T) {
 			t.Errorf("the export carries %s", f)
 		}
 	}
+	// The export imports back unchanged.
+	back := e.expect(e.raw("PUT", "/api/system/configuration?tid=acme", exp.body), 200).json(t)
+	if back["unchanged"].(map[string]any)["servers"] != float64(4) || back["updated"].(map[string]any)["servers"] != float64(0) {
+		t.Fatalf("re-import of the export: %v", back)
+	}
 	// Copy into another tenant (the document's other kinds stay out of the
 	// way: only tenant and servers).
 	copyDoc := map[string]any{"version": 1, "tenant": doc["tenant"], "servers": doc["servers"]}
