@@ -1,5 +1,3 @@
-//go:build oauthprovider
-
 // Package oauth is Gatehouse's OAuth 2.0 / OpenID Connect provider: one
 // zitadel/oidc v3 op.Provider for the process (the stable NewProvider +
 // Storage API) serving every authorization server of every tenant at its

@@ -1,5 +1,3 @@
-//go:build oauthprovider
-
 package oauth
 
 import (
