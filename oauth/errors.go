@@ -73,7 +73,7 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, rq *request, r
 	isJSON := strings.HasPrefix(rec.header.Get("Content-Type"), "application/json")
 	switch {
 	case status >= 400 && !isJSON && style == htmlErrors:
-		writeErrorPage(w, status, strings.TrimSpace(rec.body.String()))
+		writeErrorPage(w, status, pageMessage(strings.TrimSpace(rec.body.String())))
 		return
 	case status >= 400 && !isJSON:
 		code, desc := plainErrorCode(path, status, strings.TrimSpace(rec.body.String()))
@@ -107,6 +107,22 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, rq *request, r
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(rec.body.Bytes())
+}
+
+// pageMessage names the parameter in zitadel's messages of a refused
+// authorization request.
+func pageMessage(msg string) string {
+	switch {
+	case strings.Contains(msg, "retrieve client by id"):
+		return "client_id: unknown client."
+	case strings.Contains(msg, "missing client_id"):
+		return "client_id: missing."
+	case strings.Contains(msg, "missing redirect_uri"), strings.Contains(msg, "redirect_uri is missing in the request"):
+		return "redirect_uri: missing."
+	case strings.Contains(msg, "redirect_uri") && !strings.HasPrefix(msg, "redirect_uri:"):
+		return "redirect_uri: " + msg
+	}
+	return msg
 }
 
 // plainErrorCode maps a plain-text error of zitadel to an RFC 6749 code

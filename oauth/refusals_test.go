@@ -49,18 +49,22 @@ func TestAuthorizeRefusals(t *testing.T) {
 	backends(t, func(t *testing.T, e *env) {
 		challenge := oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())
 		// Refused before the redirect_uri could be trusted: HTML 400, no redirect.
-		for name, q := range map[string]url.Values{
-			"unknown client":               authQuery("nope", webRedirect, "code_challenge", challenge, "code_challenge_method", "S256"),
-			"redirect mismatch":            authQuery("web", "https://evil.example.com/callback", "code_challenge", challenge, "code_challenge_method", "S256"),
-			"redirect port mismatch":       authQuery("cli", "http://127.0.0.1:8/callback", "code_challenge", challenge, "code_challenge_method", "S256"),
-			"another server's client":      authQuery("other-web", webRedirect),
-			"no client_id":                 authQuery("", webRedirect, "client_id", ""),
-			"client without redirect URIs": authQuery("machine", webRedirect),
+		for name, c := range map[string]struct {
+			q     url.Values
+			param string
+		}{
+			"unknown client":               {authQuery("nope", webRedirect, "code_challenge", challenge, "code_challenge_method", "S256"), "client_id:"},
+			"redirect mismatch":            {authQuery("web", "https://evil.example.com/callback", "code_challenge", challenge, "code_challenge_method", "S256"), "redirect_uri:"},
+			"redirect port mismatch":       {authQuery("cli", "http://127.0.0.1:8/callback", "code_challenge", challenge, "code_challenge_method", "S256"), "redirect_uri:"},
+			"another server's client":      {authQuery("other-web", webRedirect), "client_id:"},
+			"no client_id":                 {authQuery("", webRedirect, "client_id", ""), "client_id:"},
+			"client without redirect URIs": {authQuery("machine", webRedirect), "redirect_uri:"},
 		} {
+			q := c.q
 			before := e.snapshot("acme")
 			resp, body := e.get(e.browser(), e.authorizeURL("acme", "default", q))
 			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" ||
-				!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "<html") {
+				!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "<html") || !strings.Contains(body, c.param) {
 				t.Errorf("%s: %d %s %q, want an HTML 400 without redirect", name, resp.StatusCode, resp.Header.Get("Location"), body)
 			}
 			e.unchanged("acme", before, name)
