@@ -93,3 +93,34 @@ func splitDots(s string) []string {
 	}
 	return append(out, s[start:])
 }
+
+// single_session_per_client: each code exchange revokes the subject's
+// previous tokens at the client.
+func TestSingleSessionPerClient(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		e.server("acme", "single", func(s *model.ServerSpec) { s.SingleSessionPerClient = true })
+		e.client("acme", "app", model.ClientSpec{ServerID: "single", SecretHash: clientauth.HashSecret(webSecret),
+			GrantTypes: []string{model.GrantAuthorizationCode, model.GrantRefreshToken}, RedirectURIs: []string{webRedirect}})
+		r := e.rp("acme", "single", "app", webSecret, webRedirect)
+		var toks []*oauth2.Token
+		for range 2 {
+			v := oauth2.GenerateVerifier()
+			tok, err := r.conf.Exchange(r.ctx, r.login(v, "n"), oauth2.VerifierOption(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks = append(toks, tok)
+		}
+		introspect := func(tok string) any {
+			_, body := e.postForm(e.issuer("acme", "single")+"/oauth2/introspect", url.Values{"token": {tok}}, "app", webSecret)
+			return body["active"]
+		}
+		if introspect(toks[0].AccessToken) != false || introspect(toks[1].AccessToken) != true {
+			t.Fatal("the second session did not supersede the first")
+		}
+		expired := *toks[0]
+		expired.Expiry = time.Now().Add(-time.Minute)
+		_, err := r.conf.TokenSource(r.ctx, &expired).Token()
+		wantOAuthError(t, err, "invalid_grant", "")
+	})
+}

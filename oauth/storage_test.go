@@ -1,10 +1,12 @@
 package oauth
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/gatehouse-dev/gatehouse/internal/passwords"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 )
@@ -43,5 +45,28 @@ func TestStorageInterfaces(t *testing.T) {
 	}
 	if p.op.GrantTypeTokenExchangeSupported() || p.op.GrantTypeDeviceCodeSupported() || !p.op.GrantTypeClientCredentialsSupported() {
 		t.Error("the provider's grants do not follow the storage")
+	}
+}
+
+// An unknown username is verified against dummyHash, so it must be a
+// well-formed argon2id hash (else Verify returns at once and timing tells
+// which usernames exist).
+func TestDummyHashIsWellFormed(t *testing.T) {
+	if err := passwords.Check(dummyHash); err != nil {
+		t.Fatalf("dummyHash: %v", err)
+	}
+}
+
+// Subjects of static users survive any username.
+func TestStaticSubjectRoundTrip(t *testing.T) {
+	for _, u := range []string{"alice", "a/b:c|d%e", "bob@example.com", "x\x01y"} {
+		sub := staticSubject("staff", u)
+		if strings.ContainsAny(sub[len("static/staff/"):], "/:|") {
+			t.Errorf("subject %q of %q carries a separator", sub, u)
+		}
+		m, got, ok := parseStaticSubject(sub)
+		if !ok || m != "staff" || got != u {
+			t.Errorf("parse %q = %q %q %v, want staff %q", sub, m, got, ok, u)
+		}
 	}
 }
