@@ -78,15 +78,22 @@ type Options struct {
 	// nil: deleting a client revokes nothing beyond the client itself.
 	Tokens TokenRevoker
 	// TokenAuth, when set, authenticates bearer JWTs of the tenants'
-	// admin servers and of system/system (the oauth package's verifier);
-	// tokens it does not recognise go to the other credentials.
-	TokenAuth Authenticator
+	// admin servers and of system/system (oauth/verify.AdminAuth).
+	TokenAuth TokenVerifier
 	// Mount, when set, registers more routes on the API's engine after
 	// its own (gatehouse serve mounts the bundle service this way, which
 	// admin does not import): they share the listener, the request id,
 	// log, metrics and recover middleware and the 404/405 answers, and
 	// Routes lists them.
 	Mount func(gin.IRouter)
+}
+
+// TokenVerifier authenticates access tokens (JWTs) of Gatehouse's own
+// admin servers. VerifyAdminToken returns the token's subject and the
+// tenant it acts on ("" for system-wide); accepted is false for a token it
+// does not accept (401); err is the server's own failure (a store error).
+type TokenVerifier interface {
+	VerifyAdminToken(ctx context.Context, raw string) (subject, tenantID string, accepted bool, err error)
 }
 
 // TokenRevoker revokes the tokens a client was issued. RevokeClient runs

@@ -9,12 +9,12 @@ import (
 
 // publishedKeys reads the public key sets of the tenant's servers (by
 // server id), each with its server's retention.
-func publishedKeys(servers []policies.Object[model.ServerSpec], sets []*store.Object) (map[string]*keys.Set, error) {
+func publishedKeys(servers []policies.Object[model.ServerSpec], sets []*store.Object) (map[string]policies.KeySet, error) {
 	retention := map[string]*model.ServerSpec{}
 	for i := range servers {
 		retention[servers[i].ID] = &servers[i].Spec
 	}
-	out := map[string]*keys.Set{}
+	out := map[string]policies.KeySet{}
 	for _, o := range sets {
 		spec, ok := retention[o.ID]
 		if !ok {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/model"
-	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 )
 
 // Object is one configuration object as the compiler sees it.
@@ -31,7 +30,7 @@ type Config struct {
 	// issuer of the bundles ("server:<id>", issuer PublicURL/tid/id) with
 	// the public keys of ServerKeys (by server id) inline.
 	Servers    []Object[model.ServerSpec]
-	ServerKeys map[string]*keys.Set
+	ServerKeys map[string]KeySet
 	// PublicURL is the base of the servers' issuer URLs.
 	PublicURL string
 	// KeysAt is the time the servers' published keys are taken at (zero:

@@ -12,6 +12,14 @@ import (
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
+// KeySet is a server's published key set (oauth/keys.Set), as the
+// compiler reads it: the number of keys it holds and the public ones
+// published at a time.
+type KeySet interface {
+	Len() int
+	JSONWebKeySet(now time.Time) (jose.JSONWebKeySet, error)
+}
+
 // ServerIssuerPrefix starts the issuer id of an authorization server of
 // the tenant in bundles: "server:<server id>".
 const ServerIssuerPrefix = "server:"
@@ -25,9 +33,6 @@ const ServerIssuerPrefix = "server:"
 func (c *Config) ServerIssuers() ([]Object[model.IssuerSpec], error) {
 	if len(c.Servers) == 0 {
 		return nil, nil
-	}
-	if c.PublicURL == "" {
-		return nil, fmt.Errorf("compile: the tenant has authorization servers but no public URL was given for their issuer URLs")
 	}
 	now := c.KeysAt
 	if now.IsZero() {
@@ -45,6 +50,9 @@ func (c *Config) ServerIssuers() ([]Object[model.IssuerSpec], error) {
 		}
 		if len(jwks.Keys) == 0 {
 			continue
+		}
+		if c.PublicURL == "" {
+			return nil, fmt.Errorf("compile: server %s has keys but no public URL was given for its issuer URL", srv.ID)
 		}
 		slices.SortFunc(jwks.Keys, func(a, b jose.JSONWebKey) int { return strings.Compare(a.KeyID, b.KeyID) })
 		raw, err := json.Marshal(jwks)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
@@ -18,7 +17,7 @@ import (
 // system-wide. The token must verify as the server's gateways would
 // verify it (signature by a published key, iss, aud naming the server's
 // issuer URL or audiences, exp, nbf, not revoked). It implements
-// admin.Authenticator (admin.Options.TokenAuth).
+// admin.TokenVerifier (admin.Options.TokenAuth).
 type AdminAuth struct {
 	Verifier *Verifier
 }
@@ -29,38 +28,49 @@ func LooksLikeJWT(raw string) bool {
 	return strings.HasPrefix(raw, "eyJ") && strings.Count(raw, ".") == 2
 }
 
-// Authenticate returns the principal of an admin server's access token;
-// a token it does not accept is an error wrapping admin.ErrBadCredentials
-// (and ErrNotAccepted), a failure to read the store is not.
-func (a AdminAuth) Authenticate(ctx context.Context, raw string) (admin.Principal, error) {
-	p, err := a.authenticate(ctx, raw)
-	if errors.Is(err, ErrNotAccepted) {
-		return admin.Principal{}, fmt.Errorf("%w: %w", admin.ErrBadCredentials, err)
+// VerifyAdminToken returns the subject of an admin server's access token
+// ("token:<tid>/<aid>:<sub>", for audit events) and the tenant it acts on
+// ("" for system/system); accepted is false for any token it does not
+// accept; err is a failure to read the store (admin.TokenVerifier).
+func (a AdminAuth) VerifyAdminToken(ctx context.Context, raw string) (subject, tenantID string, accepted bool, err error) {
+	p, err := a.Authenticate(ctx, raw)
+	switch {
+	case errors.Is(err, ErrNotAccepted):
+		return "", "", false, nil
+	case err != nil:
+		return "", "", false, err
 	}
-	return p, err
+	return p.Subject, p.TenantID, true, nil
 }
 
-func (a AdminAuth) authenticate(ctx context.Context, raw string) (admin.Principal, error) {
+// Principal is who an admin token acts as: TenantID "" is system-wide.
+type Principal struct {
+	Subject, TenantID string
+}
+
+// Authenticate returns the principal of an admin server's access token; a
+// token it does not accept is an error wrapping ErrNotAccepted.
+func (a AdminAuth) Authenticate(ctx context.Context, raw string) (Principal, error) {
 	iss, err := unverifiedIssuer(raw)
 	if err != nil {
-		return admin.Principal{}, fmt.Errorf("%w: %w", ErrNotAccepted, err)
+		return Principal{}, fmt.Errorf("%w: %w", ErrNotAccepted, err)
 	}
 	tid, aid, ok := a.Verifier.ServerOf(iss)
 	if !ok {
-		return admin.Principal{}, fmt.Errorf("%w: iss %q is not a server of this control plane", ErrNotAccepted, iss)
+		return Principal{}, fmt.Errorf("%w: iss %q is not a server of this control plane", ErrNotAccepted, iss)
 	}
 	system := tid == model.SystemTenantID && aid == model.SystemServerID
 	if !system && aid != model.AdminServerID {
-		return admin.Principal{}, fmt.Errorf("%w: %s/%s is not an admin server", ErrNotAccepted, tid, aid)
+		return Principal{}, fmt.Errorf("%w: %s/%s is not an admin server", ErrNotAccepted, tid, aid)
 	}
 	tok, err := a.Verifier.Verify(ctx, tid, aid, raw)
 	if err != nil {
-		return admin.Principal{}, err
+		return Principal{}, err
 	}
 	if tok.Subject == "" {
-		return admin.Principal{}, fmt.Errorf("%w: the token has no sub", ErrNotAccepted)
+		return Principal{}, fmt.Errorf("%w: the token has no sub", ErrNotAccepted)
 	}
-	p := admin.Principal{Subject: "token:" + tid + "/" + aid + ":" + tok.Subject, TenantID: tid}
+	p := Principal{Subject: "token:" + tid + "/" + aid + ":" + tok.Subject, TenantID: tid}
 	if system {
 		p.TenantID = ""
 	}

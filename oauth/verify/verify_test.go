@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
@@ -94,7 +93,7 @@ func TestAdminAuth(t *testing.T) {
 		t.Fatalf("acme admin token: %+v, %v", p, err)
 	}
 	p, err = auth.Authenticate(ctx, w.token("system", "system", w.claims("system", "system", "root")))
-	if err != nil || !p.System() {
+	if err != nil || p.TenantID != "" {
 		t.Fatalf("system token: %+v, %v (want system-wide)", p, err)
 	}
 
@@ -114,8 +113,8 @@ func TestAdminAuth(t *testing.T) {
 		"foreign issuer":             w.token("acme", "admin", map[string]any{"iss": "https://evil.example/acme/admin", "sub": "a", "aud": "x", "exp": w.now.Add(time.Hour).Unix()}),
 		"not a jwt":                  "eyJhbGciOi.x",
 	} {
-		if p, err := auth.Authenticate(ctx, raw); !errors.Is(err, admin.ErrBadCredentials) {
-			t.Errorf("%s: principal %+v, err %v; want ErrBadCredentials", name, p, err)
+		if p, err := auth.Authenticate(ctx, raw); !errors.Is(err, verify.ErrNotAccepted) {
+			t.Errorf("%s: principal %+v, err %v; want ErrNotAccepted", name, p, err)
 		}
 	}
 
@@ -126,8 +125,8 @@ func TestAdminAuth(t *testing.T) {
 	}
 	rev, _ := json.Marshal(model.TokenRevocationSpec{Issuer: model.IssuerURL(public, "acme", "admin"), JTI: "j-dave", ExpiresAt: w.now.Add(time.Hour)})
 	testkit.Create(t, w.store, &store.Object{Kind: model.KindTokenRevocation, TenantID: "acme", ID: "r1", Spec: rev})
-	if _, err := auth.Authenticate(ctx, raw); !errors.Is(err, admin.ErrBadCredentials) {
-		t.Fatalf("revoked token: err %v, want ErrBadCredentials", err)
+	if _, err := auth.Authenticate(ctx, raw); !errors.Is(err, verify.ErrNotAccepted) {
+		t.Fatalf("revoked token: err %v, want ErrNotAccepted", err)
 	}
 
 	// A disabled tenant's tokens do not authenticate.
@@ -143,8 +142,8 @@ func TestAdminAuth(t *testing.T) {
 		o.Spec, _ = json.Marshal(model.TenantSpec{Name: "globex", Status: model.TenantDisabled})
 		return tx.Update(ctx, o, 0)
 	})
-	if _, err := auth.Authenticate(ctx, raw); !errors.Is(err, admin.ErrBadCredentials) {
-		t.Fatalf("token of a disabled tenant: err %v, want ErrBadCredentials", err)
+	if _, err := auth.Authenticate(ctx, raw); !errors.Is(err, verify.ErrNotAccepted) {
+		t.Fatalf("token of a disabled tenant: err %v, want ErrNotAccepted", err)
 	}
 }
 
