@@ -68,7 +68,7 @@ func newEnvOnWith(t *testing.T, st store.Store, edit func(*admin.Options)) *env 
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	box := testkit.SecretBox(t)
 	keys := bundles.NewKeyStore(st, box)
-	mgr := bundles.NewManager(st, keys, log)
+	mgr := bundles.NewManager(st, keys, log, bundles.WithPublicURL("https://gh.example"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = mgr.Run(ctx); close(done) }()

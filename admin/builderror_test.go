@@ -45,7 +45,7 @@ func TestGatewayStatusShowsBuildError(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	keys := bundles.NewKeyStore(st, box)
 	faulty := &buildDownStore{Store: st}
-	mgr := bundles.NewManager(faulty, keys, log)
+	mgr := bundles.NewManager(faulty, keys, log, bundles.WithPublicURL("https://gh.example"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = mgr.Run(ctx); close(done) }()

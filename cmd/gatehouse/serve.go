@@ -269,6 +269,11 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	st := store.WithDeadline(backend, cfg.StoreTimeout)
 	defer st.Close()
 	keys := bundles.NewKeyStore(st, box)
+	// The reserved tenant system and its server system (whose tokens act
+	// system-wide) exist from the first start.
+	if err := admin.EnsureSystemTenant(ctx, st); err != nil {
+		return fmt.Errorf("create the system tenant: %w", err)
+	}
 	// The kind registry: the admin API's routes and rules, and the kinds
 	// whose changes rebuild bundles.
 	scheme, err := admin.NewScheme()
