@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -27,6 +28,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/internal/tlsfiles"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/oauth"
 	"github.com/gatehouse-dev/gatehouse/oauth/janitor"
 	oauthkeys "github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/oauth/verify"
@@ -319,6 +321,13 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// service).
 	serverKeys := oauthkeys.NewManager(st, box)
 	ownTokens := verify.New(st, public, nil, log.With("component", "token-verifier"))
+	// The OAuth 2.0 / OIDC provider of every tenant's servers, at
+	// {public}/{tid}/{aid}/… on the admin listener.
+	provider, err := oauth.New(oauth.Options{Store: st, Keys: serverKeys, PublicURL: public,
+		CryptoKey: box.DeriveKey("oauth/crypto-key"), Logger: log.With("component", "oauth")})
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := st.RegisterMetrics(reg); err != nil {
@@ -336,7 +345,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
 		PolicyTestTimeout: cfg.PolicyTestTimeout, Scheme: scheme, PackageCA: packageCA,
-		ServerKeys: serverKeys, TokenAuth: verify.AdminAuth{Verifier: ownTokens}}
+		ServerKeys: serverKeys, TokenAuth: verify.AdminAuth{Verifier: ownTokens}, Tokens: provider}
 	// The bundle service shares the admin API's listener and engine (same
 	// paths, middleware and metrics); admin does not import it.
 	bundleService, err := bundleservice.New(bundleservice.Options{Store: st, Bundles: mgr, Credentials: creds, Registry: reg,
@@ -345,7 +354,10 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	opts.Mount = bundleService.Register
+	opts.Mount = func(r gin.IRouter) {
+		bundleService.Register(r)
+		provider.Register(r)
+	}
 	if cfg.XDSAddr != "" {
 		if xds, err = listenXDS(cfg, creds, mgr, listenersTLS, reg, log); err != nil {
 			return err
