@@ -4,15 +4,20 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/oauth/clientauth"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -27,18 +32,21 @@ var (
 // what GET returns. tenant_id, metadata, status and credential are
 // read-only.
 type gatewayBody struct {
-	ID                   string                     `json:"id"`
-	Name                 string                     `json:"name"`
-	Description          string                     `json:"description"`
-	Type                 string                     `json:"type"`
-	ServiceIDs           []string                   `json:"service_ids"`
-	DryRun               bool                       `json:"dry_run"`
-	AllowUnmatchedRoutes bool                       `json:"allow_unmatched_routes"`
-	ServerID             string                     `json:"server_id,omitempty"`
-	ListenerAddress      string                     `json:"listener_address"`
-	ListenerPort         int                        `json:"listener_port"`
-	RequestBody          *model.RequestBodySettings `json:"request_body,omitempty"`
-	PolicyTimeoutMS      int                        `json:"policy_timeout_ms"`
+	ID                   string   `json:"id"`
+	Name                 string   `json:"name"`
+	Description          string   `json:"description"`
+	Type                 string   `json:"type"`
+	ServiceIDs           []string `json:"service_ids"`
+	DryRun               bool     `json:"dry_run"`
+	AllowUnmatchedRoutes bool     `json:"allow_unmatched_routes"`
+	ServerID             string   `json:"server_id,omitempty"`
+	// AuthorizationServerID is accepted on write as another name of
+	// server_id (the seed's Gateway calls it so); never rendered.
+	AuthorizationServerID string                     `json:"authorization_server_id,omitempty"`
+	ListenerAddress       string                     `json:"listener_address"`
+	ListenerPort          int                        `json:"listener_port"`
+	RequestBody           *model.RequestBodySettings `json:"request_body,omitempty"`
+	PolicyTimeoutMS       int                        `json:"policy_timeout_ms"`
 	// DecisionLogs is which decisions the gateway's authorizers log:
 	// on (the default), off, denied or sample:N.
 	DecisionLogs string            `json:"decision_logs"`
@@ -49,6 +57,15 @@ type gatewayBody struct {
 	// create) are read-only: accepted and ignored on write.
 	Status     any `json:"status,omitempty"`
 	Credential any `json:"credential,omitempty"`
+	// For a gateway with a server (seed 003 GatewayWithClient): ClientID
+	// names the client Gatehouse made for it, IssuerURL is its server's
+	// issuer and ServerURL the base URL of this control plane; Client,
+	// with its secret, is shown once, by create. All read-only: accepted
+	// and ignored on write.
+	ClientID  string `json:"client_id,omitempty"`
+	IssuerURL string `json:"issuer_url,omitempty"`
+	ServerURL string `json:"server_url,omitempty"`
+	Client    any    `json:"client,omitempty"`
 }
 
 // gatewayStatus is what the control plane knows of a gateway at runtime.
@@ -84,16 +101,22 @@ type buildErrorStatus struct {
 }
 
 // addGatewayKinds registers gateways (listing the services they
-// protect, which cannot be deleted while they do) and their credentials
-// (revoked with the gateway: soft-deleted, so an authorizer presenting one
-// learns its gateway is gone). PUT replaces the gateway; status and
-// credential are read-only and ignored.
+// protect, which cannot be deleted while they do, and optionally naming
+// the authorization server whose client they authenticate with, which
+// cannot be deleted while they do either) and their credentials (revoked
+// with the gateway: soft-deleted, so an authorizer presenting one learns
+// its gateway is gone). PUT replaces the gateway; status, credential and
+// the client fields are read-only and ignored; server_id cannot change.
 func addGatewayKinds(sch *resource.Scheme) {
 	sch.MustRegister(&resource.Kind{
 		Name: model.KindGateway, Singular: "gateway", Bundled: true, Exported: true,
 		Canonical: resource.SpecCodec[model.GatewaySpec],
-		Refs: []resource.Ref{{Field: "service_ids", Kind: model.KindService, Many: true, OnDelete: resource.Restrict,
-			IDs: specIDs(func(s *model.GatewaySpec) []string { return s.ServiceIDs })}},
+		Refs: []resource.Ref{
+			{Field: "service_ids", Kind: model.KindService, Many: true, OnDelete: resource.Restrict,
+				IDs: specIDs(func(s *model.GatewaySpec) []string { return s.ServiceIDs })},
+			{Field: "server_id", Kind: model.KindServer, OnDelete: resource.Restrict,
+				IDs: specIDs(func(s *model.GatewaySpec) []string { return []string{s.ServerID} })},
+		},
 		API: &kindAPI{
 			param: "gw",
 			current: func(s *Server, c *gin.Context, tid, id string) (any, int64, error) {
@@ -158,10 +181,24 @@ func renderGatewayObject(t *store.Typed[model.GatewaySpec]) gatewayBody {
 	}
 }
 
-// renderGateway is the GET body: the gateway and, withStatus, its bundle,
-// authorizer and xDS status.
+// renderGateway is the GET body: the gateway, its client's id, issuer and
+// server URLs (with a server) and, withStatus, its bundle, authorizer and
+// xDS status.
 func (s *Server) renderGateway(c *gin.Context, t *store.Typed[model.GatewaySpec], withStatus bool) gatewayBody {
 	out := renderGatewayObject(t)
+	if t.Spec.ServerID != "" {
+		out.IssuerURL = model.IssuerURL(s.public, t.Meta.TenantID, t.Spec.ServerID)
+		out.ServerURL = strings.TrimRight(s.public, "/")
+		// A gateway's client is found by its parent; a failed read leaves
+		// client_id out of this rendering (the client is still there).
+		if cl, err := oauthClientRepo.ListAll(c.Request.Context(), s.store, store.Query{TenantID: t.Meta.TenantID, ParentID: t.Meta.ID}); err == nil {
+			for _, x := range cl {
+				if x.Spec.GatewayID == t.Meta.ID {
+					out.ClientID = x.Meta.ID
+				}
+			}
+		}
+	}
 	if withStatus {
 		st := &gatewayStatus{}
 		if b := s.bundles.Get(t.Meta.TenantID, t.Meta.ID); b != nil {
@@ -192,6 +229,10 @@ func nonNilStrings(s []string) []string {
 }
 
 func (r *gatewayBody) validate(tid string) *Error {
+	var errs []*Error
+	if l := serverIDErrors(&r.ServerID, &r.AuthorizationServerID, tid); len(l) > 0 {
+		errs = append(errs, fieldErrors(l))
+	}
 	if r.Type == "" {
 		r.Type = model.GatewayEnvoy
 	}
@@ -207,7 +248,6 @@ func (r *gatewayBody) validate(tid string) *Error {
 	if r.DecisionLogs == "" {
 		r.DecisionLogs = model.DefaultDecisionLogs
 	}
-	var errs []*Error
 	if r.Type != model.GatewayEnvoy && r.Type != model.GatewayGRPC {
 		errs = append(errs, fieldError("type", "unsupported gateway type %q (supported: %s, %s)", r.Type, model.GatewayEnvoy, model.GatewayGRPC))
 	}
@@ -272,7 +312,8 @@ func (s *Server) listGateways(c *gin.Context) {
 }
 
 // createGateway creates the gateway and its first credential, whose token
-// is in the response once (seed 003 GatewayWithClient).
+// is in the response once; with a server, also the gateway's OAuth client
+// (seed 003 GatewayWithClient), whose secret is in the response once.
 func (s *Server) createGateway(c *gin.Context) {
 	tid := tenantID(c)
 	var req gatewayBody
@@ -292,7 +333,10 @@ func (s *Server) createGateway(c *gin.Context) {
 		Meta: store.Object{TenantID: tid, ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
 		Spec: req.spec(),
 	}
-	var cred *credentialSecret
+	var (
+		cred   *credentialSecret
+		client *clientBody
+	)
 	ok := s.write(c, "gateway", id, func(ctx context.Context, tx store.Tx) error {
 		if err := checkReferencesOf(ctx, s, tx, model.KindGateway, t); err != nil {
 			return err
@@ -307,12 +351,20 @@ func (s *Server) createGateway(c *gin.Context) {
 			return err
 		}
 		var err error
-		cred, err = mintGatewayCredential(ctx, tx, c, tid, id, defaultCredentialName(c, "created with the gateway"), true)
+		if cred, err = mintGatewayCredential(ctx, tx, c, tid, id, defaultCredentialName(c, "created with the gateway"), true); err != nil {
+			return err
+		}
+		if t.Spec.ServerID != "" {
+			client, err = createGatewayClient(ctx, tx, c, tid, id, t.Spec.ServerID)
+		}
 		return err
 	})
 	if ok {
 		out := s.renderGateway(c, t, false)
 		out.Credential = cred
+		if client != nil {
+			out.Client, out.ClientID = client, client.ClientID
+		}
 		c.Header("Cache-Control", "no-store")
 		respondObject(c, http.StatusCreated, t.Meta.Revision, out)
 	}
@@ -353,6 +405,9 @@ func (s *Server) updateGateway(c *gin.Context) {
 		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.GatewaySpec]) error {
 			if req.Type != t.Spec.Type {
 				return fieldError("type", "cannot change from %q; create another gateway", t.Spec.Type)
+			}
+			if req.ServerID != t.Spec.ServerID {
+				return fieldError("server_id", "cannot change from %q once the gateway exists (its client belongs to that server); create another gateway", t.Spec.ServerID)
 			}
 			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
 			t.Spec = req.spec()
@@ -432,4 +487,54 @@ func (s *Server) listDecisions(c *gin.Context) {
 		out = append(out, decision{ID: e.ID, ReceivedAt: e.Time, Event: e.Data})
 	}
 	c.JSON(http.StatusOK, gin.H{"decisions": out, "next": pg.Next})
+}
+
+// createGatewayClient creates, in the gateway's create transaction, the
+// OAuth client the gateway authenticates to the bundle service with: a
+// confidential system client of the server with the client_credentials
+// grant, whose tokens have the gateway's audience
+// (model.GatewayAudience). Its id is gateway-<gid> (or generated when
+// that is not a free client id); it goes with the gateway. It returns the
+// client with its secret, shown only in the create response.
+func createGatewayClient(ctx context.Context, tx store.Tx, c *gin.Context, tid, gid, serverID string) (*clientBody, error) {
+	server, err := store.Repo[model.ServerSpec]{Kind: model.KindServer}.Get(ctx, tx, tid, serverID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unknownReference("server_id", "server", serverID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if g := server.Spec.GrantTypes; len(g) > 0 && !slices.Contains(g, model.GrantClientCredentials) {
+		return nil, fieldError("server_id", "server %q does not allow the client_credentials grant, which the gateway's client needs", serverID)
+	}
+	secret, err := clientauth.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	id := "gateway-" + gid
+	if !model.ValidObjectID(id) {
+		id = uuid.NewString()
+	} else if _, err := tx.Get(ctx, model.KindClient, tid, id); err == nil {
+		id = uuid.NewString()
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	t := &store.Typed[model.ClientSpec]{
+		Meta: store.Object{TenantID: tid, ID: id, Name: id, ParentID: gid, CreatedBy: actor(c),
+			Description: fmt.Sprintf("The OAuth client of gateway %q, made by Gatehouse; it goes with the gateway.", gid)},
+		Spec: model.ClientSpec{
+			Name: "gateway " + gid, ServerID: serverID, SecretHash: clientauth.HashSecret(secret), System: true,
+			Audience: []string{model.GatewayAudience(tid, gid)}, GrantTypes: []string{model.GrantClientCredentials}, ResponseTypes: []string{},
+			TokenEndpointAuthMethod: model.AuthMethodBasic, ClientIDIssuedAt: time.Now().Unix(), GatewayID: gid,
+		},
+	}
+	if err := oauthClientRepo.Create(ctx, tx, t); err != nil {
+		return nil, err
+	}
+	if err := record(ctx, tx, c, tid, "create", model.KindClient, id); err != nil {
+		return nil, err
+	}
+	out := renderClient(t)
+	out.ClientSecret = secret
+	return &out, nil
 }
