@@ -223,7 +223,7 @@ func clientDeletable(_ context.Context, _ store.Tx, o *store.Object) error {
 // Not wired yet: the generic delete (kinds.go) calls deletable without
 // the *Server, so no kind can reach Options.Tokens there. It needs a
 // kindAPI hook called with the server for each object a delete removes
-// (cascades included), set here as removed: (*Server).revokeClientTokens.
+// (cascades included), set here as onRemove: (*Server).revokeClientTokens.
 func (s *Server) revokeClientTokens(ctx context.Context, tx store.Tx, o *store.Object) error {
 	if s.tokens == nil || o.Kind != model.KindClient {
 		return nil
@@ -920,6 +920,9 @@ func (s *Server) rotateClientSecret(c *gin.Context) {
 			return fieldError("public", "client %q is a public client: it has no secret to rotate", id)
 		case !clientUsesSecret(false, t.Spec.TokenEndpointAuthMethod):
 			return fieldError("token_endpoint_auth_method", "client %q authenticates with %s, not a secret", id, t.Spec.TokenEndpointAuthMethod)
+		case t.Spec.ClientSecretExpiresAt != 0 && time.Now().Unix() >= t.Spec.ClientSecretExpiresAt:
+			return fieldError("client_secret_expires_at", "client %q's secrets expired at %d; set a later client_secret_expires_at (or 0) before rotating, or the new secret would not work either",
+				id, t.Spec.ClientSecretExpiresAt)
 		}
 		t.Spec.PreviousSecretHash, t.Spec.PreviousSecretExpiresAt = "", nil
 		if grace > 0 && t.Spec.SecretHash != "" {

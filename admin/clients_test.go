@@ -485,6 +485,12 @@ func TestClientSecretRotationWithGrace(t *testing.T) {
 		e.expectFieldError(e.do("POST", clientsPath+c.path, rootToken, c.body), c.field)
 		e.expectNothingWritten(t, "acme", before, beforeOAuth, "a refused rotation wrote")
 	}
+	// Expired secrets: a rotation would give one that does not work.
+	e.expect(e.do("PATCH", clientsPath+"/svc", rootToken, map[string]any{"client_secret_expires_at": time.Now().Add(-time.Minute).Unix()},
+		"Content-Type", admin.MergePatchType), 200)
+	before, beforeOAuth := e.snapshot(), e.oauthObjects("acme")
+	e.expectFieldError(e.do("POST", clientsPath+"/svc/secret", rootToken, nil), "client_secret_expires_at")
+	e.expectNothingWritten(t, "acme", before, beforeOAuth, "a refused rotation of an expired client wrote")
 	if r := e.do("POST", clientsPath+"/ghost/secret", rootToken, nil); r.status != 404 || r.errorCode(t) != httpapi.CodeNotFound {
 		t.Fatalf("rotate an unknown client: %d %s", r.status, r.body)
 	}
@@ -508,14 +514,14 @@ func (m markingRevoker) RevokeClient(ctx context.Context, tx store.Tx, tid, serv
 
 // revocationHookMissing skips the delete-revocation tests until
 // admin/kinds.go runs a hook of the removed client inside the delete's
-// transaction (kindAPI.removed, see the final report of the clients
+// transaction (kindAPI.onRemove, see the final report of the clients
 // work): the generic delete's deletable hook has no *Server, so no
 // Options.Tokens to call.
 const revocationHookMissing = true
 
 func TestClientDeleteRevokesItsTokensInTheTransaction(t *testing.T) {
 	if revocationHookMissing {
-		t.Skip("needs kindAPI.removed in admin/kinds.go (the delete hook with the server): see the clients report")
+		t.Skip("needs kindAPI.onRemove in admin/kinds.go (the delete hook with the server): see the clients report")
 	}
 	e := clientEnv(t, func(o *admin.Options) { o.Tokens = markingRevoker{} })
 	e.expect(e.do("POST", clientsPath, rootToken, map[string]any{"client_id": "svc", "authorization_server_id": "web", "grant_types": []string{"client_credentials"}}), 201)
