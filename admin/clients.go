@@ -184,7 +184,7 @@ func addClientKinds(sch *resource.Scheme) {
 			list:   func(s *Server, c *gin.Context) { listKind(s, c, oauthClientRepo, "client", "clients", renderClient) },
 			get:    func(s *Server, c *gin.Context) { getKind(s, c, oauthClientRepo, "cid", "client", renderClient) },
 			create: (*Server).createClient, put: (*Server).updateClient,
-			deletable: clientDeletable,
+			deletable: clientDeletable, onRemove: (*Server).revokeClientTokens,
 			routes: func(s *Server, _, adm *gin.RouterGroup) {
 				adm.POST("/clients/:cid/secret", s.rotateClientSecret)
 			},

@@ -512,17 +512,7 @@ func (m markingRevoker) RevokeClient(ctx context.Context, tx store.Tx, tid, serv
 	return tx.Create(ctx, &store.Object{Kind: model.KindTokenRevocation, TenantID: tid, ID: "revoked-" + clientID, Spec: spec})
 }
 
-// revocationHookMissing skips the delete-revocation tests until
-// admin/kinds.go runs a hook of the removed client inside the delete's
-// transaction (kindAPI.onRemove, see the final report of the clients
-// work): the generic delete's deletable hook has no *Server, so no
-// Options.Tokens to call.
-const revocationHookMissing = true
-
 func TestClientDeleteRevokesItsTokensInTheTransaction(t *testing.T) {
-	if revocationHookMissing {
-		t.Skip("needs kindAPI.onRemove in admin/kinds.go (the delete hook with the server): see the clients report")
-	}
 	e := clientEnv(t, func(o *admin.Options) { o.Tokens = markingRevoker{} })
 	e.expect(e.do("POST", clientsPath, rootToken, map[string]any{"client_id": "svc", "authorization_server_id": "web", "grant_types": []string{"client_credentials"}}), 201)
 	e.expect(e.do("DELETE", clientsPath+"/svc", rootToken, nil), 204)

@@ -153,9 +153,6 @@ func TestGatewayServerIsValidatedAndNothingIsCreated(t *testing.T) {
 }
 
 func TestGatewayDeleteRevokesItsClientsTokens(t *testing.T) {
-	if revocationHookMissing {
-		t.Skip("needs kindAPI.onRemove in admin/kinds.go (the delete hook with the server): see the clients report")
-	}
 	e := clientEnv(t, func(o *admin.Options) { o.Tokens = markingRevoker{} })
 	e.expect(e.do("POST", gatewaysPath, rootToken, map[string]any{"id": "edge", "name": "edge", "server_id": "web"}), 201)
 	e.expect(e.do("DELETE", gatewaysPath+"/edge", rootToken, nil), 204)

@@ -41,6 +41,11 @@ type kindAPI struct {
 	// deletable, when set, may refuse deleting the object itself (not
 	// when it goes with a cascade) inside the transaction.
 	deletable func(ctx context.Context, tx store.Tx, o *store.Object) error
+	// onRemove, when set, runs inside a delete's transaction for each
+	// object of the kind the delete removes (the one named, or one going
+	// with a cascade), once it is removed: writes that must commit with the
+	// delete (a client's token revocations). Its error aborts the delete.
+	onRemove func(s *Server, ctx context.Context, tx store.Tx, o *store.Object) error
 	// afterDelete runs once a delete that removed an object of the kind
 	// committed (runtime data that lives outside the store).
 	afterDelete func(s *Server, ctx context.Context, tid, id string)
@@ -355,6 +360,11 @@ func (s *Server) deleteObject(k *resource.Kind, api *kindAPI) gin.HandlerFunc {
 			}
 			_, err := s.scheme.Delete(ctx, tx, k.Name, tid, id, expect, func(ctx context.Context, dk *resource.Kind, o *store.Object) error {
 				removed = append(removed, o)
+				if a := apiOf(dk); a != nil && a.onRemove != nil {
+					if err := a.onRemove(s, ctx, tx, o); err != nil {
+						return err
+					}
+				}
 				return record(ctx, tx, c, tid, "delete", dk.Name, o.ID)
 			})
 			if inUse := (*resource.InUseError)(nil); errors.As(err, &inUse) {
