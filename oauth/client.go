@@ -168,6 +168,10 @@ func (c *client) ClockSkew() time.Duration { return 0 }
 // else the server's audiences, else the issuer URL.
 func (c *client) accessAudience() []string {
 	switch {
+	case c.spec.GatewayID != "":
+		// A gateway's client speaks for that gateway of this tenant only,
+		// whatever audience an imported document carried.
+		return []string{model.GatewayAudience(c.rq.tenantID, c.spec.GatewayID)}
 	case len(c.spec.Audience) > 0:
 		return slices.Clone(c.spec.Audience)
 	case len(c.rq.spec().Audiences) > 0:
