@@ -268,7 +268,7 @@ func (s *Server) importConfiguration(c *gin.Context) {
 	var result *configImportResult
 	if s.write(c, "tenant", tid, func(ctx context.Context, tx store.Tx) error {
 		var err error
-		if result, err = applyConfiguration(ctx, tx, c, tid, plan, merge); err != nil {
+		if result, err = s.applyConfiguration(ctx, tx, c, tid, plan, merge); err != nil {
 			return err
 		}
 		return checkRouteTakeover(ctx, tx, tid, takeoverScope{all: true}, nil)
@@ -506,7 +506,7 @@ type configState map[string]*store.Object
 
 // applyConfiguration checks the plan against the stored configuration and
 // writes it. Any problem is returned before the first write.
-func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid string, plan *configPlan, merge bool) (*configImportResult, error) {
+func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid string, plan *configPlan, merge bool) (*configImportResult, error) {
 	tenant, err := tenantRepo.Get(ctx, tx, "", tid)
 	if err != nil {
 		return nil, err
@@ -540,7 +540,7 @@ func applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid st
 		return m
 	}
 	res := &configImportResult{Created: counts(), Updated: counts(), Deleted: counts(), Unchanged: counts()}
-	w := configWriter{ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways}
+	w := configWriter{s: s, ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways}
 	if !merge {
 		for i := len(plan.kinds) - 1; i >= 0; i-- {
 			k := plan.kinds[i]
@@ -655,6 +655,7 @@ func sameConfigObject(k configKind, cur, want *store.Object) (bool, error) {
 
 // configWriter writes an import, recording an audit event per object.
 type configWriter struct {
+	s   *Server
 	ctx context.Context
 	tx  store.Tx
 	c   *gin.Context
@@ -675,8 +676,18 @@ func (w configWriter) deleteMissing(kind string, want []*configObject, stored co
 		if keep[id] {
 			continue
 		}
-		if _, err := w.tx.Delete(w.ctx, kind, w.tid, id, 0, false); err != nil {
+		o, err := w.tx.Delete(w.ctx, kind, w.tid, id, 0, false)
+		if err != nil {
 			return 0, err
+		}
+		// What a delete through the kind's route does in its transaction
+		// (a client's token revocations, a server's keys).
+		if k, ok := w.s.scheme.Kind(kind); ok {
+			if api := apiOf(k); api != nil && api.onRemove != nil {
+				if err := api.onRemove(w.s, w.ctx, w.tx, o); err != nil {
+					return 0, err
+				}
+			}
 		}
 		if kind == model.KindGateway {
 			if err := deleteGatewayCredentials(w.ctx, w.tx, w.c, w.tid, id); err != nil {

@@ -243,6 +243,10 @@ func addServerKinds(sch *resource.Scheme) {
 			deletable: func(ctx context.Context, tx store.Tx, o *store.Object) error {
 				return serverDeletable(ctx, tx, sch, o)
 			},
+			// However it is deleted (a route, an import), its keys go too.
+			onRemove: func(_ *Server, ctx context.Context, tx store.Tx, o *store.Object) error {
+				return deleteServerKeys(ctx, tx, o.TenantID, o.ID)
+			},
 			routes:      (*Server).serverRoutes,
 			export:      exportServer,
 			importItem:  importOfServer(configServerObject),
