@@ -76,6 +76,14 @@ var fixtures = map[string]kindFixture{
 		},
 		sameName: map[string]any{"id": "dup", "name": "conf-0", "type": "envoy"},
 	},
+	// No user: a server in use (by a client, gateway, service or scope)
+	// is refused with 400 in_use rather than 409 (servers_test.go).
+	"servers": {
+		create: func(i int) map[string]any {
+			return map[string]any{"id": fmt.Sprintf("c%d", i), "name": fmt.Sprintf("conf-%d", i)}
+		},
+		sameName: map[string]any{"id": "dup", "name": "conf-0"},
+	},
 	// The kind only tests register (admin.AddNoteKind).
 	"notes": {
 		create: func(i int) map[string]any {

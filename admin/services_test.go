@@ -64,10 +64,10 @@ func TestServices(t *testing.T) {
 	base := "/api/admin/acme/services"
 	svc := e.expect(e.do("POST", base, tok, map[string]any{
 		"id": "pets", "name": "Pets", "url": "https://pets.internal:8443/base", "hosts": []string{"API.Example.com", "*.pets.example.com"},
-		"server_id": "srv-1", "with_specification": true, "labels": map[string]string{"team": "a"}, "tenant_id": "acme",
+		"server_id": "default", "with_specification": true, "labels": map[string]string{"team": "a"}, "tenant_id": "acme",
 		"metadata": map[string]any{"revision": 99},
 	}), 201).json(t)
-	if svc["id"] != "pets" || svc["tenant_id"] != "acme" || svc["with_specification"] != false || svc["server_id"] != "srv-1" ||
+	if svc["id"] != "pets" || svc["tenant_id"] != "acme" || svc["with_specification"] != false || svc["server_id"] != "default" ||
 		fmt.Sprint(svc["hosts"]) != "[api.example.com *.pets.example.com]" {
 		t.Fatalf("created: %v", svc)
 	}

@@ -8,14 +8,18 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	serverkeys "github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
-// adminKinds are the kinds the admin API writes. The tenants' bundle
+// adminKinds are the kinds the admin API writes: the configuration
+// kinds, credentials, the authorization servers' signing keys, and the
+// token revocations a client's delete writes. The tenants' bundle
 // signing keys are left out: the bundle manager creates them in the
 // background when a tenant's first gateway is built.
 var adminKinds = []string{model.KindTenant, model.KindAdminCredential, model.KindService, model.KindAPI, model.KindPolicy,
-	model.KindScope, model.KindIssuer, model.KindGateway, model.KindGatewayCredential}
+	model.KindScope, model.KindIssuer, model.KindGateway, model.KindGatewayCredential,
+	model.KindServer, serverkeys.Kind, model.KindClaim, model.KindClient, model.KindTokenRevocation}
 
 // snapshot is what the admin API has written: every object of adminKinds
 // (live or soft-deleted, with its uid and revision) and every audit event.
