@@ -14,14 +14,17 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
 const configPath = "/api/system/configuration"
 
 // buildRichTenant configures tenant tid through the API with every kind of
 // object and every optional field set somewhere. It returns the token of
-// the gateway "edge".
-func (e *env) buildRichTenant(tid string) string {
+// the gateway "edge" and every secret in clear the API handed out or was
+// given (server and client secrets, the gateway client's secret, a static
+// user's password), none of which may ever appear in an export.
+func (e *env) buildRichTenant(tid string) (edgeToken string, secrets []string) {
 	e.t.Helper()
 	base := "/api/admin/" + tid
 	post := func(path string, body map[string]any) map[string]any {
@@ -59,8 +62,108 @@ func (e *env) buildRichTenant(tid string) string {
 		"dry_run": true, "allow_unmatched_routes": true, "server_id": "default", "listener_address": "127.0.0.1", "listener_port": 10001,
 		"request_body": map[string]any{"max_request_bytes": 4096, "allow_partial_message": true}, "labels": map[string]string{"zone": "eu"}})
 	post("/gateways", map[string]any{"id": "mesh", "name": "Mesh", "type": "grpc"})
+
+	// An authorization server with every setting, a static login, two
+	// clients (one with a secret rotated under a grace period, one
+	// authenticating with its keys) and a claim.
+	serverSecret := "server-secret-" + strings.Repeat("s", 32)
+	srv := post("/servers", map[string]any{"id": "login", "name": "Login", "description": "the login server", "secret": serverSecret,
+		"key_type": "ecdsa", "grant_types": []string{"authorization_code", "refresh_token", "client_credentials"},
+		"authorization_code_ttl": "5m", "access_token_ttl": "30m", "id_token_ttl": "20m", "refresh_token_ttl": "48h",
+		"cookie_max_age": "2h", "key_activation_delay": "1m", "enforce_pkce": true, "profiles": []string{},
+		"logo_uri": "https://login.example.com/logo.png", "access_token_strategy": "opaque", "single_session_per_client": true,
+		"audiences": []string{"pets-api"}, "enable_dynamic_client_registration": false, "user_policy_id": "", "developer_policy_id": "",
+		"labels": map[string]string{"k": "v"}})
+	password := "alice-password-" + tid
+	e.expect(e.do("PUT", base+"/servers/login/authentications", rootToken, map[string]any{"methods": []any{map[string]any{
+		"id": "static", "name": "Accounts", "method": "static", "static": map[string]any{"hint": "alice",
+			"users": []any{map[string]any{"username": "alice", "password": password, "authentication_context": map[string]any{"email": "alice@example.com"}}}}}}}), 200)
+	clientSecret := "client-secret-" + strings.Repeat("c", 32)
+	web := post("/clients", map[string]any{"client_id": "web", "client_secret": clientSecret, "client_name": "Web app", "description": "the web app",
+		"authorization_server_id": "login", "developer_id": "dev-1", "trusted": true, "audience": []string{"pets-api"},
+		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
+		"redirect_uris": []string{"https://app.example.com/cb"}, "post_logout_redirect_uris": []string{"https://app.example.com/bye"},
+		"scopes": []string{"profile"}, "token_endpoint_auth_method": "client_secret_post",
+		"request_uris": []string{"https://app.example.com/request"}, "sector_identifier_uri": "https://app.example.com/sector.json",
+		"client_uri": "https://app.example.com", "logo_uri": "https://app.example.com/logo.png", "policy_uri": "https://app.example.com/policy",
+		"tos_uri": "https://app.example.com/tos", "client_secret_expires_at": time.Now().Add(24 * time.Hour).Unix(),
+		"labels": map[string]string{"app": "web"}, "privacy": map[string]any{"scopes": map[string]any{"profile": map[string]any{
+			"pii_categories": []any{map[string]any{"name": "email"}}, "purpose": "login"}}}})
+	rotated := e.expect(e.do("POST", base+"/clients/web/secret", rootToken, map[string]any{"grace_period": "1h"}), 200).json(e.t)
+	post("/clients", map[string]any{"client_id": "signer", "authorization_server_id": "login", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(testJWKS), "token_endpoint_signing_alg": "ES256",
+		"request_object_signing_alg": "ES256", "userinfo_signed_response_alg": "ES256", "tls_client_certificate_bound_access_tokens": false})
+	post("/claims", map[string]any{"id": "mail", "authorization_server_id": "login", "name": "email", "mapping": "email", "type": "id_token",
+		"scopes": []string{"profile"}, "description": "the user's mail", "labels": map[string]string{"k": "v"}})
+
 	e.waitBundles(tid, "edge", "mesh")
-	return gw["credential"].(map[string]any)["token"].(string)
+	secrets = []string{serverSecret, srv["secret"].(string), password, clientSecret, web["client_secret"].(string),
+		rotated["client_secret"].(string), gw["client"].(map[string]any)["client_secret"].(string)}
+	for i, s := range secrets {
+		if len(s) < 32 && s != password {
+			e.t.Fatalf("secret %d is too short to be one: %q", i, s)
+		}
+	}
+	return gw["credential"].(map[string]any)["token"].(string), secrets
+}
+
+// checkNoClearSecrets fails unless the exported document is free of every
+// secret in clear: none of the given secrets appears anywhere in it (in
+// any encoding json.Marshal would use), and the only members whose names
+// speak of secrets or passwords are hashes: secret hashes of 64 lowercase
+// hex digits (SHA-256), password hashes as argon2id PHC strings.
+func checkNoClearSecrets(t *testing.T, exported []byte, secrets []string) {
+	t.Helper()
+	for _, s := range secrets {
+		quoted, _ := json.Marshal(s)
+		if bytes.Contains(exported, []byte(s)) || bytes.Contains(exported, quoted[1:len(quoted)-1]) {
+			t.Fatalf("the export contains the secret %q: %s", s, exported)
+		}
+	}
+	hashes := 0
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				lower := strings.ToLower(k)
+				if strings.Contains(lower, "secret") || strings.Contains(lower, "password") {
+					s, _ := x.(string)
+					switch {
+					case strings.Contains(lower, "secret") && strings.HasSuffix(lower, "_hash") && validSHA256Hex(s):
+						hashes++
+					case lower == "password_hash" && strings.HasPrefix(s, "$argon2id$"):
+						hashes++
+					case k == "client_secret_expires_at" || k == "previous_secret_expires_at":
+					default:
+						t.Fatalf("the export has %s.%s = %v: only secret hashes (64 hex digits) and argon2id password hashes may be exported", path, k, x)
+					}
+				}
+				walk(path+"."+k, x)
+			}
+		case []any:
+			for i, x := range v {
+				walk(fmt.Sprintf("%s[%d]", path, i), x)
+			}
+		}
+	}
+	walk("", decodeDoc(t, exported))
+	if hashes == 0 {
+		t.Fatal("the export carries no secret hashes: the check above proves nothing")
+	}
+}
+
+// validSHA256Hex reports whether s is a SHA-256 digest in lowercase hex.
+func validSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // waitBundles waits until the gateways have bundles, which also means the
@@ -101,7 +204,7 @@ func (e *env) importCounts(tid, mode string, doc any) map[string]int {
 	out := map[string]int{}
 	for _, action := range []string{"created", "updated", "deleted", "unchanged"} {
 		counts := m[action].(map[string]any)
-		for _, kind := range []string{"services", "apis", "policies", "scopes", "issuers", "gateways"} {
+		for _, kind := range configKeys {
 			n, ok := counts[kind].(float64)
 			if !ok {
 				e.t.Fatalf("%s.%s missing: %s", action, kind, m)
@@ -117,7 +220,8 @@ func (e *env) importCounts(tid, mode string, doc any) map[string]int {
 	return out
 }
 
-var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "gateways"}
+// configKeys are the document's arrays, one per exported kind.
+var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "servers", "clients", "claims", "gateways"}
 
 // sizes counts the objects of each kind in a document.
 func sizes(doc map[string]any) map[string]int {
@@ -206,22 +310,51 @@ func (e *env) resourceView(tid, kind string) []map[string]any {
 	for _, x := range list {
 		delete(x, "metadata")
 		delete(x, "tenant_id")
+		// Servers' and gateways' issuer URLs name the tenant, and so
+		// does a gateway client's audience.
+		if u, ok := x["issuer_url"].(string); ok {
+			x["issuer_url"] = strings.Replace(u, "/"+tid+"/", "/{tid}/", 1)
+		}
+		if aud, ok := x["audience"].([]any); ok {
+			for i, a := range aud {
+				if a == model.GatewayAudience(tid, fmt.Sprint(x["gateway_id"])) {
+					aud[i] = model.GatewayAudience("{tid}", fmt.Sprint(x["gateway_id"]))
+				}
+			}
+		}
 	}
 	return list
+}
+
+// tenantNeutral is an exported document with the tenant's id, where it
+// names the tenant (tenant.id, gateway clients' audiences), replaced by
+// "{tid}".
+func tenantNeutral(doc []byte, tid string) []byte {
+	doc = bytes.Replace(doc, []byte(`"tenant":{"id":"`+tid+`"`), []byte(`"tenant":{"id":"{tid}"`), 1)
+	return bytes.ReplaceAll(doc, []byte(`"`+model.GatewayAudience(tid, "")), []byte(`"`+model.GatewayAudience("{tid}", "")))
 }
 
 func TestConfigurationRoundTrip(t *testing.T) {
 	e := newEnv(t)
 	e.createTenant("src")
-	e.buildRichTenant("src")
+	_, secrets := e.buildRichTenant("src")
 
 	exported := e.exportConfig("src")
 	if again := e.exportConfig("src"); !bytes.Equal(exported, again) {
 		t.Fatalf("two exports differ:\n%s\n%s", exported, again)
 	}
-	for _, secret := range []string{"ghg_", "secret", "credential", "metadata", "revision", "uid", "tenant_id", "private"} {
-		if bytes.Contains(exported, []byte(secret)) {
-			t.Fatalf("the export contains %q: %s", secret, exported)
+	// No secret in clear: servers and clients carry the SHA-256 of their
+	// secrets (secret_hash), static users their argon2id hashes, and
+	// nothing else; no gateway credential, no envelope field, no key.
+	checkNoClearSecrets(t, exported, secrets)
+	// (The grant type client_credentials and the signer client's method
+	// private_key_jwt are the only "credential" and "private" that may be
+	// there.)
+	scrubbed := bytes.ReplaceAll(exported, []byte(`"token_endpoint_auth_method":"private_key_jwt"`), nil)
+	scrubbed = bytes.ReplaceAll(scrubbed, []byte(`"client_credentials"`), nil)
+	for _, word := range []string{"ghg_", "ghc_", "credential", "metadata", "revision", "uid", "tenant_id", "private", "sealed", `"d":`} {
+		if bytes.Contains(scrubbed, []byte(word)) {
+			t.Fatalf("the export contains %q: %s", word, exported)
 		}
 	}
 	doc := decodeDoc(t, exported)
@@ -235,7 +368,11 @@ func TestConfigurationRoundTrip(t *testing.T) {
 	n := sizes(doc)
 	// Three services, the legacy one imported from OpenAPI with its APIs
 	// and scopes.
-	if n["services"] != 3 || n["apis"] < 6 || n["policies"] != 2 || n["scopes"] < 3 || n["gateways"] != 2 {
+	// Four servers: the tenant's system servers admin, developer and
+	// default, and login. Three clients: web, signer and the gateway
+	// edge's (it names a server).
+	if n["services"] != 3 || n["apis"] < 6 || n["policies"] != 2 || n["scopes"] < 3 || n["gateways"] != 2 ||
+		n["servers"] != 4 || n["clients"] != 3 || n["claims"] != 1 {
 		t.Fatalf("exported objects: %v", n)
 	}
 	for _, key := range configKeys {
@@ -262,7 +399,8 @@ func TestConfigurationRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for schema, key := range map[string]string{"ServiceRequest": "services", "APIRequest": "apis", "PolicyRequest": "policies",
-		"ScopeRequest": "scopes", "IssuerRequest": "issuers", "GatewayRequest": "gateways", "TenantRequest": "tenant"} {
+		"ScopeRequest": "scopes", "IssuerRequest": "issuers", "GatewayRequest": "gateways", "TenantRequest": "tenant",
+		"ServerRequest": "servers", "ClientRequest": "clients", "ClaimRequest": "claims"} {
 		seen := map[string]bool{}
 		objs := []any{doc["tenant"]}
 		if key != "tenant" {
@@ -274,8 +412,28 @@ func TestConfigurationRoundTrip(t *testing.T) {
 			}
 		}
 		readOnly := []string{"tenant_id", "metadata", "status", "credential"}
-		if key == "tenant" {
+		switch key {
+		case "tenant":
 			readOnly = []string{"url", "created", "metadata"}
+		case "services", "scopes":
+			// authorization_server_id is server_id's alias on input.
+			readOnly = append(readOnly, "authorization_server_id")
+		case "gateways":
+			// The gateway's client is in clients; its issuer and the
+			// server URL follow from server_id.
+			readOnly = append(readOnly, "authorization_server_id", "client_id", "client", "issuer_url", "server_url")
+		case "servers":
+			// The secret is exported as secret_hash; the issuer URL
+			// follows from the tenant and the id.
+			// user_policy_id and developer_policy_id can only be empty
+			// and are left out when they are.
+			readOnly = append(readOnly, "secret", "issuer_url", "user_policy_id", "developer_policy_id")
+		case "clients":
+			// The secret is exported as secret_hash, scope (space
+			// separated) as scopes; the mutual-TLS fields can only be
+			// empty and are left out when they are.
+			readOnly = append(readOnly, "client_secret", "scope", "tls_client_auth_subject_dn", "tls_client_auth_san_dns",
+				"tls_client_auth_san_uri", "tls_client_auth_san_ip", "tls_client_auth_san_email")
 		}
 		for prop := range spec.Components.Schemas[schema].Value.Properties {
 			if !seen[prop] && !slices.Contains(readOnly, prop) {
@@ -285,9 +443,13 @@ func TestConfigurationRoundTrip(t *testing.T) {
 	}
 
 	// Import into another tenant: the same configuration, the same bytes.
+	// The copy has its own system servers already: they are updated
+	// (they take the document's secret hashes), every other object is
+	// created.
 	e.createTenant("copy")
 	events := e.eventCount("copy")
-	e.expectCounts(e.importCounts("copy", "", exported), counts("created", n))
+	systemServers := map[string]int{"servers": 3}
+	e.expectCounts(e.importCounts("copy", "", exported), counts("created", minus(n, systemServers), "updated", systemServers))
 	// One event per object, plus the tenant's update.
 	total := 0
 	for _, k := range n {
@@ -296,11 +458,18 @@ func TestConfigurationRoundTrip(t *testing.T) {
 	if got := e.eventCount("copy") - events; got != total+1 {
 		t.Fatalf("%d audit events for the import, want %d", got, total+1)
 	}
+	// The copy's gateway client is the copy's gateway's: its tokens carry
+	// the audience the copy's bundle service requires.
+	if cl := e.expect(e.do("GET", "/api/admin/copy/clients/gateway-edge", rootToken, nil), 200).json(t); fmt.Sprint(cl["audience"]) !=
+		"["+model.GatewayAudience("copy", "edge")+"]" || cl["gateway_id"] != "edge" || cl["system"] != true {
+		t.Errorf("the copy's gateway client has audience %v, want [%s] (its tokens would not authenticate the copy's gateway edge): %v",
+			cl["audience"], model.GatewayAudience("copy", "edge"), cl)
+	}
 	copied := e.exportConfig("copy")
-	if !bytes.Equal(bytes.Replace(copied, []byte(`"tenant":{"id":"copy"`), []byte(`"tenant":{"id":"src"`), 1), exported) {
+	if !bytes.Equal(tenantNeutral(copied, "copy"), tenantNeutral(exported, "src")) {
 		t.Fatalf("the copy exports differently:\n%s\n%s", exported, copied)
 	}
-	for _, kind := range []string{"services", "apis", "policies", "scopes", "issuers", "gateways"} {
+	for _, kind := range configKeys {
 		if a, b := e.resourceView("src", kind), e.resourceView("copy", kind); !reflect.DeepEqual(a, b) {
 			t.Errorf("%s differ through the API:\n%v\n%v", kind, a, b)
 		}
@@ -348,7 +517,7 @@ func (e *env) waitBundle(path, token string) {
 func TestConfigurationReplaceMergeAndRenames(t *testing.T) {
 	e := newEnv(t)
 	e.createTenant("acme")
-	edgeToken := e.buildRichTenant("acme")
+	edgeToken, _ := e.buildRichTenant("acme")
 	exported := e.exportConfig("acme")
 	e.waitBundle("/api/system/acme/gateways/edge/opa/bundle", edgeToken)
 
@@ -513,7 +682,7 @@ func TestConfigurationInvalidDocuments(t *testing.T) {
 		{"unknown field", edit(func(d map[string]any) { at(d, "services", 1)["colour"] = "red" }), "", 400, httpapi.CodeUnknownField, "services[1].colour"},
 		{"unknown read-only field", edit(func(d map[string]any) { at(d, "apis", 1)["metadata"] = map[string]any{} }), "", 400, httpapi.CodeUnknownField,
 			"apis[1].metadata"},
-		{"unknown top-level field", edit(func(d map[string]any) { d["clients"] = []any{} }), "", 400, httpapi.CodeUnknownField, "clients"},
+		{"unknown top-level field", edit(func(d map[string]any) { d["widgets"] = []any{} }), "", 400, httpapi.CodeUnknownField, "widgets"},
 		{"wrong type", edit(func(d map[string]any) { at(d, "services", 0)["hosts"] = "x" }), "", 400, httpapi.CodeInvalidField, "services[0].hosts"},
 		{"not an object", edit(func(d map[string]any) { docList(d, "scopes")[2] = 5 }), "", 400, httpapi.CodeInvalidField, "scopes[2]"},
 		{"missing version", edit(func(d map[string]any) { delete(d, "version") }), "", 400, httpapi.CodeMissingField, "version"},
@@ -592,11 +761,57 @@ func TestConfigurationAccess(t *testing.T) {
 			t.Errorf("GET %s: field %q", c.path, f)
 		}
 	}
-	// An empty tenant exports empty arrays.
+	// An empty tenant exports empty arrays, but for its system servers.
 	m := decodeDoc(t, doc)
-	for _, key := range []string{"services", "apis", "policies", "scopes", "gateways"} {
-		if l, ok := m[key].([]any); !ok || len(l) != 0 {
+	for _, key := range configKeys {
+		l, ok := m[key].([]any)
+		if !ok {
 			t.Errorf("%s: %v", key, m[key])
+			continue
 		}
+		if key != "servers" {
+			if len(l) != 0 {
+				t.Errorf("%s: %v", key, m[key])
+			}
+			continue
+		}
+		var ids []string
+		for _, x := range l {
+			if x.(map[string]any)["system"] != true {
+				t.Errorf("a new tenant's server is not a system server: %v", x)
+			}
+			ids = append(ids, x.(map[string]any)["id"].(string))
+		}
+		if fmt.Sprint(ids) != "[admin default developer]" {
+			t.Errorf("a new tenant's servers: %v", ids)
+		}
+	}
+}
+
+// TestConfigurationReplaceKeepsAGatewaysClient: a gateway's client goes
+// with its gateway (DELETE of the client alone is 400 in_use), so a
+// replace import whose document keeps the gateway but lacks its client
+// either keeps the client or is refused changing nothing; it never
+// leaves the gateway without the client its tokens come from.
+func TestConfigurationReplaceKeepsAGatewaysClient(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "edge", "name": "Edge", "server_id": "default"}), 201)
+	doc := decodeDoc(t, e.exportConfig("acme"))
+	if _, at := docItem(t, doc, "clients", "gateway-edge"); at != 0 || len(docList(doc, "clients")) != 1 {
+		t.Fatalf("exported clients: %v", doc["clients"])
+	}
+	doc["clients"] = []any{}
+	before := e.snapshot()
+	r := e.importConfig("acme", "replace", doc)
+	switch r.status {
+	case 200:
+		if c := e.do("GET", "/api/admin/acme/clients/gateway-edge", rootToken, nil); c.status != 200 {
+			t.Fatalf("a replace import without the gateway's client deleted it (%s) and kept the gateway: GET %d %s", r.body, c.status, c.body)
+		}
+	case 400:
+		e.requireUnchanged(t, before, "a refused import changed the store")
+	default:
+		t.Fatalf("replace without the gateway's client: %d %s", r.status, r.body)
 	}
 }
