@@ -140,10 +140,16 @@ var clientReadOnly = []string{"system", "client_id_issued_at", "previous_secret_
 
 func renderClient(t *store.Typed[model.ClientSpec]) clientBody {
 	sp := &t.Spec
+	aud := sp.Audience
+	if sp.GatewayID != "" {
+		// A gateway's client speaks for that gateway of its own tenant
+		// (computed, so that a copied configuration stays right).
+		aud = []string{model.GatewayAudience(t.Meta.TenantID, sp.GatewayID)}
+	}
 	out := clientBody{
 		ID: t.Meta.ID, ClientID: t.Meta.ID, TenantID: t.Meta.TenantID, ClientName: sp.Name, Description: t.Meta.Description, ServerID: sp.ServerID,
 		DeveloperID: sp.DeveloperID, System: sp.System, Trusted: sp.Trusted, Public: sp.Public,
-		Audience: nonNilStrings(sp.Audience), GrantTypes: nonNilStrings(sp.GrantTypes), ResponseTypes: nonNilStrings(sp.ResponseTypes),
+		Audience: nonNilStrings(aud), GrantTypes: nonNilStrings(sp.GrantTypes), ResponseTypes: nonNilStrings(sp.ResponseTypes),
 		RedirectURIs: nonNilStrings(sp.RedirectURIs), PostLogoutRedirectURIs: nonNilStrings(sp.PostLogoutRedirectURIs),
 		Scope: strings.Join(sp.Scopes, " "), Scopes: nonNilStrings(sp.Scopes),
 		TokenEndpointAuthMethod: sp.TokenEndpointAuthMethod, TokenEndpointSigningAlg: sp.TokenEndpointSigningAlg,
@@ -1011,6 +1017,9 @@ func importClient(s *Server, raw json.RawMessage) (*configObject, *Error) {
 		return nil, fieldError("client_id_issued_at", "must be Unix seconds")
 	}
 	spec.System, spec.GatewayID, spec.ClientIDIssuedAt = in.System, in.GatewayID, in.ClientIDIssuedAt
+	if spec.GatewayID != "" {
+		spec.Audience = nil // computed for the tenant it lands in (renderClient)
+	}
 	uses := clientUsesSecret(spec.Public, spec.TokenEndpointAuthMethod)
 	for _, h := range []struct{ name, value string }{{"secret_hash", in.SecretHash}, {"previous_secret_hash", in.PreviousSecretHash}} {
 		switch {

@@ -540,7 +540,10 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 		return m
 	}
 	res := &configImportResult{Created: counts(), Updated: counts(), Deleted: counts(), Unchanged: counts()}
-	w := configWriter{s: s, ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways}
+	w := configWriter{s: s, ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways, keptGateways: map[string]bool{}}
+	for _, o := range plan.objects[model.KindGateway] {
+		w.keptGateways[o.obj.ID] = true
+	}
 	if !merge {
 		for i := len(plan.kinds) - 1; i >= 0; i-- {
 			k := plan.kinds[i]
@@ -662,6 +665,9 @@ type configWriter struct {
 	tid string
 	// deletedGateways are forgotten from runtime data after the commit.
 	deletedGateways *[]string
+	// keptGateways are the gateways of the document: their clients (made
+	// by Gatehouse, not the document's to delete) stay.
+	keptGateways map[string]bool
 }
 
 // deleteMissing deletes the stored objects the document lacks (and, for a
@@ -673,7 +679,7 @@ func (w configWriter) deleteMissing(kind string, want []*configObject, stored co
 	}
 	n := 0
 	for _, id := range slices.Sorted(maps.Keys(stored)) {
-		if keep[id] {
+		if keep[id] || kind == model.KindClient && w.keptGateways[stored[id].ParentID] && stored[id].ParentID != "" {
 			continue
 		}
 		o, err := w.tx.Delete(w.ctx, kind, w.tid, id, 0, false)

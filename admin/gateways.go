@@ -524,7 +524,7 @@ func createGatewayClient(ctx context.Context, tx store.Tx, c *gin.Context, tid, 
 			Description: fmt.Sprintf("The OAuth client of gateway %q, made by Gatehouse; it goes with the gateway.", gid)},
 		Spec: model.ClientSpec{
 			Name: "gateway " + gid, ServerID: serverID, SecretHash: clientauth.HashSecret(secret), System: true,
-			Audience: []string{model.GatewayAudience(tid, gid)}, GrantTypes: []string{model.GrantClientCredentials}, ResponseTypes: []string{},
+			GrantTypes: []string{model.GrantClientCredentials}, ResponseTypes: []string{}, // audience: computed (model.GatewayAudience)
 			TokenEndpointAuthMethod: model.AuthMethodBasic, ClientIDIssuedAt: time.Now().Unix(), GatewayID: gid,
 		},
 	}
