@@ -70,6 +70,12 @@ func (s *Server) createCredential(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if tid == model.SystemTenantID {
+		// A credential bound to it would manage the system server, whose
+		// tokens act system-wide: that is no tenant-bound credential.
+		abort(c, fieldError("tid", "tenant %q takes no tenant-bound credentials (they would be system-wide); use a system-wide token", tid))
+		return
+	}
 	var req credentialRequest
 	if apiErr := decodeJSON(c, &req); apiErr != nil {
 		abort(c, apiErr)

@@ -81,6 +81,12 @@ func (s *Server) loadTenant(c *gin.Context) {
 		abort(c, forbidden(fmt.Sprintf("this token is bound to tenant %q and cannot access tenant %q", p.TenantID, tid)))
 		return
 	}
+	// Whoever manages the system tenant (its server's clients and users)
+	// mints system-wide tokens: a system-wide principal only.
+	if tid == model.SystemTenantID && !p.System() {
+		abort(c, forbidden(fmt.Sprintf("tenant %q is managed by system-wide principals only", tid)))
+		return
+	}
 	t, err := tenantRepo.Get(c.Request.Context(), s.store, "", tid)
 	if errors.Is(err, store.ErrNotFound) {
 		abort(c, notFound("tenant", tid))

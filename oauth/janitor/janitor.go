@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/gateway/token"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -113,7 +114,9 @@ func (j *Janitor) revocations(ctx context.Context, tid string, now time.Time) (i
 		if err := json.Unmarshal(o.Spec, &spec); err != nil {
 			return 0, fmt.Errorf("janitor: decode revocation %s/%s: %w", tid, o.ID, err)
 		}
-		if !now.Before(spec.ExpiresAt) {
+		// Verifiers accept a token until exp + Leeway: the revocation of
+		// a token lasts as long.
+		if !now.Before(spec.ExpiresAt.Add(token.Leeway)) {
 			expired = append(expired, o.ID)
 		}
 	}

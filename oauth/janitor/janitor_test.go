@@ -21,7 +21,9 @@ func TestJanitor(t *testing.T) {
 	spec := model.ServerSpec{KeyType: "ecdsa", AccessTokenTTL: model.Duration(time.Hour), IDTokenTTL: model.Duration(time.Hour)}
 	raw, _ := json.Marshal(spec)
 	testkit.Create(t, st, testkit.Tenant("acme"), &store.Object{Kind: model.KindServer, TenantID: "acme", ID: "default", Name: "default", Spec: raw})
-	for id, exp := range map[string]time.Time{"old": now.Add(-time.Second), "live": now.Add(time.Hour)} {
+	// "leeway" expired 10 s ago: verifiers still accept its token for
+	// token.Leeway past exp, so it stays.
+	for id, exp := range map[string]time.Time{"old": now.Add(-time.Minute), "leeway": now.Add(-10 * time.Second), "live": now.Add(time.Hour)} {
 		r, _ := json.Marshal(model.TokenRevocationSpec{Issuer: "https://gh.example/acme/default", JTI: id, ExpiresAt: exp})
 		testkit.Create(t, st, &store.Object{Kind: model.KindTokenRevocation, TenantID: "acme", ID: id, Spec: r})
 	}
@@ -45,8 +47,10 @@ func TestJanitor(t *testing.T) {
 	if _, err := st.Get(ctx, model.KindTokenRevocation, "acme", "old"); err == nil {
 		t.Fatal("the expired revocation is still there")
 	}
-	if _, err := st.Get(ctx, model.KindTokenRevocation, "acme", "live"); err != nil {
-		t.Fatalf("the live revocation: %v", err)
+	for _, id := range []string{"live", "leeway"} {
+		if _, err := st.Get(ctx, model.KindTokenRevocation, "acme", id); err != nil {
+			t.Fatalf("the %s revocation: %v", id, err)
+		}
 	}
 	set, err := km.Load(ctx, "acme", "default", p)
 	if err != nil {
