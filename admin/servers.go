@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -134,7 +135,9 @@ type serverRequest struct {
 	IssuerURL       string            `json:"issuer_url"`
 	Secret          string            `json:"secret"`
 	Authentications json.RawMessage   `json:"authentications"`
-	Metadata        json.RawMessage   `json:"metadata"`
+	// JWKS imports private keys (write-only: sealed, never echoed).
+	JWKS     json.RawMessage `json:"jwks"`
+	Metadata json.RawMessage `json:"metadata"`
 	// The settings (serverSettings' fields; not embedded, so decoding
 	// errors name the field as the client wrote it).
 	KeyType                         string          `json:"key_type"`
@@ -515,6 +518,10 @@ func (s *Server) createServer(c *gin.Context) {
 		if apiErr != nil {
 			return nil, nil, apiErr
 		}
+		imported, apiErr := s.parseKeyImport(req.JWKS, &spec)
+		if apiErr != nil {
+			return nil, nil, apiErr
+		}
 		secret = req.Secret
 		spec.SecretHash = secretHash(secret)
 		if secret == "" {
@@ -528,8 +535,39 @@ func (s *Server) createServer(c *gin.Context) {
 		return &store.Typed[model.ServerSpec]{
 			Meta: store.Object{ID: id, Name: req.Name, Description: req.Description, Labels: req.Labels},
 			Spec: spec,
-		}, nil, nil
+		}, s.importKeys(c, tid, id, imported), nil
 	})
+}
+
+// parseKeyImport reads a request's jwks: private keys to import, of the
+// server's key type (none when absent).
+func (s *Server) parseKeyImport(raw json.RawMessage, spec *model.ServerSpec) ([]crypto.Signer, *Error) {
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return nil, nil
+	}
+	if s.serverKeys == nil {
+		return nil, fieldError("jwks", "key import is not available on this control plane")
+	}
+	signers, err := keys.ParseImport(raw, keys.KeyType(spec.KeyType))
+	if err != nil {
+		return nil, fieldError("jwks", "%s", strings.TrimPrefix(err.Error(), keys.ErrInvalidImport.Error()+": "))
+	}
+	return signers, nil
+}
+
+// importKeys is the in-transaction step that seals and adds imported keys
+// to the server's key set (nil when there are none).
+func (s *Server) importKeys(c *gin.Context, tid, aid string, signers []crypto.Signer) func(context.Context, store.Tx, *store.Typed[model.ServerSpec]) error {
+	if len(signers) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, tx store.Tx, t *store.Typed[model.ServerSpec]) error {
+		_, err := s.serverKeys.ImportInTx(ctx, tx, tid, aid, signers, keys.PolicyOf(&t.Spec), time.Now(), actor(c))
+		if errors.Is(err, keys.ErrInvalidImport) {
+			return fieldError("jwks", "%s", strings.TrimPrefix(err.Error(), keys.ErrInvalidImport.Error()+": "))
+		}
+		return err
+	}
 }
 
 func (s *Server) updateServer(c *gin.Context) {
@@ -543,6 +581,11 @@ func (s *Server) updateServer(c *gin.Context) {
 		if apiErr != nil {
 			return nil, apiErr
 		}
+		imported, apiErr := s.parseKeyImport(req.JWKS, &spec)
+		if apiErr != nil {
+			return nil, apiErr
+		}
+		importKeys := s.importKeys(c, tid, id, imported)
 		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.ServerSpec]) error {
 			// What the settings do not carry stays: system-ness, the login
 			// methods and (unless a new one is given) the secret.
@@ -552,6 +595,9 @@ func (s *Server) updateServer(c *gin.Context) {
 			}
 			t.Meta.Name, t.Meta.Description, t.Meta.Labels = req.Name, req.Description, req.Labels
 			t.Spec = spec
+			if importKeys != nil {
+				return importKeys(ctx, tx, t)
+			}
 			return nil
 		}, nil
 	})

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -351,18 +350,5 @@ func generate(t KeyType) (*generated, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate a %s key: %w", alg, err)
 	}
-	pkix, err := x509.MarshalPKIXPublicKey(priv.Public())
-	if err != nil {
-		return nil, err
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, err
-	}
-	jwk := jose.JSONWebKey{Key: priv.Public()}
-	tp, err := jwk.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, err
-	}
-	return &generated{kid: base64.RawURLEncoding.EncodeToString(tp), alg: alg, pkix: pkix, pkcs8: pkcs8}, nil
+	return fromSigner(priv)
 }
