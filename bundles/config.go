@@ -63,27 +63,9 @@ func decodeAll[S any](objs []*store.Object) ([]policies.Object[S], error) {
 // LoadConfig reads a tenant's configuration from r, which should be a
 // consistent snapshot (store.View) so that the revision matches the objects.
 func LoadConfig(ctx context.Context, r store.Reader, tenantID string) (*policies.Config, error) {
-	rev, err := r.Revision(ctx)
+	cfg, objs, err := loadObjects(ctx, r, tenantID, compiledKinds[1:])
 	if err != nil {
 		return nil, err
-	}
-	t, err := r.Get(ctx, model.KindTenant, "", tenantID)
-	if err != nil {
-		return nil, fmt.Errorf("load tenant %s: %w", tenantID, err)
-	}
-	cfg := &policies.Config{Revision: rev}
-	tenant, err := decodeAll[model.TenantSpec]([]*store.Object{t})
-	if err != nil {
-		return nil, err
-	}
-	cfg.Tenant = tenant[0]
-	objs := map[string][]*store.Object{}
-	for _, kind := range compiledKinds[1:] {
-		pg, err := r.List(ctx, store.Query{Kind: kind, TenantID: tenantID})
-		if err != nil {
-			return nil, fmt.Errorf("load %s of %s: %w", kind, tenantID, err)
-		}
-		objs[kind] = pg.Items
 	}
 	if cfg.Services, err = decodeAll[model.ServiceSpec](objs[model.KindService]); err != nil {
 		return nil, err
@@ -103,18 +85,7 @@ func LoadConfig(ctx context.Context, r store.Reader, tenantID string) (*policies
 	if cfg.Issuers, err = decodeAll[model.IssuerSpec](objs[model.KindIssuer]); err != nil {
 		return nil, err
 	}
-	if cfg.Servers, err = decodeAll[model.ServerSpec](objs[model.KindServer]); err != nil {
-		return nil, err
-	}
-	if cfg.ServerKeys, err = publishedKeys(cfg.Servers, objs[keys.Kind]); err != nil {
-		return nil, err
-	}
-	revs, err := decodeAll[model.TokenRevocationSpec](objs[model.KindTokenRevocation])
-	if err != nil {
-		return nil, err
-	}
-	cfg.Revocations = revocationsOf(revs)
-	return cfg, nil
+	return cfg, decodeServers(cfg, objs)
 }
 
 // LoadTokenConfig reads what verifying a tenant's own tokens needs, and
@@ -122,37 +93,53 @@ func LoadConfig(ctx context.Context, r store.Reader, tenantID string) (*policies
 // keys and the token revocations (ServerIssuers and Revocations of the
 // result are what the tenant's bundles carry).
 func LoadTokenConfig(ctx context.Context, r store.Reader, tenantID string) (*policies.Config, error) {
-	rev, err := r.Revision(ctx)
+	cfg, objs, err := loadObjects(ctx, r, tenantID, []string{model.KindServer, keys.Kind, model.KindTokenRevocation})
 	if err != nil {
 		return nil, err
+	}
+	return cfg, decodeServers(cfg, objs)
+}
+
+// loadObjects reads the revision, the tenant and its objects of kinds.
+func loadObjects(ctx context.Context, r store.Reader, tenantID string, kinds []string) (*policies.Config, map[string][]*store.Object, error) {
+	rev, err := r.Revision(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	t, err := r.Get(ctx, model.KindTenant, "", tenantID)
 	if err != nil {
-		return nil, fmt.Errorf("load tenant %s: %w", tenantID, err)
+		return nil, nil, fmt.Errorf("load tenant %s: %w", tenantID, err)
 	}
 	tenant, err := decodeAll[model.TenantSpec]([]*store.Object{t})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := &policies.Config{Revision: rev, Tenant: tenant[0]}
 	objs := map[string][]*store.Object{}
-	for _, kind := range []string{model.KindServer, keys.Kind, model.KindTokenRevocation} {
+	for _, kind := range kinds {
 		pg, err := r.List(ctx, store.Query{Kind: kind, TenantID: tenantID})
 		if err != nil {
-			return nil, fmt.Errorf("load %s of %s: %w", kind, tenantID, err)
+			return nil, nil, fmt.Errorf("load %s of %s: %w", kind, tenantID, err)
 		}
 		objs[kind] = pg.Items
 	}
+	return cfg, objs, nil
+}
+
+// decodeServers sets the servers, their published keys and the token
+// revocations of cfg from objs.
+func decodeServers(cfg *policies.Config, objs map[string][]*store.Object) error {
+	var err error
 	if cfg.Servers, err = decodeAll[model.ServerSpec](objs[model.KindServer]); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.ServerKeys, err = publishedKeys(cfg.Servers, objs[keys.Kind]); err != nil {
-		return nil, err
+		return err
 	}
 	revs, err := decodeAll[model.TokenRevocationSpec](objs[model.KindTokenRevocation])
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cfg.Revocations = revocationsOf(revs)
-	return cfg, nil
+	return nil
 }
