@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: build run test bench bench-authz bench-decision-logs bench-activation lint fmt clean
+.PHONY: build run test bench bench-authz bench-decision-logs bench-activation bench-oauth lint fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -50,6 +50,18 @@ bench-decision-logs:
 bench-activation:
 	$(GO) run ./internal/activationbench/run -apis 10000 -runs 5
 	$(GO) test -run '^$$' -bench BenchmarkActivate10kAPIs -benchmem -count=1 ./gateway
+
+## bench-oauth: the OAuth provider in process behind httptest, on the
+## embedded store (and on PostgreSQL with GATEHOUSE_TEST_DATABASE_URL=…):
+## client_credentials tokens/s with RS256 and ES256, the code flow with a
+## login session (authorize → callback → token exchange) p50/p99,
+## discovery and JWKS req/s beside an empty handler's; then revoke →
+## denied at serve's in-process authorizer and at a separate authorizer,
+## real binaries over gRPC, p50/p99/max of 100 revocations.
+BENCH_OAUTH_FLAGS ?= -benchtime 3s -count 1
+bench-oauth:
+	$(GO) test -run '^$$' -bench . $(BENCH_OAUTH_FLAGS) ./oauth
+	$(GO) test -run '^$$' -bench BenchmarkRevokeToDenied -benchtime 100x -count 1 ./tests
 
 ## lint: gofmt check and go vet.
 lint:
