@@ -39,14 +39,17 @@ const (
 	KeyLen = 32
 )
 
-// Bounds of the parameters Verify accepts.
+// Bounds of the parameters Verify accepts: a stored or imported hash
+// may cost a login at most about 3.4× a new hash's memory and 2× its
+// passes, so a process's concurrent verifications stay bounded in
+// memory.
 const (
-	// MaxMemory is the largest memory cost accepted (256 MiB, in KiB).
-	MaxMemory uint32 = 256 << 10
+	// MaxMemory is the largest memory cost accepted (64 MiB, in KiB).
+	MaxMemory uint32 = 64 << 10
 	// MaxTime is the largest number of passes accepted.
-	MaxTime uint32 = 16
+	MaxTime uint32 = 4
 	// MaxThreads is the largest degree of parallelism accepted.
-	MaxThreads = 16
+	MaxThreads = 4
 	// MinSaltLen and MaxSaltLen bound the salt (bytes).
 	MinSaltLen, MaxSaltLen = 8, 64
 	// MinKeyLen and MaxKeyLen bound the tag (bytes).

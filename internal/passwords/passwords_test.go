@@ -82,6 +82,9 @@ func TestMalformedHashesAreRefused(t *testing.T) {
 		"parameters reordered": "$argon2id$v=19$t=2,m=19456,p=1$" + salt + "$" + hash,
 		"leading zero":         "$argon2id$v=19$m=019456,t=2,p=1$" + salt + "$" + hash,
 		"huge memory":          "$argon2id$v=19$m=4194304,t=2,p=1$" + salt + "$" + hash,
+		"memory over 64 MiB":   "$argon2id$v=19$m=65537,t=2,p=1$" + salt + "$" + hash,
+		"five passes":          "$argon2id$v=19$m=19456,t=5,p=1$" + salt + "$" + hash,
+		"five lanes":           "$argon2id$v=19$m=19456,t=2,p=5$" + salt + "$" + hash,
 		"zero passes":          "$argon2id$v=19$m=19456,t=0,p=1$" + salt + "$" + hash,
 		"many passes":          "$argon2id$v=19$m=19456,t=1000,p=1$" + salt + "$" + hash,
 		"zero lanes":           "$argon2id$v=19$m=19456,t=2,p=0$" + salt + "$" + hash,
@@ -120,5 +123,18 @@ func TestPasswordLimits(t *testing.T) {
 	}
 	if ok, err := passwords.Verify(h, long); ok || err != nil {
 		t.Errorf("Verify(too long) = %v, %v; want false, nil", ok, err)
+	}
+}
+
+// TestBoundsAccepted: the largest parameters accepted (m=64 MiB, t=4,
+// p=4) are well-formed, one more of any is not (TestMalformedHashes).
+func TestBoundsAccepted(t *testing.T) {
+	b64 := base64.RawStdEncoding
+	phc := "$argon2id$v=19$m=65536,t=4,p=4$" + b64.EncodeToString([]byte("somesalt")) + "$" + b64.EncodeToString(make([]byte, 32))
+	if err := passwords.Check(phc); err != nil {
+		t.Fatalf("Check(m=65536,t=4,p=4) = %v, want nil", err)
+	}
+	if passwords.MaxMemory != 65536 || passwords.MaxTime != 4 || passwords.MaxThreads != 4 {
+		t.Fatalf("bounds m≤%d t≤%d p≤%d, want 65536, 4, 4", passwords.MaxMemory, passwords.MaxTime, passwords.MaxThreads)
 	}
 }
