@@ -47,29 +47,91 @@ func (s *storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	case req.CodeChallenge == "" && req.CodeChallengeMethod != "":
 		return nil, oidc.ErrInvalidRequest().WithDescription("code_challenge: missing beside code_challenge_method")
 	}
+	if err := checkAuthRequestBounds(req); err != nil {
+		return nil, err
+	}
 	for _, sc := range req.Scopes {
 		if !c.allowsScope(sc) {
 			return nil, oidc.ErrInvalidScope().WithDescription("scope: %s is not allowed for this client", printableScope(sc))
 		}
+	}
+	binding := bindingFrom(ctx)
+	if binding == nil {
+		return nil, oidc.ErrServerError().WithParent(errors.New("oauth: an auth request outside /authorize"))
 	}
 	id, err := grants.NewID()
 	if err != nil {
 		return nil, err
 	}
 	now := s.p.now().UTC()
+	expires := now.Add(grants.LoginWindow)
+	slot, ok, err := s.p.records.AcquireAuthRequestSlot(ctx, rq.tenantID, rq.serverID, s.p.maxPending, expires)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	if !ok {
+		s.p.log.Warn("oauth: too many auth requests wait for their login; refused", "tenant", rq.tenantID, "server", rq.serverID, "limit", s.p.maxPending)
+		return nil, &oidc.Error{ErrorType: "temporarily_unavailable", Description: "request: too many sign-ins are in progress at this server; try again in a few minutes"}
+	}
 	r := &grants.AuthRequest{
 		ID: id, ServerID: rq.serverID, ClientID: c.id, RedirectURI: req.RedirectURI,
 		ResponseType: string(req.ResponseType), ResponseMode: string(req.ResponseMode),
 		Scopes: slices.Clone(req.Scopes), State: req.State, Nonce: req.Nonce,
 		CodeChallenge: req.CodeChallenge, CodeChallengeMethod: string(req.CodeChallengeMethod),
 		Prompt: slices.Clone(req.Prompt), MaxAge: req.MaxAge, LoginHint: req.LoginHint,
-		HintSubject: hintSubject, CreatedAt: now,
-		ExpiresAt: now.Add(rq.spec().AuthorizationCodeTTL.D() + grants.LoginWindow),
+		HintSubject: hintSubject, CreatedAt: now, ExpiresAt: expires,
+		BrowserHash: grants.Hash(binding.nonce), Slot: slot,
 	}
 	if err := s.p.records.PutAuthRequest(ctx, rq.tenantID, r); err != nil {
+		_ = s.p.records.ReleaseAuthRequestSlot(ctx, rq.tenantID, slot)
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
+	binding.id = id
 	return newAuthRequest(r, c), nil
+}
+
+// checkAuthRequestBounds refuses, with invalid_request naming the
+// parameter, what would make a large record: state or nonce over 1 KiB,
+// login_hint over 256 bytes, a code_challenge that is not 43 base64url
+// characters (an S256 challenge), more than 50 scopes or one over 256
+// bytes. An oversized state is not echoed on the error redirect.
+func checkAuthRequestBounds(req *oidc.AuthRequest) error {
+	var desc string
+	switch {
+	case len(req.State) > maxStateBytes:
+		req.State = ""
+		desc = "state: longer than 1024 bytes"
+	case len(req.Nonce) > maxNonceBytes:
+		desc = "nonce: longer than 1024 bytes"
+	case len(req.LoginHint) > maxLoginHintBytes:
+		desc = "login_hint: longer than 256 bytes"
+	case req.CodeChallenge != "" && !validCodeChallenge(req.CodeChallenge):
+		desc = "code_challenge: not an S256 challenge (43 base64url characters)"
+	case len(req.Scopes) > maxScopes:
+		desc = "scope: more than 50 scopes"
+	default:
+		for _, sc := range req.Scopes {
+			if len(sc) > maxScopeBytes {
+				return oidc.ErrInvalidRequest().WithDescription("scope: a scope is longer than 256 bytes")
+			}
+		}
+		return nil
+	}
+	return oidc.ErrInvalidRequest().WithDescription("%s", desc)
+}
+
+// validCodeChallenge reports whether s is 43 base64url characters.
+func validCodeChallenge(s string) bool {
+	if len(s) != codeChallengeBytes {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // authRequest reads an auth request of the request's server.
@@ -121,6 +183,10 @@ func (s *storage) SaveAuthCode(ctx context.Context, id, code string) error {
 	}
 	issued := r.CodeIssued
 	r.CodeIssued = true
+	codeExpires := s.p.now().Add(rq.spec().AuthorizationCodeTTL.D())
+	if codeExpires.After(r.ExpiresAt) {
+		r.ExpiresAt = codeExpires // the exchange reads it
+	}
 	if err := s.p.records.PutAuthRequest(ctx, rq.tenantID, &r); err != nil {
 		return oidc.ErrServerError().WithParent(err)
 	}
@@ -131,8 +197,7 @@ func (s *storage) SaveAuthCode(ctx context.Context, id, code string) error {
 	if err != nil {
 		return err
 	}
-	c := &grants.Code{AuthRequestID: id, ServerID: rq.serverID, ClientID: r.ClientID, FamilyID: family,
-		ExpiresAt: s.p.now().Add(rq.spec().AuthorizationCodeTTL.D())}
+	c := &grants.Code{AuthRequestID: id, ServerID: rq.serverID, ClientID: r.ClientID, FamilyID: family, ExpiresAt: codeExpires}
 	if err := s.p.records.PutCode(ctx, rq.tenantID, code, c); err != nil {
 		return oidc.ErrServerError().WithParent(err)
 	}

@@ -170,7 +170,8 @@ func (s *storage) GetPrivateClaimsFromRequest(ctx context.Context, req op.TokenR
 var errInactive = errors.New("access_token: invalid, expired or revoked")
 
 // liveAccessToken reads the record of an access token of the request's
-// server that is unexpired and not revoked.
+// server that is unexpired and not revoked, of a client or of a user
+// still at the server with the password of its login.
 func (s *storage) liveAccessToken(ctx context.Context, rq *request, jti string) (*grants.AccessToken, error) {
 	if !model.ValidObjectID(jti) {
 		return nil, errInactive
@@ -190,6 +191,9 @@ func (s *storage) liveAccessToken(ctx context.Context, rq *request, jti string) 
 	}
 	if revoked {
 		return nil, errInactive
+	}
+	if t.SubjectType == grants.SubjectUser && userCurrent(rq.spec(), t.Subject, t.Credential) != nil {
+		return nil, errInactive // the user was removed, or its password changed
 	}
 	return t, nil
 }

@@ -75,10 +75,20 @@ func backends(t *testing.T, fn func(t *testing.T, e *env)) {
 // globex (server default), and serves the provider over HTTP.
 func newEnv(t *testing.T, st store.Store) *env {
 	t.Helper()
+	return newEnvWith(t, st, nil)
+}
+
+// newEnvWith is newEnv with the provider's options changed by edit.
+func newEnvWith(t *testing.T, st store.Store, edit func(*Options)) *env {
+	t.Helper()
 	var handler http.Handler = http.NotFoundHandler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
-	p, err := New(Options{Store: st, Keys: keys.NewManager(st, testkit.SecretBox(t)), PublicURL: srv.URL, CryptoKey: [32]byte{1, 2, 3}})
+	opts := Options{Store: st, Keys: keys.NewManager(st, testkit.SecretBox(t)), PublicURL: srv.URL, CryptoKey: [32]byte{1, 2, 3}}
+	if edit != nil {
+		edit(&opts)
+	}
+	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +162,7 @@ func (e *env) snapshot(tid string) map[string]int {
 	ctx := context.Background()
 	out := map[string]int{}
 	for _, kind := range []string{grants.KindAuthRequests, grants.KindCodes, grants.KindCodesUsed, grants.KindAccessTokens,
-		grants.KindRefreshTokens, grants.KindRefreshUsed, grants.KindRevokedFamilies, grants.KindSessions} {
+		grants.KindRefreshTokens, grants.KindRefreshUsed, grants.KindRevokedFamilies, grants.KindSessions, grants.KindAuthRequestSlots} {
 		entries, err := e.st.ListState(ctx, kind, tid)
 		if err != nil {
 			e.t.Fatal(err)

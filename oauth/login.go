@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
@@ -20,15 +21,14 @@ import (
 	"github.com/gatehouse-dev/gatehouse/oauth/grants"
 )
 
-// Cookies of the login.
-const (
-	// sessionCookie holds the login session (256 random bits; the store
-	// keeps its hash), Path=/{tid}/{aid}, Max-Age=cookie_max_age.
-	sessionCookie = "gh_session"
-	// csrfCookie holds the browser's login nonce: the form's CSRF token
-	// is an HMAC of the auth request id and this nonce.
-	csrfCookie = "gh_login_csrf"
-)
+// sessionCookie holds the login session (256 random bits; the store
+// keeps its hash), Path=/{tid}/{aid}, Max-Age=cookie_max_age. The login
+// form's CSRF token is an HMAC of the auth request id and the request's
+// binding nonce (binding.go).
+const sessionCookie = "gh_session"
+
+// maxLoginFormBytes bounds the login form's POST body.
+const maxLoginFormBytes = 16 << 10
 
 // sessionCookie is the session cookie of a server (value "" and maxAge
 // < 0 clears it).
@@ -50,9 +50,10 @@ func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// loginPage completes the request from a valid session (unless prompt
-// or max_age ask for a new login), answers login_required to prompt=none
-// without one, or shows the form.
+// loginPage, for the browser that started the auth request (its binding
+// cookie; any other gets 403), completes the request from a valid
+// session (unless prompt or max_age ask for a new login), answers
+// login_required to prompt=none without one, or shows the form.
 func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rq, _ := requestFrom(ctx)
@@ -61,24 +62,30 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 		p.authRequestErrorPage(w, err)
 		return
 	}
+	nonce := browserNonce(r, a)
+	if nonce == "" {
+		refuseOtherBrowser(w)
+		return
+	}
 	if a.r.Done {
 		http.Redirect(w, r, op.AuthCallbackURL(p.op)(ctx, a.r.ID), http.StatusFound)
 		return
 	}
 	if sess := p.currentSession(ctx, rq); sess != nil && p.sessionSatisfies(sess, a) {
-		p.complete(w, r, rq, a, sess)
+		p.complete(w, r, rq, a, sess, rq.sessionHash)
 		return
 	}
 	if slices.Contains(a.r.Prompt, oidc.PromptNone) {
+		_ = p.records.ReleaseAuthRequestSlot(ctx, rq.tenantID, a.r.Slot)
 		_ = p.records.DeleteAuthRequest(ctx, rq.tenantID, a.r.ID)
 		op.AuthRequestError(w, r, a, oidc.ErrLoginRequired().WithDescription("prompt: none, and there is no valid login session"), p.op)
 		return
 	}
-	p.renderLogin(w, r, rq, a, a.r.LoginHint, "", http.StatusOK)
+	p.renderLogin(w, rq, a, nonce, a.r.LoginHint, "", http.StatusOK)
 }
 
 // currentSession is the request's live session at this server whose user
-// still exists, or nil.
+// still exists, with the password it logged in with, or nil.
 func (p *Provider) currentSession(ctx context.Context, rq *request) *grants.Session {
 	if rq.sessionHash == "" {
 		return nil
@@ -87,7 +94,7 @@ func (p *Provider) currentSession(ctx context.Context, rq *request) *grants.Sess
 	if err != nil || sess.ServerID != rq.serverID || !sess.ExpiresAt.After(p.now()) {
 		return nil
 	}
-	if _, _, err := staticUser(rq.spec(), sess.Subject); err != nil {
+	if userCurrent(rq.spec(), sess.Subject, sess.Credential) != nil {
 		return nil
 	}
 	return sess
@@ -106,14 +113,16 @@ func (p *Provider) sessionSatisfies(sess *grants.Session, a *authRequest) bool {
 	return a.r.HintSubject == "" || a.r.HintSubject == sess.Subject
 }
 
-// loginSubmit checks the form's CSRF token and the user's password; a
-// wrong one shows the form again (401) and issues nothing.
+// loginSubmit checks, for the browser that started the auth request,
+// the form's CSRF token and the user's password; a wrong one shows the
+// form again (401) and issues nothing. Password verifications wait for
+// one of the process's slots; without one soon the answer is 503.
 func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rq, _ := requestFrom(ctx)
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginFormBytes)
 	if err := r.ParseForm(); err != nil {
-		writeErrorPage(w, http.StatusBadRequest, "body: the login form could not be read.")
+		writeErrorPage(w, http.StatusBadRequest, "body: the login form could not be read (at most 16 KiB).")
 		return
 	}
 	a, err := p.storage.authRequest(ctx, r.PostForm.Get("auth_request"))
@@ -121,18 +130,32 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.authRequestErrorPage(w, err)
 		return
 	}
-	nonce, err := r.Cookie(csrfCookie)
-	if err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf_token")), []byte(p.csrfToken(a.r.ID, nonce.Value))) {
+	nonce := browserNonce(r, a)
+	if nonce == "" {
+		refuseOtherBrowser(w)
+		return
+	}
+	if !hmac.Equal([]byte(r.PostForm.Get("csrf_token")), []byte(p.csrfToken(a.r.ID, nonce))) {
 		writeErrorPage(w, http.StatusForbidden, "csrf_token: the login form expired or did not come from this page; go back and sign in again.")
+		return
+	}
+	if a.r.Done {
+		http.Redirect(w, r, op.AuthCallbackURL(p.op)(ctx, a.r.ID), http.StatusSeeOther)
+		return
+	}
+	if !p.acquireVerification(ctx) {
+		w.Header().Set("Retry-After", "2")
+		writeErrorPage(w, http.StatusServiceUnavailable, "password: too many sign-ins are being checked at once; try again in a moment.")
 		return
 	}
 	username := r.PostForm.Get("username")
 	method, user, err := p.checkPassword(rq.spec(), username, r.PostForm.Get("password"))
+	<-p.verifySlots
 	if err != nil {
 		p.log.Error("oauth: check a password", "tenant", rq.tenantID, "server", rq.serverID, "error", err)
 	}
 	if user == nil {
-		p.renderLogin(w, r, rq, a, username, "The username or password is wrong.", http.StatusUnauthorized)
+		p.renderLogin(w, rq, a, nonce, username, "The username or password is wrong.", http.StatusUnauthorized)
 		return
 	}
 	value, err := grants.NewSecret()
@@ -146,20 +169,46 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		maxAge = time.Hour
 	}
 	sess := &grants.Session{ServerID: rq.serverID, Subject: staticSubject(method.ID, user.Username), MethodID: method.ID,
-		Username: user.Username, AuthTime: now, AMR: []string{"pwd"}, AuthContext: user.AuthenticationContext, ExpiresAt: now.Add(maxAge)}
+		Username: user.Username, AuthTime: now, AMR: []string{"pwd"}, AuthContext: user.AuthenticationContext,
+		Credential: grants.CredentialVersion(user.PasswordHash), ExpiresAt: now.Add(maxAge)}
 	if err := p.records.PutSession(ctx, rq.tenantID, value, sess); err != nil {
 		p.serverError(w, "start a session", err)
 		return
 	}
 	http.SetCookie(w, p.sessionCookie(rq, value, int(maxAge/time.Second)))
-	p.complete(w, r, rq, a, sess)
+	p.complete(w, r, rq, a, sess, grants.Hash(value))
 }
 
-// complete marks the auth request logged in by sess's user and sends the
-// browser to zitadel's callback, which issues the code.
-func (p *Provider) complete(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, sess *grants.Session) {
+// acquireVerification takes a password verification slot, waiting up to
+// the provider's pwWait; false: none came free (or ctx ended).
+func (p *Provider) acquireVerification(ctx context.Context) bool {
+	select {
+	case p.verifySlots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(p.pwWait)
+	defer t.Stop()
+	select {
+	case p.verifySlots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// complete marks the auth request logged in by sess's user (whose cookie
+// hashes to sessionHash: the callback requires it), frees its slot, keeps
+// it for authorization_code_ttl and sends the browser to zitadel's
+// callback, which issues the code.
+func (p *Provider) complete(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, sess *grants.Session, sessionHash string) {
+	slot := a.r.Slot
 	a.r.Done, a.r.Subject, a.r.SubjectType = true, sess.Subject, grants.SubjectUser
 	a.r.AuthTime, a.r.AMR, a.r.AuthContext = sess.AuthTime, sess.AMR, sess.AuthContext
+	a.r.SessionHash, a.r.Credential, a.r.Slot = sessionHash, sess.Credential, ""
+	a.r.ExpiresAt = p.now().Add(rq.spec().AuthorizationCodeTTL.D())
 	if err := p.records.PutAuthRequest(r.Context(), rq.tenantID, a.r); err != nil {
 		if errors.Is(err, grants.ErrExpired) {
 			writeErrorPage(w, http.StatusBadRequest, "auth_request: expired; go back to the application and sign in again.")
@@ -168,12 +217,16 @@ func (p *Provider) complete(w http.ResponseWriter, r *http.Request, rq *request,
 		p.serverError(w, "complete the login", err)
 		return
 	}
+	if err := p.records.ReleaseAuthRequestSlot(r.Context(), rq.tenantID, slot); err != nil {
+		p.log.Warn("oauth: free an auth request's slot (it expires with the login window)", "tenant", rq.tenantID, "error", err)
+	}
 	http.Redirect(w, r, op.AuthCallbackURL(p.op)(r.Context(), a.r.ID), http.StatusSeeOther)
 }
 
 // checkPassword finds the user among the server's enabled static methods
 // and verifies the password (argon2id). An unknown user costs a hash
-// verification too, so timing does not tell which usernames exist.
+// verification with the same parameters too (newDummyHash), so timing
+// does not tell which usernames exist.
 func (p *Provider) checkPassword(s *model.ServerSpec, username, password string) (*model.AuthenticationMethod, *model.StaticUser, error) {
 	if username != "" && password != "" {
 		for _, m := range staticMethods(s) {
@@ -190,13 +243,28 @@ func (p *Provider) checkPassword(s *model.ServerSpec, username, password string)
 			}
 		}
 	}
-	_, _ = passwords.Verify(dummyHash, password)
+	dummy, err := p.dummyHash()
+	if err != nil {
+		return nil, nil, err
+	}
+	_, _ = passwords.Verify(dummy, password)
 	return nil, nil, nil
 }
 
-// dummyHash is an argon2id hash (of a random password nobody knows) that
-// unknown usernames are verified against.
-const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$7Kx4Jc0e3yq8b3y9qk1k9g$3w4kUfq0pXbq7d6mJ4c2p6Yy7e2hJ0lq1b4yH2b8m3Q"
+// newDummyHash is an argon2id hash, made with the parameters of every
+// new hash (passwords.Hash), of a random password nobody knows: what
+// unknown usernames are verified against (once per provider).
+func newDummyHash() (string, error) {
+	secret, err := grants.NewSecret()
+	if err != nil {
+		return "", err
+	}
+	h, err := passwords.Hash(secret)
+	if err != nil {
+		return "", fmt.Errorf("make the login's dummy hash: %w", err)
+	}
+	return h, nil
+}
 
 // csrfToken binds the form to its auth request and the browser's nonce.
 func (p *Provider) csrfToken(authRequestID, nonce string) string {
@@ -227,21 +295,9 @@ type loginView struct {
 	Client    string
 }
 
-// renderLogin shows the login form.
-func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, username, msg string, status int) {
-	nonce := ""
-	if ck, err := r.Cookie(csrfCookie); err == nil && len(ck.Value) >= 43 {
-		nonce = ck.Value
-	} else {
-		v, err := grants.NewSecret()
-		if err != nil {
-			p.serverError(w, "show the login form", err)
-			return
-		}
-		nonce = v
-		http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: nonce, Path: "/" + rq.tenantID + "/" + rq.serverID + pathLogin,
-			MaxAge: int(grants.LoginWindow / time.Second), HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode})
-	}
+// renderLogin shows the login form; its CSRF token binds it to the auth
+// request and the browser's binding nonce.
+func (p *Provider) renderLogin(w http.ResponseWriter, rq *request, a *authRequest, nonce, username, msg string, status int) {
 	view := loginView{Action: rq.issuer + pathLogin, RequestID: a.r.ID, CSRF: p.csrfToken(a.r.ID, nonce),
 		Username: username, Error: msg, Client: a.client.spec.Name}
 	if view.Client == "" {

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,7 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -54,6 +57,17 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of the records and keys (nil: time.Now).
 	Now func() time.Time
+	// MaxPendingAuthRequests bounds, per server, the auth requests waiting
+	// for their login, across every replica sharing the store (0:
+	// DefaultMaxPendingAuthRequests); beyond it /authorize answers
+	// temporarily_unavailable and stores nothing.
+	MaxPendingAuthRequests int
+	// PasswordVerifications bounds the password verifications (argon2id,
+	// 19 MiB each) this process runs at once (0: twice GOMAXPROCS).
+	PasswordVerifications int
+	// PasswordWait is how long a login waits for a verification slot
+	// before it is answered 503 with Retry-After (0: 2 s).
+	PasswordWait time.Duration
 }
 
 // Provider is the process's one OAuth 2.0 / OpenID Connect provider,
@@ -70,6 +84,14 @@ type Provider struct {
 	log     *slog.Logger
 	now     func() time.Time
 	issuer  *op.IssuerInterceptor
+	// maxPending is Options.MaxPendingAuthRequests.
+	maxPending int
+	// verifySlots bounds the concurrent password verifications; pwWait is
+	// how long a login waits for one.
+	verifySlots chan struct{}
+	pwWait      time.Duration
+	// dummyHash is what unknown usernames are verified against.
+	dummyHash func() (string, error)
 }
 
 // New builds the provider.
@@ -92,14 +114,18 @@ func New(opts Options) (*Provider, error) {
 	mac := hmac.New(sha256.New, opts.CryptoKey[:])
 	mac.Write([]byte("gatehouse/oauth/login-csrf"))
 	p := &Provider{
-		store:   opts.Store,
-		keys:    opts.Keys,
-		records: grants.NewRecords(opts.Store, now),
-		public:  pub.String(),
-		secure:  pub.Scheme == "https",
-		csrfKey: mac.Sum(nil),
-		log:     log,
-		now:     now,
+		store:       opts.Store,
+		keys:        opts.Keys,
+		records:     grants.NewRecords(opts.Store, now),
+		public:      pub.String(),
+		secure:      pub.Scheme == "https",
+		csrfKey:     mac.Sum(nil),
+		log:         log,
+		now:         now,
+		maxPending:  cmp.Or(opts.MaxPendingAuthRequests, DefaultMaxPendingAuthRequests),
+		verifySlots: make(chan struct{}, cmp.Or(opts.PasswordVerifications, 2*runtime.GOMAXPROCS(0))),
+		pwWait:      cmp.Or(opts.PasswordWait, 2*time.Second),
+		dummyHash:   sync.OnceValues(newDummyHash),
 	}
 	p.storage = &storage{p: p}
 	config := &op.Config{
@@ -191,8 +217,10 @@ func (p *Provider) handle(c *gin.Context) {
 		p.issuer.Handler(http.HandlerFunc(p.login)).ServeHTTP(w, r)
 	case pathLoggedOut:
 		p.loggedOut(w, r)
-	case "/" + pathAuthorize, "/" + pathAuthorize + "/callback":
-		p.serveProvider(w, r, rq, htmlErrors)
+	case "/" + pathAuthorize:
+		p.serveAuthorize(w, r, rq)
+	case "/" + pathAuthorize + "/callback":
+		p.serveCallback(w, r, rq)
 	case "/" + pathToken:
 		if !p.tokenGrantAllowed(w, r, rq) {
 			return

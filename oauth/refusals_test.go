@@ -186,7 +186,8 @@ func TestLoginPage(t *testing.T) {
 			t.Fatalf("wrong password: %+v", res)
 		}
 		after := e.snapshot("acme")
-		after[grants.KindAuthRequests]-- // the second authorize's request
+		after[grants.KindAuthRequests]--     // the second authorize's request
+		after[grants.KindAuthRequestSlots]-- // and its slot
 		for k, n := range before {
 			if after[k] != n {
 				t.Fatalf("a wrong password changed %s: %v → %v", k, before, after)

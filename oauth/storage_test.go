@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -48,12 +49,21 @@ func TestStorageInterfaces(t *testing.T) {
 	}
 }
 
-// An unknown username is verified against dummyHash, so it must be a
-// well-formed argon2id hash (else Verify returns at once and timing tells
-// which usernames exist).
+// An unknown username is verified against the dummy hash, so it must be
+// a well-formed argon2id hash with the parameters of real hashes (else
+// Verify returns at once, or takes another time, and timing tells which
+// usernames exist).
 func TestDummyHashIsWellFormed(t *testing.T) {
-	if err := passwords.Check(dummyHash); err != nil {
-		t.Fatalf("dummyHash: %v", err)
+	h, err := newDummyHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := passwords.Check(h); err != nil {
+		t.Fatalf("dummy hash: %v", err)
+	}
+	want := fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$", passwords.Memory, passwords.Time, passwords.Threads)
+	if !strings.HasPrefix(h, want) || !strings.HasPrefix(aliceHash(), want) {
+		t.Fatalf("dummy hash %q and a real hash %q: want both to start %q", h, aliceHash(), want)
 	}
 }
 

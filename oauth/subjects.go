@@ -1,10 +1,12 @@
 package oauth
 
 import (
+	"crypto/subtle"
 	"errors"
 	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/oauth/grants"
 )
 
 // Subjects of static users are "static/<method id>/<username>", the
@@ -106,4 +108,23 @@ func staticUser(s *model.ServerSpec, sub string) (*model.AuthenticationMethod, *
 		}
 	}
 	return nil, nil, errNoUser
+}
+
+// errCredentialChanged: the user's password hash is not the one of the
+// login a session or token comes from.
+var errCredentialChanged = errors.New("the user's password changed since the login")
+
+// userCurrent checks that sub is still a user of an enabled static
+// method of the server and that its password hash has the credential
+// version (grants.CredentialVersion) recorded at the login; a record
+// without one (made before credential versions) does not pass.
+func userCurrent(s *model.ServerSpec, sub, credential string) error {
+	_, u, err := staticUser(s, sub)
+	if err != nil {
+		return err
+	}
+	if credential == "" || subtle.ConstantTimeCompare([]byte(grants.CredentialVersion(u.PasswordHash)), []byte(credential)) != 1 {
+		return errCredentialChanged
+	}
+	return nil
 }

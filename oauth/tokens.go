@@ -70,7 +70,7 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 			return "", "", time.Time{}, err
 		}
 		family = r.familyID
-		base = &grants.RefreshToken{AuthTime: r.r.AuthTime, AMR: r.r.AMR, AuthContext: r.r.AuthContext}
+		base = &grants.RefreshToken{AuthTime: r.r.AuthTime, AMR: r.r.AMR, AuthContext: r.r.AuthContext, Credential: r.r.Credential}
 	case *refreshRequest:
 		if current == "" || grants.Hash(current) != r.hash {
 			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh_token: does not match")
@@ -87,7 +87,8 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh_token: refresh token reuse; every token of its family is revoked")
 		}
 		family = r.t.FamilyID
-		base = &grants.RefreshToken{AuthTime: r.t.AuthTime, AMR: r.t.AMR, AuthContext: r.t.AuthContext}
+		base = &grants.RefreshToken{AuthTime: r.t.AuthTime, AMR: r.t.AMR, AuthContext: r.t.AuthContext,
+			Credential: r.t.Credential, ExpiresAt: r.t.ExpiresAt}
 	default:
 		return "", "", time.Time{}, oidc.ErrUnsupportedGrantType().WithDescription("grant_type: not supported")
 	}
@@ -102,8 +103,16 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 	now := s.p.now().UTC()
 	base.ServerID, base.Issuer, base.ClientID, base.ClientUID = rq.serverID, rq.issuer, at.ClientID, at.ClientUID
 	base.Subject, base.SubjectType, base.Scopes, base.Audience = at.Subject, at.SubjectType, at.Scopes, at.Audience
-	base.FamilyID, base.IssuedAt, base.ExpiresAt = family, now, now.Add(rq.spec().RefreshTokenTTL.D())
+	base.FamilyID, base.IssuedAt = family, now
+	if base.ExpiresAt.IsZero() {
+		// The family's absolute lifetime starts at the exchange of the
+		// login's code; rotations keep it.
+		base.ExpiresAt = now.Add(rq.spec().RefreshTokenTTL.D())
+	}
 	if err := s.p.records.PutRefreshToken(ctx, rq.tenantID, refresh, base); err != nil {
+		if errors.Is(err, grants.ErrExpired) {
+			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh_token: expired (its family reached refresh_token_ttl)")
+		}
 		return "", "", time.Time{}, oidc.ErrServerError().WithParent(err)
 	}
 	// A family revoked meanwhile (a concurrent reuse or replay) takes
@@ -119,6 +128,9 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 // with single_session_per_client, revokes the previous tokens of the
 // subject at the client.
 func (s *storage) beginCodeFamily(ctx context.Context, rq *request, r *authRequest) error {
+	if userCurrent(rq.spec(), r.r.Subject, r.r.Credential) != nil {
+		return oidc.ErrInvalidGrant().WithDescription("code: its user no longer exists or changed password")
+	}
 	if err := s.redeemCode(ctx, rq, r); err != nil {
 		return err
 	}
@@ -146,9 +158,9 @@ func (s *storage) issueAccessToken(ctx context.Context, rq *request, req op.Toke
 	var c *client
 	switch r := req.(type) {
 	case *authRequest:
-		c, t.SubjectType = r.client, grants.SubjectUser
+		c, t.SubjectType, t.Credential = r.client, grants.SubjectUser, r.r.Credential
 	case *refreshRequest:
-		c, t.SubjectType = r.client, r.t.SubjectType
+		c, t.SubjectType, t.Credential = r.client, r.t.SubjectType, r.t.Credential
 	case *clientRequest:
 		c, t.SubjectType = r.client, grants.SubjectClient
 	}
@@ -163,9 +175,11 @@ func (s *storage) issueAccessToken(ctx context.Context, rq *request, req op.Toke
 }
 
 // TokenRequestByRefreshToken reads a refresh token of the request's
-// server whose client still exists (with the UID it was issued to) and
-// whose family is not revoked. Whether it was used already is decided
-// atomically by CreateAccessAndRefreshTokens.
+// server whose client still exists (with the UID it was issued to),
+// whose user (a user subject) is still one of an enabled login method
+// of the server with the password of the login, and whose family is not
+// revoked. Whether it was used already is decided atomically by
+// CreateAccessAndRefreshTokens.
 func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
 	rq, err := requestFrom(ctx)
 	if err != nil {
@@ -183,6 +197,9 @@ func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	c, err := s.client(ctx, t.ClientID)
 	if err != nil || c.uid != t.ClientUID {
 		return nil, errors.New("refresh_token: its client no longer exists")
+	}
+	if t.SubjectType == grants.SubjectUser && userCurrent(rq.spec(), t.Subject, t.Credential) != nil {
+		return nil, errors.New("refresh_token: its user no longer exists or changed password")
 	}
 	if revoked, err := s.p.records.FamilyRevoked(ctx, rq.tenantID, t.FamilyID); err != nil || revoked {
 		return nil, errors.New("refresh_token: revoked")
@@ -210,11 +227,19 @@ func (s *storage) GetRefreshTokenInfo(ctx context.Context, _ string, token strin
 // RevokeToken revokes (RFC 7009) a refresh token or an access token of
 // the requesting client, with its whole family; an access token's jti is
 // added to the revocation list until its exp. Unknown tokens are not an
-// error (RFC 7009 §2.2).
-func (s *storage) RevokeToken(ctx context.Context, tokenOrID, _ string, clientID string) *oidc.Error {
+// error (RFC 7009 §2.2). zitadel gives a subject only for a token it
+// identified — a refresh token GetRefreshTokenInfo found ("rt:"+hash),
+// an opaque token it decrypted or a JWT whose signature it verified (its
+// jti) — and otherwise passes the submitted string with no subject: that
+// revokes nothing, so a jti or a refresh token's hash alone is worth
+// nothing here.
+func (s *storage) RevokeToken(ctx context.Context, tokenOrID, subject string, clientID string) *oidc.Error {
 	rq, err := requestFrom(ctx)
 	if err != nil {
 		return oidc.ErrServerError().WithParent(err)
+	}
+	if subject == "" {
+		return nil // not a token zitadel could identify
 	}
 	if hash, ok := strings.CutPrefix(tokenOrID, refreshTokenIDPrefix); ok {
 		t, err := s.p.records.RefreshTokenByHash(ctx, rq.tenantID, hash)
@@ -223,7 +248,7 @@ func (s *storage) RevokeToken(ctx context.Context, tokenOrID, _ string, clientID
 			return nil
 		case err != nil:
 			return oidc.ErrServerError().WithParent(err)
-		case t.ServerID != rq.serverID:
+		case t.ServerID != rq.serverID || t.Subject != subject:
 			return nil
 		case t.ClientID != clientID:
 			return oidc.ErrInvalidRequest().WithDescription("token: was not issued to this client")
@@ -242,7 +267,7 @@ func (s *storage) RevokeToken(ctx context.Context, tokenOrID, _ string, clientID
 		return nil
 	case err != nil:
 		return oidc.ErrServerError().WithParent(err)
-	case t.ServerID != rq.serverID:
+	case t.ServerID != rq.serverID || t.Subject != subject:
 		return nil
 	case t.ClientID != clientID:
 		return oidc.ErrInvalidRequest().WithDescription("token: was not issued to this client")

@@ -19,6 +19,9 @@ const (
 	KindRefreshUsed     = "oauth-refresh-used"
 	KindRevokedFamilies = "oauth-revoked-families"
 	KindSessions        = "oauth-sessions"
+	// KindAuthRequestSlots holds the slots that bound the auth requests
+	// waiting for a login (AcquireAuthRequestSlot).
+	KindAuthRequestSlots = "oauth-auth-request-slots"
 )
 
 // Subject types (the gh_sub_type claim).
@@ -27,9 +30,17 @@ const (
 	SubjectClient = "client"
 )
 
-// LoginWindow is how long an auth request waits for its login beyond the
-// server's authorization_code_ttl.
+// LoginWindow is how long an auth request waits for its login; once
+// logged in it lives on for the server's authorization_code_ttl.
 const LoginWindow = 15 * time.Minute
+
+// CredentialVersion is a short hash of a user's password hash: sessions
+// and the tokens issued from them carry it, so that a changed password
+// (or a user removed and added again) ends them.
+func CredentialVersion(passwordHash string) string {
+	sum := sha256.Sum256([]byte("gatehouse/credential\x00" + passwordHash))
+	return hex.EncodeToString(sum[:8])
+}
 
 // Hash is the hex SHA-256 of a secret: the id of the records of codes,
 // refresh tokens and session cookies.
@@ -90,6 +101,20 @@ type AuthRequest struct {
 	AuthContext map[string]any `json:"authentication_context,omitempty"`
 	// CodeIssued: a code was issued for it (one code per auth request).
 	CodeIssued bool `json:"code_issued,omitempty"`
+
+	// BrowserHash is the Hash of the nonce of the browser that started
+	// the request (its binding cookie): only that browser may log in for
+	// it and take its code.
+	BrowserHash string `json:"browser_hash,omitempty"`
+	// SessionHash is the Hash of the session cookie of the login that
+	// completed it: the callback requires that session too.
+	SessionHash string `json:"session_hash,omitempty"`
+	// Credential is the CredentialVersion of the user's password at the
+	// login.
+	Credential string `json:"credential,omitempty"`
+	// Slot is the slot it holds while it waits for its login ("" once
+	// logged in).
+	Slot string `json:"slot,omitempty"`
 }
 
 // Code is an issued authorization code (KindCodes, id = Hash(code)).
@@ -122,14 +147,17 @@ type AccessToken struct {
 	ClientID string `json:"client_id"`
 	// ClientUID is the store UID of the client object it was issued to: a
 	// client deleted and created again with the same id is another client.
-	ClientUID   string    `json:"client_uid,omitempty"`
-	Subject     string    `json:"sub"`
-	SubjectType string    `json:"sub_type"`
-	Scopes      []string  `json:"scopes,omitempty"`
-	Audience    []string  `json:"audience,omitempty"`
-	FamilyID    string    `json:"family_id,omitempty"`
-	IssuedAt    time.Time `json:"issued_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
+	ClientUID   string   `json:"client_uid,omitempty"`
+	Subject     string   `json:"sub"`
+	SubjectType string   `json:"sub_type"`
+	Scopes      []string `json:"scopes,omitempty"`
+	Audience    []string `json:"audience,omitempty"`
+	FamilyID    string   `json:"family_id,omitempty"`
+	// Credential is the CredentialVersion of a user's password at the
+	// login the token comes from ("" for clients).
+	Credential string    `json:"credential,omitempty"`
+	IssuedAt   time.Time `json:"issued_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
 }
 
 // RefreshToken is an issued refresh token (KindRefreshTokens, id =
@@ -147,8 +175,12 @@ type RefreshToken struct {
 	AuthTime    time.Time      `json:"auth_time,omitzero"`
 	AMR         []string       `json:"amr,omitempty"`
 	AuthContext map[string]any `json:"authentication_context,omitempty"`
-	IssuedAt    time.Time      `json:"issued_at"`
-	ExpiresAt   time.Time      `json:"expires_at"`
+	// Credential: as AccessToken.Credential.
+	Credential string    `json:"credential,omitempty"`
+	IssuedAt   time.Time `json:"issued_at"`
+	// ExpiresAt is the token's expiry: refresh_token_ttl after the login
+	// the family comes from, never later (rotation does not extend it).
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // RefreshUse marks a refresh token used (KindRefreshUsed, id =
@@ -174,5 +206,8 @@ type Session struct {
 	AuthTime    time.Time      `json:"auth_time"`
 	AMR         []string       `json:"amr,omitempty"`
 	AuthContext map[string]any `json:"authentication_context,omitempty"`
-	ExpiresAt   time.Time      `json:"expires_at"`
+	// Credential is the CredentialVersion of the user's password at the
+	// login.
+	Credential string    `json:"credential,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at"`
 }

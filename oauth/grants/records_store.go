@@ -2,9 +2,12 @@ package grants
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -247,4 +250,54 @@ func (r *Records) Sessions(ctx context.Context, tid string) (map[string]*Session
 // DeleteSessionByHash deletes a session by the hash of its cookie value.
 func (r *Records) DeleteSessionByHash(ctx context.Context, tid, hash string) error {
 	return r.del(ctx, KindSessions, tid, hash)
+}
+
+// slotTries is how many slots AcquireAuthRequestSlot tries (every slot
+// when there are no more than this).
+const slotTries = 16
+
+// AcquireAuthRequestSlot takes one of the limit slots of server serverID
+// for an auth request waiting for its login, until expires, and returns
+// its id; ok is false when the slots it tried were all taken. A slot is
+// a state entry created only when absent (PutStateIfAbsent), so the
+// bound holds across every replica sharing the store: never more than
+// limit live slots. It tries up to slotTries random slots (all of them,
+// in turn, when limit is at most slotTries), so with many slots a
+// request may be refused a little before all are taken (at 80 % taken,
+// about 3 % of requests).
+func (r *Records) AcquireAuthRequestSlot(ctx context.Context, tid, serverID string, limit int, expires time.Time) (string, bool, error) {
+	if limit <= 0 {
+		return "", false, nil
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", false, fmt.Errorf("pick a slot: %w", err)
+	}
+	start := int(binary.BigEndian.Uint64(b[:]) % uint64(limit))
+	for i := range min(limit, slotTries) {
+		n := (start + i) % limit
+		if limit > slotTries && i > 0 {
+			if _, err := rand.Read(b[:]); err != nil {
+				return "", false, fmt.Errorf("pick a slot: %w", err)
+			}
+			n = int(binary.BigEndian.Uint64(b[:]) % uint64(limit))
+		}
+		id := serverID + "/" + strconv.Itoa(n)
+		created, err := r.putOnce(ctx, KindAuthRequestSlots, tid, id, struct{}{}, expires)
+		if err != nil {
+			return "", false, err
+		}
+		if created {
+			return id, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// ReleaseAuthRequestSlot frees a slot ("" frees nothing).
+func (r *Records) ReleaseAuthRequestSlot(ctx context.Context, tid, slot string) error {
+	if slot == "" {
+		return nil
+	}
+	return r.del(ctx, KindAuthRequestSlots, tid, slot)
 }
