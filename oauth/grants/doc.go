@@ -14,7 +14,8 @@
 // secret (Hash).
 //
 //	kind                    id                        value          expires
-//	oauth-auth-requests     auth request id (random)  AuthRequest    authorization_code_ttl + LoginWindow
+//	oauth-auth-requests     auth request id (random)  AuthRequest    LoginWindow; authorization_code_ttl once logged in
+//	oauth-auth-request-slots  server id "/" slot      {}             LoginWindow, or until its login
 //	oauth-codes             Hash(code)                Code           authorization_code_ttl
 //	oauth-codes-used        Hash(code)                CodeUse        longest token TTL of the server
 //	oauth-access-tokens     jti                       AccessToken    the token's exp
