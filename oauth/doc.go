@@ -37,6 +37,23 @@
 //     errors go to the redirect with the state. Scopes ⊆ the standard
 //     OpenID scopes and the server's scopes (the client's list when it
 //     has one), else invalid_scope.
+//   - An auth request belongs to the browser that started it (binding.go):
+//     a binding cookie whose nonce's hash the request keeps; the login
+//     page, its form (CSRF token: HMAC of the id and that nonce) and the
+//     callback refuse any other browser (HTML 403), and the callback also
+//     requires the session that completed the login. /authorize takes at
+//     most 16 KiB and bounds what it stores (state, nonce, login_hint,
+//     code_challenge, scopes); a request waits LoginWindow for its login,
+//     at most Options.MaxPendingAuthRequests per server.
+//   - Password verifications run at most Options.PasswordVerifications at
+//     once per process (503 with Retry-After beyond the wait).
+//   - Sessions and tokens of a user carry its credential version: a user
+//     removed, disabled or with a new password is refused at refresh,
+//     introspection, userinfo and session reuse. A refresh family ends
+//     refresh_token_ttl after its code exchange, whatever the rotations.
+//   - Revocation revokes only a token zitadel identified (a refresh token
+//     found, a verified JWT, a decrypted opaque token): a bare jti does
+//     nothing.
 //   - Codes (AES-GCM of the auth request id, by zitadel) are stored
 //     hashed, redeemed once (TakeState) when tokens are issued — after
 //     the client, the verifier and the redirect_uri were checked, so a
