@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/passwords"
 	"github.com/gatehouse-dev/gatehouse/model"
+	"github.com/gatehouse-dev/gatehouse/oauth/grants"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -1245,7 +1246,13 @@ func (s *Server) putAuthentications(c *gin.Context) {
 		if apiErr := fieldErrors(missingPasswords(req.Methods, stored)); apiErr != nil {
 			return apiErr
 		}
+		before := t.Spec.Authentications
 		t.Spec.Authentications = storedMethods(req.Methods, hashes, stored)
+		// Users removed, disabled or with a new password lose their
+		// tokens everywhere (gateways check them offline) in this write.
+		if err := s.revokeChangedUsers(ctx, tx, tid, aid, &t.Spec, before); err != nil {
+			return err
+		}
 		t.Meta.UpdatedBy = actor(c)
 		if err := serverRepo.Update(ctx, tx, t, expect); err != nil {
 			return err
@@ -1551,6 +1558,40 @@ func checkConfigServers(want []*configObject, stored configState, merge bool) *E
 			}
 			if spec.System && !named[id] {
 				delete(stored, id)
+			}
+		}
+	}
+	return nil
+}
+
+// revokeChangedUsers revokes, from now, the tokens of the static users of
+// before whom the server's new login methods no longer let in with the
+// same password (removed, method removed or disabled, password changed):
+// a not-before for the subject, until no token issued now is valid.
+func (s *Server) revokeChangedUsers(ctx context.Context, tx store.Tx, tid, aid string, spec *model.ServerSpec, before []model.AuthenticationMethod) error {
+	live := map[string]string{} // subject → password hash
+	for _, m := range spec.Authentications {
+		if m.Disabled || m.Static == nil {
+			continue
+		}
+		for _, u := range m.Static.Users {
+			live[model.StaticSubject(m.ID, u.Username)] = u.PasswordHash
+		}
+	}
+	now := time.Now()
+	until := now.Add(max(spec.AccessTokenTTL.D(), spec.IDTokenTTL.D(), spec.RefreshTokenTTL.D()))
+	issuer := model.IssuerURL(s.public, tid, aid)
+	for _, m := range before {
+		if m.Static == nil {
+			continue
+		}
+		for _, u := range m.Static.Users {
+			sub := model.StaticSubject(m.ID, u.Username)
+			if hash, ok := live[sub]; ok && hash == u.PasswordHash {
+				continue
+			}
+			if err := grants.RevokeSubject(ctx, tx, tid, issuer, sub, "", now, until); err != nil {
+				return fmt.Errorf("revoke the tokens of %s: %w", sub, err)
 			}
 		}
 	}

@@ -254,3 +254,26 @@ type TokenRevocationSpec struct {
 func IssuerURL(publicURL, tenantID, serverID string) string {
 	return strings.TrimRight(publicURL, "/") + "/" + tenantID + "/" + serverID
 }
+
+// StaticSubject is the sub of a static login's user:
+// "static/<method id>/<username>", the username with '%', '/', ':', '|'
+// and control characters percent-encoded (opaque tokens join
+// "<jti>:<sub>" and revocations key "<issuer>|<sub>").
+func StaticSubject(methodID, username string) string {
+	var b strings.Builder
+	b.WriteString("static/")
+	b.WriteString(methodID)
+	b.WriteByte('/')
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(username); i++ {
+		c := username[i]
+		if c == '%' || c == '/' || c == ':' || c == '|' || c < 0x20 || c == 0x7f {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -16,24 +16,7 @@ import (
 // their client id.
 const staticSubjectPrefix = "static/"
 
-func staticSubject(methodID, username string) string {
-	var b strings.Builder
-	b.WriteString(staticSubjectPrefix)
-	b.WriteString(methodID)
-	b.WriteByte('/')
-	const hex = "0123456789ABCDEF"
-	for i := 0; i < len(username); i++ {
-		c := username[i]
-		if c == '%' || c == '/' || c == ':' || c == '|' || c < 0x20 || c == 0x7f {
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
+func staticSubject(methodID, username string) string { return model.StaticSubject(methodID, username) }
 
 // parseStaticSubject splits a static user's subject.
 func parseStaticSubject(sub string) (methodID, username string, ok bool) {
