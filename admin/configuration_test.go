@@ -426,8 +426,9 @@ func TestConfigurationRoundTrip(t *testing.T) {
 			// The secret is exported as secret_hash; the issuer URL
 			// follows from the tenant and the id.
 			// user_policy_id and developer_policy_id can only be empty
-			// and are left out when they are.
-			readOnly = append(readOnly, "secret", "issuer_url", "user_policy_id", "developer_policy_id")
+			// and are left out when they are. jwks imports private keys,
+			// which are never exported (a copied server makes its own).
+			readOnly = append(readOnly, "secret", "issuer_url", "user_policy_id", "developer_policy_id", "jwks")
 		case "clients":
 			// The secret is exported as secret_hash, scope (space
 			// separated) as scopes; the mutual-TLS fields can only be
