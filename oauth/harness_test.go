@@ -10,18 +10,17 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/net/html"
 
 	"github.com/gatehouse-dev/gatehouse/internal/passwords"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit/browser"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/clientauth"
 	"github.com/gatehouse-dev/gatehouse/oauth/grants"
@@ -262,48 +261,7 @@ func (e *env) drive(c *http.Client, start, stopAt, username, password string) re
 }
 
 // loginForm parses the login page: the form's action and its fields.
-func loginForm(page string) (string, url.Values, bool) {
-	doc, err := html.Parse(strings.NewReader(page))
-	if err != nil {
-		return "", nil, false
-	}
-	var action string
-	fields := url.Values{}
-	found := false
-	var walk func(n *html.Node)
-	walk = func(n *html.Node) {
-		if n.Type == html.ElementNode {
-			attr := func(k string) string {
-				for _, a := range n.Attr {
-					if a.Key == k {
-						return a.Val
-					}
-				}
-				return ""
-			}
-			switch n.Data {
-			case "form":
-				action, found = attr("action"), true
-			case "input":
-				if name := attr("name"); name != "" {
-					fields.Set(name, attr("value"))
-				}
-			}
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			walk(c)
-		}
-	}
-	walk(doc)
-	return action, fields, found && slices.Contains([]string{"username"}, firstKey(fields, "username"))
-}
-
-func firstKey(v url.Values, k string) string {
-	if _, ok := v[k]; ok {
-		return k
-	}
-	return ""
-}
+func loginForm(page string) (string, url.Values, bool) { return browser.LoginForm(page) }
 
 // postForm posts a form with optional basic auth and decodes the JSON answer.
 func (e *env) postForm(endpoint string, form url.Values, user, pass string) (int, map[string]any) {
