@@ -90,7 +90,7 @@ func (s *storage) fillUserinfo(ctx context.Context, rq *request, info *oidc.User
 // mappedClaims are the server's claims of type typ whose scopes were
 // granted (none: always), valued from the authentication context.
 func (s *storage) mappedClaims(ctx context.Context, rq *request, typ string, authCtx map[string]any, granted []string) (map[string]any, error) {
-	claims, err := s.serverClaims(ctx, rq)
+	claims, err := rq.cfg.serverClaims(ctx)
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 // CORS: zitadel's default allows every origin with credentials, so its
@@ -50,14 +48,11 @@ func (p *Provider) originAllowed(r *http.Request, rq *request, origin string) bo
 	if origin == "null" {
 		return false
 	}
-	clients, err := clientRepo.ListAll(r.Context(), p.store, store.Query{TenantID: rq.tenantID})
+	clients, err := rq.cfg.serverClients(r.Context())
 	if err != nil {
 		return false
 	}
 	for _, c := range clients {
-		if c.Spec.ServerID != rq.serverID {
-			continue
-		}
 		for _, u := range c.Spec.RedirectURIs {
 			if pu, err := url.Parse(u); err == nil && pu.Scheme+"://"+pu.Host == origin {
 				return true

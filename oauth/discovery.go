@@ -86,7 +86,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request, rq *request
 			doc.ScopesSupported = append(doc.ScopesSupported, s)
 		}
 	}
-	scopes, err := p.storage.serverScopes(ctx, rq)
+	scopes, err := rq.cfg.serverScopes(ctx)
 	if err != nil {
 		p.serverError(w, "list the server's scopes", err)
 		return
@@ -96,7 +96,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request, rq *request
 	for _, names := range standardClaims {
 		doc.ClaimsSupported = appendNew(doc.ClaimsSupported, names...)
 	}
-	claims, err := p.storage.serverClaims(ctx, rq)
+	claims, err := rq.cfg.serverClaims(ctx)
 	if err != nil {
 		p.serverError(w, "list the server's claims", err)
 		return

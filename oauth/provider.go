@@ -76,6 +76,7 @@ type Provider struct {
 	op      *op.Provider
 	storage *storage
 	store   store.Store
+	configs *configCache
 	keys    *keys.Manager
 	records *grants.Records
 	public  string
@@ -115,6 +116,7 @@ func New(opts Options) (*Provider, error) {
 	mac.Write([]byte("gatehouse/oauth/login-csrf"))
 	p := &Provider{
 		store:       opts.Store,
+		configs:     newConfigCache(opts.Store),
 		keys:        opts.Keys,
 		records:     grants.NewRecords(opts.Store, now),
 		public:      pub.String(),
@@ -180,28 +182,22 @@ var (
 func (p *Provider) handle(c *gin.Context) {
 	tid, aid, rest := c.Param("tid"), c.Param("aid"), c.Param("rest")
 	ctx := c.Request.Context()
-	tenant, err := tenantRepo.Get(ctx, p.store, "", tid)
+	cfg, err := p.configs.get(ctx, tid, aid)
 	switch {
-	case errors.Is(err, store.ErrNotFound) || (err == nil && tenant.Spec.Status == model.TenantDeleted):
+	case errors.Is(err, errNoTenant):
 		writeOAuthError(c.Writer, http.StatusNotFound, "invalid_request", "tid: no tenant "+tid)
 		return
-	case err != nil:
-		p.serverError(c.Writer, "read the tenant", err)
-		return
-	case tenant.Spec.Status == model.TenantDisabled:
-		writeOAuthError(c.Writer, http.StatusForbidden, "access_denied", "tid: tenant "+tid+" is disabled")
-		return
-	}
-	server, err := serverRepo.Get(ctx, p.store, tid, aid)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, errNoServer):
 		writeOAuthError(c.Writer, http.StatusNotFound, "invalid_request", "aid: no authorization server "+aid+" in tenant "+tid)
 		return
 	case err != nil:
-		p.serverError(c.Writer, "read the server", err)
+		p.serverError(c.Writer, "read the server's configuration", err)
+		return
+	case cfg.tenant.Spec.Status == model.TenantDisabled:
+		writeOAuthError(c.Writer, http.StatusForbidden, "access_denied", "tid: tenant "+tid+" is disabled")
 		return
 	}
-	rq := &request{tenantID: tid, serverID: aid, issuer: p.issuerOf(tid, aid), server: server}
+	rq := &request{tenantID: tid, serverID: aid, issuer: p.issuerOf(tid, aid), cfg: cfg}
 	if ck, err := c.Request.Cookie(sessionCookie); err == nil && ck.Value != "" {
 		rq.sessionHash = grants.Hash(ck.Value)
 	}

@@ -3,15 +3,12 @@ package oauth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
-	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 // request is what the gin handler learnt about one request to an
@@ -22,13 +19,12 @@ type request struct {
 	tenantID string
 	serverID string
 	issuer   string
-	server   *store.Typed[model.ServerSpec]
+	// cfg is the server's configuration at the store revision the
+	// request started at (config.go).
+	cfg *serverConfig
 	// sessionHash is the hash of the login session cookie the request
 	// carried ("" without one).
 	sessionHash string
-
-	mu   sync.Mutex
-	keys *keys.Set // loaded once per request
 }
 
 type requestKey struct{}
@@ -61,30 +57,11 @@ func issuerFromRequest(bool) (op.IssuerFromRequest, error) {
 	}, nil
 }
 
-// spec is the server's configuration.
-func (rq *request) spec() *model.ServerSpec { return &rq.server.Spec }
+// spec is the server's configuration (shared: read-only).
+func (rq *request) spec() *model.ServerSpec { return &rq.cfg.server.Spec }
 
-// keySet loads the server's key set once per request; with ensure, a
-// server without keys gets its first key.
+// keySet is the server's key set; with ensure, a server without keys
+// gets its first key.
 func (rq *request) keySet(ctx context.Context, p *Provider, ensure bool) (*keys.Set, error) {
-	rq.mu.Lock()
-	defer rq.mu.Unlock()
-	if rq.keys != nil && (rq.keys.Len() > 0 || !ensure) {
-		return rq.keys, nil
-	}
-	policy := keys.PolicyOf(rq.spec())
-	var (
-		set *keys.Set
-		err error
-	)
-	if ensure {
-		set, err = p.keys.Ensure(ctx, rq.tenantID, rq.serverID, keys.Rotation{Policy: policy, Now: p.now()})
-	} else {
-		set, err = p.keys.Load(ctx, rq.tenantID, rq.serverID, policy)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("keys of server %s/%s: %w", rq.tenantID, rq.serverID, err)
-	}
-	rq.keys = set
-	return set, nil
+	return rq.cfg.keySet(ctx, p.keys, p.now(), ensure)
 }

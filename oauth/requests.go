@@ -103,7 +103,16 @@ type refreshRequest struct {
 }
 
 func newRefreshRequest(t *grants.RefreshToken, hash string, c *client) *refreshRequest {
-	r := &refreshRequest{t: t, hash: hash, client: c, scopes: slices.Clone(t.Scopes)}
+	// The scopes granted then, less those the client may no longer be
+	// granted (unbound from the server, removed from the client's
+	// scopes, or offline_access without the refresh_token grant).
+	scopes := make([]string, 0, len(t.Scopes))
+	for _, s := range t.Scopes {
+		if c.scopes[s] {
+			scopes = append(scopes, s)
+		}
+	}
+	r := &refreshRequest{t: t, hash: hash, client: c, scopes: scopes}
 	r.accessAud = t.Audience
 	if len(r.accessAud) == 0 {
 		r.accessAud = c.accessAudience()

@@ -55,50 +55,18 @@ func (s *storage) client(ctx context.Context, id string) (*client, error) {
 	if id == "" || !model.ValidObjectID(id) {
 		return nil, errUnknownClient
 	}
-	t, err := clientRepo.Get(ctx, s.p.store, rq.tenantID, id)
+	t, err := rq.cfg.client(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, errUnknownClient
 	case err != nil:
 		return nil, oidc.ErrServerError().WithParent(fmt.Errorf("read client %s/%s: %w", rq.tenantID, id, err))
-	case t.Spec.ServerID != rq.serverID:
-		return nil, errUnknownClient
 	}
-	scopes, err := s.serverScopes(ctx, rq)
+	scopes, err := rq.cfg.serverScopes(ctx)
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
 	return newClient(rq, t, scopes), nil
-}
-
-// serverScopes are the names of the tenant's scopes bound to the server.
-func (s *storage) serverScopes(ctx context.Context, rq *request) ([]string, error) {
-	items, err := scopeRepo.ListAll(ctx, s.p.store, store.Query{TenantID: rq.tenantID})
-	if err != nil {
-		return nil, fmt.Errorf("list the scopes of tenant %s: %w", rq.tenantID, err)
-	}
-	var out []string
-	for _, it := range items {
-		if it.Spec.ServerID == rq.serverID && it.Meta.Name != "" {
-			out = append(out, it.Meta.Name)
-		}
-	}
-	return out, nil
-}
-
-// serverClaims are the claims the server maps into its tokens.
-func (s *storage) serverClaims(ctx context.Context, rq *request) ([]*store.Typed[model.ClaimSpec], error) {
-	items, err := claimRepo.ListAll(ctx, s.p.store, store.Query{TenantID: rq.tenantID})
-	if err != nil {
-		return nil, fmt.Errorf("list the claims of tenant %s: %w", rq.tenantID, err)
-	}
-	out := items[:0]
-	for _, it := range items {
-		if it.Spec.ServerID == rq.serverID {
-			out = append(out, it)
-		}
-	}
-	return out, nil
 }
 
 // GetClientByClientID returns a client of the request's server.
