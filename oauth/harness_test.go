@@ -161,7 +161,8 @@ func (e *env) snapshot(tid string) map[string]int {
 	ctx := context.Background()
 	out := map[string]int{}
 	for _, kind := range []string{grants.KindAuthRequests, grants.KindCodes, grants.KindCodesUsed, grants.KindAccessTokens,
-		grants.KindRefreshTokens, grants.KindRefreshUsed, grants.KindRevokedFamilies, grants.KindSessions, grants.KindAuthRequestSlots} {
+		grants.KindRefreshTokens, grants.KindRefreshUsed, grants.KindRevokedFamilies, grants.KindSessions, grants.KindAuthRequestSlots,
+		grants.KindAssertionsUsed} {
 		entries, err := e.st.ListState(ctx, kind, tid)
 		if err != nil {
 			e.t.Fatal(err)

@@ -218,11 +218,16 @@ func (p *Provider) handle(c *gin.Context) {
 	case "/" + pathAuthorize + "/callback":
 		p.serveCallback(w, r, rq)
 	case "/" + pathToken:
-		if !p.tokenGrantAllowed(w, r, rq) {
+		if !p.tokenGrantAllowed(w, r, rq) || p.assertionReplayed(w, r, rq) {
 			return
 		}
 		p.serveProvider(w, r, rq, jsonErrors)
-	case "/" + pathIntrospect, "/" + pathRevoke, "/" + pathUserinfo, "/" + pathLogout, "/" + pathJWKS:
+	case "/" + pathIntrospect, "/" + pathRevoke:
+		if p.assertionReplayed(w, r, rq) {
+			return
+		}
+		p.serveProvider(w, r, rq, jsonErrors)
+	case "/" + pathUserinfo, "/" + pathLogout, "/" + pathJWKS:
 		p.serveProvider(w, r, rq, jsonErrors)
 	default:
 		writeOAuthError(w, http.StatusNotFound, "invalid_request", "path: no endpoint "+rest+" at this issuer")

@@ -25,6 +25,9 @@ type request struct {
 	// sessionHash is the hash of the login session cookie the request
 	// carried ("" without one).
 	sessionHash string
+	// assertedClient is the client a valid, first-used client assertion
+	// (private_key_jwt) of the request authenticated ("" without one).
+	assertedClient string
 }
 
 type requestKey struct{}

@@ -101,14 +101,35 @@ func (s *storage) authenticate(ctx context.Context, clientID, secret string) (*c
 	return c, nil
 }
 
-// ClientCredentials authenticates a client of the client_credentials grant.
+// ClientCredentials authenticates a client of the client_credentials
+// grant: by its secret, or (zitadel passes no assertion here) by the
+// client assertion the handler verified (assertionReplayed).
 func (s *storage) ClientCredentials(ctx context.Context, clientID, secret string) (op.Client, error) {
+	if id := assertedClient(ctx); id != "" && secret == "" && (clientID == "" || clientID == id) {
+		c, err := s.client(ctx, id)
+		if err != nil || c.spec.TokenEndpointAuthMethod != model.AuthMethodPrivateKeyJWT {
+			return nil, errClientAuth
+		}
+		return c, nil
+	}
 	return s.authenticate(ctx, clientID, secret)
+}
+
+// assertedClient is the client the request's client assertion
+// authenticated, or "".
+func assertedClient(ctx context.Context) string {
+	if rq, err := requestFrom(ctx); err == nil {
+		return rq.assertedClient
+	}
+	return ""
 }
 
 // ClientCredentialsTokenRequest is the token request of a machine: the
 // subject is the client id; every requested scope must be allowed.
 func (s *storage) ClientCredentialsTokenRequest(ctx context.Context, clientID string, scopes []string) (op.TokenRequest, error) {
+	if clientID == "" {
+		clientID = assertedClient(ctx)
+	}
 	c, err := s.client(ctx, clientID)
 	if err != nil {
 		return nil, oidc.ErrInvalidClient().WithDescription("client_id: unknown client")

@@ -23,6 +23,7 @@
 //	oauth-refresh-used      Hash(refresh token)       RefreshUse     the token's expiry
 //	oauth-revoked-families  family id                 FamilyRevoked  the family's longest expiry
 //	oauth-sessions          Hash(cookie value)        Session        cookie_max_age
+//	oauth-assertions-used   Hash(server, client, jti) {}             the assertion's exp
 //
 // An access token record (kind KindAccessTokens, id = the token's jti, in
 // the tenant of the server that issued it) is what in-process verifiers

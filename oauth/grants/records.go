@@ -22,6 +22,9 @@ const (
 	// KindAuthRequestSlots holds the slots that bound the auth requests
 	// waiting for a login (AcquireAuthRequestSlot).
 	KindAuthRequestSlots = "oauth-auth-request-slots"
+	// KindAssertionsUsed holds the client assertions (private_key_jwt)
+	// already used, until they expire (UseAssertion).
+	KindAssertionsUsed = "oauth-assertions-used"
 )
 
 // Subject types (the gh_sub_type claim).

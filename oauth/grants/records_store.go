@@ -301,3 +301,12 @@ func (r *Records) ReleaseAuthRequestSlot(ctx context.Context, tid, slot string) 
 	}
 	return r.del(ctx, KindAuthRequestSlots, tid, slot)
 }
+
+// UseAssertion records the use of a client assertion (private_key_jwt,
+// RFC 7523) of clientID at server serverID, identified by its jti, until
+// it expires, and reports whether this is its first use: an assertion is
+// good for one request (OpenID Connect Core §9), however long it lives.
+func (r *Records) UseAssertion(ctx context.Context, tid, serverID, clientID, jti string, expires time.Time) (bool, error) {
+	id := Hash(serverID + "\x00" + clientID + "\x00" + jti)
+	return r.putOnce(ctx, KindAssertionsUsed, tid, id, struct{}{}, expires)
+}
