@@ -227,7 +227,12 @@ func (p *Provider) handle(c *gin.Context) {
 			return
 		}
 		p.serveProvider(w, r, rq, jsonErrors)
-	case "/" + pathUserinfo, "/" + pathLogout, "/" + pathJWKS:
+	case "/" + pathLogout:
+		if p.logoutNeedsConfirmation(w, r, rq) {
+			return
+		}
+		p.serveProvider(w, r, rq, jsonErrors)
+	case "/" + pathUserinfo, "/" + pathJWKS:
 		p.serveProvider(w, r, rq, jsonErrors)
 	default:
 		writeOAuthError(w, http.StatusNotFound, "invalid_request", "path: no endpoint "+rest+" at this issuer")

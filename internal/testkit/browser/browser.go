@@ -108,6 +108,14 @@ func (b *Browser) Drive(start, stopAt, username, password string) (Result, error
 // fields with their values; ok is false unless the page has a form with a
 // username field.
 func LoginForm(page string) (action string, fields url.Values, ok bool) {
+	action, fields, ok = Form(page)
+	_, hasUser := fields["username"]
+	return action, fields, ok && hasUser
+}
+
+// Form parses a page with one form: its action and its input fields with
+// their values; ok is false when the page has no form.
+func Form(page string) (action string, fields url.Values, ok bool) {
 	doc, err := html.Parse(strings.NewReader(page))
 	if err != nil {
 		return "", nil, false
@@ -139,6 +147,5 @@ func LoginForm(page string) (action string, fields url.Values, ok bool) {
 		}
 	}
 	walk(doc)
-	_, hasUser := fields["username"]
-	return action, fields, hasForm && hasUser
+	return action, fields, hasForm
 }
