@@ -52,6 +52,9 @@ type Store struct {
 	// honours the caller's context, which waiting for bbolt's own writer
 	// lock would not.
 	writer chan struct{}
+	// batch queues the runtime writes waiting for the writer slot
+	// (groupcommit.go).
+	batch batcher
 	// writeFault, when set (tests), fails write transactions the way a
 	// failed disk write fails them.
 	writeFault atomic.Pointer[func() error]

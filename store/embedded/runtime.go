@@ -85,7 +85,7 @@ func (s *Store) PutStateTTL(ctx context.Context, kind, tenantID, id string, valu
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateBatched(ctx, func(tx *bolt.Tx) error {
 		k := key(kind, tenantID, id)
 		old, err := readState(tx, k)
 		if err != nil {
@@ -113,7 +113,7 @@ func (s *Store) PutStateIfAbsent(ctx context.Context, kind, tenantID, id string,
 	}
 	ttl, _ = store.StateTTL(ttl) // valid: newStateEntry checked it
 	created := false
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.updateBatched(ctx, func(tx *bolt.Tx) error {
 		created = false
 		old, err := readState(tx, k)
 		if err != nil || (old != nil && !old.Expired(now())) {
@@ -164,7 +164,7 @@ func (s *Store) TakeState(ctx context.Context, kind, tenantID, id string) (*stor
 		return nil, false, err
 	}
 	var taken *store.StateEntry
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.updateBatched(ctx, func(tx *bolt.Tx) error {
 		taken = nil
 		e, err := readState(tx, k)
 		if err != nil || e == nil || e.Expired(now()) {
@@ -184,7 +184,7 @@ func (s *Store) TakeState(ctx context.Context, kind, tenantID, id string) (*stor
 
 // DeleteState implements store.Runtime.
 func (s *Store) DeleteState(ctx context.Context, kind, tenantID, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateBatched(ctx, func(tx *bolt.Tx) error {
 		k := key(kind, tenantID, id)
 		old, err := readState(tx, k)
 		if err != nil || old == nil {
