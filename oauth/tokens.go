@@ -145,11 +145,11 @@ func (s *storage) beginCodeFamily(ctx context.Context, rq *request, r *authReque
 // issueAccessToken records a new access token of req; the JWT (or opaque
 // token) is made by zitadel from the returned record.
 func (s *storage) issueAccessToken(ctx context.Context, rq *request, req op.TokenRequest, family string) (*grants.AccessToken, error) {
-	jti, err := grants.NewID()
+	now := s.p.now().UTC()
+	jti, err := grants.NewTimeOrderedID(now)
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
-	now := s.p.now().UTC()
 	t := &grants.AccessToken{
 		JTI: jti, ServerID: rq.serverID, Issuer: rq.issuer, Subject: req.GetSubject(),
 		Scopes: slices.Clone(req.GetScopes()), Audience: req.GetAudience(), FamilyID: family,

@@ -3,6 +3,8 @@ package grants_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,4 +207,36 @@ func TestRevokeFamily(t *testing.T) {
 			t.Fatalf("revocations %+v, want a1", revs)
 		}
 	})
+}
+
+// Time-ordered ids sort by their time and are unique within one
+// millisecond (80 random bits).
+func TestTimeOrderedIDs(t *testing.T) {
+	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	maxOfPrevious, maxOfThis := "", ""
+	for ms := range 20 {
+		at := base.Add(time.Duration(ms) * time.Millisecond)
+		maxOfPrevious, maxOfThis = maxOfThis, ""
+		for range 10 {
+			id, err := grants.NewTimeOrderedID(at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+				t.Fatalf("id %q: want 32 lowercase hex digits", id)
+			}
+			if seen[id] {
+				t.Fatalf("id %q made twice", id)
+			}
+			seen[id] = true
+			if id <= maxOfPrevious {
+				t.Fatalf("id %q of a later millisecond sorts before %q", id, maxOfPrevious)
+			}
+			if want := fmt.Sprintf("%012x", at.UnixMilli()); id[:12] != want {
+				t.Fatalf("id %q: time prefix %s, want %s", id, id[:12], want)
+			}
+			maxOfThis = max(maxOfThis, id)
+		}
+	}
 }
