@@ -115,77 +115,70 @@ type serverConfig struct {
 	server *store.Typed[model.ServerSpec]
 
 	mu      sync.Mutex
-	scopes  []string
-	claims  []*store.Typed[model.ClaimSpec]
-	clients []*store.Typed[model.ClientSpec]
+	scopes  lazy[[]string]
+	claims  lazy[[]*store.Typed[model.ClaimSpec]]
+	clients lazy[[]*store.Typed[model.ClientSpec]]
 	byID    map[string]*store.Typed[model.ClientSpec]
-	loaded  struct{ scopes, claims, clients bool }
 
 	keysMu sync.Mutex // held while the key set loads
 	keys   *keys.Set
 }
 
-// serverScopes are the names of the tenant's scopes bound to the server.
-func (cfg *serverConfig) serverScopes(ctx context.Context) ([]string, error) {
+// lazy is a value of a serverConfig loaded on first use (under the
+// config's mutex); a failed load is not kept.
+type lazy[T any] struct {
+	v      T
+	loaded bool
+}
+
+// ofServer lists the tenant's objects of repo that belong to the server
+// (by serverID) and keeps what keep makes of them in l.
+func ofServer[S, T any](ctx context.Context, cfg *serverConfig, l *lazy[T], repo store.Repo[S], serverID func(*S) string,
+	keep func([]*store.Typed[S]) T) (T, error) {
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
-	if cfg.loaded.scopes {
-		return cfg.scopes, nil
+	if l.loaded {
+		return l.v, nil
 	}
-	items, err := scopeRepo.ListAll(ctx, cfg.store, store.Query{TenantID: cfg.tenant.Meta.ID})
+	items, err := repo.ListAll(ctx, cfg.store, store.Query{TenantID: cfg.tenant.Meta.ID})
 	if err != nil {
-		return nil, fmt.Errorf("list the scopes of tenant %s: %w", cfg.tenant.Meta.ID, err)
+		var zero T
+		return zero, fmt.Errorf("list the %s of tenant %s: %w", repo.Kind, cfg.tenant.Meta.ID, err)
 	}
-	var out []string
+	mine := items[:0]
 	for _, it := range items {
-		if it.Spec.ServerID == cfg.server.Meta.ID && it.Meta.Name != "" {
-			out = append(out, it.Meta.Name)
+		if serverID(&it.Spec) == cfg.server.Meta.ID {
+			mine = append(mine, it)
 		}
 	}
-	cfg.scopes, cfg.loaded.scopes = out, true
-	return out, nil
+	l.v, l.loaded = keep(mine), true
+	return l.v, nil
+}
+
+func same[T any](v T) T { return v }
+
+// serverScopes are the names of the tenant's scopes bound to the server.
+func (cfg *serverConfig) serverScopes(ctx context.Context) ([]string, error) {
+	return ofServer(ctx, cfg, &cfg.scopes, scopeRepo, func(s *model.ScopeSpec) string { return s.ServerID },
+		func(items []*store.Typed[model.ScopeSpec]) []string {
+			var names []string
+			for _, it := range items {
+				if it.Meta.Name != "" {
+					names = append(names, it.Meta.Name)
+				}
+			}
+			return names
+		})
 }
 
 // serverClaims are the claims the server maps into its tokens.
 func (cfg *serverConfig) serverClaims(ctx context.Context) ([]*store.Typed[model.ClaimSpec], error) {
-	cfg.mu.Lock()
-	defer cfg.mu.Unlock()
-	if cfg.loaded.claims {
-		return cfg.claims, nil
-	}
-	items, err := claimRepo.ListAll(ctx, cfg.store, store.Query{TenantID: cfg.tenant.Meta.ID})
-	if err != nil {
-		return nil, fmt.Errorf("list the claims of tenant %s: %w", cfg.tenant.Meta.ID, err)
-	}
-	out := items[:0]
-	for _, it := range items {
-		if it.Spec.ServerID == cfg.server.Meta.ID {
-			out = append(out, it)
-		}
-	}
-	cfg.claims, cfg.loaded.claims = out, true
-	return out, nil
+	return ofServer(ctx, cfg, &cfg.claims, claimRepo, func(s *model.ClaimSpec) string { return s.ServerID }, same)
 }
 
 // serverClients are the clients of the server (for CORS).
 func (cfg *serverConfig) serverClients(ctx context.Context) ([]*store.Typed[model.ClientSpec], error) {
-	cfg.mu.Lock()
-	defer cfg.mu.Unlock()
-	if cfg.loaded.clients {
-		return cfg.clients, nil
-	}
-	items, err := clientRepo.ListAll(ctx, cfg.store, store.Query{TenantID: cfg.tenant.Meta.ID})
-	if err != nil {
-		return nil, fmt.Errorf("list the clients of tenant %s: %w", cfg.tenant.Meta.ID, err)
-	}
-	out := items[:0]
-	for _, it := range items {
-		if it.Spec.ServerID == cfg.server.Meta.ID {
-			out = append(out, it)
-		}
-	}
-	cfg.clients, cfg.loaded.clients = out, true
-	return out, nil
+	return ofServer(ctx, cfg, &cfg.clients, clientRepo, func(s *model.ClientSpec) string { return s.ServerID }, same)
 }
 
 // client returns the server's client of that id (store.ErrNotFound when

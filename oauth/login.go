@@ -309,9 +309,15 @@ func (p *Provider) renderLogin(w http.ResponseWriter, rq *request, a *authReques
 			break
 		}
 	}
+	p.writeFormPage(w, status, loginTemplate, view, "show the login form")
+}
+
+// writeFormPage renders one of the provider's form pages (login, logout
+// confirmation): never cached, never framed, posting only to itself.
+func (p *Provider) writeFormPage(w http.ResponseWriter, status int, page *template.Template, view any, what string) {
 	var buf bytes.Buffer
-	if err := loginTemplate.Execute(&buf, view); err != nil {
-		p.serverError(w, "show the login form", err)
+	if err := page.Execute(&buf, view); err != nil {
+		p.serverError(w, what, err)
 		return
 	}
 	h := w.Header()

@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"html/template"
 	"net/http"
@@ -47,19 +46,7 @@ func (p *Provider) logoutNeedsConfirmation(w http.ResponseWriter, r *http.Reques
 			view.Params = append(view.Params, logoutParam{Name: k, Value: v})
 		}
 	}
-	var buf bytes.Buffer
-	if err := logoutTemplate.Execute(&buf, view); err != nil {
-		p.serverError(w, "show the logout confirmation", err)
-		return true
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf.Bytes())
+	p.writeFormPage(w, http.StatusOK, logoutTemplate, view, "show the logout confirmation")
 	return true
 }
 

@@ -165,17 +165,7 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return fmt.Errorf("embedded store: wait for the writer: %w", ctx.Err())
 	}
 	defer func() { <-s.writer }()
-	var fnErr error
-	err := s.db.Update(func(btx *bolt.Tx) error {
-		if fnErr = fn(btx); fnErr != nil {
-			return fnErr
-		}
-		if f := s.writeFault.Load(); f != nil {
-			return (*f)()
-		}
-		return nil
-	})
-	return classify(err, fnErr)
+	return s.solo(fn)
 }
 
 // classify wraps store.ErrStorageFull around an error that says the disk

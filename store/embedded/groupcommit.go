@@ -121,7 +121,9 @@ func (s *Store) lead() {
 	}
 }
 
-// solo runs fn in a transaction of its own (the writer slot is held).
+// solo runs fn in a transaction of its own (the writer slot is held),
+// failing it as a failed disk write would when a write fault is set
+// (tests).
 func (s *Store) solo(fn func(*bolt.Tx) error) error {
 	var fnErr error
 	err := s.db.Update(func(tx *bolt.Tx) error {
