@@ -173,14 +173,18 @@ func (t *Tester) Timeout() time.Duration { return t.timeout }
 // Running is how many tests hold a slot.
 func (t *Tester) Running() int { return len(t.slots) }
 
-// Hooks for other runs that share the tests' limits and compile path
-// (Tester.Replay, replay.go): Check is the *CheckError of an unsaved policy
-// (nil when the Checker accepts it), Acquire waits for a test slot
-// (ErrBusy, ErrWaitEnded), Prepare compiles cfg with spec in place of
-// policy id and prepares its query (a field.ErrorList for a policy left
-// out of the bundle).
+// Check is the *CheckError of an unsaved policy (nil when the Checker
+// accepts it). It, Acquire and Prepare let other runs (Tester.Replay,
+// replay.go) share the tests' check, slots and compile path.
 func (t *Tester) Check(id string, spec *model.PolicySpec) error { return t.check(id, spec) }
+
+// Acquire waits, at most the test deadline, for a test slot (ErrBusy,
+// ErrWaitEnded); release frees it.
 func (t *Tester) Acquire(ctx context.Context) (release func(), err error) { return t.acquire(ctx) }
+
+// Prepare compiles cfg, as Run does, with spec in place of policy id and
+// prepares the policy's query (a field.ErrorList for a policy left out of
+// the bundle).
 func (t *Tester) Prepare(ctx context.Context, cfg *Config, id string, spec model.PolicySpec) (rego.PreparedEvalQuery, *Compiled, error) {
 	return t.prepare(ctx, cfg, id, spec)
 }
