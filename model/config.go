@@ -86,6 +86,10 @@ type PolicySpec struct {
 	Definition string            `json:"definition,omitempty"`
 	Validators []ValidatorConfig `json:"validators,omitempty"`
 	Type       string            `json:"type,omitempty"`
+	// Tests is the policy's tests module: Rego test_ rules, run when the
+	// policy is saved and by `gatehouse policy test`, never part of a
+	// bundle (docs/bundles.md, "Tests").
+	Tests string `json:"tests,omitempty"`
 	// DryRun policies are evaluated and logged, but their denials do not
 	// block requests.
 	DryRun bool `json:"dry_run,omitempty"`

@@ -3,6 +3,7 @@ package policies
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -43,12 +44,21 @@ func (c *Checker) AllowedBuiltins() []string { return append([]string(nil), c.na
 // policyFile is the file name problems in a Rego policy are reported under.
 const policyFile = "policy.rego"
 
-// Check returns the problems of a policy; none means it will compile into
-// every bundle.
+// Check returns the problems of a policy on its own, without its tenant:
+// it parses and compiles with the library, defines allow, has no test
+// rules, calls no denied built-in, its result members can have their
+// types (allow is not a string, …), and its tests module (if any)
+// compiles with it. References to other policies are not resolved (they
+// compile as data), so their types are not known: CheckInTenant, which
+// saves run, adds what needs the tenant's policies. None means it will
+// compile into every bundle.
 func (c *Checker) Check(policyID string, spec *model.PolicySpec) []Problem {
 	switch spec.Language {
 	case model.LanguageRego:
-		return c.checkRego(policyID, spec.Definition)
+		if problems := c.checkRego(policyID, spec.Definition); len(problems) > 0 {
+			return problems
+		}
+		return c.checkTests(policyID, spec, nil)
 	case model.LanguageValidators:
 		if len(spec.Validators) > MaxValidators {
 			return []Problem{{Field: "validators", Code: "limit_exceeded",
@@ -59,12 +69,12 @@ func (c *Checker) Check(policyID string, spec *model.PolicySpec) []Problem {
 		}
 		src, err := TranslateValidators(policyID, spec.Validators)
 		if err == nil {
-			err = c.compile(policyFile, src)
+			_, err = c.compile(map[string]string{policyFile: src})
 		}
 		if err != nil {
 			return []Problem{{Code: "internal_error", Message: "the validators translate to invalid Rego: " + err.Error()}}
 		}
-		return nil
+		return c.checkTests(policyID, spec, nil)
 	}
 	return []Problem{{Field: "language", Code: "invalid_language", Message: fmt.Sprintf("must be %q or %q", model.LanguageRego, model.LanguageValidators)}}
 }
@@ -88,45 +98,99 @@ func (c *Checker) checkRego(policyID, src string) []Problem {
 		return []Problem{{Line: m.Package.Location.Row, Column: m.Package.Location.Col, Code: "rego_allow_missing",
 			Message: "the policy must define allow (a boolean rule)"}}
 	}
+	if problems := testRulesIn(m); len(problems) > 0 {
+		return problems
+	}
 	if problems := deniedCalls(m, c.allowed); len(problems) > 0 {
 		return problems
 	}
-	rewritten, err := rewritePackage(src, PolicyPackagePrefix+PolicyPackage(policyID))
+	pkg := strings.TrimPrefix(PolicyPackagePrefix+PolicyPackage(policyID), "data.")
+	rewritten, sm, err := rewriteRego(src, m, pkg, nil)
 	if err != nil {
 		return astProblems(err)
 	}
-	if err := c.compile(policyFile, rewritten); err != nil {
-		return astProblems(err)
+	comp, err := c.compile(map[string]string{policyFile: rewritten})
+	if err != nil {
+		return compileProblems(err, map[string]*sourceMap{policyFile: sm})
 	}
-	return nil
+	return resultTypeProblems(comp, m, PolicyPackagePrefix+PolicyPackage(policyID), false)
 }
 
 func definesAllow(m *ast.Module) bool {
-	for _, r := range m.Rules {
-		if ref := r.Head.Ref(); len(ref) == 1 && ref[0].Value.Compare(ast.Var("allow")) == 0 {
-			return true
-		}
-	}
-	return false
+	return len(rulesNamed(m, "allow")) > 0
 }
 
-// compile compiles one module together with the library.
-func (c *Checker) compile(file, src string) error {
-	m, err := ast.ParseModuleWithOpts(file, src, parserOptions)
-	if err != nil {
-		return err
+// rulesNamed are m's rules whose head is name (allow, not allow.x).
+func rulesNamed(m *ast.Module, name string) []*ast.Rule {
+	var out []*ast.Rule
+	for _, r := range m.Rules {
+		if ref := r.Head.Ref(); len(ref) == 1 && ref[0].Value.Compare(ast.Var(name)) == 0 {
+			out = append(out, r)
+		}
 	}
-	mods := make(map[string]*ast.Module, len(c.lib)+1)
+	return out
+}
+
+// compile compiles modules (file → source) together with the library.
+func (c *Checker) compile(files map[string]string) (*ast.Compiler, error) {
+	mods := make(map[string]*ast.Module, len(c.lib)+len(files))
+	for file, src := range files {
+		m, err := ast.ParseModuleWithOpts(file, src, parserOptions)
+		if err != nil {
+			return nil, err
+		}
+		mods[file] = m
+	}
+	return c.compileParsed(mods)
+}
+
+// compileParsed compiles parsed modules (which it keeps) with copies of
+// the library's.
+func (c *Checker) compileParsed(mods map[string]*ast.Module) (*ast.Compiler, error) {
 	for k, v := range c.lib {
 		mods[k] = v.Copy()
 	}
-	mods[file] = m
 	comp := ast.NewCompiler().WithCapabilities(c.caps)
 	comp.Compile(mods)
 	if comp.Failed() {
-		return comp.Errors
+		return nil, comp.Errors
 	}
-	return nil
+	return comp, nil
+}
+
+// compileProblems are the problems of a compile of modules whose files
+// are the policy's (policyFile, testsFile: their positions mapped back to
+// the author's with maps) and others (named in the message).
+func compileProblems(err error, maps map[string]*sourceMap) []Problem {
+	var errs ast.Errors
+	if !errors.As(err, &errs) {
+		return astProblems(err)
+	}
+	out := make([]Problem, 0, len(errs))
+	for _, e := range errs {
+		p := Problem{Code: e.Code, Message: e.Message}
+		if e.Location != nil {
+			if sm, ours := maps[e.Location.File]; ours {
+				p.Line, p.Column = sm.position(e.Location.Row, e.Location.Col)
+				if e.Location.File == testsFile {
+					p.Field = "tests"
+				}
+			} else if e.Location.File != "" {
+				p.Message = fmt.Sprintf("%s (in %s)", p.Message, describeFile(e.Location.File))
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// describeFile names a module of a check's compile in messages: a
+// tenant's policy by its package, else the library file.
+func describeFile(file string) string {
+	if pkg, ok := strings.CutPrefix(file, Root+"/policies/"); ok {
+		return "policy package " + strings.TrimSuffix(pkg, ".rego")
+	}
+	return file
 }
 
 // astProblems turns OPA parse/compile errors into problems with positions.

@@ -335,9 +335,10 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 		out.Modules = append(out.Modules, Module{Path: f.Path, Source: f.Source})
 	}
 	policyModules := map[string]*ast.Module{}
+	names := namesOf(cfg.Policies)
 	for _, p := range cfg.Policies {
 		pkg := PolicyPackage(p.ID)
-		src, parsed, err := policyModule(p.ID, &p.Spec)
+		src, parsed, err := policyModule(p.ID, &p.Spec, names)
 		if err != nil {
 			out.Skipped[p.ID] = err.Error()
 			continue

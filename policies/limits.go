@@ -16,6 +16,8 @@ import (
 const (
 	// MaxDefinitionBytes bounds a Rego policy's source.
 	MaxDefinitionBytes = 64 << 10
+	// MaxTestsBytes bounds a policy's tests module.
+	MaxTestsBytes = 64 << 10
 	// MaxValidators bounds the validators of one policy.
 	MaxValidators = 200
 	// MaxPoliciesPerTenant bounds the policies of one tenant.

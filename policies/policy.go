@@ -2,7 +2,6 @@ package policies
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -29,6 +28,8 @@ type Problem struct {
 
 func (p Problem) String() string {
 	switch {
+	case p.Field != "" && p.Line > 0:
+		return fmt.Sprintf("%s:%d:%d: %s", p.Field, p.Line, p.Column, p.Message)
 	case p.Field != "":
 		return p.Field + ": " + p.Message
 	case p.Line > 0:
@@ -49,127 +50,52 @@ func (e *ProblemsError) Error() string {
 }
 
 // PolicyModule returns the bundle module of a policy: the user's Rego with
-// its package line replaced, or the Rego translation of its validators.
+// its package line replaced (and its references to other policies by id
+// using their package names: refs.go), or the Rego translation of its
+// validators.
 func PolicyModule(policyID string, spec *model.PolicySpec) (string, error) {
-	src, _, err := policyModule(policyID, spec)
+	src, _, err := policyModule(policyID, spec, nil)
 	return src, err
 }
 
-// policyModule is PolicyModule that also returns, for a Rego policy, the
-// user's module as parsed (nil for validators, which only call the
-// library).
-func policyModule(policyID string, spec *model.PolicySpec) (string, *ast.Module, error) {
-	pkg := PolicyPackagePrefix + PolicyPackage(policyID)
+// policyModule is PolicyModule with the tenant's policy names (nil: not
+// known) that also returns, for a Rego policy, the user's module as
+// parsed (nil for validators, which only call the library).
+func policyModule(policyID string, spec *model.PolicySpec, names *policyNames) (string, *ast.Module, error) {
+	src, m, _, err := policyModuleAt(policyID, spec, strings.TrimPrefix(PolicyPackagePrefix+PolicyPackage(policyID), "data."), names)
+	return src, m, err
+}
+
+// policyModuleAt is policyModule for the policy in package pkg (without
+// "data."), with the map from the module's positions to the author's.
+// A reference by id it cannot rewrite in place stays as written (the save
+// checks refuse it; in a bundle it is undefined).
+func policyModuleAt(policyID string, spec *model.PolicySpec, pkg string, names *policyNames) (string, *ast.Module, *sourceMap, error) {
 	switch spec.Language {
 	case model.LanguageRego:
-		return rewritePackageParsed(spec.Definition, pkg)
+		m, err := ast.ParseModuleWithOpts(policyFile, spec.Definition, parserOptions)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if p := checkUserPackage(m); p != nil {
+			return "", nil, nil, p
+		}
+		src, sm, err := rewriteRego(spec.Definition, m, pkg, names)
+		return src, m, sm, err
 	case model.LanguageValidators:
-		src, err := TranslateValidators(policyID, spec.Validators)
-		return src, nil, err
+		src, err := translateValidators(pkg, policyID, spec.Validators)
+		return src, nil, nil, err
 	}
-	return "", nil, fmt.Errorf("unknown policy language %q", spec.Language)
+	return "", nil, nil, fmt.Errorf("unknown policy language %q", spec.Language)
 }
 
 // PolicyClosure returns the ids of the policies a bundle needs for
 // policyID to evaluate: itself and, transitively, the policies its Rego
-// refers to (data.gatehouse.policies.<pkg>…, imports included). A reference
-// it cannot resolve statically (a variable package, data.gatehouse as a
-// whole) needs every policy.
+// refers to (data.gatehouse.policies.<pkg>… or ["<id>"]…, imports
+// included). A reference it cannot resolve statically (a variable
+// package, data.gatehouse as a whole) needs every policy.
 func PolicyClosure(all []Object[model.PolicySpec], policyID string) map[string]bool {
-	byPkg := make(map[string]int, len(all))
-	byID := make(map[string]int, len(all))
-	for i, p := range all {
-		byPkg[PolicyPackage(p.ID)] = i
-		byID[p.ID] = i
-	}
-	every := func() map[string]bool {
-		out := make(map[string]bool, len(all))
-		for _, p := range all {
-			out[p.ID] = true
-		}
-		return out
-	}
-	need := map[string]bool{}
-	queue := []string{policyID}
-	for len(queue) > 0 {
-		id := queue[0]
-		queue = queue[1:]
-		i, ok := byID[id]
-		if !ok || need[id] {
-			continue
-		}
-		need[id] = true
-		p := all[i]
-		if p.Spec.Language != model.LanguageRego {
-			continue // validators only call the library
-		}
-		m, err := ast.ParseModuleWithOpts(policyFile, p.Spec.Definition, parserOptions)
-		if err != nil {
-			continue // left out of the bundle anyway
-		}
-		whole := false
-		ast.WalkRefs(m, func(r ast.Ref) bool {
-			if len(r) == 0 || !r[0].Equal(ast.DefaultRootDocument) {
-				return false
-			}
-			at := func(i int, want string) (string, bool) { // the literal segment i, if any
-				if len(r) <= i {
-					return "", false
-				}
-				s, ok := r[i].Value.(ast.String)
-				return string(s), ok && (want == "" || string(s) == want)
-			}
-			if _, ok := at(1, ""); !ok {
-				whole = true
-				return true
-			}
-			if root, _ := at(1, ""); root != Root {
-				return false
-			}
-			if _, ok := at(2, ""); !ok {
-				whole = true
-				return true
-			}
-			if sub, _ := at(2, ""); sub != "policies" {
-				return false
-			}
-			pkg, ok := at(3, "")
-			if !ok {
-				whole = true
-				return true
-			}
-			if j, known := byPkg[pkg]; known {
-				queue = append(queue, all[j].ID)
-			}
-			return false
-		})
-		if whole {
-			return every()
-		}
-	}
-	return need
-}
-
-// rewritePackage replaces the "policy" of "package policy" in place, so every
-// other line (and so every error location) stays where the author wrote it.
-func rewritePackage(src, pkg string) (string, error) {
-	out, _, err := rewritePackageParsed(src, pkg)
-	return out, err
-}
-
-func rewritePackageParsed(src, pkg string) (string, *ast.Module, error) {
-	m, err := ast.ParseModuleWithOpts("policy.rego", src, parserOptions)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := checkUserPackage(m); err != nil {
-		return "", nil, err
-	}
-	loc := m.Package.Path[1].Location
-	if loc == nil || loc.Offset+len(loc.Text) > len(src) || string(loc.Text) != UserPackage {
-		return "", nil, errors.New("cannot locate the package name in the source")
-	}
-	return src[:loc.Offset] + strings.TrimPrefix(pkg, "data.") + src[loc.Offset+len(loc.Text):], m, nil
+	return newPolicyGraph(all, true).closure(policyID)
 }
 
 func checkUserPackage(m *ast.Module) *Problem {
@@ -396,14 +322,19 @@ func ValidateValidators(vs []model.ValidatorConfig) []Problem {
 // TranslateValidators writes the Rego module of a validators policy: allow
 // holds when every validator passes; reason names the first that fails.
 func TranslateValidators(policyID string, vs []model.ValidatorConfig) (string, error) {
+	return translateValidators(strings.TrimPrefix(PolicyPackagePrefix+PolicyPackage(policyID), "data."), policyID, vs)
+}
+
+// translateValidators is TranslateValidators into package pkg (without
+// "data.").
+func translateValidators(pkg, policyID string, vs []model.ValidatorConfig) (string, error) {
 	parsed, problems := parseValidators(vs)
 	if len(problems) > 0 {
 		return "", &ProblemsError{Problems: problems}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Generated by Gatehouse from the validators of policy %s.\n", lit(policyID))
-	fmt.Fprintf(&b, "package %s\n\nimport data.gatehouse.lib.validators as v\n\ndefault allow := false\n\nallow if {\n",
-		strings.TrimPrefix(PolicyPackagePrefix+PolicyPackage(policyID), "data."))
+	fmt.Fprintf(&b, "package %s\n\nimport data.gatehouse.lib.validators as v\n\ndefault allow := false\n\nallow if {\n", pkg)
 	for i := range parsed {
 		fmt.Fprintf(&b, "\tcheck_%d\n", i)
 	}

@@ -1,0 +1,101 @@
+package policies
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/gatehouse-dev/gatehouse/model"
+)
+
+// CheckInTenant returns the problems of a policy about to be saved in a
+// tenant whose policies are tenant (the stored version of policyID, if
+// any, is replaced by spec): Check's, then its references to other
+// policies (a policy id the tenant does not have, a cycle), its compile
+// together with the policies it refers to, the types of its result
+// members there (allow must be boolean) and its tests module compiled in
+// the same company. None means it can be saved. It runs no test
+// (Tester.RunTests does) and reads only the policies, so a tenant can
+// never reach another's.
+func (c *Checker) CheckInTenant(policyID string, spec *model.PolicySpec, tenant []Object[model.PolicySpec]) []Problem {
+	if problems := c.Check(policyID, spec); len(problems) > 0 {
+		return problems
+	}
+	tp := newTenantPolicies(policyID, spec, tenant)
+	if spec.Language == model.LanguageRego {
+		if problems := c.checkRegoInTenant(policyID, spec, tp); len(problems) > 0 {
+			return problems
+		}
+	}
+	return c.checkTests(policyID, spec, tp)
+}
+
+func (c *Checker) checkRegoInTenant(policyID string, spec *model.PolicySpec, tp *tenantPolicies) []Problem {
+	m, err := ast.ParseModuleWithOpts(policyFile, spec.Definition, parserOptions)
+	if err != nil {
+		return astProblems(err) // Check parsed it
+	}
+	refs := policyRefs(m)
+	problems := unknownRefs(refs, tp.names)
+	_, notInPlace := refEdits(spec.Definition, refs, tp.names)
+	problems = append(problems, notInPlace...)
+	if cycle := tp.graph.cycleFrom(policyID); cycle != nil {
+		problems = append(problems, cycleProblem(refs, tp.names, cycle))
+	}
+	if len(problems) > 0 {
+		return problems
+	}
+	pkg := strings.TrimPrefix(PolicyPackagePrefix+PolicyPackage(policyID), "data.")
+	src, _, sm, err := policyModuleAt(policyID, spec, pkg, tp.names)
+	if err != nil {
+		return astProblems(err)
+	}
+	pm, err := ast.ParseModuleWithOpts(policyFile, src, parserOptions)
+	if err != nil {
+		return compileProblems(err, map[string]*sourceMap{policyFile: sm})
+	}
+	mods := map[string]*ast.Module{policyFile: pm}
+	need := tp.needed(refs)
+	delete(need, policyID)
+	tp.modules(mods, need)
+	comp, err := c.compileParsed(mods)
+	if err != nil {
+		return compileProblems(err, map[string]*sourceMap{policyFile: sm})
+	}
+	return resultTypeProblems(comp, m, PolicyPackagePrefix+PolicyPackage(policyID), true)
+}
+
+// unknownRefs are the static references that name no policy of the
+// tenant.
+func unknownRefs(refs []policyRef, names *policyNames) []Problem {
+	var out []Problem
+	for _, r := range refs {
+		if r.dynamic() {
+			continue
+		}
+		if _, _, ok := names.resolve(r.name, r.quoted); !ok {
+			out = append(out, refProblem(r, "rego_policy_unknown",
+				fmt.Sprintf("this tenant has no policy %q (policies are named by id: data.gatehouse.policies[\"<id>\"])", r.name)))
+		}
+	}
+	return out
+}
+
+// cycleProblem is the problem of a cycle path[0] → … → path[0], at the
+// reference of the policy that starts it.
+func cycleProblem(refs []policyRef, names *policyNames, path []string) Problem {
+	msg := fmt.Sprintf("policies may not refer to each other in a cycle: %s", strings.Join(path, " → "))
+	if len(path) == 2 {
+		msg = fmt.Sprintf("a policy may not refer to itself (%s): use its rules directly", path[0])
+	}
+	for _, r := range refs {
+		if r.dynamic() {
+			continue
+		}
+		if id, _, ok := names.resolve(r.name, r.quoted); ok && id == path[1] {
+			return refProblem(r, "rego_policy_cycle", msg)
+		}
+	}
+	return Problem{Code: "rego_policy_cycle", Message: msg}
+}
