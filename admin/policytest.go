@@ -8,8 +8,11 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
+	"github.com/gatehouse-dev/gatehouse/gateway/simulate"
+	"github.com/gatehouse-dev/gatehouse/gateway/token"
 	"github.com/gatehouse-dev/gatehouse/internal/field"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -18,15 +21,40 @@ import (
 // runs the test (limits, concurrency bound, deadline, canonical request,
 // explanation).
 
-// policyTestRequest evaluates a policy against an input document. For
-// POST /policies/test the policy itself is in the body.
+// policyTestRequest evaluates a policy: against an input document
+// (Input, the raw form for Rego experts), or against a whole HTTP request
+// run through a gateway's pipeline (Request, on GatewayID or a gateway
+// over every service). For POST /policies/test the policy itself is in
+// the body.
 type policyTestRequest struct {
-	Input  map[string]any `json:"input"`
-	Policy *policyBody    `json:"policy"`
+	Input     map[string]any    `json:"input"`
+	Request   *simulate.Request `json:"request"`
+	GatewayID string            `json:"gateway_id"`
+	Policy    *policyBody       `json:"policy"`
 }
 
 // policyPath is where POST /policies/test carries the policy.
 var policyPath = field.NewPath("policy")
+
+// form checks that the body has one of input and request.
+func (r *policyTestRequest) form() *Error {
+	switch {
+	case r.Input != nil && r.Request != nil:
+		return fieldError("request", "give input or request, not both")
+	case r.Input == nil && r.Request == nil:
+		return httpapi.FieldErrors(field.ErrorList{{Field: "request", Code: field.CodeRequired, Message: "input or request is required"}})
+	case r.Input != nil && r.GatewayID != "":
+		return fieldError("gateway_id", "is only used with request (an input document names no gateway)")
+	case r.Request != nil:
+		if errs := r.Request.Validate(field.NewPath("request")); len(errs) > 0 {
+			return httpapi.FieldErrors(errs)
+		}
+		if r.GatewayID != "" && !model.ValidObjectID(r.GatewayID) {
+			return fieldError("gateway_id", "invalid id %q (%s)", r.GatewayID, model.ObjectIDRule)
+		}
+	}
+	return nil
+}
 
 func (s *Server) testPolicy(c *gin.Context) {
 	tid := tenantID(c)
@@ -44,9 +72,17 @@ func (s *Server) testPolicy(c *gin.Context) {
 		abort(c, fieldError("policy", "is only accepted by POST /policies/test (this policy is the saved one)"))
 		return
 	}
+	if apiErr := req.form(); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
 	t, err := policyRepo.Get(c.Request.Context(), s.store, tid, id)
 	if err != nil {
 		fail(c, err, "policy", id)
+		return
+	}
+	if req.Request != nil {
+		s.simulateRequest(c, tid, id, nil, &req)
 		return
 	}
 	s.runPolicyTest(c, tid, policies.TestRequest{PolicyID: id, Policy: t.Spec, Input: req.Input})
@@ -63,6 +99,10 @@ func (s *Server) testUnsavedPolicy(c *gin.Context) {
 		abort(c, missingField("policy"))
 		return
 	}
+	if apiErr := req.form(); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
 	if req.Policy.PolicyName == "" {
 		req.Policy.PolicyName = "unsaved"
 	}
@@ -71,7 +111,70 @@ func (s *Server) testUnsavedPolicy(c *gin.Context) {
 		abort(c, underPolicy(apiErr))
 		return
 	}
+	if req.Request != nil {
+		// A draft of a saved policy (policy.id) replaces it; any other is
+		// tested as UnsavedPolicyID.
+		id := policies.UnsavedPolicyID
+		if req.Policy.ID != "" {
+			if !model.ValidObjectID(req.Policy.ID) {
+				abort(c, fieldError("policy.id", "invalid id %q (%s)", req.Policy.ID, model.ObjectIDRule))
+				return
+			}
+			id = req.Policy.ID
+		}
+		if err := s.tester.Check(id, &spec); err != nil {
+			s.policyTestFailed(c, tid, err)
+			return
+		}
+		s.simulateRequest(c, tid, id, &spec, &req)
+		return
+	}
 	s.runPolicyTest(c, tid, policies.TestRequest{Policy: spec, Input: req.Input})
+}
+
+// simulateRequest runs req.Request through the gateway's pipeline with
+// policy id (spec, when set, in place of its saved version) deciding the
+// matched API, in one of the Tester's slots and under its deadline.
+func (s *Server) simulateRequest(c *gin.Context, tid, id string, spec *model.PolicySpec, req *policyTestRequest) {
+	ctx := c.Request.Context()
+	release, err := s.tester.Acquire(ctx)
+	if err != nil {
+		s.policyTestFailed(c, tid, err)
+		return
+	}
+	defer release()
+	var cfg *policies.Config
+	err = s.store.View(ctx, func(ctx context.Context, r store.Reader) error {
+		var err error
+		cfg, err = bundles.LoadConfig(ctx, r, tid)
+		if cfg != nil {
+			cfg.PublicURL = s.public
+		}
+		return err
+	})
+	if err != nil {
+		fail(c, err, "tenant", tid)
+		return
+	}
+	res, err := simulate.Run(ctx, simulate.Options{
+		Config: cfg, PolicyID: id, Policy: spec, EvaluateWith: id, GatewayID: req.GatewayID,
+		AllowedBuiltins: s.checker.AllowedBuiltins(), Timeout: s.tester.Timeout(),
+		Tokens: token.Options{AllowPrivateNetworks: s.allowPrivateJWKSURLs, Logger: s.log.With("component", "policy-test-tokens")},
+	}, req.Request)
+	var (
+		unknownGateway *simulate.UnknownGatewayError
+		invalid        *simulate.InvalidPolicyError
+	)
+	switch {
+	case errors.As(err, &unknownGateway):
+		abort(c, unknownReference("gateway_id", "gateway", unknownGateway.GatewayID))
+	case errors.As(err, &invalid):
+		abort(c, newError(http.StatusBadRequest, CodeInvalidPolicy, invalid.Error(), map[string]any{"field": "definition"}))
+	case err != nil:
+		abort(c, internalError(err))
+	default:
+		c.JSON(http.StatusOK, res)
+	}
 }
 
 // runPolicyTest runs the test with the tenant's configuration and renders

@@ -535,6 +535,12 @@ func (e *eventEncoder) render(w *bytes.Buffer, it *logItem) error {
 	w.WriteString(strconv.FormatBool(d.DryRun))
 	w.WriteString(`,"policy_allowed":`)
 	w.WriteString(strconv.FormatBool(d.PolicyAllowed))
+	if d.TokenReason != "" {
+		// Why the bearer token was refused: for the operator, never sent
+		// to the client.
+		w.WriteString(`,"token_reason":`)
+		appendJSONString(w, d.TokenReason)
+	}
 	w.WriteString(`},"timestamp":"`)
 	var ts [40]byte
 	w.Write(it.at.UTC().AppendFormat(ts[:0], time.RFC3339Nano))

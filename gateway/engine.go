@@ -164,6 +164,13 @@ func (e *Engine) KeyProblems() []token.KeyProblem {
 	return nil
 }
 
+// PolicyQuery is the prepared query of a policy of the bundle (its whole
+// package document), as checks evaluate it.
+func (e *Engine) PolicyQuery(policyID string) (rego.PreparedEvalQuery, bool) {
+	pq, ok := e.policies[policyID]
+	return pq, ok
+}
+
 // Routes is the bundle's routing table (read-only).
 func (e *Engine) Routes() *routing.Table { return e.table }
 
@@ -186,6 +193,19 @@ type Decision struct {
 	// Unauthenticated is true when the denial is for a missing or invalid
 	// token (HTTP 401).
 	Unauthenticated bool
+	// Token is the request's bearer token as the policy saw it
+	// (input.gatehouse.token); TokenError says why a present token is
+	// invalid (nil otherwise) and TokenReason is its token.Reason. They
+	// go into decision logs, never to the client.
+	Token       TokenInfo
+	TokenError  error
+	TokenReason string
+	// RouteParams are the path parameters of the matched API's template.
+	RouteParams map[string]string
+	// BoundPolicyID is the policy the matched API is bound to; PolicyID
+	// differs from it only for a request evaluated with another policy
+	// (Request.EvaluateWith).
+	BoundPolicyID string
 	// req is the request decided (its Input is what the policy saw).
 	req *Request
 }
@@ -248,11 +268,23 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	if found {
 		api = e.cfg.APIs[route.APIID]
 	}
-	var tok TokenInfo
-	if e.tokens != nil {
+	boundPolicy := api.PolicyID
+	if found && req.policyAs != "" {
+		api.PolicyID = req.policyAs
+	}
+	var (
+		tok    TokenInfo
+		tokErr error
+	)
+	switch c, checks := e.tokens.(tokenChecker); {
+	case checks:
+		tok, tokErr = c.Check(ctx, req.Authorization)
+	case e.tokens != nil:
 		tok = e.tokens.Info(ctx, req.Authorization)
-	} else if _, ok := token.Bearer(req.Authorization); ok {
-		tok = TokenInfo{Present: true}
+	default:
+		if _, ok := token.Bearer(req.Authorization); ok {
+			tok, tokErr = TokenInfo{Present: true}, errNoIssuers
+		}
 	}
 	view := &inputView{canon: canon, owned: e.owned, parseBody: e.terms.parseBody, gatehouse: e.terms.gatehouse}
 	if found {
@@ -293,9 +325,14 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 		Allowed: dry || o.allowed, Reason: o.reason, DryRun: dry, PolicyAllowed: o.allowed,
 		ResponseHeadersToAdd: orEmptyMap(o.responseHeadersToAdd), RequestHeadersToRemove: orEmptyList(o.requestHeadersToRemove),
 		DynamicMetadata: orEmptyMap(o.dynamicMetadata), req: req,
+		Token:           tok, TokenError: tokErr, TokenReason: token.Reason(tokErr),
+	}
+	if tok.Present && !tok.Valid && tokErr == nil {
+		d.TokenReason = token.ReasonInvalid // a validator that gives no reason
 	}
 	if found {
-		d.APIID, d.ServiceID, d.PolicyID = route.APIID, route.ServiceID, api.PolicyID
+		d.APIID, d.ServiceID, d.PolicyID, d.BoundPolicyID = route.APIID, route.ServiceID, api.PolicyID, boundPolicy
+		d.RouteParams = params
 	}
 	d.HTTPStatus = 200
 	if !d.Allowed {
@@ -312,6 +349,15 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	}
 	return d, nil
 }
+
+// tokenChecker is a TokenValidator that also says why a token is invalid
+// (*token.Verifier).
+type tokenChecker interface {
+	Check(ctx context.Context, authorization string) (TokenInfo, error)
+}
+
+// errNoIssuers: an engine without a token validator trusts no issuer.
+var errNoIssuers = fmt.Errorf("%w: the gateway trusts no token issuer", token.ErrIssuer)
 
 // route finds the request's API: the one Envoy's context extensions name
 // (when it is in this bundle and the tenant matches), else by matching.

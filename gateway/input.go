@@ -46,6 +46,9 @@ type Request struct {
 	attrs *authv3.AttributeContext
 	// view is how Decide has the input built (nil before Decide).
 	view *inputView
+	// policyAs, when set (EvaluateWith), is the policy evaluated in place
+	// of the routed API's own.
+	policyAs string
 
 	inputOnce sync.Once
 	input     ast.Value
@@ -78,6 +81,12 @@ func RequestFromCheck(req *authv3.CheckRequest) *Request {
 		attrs:             attrs,
 	}
 }
+
+// EvaluateWith has the request decided with policy policyID in place of
+// the one its API is bound to, as if it were bound there (the policy test
+// endpoint's "what would this policy decide on that route"); policyID
+// must be a policy of the bundle. It must be called before Decide.
+func (r *Request) EvaluateWith(policyID string) { r.policyAs = policyID }
 
 // Input is the input document the policy sees (or saw), as an OPA value:
 // the canonical request with input.gatehouse, once Decide has run. It is

@@ -87,7 +87,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w = CORSResponseWriter(w, r, engine)
-	check, err := checkRequestFromHTTP(r, engine)
+	check, err := CheckRequestFromHTTP(r, engine)
 	if err != nil {
 		// Deny when unsure: a body that could not be read is never decided on.
 		p.log.WarnContext(r.Context(), "proxy: the request body could not be read", "method", r.Method, "host", r.Host, "error", err.Error())
@@ -338,7 +338,7 @@ func writeHeaders(h http.Header, headers map[string]any, overwrite bool) {
 	}
 }
 
-// checkRequestFromHTTP describes an HTTP request as Envoy would in a
+// CheckRequestFromHTTP describes an HTTP request as Envoy would in a
 // CheckRequest. When the gateway asks for request bodies, the body is read
 // (and restored) as Envoy's with_request_body buffers it: up to
 // max_request_bytes, with x-envoy-auth-partial-body saying whether it was
@@ -347,7 +347,7 @@ func writeHeaders(h http.Header, headers map[string]any, overwrite bool) {
 // allow_partial_message is not read at all: the header says "true" and the
 // decision is the 413 Envoy answers (Server.Decide). An error reading the
 // body is returned: nothing is decided on a body that may be cut short.
-func checkRequestFromHTTP(r *http.Request, e *Engine) (*authv3.CheckRequest, error) {
+func CheckRequestFromHTTP(r *http.Request, e *Engine) (*authv3.CheckRequest, error) {
 	headers := make(map[string]string, len(r.Header)+1)
 	for k, vs := range r.Header {
 		headers[strings.ToLower(k)] = strings.Join(vs, ",")

@@ -216,7 +216,7 @@ const BodyTooLargeReason = "request body exceeds the gateway's max_request_bytes
 // (x-envoy-auth-partial-body: true) or sends more than the limit, the
 // decision is Envoy's 413 too, never a decision on a truncated body. The
 // reverse proxy describes an oversized body the same way
-// (checkRequestFromHTTP), so both enforce one rule.
+// (CheckRequestFromHTTP), so both enforce one rule.
 func bodyTooLarge(e *Engine, req *Request) *Decision {
 	b := e.cfg.Gateway.RequestBody
 	if b == nil || b.MaxRequestBytes == 0 || b.AllowPartialMessage {

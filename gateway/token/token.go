@@ -101,7 +101,60 @@ var (
 	ErrAudience  = errors.New("audience not accepted")
 	ErrTime      = errors.New("token not valid at this time")
 	ErrSignature = errors.New("signature not verified")
+	// ErrExpired and ErrNotYetValid are the two ErrTime failures (exp
+	// passed; nbf or iat in the future); the error wraps both.
+	ErrExpired     = errors.New("expired")
+	ErrNotYetValid = errors.New("not yet valid")
+	// ErrKeysUnavailable: no key could be had for the issuers that would
+	// accept the token (a JWK Set or discovery fetch failed); the error
+	// also wraps ErrSignature.
+	ErrKeysUnavailable = errors.New("issuer keys unavailable")
 )
+
+// Reasons of Reason: why a present token is invalid, machine-readable, as
+// decision logs and the policy test endpoint report them.
+const (
+	ReasonMalformed            = "malformed"
+	ReasonUnsupportedAlgorithm = "unsupported_algorithm"
+	ReasonIssuerUnknown        = "issuer_unknown"
+	ReasonAudienceMismatch     = "audience_mismatch"
+	ReasonExpired              = "expired"
+	ReasonNotYetValid          = "not_yet_valid"
+	ReasonJWKSUnavailable      = "jwks_unavailable"
+	ReasonSignatureInvalid     = "signature_invalid"
+	ReasonRevoked              = "revoked"
+	// ReasonInvalid is any other failure (none today).
+	ReasonInvalid = "invalid"
+)
+
+// Reason is the machine-readable reason of an error of Verify or Check
+// ("" for nil): one of the Reason* constants.
+func Reason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrRevoked):
+		return ReasonRevoked
+	case errors.Is(err, ErrExpired):
+		return ReasonExpired
+	case errors.Is(err, ErrNotYetValid):
+		return ReasonNotYetValid
+	case errors.Is(err, ErrKeysUnavailable):
+		return ReasonJWKSUnavailable
+	case errors.Is(err, ErrSignature):
+		return ReasonSignatureInvalid
+	case errors.Is(err, ErrAudience):
+		return ReasonAudienceMismatch
+	case errors.Is(err, ErrIssuer):
+		return ReasonIssuerUnknown
+	case errors.Is(err, ErrAlgorithm):
+		return ReasonUnsupportedAlgorithm
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrTime):
+		// ErrTime alone: exp missing, or a time claim that is no number.
+		return ReasonMalformed
+	}
+	return ReasonInvalid
+}
 
 // Info is what policies see as input.gatehouse.token. It marshals to
 // exactly the object the Rego library computes: {"present":…,"valid":false}
@@ -445,7 +498,7 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string, now int64) (veri
 	}
 	o.cacheable = !refetched
 	if keyErr != nil {
-		return o, fmt.Errorf("%w: %v", ErrSignature, keyErr)
+		return o, fmt.Errorf("%w: %w: %v", ErrSignature, ErrKeysUnavailable, keyErr)
 	}
 	if hasKid {
 		return o, fmt.Errorf("%w: no key with kid %q and type %s verifies it", ErrSignature, kid, alg)
@@ -547,7 +600,7 @@ func checkTimes(claims map[string]any, now int64) error {
 		return fmt.Errorf("%w: exp is missing or not a number", ErrTime)
 	}
 	if c, ok := compareNumericDate(now, exp, leewaySeconds); !ok || c >= 0 {
-		return fmt.Errorf("%w: expired (exp %s)", ErrTime, exp)
+		return fmt.Errorf("%w: %w (exp %s)", ErrTime, ErrExpired, exp)
 	}
 	for _, name := range [...]string{"nbf", "iat"} {
 		x, present := claims[name]
@@ -559,7 +612,7 @@ func checkTimes(claims map[string]any, now int64) error {
 			return fmt.Errorf("%w: %s is not a number", ErrTime, name)
 		}
 		if c, ok := compareNumericDate(now, n, -leewaySeconds); !ok || c < 0 {
-			return fmt.Errorf("%w: %s %s is in the future", ErrTime, name, n)
+			return fmt.Errorf("%w: %w: %s %s is in the future", ErrTime, ErrNotYetValid, name, n)
 		}
 	}
 	return nil
