@@ -325,7 +325,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 		Allowed: dry || o.allowed, Reason: o.reason, DryRun: dry, PolicyAllowed: o.allowed,
 		ResponseHeadersToAdd: orEmptyMap(o.responseHeadersToAdd), RequestHeadersToRemove: orEmptyList(o.requestHeadersToRemove),
 		DynamicMetadata: orEmptyMap(o.dynamicMetadata), req: req,
-		Token:           tok, TokenError: tokErr, TokenReason: token.Reason(tokErr),
+		Token: tok, TokenError: tokErr, TokenReason: token.Reason(tokErr),
 	}
 	if tok.Present && !tok.Valid && tokErr == nil {
 		d.TokenReason = token.ReasonInvalid // a validator that gives no reason

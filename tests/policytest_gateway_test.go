@@ -67,7 +67,7 @@ allow if {
 
 	for _, tc := range []struct {
 		name, method, path, authorization string
-		tokenReason, routeAPI                string
+		tokenReason, routeAPI             string
 	}{
 		{"allowed", "GET", "/pets/7", "Bearer " + tok.AccessToken, "", "get-pet"},
 		{"denied by the policy", "GET", "/pets/700", "Bearer " + tok.AccessToken, "", "get-pet"},
