@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: build run test bench bench-authz bench-decision-logs bench-activation bench-oauth lint fmt clean
+.PHONY: build run test bench bench-authz bench-decision-logs bench-activation bench-oauth console-assets lint fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -62,6 +62,13 @@ BENCH_OAUTH_FLAGS ?= -benchtime 3s -count 1
 bench-oauth:
 	$(GO) test -run '^$$' -bench . $(BENCH_OAUTH_FLAGS) ./oauth
 	$(GO) test -run '^$$' -bench BenchmarkRevokeToDenied -benchtime 100x -count 1 ./tests
+
+## console-assets: rebuild the web console's vendored editor bundle
+## (console/assets/vendor/codemirror.min.js and its licence notice) from npm,
+## at the versions console/build/package-lock.json pins. Only this target
+## needs Node.js (20+) and npm; the output is committed.
+console-assets:
+	cd console/build && npm ci --no-audit --no-fund && node build.mjs
 
 ## lint: gofmt check and go vet.
 lint:

@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/bundleservice"
+	"github.com/gatehouse-dev/gatehouse/console"
 	"github.com/gatehouse-dev/gatehouse/envoy"
 	"github.com/gatehouse-dev/gatehouse/gateway"
 	"github.com/gatehouse-dev/gatehouse/gatewaycred"
@@ -354,9 +355,15 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	// The web console (/console/), static files embedded in the binary.
+	webConsole, err := console.New()
+	if err != nil {
+		return err
+	}
 	opts.Mount = func(r gin.IRouter) {
 		bundleService.Register(r)
 		provider.Register(r)
+		webConsole.Register(r)
 	}
 	if cfg.XDSAddr != "" {
 		if xds, err = listenXDS(cfg, creds, mgr, listenersTLS, reg, log); err != nil {
