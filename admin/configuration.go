@@ -3,7 +3,10 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -50,14 +53,59 @@ type configTenant struct {
 	AuthenticationContextSettings *model.AuthContextSettings `json:"authentication_context_settings,omitempty"`
 }
 
-// configImportResult counts what an import did, per kind.
+// configImportResult counts what an import did (or, dry_run, would do),
+// per kind, and lists each change.
 type configImportResult struct {
 	deletedGateways []string
 	Created         map[string]int `json:"created"`
 	Updated         map[string]int `json:"updated"`
 	Deleted         map[string]int `json:"deleted"`
 	Unchanged       map[string]int `json:"unchanged"`
+	// Changes are the objects created, updated or deleted, in the order
+	// written (deletes first), the tenant included.
+	Changes []configChange `json:"changes"`
+	// DryRun: nothing was written (?dry_run=true).
+	DryRun bool `json:"dry_run"`
+	// BaseETag is the ETag of the configuration the import was computed
+	// against (what If-Match must carry to apply exactly this plan); ETag
+	// is the configuration's after it (a dry run: would be).
+	BaseETag string `json:"base_etag"`
+	ETag     string `json:"etag"`
 }
+
+// configChange is one object an import creates, updates or deletes.
+// Fields, for an update, are the document fields whose value changes.
+type configChange struct {
+	Kind   string   `json:"kind"`
+	ID     string   `json:"id"`
+	Action string   `json:"action"`
+	Fields []string `json:"fields,omitempty"`
+}
+
+// configETag is the entity tag of an exported document: a hash of its
+// bytes, which are a function of the configuration (lists sorted by id,
+// no envelope fields), so it changes exactly when an export would.
+func configETag(doc []byte) string {
+	sum := sha256.Sum256(doc)
+	return `"cfg-` + hex.EncodeToString(sum[:16]) + `"`
+}
+
+// configIfMatch reads If-Match of an import: "" when absent or "*", else
+// the ETag of an export.
+func configIfMatch(c *gin.Context) (string, *Error) {
+	v := strings.TrimSpace(c.GetHeader("If-Match"))
+	if v == "" || v == "*" {
+		return "", nil
+	}
+	if !strings.HasPrefix(v, `"cfg-`) || !strings.HasSuffix(v, `"`) || strings.Contains(v, ",") {
+		return "", newError(http.StatusBadRequest, httpapi.CodeInvalidHeader,
+			`If-Match must be the ETag of an export of the configuration (such as "cfg-…")`, map[string]any{"header": "If-Match"})
+	}
+	return v, nil
+}
+
+// errDryRun rolls back the transaction of a dry-run import.
+var errDryRun = errors.New("dry run")
 
 // configKind describes one kind of the document. configKindsOf is in write
 // order (what is referenced first); deletes run in reverse, so APIs, scopes
@@ -135,6 +183,14 @@ func (s *Server) exportConfiguration(c *gin.Context) {
 	if err != nil {
 		fail(c, err, "tenant", tid)
 		return
+	}
+	tag := configETag(doc)
+	c.Header("ETag", tag)
+	for _, v := range strings.Split(c.GetHeader("If-None-Match"), ",") {
+		if v = strings.TrimSpace(v); v == tag || v == "*" {
+			c.Status(http.StatusNotModified)
+			return
+		}
 	}
 	c.Data(http.StatusOK, "application/json; charset=utf-8", doc)
 }
@@ -236,8 +292,21 @@ func importOfServer[T any](build func(*Server, *T) (*configObject, *Error)) func
 // importConfiguration applies a document to the tenant ?tid= in one
 // transaction: mode=replace (default) makes the tenant's configuration the
 // document's, deleting what it lacks; mode=merge creates and updates only.
+// With If-Match (an export's ETag) nothing is written unless the
+// configuration is still that one; dry_run=true computes everything and
+// writes nothing.
 func (s *Server) importConfiguration(c *gin.Context) {
 	tid, apiErr := configTenantQuery(c)
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	dryRun, apiErr := boolQuery(c, "dry_run")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	expect, apiErr := configIfMatch(c)
 	if apiErr != nil {
 		abort(c, apiErr)
 		return
@@ -266,18 +335,44 @@ func (s *Server) importConfiguration(c *gin.Context) {
 		return
 	}
 	var result *configImportResult
-	if s.write(c, "tenant", tid, func(ctx context.Context, tx store.Tx) error {
-		var err error
+	_, err := s.update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
+		before, err := s.readConfiguration(ctx, tx, tid)
+		if err != nil {
+			return err
+		}
+		base := configETag(before)
+		if expect != "" && expect != base {
+			return newError(http.StatusPreconditionFailed, httpapi.CodePreconditionFailed,
+				fmt.Sprintf("the configuration of tenant %s changed since If-Match %s (it is now %s); plan again", tid, expect, base),
+				map[string]any{"header": "If-Match", "etag": base})
+		}
 		if result, err = s.applyConfiguration(ctx, tx, c, tid, plan, merge); err != nil {
 			return err
 		}
-		return checkRouteTakeover(ctx, tx, tid, takeoverScope{all: true}, nil)
-	}) {
+		if err := checkRouteTakeover(ctx, tx, tid, takeoverScope{all: true}, nil); err != nil {
+			return err
+		}
+		after, err := s.readConfiguration(ctx, tx, tid)
+		if err != nil {
+			return err
+		}
+		result.BaseETag, result.ETag, result.DryRun = base, configETag(after), dryRun
+		if dryRun {
+			return errDryRun // nothing of it is kept
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errDryRun) {
+		fail(c, err, "tenant", tid)
+		return
+	}
+	if !dryRun {
 		for _, gw := range result.deletedGateways {
 			s.bundles.ForgetGateway(c.Request.Context(), tid, gw)
 		}
-		c.JSON(http.StatusOK, result)
+		c.Header("ETag", result.ETag)
 	}
+	c.JSON(http.StatusOK, result)
 }
 
 // validateConfiguration decodes and validates every object of the document
@@ -539,8 +634,9 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 		}
 		return m
 	}
-	res := &configImportResult{Created: counts(), Updated: counts(), Deleted: counts(), Unchanged: counts()}
-	w := configWriter{s: s, ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways, keptGateways: map[string]bool{}}
+	res := &configImportResult{Created: counts(), Updated: counts(), Deleted: counts(), Unchanged: counts(), Changes: []configChange{}}
+	w := configWriter{s: s, ctx: ctx, tx: tx, c: c, tid: tid, deletedGateways: &res.deletedGateways, keptGateways: map[string]bool{},
+		changes: &res.Changes}
 	for _, o := range plan.objects[model.KindGateway] {
 		w.keptGateways[o.obj.ID] = true
 	}
@@ -574,12 +670,60 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 				action = "update"
 				res.Updated[k.kind]++
 			}
+			change := configChange{Kind: k.kind, ID: o.obj.ID, Action: action}
+			if cur != nil {
+				if change.Fields, err = changedConfigFields(k, cur, &o.obj); err != nil {
+					return nil, err
+				}
+			}
+			res.Changes = append(res.Changes, change)
 			if err := w.put(action, o.obj); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return res, w.applyTenant(tenant, &plan.tenant)
+}
+
+// changedConfigFields lists the document fields of an object whose value
+// an update changes: the stored and the imported object exported alike,
+// compared field by field.
+func changedConfigFields(k configKind, cur, want *store.Object) ([]string, error) {
+	render := func(o *store.Object) (map[string]json.RawMessage, error) {
+		item, err := k.api.export(o)
+		if err != nil {
+			return nil, fmt.Errorf("export %s %q: %w", k.kind, o.ID, err)
+		}
+		raw, err := json.Marshal(item)
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]json.RawMessage
+		return m, json.Unmarshal(raw, &m)
+	}
+	was, err := render(cur)
+	if err != nil {
+		return nil, err
+	}
+	next := *want
+	next.TenantID = cur.TenantID
+	will, err := render(&next)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range slices.Sorted(maps.Keys(will)) {
+		if v, ok := was[f]; !ok || !jsonEqual(v, will[f]) {
+			out = append(out, f)
+		}
+	}
+	for _, f := range slices.Sorted(maps.Keys(was)) {
+		if _, ok := will[f]; !ok {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // checkConfiguration checks what concerns several objects: unique ids and
@@ -668,6 +812,8 @@ type configWriter struct {
 	// keptGateways are the gateways of the document: their clients (made
 	// by Gatehouse, not the document's to delete) stay.
 	keptGateways map[string]bool
+	// changes receives each delete (and the tenant's update).
+	changes *[]configChange
 }
 
 // deleteMissing deletes the stored objects the document lacks (and, for a
@@ -704,6 +850,7 @@ func (w configWriter) deleteMissing(kind string, want []*configObject, stored co
 		if err := record(w.ctx, w.tx, w.c, w.tid, "delete", kind, id); err != nil {
 			return 0, err
 		}
+		*w.changes = append(*w.changes, configChange{Kind: kind, ID: id, Action: "delete"})
 		n++
 	}
 	return n, nil
@@ -761,6 +908,20 @@ func (w configWriter) applyTenant(t *store.Typed[model.TenantSpec], want *config
 		bytes.Equal(before, after) {
 		return nil
 	}
+	var fields []string
+	for _, f := range []struct {
+		name    string
+		changed bool
+	}{
+		{"authentication_context_settings", !bytes.Equal(before, after)},
+		{"description", t.Meta.Description != want.Description},
+		{"labels", !maps.Equal(t.Meta.Labels, want.Labels)},
+		{"name", t.Spec.Name != want.Name},
+	} {
+		if f.changed {
+			fields = append(fields, f.name)
+		}
+	}
 	labels := want.Labels
 	if len(labels) == 0 {
 		labels = nil
@@ -770,5 +931,6 @@ func (w configWriter) applyTenant(t *store.Typed[model.TenantSpec], want *config
 	if err := tenantRepo.Update(w.ctx, w.tx, t, 0); err != nil {
 		return err
 	}
+	*w.changes = append(*w.changes, configChange{Kind: model.KindTenant, ID: w.tid, Action: "update", Fields: fields})
 	return record(w.ctx, w.tx, w.c, w.tid, "update", model.KindTenant, w.tid)
 }

@@ -163,6 +163,8 @@ func addGatewayKinds(sch *resource.Scheme) {
 func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
 	adm.GET("/gateways/:gw/keys", s.gatewayKeys)
 	adm.GET("/gateways/:gw/package", s.gatewayPackage)
+	adm.GET("/gateways/:gw/envoy-config", s.gatewayEnvoyConfig)
+	adm.GET("/gateways/:gw/bundle-content", s.gatewayBundleContent)
 	adm.GET("/gateways/:gw/decisions", s.listDecisions)
 	adm.GET("/gateways/:gw/credentials", s.listGatewayCredentials)
 	adm.POST("/gateways/:gw/credentials", s.createGatewayCredential)

@@ -51,6 +51,10 @@ type Options struct {
 	// XDS reports the gateways' xDS state, shown as status.xds; nil when
 	// no xDS control plane runs in this process.
 	XDS XDSStatusSource
+	// XDSConfig returns the xDS resources served to a gateway (GET
+	// …/gateways/{gw}/envoy-config); nil when no xDS control plane runs
+	// in this process.
+	XDSConfig XDSConfigSource
 	// InProcessAuthorizer reports the in-process authorizer's view of a
 	// gateway (its token issuers' key problems), shown as
 	// status.in_process_authorizer; nil when none runs in this process.
@@ -124,6 +128,8 @@ type Server struct {
 	bundles    *bundles.Manager
 	keys       *bundles.KeyStore
 	xds        XDSStatusSource
+	// xdsConfig: see Options.XDSConfig.
+	xdsConfig XDSConfigSource
 	// inProcess: see Options.InProcessAuthorizer.
 	inProcess XDSStatusSource
 	// xdsPublic is the xDS address written into gateway packages.
@@ -184,6 +190,7 @@ func New(opts Options) (*Server, error) {
 		bundles:     opts.Bundles,
 		keys:        opts.Keys,
 		xds:         opts.XDS,
+		xdsConfig:   opts.XDSConfig,
 		xdsPublic:   opts.XDSPublicAddress,
 		xdsTLS:      opts.XDSTLS,
 		inProcess:   opts.InProcessAuthorizer,

@@ -165,12 +165,16 @@ func (c *testCredentials) setFault(err error) {
 func (cp *controlPlane) token(tid, gw string) string { return cp.creds.mint(tid, gw) }
 
 // start runs the bundle manager and an xDS server on a loopback port until
-// the test ends.
-func (f *fixture) start() *controlPlane {
+// the test ends; edits change the server's options.
+func (f *fixture) start(edits ...func(*Options)) *controlPlane {
 	f.t.Helper()
 	m := bundles.NewManager(f.store, f.keys, quietLogger())
 	creds := &testCredentials{tokens: map[string]GatewayIdentity{}}
-	srv, err := New(Options{Bundles: m, AuthorizerAddress: "authorizer.internal:9191", Logger: quietLogger(), Credentials: creds})
+	opts := Options{Bundles: m, AuthorizerAddress: "authorizer.internal:9191", Logger: quietLogger(), Credentials: creds}
+	for _, edit := range edits {
+		edit(&opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		f.t.Fatal(err)
 	}

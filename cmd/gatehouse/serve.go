@@ -371,6 +371,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		}
 		listeners = append(listeners, xds.ln)
 		opts.XDS, opts.XDSPublicAddress, opts.XDSTLS = xds.server, xds.public, listenersTLS.xds != nil
+		opts.XDSConfig = xds.server
 	}
 	// The in-process authorizer, made below, shows in gateways' status.
 	inProcess := &inProcessStatus{}
