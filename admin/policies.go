@@ -98,6 +98,7 @@ func addPolicyKind(sch *resource.Scheme) {
 func (s *Server) policyTestRoutes(_, adm *gin.RouterGroup) {
 	adm.POST("/policies/test", s.testUnsavedPolicy)
 	adm.POST("/policies/:pid/test", s.testPolicy)
+	adm.POST("/policies/:pid/replay", s.replayPolicy)
 }
 
 // spec validates the request into a policy spec. The language defaults
