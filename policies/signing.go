@@ -37,13 +37,19 @@ func GenerateSigningKey(tenantID string) (*SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(pub)
 	return &SigningKey{
-		KeyID:        tenantID + "-" + hex.EncodeToString(sum[:6]),
+		KeyID:        signingKeyID(tenantID, pub),
 		Algorithm:    SigningAlgorithm,
 		PublicKeyPEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})),
 		privatePEM:   string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})),
 	}, nil
+}
+
+// signingKeyID is the id of a tenant's key: the tenant plus a short
+// fingerprint of the public key (PKIX DER).
+func signingKeyID(tenantID string, pub []byte) string {
+	sum := sha256.Sum256(pub)
+	return tenantID + "-" + hex.EncodeToString(sum[:6])
 }
 
 // ParseSigningKey rebuilds a stored key, checking the halves belong together.

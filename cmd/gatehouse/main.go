@@ -24,8 +24,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand(os.Stdout, os.Stderr).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "gatehouse:", err)
-		os.Exit(1)
+		// An error may carry its exit status (config diff: 2 for changes)
+		// and have nothing more to say.
+		code := 1
+		var withCode interface{ ExitCode() int }
+		if errors.As(err, &withCode) {
+			code = withCode.ExitCode()
+		}
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "gatehouse:", msg)
+		}
+		os.Exit(code)
 	}
 }
 
@@ -41,6 +50,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newServeCommand(stdout, stderr), newControlPlaneCommand(stdout, stderr), newAuthorizerCommand(stdout, stderr), newMigrateCommand(stderr), newVersionCommand(stdout))
 	root.AddCommand(newDevCertsCommand(stdout))
 	root.AddCommand(newDevTokenCommand(stdout, stderr))
+	root.AddCommand(newBundleCommand(stdout, stderr))
+	root.AddCommand(newConfigCommand(stdout, stderr))
 	return root
 }
 
