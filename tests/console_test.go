@@ -228,6 +228,12 @@ const (
 	consolePolicyBroken = "package policy\n\ndefault allow := false\n\nallow iff {\n\tinput.gatehouse.token.valid\n}\n"
 	consolePolicyV1     = "package policy\n\ndefault allow := false\n\nallow if {\n\tinput.gatehouse.token.valid\n}\n"
 	consolePolicyV2     = "package policy\n\n# Readers only: a valid token with the pets:read scope.\ndefault allow := false\n\nallow if {\n\t\"pets:read\" in input.gatehouse.token.scopes\n}\n"
+	// consoleTestsWrong's second test (line 9) fails: it expects the
+	// writer to be let through.
+	consoleTestsWrong = "package policy_test\n\nimport data.policy\n\ntest_reader_allowed if {\n\tpolicy.allow with input as {\"gatehouse\": {\"token\": {\"valid\": true, \"scopes\": [\"pets:read\"]}}}\n}\n\n" +
+		"test_writer_denied if {\n\tpolicy.allow with input as {\"gatehouse\": {\"token\": {\"valid\": true, \"scopes\": [\"pets:write\"]}}}\n}\n"
+	consoleTests = "package policy_test\n\nimport data.policy\n\ntest_reader_allowed if {\n\tpolicy.allow with input as {\"gatehouse\": {\"token\": {\"valid\": true, \"scopes\": [\"pets:read\"]}}}\n}\n\n" +
+		"test_writer_denied if {\n\tnot policy.allow with input as {\"gatehouse\": {\"token\": {\"valid\": true, \"scopes\": [\"pets:write\"]}}}\n}\n"
 )
 
 // TestConsoleInABrowser: sign in with the admin credential, see the
@@ -321,8 +327,19 @@ func TestConsoleInABrowser(t *testing.T) {
 		waitJS(`!document.querySelector("#policy-pane").hidden && document.querySelector("#policy-id").value === "readers"`),
 	)
 
-	d.step("draft: readers only", "",
+	d.step("draft: readers only, with a wrong test", "tests-failing",
 		pasteInto("#definition-editor", consolePolicyV2),
+		pasteInto("#tests-editor", consoleTestsWrong),
+		waitJS(`document.querySelector('#tests-outcomes li[data-outcome="fail"]')?.textContent.includes("test_writer_denied")`),
+		waitJS(markedLine("#tests-editor")+` === 9`),
+	)
+	d.step("the failing test refuses the save", "",
+		chromedp.Click(chromedp.ID("policy-save")),
+		waitJS(`document.querySelector("#policy-save-result .error")?.textContent.includes("test_writer_denied")`),
+	)
+	d.step("the test fixed", "",
+		pasteInto("#tests-editor", consoleTests),
+		waitJS(`document.querySelectorAll('#tests-outcomes li[data-outcome="pass"]').length === 2`),
 		waitJS(`document.querySelector("#definition-status").dataset.state === "ok"`),
 		chromedp.SetValue(chromedp.ID("#rq-path"), "/pets/1"),
 		chromedp.SetValue(chromedp.ID("#rq-host"), "pets.example.com"),
@@ -352,8 +369,9 @@ func TestConsoleInABrowser(t *testing.T) {
 		waitJS(`document.querySelector("#policy-save-result .ok")?.textContent.includes("revision")`),
 	)
 	var saved map[string]any
-	if err := json.Unmarshal(c.must(200, "GET", "/api/admin/acme/policies/readers", nil).Body, &saved); err != nil || saved["definition"] != consolePolicyV2 {
-		t.Fatalf("the saved policy: %v %v", saved["definition"], err)
+	if err := json.Unmarshal(c.must(200, "GET", "/api/admin/acme/policies/readers", nil).Body, &saved); err != nil ||
+		saved["definition"] != consolePolicyV2 || saved["tests"] != consoleTests {
+		t.Fatalf("the saved policy: %v %v %v", saved["definition"], saved["tests"], err)
 	}
 
 	// Traffic through the in-process authorizer: the writer is refused now.

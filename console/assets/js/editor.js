@@ -1,6 +1,6 @@
 // Rego editors (CodeMirror 6, vendored) with server-side diagnostics.
 import {
-  basicSetup, EditorView, EditorState, keymap, indentWithTab, linter, lintGutter, setDiagnostics, rego, placeholder,
+  basicSetup, EditorView, EditorState, keymap, indentWithTab, lintGutter, setDiagnostics, rego, placeholder,
 } from "../vendor/codemirror.min.js";
 
 // toDiagnostics maps the API's problems ({line, column, message, code}) to
@@ -22,10 +22,10 @@ export function toDiagnostics(doc, problems, severity = "error") {
   return out;
 }
 
-// createEditor makes an editor in parent. check(text, signal) returns the
-// problems of a text (or null when it cannot tell); onProblems(problems,
-// text) hears every result.
-export function createEditor(parent, { label, check, onProblems, onChange, hint }) {
+// createEditor makes an editor in parent; onChange(text) hears every
+// change of its text. Problems are shown with mark (the page checks the
+// whole draft, both editors at once).
+export function createEditor(parent, { label, onChange, hint }) {
   const extensions = [
     basicSetup,
     keymap.of([indentWithTab]),
@@ -40,31 +40,16 @@ export function createEditor(parent, { label, check, onProblems, onChange, hint 
   // Content-Security-Policy allows no other inline style).
   const nonce = document.querySelector('meta[name="gatehouse-style-nonce"]')?.content;
   if (nonce) extensions.push(EditorView.cspNonce.of(nonce));
-  if (check) {
-    let controller;
-    extensions.push(linter(async (view) => {
-      const text = view.state.doc.toString();
-      controller?.abort();
-      controller = new AbortController();
-      let problems;
-      try {
-        problems = await check(text, controller.signal);
-      } catch (e) {
-        if (e.name === "AbortError") return [];
-        throw e;
-      }
-      if (problems === null) return [];
-      if (onProblems) onProblems(problems, text);
-      return toDiagnostics(view.state.doc, problems);
-    }, { delay: 300 }));
-  }
   const view = new EditorView({ parent, state: EditorState.create({ doc: "", extensions }) });
   return {
     view,
     get text() { return view.state.doc.toString(); },
     set text(v) { view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: v } }); },
-    // mark shows problems (from a save, say) until the next check.
-    mark(problems) { view.dispatch(setDiagnostics(view.state, toDiagnostics(view.state.doc, problems))); },
+    // mark shows problems ({line, column, code, message}) as diagnostics;
+    // problems without a line are not marked.
+    mark(problems) {
+      view.dispatch(setDiagnostics(view.state, toDiagnostics(view.state.doc, (problems || []).filter((p) => p.line))));
+    },
     // goTo puts the cursor on line:column and focuses the editor.
     goTo(line, column = 1) {
       const doc = view.state.doc;

@@ -26,6 +26,9 @@ let defEditor, testsEditor;
 let current = null;
 let checkAvailable = true;
 let loadingText = false;
+let checkTimer = null;
+let checkController = null;
+let checkSeq = 0;
 
 export function init(c) {
   ctx = c;
@@ -47,17 +50,20 @@ export function reset() {
 
 function editors() {
   if (defEditor) return;
-  defEditor = createEditor($("definition-editor"), {
-    label: "Policy definition (Rego)",
-    check: (text, signal) => check(text, signal),
-    onProblems: (problems) => listProblems("definition", problems),
-    onChange: () => dirty(),
-  });
+  defEditor = createEditor($("definition-editor"), { label: "Policy definition (Rego)", onChange: () => changed() });
   testsEditor = createEditor($("tests-editor"), {
     label: "Policy tests (Rego)",
     hint: "# test_ rules, e.g.\n# test_reader_allowed if { allow with input as {…} }",
-    onChange: () => dirty(),
+    onChange: () => changed(),
   });
+}
+
+// changed: the draft changed; check it once the author pauses.
+function changed() {
+  dirty();
+  if (loadingText) return;
+  clearTimeout(checkTimer);
+  checkTimer = setTimeout(() => checkDraft(), 300);
 }
 
 function dirty() {
@@ -72,38 +78,82 @@ function heading() {
   replace($("policy-heading"), name, current?.dirty ? h("span", { class: "hint" }, " — unsaved changes") : null);
 }
 
-// check asks the server for the problems of a definition; null when it
-// cannot tell (no check endpoint, or an error shown instead).
-async function check(text, signal) {
+// isTests says a problem is about the tests module.
+const isTests = (p) => String(p.field || "").replace(/^policy\./, "").startsWith("tests");
+const isDefinition = (p) => !isTests(p) && ["", "definition"].includes(String(p.field || "").replace(/^policy\./, ""));
+
+// checkDraft asks the server for the problems of the draft as it is
+// (POST …/policies/check: the checks a save runs, tests included, nothing
+// saved) and marks them in both editors.
+async function checkDraft() {
   const status = $("definition-status");
-  if (!checkAvailable) return null;
-  if (!text.trim()) {
-    status.textContent = "";
-    return [];
-  }
-  status.textContent = "checking…";
+  if (!checkAvailable || !current || !defEditor) return;
+  let body;
   try {
-    const { data } = await call("POST", tenantPath("/policies/check"), { body: { language: "rego", definition: text }, signal });
+    body = draft();
+  } catch (e) {
+    status.textContent = e.message;
+    status.dataset.state = "problems";
+    return;
+  }
+  if (body.language === "rego" && !body.definition.trim()) {
+    status.textContent = "";
+    showProblems([], []);
+    return;
+  }
+  checkController?.abort();
+  checkController = new AbortController();
+  const seq = ++checkSeq;
+  status.textContent = "checking…";
+  status.dataset.state = "";
+  try {
+    const { data } = await call("POST", tenantPath("/policies/check"), { body, signal: checkController.signal });
+    if (seq !== checkSeq) return;
     const problems = Array.isArray(data?.problems) ? data.problems : [];
-    status.textContent = problems.length ? `${problems.length} problem${problems.length > 1 ? "s" : ""}` : "no problems";
-    status.dataset.state = problems.length ? "problems" : "ok";
-    return problems.filter((p) => !p.field || p.field === "definition" || !String(p.field).startsWith("tests"));
+    showProblems(problems, Array.isArray(data?.tests) ? data.tests : []);
   } catch (err) {
-    if (err.name === "AbortError") throw err;
+    if (err.name === "AbortError" || seq !== checkSeq) return;
     if (err instanceof ApiError && err.missingRoute) {
       checkAvailable = false;
       status.textContent = "this server has no check endpoint: problems show when you save";
-      return null;
+      status.dataset.state = "";
+      return;
     }
     if (err instanceof ApiError && err.status === 400 && err.problems.length) {
-      status.textContent = err.message;
-      status.dataset.state = "problems";
-      return err.problems;
+      showProblems(err.problems, []);
+      return;
     }
     status.textContent = "could not check: " + err.message;
     status.dataset.state = "error";
-    return null;
   }
+}
+
+// showProblems marks the problems on their editor and lists them, with
+// the tests' outcomes.
+function showProblems(problems, tests) {
+  const def = problems.filter(isDefinition), tst = problems.filter(isTests);
+  const other = problems.filter((p) => !isDefinition(p) && !isTests(p));
+  defEditor.mark(def);
+  testsEditor.mark(tst);
+  listProblems("definition", [...other, ...def]);
+  listProblems("tests", tst);
+  const status = $("definition-status");
+  const n = def.length + other.length;
+  status.textContent = n ? `${n} problem${n > 1 ? "s" : ""}` : tst.length ? "no problems (see the tests)" : "no problems";
+  status.dataset.state = n ? "problems" : "ok";
+  const ts = $("tests-status");
+  if (!tests.length) {
+    ts.textContent = testsEditor.text.trim() && tst.length ? "tests not run" : "";
+    ts.dataset.state = tst.length ? "problems" : "";
+  } else {
+    const failed = tests.filter((t) => t.outcome && !["pass", "skip"].includes(String(t.outcome).toLowerCase()));
+    ts.textContent = failed.length ? `${failed.length} of ${tests.length} tests fail` : `${tests.length} test${tests.length > 1 ? "s" : ""} pass`;
+    ts.dataset.state = failed.length ? "problems" : "ok";
+  }
+  replace($("tests-outcomes"), tests.map((t) => h("li", { "data-outcome": String(t.outcome || "").toLowerCase() },
+    h("span", { class: String(t.outcome).toLowerCase() === "pass" ? "yes" : "no" }, String(t.outcome || "?").toUpperCase()), " ",
+    h("button", { type: "button", class: "link", on: { click: () => testsEditor.goTo(t.line || 1, t.column || 1) } }, t.name || "test"),
+    t.message ? ` — ${t.message}` : "", t.output ? h("pre", { class: "code" }, t.output) : null)));
 }
 
 // listProblems shows problems under their editor, each a button that
@@ -111,9 +161,9 @@ async function check(text, signal) {
 function listProblems(which, problems) {
   const ul = $(which + "-problems");
   const ed = which === "tests" ? testsEditor : defEditor;
-  replace(ul, (problems || []).map((p) => h("li", { class: "problem", "data-line": p.line || "" },
-    h("button", { type: "button", class: "link", on: { click: () => ed.goTo(p.line || 1, p.column || 1) } },
-      p.line ? `Line ${p.line}${p.column ? ", column " + p.column : ""}` : "Policy"),
+  replace(ul, (problems || []).map((p) => h("li", { class: "problem", "data-line": p.line || "", "data-field": p.field || "" },
+    p.line ? h("button", { type: "button", class: "link", on: { click: () => ed.goTo(p.line, p.column || 1) } },
+      `Line ${p.line}${p.column ? ", column " + p.column : ""}`) : h("span", {}, p.field || "policy"),
     ": ", p.code ? h("code", {}, p.code) : null, " ", p.message || "")));
 }
 
@@ -171,6 +221,10 @@ function fill(body) {
     loadingText = false;
   }
   for (const w of ["definition", "tests"]) replace($(w + "-problems"));
+  replace($("tests-outcomes"));
+  $("tests-status").textContent = "";
+  defEditor.mark([]);
+  testsEditor.mark([]);
   replace($("policy-save-result"));
   replace($("test-result"));
   replace($("replay-result"));
@@ -178,6 +232,8 @@ function fill(body) {
   heading();
   markCurrentInList();
   $("policy-pane").hidden = false;
+  clearTimeout(checkTimer);
+  checkDraft();
 }
 
 function openNew() {
@@ -224,17 +280,17 @@ function draft() {
 }
 
 // markDraftProblems puts a refused draft's problems on their editor
-// (fields under prefix: "policy." where the body carries the draft there).
-function markDraftProblems(err, prefix = "") {
-  const def = [], tests = [];
-  const unprefix = (f) => String(f || "").startsWith(prefix) ? String(f || "").slice(prefix.length) : String(f || "");
-  for (const p of err.problems) (unprefix(p.field).startsWith("tests") ? tests : def).push(p);
-  const field = unprefix(err.body?.details?.field);
-  if (!err.problems.length && field.startsWith("tests")) tests.push({ line: err.body?.details?.line || 1, message: err.message, code: err.code });
-  defEditor.mark(def.filter((p) => p.line));
-  testsEditor.mark(tests.filter((p) => p.line));
-  listProblems("definition", def.filter((p) => p.line));
-  listProblems("tests", tests);
+// (fields under "policy." where the body carries the draft there).
+function markDraftProblems(err) {
+  const problems = err.problems.length ? err.problems
+    : err.body?.details?.field ? [{ field: err.body.details.field, line: err.body.details.line, column: err.body.details.column, code: err.code, message: err.message }]
+      : [];
+  if (!problems.length) return;
+  const def = problems.filter(isDefinition), tst = problems.filter(isTests);
+  defEditor.mark(def);
+  testsEditor.mark(tst);
+  listProblems("definition", problems.filter((p) => !isTests(p)));
+  listProblems("tests", tst);
 }
 
 async function save() {
@@ -319,7 +375,7 @@ async function runTest() {
     const { data } = await call("POST", tenantPath("/policies/test"), { body });
     replace(out, renderTestResult(data));
   } catch (err) {
-    if (err instanceof ApiError) markDraftProblems(err, "policy.");
+    if (err instanceof ApiError) markDraftProblems(err);
     replace(out, errorBox(err, "The test did not run"));
   } finally {
     $("rq-run").disabled = false;
@@ -435,7 +491,7 @@ async function runReplay() {
     const { data } = await call("POST", tenantPath("/policies/" + encodeURIComponent(current.saved.id) + "/replay"), { body });
     replace(out, renderReplay(data));
   } catch (err) {
-    if (err instanceof ApiError) markDraftProblems(err, "policy.");
+    if (err instanceof ApiError) markDraftProblems(err);
     const hint = err instanceof ApiError && err.missingRoute ? h("p", { class: "hint" }, "This server has no replay endpoint.") : null;
     replace(out, errorBox(err, "The replay did not run"), hint);
   } finally {
