@@ -39,6 +39,7 @@ type gatewayBody struct {
 	ServiceIDs           []string `json:"service_ids"`
 	DryRun               bool     `json:"dry_run"`
 	AllowUnmatchedRoutes bool     `json:"allow_unmatched_routes"`
+	ExposeTokenErrors    bool     `json:"expose_token_errors"`
 	ServerID             string   `json:"server_id,omitempty"`
 	// AuthorizationServerID is accepted on write as another name of
 	// server_id (the seed's Gateway calls it so); never rendered.
@@ -175,7 +176,7 @@ func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
 func renderGatewayObject(t *store.Typed[model.GatewaySpec]) gatewayBody {
 	return gatewayBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, Name: t.Meta.Name, Description: t.Meta.Description, Type: t.Spec.Type,
-		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes,
+		ServiceIDs: nonNilStrings(t.Spec.ServiceIDs), DryRun: t.Spec.DryRun, AllowUnmatchedRoutes: t.Spec.AllowUnmatchedRoutes, ExposeTokenErrors: t.Spec.ExposeTokenErrors,
 		ServerID: t.Spec.ServerID, ListenerAddress: t.Spec.ListenerAddress, ListenerPort: t.Spec.ListenerPort,
 		RequestBody: t.Spec.RequestBody, PolicyTimeoutMS: effectivePolicyTimeout(t.Spec.PolicyTimeoutMS),
 		DecisionLogs: cmp.Or(t.Spec.DecisionLogs, model.DefaultDecisionLogs),
@@ -288,7 +289,7 @@ func (r *gatewayBody) validate(tid string) *Error {
 func (r *gatewayBody) spec() model.GatewaySpec {
 	ids := append([]string(nil), r.ServiceIDs...)
 	sort.Strings(ids)
-	spec := model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ServerID: r.ServerID,
+	spec := model.GatewaySpec{Type: r.Type, ServiceIDs: ids, DryRun: r.DryRun, AllowUnmatchedRoutes: r.AllowUnmatchedRoutes, ExposeTokenErrors: r.ExposeTokenErrors, ServerID: r.ServerID,
 		ListenerAddress: r.ListenerAddress, ListenerPort: r.ListenerPort, RequestBody: r.RequestBody, PolicyTimeoutMS: r.PolicyTimeoutMS}
 	// The default is stored as empty, as gateways written before the
 	// field existed have it.

@@ -143,3 +143,25 @@ func TestPolicyTestRequestRefusals(t *testing.T) {
 		t.Fatalf("acme's token at other: %v", res)
 	}
 }
+
+// A gateway that exposes token errors says why in the challenge; by
+// default the client learns nothing of the reason (decision logs do).
+func TestGatewayExposeTokenErrors(t *testing.T) {
+	e := newEnv(t)
+	sign := requestTestTenant(t, e, "acme")
+	gw := e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "open", "name": "open", "expose_token_errors": true}), 201).json(t)
+	if gw["expose_token_errors"] != true {
+		t.Fatalf("created: %v", gw)
+	}
+	e.expect(e.do("POST", "/api/admin/acme/gateways", rootToken, map[string]any{"id": "quiet", "name": "quiet"}), 201)
+	expired := sign(jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix()})
+	for gw, want := range map[string]string{
+		"open":  `Bearer error="invalid_token", error_description="expired"`,
+		"quiet": `Bearer error="invalid_token"`,
+	} {
+		res := e.expect(e.do("POST", "/api/admin/acme/policies/owner/test", rootToken, map[string]any{"gateway_id": gw, "request": petRequest("/pets/7", expired)}), 200).json(t)
+		if h := res["decision"].(map[string]any)["headers"].(map[string]any)["www-authenticate"]; h != want {
+			t.Errorf("gateway %s: challenge %v, want %s", gw, h, want)
+		}
+	}
+}

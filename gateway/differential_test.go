@@ -120,7 +120,8 @@ func randomConfig(t testing.TB, rng *rand.Rand) *policies.Config {
 		Tenant:   policies.Object[model.TenantSpec]{ID: "acme", Spec: model.TenantSpec{Name: "Acme"}},
 		Policies: diffPolicies,
 		Gateways: []policies.Object[model.GatewaySpec]{{ID: "gw", Name: "gw", Spec: model.GatewaySpec{Type: model.GatewayEnvoy,
-			PolicyTimeoutMS: model.MaxPolicyTimeoutMS, DryRun: rng.Intn(8) == 0, AllowUnmatchedRoutes: rng.Intn(4) == 0}}},
+			PolicyTimeoutMS: model.MaxPolicyTimeoutMS, DryRun: rng.Intn(8) == 0, AllowUnmatchedRoutes: rng.Intn(4) == 0,
+			ExposeTokenErrors: rng.Intn(2) == 0}}},
 		Issuers: []policies.Object[model.IssuerSpec]{{ID: "idp", Name: "idp", Spec: model.IssuerSpec{Issuer: issuerURL,
 			Audiences: []string{"pets-api"}, JWKS: jwtkit.JWKS(t, diffKey(t))}}},
 	}
@@ -335,7 +336,7 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewSource(20261123))
 	const configs, requestsPer = 30, 150
-	allowed, denied, matched, withToken, revoked := 0, 0, 0, 0, 0
+	allowed, denied, matched, withToken, revoked, explained := 0, 0, 0, 0, 0, 0
 	for ci := 0; ci < configs; ci++ {
 		cfg := randomConfig(t, rng)
 		eng, tokens := randomEngine(t, cfg)
@@ -365,13 +366,17 @@ func TestFastPathAgreesWithRegoEntrypoint(t *testing.T) {
 			if got.APIID != "" {
 				matched++
 			}
+			if c, _ := got.Headers["www-authenticate"].(string); strings.Contains(c, "error_description") {
+				explained++
+			}
 			if tok, _ := got.InputDocument()["gatehouse"].(map[string]any)["token"].(map[string]any); tok["valid"] == true {
 				withToken++
 			}
 		}
 	}
-	t.Logf("%d requests: %d allowed, %d denied, %d matched an API, %d carried a valid token, %d a revoked one", configs*requestsPer, allowed, denied, matched, withToken, revoked)
-	if allowed < 200 || denied < 200 || matched < 1000 || withToken < 300 || revoked < 100 {
+	t.Logf("%d requests: %d allowed, %d denied, %d matched an API, %d carried a valid token, %d a revoked one, %d denials said why the token is invalid",
+		configs*requestsPer, allowed, denied, matched, withToken, revoked, explained)
+	if allowed < 200 || denied < 200 || matched < 1000 || withToken < 300 || revoked < 100 || explained < 100 {
 		t.Fatalf("the corpus is too one-sided to prove anything: %d allowed, %d denied, %d matched", allowed, denied, matched)
 	}
 }

@@ -306,7 +306,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 		// routes, so a token there must not matter here either.
 		o = outcome{allowed: true, status: 200, reason: "public API"}
 	case tok.Present && !tok.Valid:
-		o = outcome{status: 401, reason: "invalid bearer token", headers: map[string]any{"www-authenticate": `Bearer error="invalid_token"`}}
+		o = outcome{status: 401, reason: "invalid bearer token", headers: map[string]any{"www-authenticate": e.invalidTokenChallenge(tokErr)}}
 	case api.PolicyID == "":
 		o = outcome{status: 403, reason: fmt.Sprintf("API %s has no policy", api.ID)}
 	case !hasPolicy:
@@ -325,10 +325,10 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 		Allowed: dry || o.allowed, Reason: o.reason, DryRun: dry, PolicyAllowed: o.allowed,
 		ResponseHeadersToAdd: orEmptyMap(o.responseHeadersToAdd), RequestHeadersToRemove: orEmptyList(o.requestHeadersToRemove),
 		DynamicMetadata: orEmptyMap(o.dynamicMetadata), req: req,
-		Token: tok, TokenError: tokErr, TokenReason: token.Reason(tokErr),
+		Token: tok, TokenError: tokErr,
 	}
-	if tok.Present && !tok.Valid && tokErr == nil {
-		d.TokenReason = token.ReasonInvalid // a validator that gives no reason
+	if tok.Present && !tok.Valid {
+		d.TokenReason = invalidReason(tokErr)
 	}
 	if found {
 		d.APIID, d.ServiceID, d.PolicyID, d.BoundPolicyID = route.APIID, route.ServiceID, api.PolicyID, boundPolicy
@@ -348,6 +348,29 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (*Decision, error) {
 			policies.OwnedHeadersToRemove(req.OwnedHeaders, d.Headers, d.RequestHeadersToRemove)...)
 	}
 	return d, nil
+}
+
+// invalidTokenChallenge is the WWW-Authenticate of a 401 for an invalid
+// token (RFC 6750): error="invalid_token", with the reason
+// (token.Reason) as error_description only when the gateway exposes token
+// errors to clients (expose_token_errors; the Rego entrypoint answers
+// alike).
+func (e *Engine) invalidTokenChallenge(err error) string {
+	if e.cfg.Gateway.ExposeTokenErrors {
+		if reason := invalidReason(err); reason != "" {
+			return `Bearer error="invalid_token", error_description="` + reason + `"`
+		}
+	}
+	return `Bearer error="invalid_token"`
+}
+
+// invalidReason is token.Reason of a present, invalid token's error
+// (ReasonInvalid when the validator gave none).
+func invalidReason(err error) string {
+	if err == nil {
+		return token.ReasonInvalid
+	}
+	return token.Reason(err)
 }
 
 // tokenChecker is a TokenValidator that also says why a token is invalid

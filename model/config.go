@@ -121,8 +121,12 @@ type GatewaySpec struct {
 	DryRun bool `json:"dry_run,omitempty"`
 	// AllowUnmatchedRoutes lets requests that match no API through (the
 	// default denies them with 404).
-	AllowUnmatchedRoutes bool   `json:"allow_unmatched_routes,omitempty"`
-	ServerID             string `json:"server_id,omitempty"`
+	AllowUnmatchedRoutes bool `json:"allow_unmatched_routes,omitempty"`
+	// ExposeTokenErrors lets the 401 of an invalid bearer token say why
+	// (WWW-Authenticate error_description: expired, audience_mismatch, …);
+	// by default only decision logs have the reason.
+	ExposeTokenErrors bool   `json:"expose_token_errors,omitempty"`
+	ServerID          string `json:"server_id,omitempty"`
 	// ListenerAddress and ListenerPort are where the gateway's Envoy
 	// listens (xDS); defaults 0.0.0.0 and 10000.
 	ListenerAddress string `json:"listener_address,omitempty"`

@@ -73,14 +73,17 @@ type (
 	}
 	// GatewayData is the gateway and its settings.
 	GatewayData struct {
-		ID                   string                     `json:"id"`
-		Name                 string                     `json:"name"`
-		Type                 string                     `json:"type"`
-		DryRun               bool                       `json:"dry_run"`
-		AllowUnmatchedRoutes bool                       `json:"allow_unmatched_routes"`
-		ListenerAddress      string                     `json:"listener_address"`
-		ListenerPort         int                        `json:"listener_port"`
-		RequestBody          *model.RequestBodySettings `json:"request_body"`
+		ID                   string `json:"id"`
+		Name                 string `json:"name"`
+		Type                 string `json:"type"`
+		DryRun               bool   `json:"dry_run"`
+		AllowUnmatchedRoutes bool   `json:"allow_unmatched_routes"`
+		// ExposeTokenErrors: a 401 for an invalid token says why
+		// (error_description, gatehouse.lib.token.reason).
+		ExposeTokenErrors bool                       `json:"expose_token_errors"`
+		ListenerAddress   string                     `json:"listener_address"`
+		ListenerPort      int                        `json:"listener_port"`
+		RequestBody       *model.RequestBodySettings `json:"request_body"`
 		// PolicyTimeoutMS bounds one policy evaluation in the authorizer.
 		PolicyTimeoutMS int `json:"policy_timeout_ms"`
 		// DecisionLogs is which decisions the authorizer logs: on, off,
@@ -265,7 +268,7 @@ func Compile(cfg *Config, gatewayID string) (*Compiled, error) {
 	d := BundleConfig{
 		Tenant: TenantData{ID: cfg.Tenant.ID, Name: cfg.Tenant.Spec.Name},
 		Gateway: GatewayData{ID: gw.ID, Name: gw.Name, Type: gw.Spec.Type, DryRun: gw.Spec.DryRun,
-			AllowUnmatchedRoutes: gw.Spec.AllowUnmatchedRoutes, ListenerAddress: gw.Spec.ListenerAddress,
+			AllowUnmatchedRoutes: gw.Spec.AllowUnmatchedRoutes, ExposeTokenErrors: gw.Spec.ExposeTokenErrors, ListenerAddress: gw.Spec.ListenerAddress,
 			ListenerPort: gw.Spec.ListenerPort, RequestBody: gw.Spec.RequestBody, PolicyTimeoutMS: gw.Spec.PolicyTimeoutMS,
 			DecisionLogs: gw.Spec.DecisionLogs},
 		Services: map[string]ServiceData{},

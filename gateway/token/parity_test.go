@@ -42,7 +42,7 @@ type parityCase struct {
 // regoTokenInfo evaluates data.gatehouse.lib.token.info over the built-in
 // library with issuers as data.
 type regoTokenInfo struct {
-	pq rego.PreparedEvalQuery
+	pq, reasonQ rego.PreparedEvalQuery
 }
 
 func newRegoTokenInfo(t *testing.T, issuers []policies.IssuerData) *regoTokenInfo {
@@ -79,7 +79,31 @@ func newRegoTokenInfoWith(t *testing.T, config map[string]any) *regoTokenInfo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &regoTokenInfo{pq: pq}
+	reasonQ, err := e.Prepare(ctx, "data.gatehouse.lib.token.reason")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &regoTokenInfo{pq: pq, reasonQ: reasonQ}
+}
+
+// reason is data.gatehouse.lib.token.reason ("" when undefined).
+func (r *regoTokenInfo) reason(t *testing.T, auth *string, now time.Time) string {
+	t.Helper()
+	headers := map[string]any{}
+	if auth != nil {
+		headers["authorization"] = *auth
+	}
+	input := map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
+		"method": "GET", "path": "/", "host": "api.example.com", "headers": headers}}}}
+	rs, err := r.reasonQ.Eval(context.Background(), rego.EvalInput(input), rego.EvalTime(now))
+	if err != nil {
+		t.Fatalf("rego: %v", err)
+	}
+	if len(rs) == 0 {
+		return ""
+	}
+	s, _ := rs[0].Expressions[0].Value.(string)
+	return s
 }
 
 func (r *regoTokenInfo) info(t *testing.T, auth *string, now time.Time) map[string]any {
@@ -239,6 +263,9 @@ func parityCorpus(t *testing.T) []parityCase {
 		{"exp in exponent form", map[string]any{"exp": json.Number("1.7000006e9")}, true},
 		{"exp 1e400", map[string]any{"exp": json.Number("1e400")}, true},
 		{"exp with a huge exponent", map[string]any{"exp": json.Number("1e1000000000")}, false},
+		{"nbf with a huge exponent", map[string]any{"nbf": json.Number("1e1000000000")}, false},
+		{"iat with a huge exponent", map[string]any{"iat": json.Number("1e1000000000")}, false},
+		{"nbf in the future, iat a string", map[string]any{"nbf": t0 + 600, "iat": "x"}, false},
 		{"exp -0.5", map[string]any{"exp": json.Number("-0.5")}, false},
 		{"exp integral float", map[string]any{"exp": json.Number("1700000600.0")}, true},
 		{"exp 2^64", map[string]any{"exp": json.Number("18446744073709551616")}, true},
@@ -394,6 +421,7 @@ func TestParityWithRego(t *testing.T) {
 
 	cases := parityCorpus(t)
 	validCount := 0
+	reasons := map[string]int{}
 	for _, c := range cases {
 		goInfo, reason := v.Check(ctx, c.auth)
 		got := goInfo.Value()
@@ -402,6 +430,13 @@ func TestParityWithRego(t *testing.T) {
 			t.Errorf("%s: Go and Rego disagree (Go's reason: %v)\n  Go:   %s\n  Rego: %s", c.name, reason, mustJSON(t, got), mustJSON(t, want))
 			continue
 		}
+		// Why an invalid token is invalid, alike (token.Reason; the
+		// decision logs and, when a gateway exposes token errors, the
+		// challenge carry it).
+		if got, want := token.Reason(reason), r.reason(t, &c.auth, parityNow); got != want {
+			t.Errorf("%s: Go's reason %q (%v), Rego's %q", c.name, got, reason, want)
+		}
+		reasons[token.Reason(reason)]++
 		if !c.agreeOnly && goInfo.Valid != c.valid {
 			t.Errorf("%s: valid = %v, want %v (reason: %v)", c.name, goInfo.Valid, c.valid, reason)
 		}
@@ -420,6 +455,12 @@ func TestParityWithRego(t *testing.T) {
 	}
 	if validCount < 40 || len(cases) < 250 {
 		t.Fatalf("weak corpus: %d cases, %d valid", len(cases), validCount)
+	}
+	for _, r := range []string{token.ReasonMalformed, token.ReasonUnsupportedAlgorithm, token.ReasonIssuerUnknown, token.ReasonAudienceMismatch,
+		token.ReasonExpired, token.ReasonNotYetValid, token.ReasonSignatureInvalid} {
+		if reasons[r] == 0 {
+			t.Errorf("the corpus has no token invalid for %s: %v", r, reasons)
+		}
 	}
 
 	// No header at all.

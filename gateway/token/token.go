@@ -599,7 +599,10 @@ func checkTimes(claims map[string]any, now int64) error {
 	if !ok {
 		return fmt.Errorf("%w: exp is missing or not a number", ErrTime)
 	}
-	if c, ok := compareNumericDate(now, exp, leewaySeconds); !ok || c >= 0 {
+	switch c, ok := compareNumericDate(now, exp, leewaySeconds); {
+	case !ok:
+		return fmt.Errorf("%w: exp %s is not a finite number", ErrTime, exp)
+	case c >= 0:
 		return fmt.Errorf("%w: %w (exp %s)", ErrTime, ErrExpired, exp)
 	}
 	for _, name := range [...]string{"nbf", "iat"} {
@@ -611,7 +614,10 @@ func checkTimes(claims map[string]any, now int64) error {
 		if !ok {
 			return fmt.Errorf("%w: %s is not a number", ErrTime, name)
 		}
-		if c, ok := compareNumericDate(now, n, -leewaySeconds); !ok || c < 0 {
+		switch c, ok := compareNumericDate(now, n, -leewaySeconds); {
+		case !ok:
+			return fmt.Errorf("%w: %s %s is not a finite number", ErrTime, name, n)
+		case c < 0:
 			return fmt.Errorf("%w: %w: %s %s is in the future", ErrTime, ErrNotYetValid, name, n)
 		}
 	}

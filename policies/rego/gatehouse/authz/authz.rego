@@ -37,6 +37,12 @@ policy_result := r if {
 	r := data.gatehouse.policies[policy.package] with input as policy_input
 }
 
+# The challenge of an invalid token: with the reason only when the gateway
+# exposes token errors (expose_token_errors).
+invalid_token_challenge := sprintf(`Bearer error="invalid_token", error_description="%s"`, [token.reason]) if {
+	config.gateway.expose_token_errors == true
+} else := `Bearer error="invalid_token"`
+
 policy_allowed := true if {
 	policy_result.allow == true
 } else := false
@@ -61,7 +67,7 @@ outcome := o if {
 	token.info.present
 	not token.info.valid
 	o := {"allowed": false, "http_status": 401, "reason": "invalid bearer token",
-		"headers": {"www-authenticate": `Bearer error="invalid_token"`}}
+		"headers": {"www-authenticate": invalid_token_challenge}}
 } else := o if {
 	api.policy_id == ""
 	o := {"allowed": false, "http_status": 403, "reason": sprintf("API %s has no policy", [api.id])}
