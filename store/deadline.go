@@ -244,6 +244,11 @@ func (d *DeadlineStore) ListLog(ctx context.Context, q LogQuery) (*LogPage, erro
 	return call(d, ctx, "list_log", false, func(ctx context.Context) (*LogPage, error) { return d.st.ListLog(ctx, q) })
 }
 
+// CountLog implements Runtime.
+func (d *DeadlineStore) CountLog(ctx context.Context, stream LogStream, f LogFilter) ([]LogPolicyCount, error) {
+	return call(d, ctx, "count_log", false, func(ctx context.Context) ([]LogPolicyCount, error) { return d.st.CountLog(ctx, stream, f) })
+}
+
 // TrimLog implements Runtime.
 func (d *DeadlineStore) TrimLog(ctx context.Context, stream LogStream, keep int) (int, error) {
 	return call(d, ctx, "trim_log", false, func(ctx context.Context) (int, error) { return d.st.TrimLog(ctx, stream, keep) })

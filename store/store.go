@@ -291,17 +291,26 @@ type LogEntry struct {
 	Data json.RawMessage `json:"data"`
 }
 
-// LogQuery selects one page of a log stream, newest first.
+// LogQuery selects one page of a log stream, newest first: the entries
+// matching Filter, older than After (a Next of an earlier page).
 type LogQuery struct {
 	Stream LogStream
 	Limit  int
 	After  string
+	Filter LogFilter
+	// WithTotal asks for LogPage.Total (a count of every entry matching
+	// Filter, whatever After says; it costs a scan of those entries).
+	WithTotal bool
 }
 
 // LogPage is one page of log entries.
 type LogPage struct {
 	Items []*LogEntry
 	Next  string
+	// Total is how many entries match the query's Filter, on every page
+	// (only when the query asked WithTotal; else 0). It is counted in the
+	// same snapshot as the page.
+	Total int
 }
 
 // Runtime holds operational data that is not configuration: gateway status
@@ -345,8 +354,16 @@ type Runtime interface {
 	SweepExpiredState(ctx context.Context, limit int) (int, error)
 	// AppendLog appends entries (JSON values) to a stream, in order.
 	AppendLog(ctx context.Context, stream LogStream, entries []json.RawMessage) error
-	// ListLog returns one page of a stream, newest first.
+	// ListLog returns one page of a stream, newest first. The entries of
+	// a stream become visible in ID order: once a reader sees an entry,
+	// it sees every older entry of that stream too, so a follower asking
+	// for the entries newer than the newest it saw (LogFilter.Since)
+	// misses none.
 	ListLog(ctx context.Context, q LogQuery) (*LogPage, error)
+	// CountLog counts the entries of a stream matching f by decision
+	// policy (result.policy_id) and outcome (result.allowed), in policy
+	// id order.
+	CountLog(ctx context.Context, stream LogStream, f LogFilter) ([]LogPolicyCount, error)
 	// TrimLog keeps the newest keep entries of a stream and returns how many
 	// it removed.
 	TrimLog(ctx context.Context, stream LogStream, keep int) (int, error)

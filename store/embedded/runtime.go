@@ -329,11 +329,19 @@ func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []jso
 			return fmt.Errorf("%w: log entry is not valid JSON", store.ErrInvalid)
 		}
 	}
-	at := now()
+	// The fields a search reads, parsed before the writer is taken.
+	metas := make([]store.DecisionFields, len(entries))
+	for i, e := range entries {
+		metas[i] = store.ParseDecisionFields(e)
+	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		logs, idx := tx.Bucket(bucketLogs), tx.Bucket(bucketLogIx)
 		prefix := logPrefix(st)
-		for _, data := range entries {
+		at, err := appendTime(tx)
+		if err != nil {
+			return err
+		}
+		for i, data := range entries {
 			seq, err := logs.NextSequence()
 			if err != nil {
 				return err
@@ -345,53 +353,12 @@ func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []jso
 			if err := logs.Put(u64(seq), body); err != nil {
 				return err
 			}
-			if err := idx.Put(append(append([]byte{}, prefix...), u64(seq)...), nil); err != nil {
+			if err := idx.Put(append(append([]byte{}, prefix...), u64(seq)...), encodeLogMeta(at, &metas[i])); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-}
-
-// ListLog implements store.Runtime.
-func (s *Store) ListLog(ctx context.Context, q store.LogQuery) (*store.LogPage, error) {
-	after, err := store.DecodeEventCursor(q.After)
-	if err != nil {
-		return nil, err
-	}
-	page := &store.LogPage{Items: []*store.LogEntry{}}
-	prefix := logPrefix(q.Stream)
-	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketLogIx).Cursor()
-		bound := bytes.Repeat([]byte{0xff}, 8)
-		if after > 0 {
-			bound = u64(uint64(after))
-		}
-		k, _ := c.Seek(append(append([]byte{}, prefix...), bound...))
-		if k == nil {
-			k, _ = c.Last()
-		} else {
-			k, _ = c.Prev()
-		}
-		logs := tx.Bucket(bucketLogs)
-		for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Prev() {
-			if q.Limit > 0 && len(page.Items) == q.Limit {
-				page.Next = page.Items[len(page.Items)-1].ID
-				break
-			}
-			v := logs.Get(k[len(prefix):])
-			if v == nil {
-				continue
-			}
-			var e store.LogEntry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			page.Items = append(page.Items, &e)
-		}
-		return nil
-	})
-	return page, err
 }
 
 // TrimLog implements store.Runtime.

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -204,7 +202,8 @@ func (s *Store) SweepExpiredState(ctx context.Context, limit int) (int, error) {
 }
 
 // AppendLog implements store.Runtime: the entries go in with one COPY
-// (one statement: all of them or none), in order.
+// (one statement: all of them or none), in order, under the stream's
+// lock (appendLog).
 func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []json.RawMessage) error {
 	if st.Name == "" {
 		return fmt.Errorf("%w: log stream needs a name", store.ErrInvalid)
@@ -225,55 +224,7 @@ func (s *Store) AppendLog(ctx context.Context, st store.LogStream, entries []jso
 	for i, e := range entries {
 		rows[i] = []any{st.Name, st.TenantID, st.Key, at, []byte(e)}
 	}
-	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"gh_logs"}, []string{"stream", "tenant_id", "key", "time", "data"}, pgx.CopyFromRows(rows))
-	return classify(dbError(err, "append to log %s", st.Name))
-}
-
-// ListLog implements store.Runtime.
-func (s *Store) ListLog(ctx context.Context, q store.LogQuery) (*store.LogPage, error) {
-	after, err := store.DecodeEventCursor(q.After)
-	if err != nil {
-		return nil, err
-	}
-	page := &store.LogPage{Items: []*store.LogEntry{}}
-	if !storable(q.Stream.Name, q.Stream.TenantID, q.Stream.Key) {
-		return page, nil
-	}
-	limit := int64(q.Limit) + 1
-	if q.Limit <= 0 {
-		limit = -1
-	}
-	// seq < $4 (not "$4 = 0 OR …") keeps every page a range scan of the
-	// stream's index, however deep the cursor.
-	if after == 0 {
-		after = math.MaxInt64
-	}
-	rows, err := s.pool.Query(ctx, `SELECT seq, time, data FROM gh_logs
-		WHERE stream = $1 AND tenant_id = $2 AND key = $3 AND seq < $4
-		ORDER BY seq DESC LIMIT NULLIF($5, -1)`,
-		q.Stream.Name, q.Stream.TenantID, q.Stream.Key, after, limit)
-	if err != nil {
-		return nil, dbError(err, "list log %s", q.Stream.Name)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var seq int64
-		var data []byte
-		e := &store.LogEntry{}
-		if err := rows.Scan(&seq, &e.Time, &data); err != nil {
-			return nil, dbError(err, "list log %s", q.Stream.Name)
-		}
-		e.ID, e.Time, e.Data = strconv.FormatInt(seq, 10), e.Time.UTC(), data
-		page.Items = append(page.Items, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, dbError(err, "list log %s", q.Stream.Name)
-	}
-	if q.Limit > 0 && len(page.Items) > q.Limit {
-		page.Items = page.Items[:q.Limit]
-		page.Next = page.Items[q.Limit-1].ID
-	}
-	return page, nil
+	return classify(dbError(s.appendLog(ctx, st, rows), "append to log %s", st.Name))
 }
 
 // TrimLog implements store.Runtime.

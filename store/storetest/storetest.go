@@ -5,7 +5,8 @@
 // ids and names and soft delete (uniqueness.go), paging (paging.go), the
 // change feed (watch.go), concurrent writers (concurrency.go), reopening
 // (durability.go), tenant deletion (tenants.go), audit events
-// (events.go), runtime state and logs (runtime.go), runtime state taken
+// (events.go), runtime state and logs (runtime.go), searching, counting
+// and following logs (logsearch.go), runtime state taken
 // once, created if absent and expiring (statettl.go) and bundle revision
 // claims (bundleclaim.go). Every test is named for the behaviour it
 // asserts; the long ones run as steps, each stopping the later ones when
@@ -60,6 +61,7 @@ func topics() []topic {
 		{"Tenants", tenantTests()},
 		{"AuditEvents", eventTests()},
 		{"Runtime", runtimeTests()},
+		{"LogSearch", logSearchTests()},
 		{"StateTTL", stateTTLTests()},
 		{"BundleRevisionClaims", bundleClaimTests()},
 	}
