@@ -255,6 +255,29 @@ allow if input.parsed_query.api_key[0] == "secret"
 			t.Errorf("%s: reads_masked %v", ex.Path, ex.ReadsMasked)
 		}
 	}
+
+	// What the draft reads is found through the library functions it
+	// calls and the imports of input it names.
+	for name, c := range map[string]struct {
+		draft model.PolicySpec
+		read  int
+		reads string
+	}{
+		"a scope validator reads the verified token only": {model.PolicySpec{Language: model.LanguageValidators,
+			Validators: []model.ValidatorConfig{{Name: "scope", Conf: map[string]any{"scopes": []any{"pets:read"}}}}}, 0, "[]"},
+		"a header validator reads the request's headers": {model.PolicySpec{Language: model.LanguageValidators,
+			Validators: []model.ValidatorConfig{{Name: "header", Conf: map[string]any{"name": "X-Key", "comparator": "equals", "value": "open-sesame"}}}},
+			2, "[input.attributes.request.http]"},
+		"an import of input": {rego("package policy\n\nimport input.attributes.request.http as h\n\nallow if h.headers.authorization\n"),
+			1, "[input.attributes.request.http.headers.authorization]"},
+		"a header chosen at run time": {rego("package policy\n\nallow if {\n\tsome name\n\tinput.attributes.request.http.headers[name] == \"x\"\n}\n"),
+			1, "[input.attributes.request.http.headers[_]]"},
+	} {
+		res := replayOf(t, tr, model.GatewaySpec{}, c.draft, 0, decisions)
+		if res.Masked.Read != c.read || fmt.Sprint(res.Masked.Reads) != c.reads {
+			t.Errorf("%s: %+v", name, res.Masked)
+		}
+	}
 }
 
 func TestReplayTakesTheNewestDecisionsUpToTheLimit(t *testing.T) {

@@ -21,13 +21,18 @@ type inputReads [][]string
 
 // policyInputReads compiles the modules of a bundle the policy needs
 // (those Tester.Prepare compiles: the library and the policies it refers
-// to) and collects the input references of every rule the policy's
-// package depends on, through OPA's dependency graph (functions of the
-// library included). It errs on the side of reading: a reference whose
-// key is a variable reads every member, a bare input (passed to a
-// function, compared whole) reads it all.
+// to), finds the rules the policy's package depends on through OPA's
+// dependency graph (functions of the library included), and collects the
+// input references of those rules as written — compilation moves uses of
+// input into local variables (x = input; object.get(x, …)), so the rules
+// are read in a second, uncompiled copy of the modules, found by their
+// location. It errs on the side of reading: a reference whose key is a
+// variable reads every member, a bare input (passed to a function,
+// compared whole) reads it all.
 func policyInputReads(ctx context.Context, compiled *Compiled, closure map[string]bool, policyID string) (inputReads, error) {
 	mods := map[string]*ast.Module{}
+	written := map[string]*ast.Rule{}
+	aliases := map[string]map[ast.Var][]string{}
 	for _, m := range compiled.Modules {
 		if strings.HasPrefix(m.Path, Root+"/policies/") && !closure[m.Path] {
 			continue
@@ -37,6 +42,15 @@ func policyInputReads(ctx context.Context, compiled *Compiled, closure map[strin
 			return nil, fmt.Errorf("parse %s: %w", m.Path, err)
 		}
 		mods[m.Path] = pm
+		copied, err := ast.ParseModuleWithOpts(m.Path, m.Source, parserOptions)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", m.Path, err)
+		}
+		ast.WalkRules(copied, func(r *ast.Rule) bool {
+			written[ruleKey(r)] = r
+			return false
+		})
+		aliases[m.Path] = inputImports(copied)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -55,7 +69,11 @@ func policyInputReads(ctx context.Context, compiled *Compiled, closure map[strin
 			continue
 		}
 		seen[r] = true
-		reads = append(reads, ruleInputReads(r)...)
+		if w, ok := written[ruleKey(r)]; ok {
+			reads = append(reads, ruleInputReads(w, aliases[r.Location.File])...)
+		} else {
+			reads = append(reads, ruleInputReads(r, nil)...)
+		}
 		for dep := range c.Graph.Dependencies(r) {
 			if d, ok := dep.(*ast.Rule); ok && !seen[d] {
 				queue = append(queue, d)
@@ -68,20 +86,107 @@ func policyInputReads(ctx context.Context, compiled *Compiled, closure map[strin
 	return reads.compact(), nil
 }
 
+// ruleKey identifies a rule by where it is written.
+func ruleKey(r *ast.Rule) string {
+	if r.Location == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d:%d", r.Location.File, r.Location.Row, r.Location.Col)
+}
+
+// inputImports are a module's imports of input (import input.a.b as x):
+// alias → path.
+func inputImports(m *ast.Module) map[ast.Var][]string {
+	out := map[ast.Var][]string{}
+	for _, imp := range m.Imports {
+		ref, ok := imp.Path.Value.(ast.Ref)
+		if !ok || ref[0].Value.Compare(ast.InputRootDocument.Value) != 0 {
+			continue
+		}
+		alias := imp.Alias
+		if alias == "" {
+			if len(ref) == 1 {
+				alias = ast.Var("input")
+			} else if s, ok := ref[len(ref)-1].Value.(ast.String); ok {
+				alias = ast.Var(s)
+			}
+		}
+		out[alias] = refPath(ref)
+	}
+	return out
+}
+
 // ruleInputReads are the input references of one rule (its head, body
-// and with modifiers; not its else branches).
-func ruleInputReads(r *ast.Rule) inputReads {
+// and with modifiers; not its else branches), aliases its module's
+// imports of input. object.get(input…, key, d), the library's way of
+// reading a member, reads input…[key] (object.get is the built-in: a rule
+// or an import cannot take its name).
+func ruleInputReads(r *ast.Rule, aliases map[ast.Var][]string) inputReads {
 	var reads inputReads
 	var vis *ast.GenericVisitor
+	// inputPath is the input path a term reads (false when it reads none):
+	// input, an alias of an input import, a reference from either.
+	inputPath := func(t *ast.Term) ([]string, bool) {
+		switch x := t.Value.(type) {
+		case ast.Var:
+			if x.Equal(ast.InputRootDocument.Value) {
+				return []string{}, true
+			}
+			if p, ok := aliases[x]; ok {
+				return slices.Clone(p), true
+			}
+		case ast.Ref:
+			if base, ok := aliasOrInput(x[0].Value, aliases); ok {
+				return append(base, refPath(x)...), true
+			}
+		}
+		return nil, false
+	}
+	objectGet := func(call []*ast.Term) bool {
+		if (len(call) != 4 && len(call) != 5) || !call[0].Equal(objectGetRef) {
+			return false
+		}
+		base, ok := inputPath(call[1])
+		if !ok {
+			return false
+		}
+		switch k := call[2].Value.(type) {
+		case ast.String:
+			base = append(base, string(k))
+		case *ast.Array:
+			for i := range k.Len() {
+				s, _ := k.Elem(i).Value.(ast.String)
+				base = append(base, string(s)) // "" (any) for a key that is not a string
+			}
+		default:
+			base = append(base, "")
+		}
+		reads = append(reads, base)
+		if ref, ok := call[1].Value.(ast.Ref); ok {
+			for _, t := range ref[1:] {
+				vis.Walk(t)
+			}
+		}
+		for _, t := range call[2:] {
+			vis.Walk(t) // the default, and the output of a compiled call
+		}
+		return true
+	}
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch v := x.(type) {
 		case *ast.Rule:
 			if v != r {
 				return true // an else branch: its own rule
 			}
+		case ast.Call:
+			return objectGet(v)
+		case *ast.Expr:
+			if terms, ok := v.Terms.([]*ast.Term); ok && v.IsCall() && len(v.With) == 0 {
+				return objectGet(terms)
+			}
 		case ast.Ref:
-			if v[0].Value.Compare(ast.InputRootDocument.Value) == 0 {
-				reads = append(reads, refPath(v))
+			if base, ok := aliasOrInput(v[0].Value, aliases); ok {
+				reads = append(reads, append(base, refPath(v)...))
 			} else if _, isVar := v[0].Value.(ast.Var); !isVar {
 				vis.Walk(v[0])
 			}
@@ -90,8 +195,8 @@ func ruleInputReads(r *ast.Rule) inputReads {
 			}
 			return true
 		case ast.Var:
-			if v.Equal(ast.InputRootDocument.Value) {
-				reads = append(reads, []string{})
+			if base, ok := aliasOrInput(v, aliases); ok {
+				reads = append(reads, base)
 			}
 		}
 		return false
@@ -99,6 +204,23 @@ func ruleInputReads(r *ast.Rule) inputReads {
 	vis.Walk(r)
 	return reads
 }
+
+// aliasOrInput is the input path of a reference's head: input itself, or
+// an alias of an import of input.
+func aliasOrInput(head ast.Value, aliases map[ast.Var][]string) ([]string, bool) {
+	v, ok := head.(ast.Var)
+	switch {
+	case !ok:
+		return nil, false
+	case v.Equal(ast.InputRootDocument.Value):
+		return []string{}, true
+	}
+	p, ok := aliases[v]
+	return slices.Clone(p), ok
+}
+
+// objectGetRef is the built-in object.get.
+var objectGetRef = ast.RefTerm(ast.VarTerm("object"), ast.StringTerm("get"))
 
 // refPath is the path of a reference into input: its string members,
 // "" for any other (a variable, a number).
