@@ -167,6 +167,7 @@ func (s *Server) gatewayRoutes(_, adm *gin.RouterGroup) {
 	adm.GET("/gateways/:gw/envoy-config", s.gatewayEnvoyConfig)
 	adm.GET("/gateways/:gw/bundle-content", s.gatewayBundleContent)
 	adm.GET("/gateways/:gw/decisions", s.listDecisions)
+	adm.GET("/gateways/:gw/decisions/stats", s.decisionStats)
 	adm.GET("/gateways/:gw/credentials", s.listGatewayCredentials)
 	adm.POST("/gateways/:gw/credentials", s.createGatewayCredential)
 	adm.DELETE("/gateways/:gw/credentials/:cid", s.deleteGatewayCredential)
@@ -460,36 +461,6 @@ func (s *Server) gatewayKeys(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"keys": []gin.H{{
 		"kid": k.KeyID, "alg": k.Algorithm, "use": "bundle-signing", "public_key_pem": k.PublicKeyPEM,
 	}}})
-}
-
-// listDecisions lists the decision log events the gateway's OPAs uploaded,
-// newest first.
-func (s *Server) listDecisions(c *gin.Context) {
-	t, ok := s.loadGateway(c)
-	if !ok {
-		return
-	}
-	limit, after, apiErr := page(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
-	pg, err := s.store.ListLog(c.Request.Context(), store.LogQuery{
-		Stream: store.LogStream{Name: decisionStream, TenantID: t.Meta.TenantID, Key: t.Meta.ID}, Limit: limit, After: after})
-	if err != nil {
-		abort(c, cursorError(err, "decision"))
-		return
-	}
-	type decision struct {
-		ID         string          `json:"id"`
-		ReceivedAt time.Time       `json:"received_at"`
-		Event      json.RawMessage `json:"event"`
-	}
-	out := make([]decision, 0, len(pg.Items))
-	for _, e := range pg.Items {
-		out = append(out, decision{ID: e.ID, ReceivedAt: e.Time, Event: e.Data})
-	}
-	c.JSON(http.StatusOK, gin.H{"decisions": out, "next": pg.Next})
 }
 
 // createGatewayClient creates, in the gateway's create transaction, the
