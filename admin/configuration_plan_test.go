@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 )
 
 // planResult is the answer of an import (or a dry run).
@@ -65,7 +67,16 @@ func planDocument(t *testing.T, exported []byte) map[string]any {
 // the ETags before and after) and changes nothing; the import it plans
 // then does exactly that, and its etag is what an export then has.
 func TestConfigurationDryRunPlansWithoutWriting(t *testing.T) {
-	e := newEnv(t)
+	dryRunPlansWithoutWriting(t, newEnv(t))
+}
+
+// The same on PostgreSQL, whose rolled-back transaction must leave the
+// global revision and the change log as they were.
+func TestConfigurationDryRunOnPostgres(t *testing.T) {
+	dryRunPlansWithoutWriting(t, newEnvOnWith(t, testkit.PostgresStore(t), nil))
+}
+
+func dryRunPlansWithoutWriting(t *testing.T, e *env) {
 	e.createTenant("acme")
 	e.buildRichTenant("acme")
 	e.waitBundles("acme", "edge", "mesh")
