@@ -38,7 +38,7 @@ func (e *env) buildRichTenant(tid string) (edgeToken string, secrets []string) {
 	post("/policies", map[string]any{"id": "keyed", "policy_name": "keyed", "description": "needs a key", "definition": goodRego,
 		"labels": map[string]string{"team": "a"}})
 	post("/policies", map[string]any{"id": "hdr", "policy_name": "header check", "type": "api", "dry_run": true,
-		"validators": []any{map[string]any{"name": "header", "conf": map[string]any{"name": "x-key", "value": "k"}}}})
+		"validators": []any{map[string]any{"name": "header", "conf": map[string]any{"name": "x-key", "value": "k"}}}, "tests": "package policy\n\ntest_key if allow with input as {\"attributes\": {\"request\": {\"http\": {\"headers\": {\"x-key\": \"k\"}}}}}\n"})
 	post("/services", map[string]any{"id": "pets", "name": "Pets", "description": "pet store", "url": "http://pets.internal:8080",
 		"hosts": []string{"Pets.Example.com", "*.pets.example.com"}, "server_id": "default", "labels": map[string]string{"tier": "1"}})
 	post("/services", map[string]any{"id": "shop", "name": "Shop", "url": "https://shop.internal",

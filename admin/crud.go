@@ -155,6 +155,11 @@ type simpleKind[S, Req, Resp any] struct {
 	// tid is "" when the request comes from a configuration document; id
 	// is the object's.
 	Build func(s *Server, tid, id string, req *Req) (store.Object, S, error)
+	// Precheck, when set, runs after Build for a create or PUT (not for
+	// an import), before the write's transaction: checks that read the
+	// store and may take a while (a policy's tests), so that no write
+	// waits for them.
+	Precheck func(ctx context.Context, s *Server, tid, id string, spec *S) error
 	// Check, when set, runs in the write's transaction after the
 	// references are checked (rules across objects).
 	Check func(ctx context.Context, tx store.Tx, t *store.Typed[S]) error
@@ -188,6 +193,9 @@ func (d simpleKind[S, Req, Resp]) register(sch *resource.Scheme) {
 					return nil, nil, apiErr
 				}
 				meta, spec, err := d.Build(s, tid, id, &req)
+				if err == nil && d.Precheck != nil {
+					err = d.Precheck(c.Request.Context(), s, tid, id, &spec)
+				}
 				if err != nil {
 					return nil, nil, buildError(err)
 				}
@@ -203,6 +211,9 @@ func (d simpleKind[S, Req, Resp]) register(sch *resource.Scheme) {
 					return nil, apiErr
 				}
 				meta, spec, err := d.Build(s, tid, id, &req)
+				if err == nil && d.Precheck != nil {
+					err = d.Precheck(c.Request.Context(), s, tid, id, &spec)
+				}
 				if err != nil {
 					return nil, buildError(err)
 				}

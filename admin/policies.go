@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -47,6 +46,7 @@ type policyBody struct {
 	Language    string                  `json:"language"`
 	Definition  string                  `json:"definition,omitempty"`
 	Validators  []model.ValidatorConfig `json:"validators,omitempty"`
+	Tests       string                  `json:"tests,omitempty"`
 	Type        string                  `json:"type"`
 	DryRun      bool                    `json:"dry_run"`
 	Labels      map[string]string       `json:"labels"`
@@ -56,7 +56,7 @@ type policyBody struct {
 func renderPolicy(t *store.Typed[model.PolicySpec]) policyBody {
 	return policyBody{
 		ID: t.Meta.ID, TenantID: t.Meta.TenantID, PolicyName: t.Meta.Name, Description: t.Meta.Description,
-		Language: t.Spec.Language, Definition: t.Spec.Definition, Validators: t.Spec.Validators, Type: t.Spec.Type,
+		Language: t.Spec.Language, Definition: t.Spec.Definition, Validators: t.Spec.Validators, Tests: t.Spec.Tests, Type: t.Spec.Type,
 		DryRun: t.Spec.DryRun, Labels: labelsOrEmpty(t.Meta.Labels), Metadata: metadataOf(&t.Meta),
 	}
 }
@@ -70,7 +70,7 @@ func addPolicyKind(sch *resource.Scheme) {
 		Param: "pid", NameField: "policy_name", Render: renderPolicy, ID: func(r *policyBody) string { return r.ID },
 		Build: func(s *Server, tid, id string, r *policyBody) (store.Object, model.PolicySpec, error) {
 			spec, apiErr := r.spec(tid)
-			if apiErr == nil {
+			if apiErr == nil && tid == "" { // a create or PUT checks in Precheck, in the tenant
 				apiErr = s.check(id, &spec)
 			}
 			if apiErr != nil {
@@ -78,13 +78,23 @@ func addPolicyKind(sch *resource.Scheme) {
 			}
 			return store.Object{Name: r.PolicyName, Description: r.Description, Labels: r.Labels}, spec, nil
 		},
+		// The authoring rules in the tenant and the tests (policycheck.go).
+		Precheck: func(ctx context.Context, s *Server, tid, id string, spec *model.PolicySpec) error {
+			return s.precheckPolicy(ctx, tid, id, spec)
+		},
+		Check: checkPolicyReferences,
 		AfterCreate: func(ctx context.Context, tx store.Tx, t *store.Typed[model.PolicySpec]) error {
 			return checkPolicyCount(ctx, tx, t.Meta.TenantID)
 		},
 	}.register(sch)
 	api := apiOf(sch.MustKind(model.KindPolicy))
 	api.routes = (*Server).policyTestRoutes
-	api.importCheck = checkConfigPolicyCount
+	api.importCheck = func(want []*configObject, stored configState, merge bool) *Error {
+		if apiErr := checkConfigPolicyCount(want, stored, merge); apiErr != nil {
+			return apiErr
+		}
+		return checkImportedPolicies(want, stored, merge)
+	}
 	api.importLimit = func(n int) *Error {
 		if n > policies.MaxPoliciesPerTenant {
 			return limitError("policies", policies.MaxPoliciesPerTenant, "a tenant may have at most %d policies (the document has %d)",
@@ -97,6 +107,7 @@ func addPolicyKind(sch *resource.Scheme) {
 // policyTestRoutes: running a policy (saved or not) against an input.
 func (s *Server) policyTestRoutes(_, adm *gin.RouterGroup) {
 	adm.POST("/policies/test", s.testUnsavedPolicy)
+	adm.POST("/policies/check", s.checkPolicy)
 	adm.POST("/policies/:pid/test", s.testPolicy)
 	adm.POST("/policies/:pid/replay", s.replayPolicy)
 }
@@ -147,41 +158,26 @@ func (r *policyBody) spec(tid string) (model.PolicySpec, *Error) {
 	default:
 		return model.PolicySpec{}, fieldError("language", "must be %q or %q", model.LanguageRego, model.LanguageValidators)
 	}
+	if len(r.Tests) > policies.MaxTestsBytes {
+		return model.PolicySpec{}, limitError("tests", policies.MaxTestsBytes,
+			"must be at most %d KiB (these are %d bytes)", policies.MaxTestsBytes>>10, len(r.Tests))
+	}
 	typ := r.Type
 	if typ == "" {
 		typ = "api"
 	}
-	return model.PolicySpec{Language: lang, Definition: r.Definition, Validators: r.Validators, Type: typ, DryRun: r.DryRun}, nil
+	return model.PolicySpec{Language: lang, Definition: r.Definition, Validators: r.Validators, Tests: r.Tests, Type: typ, DryRun: r.DryRun}, nil
 }
 
-// check compiles the policy; problems are a 400 listing line, column and
-// message (Rego) or the offending validator field.
+// check compiles the policy on its own (a configuration document's;
+// creates and PUTs check in the tenant: precheckPolicy); problems are a
+// 400 listing line, column and message (Rego) or the offending validator
+// field.
 func (s *Server) check(id string, spec *model.PolicySpec) *Error {
-	problems := s.checker.Check(id, spec)
-	if len(problems) == 0 {
-		return nil
+	if problems := s.checker.Check(id, spec); len(problems) > 0 {
+		return policyProblemsError(spec, problems)
 	}
-	field := "definition"
-	if spec.Language == model.LanguageValidators {
-		field = "validators"
-	}
-	if problems[0].Field != "" {
-		field = problems[0].Field
-	}
-	msgs := make([]string, len(problems))
-	for i, p := range problems {
-		msgs[i] = p.String()
-	}
-	msg := strings.Join(msgs, "; ")
-	if problems[0].Field == "" {
-		msg = field + ": " + msg // Rego problems carry line:column, not the field
-	}
-	code := CodeInvalidPolicy
-	if problems[0].Code == CodeLimitExceeded {
-		code = CodeLimitExceeded
-	}
-	return newError(http.StatusBadRequest, code, msg,
-		map[string]any{"field": field, "errors": problems})
+	return nil
 }
 
 // checkPolicyCount refuses (400 naming "policies") a tenant with more

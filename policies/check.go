@@ -145,11 +145,9 @@ func (c *Checker) compile(files map[string]string) (*ast.Compiler, error) {
 }
 
 // compileParsed compiles parsed modules (which it keeps) with copies of
-// the library's.
+// the library modules they need.
 func (c *Checker) compileParsed(mods map[string]*ast.Module) (*ast.Compiler, error) {
-	for k, v := range c.lib {
-		mods[k] = v.Copy()
-	}
+	c.addLibrary(mods)
 	comp := ast.NewCompiler().WithCapabilities(c.caps)
 	comp.Compile(mods)
 	if comp.Failed() {
@@ -216,4 +214,61 @@ func astProblems(err error) []Problem {
 		out = append(out, p)
 	}
 	return out
+}
+
+// addLibrary adds to mods copies of the library modules they refer to,
+// transitively: compiling the whole library costs ~50 times what a
+// policy does, and a module that is not referred to cannot change a
+// policy's compile (its package is its own).
+func (c *Checker) addLibrary(mods map[string]*ast.Module) {
+	var refs []ast.Ref
+	collect := func(m *ast.Module) {
+		for _, imp := range m.Imports {
+			if r, ok := imp.Path.Value.(ast.Ref); ok && r[0].Equal(ast.DefaultRootDocument) {
+				refs = append(refs, r)
+			}
+		}
+		ast.WalkRefs(m, func(r ast.Ref) bool {
+			if r[0].Equal(ast.DefaultRootDocument) {
+				refs = append(refs, r)
+			}
+			return false
+		})
+	}
+	for _, m := range mods {
+		collect(m)
+	}
+	for added := true; added; {
+		added = false
+		for path, lm := range c.lib {
+			if _, in := mods[path]; in || !refersTo(refs, lm.Package.Path) {
+				continue
+			}
+			mods[path] = lm.Copy()
+			collect(lm)
+			added = true
+		}
+	}
+}
+
+// refersTo says whether one of refs may reach package pkg: it is pkg,
+// under it or above it, or not static before it diverges.
+func refersTo(refs []ast.Ref, pkg ast.Ref) bool {
+	for _, r := range refs {
+		reaches := true
+		for i := 1; i < len(r) && i < len(pkg); i++ {
+			s, ok := r[i].Value.(ast.String)
+			if !ok {
+				break // data[x]…: any document
+			}
+			if !pkg[i].Value.(ast.String).Equal(s) {
+				reaches = false
+				break
+			}
+		}
+		if reaches {
+			return true
+		}
+	}
+	return false
 }

@@ -22,7 +22,65 @@ func (c *Checker) CheckInTenant(policyID string, spec *model.PolicySpec, tenant 
 	if problems := c.Check(policyID, spec); len(problems) > 0 {
 		return problems
 	}
-	tp := newTenantPolicies(policyID, spec, tenant)
+	return c.checkInTenant(policyID, spec, newTenantPolicies(policyID, spec, tenant))
+}
+
+// CheckPoliciesInTenant is CheckInTenant for the policies ids of all, a
+// tenant's whole set of policies (a configuration import), each of which
+// a Checker's Check accepts already: their problems by policy id (none:
+// absent). Since Check held them to the operator's built-ins, these
+// checks compile with every built-in available.
+func CheckPoliciesInTenant(all []Object[model.PolicySpec], ids []string) (map[string][]Problem, error) {
+	c, err := NewChecker(DeniedBuiltins()...)
+	if err != nil {
+		return nil, err
+	}
+	tp := &tenantPolicies{all: all, names: namesOf(all), graph: newPolicyGraph(all, true)}
+	out := map[string][]Problem{}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for i := range all {
+		if p := &all[i]; want[p.ID] {
+			if problems := c.checkInTenant(p.ID, &p.Spec, tp); len(problems) > 0 {
+				out[p.ID] = problems
+			}
+		}
+	}
+	return out, nil
+}
+
+// CheckReferences returns the problems of a policy's references to the
+// other policies of its tenant (the stored version of policyID replaced
+// by spec): a policy id the tenant does not have, a cycle. It is the part
+// of CheckInTenant that concurrent writes of other policies can change,
+// cheap enough to run again in the write's transaction.
+func CheckReferences(policyID string, spec *model.PolicySpec, tenant []Object[model.PolicySpec]) []Problem {
+	if spec.Language != model.LanguageRego {
+		return nil
+	}
+	m, err := ast.ParseModuleWithOpts(policyFile, spec.Definition, parserOptions)
+	if err != nil {
+		return astProblems(err)
+	}
+	all := make([]Object[model.PolicySpec], 0, len(tenant)+1)
+	for _, p := range tenant {
+		if p.ID != policyID {
+			all = append(all, p)
+		}
+	}
+	all = append(all, Object[model.PolicySpec]{ID: policyID, Name: policyID, Spec: *spec})
+	g := newPolicyGraph(all, false)
+	refs := policyRefs(m)
+	problems := unknownRefs(refs, g.names)
+	if cycle := g.cycleFrom(policyID); cycle != nil {
+		problems = append(problems, cycleProblem(refs, g.names, cycle))
+	}
+	return problems
+}
+
+func (c *Checker) checkInTenant(policyID string, spec *model.PolicySpec, tp *tenantPolicies) []Problem {
 	if spec.Language == model.LanguageRego {
 		if problems := c.checkRegoInTenant(policyID, spec, tp); len(problems) > 0 {
 			return problems

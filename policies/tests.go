@@ -367,9 +367,7 @@ func (t *Tester) RunTests(ctx context.Context, req TestsRequest) (*TestsReport, 
 	if len(problems) > 0 {
 		return nil, &CheckError{Field: "tests", Problems: problems}
 	}
-	for k, v := range t.checker.lib {
-		setup.modules[k] = v.Copy()
-	}
+	t.checker.addLibrary(setup.modules)
 	comp := ast.NewCompiler().WithCapabilities(t.checker.caps).WithEnablePrintStatements(true)
 	runner := tester.NewRunner().SetCompiler(comp).SetStore(newStore(compiled.Data)).SetModules(setup.modules).
 		SetTimeout(timeout).SetParallel(1).CapturePrintOutput(true).
