@@ -105,11 +105,12 @@ func newConsoleDriver(t *testing.T, chromium string) *consoleDriver {
 	return d
 }
 
-// step runs actions within 20 s, then takes the step's screenshot
-// (written as console-<docName>.png into the docs directory too when
-// docName is set). A failing step is fatal, with a screenshot of the page
-// as it was.
-func (d *consoleDriver) step(name, docName string, actions ...chromedp.Action[chromedp.Void]) {
+// step runs actions within 20 s, then takes the step's screenshot. With
+// GATEHOUSE_CONSOLE_SCREENSHOTS_DIR set, doc ("name:selector") also
+// writes the element of the selector as console-<name>.png there (the
+// images of the docs). A failing step is fatal, with a screenshot of the
+// page as it was.
+func (d *consoleDriver) step(name, doc string, actions ...chromedp.Action[chromedp.Void]) {
 	d.t.Helper()
 	d.steps++
 	ctx, cancel := context.WithTimeout(d.ctx, 20*time.Second)
@@ -125,9 +126,19 @@ func (d *consoleDriver) step(name, docName string, actions ...chromedp.Action[ch
 		} else {
 			d.t.Logf("screenshot of step %q: %s", name, file)
 		}
-		if d.docs != "" && docName != "" && err == nil {
-			if werr := os.WriteFile(filepath.Join(d.docs, "console-"+docName+".png"), png, 0o644); werr != nil {
-				d.t.Errorf("docs screenshot: %v", werr)
+		if docName, sel, ok := strings.Cut(doc, ":"); ok && d.docs != "" && err == nil {
+			// The toast would cover part of the picture.
+			derr := chromedp.Do(shotCtx, evalJS(`document.getElementById("toast").classList.remove("shown")`),
+				waitJS(`getComputedStyle(document.getElementById("toast")).opacity === "0"`))
+			var shot []byte
+			if derr == nil {
+				shot, derr = chromedp.Run(shotCtx, chromedp.Screenshot(chromedp.CSS(sel)))
+			}
+			if derr == nil {
+				derr = os.WriteFile(filepath.Join(d.docs, "console-"+docName+".png"), shot, 0o644)
+			}
+			if derr != nil {
+				d.t.Errorf("docs screenshot %s: %v", docName, derr)
 			}
 		}
 	}
@@ -278,17 +289,19 @@ func TestConsoleInABrowser(t *testing.T) {
 	c.must(201, "POST", "/api/admin/acme/gateways", map[string]any{"id": "edge", "name": "edge", "policy_timeout_ms": 1000})
 
 	d := newConsoleDriver(t, chromium)
-	d.step("sign-in", "login",
+	d.step("the sign-in screen", "login:main",
 		chromedp.Navigate(p.URL+"/console/"),
 		chromedp.WaitVisible(chromedp.ID("#login-token")),
 		chromedp.SendKeys(chromedp.ID("#login-token"), testToken),
+	)
+	d.step("signed in", "",
 		chromedp.SendKeys(chromedp.ID("#login-token"), kb.Enter), // the keyboard submits the form
 		chromedp.WaitVisible(chromedp.ID("#nav")),
 		waitJS(`document.querySelector("#tenant-select").value === "acme"`),
 		chromedp.WaitVisible(chromedp.CSS(`#services-body tr[data-api="health"]`)),
 	)
 
-	d.step("new policy with a syntax error", "policy-error",
+	d.step("new policy with a syntax error", "policy-error:#policy-rego",
 		chromedp.Click(chromedp.CSS(`#nav button[data-view="policies"]`)),
 		chromedp.Click(chromedp.ID("#policy-new")),
 		chromedp.WaitVisible(chromedp.ID("#policy-pane")),
@@ -306,6 +319,13 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("#policy-save")),
 		waitJS(`document.querySelector("#policy-save-result .ok")?.textContent.includes("readers")`),
 	)
+	d.step("the keyboard leaves the editor with Escape then Tab", "",
+		chromedp.Click(chromedp.CSS("#definition-editor .cm-content")),
+		waitJS(`document.activeElement.closest("#definition-editor") !== null`),
+		chromedp.KeyEvent(kb.Escape),
+		chromedp.KeyEvent(kb.Tab),
+		waitJS(`document.activeElement.closest("#definition-editor") === null && document.activeElement.closest("#policy-pane") !== null`),
+	)
 	// The API is bound to it; traffic from both machines is allowed and
 	// logged.
 	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "get-pet", "service_id": "pets", "method": "GET", "path": "/pets/{id}", "policy_id": "readers"})
@@ -320,14 +340,16 @@ func TestConsoleInABrowser(t *testing.T) {
 		return testkit.Check(n >= 2, "%d decisions logged", n)
 	}, "the decisions reach the log")
 
-	d.step("the services show the binding", "services",
+	d.step("the services show the binding", "services:#view-services",
 		chromedp.Click(chromedp.CSS(`#nav button[data-view="services"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#services-body tr[data-api="get-pet"] button[data-policy="readers"]`)),
+	)
+	d.step("the bound policy opened from its API", "",
 		chromedp.Click(chromedp.CSS(`#services-body tr[data-api="get-pet"] button[data-policy="readers"]`)),
 		waitJS(`!document.querySelector("#policy-pane").hidden && document.querySelector("#policy-id").value === "readers"`),
 	)
 
-	d.step("draft: readers only, with a wrong test", "tests-failing",
+	d.step("draft: readers only, with a wrong test", "tests-failing:#policy-rego",
 		pasteInto("#definition-editor", consolePolicyV2),
 		pasteInto("#tests-editor", consoleTestsWrong),
 		waitJS(`document.querySelector('#tests-outcomes li[data-outcome="fail"]')?.textContent.includes("test_writer_denied")`),
@@ -345,21 +367,21 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.SetValue(chromedp.ID("#rq-host"), "pets.example.com"),
 		chromedp.SetValue(chromedp.ID("#rq-gateway"), "edge"),
 	)
-	d.step("a request the token lets through", "test-allowed",
+	d.step("a request the token lets through", "test-allowed:#request-builder",
 		chromedp.SetValue(chromedp.ID("#rq-authorization"), "Bearer "+tokens["reader"]),
 		chromedp.Click(chromedp.ID("#rq-run")),
 		chromedp.WaitVisible(chromedp.CSS(`#test-result .verdict[data-allowed="true"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#test-result .stage[data-stage="route"][data-state="ok"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#test-result .stage[data-stage="token"][data-state="ok"]`)),
 	)
-	d.step("a request the token does not let through", "test-denied",
+	d.step("a request the token does not let through", "test-denied:#request-builder",
 		chromedp.SetValue(chromedp.ID("#rq-authorization"), "Bearer "+tokens["writer"]),
 		chromedp.Click(chromedp.ID("#rq-run")),
 		chromedp.WaitVisible(chromedp.CSS(`#test-result .verdict[data-allowed="false"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#test-result .stage[data-stage="policy"][data-state="fail"] .failed-expression`)),
 		waitJS(`document.querySelector("#test-result .failed-expression").textContent.includes("line 7")`),
 	)
-	d.step("replay against the logged decisions", "replay",
+	d.step("replay against the logged decisions", "replay:#replay-panel",
 		chromedp.Click(chromedp.ID("#replay-run")),
 		chromedp.WaitVisible(chromedp.CSS(`#replay-result .verdict[data-allow-to-deny="1"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#replay-result tr[data-flip="allow_to_deny"]`)),
@@ -380,7 +402,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		return testkit.Check(got == code.Code_PERMISSION_DENIED, "the writer: %v", got)
 	}, "the in-process authorizer enforces the saved draft")
 
-	d.step("the denial in the decision browser", "decisions",
+	d.step("the denial in the decision browser", "decisions:#view-decisions",
 		chromedp.Click(chromedp.CSS(`#nav button[data-view="decisions"]`)),
 		waitJS(`document.querySelector("#df-gateway").value === "edge"`),
 		chromedp.SetValue(chromedp.ID("#df-allowed"), "false"),
@@ -390,7 +412,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#decisions-table tr[data-allowed="false"][data-policy="readers"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(`#decision-detail h3`)),
 	)
-	d.step("the gateway's status", "gateway",
+	d.step("the gateway's status", "gateway:#view-gateways",
 		chromedp.Click(chromedp.ID("#df-live")),
 		chromedp.Click(chromedp.CSS(`#nav button[data-view="gateways"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#gateway-detail [data-section="bundle"] .pill.ok`)),

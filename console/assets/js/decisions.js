@@ -145,8 +145,8 @@ function detail(d) {
   const out = $("decision-detail");
   replace(out, h("section", { class: "card", "aria-labelledby": "decision-detail-title" },
     h("h3", { id: "decision-detail-title", tabindex: "-1" }, "Decision ", h("code", {}, f.id)),
-    dl({ when: f.time, outcome: f.allowed ? "allowed" : "denied", http_status: f.status, request: f.request, api: f.api, policy: f.policy,
-      subject: f.subject, reason: f.reason, received_at: d.received_at, revision: ev.bundles?.gatehouse?.revision }),
+    dl({ when: when(f.time), outcome: f.allowed ? "allowed" : "denied", http_status: f.status, request: f.request, api: f.api, policy: f.policy,
+      subject: f.subject, reason: f.reason, received_at: d.received_at ? when(d.received_at) : undefined, revision: ev.bundles?.gatehouse?.revision }),
     ev.result ? h("details", { open: true }, h("summary", {}, "Result"), json(ev.result)) : null,
     ev.input ? h("details", {}, h("summary", {}, "Input (masked as logged)"), json(ev.input)) : null,
     h("details", {}, h("summary", {}, "The whole event"), json(ev))));

@@ -60,7 +60,7 @@ export function dl(obj, labels = {}, skip = []) {
     if (skip.includes(k)) continue;
     const v = obj[k];
     if (v === undefined) continue;
-    list.append(h("dt", {}, labels[k] || k.replaceAll("_", " ")), h("dd", {}, valueNode(v)));
+    list.append(h("dt", {}, labels[k] || k.replaceAll("_", " ")), h("dd", {}, v instanceof Node ? v : valueNode(v)));
   }
   return list;
 }
@@ -68,7 +68,7 @@ export function dl(obj, labels = {}, skip = []) {
 // valueNode renders any JSON value compactly.
 export function valueNode(v) {
   const s = fmtValue(v);
-  if (s !== null) return typeof v === "boolean" ? h("span", { class: v ? "yes" : "no" }, s) : s;
+  if (s !== null) return s;
   if (Array.isArray(v) && v.every((x) => fmtValue(x) !== null)) return v.length ? v.map(fmtValue).join(", ") : "—";
   if (v && typeof v === "object" && Object.keys(v).length === 0) return "—";
   // A small object of scalars reads better on one line.

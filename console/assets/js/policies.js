@@ -512,9 +512,16 @@ export function renderReplay(r) {
     ` · allowed → denied ${a2d} · denied → allowed ${d2a}`)];
   const rest = { ...r };
   for (const k of ["flips", "apis", "examples", "allow_to_deny", "deny_to_allow"]) delete rest[k];
+  const m = rest.masked;
+  if (m && typeof m === "object" && typeof m.events === "number") {
+    const fields = Object.entries(m.fields || {}).map(([f, n]) => `${f} (${n})`).join(", ");
+    rest.masked = m.events
+      ? `${m.events} decision${m.events > 1 ? "s" : ""} had masked fields${fields ? ": " + fields : ""}; the draft's verdict depends on them in ${m.read || 0}`
+      : "none";
+  }
   if (rest.oldest) rest.oldest = when(rest.oldest);
   if (rest.newest) rest.newest = when(rest.newest);
-  parts.push(h("div", { class: "replay-counts" }, dlNodes(rest, {
+  parts.push(h("div", { class: "replay-counts" }, dl(rest, {
     evaluated: "Decisions evaluated", matched: "Decisions of the bound APIs", scanned: "Log events read", limit: "Limit",
     unchanged: "Unchanged", skipped: "Skipped", errors: "Evaluation errors", timeouts: "Timeouts", masked: "Masked fields",
     complete: "Complete", stopped: "Stopped because", oldest: "Oldest", newest: "Newest", policy_id: "Policy" })));
@@ -540,17 +547,6 @@ function verdict(v) {
   if (!v || typeof v !== "object") return "—";
   return [h("span", { class: v.allowed ? "yes" : "no" }, v.allowed ? "allowed" : "denied"), v.http_status ? ` ${v.http_status}` : "",
     v.reason ? ` · ${v.reason}` : "", v.dry_run ? " (dry run)" : ""];
-}
-
-// dlNodes is dl for values that may already be nodes.
-function dlNodes(obj, labels) {
-  const list = dl({}, labels);
-  for (const k of [...Object.keys(labels).filter((k) => k in obj), ...Object.keys(obj).filter((k) => !(k in labels))]) {
-    const v = obj[k];
-    if (v === undefined) continue;
-    list.append(h("dt", {}, labels[k] || k.replaceAll("_", " ")), h("dd", {}, v instanceof Node ? v : valueNode(v)));
-  }
-  return list;
 }
 
 // listTable renders an array: scalars as a list, objects as a table of

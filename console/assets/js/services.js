@@ -49,7 +49,7 @@ function render(body, svcs, apis) {
           h("td", {}, a.policy_id
             ? h("button", { type: "button", class: "link", "data-policy": a.policy_id, on: { click: () => ctx.navigate("policies", a.policy_id) } }, a.policy_id)
             : h("span", { class: "hint" }, "none")),
-          h("td", {}, a.public ? h("span", { class: "yes" }, "public") : h("span", { class: "no" }, "no"))))))
+          h("td", {}, a.public ? h("span", { class: "yes" }, "public") : h("span", { class: "hint" }, "no"))))))
         : h("p", { class: "hint" }, "No APIs."));
   }));
 }
