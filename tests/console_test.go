@@ -409,6 +409,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("#df-live")),
 		chromedp.Click(chromedp.ID("#df-search")),
 		chromedp.WaitVisible(chromedp.CSS(`#decisions-table tr[data-allowed="false"][data-policy="readers"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#decisions-stats tr[data-policy="readers"]`)),
 		chromedp.Click(chromedp.CSS(`#decisions-table tr[data-allowed="false"][data-policy="readers"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(`#decision-detail h3`)),
 	)

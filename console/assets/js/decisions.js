@@ -25,6 +25,7 @@ export function reset() {
   replace($("decisions-table"));
   replace($("decision-detail"));
   replace($("decisions-summary"));
+  replace($("decisions-stats"));
 }
 
 function live(on) {
@@ -60,12 +61,17 @@ function rfc3339(v) {
   return isNaN(d) ? v : d.toISOString();
 }
 
-function query() {
+// filters are the filter form's query parameters.
+function filters() {
   return {
     allowed: $("df-allowed").value, api_id: $("df-api").value.trim(), policy_id: $("df-policy").value.trim(),
-    subject: $("df-subject").value.trim(), http_status: $("df-status").value.trim(), from: rfc3339($("df-from").value),
-    to: rfc3339($("df-to").value), decision_id: $("df-id").value.trim(), limit: $("df-limit").value.trim(),
+    subject: $("df-subject").value.trim(), http_status: $("df-status").value.trim(), token_reason: $("df-token-reason").value.trim(),
+    from: rfc3339($("df-from").value), to: rfc3339($("df-to").value), decision_id: $("df-id").value.trim(),
   };
+}
+
+function query() {
+  return { ...filters(), limit: $("df-limit").value.trim() };
 }
 
 async function search(after, quiet) {
@@ -74,11 +80,15 @@ async function search(after, quiet) {
   const q = { ...query(), after };
   lastQuery = q;
   if (!quiet) replace($("decisions-error"));
-  inFlight = call("GET", tenantPath("/gateways/" + encodeURIComponent(gw) + "/decisions"), { query: q });
+  const base = tenantPath("/gateways/" + encodeURIComponent(gw) + "/decisions");
+  inFlight = call("GET", base, { query: q });
+  // The counts per policy of the same filters (on the first page only).
+  const stats = after ? null : call("GET", base + "/stats", { query: filters() }).catch((err) => err);
   try {
     const { data } = await inFlight;
     if (lastQuery !== q) return;
     render(data, after);
+    if (stats) renderStats(await stats);
   } catch (err) {
     replace($("decisions-error"), errorBox(err, "Could not list the decisions"));
   } finally {
@@ -137,6 +147,24 @@ function render(data, after) {
         h("td", {}, h("button", { type: "button", class: "secondary small", "aria-label": "Details of decision " + f.id,
           on: { click: () => detail(d) } }, "Details")));
     }))));
+}
+
+// renderStats shows the allowed and denied counts per policy (or why
+// they are not there: an older server has no stats route).
+function renderStats(res) {
+  const out = $("decisions-stats");
+  if (res instanceof Error) {
+    replace(out, res.missingRoute ? null : errorBox(res, "Could not count the decisions"));
+    return;
+  }
+  const s = res.data || {};
+  const rows = Array.isArray(s.policies) ? s.policies : [];
+  replace(out, rows.length ? h("table", { class: "data stats" },
+    h("caption", {}, `Per policy: ${s.total ?? 0} decisions, ${s.allowed ?? 0} allowed, ${s.denied ?? 0} denied`),
+    h("thead", {}, h("tr", {}, ["Policy", "Decisions", "Allowed", "Denied"].map((x) => h("th", { scope: "col" }, x)))),
+    h("tbody", {}, rows.map((p) => h("tr", { "data-policy": p.policy_id || "" },
+      h("td", {}, p.policy_id || h("span", { class: "hint" }, "(none: no API, public, or refused before the policy)")),
+      h("td", {}, String(p.total ?? 0)), h("td", {}, String(p.allowed ?? 0)), h("td", {}, String(p.denied ?? 0)))))) : null);
 }
 
 function detail(d) {
