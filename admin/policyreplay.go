@@ -97,6 +97,18 @@ func (s *Server) replayPolicy(c *gin.Context) {
 		if err != nil {
 			return nil, err
 		}
+		// The authoring rules in the tenant, as a save holds the draft to
+		// them (allow boolean, references to other policies).
+		if problems := s.checker.CheckInTenant(id, &spec, cfg.Policies); len(problems) > 0 {
+			name := "definition"
+			switch {
+			case problems[0].Field != "":
+				name = problems[0].Field
+			case spec.Language == model.LanguageValidators:
+				name = "validators"
+			}
+			return nil, &policies.CheckError{Field: name, Problems: problems}
+		}
 		for _, g := range cfg.Gateways {
 			if req.GatewayID == "" || g.ID == req.GatewayID {
 				gateways = append(gateways, g.ID)
@@ -110,8 +122,13 @@ func (s *Server) replayPolicy(c *gin.Context) {
 			return s.loggedDecisions(ctx, tid, gateways, yield)
 		},
 	})
-	var logErr *policies.DecisionsError
+	var (
+		logErr *policies.DecisionsError
+		check  *policies.CheckError
+	)
 	switch {
+	case errors.As(err, &check): // also from the configuration's step
+		s.policyTestFailed(c, tid, draftUnderPolicy(check))
 	case errors.As(err, &logErr):
 		fail(c, logErr.Err, "decision log", req.GatewayID)
 	case err != nil:

@@ -259,6 +259,12 @@ func TestPolicyReplayRefusesBadRequests(t *testing.T) {
 	if errs := d["errors"].([]any); len(errs) == 0 || errs[0].(map[string]any)["line"] != float64(5) {
 		t.Fatalf("the parse error's line: %v", d)
 	}
+	// The authoring rules a save applies in the tenant apply to the draft.
+	d = badField("allow that is not boolean", post("keyed", map[string]any{"policy": map[string]any{"definition": "package policy\n\nallow := \"yes\"\n"}}),
+		"invalid_policy", "policy.definition")
+	if errs := d["errors"].([]any); errs[0].(map[string]any)["code"] != "rego_result_type" {
+		t.Fatalf("allow := \"yes\": %v", d)
+	}
 	if r := post("keyed", map[string]any{"policy": draft, "limits": 3}); r.status != 400 || !strings.Contains(string(r.body), "limits") {
 		t.Fatalf("unknown field: %d %s", r.status, r.body)
 	}
