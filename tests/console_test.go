@@ -420,6 +420,27 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#gateway-detail [data-section="in-process-authorizer"]`)),
 	)
 
+	// A credential bound to the tenant: signed in with its tenant's id, it
+	// sees that tenant (and the sign-in screen asks for the id without).
+	tenantCred := c.must(201, "POST", "/api/system/tenants/acme/credentials", map[string]any{"name": "console"}).JSON(t)["token"].(string)
+	d.step("a tenant-bound credential needs its tenant", "",
+		chromedp.Click(chromedp.ID("logout")),
+		chromedp.WaitVisible(chromedp.ID("login-token")),
+		chromedp.SendKeys(chromedp.ID("login-token"), tenantCred),
+		chromedp.Click(chromedp.ID("login-submit")),
+		waitJS(`document.querySelector("#login-error .error")?.textContent.includes("tenant")`),
+		chromedp.SendKeys(chromedp.ID("login-tenant"), "acme"), // the credential is still there
+		chromedp.Click(chromedp.ID("login-submit")),
+		waitJS(`!document.querySelector("#nav").hidden && document.querySelector("#tenant-select").value === "acme"`),
+		chromedp.WaitVisible(chromedp.CSS(`#gateway-detail [data-section="bundle"]`)),
+	)
+
+	// Every form field has a label.
+	unlabelled, err := chromedp.Run(d.ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("input, select, textarea")]
+		.filter((e) => !e.labels?.length && !e.getAttribute("aria-label")).map((e) => e.id || e.outerHTML).join(", ")`))
+	if err != nil || unlabelled != "" {
+		t.Errorf("form fields without a label: %q (%v)", unlabelled, err)
+	}
 	violations, err := chromedp.Run(d.ctx, chromedp.Evaluate[string](`(window.__cspViolations || []).join("\n")`))
 	if err != nil {
 		t.Fatal(err)
@@ -428,4 +449,23 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("Content-Security-Policy violations in the console:\n%s", violations)
 	}
 	t.Logf("the console's browser test took %v (screenshots in %s)", time.Since(start).Round(time.Millisecond), d.dir)
+}
+
+// TestTheControlPlaneServesTheConsole: gatehouse control-plane serves the
+// same console, under the same policy.
+func TestTheControlPlaneServesTheConsole(t *testing.T) {
+	p := startServe(t, serveOptions{DataDir: t.TempDir(), Token: testToken, Command: "control-plane"})
+	for path, want := range map[string]string{"/console/": "js/main.js", "/console/js/policies.js": "/policies/check",
+		"/console/vendor/codemirror.min.js": "CodeMirror"} {
+		res, err := http.Get(p.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(body), want) ||
+			!strings.Contains(res.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+			t.Errorf("GET %s: %d, CSP %q, %d bytes", path, res.StatusCode, res.Header.Get("Content-Security-Policy"), len(body))
+		}
+	}
 }
