@@ -153,6 +153,27 @@ reason := "bad or missing key" if not allow
 http_status := 401 if not allow
 `
 
+// interopDelegate uses the policy owner-key by its id.
+const interopDelegate = `package policy
+
+import data.gatehouse.policies["owner-key"] as owner_key
+
+default allow := false
+
+allow if owner_key.allow
+
+http_status := owner_key.http_status if not allow
+`
+
+// interopDelegateTests are interopDelegate's tests (run when it is saved,
+// never part of the bundle).
+const interopDelegateTests = `package policy
+
+test_owner_key if allow with input as {"attributes": {"request": {"http": {"headers": {"x-api-key": "o1"}}}}}
+
+test_status if http_status == 401 with input as {}
+`
+
 func opaConfig(serviceURL, token, kid, pem string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "services:\n  gatehouse:\n    url: %s\n    credentials:\n      bearer:\n        token: %q\n", serviceURL, token)
@@ -191,9 +212,14 @@ func TestStockOPAEnforcesGatehouseBundles(t *testing.T) {
 	c := newClient(t, gh.URL, testToken)
 	c.must(201, "POST", "/api/system/tenants", map[string]any{"id": "acme", "name": "Acme"})
 	c.must(201, "POST", "/api/admin/acme/policies", map[string]any{"id": "keyed", "policy_name": "keyed", "definition": fmt.Sprintf(interopPolicy, "k1")})
+	// A policy that uses another by its id (hashed into its package name).
+	c.must(201, "POST", "/api/admin/acme/policies", map[string]any{"id": "owner-key", "policy_name": "owner-key", "definition": fmt.Sprintf(interopPolicy, "o1")})
+	c.must(201, "POST", "/api/admin/acme/policies", map[string]any{"id": "owners", "policy_name": "owners", "definition": interopDelegate,
+		"tests": interopDelegateTests})
 	c.must(201, "POST", "/api/admin/acme/services", map[string]any{"id": "pets", "name": "pets", "url": "http://127.0.0.1:9"})
 	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "get-pet", "service_id": "pets", "method": "GET", "path": "/pets/{id}", "policy_id": "keyed"})
 	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "health", "service_id": "pets", "method": "GET", "path": "/healthz", "public": true})
+	c.must(201, "POST", "/api/admin/acme/apis", map[string]any{"id": "get-owner", "service_id": "pets", "method": "GET", "path": "/owners/{id}", "policy_id": "owners"})
 	gw := c.must(201, "POST", "/api/admin/acme/gateways", map[string]any{"id": "edge", "name": "edge"}).JSON(t)
 	token := gw["credential"].(map[string]any)["token"].(string)
 	key := c.must(200, "GET", "/api/admin/acme/gateways/edge/keys", nil).JSON(t)["keys"].([]any)[0].(map[string]any)
@@ -220,6 +246,8 @@ func TestStockOPAEnforcesGatehouseBundles(t *testing.T) {
 			{"public API", envoyInput("GET", "/healthz", map[string]any{}), true, 200},
 			{"method not routed", envoyInput("POST", "/pets/1", map[string]any{"x-api-key": "k1"}), false, 404},
 			{"unknown path", envoyInput("GET", "/cats", map[string]any{"x-api-key": "k1"}), false, 404},
+			{"a policy by id: key accepted", envoyInput("GET", "/owners/1", map[string]any{"x-api-key": "o1"}), true, 200},
+			{"a policy by id: wrong key", envoyInput("GET", "/owners/1", map[string]any{"x-api-key": "k1"}), false, 401},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
