@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/field"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -131,6 +132,8 @@ func (s *Server) replayPolicy(c *gin.Context) {
 		s.policyTestFailed(c, tid, draftUnderPolicy(check))
 	case errors.As(err, &logErr):
 		fail(c, logErr.Err, "decision log", req.GatewayID)
+	case err != nil && ctx.Err() != nil:
+		abort(c, newError(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the request ended during the replay", nil))
 	case err != nil:
 		s.policyTestFailed(c, tid, draftUnderPolicy(err))
 	default:

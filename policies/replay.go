@@ -227,9 +227,9 @@ func (t *Tester) ReplayTimeout() time.Duration { return ReplayTimeoutFactor * t.
 // Replay evaluates a draft of a saved policy against logged decisions.
 // Its errors: a *CheckError (a draft the Checker refuses), a
 // field.ErrorList (limit out of range, CodeInvalidPolicy), ErrBusy,
-// ErrWaitEnded, a *ConfigError, a *DecisionsError; anything else is a
-// fault. A replay that reaches its deadline returns what it found, not
-// Complete.
+// ErrWaitEnded, a *ConfigError, a *DecisionsError, or the cause of ctx
+// when it ends first; anything else is a fault. A replay that reaches its
+// own deadline returns what it found, not Complete.
 func (t *Tester) Replay(ctx context.Context, req ReplayRequest) (*ReplayResult, error) {
 	limit := req.Limit
 	if limit == 0 {
@@ -285,12 +285,14 @@ func (t *Tester) Replay(ctx context.Context, req ReplayRequest) (*ReplayResult, 
 	if len(r.apis) > 0 {
 		err = req.Decisions(runCtx, func(d LoggedDecision) bool { return r.add(runCtx, &d) })
 		switch {
+		case ctx.Err() != nil:
+			// The caller's context, not the replay's deadline: nothing
+			// to answer.
+			return nil, fmt.Errorf("policy replay: %w", context.Cause(ctx))
 		case TimedOut(runCtx):
 			r.stop(ReplayStoppedDeadline)
-		case err != nil && ctx.Err() == nil:
-			return nil, &DecisionsError{Err: err}
 		case err != nil:
-			return nil, fmt.Errorf("policy replay: %w", context.Cause(ctx))
+			return nil, &DecisionsError{Err: err}
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(r.apis)) {

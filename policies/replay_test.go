@@ -354,6 +354,22 @@ allow if count([x | some x in numbers.range(1, 100000000); x % 7 == 0]) > 0
 		}
 	})
 
+	t.Run("the caller's end is an error, not a result", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		_, err := newReplayTester(t, 0, 0).Replay(ctx, policies.ReplayRequest{PolicyID: "keyed", Draft: rego(draftKeyed),
+			Config: func(context.Context) (*policies.Config, error) { return replayConfig(model.GatewaySpec{}), nil },
+			Decisions: func(ctx context.Context, yield func(policies.LoggedDecision) bool) error {
+				yield(decisions[0])
+				cancel() // the client went away
+				yield(decisions[1])
+				return nil
+			}})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("canceled: %v", err)
+		}
+	})
+
 	t.Run("at most MaxReplayScan events are read", func(t *testing.T) {
 		toy := logged(t, replayConfig(model.GatewaySpec{}), nil, []authzkit.Request{{Method: "GET", Host: "toys.example.com", Path: "/toys/1"}})[0]
 		res, err := newReplayTester(t, 0, 0).Replay(context.Background(), policies.ReplayRequest{PolicyID: "keyed", Draft: rego(draftKeyed),
