@@ -418,6 +418,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#nav button[data-view="gateways"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#gateway-detail [data-section="bundle"] .pill.ok`)),
 		chromedp.WaitVisible(chromedp.CSS(`#gateway-detail [data-section="in-process-authorizer"]`)),
+		chromedp.Click(chromedp.CSS(`#gateway-detail button[data-generated="envoy-config"]`)),
+		waitJS(`document.querySelector("#gateway-generated pre")?.textContent.includes("acme/edge")`),
 	)
 
 	// A credential bound to the tenant: signed in with its tenant's id, it

@@ -111,5 +111,26 @@ export function render(g) {
         `Last NACK (${xds.last_nack.type_url?.split("/").pop() || ""} version ${xds.last_nack.version}, `, when(xds.last_nack.at), `): ${xds.last_nack.error}`) : null));
   }
   parts.push(h("details", {}, h("summary", {}, "The whole status"), json(st)));
+  parts.push(section("What was generated", null,
+    h("p", { class: "hint" }, "The compiled bundle (data.json, modules) and the xDS resources served to this gateway's Envoys."),
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "secondary", "data-generated": "bundle-content", on: { click: (e) => generated(g.id, "bundle-content", e.target) } }, "Show the bundle content"),
+      h("button", { type: "button", class: "secondary", "data-generated": "envoy-config", on: { click: (e) => generated(g.id, "envoy-config", e.target) } }, "Show the Envoy configuration")),
+    h("div", { id: "gateway-generated", "aria-live": "polite" })));
   return h("div", {}, parts);
+}
+
+// generated shows GET …/gateways/{gw}/{what} (bundle-content,
+// envoy-config) as JSON.
+async function generated(id, what, button) {
+  const out = $("gateway-generated");
+  button.disabled = true;
+  try {
+    const { data } = await call("GET", tenantPath("/gateways/" + encodeURIComponent(id) + "/" + what));
+    replace(out, h("h4", {}, what === "envoy-config" ? "Envoy configuration" : "Bundle content"), json(data));
+  } catch (err) {
+    replace(out, errorBox(err, "Could not read " + what));
+  } finally {
+    button.disabled = false;
+  }
 }
