@@ -18,9 +18,13 @@ type Failure struct {
 	File string `json:"file"`
 	// Line and Column are the expression's place in that module, which
 	// are the user's own: Gatehouse only renames the package, in place.
-	Line   int    `json:"line"`
-	Column int    `json:"column"`
+	Line   int `json:"line"`
+	Column int `json:"column"`
+	// Text is the expression as evaluated (the compiler may have split
+	// a line's expression: "x in input.xs" fails first at input.xs when
+	// that is undefined); Source is the whole line of the source it is on.
 	Text   string `json:"text"`
+	Source string `json:"source,omitempty"`
 	// Operands are the values the expression compared, in order (none for
 	// an expression that is a single term).
 	Operands []Operand `json:"operands"`
@@ -46,14 +50,15 @@ const MaxFailures = 32
 const maxOperandBytes = 4096
 
 // ExplainFailures evaluates pq on input again with a tracer and returns
-// the distinct expressions that failed in the modules keep accepts (by
-// file name; nil keeps all), in evaluation order, with their operands'
+// the distinct expressions that failed in the modules of sources (by file
+// name, with their source text; nil keeps every module), in evaluation
+// order, with their operands'
 // values, at most MaxFailures; truncated says some were left out. data is
 // the bundle's base data, against which data references are resolved
 // (nil: they are not). Rule indexing is off, so every rule body is tried
 // and the first failure of each is seen.
-func ExplainFailures(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value, data ast.Value, keep func(file string) bool) (failures []Failure, truncated bool, err error) {
-	tr := &failureTracer{input: input, data: data, keep: keep, seen: map[string]bool{}}
+func ExplainFailures(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value, data ast.Value, sources map[string]string) (failures []Failure, truncated bool, err error) {
+	tr := &failureTracer{input: input, data: data, sources: sources, seen: map[string]bool{}}
 	_, err = pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false))
 	return tr.failures, tr.truncated, err
 }
@@ -61,7 +66,7 @@ func ExplainFailures(ctx context.Context, pq rego.PreparedEvalQuery, input ast.V
 // failureTracer collects Failures from FailOp events.
 type failureTracer struct {
 	input, data ast.Value
-	keep        func(string) bool
+	sources     map[string]string
 	seen        map[string]bool
 	failures    []Failure
 	truncated   bool
@@ -80,7 +85,8 @@ func (t *failureTracer) TraceEvent(ev topdown.Event) {
 		return
 	}
 	file := strings.TrimPrefix(ev.Location.File, "/")
-	if t.keep != nil && !t.keep(file) {
+	src, known := t.sources[file]
+	if t.sources != nil && !known {
 		return
 	}
 	text := string(ev.Location.Text)
@@ -96,7 +102,7 @@ func (t *failureTracer) TraceEvent(ev topdown.Event) {
 		return
 	}
 	t.seen[key] = true
-	f := Failure{File: file, Line: ev.Location.Row, Column: ev.Location.Col, Text: text, Operands: []Operand{}}
+	f := Failure{File: file, Line: ev.Location.Row, Column: ev.Location.Col, Text: text, Source: sourceLine(src, ev.Location.Row), Operands: []Operand{}}
 	for _, term := range operands(expr) {
 		f.Operands = append(f.Operands, t.operand(&ev, term))
 	}
@@ -184,6 +190,23 @@ func plug(ev *topdown.Event, term *ast.Term) (out *ast.Term) {
 		}
 	}()
 	return ev.Plug(term)
+}
+
+// sourceLine is line n (from 1) of src, trimmed and bounded ("" when
+// there is none).
+func sourceLine(src string, n int) string {
+	for i := 1; src != ""; i++ {
+		line, rest, _ := strings.Cut(src, "\n")
+		if i == n {
+			line = strings.TrimSpace(line)
+			if len(line) > maxExplainLineBytes {
+				line = truncateUTF8(line, maxExplainLineBytes) + "…"
+			}
+			return line
+		}
+		src = rest
+	}
+	return ""
 }
 
 // truncateUTF8 cuts s to at most n bytes on a rune boundary.

@@ -548,14 +548,14 @@ func policyStage(ctx context.Context, e *gateway.Engine, compiled *policies.Comp
 	if d.PolicyAllowed {
 		return st
 	}
-	files := map[string]bool{}
+	sources := map[string]string{}
 	for _, m := range compiled.Modules {
 		if strings.HasPrefix(m.Path, policies.Root+"/policies/") {
-			files[m.Path] = true
+			sources[m.Path] = m.Source
 		}
 	}
 	data, _ := ast.InterfaceToValue(compiled.Data)
-	failures, truncated, err := policies.ExplainFailures(ctx, pq, input, data, func(file string) bool { return files[file] })
+	failures, truncated, err := policies.ExplainFailures(ctx, pq, input, data, sources)
 	if err != nil && !policies.TimedOut(ctx) {
 		st.Note = "explanation unavailable: " + err.Error()
 	}
