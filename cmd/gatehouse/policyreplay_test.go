@@ -75,7 +75,8 @@ func TestPolicyReplayCommand(t *testing.T) {
 		t.Fatalf("examples without flips:\n%s", out)
 	}
 
-	out, err = runPolicyReplayCLI(t, append(conn, "-f", draft, "--json")...)
+	// Through the root command: gatehouse policy replay.
+	out, _, err = runCLI(t, append([]string{"policy", "replay", "-f", draft, "--json"}, conn...)...)
 	var res map[string]any
 	if exitCode(err) != ExitFlips || json.Unmarshal([]byte(out), &res) != nil || res["evaluated"] != float64(3) {
 		t.Fatalf("--json: exit %d, %s", exitCode(err), out)
