@@ -17,7 +17,7 @@ import (
 
 // The tutorials: each document's shell blocks, run in order as one bash
 // script against a fresh `gatehouse serve`.
-var tutorials = []string{"README.md", "docs/envoy.md", "docs/bundles.md", "docs/authorizer.md", "docs/operations.md"}
+var tutorials = []string{"README.md", "docs/envoy.md", "docs/bundles.md", "docs/authorizer.md", "docs/operations.md", "docs/authoring.md"}
 
 // tutorialMarker is the HTML comment that may precede a fenced block:
 // `<!-- tutorial: skip -->` (not run: a foreground command, an example of

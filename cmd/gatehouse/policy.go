@@ -11,6 +11,7 @@ import (
 func policySubcommands(stdout, stderr io.Writer) []*cobra.Command {
 	return []*cobra.Command{
 		newPolicyTestCommand(stdout, stderr),
+		newPolicyEvalCommand(stdout, stderr),
 		newPolicyReplayCommand(stdout),
 	}
 }
