@@ -71,6 +71,8 @@ func newConsoleDriver(t *testing.T, chromium string) *consoleDriver {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-features", "Translate,OptimizationHints,MediaRouter,AutofillServerCommunication"),
 		chromedp.Flag("no-pings", true),
+		// Loopback only: no name resolves (the test uses 127.0.0.1).
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
 	)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(alloc)

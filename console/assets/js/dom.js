@@ -67,6 +67,7 @@ export function dl(obj, labels = {}, skip = []) {
 
 // valueNode renders any JSON value compactly.
 export function valueNode(v) {
+  if (v === "") return "—";
   const s = fmtValue(v);
   if (s !== null) return s;
   if (Array.isArray(v) && v.every((x) => fmtValue(x) !== null)) return v.length ? v.map(fmtValue).join(", ") : "—";

@@ -39,7 +39,7 @@ export function init(c) {
   $("rq-run").addEventListener("click", () => runTest());
   $("replay-run").addEventListener("click", () => runReplay());
   for (const id of ["policy-name", "policy-description", "policy-id", "policy-validators-json"]) {
-    $(id).addEventListener("input", () => dirty());
+    $(id).addEventListener("input", () => changed());
   }
 }
 
