@@ -52,6 +52,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newDevTokenCommand(stdout, stderr))
 	root.AddCommand(newBundleCommand(stdout, stderr))
 	root.AddCommand(newConfigCommand(stdout, stderr))
+	root.AddCommand(newDecisionsCommand(stdout, stderr))
 	root.AddCommand(newPolicyCommand(stdout, stderr))
 	return root
 }
