@@ -151,9 +151,35 @@ type configPlan struct {
 	objects map[string][]*configObject // by kind, in document order
 }
 
-func (s *Server) configurationRoutes(sys, _ *gin.RouterGroup) {
-	sys.GET("/configuration", s.exportConfiguration)
-	sys.PUT("/configuration", s.importConfiguration)
+func (s *Server) configurationRoutes(sys, adm *gin.RouterGroup) {
+	sys.GET("/configuration", withConfigTenant(configTenantQuery, s.exportConfiguration))
+	sys.PUT("/configuration", withConfigTenant(configTenantQuery, s.importConfiguration))
+	// The same for a tenant's own admins (a tenant-bound credential
+	// manages its tenant's objects anyway): GitOps without a system token.
+	adm.GET("/configuration", withConfigTenant(configTenantPath, s.exportConfiguration))
+	adm.PUT("/configuration", withConfigTenant(configTenantPath, s.importConfiguration))
+}
+
+// withConfigTenant is a configuration handler for the tenant tenantOf
+// names.
+func withConfigTenant(tenantOf func(*gin.Context) (string, *Error), h func(*gin.Context, string)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		tid, apiErr := tenantOf(c)
+		if apiErr != nil {
+			abort(c, apiErr)
+			return
+		}
+		h(c, tid)
+	}
+}
+
+// configTenantPath is the tenant of /api/admin/{tid}/configuration; a tid
+// query parameter there is refused (the path names the tenant).
+func configTenantPath(c *gin.Context) (string, *Error) {
+	if _, ok := c.GetQuery("tid"); ok {
+		return "", fieldError("tid", "is the path's tenant on /api/admin/{tid}/configuration; leave the query parameter out")
+	}
+	return tenantID(c), nil
 }
 
 // configTenantQuery reads the required ?tid=.
@@ -168,12 +194,7 @@ func configTenantQuery(c *gin.Context) (string, *Error) {
 	return tid, nil
 }
 
-func (s *Server) exportConfiguration(c *gin.Context) {
-	tid, apiErr := configTenantQuery(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
+func (s *Server) exportConfiguration(c *gin.Context, tid string) {
 	var doc json.RawMessage
 	err := s.store.View(c.Request.Context(), func(ctx context.Context, rd store.Reader) error {
 		var err error
@@ -295,12 +316,7 @@ func importOfServer[T any](build func(*Server, *T) (*configObject, *Error)) func
 // With If-Match (an export's ETag) nothing is written unless the
 // configuration is still that one; dry_run=true computes everything and
 // writes nothing.
-func (s *Server) importConfiguration(c *gin.Context) {
-	tid, apiErr := configTenantQuery(c)
-	if apiErr != nil {
-		abort(c, apiErr)
-		return
-	}
+func (s *Server) importConfiguration(c *gin.Context, tid string) {
 	dryRun, apiErr := boolQuery(c, "dry_run")
 	if apiErr != nil {
 		abort(c, apiErr)

@@ -17,7 +17,7 @@ import (
 
 // gatehouse config diff|apply: GitOps against a running control plane.
 // Both send the document to the configuration import
-// (PUT /api/system/configuration?tid=…): diff as a dry run, which answers
+// (PUT /api/admin/{tid}/configuration): diff as a dry run, which answers
 // the plan the import would carry out (validated as the import validates,
 // checked against the stored objects) and writes nothing; apply as the
 // import itself, with If-Match set to the configuration the plan was made
@@ -111,8 +111,8 @@ plans the import (a dry run, validated as the import itself) and answers.
 Exit status: 0 when the tenant already has this configuration, 2 when the plan
 has changes, 1 on an error (an invalid document: the problem's document path is
 named). The plan names the configuration's ETag it was made against; pass it
-to config apply --if-match to apply exactly that plan. A system-wide admin
-token is needed (the configuration routes are system routes).`,
+to config apply --if-match to apply exactly that plan. The token is an admin
+credential of the tenant (or a system-wide one).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, doc, err := f.prepare()
@@ -155,7 +155,8 @@ Without --if-match it plans first (as config diff) and applies that plan with
 If-Match: if the tenant's configuration changes between the two, nothing is
 applied. With --if-match (the ETag config diff printed) it applies only if
 the configuration is still the one that plan was made against, which is how
-a reviewed plan is applied in a pipeline. A system-wide admin token is needed.`,
+a reviewed plan is applied in a pipeline. The token is an admin credential of
+the tenant (or a system-wide one).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, doc, err := f.prepare()
@@ -226,7 +227,7 @@ type importResult struct {
 
 // importConfig sends doc to the configuration import of tenant tid.
 func importConfig(ctx context.Context, c *adminClient, tid, mode string, doc []byte, dryRun bool, ifMatch string) (*importResult, []byte, error) {
-	q := url.Values{"tid": {tid}, "mode": {mode}}
+	q := url.Values{"mode": {mode}}
 	if dryRun {
 		q.Set("dry_run", "true")
 	}
@@ -234,7 +235,7 @@ func importConfig(ctx context.Context, c *adminClient, tid, mode string, doc []b
 	if ifMatch != "" {
 		h.Set("If-Match", ifMatch)
 	}
-	r, err := c.do(ctx, http.MethodPut, "/api/system/configuration?"+q.Encode(), json.RawMessage(doc), h)
+	r, err := c.do(ctx, http.MethodPut, "/api/admin/"+url.PathEscape(tid)+"/configuration?"+q.Encode(), json.RawMessage(doc), h)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -98,6 +98,30 @@ func TestConfigDiffAndApply(t *testing.T) {
 	})
 }
 
+// A pipeline needs no system token: the tenant's own credential plans and
+// applies its configuration.
+func TestConfigWithTheTenantsOwnCredential(t *testing.T) {
+	cp := startControlPlane(t)
+	cp.seedTenant("acme")
+	var cred struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(cp.must(201, "POST", "/api/system/tenants/acme/credentials", map[string]any{"name": "pipeline"}), &cred); err != nil {
+		t.Fatal(err)
+	}
+	file := writeFile(t, t.TempDir(), "acme.json", editedDocument(t, cp.export("acme")))
+	conn := []string{"--url", cp.URL, "--token", cred.Token, "--tenant", "acme", "-f", file}
+	if out, _, err := runCLI(t, append([]string{"config", "diff"}, conn...)...); exitCode(err) != ExitChanges {
+		t.Fatalf("diff: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	if out, _, err := runCLI(t, append([]string{"config", "apply"}, conn...)...); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	if out, _, err := runCLI(t, append([]string{"config", "diff"}, conn...)...); err != nil {
+		t.Fatalf("diff after apply: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+}
+
 // apply --if-match applies a reviewed plan only while the configuration is
 // the one it was made against: after a concurrent change nothing is
 // applied and the error says to plan again.
@@ -154,7 +178,8 @@ func TestConfigRefusals(t *testing.T) {
 	var tenantCred struct {
 		Token string `json:"token"`
 	}
-	if err := json.Unmarshal(cp.must(201, "POST", "/api/system/tenants/acme/credentials", map[string]any{"name": "ci"}), &tenantCred); err != nil {
+	cp.must(201, "POST", "/api/system/tenants", map[string]any{"id": "globex", "name": "Globex"})
+	if err := json.Unmarshal(cp.must(201, "POST", "/api/system/tenants/globex/credentials", map[string]any{"name": "ci"}), &tenantCred); err != nil {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]struct {
@@ -164,7 +189,7 @@ func TestConfigRefusals(t *testing.T) {
 		"an invalid object":            {[]string{"--token", testToken, "--tenant", "acme", "-f", badFile}, "services[1].url"},
 		"not JSON":                     {[]string{"--token", testToken, "--tenant", "acme", "-f", writeFile(t, dir, "x.json", []byte("[1,"))}, "is not JSON"},
 		"an unknown tenant":            {[]string{"--token", testToken, "--tenant", "nope", "-f", good}, "HTTP 404"},
-		"a tenant's own credential":    {[]string{"--token", tenantCred.Token, "--tenant", "acme", "-f", good}, "HTTP 403"},
+		"another tenant's credential":  {[]string{"--token", tenantCred.Token, "--tenant", "acme", "-f", good}, "HTTP 403"},
 		"a wrong token":                {[]string{"--token", "not-the-token-at-all", "--tenant", "acme", "-f", good}, "HTTP 401"},
 		"no --tenant":                  {[]string{"--token", testToken, "-f", good}, "--tenant is required"},
 		"a bad --tenant":               {[]string{"--token", testToken, "--tenant", "A B", "-f", good}, "invalid tenant id"},
