@@ -65,6 +65,14 @@ func TestPolicySaveHoldsTheAuthoringRules(t *testing.T) {
 		t.Fatalf("tests not kept: %v", got)
 	}
 	e.expect(post(map[string]any{"id": "uses", "policy_name": "uses", "definition": usesKeyed}), 201)
+	// The policy test endpoint evaluates the reference by id as gateways do.
+	for key, want := range map[string]bool{"open-sesame": true, "nope": false} {
+		res := e.expect(e.do("POST", base+"/uses/test", rootToken, map[string]any{"input": map[string]any{"attributes": map[string]any{
+			"request": map[string]any{"http": map[string]any{"method": "GET", "path": "/x", "headers": map[string]any{"x-key": key}}}}}}), 200).json(t)
+		if res["allowed"] != want {
+			t.Errorf("test of uses with key %s: %v", key, res)
+		}
+	}
 
 	before := e.snapshot()
 	for _, c := range []struct {
