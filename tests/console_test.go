@@ -338,9 +338,9 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("the reader: %v", got)
 	}
 	testkit.Eventually(t, 10*time.Second, func() error {
-		n := len(c.must(200, "GET", "/api/admin/acme/gateways/edge/decisions", nil).JSON(t)["decisions"].([]any))
-		return testkit.Check(n >= 2, "%d decisions logged", n)
-	}, "the decisions reach the log")
+		n := len(c.must(200, "GET", "/api/admin/acme/gateways/edge/decisions?allowed=true&policy_id=readers", nil).JSON(t)["decisions"].([]any))
+		return testkit.Check(n == 2, "%d allowed decisions of readers logged", n)
+	}, "the two allowed decisions reach the log")
 
 	d.step("the services show the binding", "services:#view-services",
 		chromedp.Click(chromedp.CSS(`#nav button[data-view="services"]`)),
