@@ -321,6 +321,9 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("#policy-save")),
 		waitJS(`document.querySelector("#policy-save-result .ok")?.textContent.includes("readers")`),
 	)
+	if ms, err := chromedp.Run(d.ctx, chromedp.Evaluate[string](`document.querySelector("#definition-status").dataset.ms || ""`)); err == nil {
+		t.Logf("the last check of the draft took %s ms, from the browser", ms)
+	}
 	d.step("the keyboard leaves the editor with Escape then Tab", "",
 		chromedp.Click(chromedp.CSS("#definition-editor .cm-content")),
 		waitJS(`document.activeElement.closest("#definition-editor") !== null`),

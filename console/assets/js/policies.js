@@ -106,11 +106,15 @@ async function checkDraft() {
   const seq = ++checkSeq;
   status.textContent = "checking…";
   status.dataset.state = "";
+  const started = performance.now();
   try {
     const { data } = await call("POST", tenantPath("/policies/check"), { body, signal: checkController.signal });
     if (seq !== checkSeq) return;
     const problems = Array.isArray(data?.problems) ? data.problems : [];
     showProblems(problems, Array.isArray(data?.tests) ? data.tests : []);
+    const ms = Math.round(performance.now() - started);
+    status.dataset.ms = String(ms);
+    status.title = `checked in ${ms} ms`;
   } catch (err) {
     if (err.name === "AbortError" || seq !== checkSeq) return;
     if (err instanceof ApiError && err.missingRoute) {
