@@ -10,7 +10,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -71,19 +70,14 @@ func policyFieldOf(spec *model.PolicySpec, p policies.Problem) string {
 // snapshot: the tenant's whole configuration, as the policy tests compile
 // it, for a policy with tests; else only its policies.
 func (s *Server) tenantPolicyConfig(ctx context.Context, tid string, spec *model.PolicySpec) (*policies.Config, error) {
+	if spec.Tests != "" {
+		return s.compilerConfig(ctx, tid)
+	}
 	var cfg *policies.Config
 	err := s.store.View(ctx, func(ctx context.Context, r store.Reader) error {
-		if spec.Tests == "" {
-			var err error
-			cfg = &policies.Config{}
-			cfg.Policies, err = listTenantPolicies(ctx, r, tid)
-			return err
-		}
 		var err error
-		cfg, err = bundles.LoadConfig(ctx, r, tid)
-		if cfg != nil {
-			cfg.PublicURL = s.public
-		}
+		cfg = &policies.Config{}
+		cfg.Policies, err = listTenantPolicies(ctx, r, tid)
 		return err
 	})
 	return cfg, err

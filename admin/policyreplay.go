@@ -86,15 +86,7 @@ func (s *Server) replayPolicy(c *gin.Context) {
 	// configuration the replay compiles (read under its slot).
 	var gateways []string
 	config := func(ctx context.Context) (*policies.Config, error) {
-		var cfg *policies.Config
-		err := s.store.View(ctx, func(ctx context.Context, r store.Reader) error {
-			var err error
-			cfg, err = bundles.LoadConfig(ctx, r, tid)
-			if cfg != nil {
-				cfg.PublicURL = s.public
-			}
-			return err
-		})
+		cfg, err := s.compilerConfig(ctx, tid)
 		if err != nil {
 			return nil, err
 		}

@@ -143,15 +143,7 @@ func (s *Server) simulateRequest(c *gin.Context, tid, id string, spec *model.Pol
 		return
 	}
 	defer release()
-	var cfg *policies.Config
-	err = s.store.View(ctx, func(ctx context.Context, r store.Reader) error {
-		var err error
-		cfg, err = bundles.LoadConfig(ctx, r, tid)
-		if cfg != nil {
-			cfg.PublicURL = s.public
-		}
-		return err
-	})
+	cfg, err := s.compilerConfig(ctx, tid)
 	if err != nil {
 		fail(c, err, "tenant", tid)
 		return
@@ -177,21 +169,26 @@ func (s *Server) simulateRequest(c *gin.Context, tid, id string, spec *model.Pol
 	}
 }
 
+// compilerConfig is the tenant's configuration as the bundle manager
+// compiles it (with this control plane's public URL), read in one
+// transaction.
+func (s *Server) compilerConfig(ctx context.Context, tid string) (*policies.Config, error) {
+	var cfg *policies.Config
+	err := s.store.View(ctx, func(ctx context.Context, r store.Reader) error {
+		var err error
+		cfg, err = bundles.LoadConfig(ctx, r, tid)
+		if cfg != nil {
+			cfg.PublicURL = s.public
+		}
+		return err
+	})
+	return cfg, err
+}
+
 // runPolicyTest runs the test with the tenant's configuration and renders
 // its result or error.
 func (s *Server) runPolicyTest(c *gin.Context, tid string, req policies.TestRequest) {
-	req.Config = func(ctx context.Context) (*policies.Config, error) {
-		var cfg *policies.Config
-		err := s.store.View(ctx, func(ctx context.Context, r store.Reader) error {
-			var err error
-			cfg, err = bundles.LoadConfig(ctx, r, tid)
-			if cfg != nil {
-				cfg.PublicURL = s.public
-			}
-			return err
-		})
-		return cfg, err
-	}
+	req.Config = func(ctx context.Context) (*policies.Config, error) { return s.compilerConfig(ctx, tid) }
 	res, err := s.tester.Run(c.Request.Context(), req)
 	if err != nil {
 		s.policyTestFailed(c, tid, err)
