@@ -20,27 +20,8 @@ import (
 func TestMigrationMakesOldDecisionsSearchable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	url := pgtest.NewDatabase(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	m, err := tern.NewMigrator(ctx, conn, VersionTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := fs.Sub(migrationFS, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(files); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 5); err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(ctx, `INSERT INTO gh_logs (stream, tenant_id, key, time, data) VALUES
+	url, conn := databaseAt(t, ctx, 5)
+	_, err := conn.Exec(ctx, `INSERT INTO gh_logs (stream, tenant_id, key, time, data) VALUES
 		('decisions', 'acme', 'edge', now(), '{"decision_id":"old-1","result":{"allowed":false,"http_status":403,"api_id":"get-pet","policy_id":"p1"},"input":{"gatehouse":{"token":{"subject":"bob"}}}}'),
 		('decisions', 'acme', 'edge', now(), '{"decision_id":"old-2","result":{"allowed":true,"http_status":200,"api_id":"get-pet","policy_id":"p1"}}'),
 		('decisions', 'acme', 'edge', now(), '{"decision_id":"old-3","result":"not an object"}')`)
@@ -62,4 +43,31 @@ func TestMigrationMakesOldDecisionsSearchable(t *testing.T) {
 	if want := []store.LogPolicyCount{{PolicyID: "", Total: 1}, {PolicyID: "p1", Total: 2, Allowed: 1, Denied: 1}}; err != nil || !slices.Equal(counts, want) {
 		t.Fatalf("counts %+v %v, want %+v", counts, err, want)
 	}
+}
+
+// databaseAt is a fresh database migrated to version (the schema of an
+// older control plane), and a connection to it, closed when the test ends.
+func databaseAt(t *testing.T, ctx context.Context, version int32) (string, *pgx.Conn) {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	m, err := tern.NewMigrator(ctx, conn, VersionTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(files); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, version); err != nil {
+		t.Fatal(err)
+	}
+	return url, conn
 }

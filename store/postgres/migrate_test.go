@@ -3,14 +3,9 @@ package postgres
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	tern "github.com/jackc/tern/v2/migrate"
-
-	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
@@ -21,27 +16,8 @@ import (
 func TestMigrationKeepsBundleRevisions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	url := pgtest.NewDatabase(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	m, err := tern.NewMigrator(ctx, conn, VersionTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := fs.Sub(migrationFS, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(files); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 2); err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(ctx, `INSERT INTO gh_state (kind, tenant_id, id, value, updated_at) VALUES
+	url, conn := databaseAt(t, ctx, 2)
+	_, err := conn.Exec(ctx, `INSERT INTO gh_state (kind, tenant_id, id, value, updated_at) VALUES
 		('bundle-revisions', 'acme', 'edge', '{"hash":"h-edge","revision":7}', now()),
 		('bundle-revisions', 'acme', 'broken', '{"nope":1}', now()),
 		('gateway-status', 'acme', 'edge', '{"seen":1}', now())`)
