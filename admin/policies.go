@@ -89,6 +89,7 @@ func addPolicyKind(sch *resource.Scheme) {
 	}.register(sch)
 	api := apiOf(sch.MustKind(model.KindPolicy))
 	api.routes = (*Server).policyTestRoutes
+	api.deletable = policyDeletable
 	api.importCheck = func(want []*configObject, stored configState, merge bool) *Error {
 		if apiErr := checkConfigPolicyCount(want, stored, merge); apiErr != nil {
 			return apiErr
@@ -102,6 +103,20 @@ func addPolicyKind(sch *resource.Scheme) {
 		}
 		return nil
 	}
+}
+
+// policyDeletable refuses deleting a policy other policies of the tenant
+// refer to by id (data.gatehouse.policies["<id>"]): they would stop
+// evaluating it (409 in_use, naming them).
+func policyDeletable(ctx context.Context, tx store.Tx, o *store.Object) error {
+	tenant, err := listTenantPolicies(ctx, tx, o.TenantID)
+	if err != nil {
+		return err
+	}
+	if users := policies.Referrers(o.ID, tenant); len(users) > 0 {
+		return inUse("policy", o.ID, map[string][]string{model.KindPolicy: users})
+	}
+	return nil
 }
 
 // policyTestRoutes: running a policy (saved or not) against an input.

@@ -307,3 +307,23 @@ func BenchmarkPolicyCheck(b *testing.B) {
 		}
 	}
 }
+
+// A policy another uses by id cannot be deleted while it is used: the
+// user would stop evaluating it (409 in_use naming the users).
+func TestPolicyUsedByIDCannotBeDeleted(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	base := "/api/admin/acme/policies"
+	e.expect(e.do("POST", base, rootToken, map[string]any{"id": "key-check", "policy_name": "key-check",
+		"definition": "package policy\n\ndefault allow := false\n\nallow if input.attributes.request.http.headers[\"x-key\"] == \"k\"\n"}), 201)
+	e.expect(e.do("POST", base, rootToken, map[string]any{"id": "uses-it", "policy_name": "uses-it",
+		"definition": "package policy\n\nallow if data.gatehouse.policies[\"key-check\"].allow\n"}), 201)
+	before := e.snapshot()
+	r := e.do("DELETE", base+"/key-check", rootToken, nil)
+	if r.status != 409 || r.errorCode(t) != "in_use" || !strings.Contains(string(r.body), "uses-it") {
+		t.Fatalf("deleting a used policy: %d %s", r.status, r.body)
+	}
+	e.requireUnchanged(t, before, "a refused delete changed the store")
+	e.expect(e.do("DELETE", base+"/uses-it", rootToken, nil), 204)
+	e.expect(e.do("DELETE", base+"/key-check", rootToken, nil), 204)
+}

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -156,4 +157,19 @@ func cycleProblem(refs []policyRef, names *policyNames, path []string) Problem {
 		}
 	}
 	return Problem{Code: "rego_policy_cycle", Message: msg}
+}
+
+// Referrers are the ids of the tenant's policies, policyID aside, whose
+// Rego refers to policyID by name (statically), sorted: the policies that
+// would stop evaluating it if it were deleted.
+func Referrers(policyID string, tenant []Object[model.PolicySpec]) []string {
+	g := newPolicyGraph(tenant, false)
+	var out []string
+	for id, edges := range g.edges {
+		if id != policyID && slices.Contains(edges, policyID) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
