@@ -138,12 +138,14 @@ func TestPolicySaveHoldsTheAuthoringRules(t *testing.T) {
 	if f, code, _, _ := problemAt(t, r); f != "definition" || code != "rego_policy_unknown" {
 		t.Errorf("cross-tenant reference: %s %s", f, code)
 	}
-	// Deleting a policy another uses leaves the other undefined (denied),
-	// and saving it again then names what is missing.
-	e.expect(e.do("DELETE", base+"/key-d", rootToken, nil), 204)
-	r = e.do("PUT", base+"/uses", rootToken, map[string]any{"policy_name": "uses", "definition": usesKeyed})
+	// A policy another uses cannot be deleted (TestPolicyUsedByIDCannotBeDeleted),
+	// and a save that names an id the tenant does not have is refused at
+	// its line.
+	e.expect(e.do("DELETE", base+"/key-d", rootToken, nil), 409)
+	r = e.do("PUT", base+"/uses", rootToken, map[string]any{"policy_name": "uses",
+		"definition": strings.ReplaceAll(usesKeyed, `"key-d"`, `"key-gone"`)})
 	if _, code, line, _ := problemAt(t, r); code != "rego_policy_unknown" || line != 3 {
-		t.Errorf("after delete: %s %v", code, line)
+		t.Errorf("an unknown id: %s %v", code, line)
 	}
 }
 
