@@ -119,12 +119,14 @@ func policyDeletable(ctx context.Context, tx store.Tx, o *store.Object) error {
 	return nil
 }
 
-// policyTestRoutes: running a policy (saved or not) against an input.
+// policyTestRoutes: running a policy (saved or not) against an input, a
+// request or logged decisions, and checking one — each tenant one at a
+// time (oneAtATime).
 func (s *Server) policyTestRoutes(_, adm *gin.RouterGroup) {
-	adm.POST("/policies/test", s.testUnsavedPolicy)
-	adm.POST("/policies/check", s.checkPolicy)
-	adm.POST("/policies/:pid/test", s.testPolicy)
-	adm.POST("/policies/:pid/replay", s.replayPolicy)
+	adm.POST("/policies/test", s.oneAtATime(s.testUnsavedPolicy))
+	adm.POST("/policies/check", s.oneAtATime(s.checkPolicy))
+	adm.POST("/policies/:pid/test", s.oneAtATime(s.testPolicy))
+	adm.POST("/policies/:pid/replay", s.oneAtATime(s.replayPolicy))
 }
 
 // spec validates the request into a policy spec. The language defaults

@@ -100,6 +100,11 @@ func listTenantPolicies(ctx context.Context, r store.Reader, tid string) ([]poli
 // (CheckInTenant) and the tests, against a snapshot of the tenant's
 // configuration, before the write's transaction.
 func (s *Server) precheckPolicy(ctx context.Context, tid, id string, spec *model.PolicySpec) error {
+	release, err := s.policyJobs.acquire(ctx, tid, s.tester.Timeout())
+	if err != nil {
+		return newError(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the policy's checks could not run: "+err.Error(), nil).WithRetryAfter(1)
+	}
+	defer release()
 	cfg, err := s.tenantPolicyConfig(ctx, tid, spec)
 	if err != nil {
 		return err

@@ -143,7 +143,10 @@ type Server struct {
 	configKinds []configKind
 	// tester runs the policy tests (bounded, each under its deadline).
 	tester *policies.Tester
-	engine *gin.Engine
+	// policyJobs gives each tenant one policy test, replay or check at a
+	// time, so no tenant holds all of the tester's shared slots.
+	policyJobs tenantGate
+	engine     *gin.Engine
 	// allowPrivateImportURLs: see Options.AllowPrivateImportURLs.
 	allowPrivateImportURLs bool
 	// allowPrivateJWKSURLs: see Options.AllowPrivateJWKSURLs.

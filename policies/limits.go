@@ -16,6 +16,9 @@ import (
 const (
 	// MaxDefinitionBytes bounds a Rego policy's source.
 	MaxDefinitionBytes = 64 << 10
+	// MaxClosureBytes bounds the Rego of a policy and of the policies it
+	// uses, together (what compiling it compiles).
+	MaxClosureBytes = 1 << 20
 	// MaxTestsBytes bounds a policy's tests module.
 	MaxTestsBytes = 64 << 10
 	// MaxValidators bounds the validators of one policy.

@@ -105,6 +105,9 @@ func (c *Checker) checkRegoInTenant(policyID string, spec *model.PolicySpec, tp 
 	if len(problems) > 0 {
 		return problems
 	}
+	if p := closureSizeProblem(policyID, tp); p != nil {
+		return []Problem{*p}
+	}
 	pkg := strings.TrimPrefix(PolicyPackagePrefix+PolicyPackage(policyID), "data.")
 	src, _, sm, err := policyModuleAt(policyID, spec, pkg, tp.names)
 	if err != nil {
@@ -172,4 +175,24 @@ func Referrers(policyID string, tenant []Object[model.PolicySpec]) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// closureSizeProblem refuses a policy whose Rego, with that of the
+// policies it uses (transitively; every policy for a dynamic reference),
+// is over MaxClosureBytes: compiling it — at every save, check, test,
+// simulated request and replay — would cost the control plane seconds of
+// CPU.
+func closureSizeProblem(policyID string, tp *tenantPolicies) *Problem {
+	need := tp.graph.closure(policyID)
+	size := 0
+	for _, p := range tp.all {
+		if need[p.ID] {
+			size += len(p.Spec.Definition)
+		}
+	}
+	if size <= MaxClosureBytes {
+		return nil
+	}
+	return &Problem{Field: "definition", Code: "limit_exceeded", Message: fmt.Sprintf(
+		"the policy and the %d policies it uses come to %d bytes of Rego; at most %d (MaxClosureBytes)", len(need)-1, size, MaxClosureBytes)}
 }

@@ -372,6 +372,19 @@ func Run(ctx context.Context, opts Options, req *Request) (*Result, error) {
 		}
 		cfg.Policies = append(kept, policies.Object[model.PolicySpec]{ID: opts.PolicyID, Name: opts.PolicyID, Spec: *opts.Policy})
 	}
+	if opts.EvaluateWith != "" {
+		// Only the deciding policy and those it uses are compiled and
+		// activated (the policy tests' rule): compiling every policy of a
+		// large tenant would cost far more than the one that decides.
+		need := policies.PolicyClosure(cfg.Policies, opts.EvaluateWith)
+		kept := cfg.Policies[:0:0]
+		for _, p := range cfg.Policies {
+			if need[p.ID] {
+				kept = append(kept, p)
+			}
+		}
+		cfg.Policies = kept
+	}
 	cfg.AllowedBuiltins = opts.AllowedBuiltins
 	compiled, err := policies.Compile(cfg, gatewayID)
 	if err != nil {
@@ -476,6 +489,12 @@ func tokenStage(d *gateway.Decision) TokenStage {
 	st := TokenStage{Present: t.Present, Valid: t.Valid, Reason: d.TokenReason}
 	if d.TokenError != nil {
 		st.Detail = d.TokenError.Error()
+		if d.TokenReason == token.ReasonJWKSUnavailable {
+			// The fetch error would say what the control plane resolved
+			// the issuer's host to (an internal address, say): not for the
+			// tenant; the control plane's log has it.
+			st.Detail = "the keys of the issuers that would accept the token could not be fetched (see the control plane's log)"
+		}
 	}
 	if t.Valid {
 		st.Issuer, st.Subject, st.Scopes, st.Claims = t.Issuer, t.Subject, nonNil(t.Scopes), t.Claims

@@ -215,6 +215,9 @@ func TestTokenReasons(t *testing.T) {
 			if res.Allowed || res.HTTPStatus != 401 || !tk.Present || tk.Valid || tk.Reason != tc.reason || tk.Detail == "" {
 				t.Fatalf("want 401 for %s, got allowed=%v %d token=%+v", tc.reason, res.Allowed, res.HTTPStatus, tk)
 			}
+			if tc.reason == token.ReasonJWKSUnavailable && strings.Contains(tk.Detail, "127.0.0.1") {
+				t.Fatalf("the fetch error reaches the tenant: %s", tk.Detail)
+			}
 			if tk.Claims != nil || tk.Subject != "" {
 				t.Fatalf("an invalid token's claims are shown: %+v", tk)
 			}
@@ -287,6 +290,19 @@ func TestDraftReplacesTheSavedPolicy(t *testing.T) {
 	var unknown *simulate.UnknownGatewayError
 	if !asError(err, &unknown) {
 		t.Fatalf("want an UnknownGatewayError, got %v", err)
+	}
+}
+
+// Only the deciding policy and those it uses are compiled: another
+// policy of the tenant, even one OPA would not compile, changes nothing.
+func TestOnlyTheDecidingPoliciesAreCompiled(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.config(t)
+	cfg.Policies = append(cfg.Policies, policies.Object[model.PolicySpec]{ID: "broken", Name: "broken",
+		Spec: model.PolicySpec{Language: model.LanguageRego, Definition: "package policy\n\nallow if { x }\n"}})
+	res := f.run(t, simulate.Options{Config: cfg, PolicyID: "owner", EvaluateWith: "owner"}, get("/pets/7", "Bearer "+f.token(t, f.key, nil)))
+	if !res.Allowed {
+		t.Fatalf("%+v", res.Stages.Policy)
 	}
 }
 
