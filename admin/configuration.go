@@ -350,6 +350,10 @@ func (s *Server) importConfiguration(c *gin.Context, tid string) {
 		abort(c, apiErr)
 		return
 	}
+	if apiErr := s.precheckConfiguration(c.Request.Context(), tid, plan, merge); apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
 	var result *configImportResult
 	_, err := s.update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
 		before, err := s.readConfiguration(ctx, tx, tid)
@@ -615,16 +619,12 @@ func configGatewayObject(in *gatewayBody) (*configObject, *Error) {
 // configState is the tenant's stored objects of one kind, by id.
 type configState map[string]*store.Object
 
-// applyConfiguration checks the plan against the stored configuration and
-// writes it. Any problem is returned before the first write.
-func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid string, plan *configPlan, merge bool) (*configImportResult, error) {
-	tenant, err := tenantRepo.Get(ctx, tx, "", tid)
-	if err != nil {
-		return nil, err
-	}
+// storedConfiguration is the tenant's stored objects of the kinds, by
+// kind.
+func storedConfiguration(ctx context.Context, rd store.Reader, tid string, kinds []configKind) (map[string]configState, error) {
 	stored := map[string]configState{}
-	for _, k := range plan.kinds {
-		pg, err := tx.List(ctx, store.Query{Kind: k.kind, TenantID: tid})
+	for _, k := range kinds {
+		pg, err := rd.List(ctx, store.Query{Kind: k.kind, TenantID: tid})
 		if err != nil {
 			return nil, err
 		}
@@ -632,6 +632,49 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 		for _, o := range pg.Items {
 			stored[k.kind][o.ID] = o
 		}
+	}
+	return stored, nil
+}
+
+// precheckConfiguration runs the kinds' importPrecheck against a snapshot
+// of the tenant, outside any write transaction.
+func (s *Server) precheckConfiguration(ctx context.Context, tid string, plan *configPlan, merge bool) *Error {
+	var kinds []configKind
+	for _, k := range plan.kinds {
+		if k.api.importPrecheck != nil {
+			kinds = append(kinds, k)
+		}
+	}
+	if len(kinds) == 0 {
+		return nil
+	}
+	var stored map[string]configState
+	err := s.store.View(ctx, func(ctx context.Context, rd store.Reader) error {
+		var err error
+		stored, err = storedConfiguration(ctx, rd, tid, kinds)
+		return err
+	})
+	if err != nil {
+		return storeError(err, "tenant", tid)
+	}
+	for _, k := range kinds {
+		if apiErr := k.api.importPrecheck(plan.objects[k.kind], stored[k.kind], merge); apiErr != nil {
+			return apiErr
+		}
+	}
+	return nil
+}
+
+// applyConfiguration checks the plan against the stored configuration and
+// writes it. Any problem is returned before the first write.
+func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Context, tid string, plan *configPlan, merge bool) (*configImportResult, error) {
+	tenant, err := tenantRepo.Get(ctx, tx, "", tid)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := storedConfiguration(ctx, tx, tid, plan.kinds)
+	if err != nil {
+		return nil, err
 	}
 	if apiErr := checkConfiguration(plan, stored, merge); apiErr != nil {
 		return nil, apiErr

@@ -63,6 +63,12 @@ type kindAPI struct {
 	// anything is written (merge: the stored ones the document does not
 	// name stay).
 	importCheck func(want []*configObject, stored configState, merge bool) *Error
+	// importPrecheck, when set, is importCheck's costly part (compiling
+	// the document's policies): it runs before the import's transaction,
+	// against a snapshot of the stored objects, so that no write of any
+	// tenant waits for it; importCheck then repeats what concurrent writes
+	// can change, cheaply.
+	importPrecheck func(want []*configObject, stored configState, merge bool) *Error
 	// nameField is the document field holding the unique envelope name.
 	nameField string
 }

@@ -94,8 +94,11 @@ func addPolicyKind(sch *resource.Scheme) {
 		if apiErr := checkConfigPolicyCount(want, stored, merge); apiErr != nil {
 			return apiErr
 		}
-		return checkImportedPolicies(want, stored, merge)
+		return checkImportedPolicyReferences(want, stored, merge)
 	}
+	// Compiling every policy of a document takes seconds: not while the
+	// import's transaction holds the store's writer.
+	api.importPrecheck = checkImportedPolicies
 	api.importLimit = func(n int) *Error {
 		if n > policies.MaxPoliciesPerTenant {
 			return limitError("policies", policies.MaxPoliciesPerTenant, "a tenant may have at most %d policies (the document has %d)",

@@ -168,6 +168,53 @@ func checkPolicyReferences(ctx context.Context, tx store.Tx, t *store.Typed[mode
 // make (with, in merge mode, the stored policies it does not name). Their
 // tests are compiled, not run (docs/bundles.md, "Tests").
 func checkImportedPolicies(want []*configObject, stored configState, merge bool) *Error {
+	all, ids, field, apiErr := importedPolicies(want, stored, merge)
+	if apiErr != nil {
+		return apiErr
+	}
+	problems, err := policies.CheckPoliciesInTenant(all, ids)
+	if err != nil {
+		return internalError(err)
+	}
+	return firstImportProblem(all, ids, field, problems)
+}
+
+// checkImportedPolicyReferences is what of checkImportedPolicies a
+// concurrent write can change, run again in the import's transaction:
+// the references between the policies (ids the tenant has, no cycle).
+func checkImportedPolicyReferences(want []*configObject, stored configState, merge bool) *Error {
+	all, ids, field, apiErr := importedPolicies(want, stored, merge)
+	if apiErr != nil {
+		return apiErr
+	}
+	problems := map[string][]policies.Problem{}
+	for i := range all {
+		if p := policies.CheckReferences(all[i].ID, &all[i].Spec, all); len(p) > 0 {
+			problems[all[i].ID] = p
+		}
+	}
+	return firstImportProblem(all, ids, field, problems)
+}
+
+// firstImportProblem is the error of the first policy of the document
+// (ids in document order) with problems, nil when none has any.
+func firstImportProblem(all []policies.Object[model.PolicySpec], ids []string, field map[string]string, problems map[string][]policies.Problem) *Error {
+	for _, id := range ids {
+		if p, bad := problems[id]; bad {
+			for i := range all {
+				if all[i].ID == id {
+					return atPath(field[id], policyProblemsError(&all[i].Spec, p))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// importedPolicies are the policies a document makes of the tenant (with,
+// in merge mode, the stored ones it does not name), the document's ids in
+// its order and the document path of each.
+func importedPolicies(want []*configObject, stored configState, merge bool) ([]policies.Object[model.PolicySpec], []string, map[string]string, *Error) {
 	var all []policies.Object[model.PolicySpec]
 	var ids []string
 	named := map[string]bool{}
@@ -180,7 +227,7 @@ func checkImportedPolicies(want []*configObject, stored configState, merge bool)
 	for _, o := range want {
 		p, err := decode(&o.obj)
 		if err != nil {
-			return internalError(err)
+			return nil, nil, nil, internalError(err)
 		}
 		all, ids, named[p.ID], field[p.ID] = append(all, p), append(ids, p.ID), true, o.field
 	}
@@ -191,25 +238,12 @@ func checkImportedPolicies(want []*configObject, stored configState, merge bool)
 			}
 			p, err := decode(o)
 			if err != nil {
-				return internalError(err)
+				return nil, nil, nil, internalError(err)
 			}
 			all = append(all, p)
 		}
 	}
-	problems, err := policies.CheckPoliciesInTenant(all, ids)
-	if err != nil {
-		return internalError(err)
-	}
-	for _, id := range ids { // the first in document order
-		if p, bad := problems[id]; bad {
-			for i := range all {
-				if all[i].ID == id {
-					return atPath(field[id], policyProblemsError(&all[i].Spec, p))
-				}
-			}
-		}
-	}
-	return nil
+	return all, ids, field, nil
 }
 
 // policyCheckProblem is one problem of POST …/policies/check: the field
