@@ -32,8 +32,10 @@ type policyReplayRequest struct {
 	GatewayID string      `json:"gateway_id"`
 }
 
-// replayPageSize is how many log events one read of a gateway's log takes.
-const replayPageSize = 250
+// replayPageSize is how many log events one read of a gateway's log
+// takes: every gateway's first page is read before the first event is
+// replayed, and events can be large, so it stays small.
+const replayPageSize = 32
 
 func (s *Server) replayPolicy(c *gin.Context) {
 	tid := tenantID(c)

@@ -38,6 +38,9 @@ const (
 	// MaxReplayScan is the most log events one replay reads to find its
 	// decisions (events of other APIs included).
 	MaxReplayScan = 100000
+	// MaxReplayBytes is the most bytes of log events one replay reads
+	// (events can be large: a logged request body).
+	MaxReplayBytes = 256 << 20
 	// MaxReplayExamples is how many flips of each direction a replay
 	// describes (the newest).
 	MaxReplayExamples = 10
@@ -50,7 +53,8 @@ const (
 const (
 	// ReplayStoppedDeadline: the replay deadline passed.
 	ReplayStoppedDeadline = "deadline"
-	// ReplayStoppedScanLimit: MaxReplayScan events were read.
+	// ReplayStoppedScanLimit: MaxReplayScan events, or MaxReplayBytes
+	// bytes of them, were read.
 	ReplayStoppedScanLimit = "scan_limit"
 )
 
@@ -320,6 +324,8 @@ type replay struct {
 	examples    [2]int
 	// interned are the strings the decoded events share.
 	interned map[string]string
+	// read is how many bytes of events the replay read.
+	read int
 }
 
 // stop ends the replay early for a reason.
@@ -332,11 +338,12 @@ func (r *replay) add(ctx context.Context, d *LoggedDecision) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	if r.res.Scanned >= MaxReplayScan {
+	if r.res.Scanned >= MaxReplayScan || r.read+len(d.Event) > MaxReplayBytes {
 		r.stop(ReplayStoppedScanLimit)
 		return false
 	}
 	r.res.Scanned++
+	r.read += len(d.Event)
 	if !r.mayConcern(d.Event) {
 		return true
 	}
