@@ -582,7 +582,7 @@ func clientRedirectProblem(raw string) string {
 	case "https":
 		return ""
 	case "http":
-		if h := u.Hostname(); h == "127.0.0.1" || h == "::1" || strings.EqualFold(h, "localhost") {
+		if model.LoopbackRedirectHost(u.Hostname()) {
 			return ""
 		}
 		return "plain http is allowed only to a loopback host (127.0.0.1, [::1] or localhost); use https"
@@ -741,6 +741,9 @@ func (s *Server) createClient(c *gin.Context) {
 		if idErr == nil {
 			id, idErr = newObjectID("client_id", id)
 		}
+		if idErr == nil && id == model.ConsoleClientID {
+			idErr = reservedConsoleClientID()
+		}
 		spec, apiErr := req.clientSpec(s, tid)
 		var errs field.ErrorList
 		for _, e := range []*Error{idErr, apiErr, req.createOnlyErrors()} {
@@ -773,6 +776,14 @@ func (s *Server) createClient(c *gin.Context) {
 			return checkClientAgainstServer(ctx, tx, t.Meta.TenantID, &t.Spec, req.scopeField)
 		}, nil
 	})
+}
+
+// reservedConsoleClientID refuses model.ConsoleClientID as the id of a
+// client: it is the web console's built-in client of the admin servers,
+// which the provider makes (docs/oauth.md), so no stored client may take
+// its place or its name.
+func reservedConsoleClientID() *Error {
+	return fieldError("client_id", "%q is reserved for the web console's built-in client of the admin servers; choose another id", model.ConsoleClientID)
 }
 
 // requestedID is the id the body names ("" none): client_id or id.
@@ -1002,6 +1013,8 @@ func importClient(s *Server, raw json.RawMessage) (*configObject, *Error) {
 		return nil, missingField("client_id")
 	case !model.ValidObjectID(in.ClientID):
 		return nil, fieldError("client_id", "invalid id %q (%s)", in.ClientID, model.ObjectIDRule)
+	case in.ClientID == model.ConsoleClientID:
+		return nil, reservedConsoleClientID()
 	}
 	spec, apiErr := in.clientSpec(s, "")
 	if apiErr != nil {

@@ -262,6 +262,7 @@ func TestClientRulesRefuseNamingTheField(t *testing.T) {
 		{"server required", with("authorization_server_id", nil), "authorization_server_id"},
 		{"unknown server", with("authorization_server_id", "ghost"), "authorization_server_id"},
 		{"bad client_id", with("client_id", "no spaces"), "client_id"},
+		{"the console's built-in client id", with("client_id", model.ConsoleClientID, "authorization_server_id", "web"), "client_id"},
 		{"id and client_id differ", with("client_id", "a", "id", "b"), "id"},
 		{"short secret", with("client_secret", "short"), "client_secret"},
 		{"secret of a public client", with("public", true, "client_secret", strings.Repeat("x", 40)), "client_secret"},
@@ -610,5 +611,13 @@ func TestClientsInTheConfigurationDocument(t *testing.T) {
 	r := e.configDocument("acme", doc)
 	if r.status != 400 || errDetails(t, r)["field"] != fmt.Sprintf("clients[%d].secret_hash", at) {
 		t.Fatalf("import with a bad hash: %d %s", r.status, r.body)
+	}
+	// Nor can a document bring a client of the console's reserved id.
+	docList(doc, "clients")[at].(map[string]any)["secret_hash"] = src.SecretHash
+	docList(doc, "clients")[at].(map[string]any)["client_id"] = model.ConsoleClientID
+	delete(docList(doc, "clients")[at].(map[string]any), "id")
+	r = e.configDocument("acme", doc)
+	if r.status != 400 || errDetails(t, r)["field"] != fmt.Sprintf("clients[%d].client_id", at) || !strings.Contains(string(r.body), "reserved") {
+		t.Fatalf("import of the console's client id: %d %s", r.status, r.body)
 	}
 }

@@ -43,10 +43,14 @@ func (p *Provider) cors(w http.ResponseWriter, r *http.Request, rq *request) boo
 }
 
 // originAllowed reports whether origin is the origin of a redirect URI of
-// a client of the request's server.
+// a client of the request's server (the built-in console client's
+// included).
 func (p *Provider) originAllowed(r *http.Request, rq *request, origin string) bool {
 	if origin == "null" {
 		return false
+	}
+	if o := p.consoleOrigin(rq); o != "" && o == origin {
+		return true
 	}
 	clients, err := rq.cfg.serverClients(r.Context())
 	if err != nil {

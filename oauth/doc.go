@@ -81,6 +81,11 @@
 //   - CORS only from the origins of the server's clients' redirect URIs,
 //     without credentials (zitadel's default, every origin with
 //     credentials, is off).
+//   - The web console's client (console.go): every admin server (each
+//     tenant's admin, and system/system) has the built-in public client
+//     model.ConsoleClientID, authorization_code with PKCE only, redirect
+//     URI {public_url}/console/ exactly; made from the public URL, never
+//     read from the store, unknown on every other server.
 //
 // The runtime records (auth requests, codes, tokens, sessions) and the
 // revocation writers are package grants.

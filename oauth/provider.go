@@ -80,6 +80,9 @@ type Provider struct {
 	keys    *keys.Manager
 	records *grants.Records
 	public  string
+	// console is the redirect URI of the web console's built-in client
+	// (console.go), "" when the public URL cannot have one.
+	console string
 	secure  bool
 	csrfKey []byte
 	log     *slog.Logger
@@ -120,6 +123,7 @@ func New(opts Options) (*Provider, error) {
 		keys:        opts.Keys,
 		records:     grants.NewRecords(opts.Store, now),
 		public:      pub.String(),
+		console:     consoleRedirect(pub),
 		secure:      pub.Scheme == "https",
 		csrfKey:     mac.Sum(nil),
 		log:         log,
@@ -128,6 +132,10 @@ func New(opts Options) (*Provider, error) {
 		verifySlots: make(chan struct{}, cmp.Or(opts.PasswordVerifications, 2*runtime.GOMAXPROCS(0))),
 		pwWait:      cmp.Or(opts.PasswordWait, 2*time.Second),
 		dummyHash:   sync.OnceValues(newDummyHash),
+	}
+	if p.console == "" {
+		log.Warn("oauth: the web console cannot sign in with Gatehouse: its redirect URI would be plain http to a host that is not loopback; "+
+			"use an https --public-url (pasting a credential still works)", "public_url", p.public)
 	}
 	p.storage = &storage{p: p}
 	config := &op.Config{

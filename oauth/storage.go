@@ -46,7 +46,8 @@ var (
 var errUnknownClient = errors.New("client_id: unknown client")
 
 // client reads a client of the request's server; a client of another
-// server (or tenant) does not exist here.
+// server (or tenant) does not exist here. model.ConsoleClientID is the
+// built-in client of admin servers (console.go), unknown elsewhere.
 func (s *storage) client(ctx context.Context, id string) (*client, error) {
 	rq, err := requestFrom(ctx)
 	if err != nil {
@@ -55,12 +56,21 @@ func (s *storage) client(ctx context.Context, id string) (*client, error) {
 	if id == "" || !model.ValidObjectID(id) {
 		return nil, errUnknownClient
 	}
-	t, err := rq.cfg.client(ctx, id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, errUnknownClient
-	case err != nil:
-		return nil, oidc.ErrServerError().WithParent(fmt.Errorf("read client %s/%s: %w", rq.tenantID, id, err))
+	var t *store.Typed[model.ClientSpec]
+	if id == model.ConsoleClientID {
+		// Built in on admin servers (console.go); never read from the
+		// store, so no stored client can stand in for it.
+		if t = s.p.consoleClient(rq); t == nil {
+			return nil, errUnknownClient
+		}
+	} else {
+		t, err = rq.cfg.client(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, errUnknownClient
+		case err != nil:
+			return nil, oidc.ErrServerError().WithParent(fmt.Errorf("read client %s/%s: %w", rq.tenantID, id, err))
+		}
 	}
 	scopes, err := rq.cfg.serverScopes(ctx)
 	if err != nil {
