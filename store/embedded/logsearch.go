@@ -263,6 +263,19 @@ func (s *streamSearch) entry(seq uint64) (*store.LogEntry, error) {
 	return &e, nil
 }
 
+// ctxCheck returns a check of ctx for a long walk: every 4096th call
+// reports ctx's error (nil while it lives), so a count over a large
+// window stops at the caller's deadline.
+func ctxCheck(ctx context.Context) func() error {
+	n := 0
+	return func() error {
+		if n++; n%4096 != 0 {
+			return nil
+		}
+		return ctx.Err()
+	}
+}
+
 // ListLog implements store.Runtime.
 func (s *Store) ListLog(ctx context.Context, q store.LogQuery) (*store.LogPage, error) {
 	after, err := store.DecodeEventCursor(q.After)
@@ -284,7 +297,11 @@ func (s *Store) ListLog(ctx context.Context, q store.LogQuery) (*store.LogPage, 
 			from = math.MaxUint64 // the whole window is counted
 		}
 		var readErr error
+		live := ctxCheck(ctx)
 		err = ss.walk(from, false, func(seq uint64, _ *logMeta) bool {
+			if readErr = live(); readErr != nil {
+				return false
+			}
 			if q.WithTotal {
 				page.Total++
 			}
@@ -318,7 +335,12 @@ func (s *Store) CountLog(ctx context.Context, st store.LogStream, f store.LogFil
 		if err != nil {
 			return err
 		}
-		return ss.walk(math.MaxUint64, true, func(_ uint64, m *logMeta) bool {
+		live := ctxCheck(ctx)
+		var ctxErr error
+		err = ss.walk(math.MaxUint64, true, func(_ uint64, m *logMeta) bool {
+			if ctxErr = live(); ctxErr != nil {
+				return false
+			}
 			c := by[m.PolicyID]
 			if c == nil {
 				c = &store.LogPolicyCount{PolicyID: m.PolicyID}
@@ -333,6 +355,7 @@ func (s *Store) CountLog(ctx context.Context, st store.LogStream, f store.LogFil
 			}
 			return true
 		})
+		return errors.Join(err, ctxErr)
 	})
 	if err != nil {
 		return nil, err

@@ -123,3 +123,34 @@ func TestLogTimesDoNotGoBack(t *testing.T) {
 		t.Fatalf("after a clock gone back: %+v %v, want both at %v", p, err, future)
 	}
 }
+
+// A count over a large window ends with the caller's context: the total
+// of a listing and the counts per policy both walk the whole window.
+func TestLogSearchStopsAtTheCallersContext(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	gw := store.LogStream{Name: "decisions", TenantID: "t1", Key: "gw"}
+	events := make([]json.RawMessage, 10000)
+	for i := range events {
+		events[i] = json.RawMessage(`{"decision_id":"d","result":{"allowed":true,"policy_id":"p1"}}`)
+	}
+	if err := s.AppendLog(ctx, gw, events); err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.ListLog(ended, store.LogQuery{Stream: gw, Limit: 1, WithTotal: true}); err == nil {
+		t.Fatal("a total over 10,000 events outlived its context")
+	}
+	if _, err := s.CountLog(ended, gw, store.LogFilter{}); err == nil {
+		t.Fatal("counts over 10,000 events outlived their context")
+	}
+	page, err := s.ListLog(ctx, store.LogQuery{Stream: gw, Limit: 1, WithTotal: true})
+	if err != nil || page.Total != len(events) {
+		t.Fatalf("total %v (%v)", page, err)
+	}
+}
