@@ -17,6 +17,10 @@ func TestKind(t *testing.T) {
 		"0.0.0.0": "unspecified", "::": "unspecified", "0.1.2.3": "unspecified",
 		"224.0.0.1": "link-local", "239.1.2.3": "multicast or broadcast", "255.255.255.255": "multicast or broadcast",
 		"93.184.216.34": "", "2606:4700::1111": "",
+		// special-purpose ranges, and IPv6 that carries a non-public IPv4
+		"192.0.0.8": "reserved", "198.18.0.1": "reserved", "240.0.0.1": "reserved",
+		"64:ff9b::a01:203": "private", "64:ff9b::7f00:1": "loopback", "2002:a9fe:a9fe::": "link-local",
+		"64:ff9b:1::1": "private", "64:ff9b::5db8:d822": "", "2002:5db8:d822::1": "",
 	} {
 		if got := Kind(netip.MustParseAddr(addr)); got != want {
 			t.Errorf("Kind(%s) = %q, want %q", addr, got, want)
