@@ -14,6 +14,7 @@ package simulate
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -402,8 +403,17 @@ func Run(ctx context.Context, opts Options, req *Request) (*Result, error) {
 	tokOpts := opts.Tokens
 	tokOpts.CacheEntries = -1
 	engines := gateway.NewEngines(model.GatewayRef{TenantID: cfg.Tenant.ID, GatewayID: gatewayID})
+	// Only the issuers of the token's own iss get a verifier: one made
+	// for every issuer would fetch every remote key set, at each test.
+	iss := unverifiedIssuer(req)
 	act := &gateway.Activator{Engines: engines, Tokens: func(ctx context.Context, issuers []policies.IssuerData) (gateway.TokenValidator, error) {
-		return token.New(token.FromBundle(issuers), tokOpts)
+		var mine []policies.IssuerData
+		for _, is := range issuers {
+			if iss != "" && is.Issuer == iss {
+				mine = append(mine, is)
+			}
+		}
+		return token.New(token.FromBundle(mine), tokOpts)
 	}}
 	defer act.Close()
 	engine, err := act.Activate(ctx, src, "simulated")
@@ -432,6 +442,38 @@ func Run(ctx context.Context, opts Options, req *Request) (*Result, error) {
 	res.Stages.Token = tokenStage(d)
 	res.Stages.Policy = policyStage(evalCtx, engine, compiled, cfg, gr, d, opts)
 	return res, nil
+}
+
+// unverifiedIssuer is the iss claim of the request's bearer token, read
+// without verifying anything ("" when there is none to read): which
+// issuers the verification needs.
+func unverifiedIssuer(req *Request) string {
+	var authorization string
+	for name, v := range req.Headers {
+		if strings.EqualFold(name, "authorization") {
+			authorization = v
+		}
+	}
+	raw, ok := token.Bearer(authorization)
+	if !ok {
+		return ""
+	}
+	_, rest, ok := strings.Cut(raw, ".")
+	payload, _, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		Iss string `json:"iss"`
+	}
+	if json.Unmarshal(b, &claims) != nil {
+		return ""
+	}
+	return claims.Iss
 }
 
 // routeStage reports the matched API, or why there is none.

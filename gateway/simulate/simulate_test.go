@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +43,8 @@ const (
 
 type fixture struct {
 	key     *ecdsa.PrivateKey
-	jwksURL string // a JWK Set endpoint that fails (500)
+	jwksURL string       // a JWK Set endpoint that fails (500)
+	fetches atomic.Int64 // requests it got
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -51,11 +53,14 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := &fixture{key: key}
 	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.fetches.Add(1)
 		http.Error(w, "down", http.StatusInternalServerError)
 	}))
 	t.Cleanup(broken.Close)
-	return &fixture{key: key, jwksURL: broken.URL + "/jwks"}
+	f.jwksURL = broken.URL + "/jwks"
+	return f
 }
 
 // config is a tenant with one service (pets.example.com): GET
@@ -156,6 +161,22 @@ func TestAllowedRequestShowsEveryStage(t *testing.T) {
 	}
 	if res.Stages.Request.Path != "/pets/7" || res.Stages.Request.Host != "pets.example.com" {
 		t.Fatalf("request stage: %+v", res.Stages.Request)
+	}
+}
+
+// A test fetches the keys of its token's issuer only: the other issuers'
+// key sets (remote ones included) are never asked for.
+func TestOnlyTheTokensIssuerIsFetched(t *testing.T) {
+	f := newFixture(t)
+	for _, auth := range []string{"Bearer " + f.token(t, f.key, nil), "", "Bearer x.y.z"} {
+		f.run(t, simulate.Options{PolicyID: "owner", EvaluateWith: "owner"}, get("/pets/7", auth))
+	}
+	if n := f.fetches.Load(); n != 0 {
+		t.Fatalf("the other issuer's key set was fetched %d times", n)
+	}
+	f.run(t, simulate.Options{PolicyID: "owner", EvaluateWith: "owner"}, get("/pets/7", "Bearer "+f.token(t, f.key, jwt.MapClaims{"iss": "https://flaky.example.com"})))
+	if f.fetches.Load() == 0 {
+		t.Fatal("the token's own issuer's key set was not fetched")
 	}
 }
 
