@@ -216,6 +216,8 @@ func TestDecisionSearchRefusesBadQueries(t *testing.T) {
 		{base + "?since=0", "since", "invalid_field"},
 		{base + "?after=nope", "after", "invalid_field"},
 		{base + "?limit=0", "limit", "invalid_field"},
+		{base + "?total=maybe", "total", "invalid_field"},
+		{base + "/stats?total=false", "total", "unknown_field"},
 		{base + "/stats?limit=10", "limit", "unknown_field"},
 		{base + "/stats?since=1", "since", "unknown_field"},
 		{base + "/stats?allowed=maybe", "allowed", "invalid_field"},
@@ -232,6 +234,14 @@ func TestDecisionSearchRefusesBadQueries(t *testing.T) {
 	}
 	e.expect(e.do("GET", "/api/admin/acme/gateways/nope/decisions", rootToken, nil), 404)
 	e.expect(e.do("GET", "/api/admin/acme/gateways/nope/decisions/stats", rootToken, nil), 404)
+
+	// total=false leaves the count out; the default has it.
+	if m := e.expect(e.do("GET", base+"?total=false", rootToken, nil), 200).json(t); m["total"] != nil || m["decisions"] == nil {
+		t.Fatalf("total=false: %v", m)
+	}
+	if m := e.expect(e.do("GET", base, rootToken, nil), 200).json(t); m["total"] == nil {
+		t.Fatalf("no total: %v", m)
+	}
 }
 
 // A tenant's credential sees its own gateway's decisions only: another

@@ -235,6 +235,7 @@ func (t *decisionTail) run(ctx context.Context) error {
 func (t *decisionTail) newer(ctx context.Context, since string) ([]listedDecision, error) {
 	q := cloneValues(t.query)
 	q.Set("limit", strconv.Itoa(maxTailPage))
+	q.Set("total", "false") // not shown: no count at each poll
 	if since != "" {
 		q.Set("since", since)
 	}

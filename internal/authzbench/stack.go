@@ -232,7 +232,7 @@ func (a *Admin) StoredDecisions(tid, gw string) (events, distinct int, err error
 	seen := map[string]struct{}{}
 	after := ""
 	for {
-		path := "/api/admin/" + tid + "/gateways/" + gw + "/decisions?limit=1000"
+		path := "/api/admin/" + tid + "/gateways/" + gw + "/decisions?limit=1000&total=false"
 		if after != "" {
 			path += "&after=" + after
 		}
