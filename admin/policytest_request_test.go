@@ -165,3 +165,30 @@ func TestGatewayExposeTokenErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPolicyTestRequest is the console's "test a request": POST
+// …/policies/test over HTTP with a draft and a whole request, run through
+// the gateway's pipeline (compile, activate, decide, explain a denial), in
+// the tenant of BenchmarkPolicyCheck.
+func BenchmarkPolicyTestRequest(b *testing.B) {
+	must := benchTenant(b)
+	body := map[string]any{"policy": map[string]any{"id": "uses", "definition": usesKeyed},
+		"request": map[string]any{"method": "GET", "path": "/r1/7", "headers": map[string]string{"Host": "s3.example.com", "x-key": "wrong"}}}
+	for b.Loop() {
+		var res struct {
+			Allowed bool `json:"allowed"`
+			Stages  struct {
+				Route struct {
+					APIID string `json:"api_id"`
+				} `json:"route"`
+				Policy struct {
+					Failed *struct{ Line int } `json:"failed_expression"`
+				} `json:"policy"`
+			} `json:"stages"`
+		}
+		if err := json.Unmarshal(must("POST", "/api/admin/acme/policies/test", body, 200), &res); err != nil || res.Allowed ||
+			res.Stages.Route.APIID != "a3-1" || res.Stages.Policy.Failed == nil {
+			b.Fatalf("%v %+v", err, res)
+		}
+	}
+}
