@@ -648,8 +648,15 @@ func (s *Server) precheckConfiguration(ctx context.Context, tid string, plan *co
 	if len(kinds) == 0 {
 		return nil
 	}
+	// One of the tenant's policy jobs (tenantGate): compiling a document's
+	// policies is the heaviest of them.
+	release, err := s.policyJobs.acquire(ctx, tid, s.tester.Timeout())
+	if err != nil {
+		return newError(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the document's policies could not be checked: "+err.Error(), nil).WithRetryAfter(1)
+	}
+	defer release()
 	var stored map[string]configState
-	err := s.store.View(ctx, func(ctx context.Context, rd store.Reader) error {
+	err = s.store.View(ctx, func(ctx context.Context, rd store.Reader) error {
 		var err error
 		stored, err = storedConfiguration(ctx, rd, tid, kinds)
 		return err
