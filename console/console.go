@@ -3,9 +3,13 @@
 // serve` and `gatehouse control-plane` on the admin API's listener.
 //
 // The console is a client of the public admin API only (/api/admin/{tid}/…
-// and /api/system/tenants): it sends the credential pasted on its login
-// screen as an `Authorization: Bearer` header and keeps it in
-// sessionStorage; it sets no cookie and the server keeps no session. Its
+// and /api/system/tenants): it signs in with Gatehouse (OpenID Connect,
+// code flow with PKCE, run in the browser as the built-in public client
+// model.ConsoleClientID of the admin servers, whose redirect URI is this
+// page: assets/js/oidc.js) or takes a credential pasted on its login
+// screen, sends the access token or credential as an `Authorization:
+// Bearer` header and keeps it in sessionStorage; it sets no cookie and
+// the server keeps no session. Its
 // editor is a vendored CodeMirror 6 bundle (assets/vendor, rebuilt from npm
 // by `make console-assets`), so neither building nor running Gatehouse
 // needs Node.js.
@@ -13,8 +17,8 @@
 // Every answer carries a strict Content-Security-Policy (scripts, styles,
 // images and API calls from this origin only; no inline script or style
 // attribute; no framing), nosniff, no-referrer and a revalidating cache
-// policy with a content ETag (the page: a fresh style nonce, no caching). The package knows gin and
-// internal/httpapi (for its 404 and 405 answers), nothing of the admin API.
+// policy with a content ETag (the page: a fresh style nonce, no caching). The package knows gin,
+// internal/httpapi (for its 404 and 405 answers) and model (its path), nothing of the admin API.
 package console
 
 import (
@@ -36,10 +40,12 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/model"
 )
 
-// Prefix is where the console is served.
-const Prefix = "/console/"
+// Prefix is where the console is served: the path of the redirect URI
+// of the console's OAuth client (model.ConsoleRedirectURI).
+const Prefix = model.ConsolePath
 
 // ContentSecurityPolicy is the policy of every console answer but the
 // page itself: scripts, styles, images, fonts and API calls from this
