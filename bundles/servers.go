@@ -1,6 +1,8 @@
 package bundles
 
 import (
+	"time"
+
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -54,13 +56,23 @@ func revocationsOf(revs []policies.Object[model.TokenRevocationSpec]) *policies.
 			if bySub[s.Subject] == nil {
 				bySub[s.Subject] = map[string]int64{}
 			}
-			bySub[s.Subject][s.ClientID] = max(bySub[s.Subject][s.ClientID], s.NotBefore.Unix())
+			bySub[s.Subject][s.ClientID] = max(bySub[s.Subject][s.ClientID], ceilUnix(*s.NotBefore))
 		case s.NotBefore != nil:
 			if r.NotBefore[s.Issuer] == nil {
 				r.NotBefore[s.Issuer] = map[string]int64{}
 			}
-			r.NotBefore[s.Issuer][s.Subject] = max(r.NotBefore[s.Issuer][s.Subject], s.NotBefore.Unix())
+			r.NotBefore[s.Issuer][s.Subject] = max(r.NotBefore[s.Issuer][s.Subject], ceilUnix(*s.NotBefore))
 		}
 	}
 	return r
+}
+
+// ceilUnix is t in Unix seconds, rounded up: a token's iat has a second's
+// resolution, so one issued in the second of a revocation — before it or
+// after — cannot be told apart, and is refused (deny when unsure).
+func ceilUnix(t time.Time) int64 {
+	if t.Nanosecond() == 0 {
+		return t.Unix()
+	}
+	return t.Unix() + 1
 }

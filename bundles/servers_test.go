@@ -145,12 +145,16 @@ func TestRevocationsFromObjects(t *testing.T) {
 	iss := "https://gh.example/acme/default"
 	exp := time.Unix(2_000_000_000, 0)
 	t1, t2 := time.Unix(1_700_000_000, 0), time.Unix(1_700_000_100, 0)
+	// Within a second, the next one: a token issued in the revocation's
+	// second (iat has a second's resolution) is refused, before or after.
+	t3 := time.Unix(1_700_000_200, 400_000_000)
 	var objs []*store.Object
 	for i, s := range []model.TokenRevocationSpec{
 		{Issuer: iss, JTI: "j1", ExpiresAt: exp},
 		{Issuer: iss, Subject: "alice", NotBefore: &t2, ExpiresAt: exp},
 		{Issuer: iss, Subject: "alice", NotBefore: &t1, ExpiresAt: exp},
 		{Issuer: iss, Subject: "bob", ClientID: "web", NotBefore: &t1, ExpiresAt: exp},
+		{Issuer: iss, Subject: "carol", NotBefore: &t3, ExpiresAt: exp},
 	} {
 		raw, _ := json.Marshal(s)
 		objs = append(objs, &store.Object{Kind: model.KindTokenRevocation, TenantID: "acme", ID: string(rune('a' + i)), Spec: raw})
@@ -161,7 +165,7 @@ func TestRevocationsFromObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := json.Marshal(configData(out)["revocations"])
-	want := `{"client_not_before":{"` + iss + `":{"bob":{"web":1700000000}}},"jti":{"` + iss + `":{"j1":2000000000}},"not_before":{"` + iss + `":{"alice":1700000100}}}`
+	want := `{"client_not_before":{"` + iss + `":{"bob":{"web":1700000000}}},"jti":{"` + iss + `":{"j1":2000000000}},"not_before":{"` + iss + `":{"alice":1700000100,"carol":1700000201}}}`
 	if string(got) != want {
 		t.Fatalf("revocations = %s\nwant %s", got, want)
 	}
