@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"time"
 
@@ -309,12 +311,15 @@ func (p *Provider) renderLogin(w http.ResponseWriter, rq *request, a *authReques
 			break
 		}
 	}
-	p.writeFormPage(w, status, loginTemplate, view, "show the login form")
+	p.writeFormPage(w, status, loginTemplate, view, "show the login form", a.r.RedirectURI)
 }
 
 // writeFormPage renders one of the provider's form pages (login, logout
-// confirmation): never cached, never framed, posting only to itself.
-func (p *Provider) writeFormPage(w http.ResponseWriter, status int, page *template.Template, view any, what string) {
+// confirmation): never cached, never framed, posting only to itself. The
+// form's answer redirects on to next (the client's redirect URI): a
+// browser applies form-action to those redirects too, so next's origin
+// is allowed beside 'self'.
+func (p *Provider) writeFormPage(w http.ResponseWriter, status int, page *template.Template, view any, what string, next ...string) {
 	var buf bytes.Buffer
 	if err := page.Execute(&buf, view); err != nil {
 		p.serverError(w, what, err)
@@ -325,9 +330,28 @@ func (p *Provider) writeFormPage(w http.ResponseWriter, status int, page *templa
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	formAction := "'self'"
+	for _, u := range next {
+		if o := cspOrigin(u); o != "" {
+			formAction += " " + o
+		}
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// cspOriginHost is what a host may be in a CSP source expression here.
+var cspOriginHost = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$`)
+
+// cspOrigin is the http(s) origin of raw as a CSP source expression, ""
+// when raw is no such URL.
+func cspOrigin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || !cspOriginHost.MatchString(u.Host) {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // loggedOut is the page after a logout without post_logout_redirect_uri.

@@ -46,7 +46,7 @@ func (p *Provider) logoutNeedsConfirmation(w http.ResponseWriter, r *http.Reques
 			view.Params = append(view.Params, logoutParam{Name: k, Value: v})
 		}
 	}
-	p.writeFormPage(w, http.StatusOK, logoutTemplate, view, "show the logout confirmation")
+	p.writeFormPage(w, http.StatusOK, logoutTemplate, view, "show the logout confirmation", r.Form.Get("post_logout_redirect_uri"))
 	return true
 }
 
