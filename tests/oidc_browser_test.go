@@ -40,7 +40,7 @@ func TestLoginRedirectsToAnotherOrigin(t *testing.T) {
 		"grant_types": []string{"authorization_code"}, "redirect_uris": []string{rp.URL + "/callback"}, "scopes": []string{"openid"}}).JSON(t)
 	cfg := oauth2.Config{ClientID: "web", ClientSecret: web["client_secret"].(string), RedirectURL: rp.URL + "/callback",
 		Endpoint: oauth2.Endpoint{AuthURL: p.URL + "/acme/default/oauth2/authorize", TokenURL: p.URL + "/acme/default/oauth2/token"},
-		Scopes: []string{"openid"}}
+		Scopes:   []string{"openid"}}
 	verifier := oauth2.GenerateVerifier()
 	authURL := cfg.AuthCodeURL("state-123", oauth2.S256ChallengeOption(verifier))
 
