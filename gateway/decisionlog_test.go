@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,5 +127,45 @@ func TestMaskLeavesTheInputAlone(t *testing.T) {
 	}
 	if p := out["attributes"].(map[string]any)["request"].(map[string]any)["http"].(map[string]any)["path"]; p != "/a?x=1&tokens=2&mytoken=3&code_challenge=4" {
 		t.Fatalf("path %q", p)
+	}
+}
+
+// Why a bearer token was refused goes into the decision log
+// (result.token_reason), never to the client unless the gateway exposes
+// token errors; a request without a token logs no reason.
+func TestDecisionLogsSayWhyATokenWasRefused(t *testing.T) {
+	engines := NewEngines(model.GatewayRef{TenantID: "acme", GatewayID: "edge"})
+	activate(t, engines, testCompiled(t, nil), "7")
+	sink := &blockingSink{}
+	logs := NewDecisionLogger(DecisionLogOptions{Sink: sink, FlushInterval: 20 * time.Millisecond})
+	srv := NewServer(ServerOptions{Engines: engines, Logs: logs})
+	res, err := srv.Check(context.Background(), check("GET", "/pets/7", map[string]string{"x-key": "good", "authorization": "Bearer aaa.bbb.ccc"}))
+	if err != nil || res.GetDeniedResponse() == nil {
+		t.Fatalf("an invalid token must be denied: %v %v", res, err)
+	}
+	for _, h := range res.GetDeniedResponse().GetHeaders() {
+		if strings.Contains(h.GetHeader().GetValue(), "issuer_unknown") {
+			t.Fatalf("the reason reached the client: %v", h)
+		}
+	}
+	if _, err := srv.Check(context.Background(), check("GET", "/pets/7", map[string]string{"x-key": "good"})); err != nil {
+		t.Fatal(err)
+	}
+	logs.Close(context.Background())
+	if len(sink.events) != 2 {
+		t.Fatalf("%d events, want 2", len(sink.events))
+	}
+	var reasons []any
+	for _, raw := range sink.events {
+		var ev struct {
+			Result map[string]any `json:"result"`
+		}
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Fatal(err)
+		}
+		reasons = append(reasons, ev.Result["token_reason"])
+	}
+	if fmt.Sprint(reasons) != "[issuer_unknown <nil>]" {
+		t.Fatalf("token reasons logged: %v", reasons)
 	}
 }
