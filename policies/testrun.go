@@ -39,8 +39,9 @@ const (
 const UnsavedPolicyID = "unsaved-policy"
 
 // testGatewayID is the gateway a test compiles for: it serves every
-// service of the tenant.
-const testGatewayID = "policy-test"
+// service of the tenant. Its id is none a tenant can give a gateway (ids
+// start with a letter or digit), so it never stands for one of theirs.
+const testGatewayID = "_policy-test"
 
 var (
 	// ErrBusy: every test slot stayed taken for the whole test deadline.

@@ -47,8 +47,9 @@ const (
 )
 
 // AllServicesGateway is the gateway a request is simulated on when none
-// is named: an Envoy gateway over every service of the tenant.
-const AllServicesGateway = "policy-test"
+// is named: an Envoy gateway over every service of the tenant. Its id is
+// none a tenant can give a gateway (ids start with a letter or digit).
+const AllServicesGateway = "_all-services"
 
 // Request is an HTTP request as a client sends it to the gateway.
 type Request struct {
@@ -347,9 +348,7 @@ func Run(ctx context.Context, opts Options, req *Request) (*Result, error) {
 	gatewayID := opts.GatewayID
 	if gatewayID == "" {
 		gatewayID = AllServicesGateway
-		if cfg.Gateway(gatewayID) == nil {
-			cfg.Gateways = append(cfg.Gateways, policies.Object[model.GatewaySpec]{ID: gatewayID, Spec: model.GatewaySpec{Type: model.GatewayEnvoy}})
-		}
+		cfg.Gateways = append(cfg.Gateways, policies.Object[model.GatewaySpec]{ID: gatewayID, Spec: model.GatewaySpec{Type: model.GatewayEnvoy}})
 	} else if cfg.Gateway(gatewayID) == nil {
 		return nil, &UnknownGatewayError{GatewayID: gatewayID}
 	}

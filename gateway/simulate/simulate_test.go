@@ -253,6 +253,18 @@ func TestTokenReasons(t *testing.T) {
 	}
 }
 
+// A tenant's own gateway named like the test gateway of other systems
+// is never taken for the gateway over every service.
+func TestTheAllServicesGatewayIsNotATenantsGateway(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.config(t)
+	cfg.Gateways = append(cfg.Gateways, policies.Object[model.GatewaySpec]{ID: "policy-test", Spec: model.GatewaySpec{Type: model.GatewayEnvoy, ServiceIDs: []string{"nothing"}}})
+	res := f.run(t, simulate.Options{Config: cfg, PolicyID: "owner", EvaluateWith: "owner"}, get("/pets/7", "Bearer "+f.token(t, f.key, nil)))
+	if !res.Allowed || res.Stages.Route.GatewayID != simulate.AllServicesGateway {
+		t.Fatalf("%+v", res.Stages.Route)
+	}
+}
+
 func TestNoRouteSaysWhy(t *testing.T) {
 	f := newFixture(t)
 	res := f.run(t, simulate.Options{PolicyID: "owner", EvaluateWith: "owner"}, simulate.Request{Method: "DELETE", Path: "/pets/7", Headers: map[string]string{"host": "pets.example.com"}})
