@@ -31,15 +31,18 @@ import (
 // Bucket names. Keys use NUL as a separator (store.ValidateObject rejects NUL
 // in key fields).
 var (
-	bucketMeta    = []byte("meta")             // "revision" -> uint64
-	bucketObjects = []byte("objects")          // uid -> Object JSON
-	bucketLive    = []byte("live")             // kind\0tenant\0id -> uid (live objects)
-	bucketNames   = []byte("names")            // kind\0tenant\0name -> uid (live objects)
-	bucketSorted  = []byte("sorted")           // tenant\0kind\0id\0uid -> nil (all objects, list order)
-	bucketChanges = []byte("changes")          // revision -> []Change JSON
-	bucketEvents  = []byte("events")           // seq -> Event JSON
-	bucketEvIdx   = []byte("events_by_tenant") // tenant\0seq -> nil
-	keyRevision   = []byte("revision")
+	bucketMeta    = []byte("meta")    // "revision" -> uint64
+	bucketObjects = []byte("objects") // uid -> Object JSON
+	bucketLive    = []byte("live")    // kind\0tenant\0id -> uid (live objects)
+	bucketNames   = []byte("names")   // kind\0tenant\0name -> uid (live objects)
+	bucketSorted  = []byte("sorted")  // tenant\0kind\0id\0uid -> nil (all objects, list order)
+	// bucketChildren holds the live objects that have a parent, by it:
+	// tenant\0kind\0parent\0id -> uid (store.Query.ParentID, list order).
+	bucketChildren = []byte("children")
+	bucketChanges  = []byte("changes")          // revision -> []Change JSON
+	bucketEvents   = []byte("events")           // seq -> Event JSON
+	bucketEvIdx    = []byte("events_by_tenant") // tenant\0seq -> nil
+	keyRevision    = []byte("revision")
 )
 
 // FileName is the database file inside the data directory.
@@ -79,6 +82,14 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketLive, bucketNames, bucketSorted, bucketChanges, bucketEvents, bucketEvIdx, bucketState, bucketStateExpiry, bucketLogs, bucketLogIx} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket(bucketChildren) == nil {
+			if _, err := tx.CreateBucket(bucketChildren); err != nil {
+				return err
+			}
+			if err := indexChildren(tx); err != nil {
 				return err
 			}
 		}
@@ -357,6 +368,9 @@ func (r reader) List(ctx context.Context, q store.Query) (*store.Page, error) {
 	if err != nil {
 		return nil, err
 	}
+	if q.ParentID != "" && !q.IncludeDeleted {
+		return r.listChildren(q, cur)
+	}
 	prefix := append(key(q.TenantID, q.Kind), 0)
 	page := &store.Page{Items: []*store.Object{}}
 	c := r.btx.Bucket(bucketSorted).Cursor()
@@ -387,6 +401,69 @@ func (r reader) List(ctx context.Context, q store.Query) (*store.Page, error) {
 		page.Items = append(page.Items, o)
 	}
 	return page, nil
+}
+
+// listChildren is List of the live children of q.ParentID, read from
+// bucketChildren (in id order, the list order of live objects: one per
+// id).
+func (r reader) listChildren(q store.Query, cur store.ObjectCursor) (*store.Page, error) {
+	prefix := append(key(q.TenantID, q.Kind, q.ParentID), 0)
+	page := &store.Page{Items: []*store.Object{}}
+	c := r.btx.Bucket(bucketChildren).Cursor()
+	for k, uid := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, uid = c.Next() {
+		o, err := r.load(uid)
+		if err != nil {
+			return nil, err
+		}
+		page.Total++
+		if cur.Passed(o) {
+			continue
+		}
+		if q.Limit > 0 && len(page.Items) == q.Limit {
+			if page.Next == "" {
+				page.Next = store.EncodeObjectCursor(page.Items[len(page.Items)-1])
+			}
+			continue
+		}
+		page.Items = append(page.Items, o)
+	}
+	return page, nil
+}
+
+// childKey is o's key in bucketChildren.
+func childKey(o *store.Object) []byte { return key(o.TenantID, o.Kind, o.ParentID, o.ID) }
+
+// putChild indexes a live object that has a parent.
+func putChild(btx *bolt.Tx, o *store.Object) error {
+	if o.ParentID == "" {
+		return nil
+	}
+	return btx.Bucket(bucketChildren).Put(childKey(o), []byte(o.UID))
+}
+
+// deleteChild drops o from bucketChildren (nothing when it has no parent).
+func deleteChild(btx *bolt.Tx, o *store.Object) error {
+	if o.ParentID == "" {
+		return nil
+	}
+	return btx.Bucket(bucketChildren).Delete(childKey(o))
+}
+
+// indexChildren fills a new bucketChildren from the live objects (a
+// store made before the index existed).
+func indexChildren(btx *bolt.Tx) error {
+	objects := btx.Bucket(bucketObjects)
+	return btx.Bucket(bucketLive).ForEach(func(_, uid []byte) error {
+		body := objects.Get(uid)
+		if body == nil {
+			return nil
+		}
+		var o store.Object
+		if err := json.Unmarshal(body, &o); err != nil {
+			return fmt.Errorf("index children: object %s: %w", uid, err)
+		}
+		return putChild(btx, &o)
+	})
 }
 
 func (r reader) ListEvents(ctx context.Context, q store.EventQuery) (*store.EventPage, error) {
@@ -525,6 +602,9 @@ func (t *txn) Create(ctx context.Context, o *store.Object) error {
 	if err := t.btx.Bucket(bucketSorted).Put(key(o.TenantID, o.Kind, o.ID, o.UID), nil); err != nil {
 		return err
 	}
+	if err := putChild(t.btx, o); err != nil {
+		return err
+	}
 	t.record(store.OpCreate, o)
 	return nil
 }
@@ -567,6 +647,14 @@ func (t *txn) Update(ctx context.Context, o *store.Object, expectRevision int64)
 	if err := t.put(o); err != nil {
 		return err
 	}
+	if o.ParentID != old.ParentID {
+		if err := deleteChild(t.btx, old); err != nil {
+			return err
+		}
+		if err := putChild(t.btx, o); err != nil {
+			return err
+		}
+	}
 	t.record(store.OpUpdate, o)
 	return nil
 }
@@ -599,6 +687,9 @@ func (t *txn) remove(o *store.Object, soft bool) error {
 		if err := t.btx.Bucket(bucketNames).Delete(key(o.Kind, o.TenantID, o.Name)); err != nil {
 			return err
 		}
+	}
+	if err := deleteChild(t.btx, o); err != nil {
+		return err
 	}
 	if soft {
 		ts := t.now

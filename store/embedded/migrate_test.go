@@ -71,3 +71,44 @@ func TestOpenKeepsBundleRevisions(t *testing.T) {
 		t.Fatalf("other runtime state was lost: %v", err)
 	}
 }
+
+// TestOpenIndexesChildren: a data file from before the children index
+// gets it at open, from the live objects (soft-deleted ones left out).
+func TestOpenIndexesChildren(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+		for _, id := range []string{"b", "a", "gone"} {
+			if err := tx.Create(ctx, &store.Object{Kind: "members", TenantID: "t1", ID: id, ParentID: "g1", Spec: json.RawMessage(`{}`)}); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Delete(ctx, "members", "t1", "gone", 0, true)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketChildren) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err = Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	page, err := s.List(ctx, store.Query{Kind: "members", TenantID: "t1", ParentID: "g1"})
+	if err != nil || len(page.Items) != 2 || page.Items[0].ID != "a" || page.Items[1].ID != "b" {
+		t.Fatalf("children after the upgrade: %+v %v", page, err)
+	}
+}

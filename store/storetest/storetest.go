@@ -3,6 +3,7 @@
 //
 // The suite is split by topic, one file each: objects (crud.go), unique
 // ids and names and soft delete (uniqueness.go), paging (paging.go), the
+// live children of an object, by parent (children.go), the
 // change feed (watch.go), concurrent writers (concurrency.go), reopening
 // (durability.go), tenant deletion (tenants.go), audit events
 // (events.go), runtime state and logs (runtime.go), searching, counting
@@ -55,6 +56,7 @@ func topics() []topic {
 		{"Objects", objectTests()},
 		{"Uniqueness", uniquenessTests()},
 		{"Paging", pagingTests()},
+		{"Children", childrenTests()},
 		{"Watch", watchTests()},
 		{"Concurrency", concurrencyTests()},
 		{"Durability", durabilityTests()},
