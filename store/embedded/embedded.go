@@ -372,7 +372,7 @@ func (r reader) List(ctx context.Context, q store.Query) (*store.Page, error) {
 		return r.listChildren(q, cur)
 	}
 	prefix := append(key(q.TenantID, q.Kind), 0)
-	page := &store.Page{Items: []*store.Object{}}
+	page := newPager(q, cur)
 	c := r.btx.Bucket(bucketSorted).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		rest := k[len(prefix):]
@@ -380,27 +380,42 @@ func (r reader) List(ctx context.Context, q store.Query) (*store.Page, error) {
 		if i < 0 {
 			continue
 		}
-		uid := rest[i+1:]
-		o, err := r.load(uid)
+		o, err := r.load(rest[i+1:])
 		if err != nil {
 			return nil, err
 		}
 		if (!q.IncludeDeleted && !o.Live()) || (q.ParentID != "" && o.ParentID != q.ParentID) {
 			continue
 		}
-		page.Total++
-		if cur.Passed(o) {
-			continue
-		}
-		if q.Limit > 0 && len(page.Items) == q.Limit {
-			if page.Next == "" {
-				page.Next = store.EncodeObjectCursor(page.Items[len(page.Items)-1])
-			}
-			continue
-		}
-		page.Items = append(page.Items, o)
+		page.add(o)
 	}
-	return page, nil
+	return page.page, nil
+}
+
+// pager builds a page of a listing from the matching objects, in list
+// order: every one counts in the total, those the cursor passed are
+// skipped, those beyond the limit only tell there is a next page.
+type pager struct {
+	page  *store.Page
+	limit int
+	cur   store.ObjectCursor
+}
+
+func newPager(q store.Query, cur store.ObjectCursor) *pager {
+	return &pager{page: &store.Page{Items: []*store.Object{}}, limit: q.Limit, cur: cur}
+}
+
+func (p *pager) add(o *store.Object) {
+	p.page.Total++
+	switch {
+	case p.cur.Passed(o):
+	case p.limit > 0 && len(p.page.Items) == p.limit:
+		if p.page.Next == "" {
+			p.page.Next = store.EncodeObjectCursor(p.page.Items[len(p.page.Items)-1])
+		}
+	default:
+		p.page.Items = append(p.page.Items, o)
+	}
 }
 
 // listChildren is List of the live children of q.ParentID, read from
@@ -408,26 +423,16 @@ func (r reader) List(ctx context.Context, q store.Query) (*store.Page, error) {
 // id).
 func (r reader) listChildren(q store.Query, cur store.ObjectCursor) (*store.Page, error) {
 	prefix := append(key(q.TenantID, q.Kind, q.ParentID), 0)
-	page := &store.Page{Items: []*store.Object{}}
+	page := newPager(q, cur)
 	c := r.btx.Bucket(bucketChildren).Cursor()
 	for k, uid := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, uid = c.Next() {
 		o, err := r.load(uid)
 		if err != nil {
 			return nil, err
 		}
-		page.Total++
-		if cur.Passed(o) {
-			continue
-		}
-		if q.Limit > 0 && len(page.Items) == q.Limit {
-			if page.Next == "" {
-				page.Next = store.EncodeObjectCursor(page.Items[len(page.Items)-1])
-			}
-			continue
-		}
-		page.Items = append(page.Items, o)
+		page.add(o)
 	}
-	return page, nil
+	return page.page, nil
 }
 
 // childKey is o's key in bucketChildren.
