@@ -128,6 +128,18 @@ type TenantSpec struct {
 	Name                          string               `json:"name"`
 	Status                        TenantStatus         `json:"status"`
 	AuthenticationContextSettings *AuthContextSettings `json:"authentication_context_settings,omitempty"`
+	// Directory settings (issue F, seeds 000/002/004).
+	// OrganizationType is adhoc or domain.
+	OrganizationType string `json:"organization_type,omitempty"`
+	// Domains are the tenant's email domains (login dispatch by email).
+	Domains []string `json:"domains,omitempty"`
+	// ProviderScope is global or organization; ProviderID an identity
+	// provider the tenant logs in with.
+	ProviderScope string `json:"provider_scope,omitempty"`
+	ProviderID    string `json:"provider_id,omitempty"`
+	// MFAProvider is "" (none) or totp.
+	MFAProvider string `json:"mfa_provider,omitempty"`
+	RealmName   string `json:"realm_name,omitempty"`
 }
 
 // AdminCredentialSpec is a tenant-bound admin API token. Only the SHA-256 of

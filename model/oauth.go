@@ -133,6 +133,9 @@ type ServerSpec struct {
 	Audiences []string `json:"audiences,omitempty"`
 	// Authentications are the login methods (PUT …/authentications).
 	Authentications []AuthenticationMethod `json:"authentications,omitempty"`
+	// AutoProvisionUsers: a federated login whose identity maps to no
+	// user creates one (else access_denied).
+	AutoProvisionUsers bool `json:"auto_provision_users,omitempty"`
 }
 
 // AuthenticationMethod is one login method of a server.
@@ -144,6 +147,12 @@ type AuthenticationMethod struct {
 	Attributes []AuthAttribute `json:"attributes,omitempty"`
 	Mappings   []AuthMapping   `json:"mappings,omitempty"`
 	Static     *StaticLogin    `json:"static,omitempty"`
+	// Password, OIDC and Custom are the sub-objects of those methods
+	// (issue F); azure and cognito are stored as OIDC with their issuer
+	// translated.
+	Password *PasswordLogin `json:"password,omitempty"`
+	OIDC     *OIDCLogin     `json:"oidc,omitempty"`
+	Custom   *CustomLogin   `json:"custom,omitempty"`
 }
 
 // AuthMapping copies a value of the login's result into the
@@ -210,6 +219,9 @@ type ClientSpec struct {
 	// with a server: its tokens authenticate that gateway to the bundle
 	// service (audience GatewayAudience).
 	GatewayID string `json:"gateway_id,omitempty"`
+	// ServiceAccountID is set on the client of a service account: its
+	// tokens' subject is the service account.
+	ServiceAccountID string `json:"service_account_id,omitempty"`
 }
 
 // GatewayAudience is the audience of a gateway client's tokens, which
