@@ -90,6 +90,7 @@ func NewScheme() (*resource.Scheme, error) {
 func AddToScheme(sch *resource.Scheme) {
 	for _, add := range []func(*resource.Scheme){
 		addTenantKinds, addPolicyKind, addServiceKind, addAPIKind, addScopeKind, addIssuerKind, addServerKinds, addClientKinds, addGatewayKinds,
+		addIdentityProviderKinds, addUserKinds, addServiceAccountKinds, addGroupKinds, addInvitationKinds,
 	} {
 		add(sch)
 	}
