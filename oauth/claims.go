@@ -192,17 +192,25 @@ func (s *storage) liveAccessToken(ctx context.Context, rq *request, jti string) 
 	if revoked {
 		return nil, errInactive
 	}
-	if t.SubjectType == grants.SubjectUser && userCurrent(rq.spec(), t.Subject, t.Credential) != nil {
-		return nil, errInactive // the user was removed, or its password changed
+	if t.SubjectType == grants.SubjectUser && s.p.subjectCurrent(ctx, rq, t.Subject, t.Credential) != nil {
+		return nil, errInactive // the user was removed or suspended, or its credentials changed
 	}
 	return t, nil
 }
 
 // authContextOf is the authentication context of a subject now: a static
-// user's from the server's configuration (nil for clients).
-func authContextOf(rq *request, t *grants.AccessToken) (map[string]any, error) {
+// user's from the server's configuration, a tenant user's from the
+// directory (userAuthContext), nil for clients.
+func (s *storage) authContextOf(ctx context.Context, rq *request, t *grants.AccessToken) (map[string]any, error) {
 	if t.SubjectType != grants.SubjectUser {
 		return nil, nil
+	}
+	if !isStaticSubject(t.Subject) {
+		u, err := s.p.tenantUser(ctx, rq.tenantID, t.Subject)
+		if err != nil {
+			return nil, err
+		}
+		return userAuthContext(u, nil), nil
 	}
 	_, user, err := staticUser(rq.spec(), t.Subject)
 	if err != nil {
@@ -222,7 +230,7 @@ func (s *storage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo,
 	if err != nil {
 		return err
 	}
-	authCtx, err := authContextOf(rq, t)
+	authCtx, err := s.authContextOf(ctx, rq, t)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errInactive, err)
 	}

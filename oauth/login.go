@@ -87,7 +87,9 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // currentSession is the request's live session at this server whose user
-// still exists, with the password it logged in with, or nil.
+// still exists, with the credentials it logged in with (a static user's
+// password; a tenant user still active, of the same credential version,
+// by a method still enabled), or nil.
 func (p *Provider) currentSession(ctx context.Context, rq *request) *grants.Session {
 	if rq.sessionHash == "" {
 		return nil
@@ -96,7 +98,10 @@ func (p *Provider) currentSession(ctx context.Context, rq *request) *grants.Sess
 	if err != nil || sess.ServerID != rq.serverID || !sess.ExpiresAt.After(p.now()) {
 		return nil
 	}
-	if userCurrent(rq.spec(), sess.Subject, sess.Credential) != nil {
+	if !isStaticSubject(sess.Subject) && enabledMethod(rq.spec(), sess.MethodID) == nil {
+		return nil
+	}
+	if p.subjectCurrent(ctx, rq, sess.Subject, sess.Credential) != nil {
 		return nil
 	}
 	return sess

@@ -128,8 +128,8 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 // with single_session_per_client, revokes the previous tokens of the
 // subject at the client.
 func (s *storage) beginCodeFamily(ctx context.Context, rq *request, r *authRequest) error {
-	if userCurrent(rq.spec(), r.r.Subject, r.r.Credential) != nil {
-		return oidc.ErrInvalidGrant().WithDescription("code: its user no longer exists or changed password")
+	if s.p.subjectCurrent(ctx, rq, r.r.Subject, r.r.Credential) != nil {
+		return oidc.ErrInvalidGrant().WithDescription("code: its user no longer exists, is not active or changed credentials")
 	}
 	if err := s.redeemCode(ctx, rq, r); err != nil {
 		return err
@@ -198,8 +198,8 @@ func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	if err != nil || c.uid != t.ClientUID {
 		return nil, errors.New("refresh_token: its client no longer exists")
 	}
-	if t.SubjectType == grants.SubjectUser && userCurrent(rq.spec(), t.Subject, t.Credential) != nil {
-		return nil, errors.New("refresh_token: its user no longer exists or changed password")
+	if t.SubjectType == grants.SubjectUser && s.p.subjectCurrent(ctx, rq, t.Subject, t.Credential) != nil {
+		return nil, errors.New("refresh_token: its user no longer exists, is not active or changed credentials")
 	}
 	if revoked, err := s.p.records.FamilyRevoked(ctx, rq.tenantID, t.FamilyID); err != nil || revoked {
 		return nil, errors.New("refresh_token: revoked")
