@@ -79,7 +79,8 @@ func newEnvOnWith(t *testing.T, st store.Store, edit func(*admin.Options)) *env 
 		t.Fatal(err)
 	}
 	opts := admin.Options{Store: st, BootstrapToken: rootToken, PublicURL: "https://gh.example",
-		Logger: log, Registry: reg, Bundles: mgr, Keys: keys, Mount: bsvc.Register, ServerKeys: serverkeys.NewManager(st, box)}
+		Logger: log, Registry: reg, Bundles: mgr, Keys: keys, Mount: bsvc.Register, ServerKeys: serverkeys.NewManager(st, box),
+		SecretBox: box}
 	if edit != nil {
 		edit(&opts)
 	}

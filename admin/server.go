@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/bundles"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/resource"
@@ -48,6 +49,14 @@ type Options struct {
 	// link-local hosts (and plain http to them) in jwks_uri and discovery
 	// issuer URLs (refused by default; --jwks-allow-private-urls).
 	AllowPrivateJWKSURLs bool
+	// AllowPrivateIdPURLs lets identity providers name loopback, private
+	// and link-local hosts (and plain http to them) in their issuer and
+	// endpoint URLs (refused by default; --idp-allow-private-urls).
+	AllowPrivateIdPURLs bool
+	// SecretBox seals the secrets the API stores encrypted (identity
+	// providers' upstream client secrets); the same box as the OAuth
+	// provider's, which opens them. Nil: such secrets are refused.
+	SecretBox *secretbox.Box
 	// XDS reports the gateways' xDS state, shown as status.xds; nil when
 	// no xDS control plane runs in this process.
 	XDS XDSStatusSource
@@ -151,6 +160,10 @@ type Server struct {
 	allowPrivateImportURLs bool
 	// allowPrivateJWKSURLs: see Options.AllowPrivateJWKSURLs.
 	allowPrivateJWKSURLs bool
+	// allowPrivateIdPURLs and box: see Options.AllowPrivateIdPURLs and
+	// Options.SecretBox.
+	allowPrivateIdPURLs bool
+	box                 *secretbox.Box
 	// openAPIJSON is the validated OpenAPI document, rendered once.
 	openAPIJSON []byte
 	// mount registers the routes of Options.Mount.
@@ -212,6 +225,8 @@ func New(opts Options) (*Server, error) {
 
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
+		allowPrivateIdPURLs:    opts.AllowPrivateIdPURLs,
+		box:                    opts.SecretBox,
 	}
 	if opts.Scheme == nil {
 		if opts.Scheme, err = NewScheme(); err != nil {

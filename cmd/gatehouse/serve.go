@@ -74,6 +74,9 @@ type serveConfig struct {
 	XDSPublicAddr          string
 	AuthorizerAddress      string
 	AllowPrivateJWKS       bool
+	// AllowPrivateIdP lets identity providers name loopback and private
+	// hosts (--idp-allow-private-urls; tests and labs).
+	AllowPrivateIdP bool
 	// PolicyAllowBuiltins are denied built-ins policies may call all the
 	// same; PolicyTestTimeout bounds one policy test evaluation.
 	PolicyAllowBuiltins []string
@@ -104,6 +107,7 @@ var serveEnv = []envFlag{
 	{"xds-public-addr", "GATEHOUSE_XDS_PUBLIC_ADDR"},
 	{"authorizer-address", "GATEHOUSE_AUTHORIZER_ADDRESS"},
 	{"jwks-allow-private-urls", "GATEHOUSE_JWKS_ALLOW_PRIVATE_URLS"},
+	{"idp-allow-private-urls", "GATEHOUSE_IDP_ALLOW_PRIVATE_URLS"},
 	{"policy-allow-builtins", "GATEHOUSE_POLICY_ALLOW_BUILTINS"},
 	{"policy-test-timeout", "GATEHOUSE_POLICY_TEST_TIMEOUT"},
 	{"metrics-addr", "GATEHOUSE_METRICS_ADDR"},
@@ -204,6 +208,7 @@ Bundle signing keys are stored sealed with a master key: GATEHOUSE_MASTER_KEY
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the master key that seals signing keys (default <data-dir>/master.key, generated; GATEHOUSE_MASTER_KEY gives the key itself)")
 	fs.BoolVar(&cfg.ImportAllowPrivateURLs, "import-allow-private-urls", false, "let OpenAPI imports from a URL fetch from loopback, private and link-local addresses")
 	fs.BoolVar(&cfg.AllowPrivateJWKS, "jwks-allow-private-urls", false, "let token issuers name loopback, private and link-local jwks_uri and discovery URLs (plain http only there), and the in-process authorizer fetch from them")
+	fs.BoolVar(&cfg.AllowPrivateIdP, "idp-allow-private-urls", false, "let identity providers name loopback, private and link-local issuer and endpoint URLs (plain http only there), and the login's federation reach them")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics without a token on this address, for trusted scrapers (empty: off; the admin API's /metrics needs a system-wide token)")
 	fs.IntVar(&cfg.DecisionLogsKept, "decision-logs-kept", bundleservice.DefaultDecisionLogsKept, "decision log events kept per gateway (older ones are deleted)")
 	fs.StringVar(&cfg.DecisionLogs, "decision-logs", "", "the in-process authorizer's "+decisionLogsUsage)
@@ -346,7 +351,8 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	opts := admin.Options{Store: st, BootstrapToken: token, Logger: log, Registry: reg, PublicURL: public,
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
 		PolicyTestTimeout: cfg.PolicyTestTimeout, Scheme: scheme, PackageCA: packageCA,
-		ServerKeys: serverKeys, TokenAuth: verify.AdminAuth{Verifier: ownTokens}, Tokens: provider}
+		ServerKeys: serverKeys, TokenAuth: verify.AdminAuth{Verifier: ownTokens}, Tokens: provider,
+		AllowPrivateIdPURLs: cfg.AllowPrivateIdP, SecretBox: box}
 	// The bundle service shares the admin API's listener and engine (same
 	// paths, middleware and metrics); admin does not import it.
 	bundleService, err := bundleservice.New(bundleservice.Options{Store: st, Bundles: mgr, Credentials: creds, Registry: reg,
