@@ -71,6 +71,9 @@ type kindAPI struct {
 	importPrecheck func(want []*configObject, stored configState, merge bool) *Error
 	// nameField is the document field holding the unique envelope name.
 	nameField string
+	// patchNullKeeps: a PATCH member that is null leaves the field as it
+	// is (seed 002's open-id-providers), instead of RFC 7396's removal.
+	patchNullKeeps bool
 }
 
 // NewScheme is the registry of the admin API's kinds: every kind the
@@ -307,6 +310,9 @@ func (s *Server) patchObject(k *resource.Kind, api *kindAPI, target writeTarget,
 			abort(c, jsonError(json.Unmarshal(patch, new(any)), DefaultBodyLimit))
 			return
 		}
+		if api.patchNullKeeps {
+			patch = dropNullMembers(patch)
+		}
 		expect, apiErr := ifMatch(c)
 		if apiErr != nil {
 			abort(c, apiErr)
@@ -340,6 +346,25 @@ func (s *Server) patchObject(k *resource.Kind, api *kindAPI, target writeTarget,
 		c.Request.Header.Set("If-Match", etag(rev))
 		put(s, c)
 	}
+}
+
+// dropNullMembers removes the top-level members of a JSON object (a
+// valid merge patch) whose value is null.
+func dropNullMembers(patch []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(patch, &m) != nil {
+		return patch
+	}
+	for k, v := range m {
+		if string(bytes.TrimSpace(v)) == "null" {
+			delete(m, k)
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return patch
+	}
+	return out
 }
 
 // deleteObject is DELETE …/{kind}/{id} (If-Match honoured): the scheme
