@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -83,7 +84,92 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 		op.AuthRequestError(w, r, a, oidc.ErrLoginRequired().WithDescription("prompt: none, and there is no valid login session"), p.op)
 		return
 	}
-	p.renderLogin(w, rq, a, nonce, a.r.LoginHint, "", http.StatusOK)
+	p.showLogin(w, r, rq, a, nonce)
+}
+
+// The login page's structure. An auth request without a usable session
+// gets, from showLogin:
+//
+//   - ?method=<id> (an enabled method of the server): that method
+//     (startMethod);
+//   - a server whose enabled methods are all static, or that has none:
+//     the static form (every static method's users, as before part F);
+//   - exactly one enabled method: that method at once — static and
+//     password show their form, custom redirects to its login_url (see
+//     custom.go), oidc, azure and cognito go upstream (startFederation);
+//   - several: the chooser (chooseMethod).
+//
+// Every form posts to {issuer}/login with auth_request and csrf_token;
+// loginSubmit dispatches the POST by its fields, in this order:
+// login_step (a second step of a method: TOTP, totp.go), method (the id
+// of the method the form belongs to: password and static forms; a
+// chooser may post the id of any method to start it), username (the
+// static form without method), and anything else goes to the chooser's
+// submission (chooseSubmit: an email to dispatch by domain, or an
+// explicit provider). The chooser, the dispatch by email and federation
+// (chooseMethod, chooseSubmit, startFederation) are federation.go's and
+// dispatch.go's; every method of tenant users ends in completeUserLogin
+// (users.go).
+
+// showLogin shows the login of an auth request that needs one.
+func (p *Provider) showLogin(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, nonce string) {
+	if id := r.URL.Query().Get("method"); id != "" {
+		m := enabledMethod(rq.spec(), id)
+		if m == nil {
+			writeErrorPage(w, http.StatusBadRequest, "method: this server has no enabled login method "+strconv.Quote(id)+".")
+			return
+		}
+		p.startMethod(w, r, rq, a, nonce, m)
+		return
+	}
+	methods := loginMethods(rq.spec())
+	switch {
+	case len(methods) == 0:
+		// The static form, as before part F: no username gets in.
+		p.renderLogin(w, rq, a, nonce, a.r.LoginHint, "", http.StatusOK)
+	case len(methods) == 1 || len(staticMethods(rq.spec())) == len(methods):
+		p.startMethod(w, r, rq, a, nonce, methods[0])
+	default:
+		p.chooseMethod(w, r, rq, a, nonce, methods)
+	}
+}
+
+// loginMethods are the server's enabled login methods, in order.
+func loginMethods(s *model.ServerSpec) []*model.AuthenticationMethod {
+	var out []*model.AuthenticationMethod
+	for i := range s.Authentications {
+		if m := &s.Authentications[i]; !m.Disabled {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// federated reports whether m logs in at an upstream identity provider
+// (oidc, and azure and cognito, which are stored with their oidc
+// reference).
+func federated(m *model.AuthenticationMethod) bool {
+	switch m.Method {
+	case model.LoginOIDC, model.LoginAzure, model.LoginCognito:
+		return m.OIDC != nil
+	}
+	return false
+}
+
+// startMethod begins the login of auth request a by method m.
+func (p *Provider) startMethod(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, nonce string, m *model.AuthenticationMethod) {
+	switch {
+	case m.Method == model.LoginStatic:
+		p.renderLogin(w, rq, a, nonce, a.r.LoginHint, "", http.StatusOK)
+	case m.Method == model.LoginPassword:
+		p.renderPassword(w, rq, a, nonce, m, a.r.LoginHint, "", http.StatusOK)
+	case m.Method == model.LoginCustom && m.Custom != nil:
+		p.startCustom(w, r, rq, a, m)
+	case federated(m):
+		p.startFederation(w, r, rq, a, nonce, m)
+	default:
+		writeErrorPage(w, http.StatusServiceUnavailable, "method: login method "+strconv.Quote(m.ID)+" cannot be used; ask the server's administrator.")
+	}
 }
 
 // currentSession is the request's live session at this server whose user
@@ -121,9 +207,10 @@ func (p *Provider) sessionSatisfies(sess *grants.Session, a *authRequest) bool {
 }
 
 // loginSubmit checks, for the browser that started the auth request,
-// the form's CSRF token and the user's password; a wrong one shows the
-// form again (401) and issues nothing. Password verifications wait for
-// one of the process's slots; without one soon the answer is 503.
+// the form's CSRF token, and hands the form to its method (see
+// showLogin); a wrong password shows the form again (401) and issues
+// nothing. Password verifications wait for one of the process's slots;
+// without one soon the answer is 503.
 func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rq, _ := requestFrom(ctx)
@@ -150,6 +237,33 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, op.AuthCallbackURL(p.op)(ctx, a.r.ID), http.StatusSeeOther)
 		return
 	}
+	f := r.PostForm
+	switch {
+	case f.Get("login_step") != "":
+		p.stepSubmit(w, r, rq, a, nonce)
+	case f.Get("method") != "":
+		m := enabledMethod(rq.spec(), f.Get("method"))
+		switch {
+		case m == nil:
+			writeErrorPage(w, http.StatusBadRequest, "method: this server has no enabled login method "+strconv.Quote(f.Get("method"))+".")
+		case m.Method == model.LoginStatic:
+			p.staticSubmit(w, r, rq, a, nonce)
+		case m.Method == model.LoginPassword:
+			p.passwordSubmit(w, r, rq, a, nonce, m)
+		default:
+			p.startMethod(w, r, rq, a, nonce, m)
+		}
+	case f.Has("username"):
+		p.staticSubmit(w, r, rq, a, nonce)
+	default:
+		p.chooseSubmit(w, r, rq, a, nonce)
+	}
+}
+
+// staticSubmit checks the static form: the user's password among the
+// server's static methods.
+func (p *Provider) staticSubmit(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, nonce string) {
+	ctx := r.Context()
 	if !p.acquireVerification(ctx) {
 		w.Header().Set("Retry-After", "2")
 		writeErrorPage(w, http.StatusServiceUnavailable, "password: too many sign-ins are being checked at once; try again in a moment.")

@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/gatehouse-dev/gatehouse/internal/secretbox"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/grants"
 	"github.com/gatehouse-dev/gatehouse/oauth/keys"
@@ -68,6 +69,9 @@ type Options struct {
 	// PasswordWait is how long a login waits for a verification slot
 	// before it is answered 503 with Retry-After (0: 2 s).
 	PasswordWait time.Duration
+	// Box seals the secrets the login keeps (tenant users' TOTP seeds);
+	// nil: TOTP enrolment fails (500) and sealed seeds cannot be read.
+	Box *secretbox.Box
 }
 
 // Provider is the process's one OAuth 2.0 / OpenID Connect provider,
@@ -96,6 +100,8 @@ type Provider struct {
 	pwWait      time.Duration
 	// dummyHash is what unknown usernames are verified against.
 	dummyHash func() (string, error)
+	// box is Options.Box.
+	box *secretbox.Box
 }
 
 // New builds the provider.
@@ -132,6 +138,7 @@ func New(opts Options) (*Provider, error) {
 		verifySlots: make(chan struct{}, cmp.Or(opts.PasswordVerifications, 2*runtime.GOMAXPROCS(0))),
 		pwWait:      cmp.Or(opts.PasswordWait, 2*time.Second),
 		dummyHash:   sync.OnceValues(newDummyHash),
+		box:         opts.Box,
 	}
 	if p.console == "" {
 		log.Warn("oauth: the web console cannot sign in with Gatehouse: its redirect URI would be plain http to a host that is not loopback; "+
@@ -221,6 +228,8 @@ func (p *Provider) handle(c *gin.Context) {
 		p.issuer.Handler(http.HandlerFunc(p.login)).ServeHTTP(w, r)
 	case pathLoggedOut:
 		p.loggedOut(w, r)
+	case pathCustomCallback:
+		p.issuer.Handler(http.HandlerFunc(p.customCallback)).ServeHTTP(w, r)
 	case "/" + pathAuthorize:
 		p.serveAuthorize(w, r, rq)
 	case "/" + pathAuthorize + "/callback":
@@ -243,6 +252,10 @@ func (p *Provider) handle(c *gin.Context) {
 	case "/" + pathUserinfo, "/" + pathJWKS:
 		p.serveProvider(w, r, rq, jsonErrors)
 	default:
+		if key, ok := strings.CutPrefix(rest, pathRecover); ok {
+			p.recoverPage(w, r, rq, key)
+			return
+		}
 		writeOAuthError(w, http.StatusNotFound, "invalid_request", "path: no endpoint "+rest+" at this issuer")
 	}
 }

@@ -159,8 +159,14 @@ func (p *Provider) completeUserLogin(w http.ResponseWriter, r *http.Request, rq 
 // denyLogin ends auth request a with access_denied at the client's
 // redirect URI (its slot freed, the request deleted).
 func (p *Provider) denyLogin(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, why string) {
+	p.denyLoginWith(w, r, rq, a, oidc.ErrAccessDenied().WithDescription("%s", why))
+}
+
+// denyLoginWith ends auth request a with the error e at the client's
+// redirect URI (its slot freed, the request deleted).
+func (p *Provider) denyLoginWith(w http.ResponseWriter, r *http.Request, rq *request, a *authRequest, e *oidc.Error) {
 	ctx := r.Context()
 	_ = p.records.ReleaseAuthRequestSlot(ctx, rq.tenantID, a.r.Slot)
 	_ = p.records.DeleteAuthRequest(ctx, rq.tenantID, a.r.ID)
-	op.AuthRequestError(w, r, a, oidc.ErrAccessDenied().WithDescription("%s", why), p.op)
+	op.AuthRequestError(w, r, a, e, p.op)
 }
