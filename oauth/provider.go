@@ -72,6 +72,10 @@ type Options struct {
 	// Box seals the secrets the login keeps (tenant users' TOTP seeds);
 	// nil: TOTP enrolment fails (500) and sealed seeds cannot be read.
 	Box *secretbox.Box
+	// IdPAllowPrivateURLs lets the login's federation reach identity
+	// providers on loopback, private and link-local addresses, and over
+	// plain http (tests and labs: --idp-allow-private-urls).
+	IdPAllowPrivateURLs bool
 }
 
 // Provider is the process's one OAuth 2.0 / OpenID Connect provider,
@@ -102,6 +106,10 @@ type Provider struct {
 	dummyHash func() (string, error)
 	// box is Options.Box.
 	box *secretbox.Box
+	// idpHTTP is the client of every request to an identity provider;
+	// idps caches their configurations (federation.go).
+	idpHTTP *http.Client
+	idps    *idpCache
 }
 
 // New builds the provider.
@@ -139,6 +147,8 @@ func New(opts Options) (*Provider, error) {
 		pwWait:      cmp.Or(opts.PasswordWait, 2*time.Second),
 		dummyHash:   sync.OnceValues(newDummyHash),
 		box:         opts.Box,
+		idpHTTP:     newIdPHTTPClient(opts.IdPAllowPrivateURLs),
+		idps:        newIdPCache(),
 	}
 	if p.console == "" {
 		log.Warn("oauth: the web console cannot sign in with Gatehouse: its redirect URI would be plain http to a host that is not loopback; "+
@@ -228,6 +238,8 @@ func (p *Provider) handle(c *gin.Context) {
 		p.issuer.Handler(http.HandlerFunc(p.login)).ServeHTTP(w, r)
 	case pathLoggedOut:
 		p.loggedOut(w, r)
+	case pathLoginCallback:
+		p.issuer.Handler(http.HandlerFunc(p.loginCallback)).ServeHTTP(w, r)
 	case pathCustomCallback:
 		p.issuer.Handler(http.HandlerFunc(p.customCallback)).ServeHTTP(w, r)
 	case "/" + pathAuthorize:

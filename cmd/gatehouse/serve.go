@@ -330,7 +330,8 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 	// The OAuth 2.0 / OIDC provider of every tenant's servers, at
 	// {public}/{tid}/{aid}/… on the admin listener.
 	provider, err := oauth.New(oauth.Options{Store: st, Keys: serverKeys, PublicURL: public,
-		CryptoKey: box.DeriveKey("oauth/crypto-key"), Box: box, Logger: log.With("component", "oauth")})
+		CryptoKey: box.DeriveKey("oauth/crypto-key"), Box: box, Logger: log.With("component", "oauth"),
+		IdPAllowPrivateURLs: cfg.AllowPrivateIdP})
 	if err != nil {
 		return err
 	}
