@@ -233,7 +233,7 @@ func jsonEqual(a, b json.RawMessage) bool {
 
 // secretFieldWords mark a field that holds a secret (compared in lower
 // case, as substrings of the field name).
-var secretFieldWords = []string{"secret", "password", "passwd", "private", "token", "hash", "sealed", "api_key", "apikey"}
+var secretFieldWords = []string{"secret", "password", "passwd", "private", "token", "hash", "sealed", "api_key", "apikey", "seed"}
 
 func secretField(name string) bool {
 	n := strings.ToLower(name)

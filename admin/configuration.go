@@ -743,6 +743,11 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 				}
 			}
 			res.Changes = append(res.Changes, change)
+			if k.api.importWrite != nil {
+				if err := k.api.importWrite(s, ctx, tx, tid, cur, &o.obj); err != nil {
+					return nil, err
+				}
+			}
 			if err := w.put(action, o.obj); err != nil {
 				return nil, err
 			}

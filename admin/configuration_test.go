@@ -221,7 +221,7 @@ func (e *env) importCounts(tid, mode string, doc any) map[string]int {
 }
 
 // configKeys are the document's arrays, one per exported kind.
-var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "servers", "clients", "claims", "gateways"}
+var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "servers", "clients", "claims", "gateways", "users"}
 
 // sizes counts the objects of each kind in a document.
 func sizes(doc map[string]any) map[string]int {

@@ -74,6 +74,12 @@ type kindAPI struct {
 	// patchNullKeeps: a PATCH member that is null leaves the field as it
 	// is (seed 002's open-id-providers), instead of RFC 7396's removal.
 	patchNullKeeps bool
+	// importWrite, when set, runs in an import's transaction just before
+	// it creates (cur nil) or updates (cur the stored object) an object of
+	// the kind: it may carry over into want what documents do not hold (a
+	// user's credentials) and write what goes with the object (a user's
+	// subject marker).
+	importWrite func(s *Server, ctx context.Context, tx store.Tx, tid string, cur, want *store.Object) error
 }
 
 // NewScheme is the registry of the admin API's kinds: every kind the

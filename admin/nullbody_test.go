@@ -26,9 +26,10 @@ func TestNullBodyIsRefused(t *testing.T) {
 	gwToken := post("gateways", map[string]any{"id": "edge", "name": "edge"})["credential"].(map[string]any)["token"].(string)
 	post("clients", map[string]any{"client_id": "web", "authorization_server_id": "default", "grant_types": []string{"client_credentials"}})
 	post("claims", map[string]any{"id": "mail", "authorization_server_id": "default", "name": "email", "mapping": "email", "type": "id_token"})
+	post("users", map[string]any{"id": "alice", "email": "alice@example.com"})
 
 	params := map[string]string{"tid": "acme", "sid": "pets", "api": "get-pet", "pid": "keyed", "scp": "read", "iid": "idp", "gw": "edge",
-		"aid": "default", "cid": "web", "claim": "mail"}
+		"aid": "default", "cid": "web", "claim": "mail", "uid": "alice"}
 	notJSON := map[string]bool{ // bodies that are not a JSON object
 		"/api/admin/:tid/services/:sid/apis/import/file": true, // multipart/form-data
 		"/api/admin/:tid/services/:sid/apis/import/text": true, // an OpenAPI document, JSON or YAML
