@@ -151,7 +151,7 @@ func (s *storage) GetPrivateClaimsFromRequest(ctx context.Context, req op.TokenR
 	case *refreshRequest:
 		claims[claimSubType], authCtx = r.t.SubjectType, r.t.AuthContext
 	case *clientRequest:
-		claims[claimSubType] = grants.SubjectClient
+		claims[claimSubType] = r.subjectType()
 	}
 	if sc := req.GetScopes(); len(sc) > 0 {
 		claims[claimScope] = strings.Join(sc, " ")

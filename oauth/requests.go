@@ -8,7 +8,9 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/grants"
+	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 // audiencePhase keeps an ID token from carrying the access token's
@@ -130,12 +132,33 @@ func (r *refreshRequest) GetSubject() string     { return r.t.Subject }
 func (r *refreshRequest) SetCurrentScopes(scopes []string) { r.scopes = scopes }
 
 // clientRequest is a client_credentials token request: the client is the
-// subject.
+// subject, or the service account the client is of (serviceaccounts.go).
 type clientRequest struct {
 	client *client
 	scopes []string
+	// account is the service account of the client, nil for a plain
+	// client; ttl, when set, is the access token's lifetime (instead of
+	// the server's access_token_ttl).
+	account *store.Typed[model.ServiceAccountSpec]
+	ttl     time.Duration
+	// expiresAt is the issued token's expiry (set by issueAccessToken).
+	expiresAt time.Time
 }
 
-func (r *clientRequest) GetSubject() string    { return r.client.id }
+func (r *clientRequest) GetSubject() string {
+	if r.account != nil {
+		return r.account.Meta.ID
+	}
+	return r.client.id
+}
+
+// subjectType is the token's gh_sub_type.
+func (r *clientRequest) subjectType() string {
+	if r.account != nil {
+		return grants.SubjectServiceAccount
+	}
+	return grants.SubjectClient
+}
+
 func (r *clientRequest) GetAudience() []string { return r.client.accessAudience() }
 func (r *clientRequest) GetScopes() []string   { return r.scopes }

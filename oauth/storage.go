@@ -120,9 +120,13 @@ func (s *storage) ClientCredentials(ctx context.Context, clientID, secret string
 		if err != nil || c.spec.TokenEndpointAuthMethod != model.AuthMethodPrivateKeyJWT {
 			return nil, errClientAuth
 		}
-		return c, nil
+		return s.activeAccountClient(ctx, c)
 	}
-	return s.authenticate(ctx, clientID, secret)
+	c, err := s.authenticate(ctx, clientID, secret)
+	if err != nil {
+		return nil, err
+	}
+	return s.activeAccountClient(ctx, c)
 }
 
 // assertedClient is the client the request's client assertion
@@ -144,12 +148,33 @@ func (s *storage) ClientCredentialsTokenRequest(ctx context.Context, clientID st
 	if err != nil {
 		return nil, oidc.ErrInvalidClient().WithDescription("client_id: unknown client")
 	}
+	return s.clientCredentialsRequest(ctx, c, scopes)
+}
+
+// clientCredentialsRequest is the token request of client c for scopes:
+// of the token endpoint's client_credentials grant, and of the long-lived
+// token of a service account (MintServiceAccountToken).
+func (s *storage) clientCredentialsRequest(ctx context.Context, c *client, scopes []string) (*clientRequest, error) {
 	for _, sc := range scopes {
 		if sc == oidc.ScopeOpenID || sc == oidc.ScopeOfflineAccess || !c.allowsScope(sc) {
 			return nil, oidc.ErrInvalidScope().WithDescription("scope: %s is not allowed for this client", printableScope(sc))
 		}
 	}
-	return &clientRequest{client: c, scopes: scopes}, nil
+	r := &clientRequest{client: c, scopes: scopes}
+	rq, err := requestFrom(ctx)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	if r.account, err = s.p.accountOf(ctx, rq, c); err != nil {
+		if accountRefused(err) {
+			return nil, oidc.ErrInvalidClient().WithDescription("client_id: %s", err.Error())
+		}
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	if r.account != nil {
+		r.ttl = r.account.Spec.TokenDuration.D()
+	}
+	return r, nil
 }
 
 // GetKeyByIDAndClientID returns a public key of a private_key_jwt client

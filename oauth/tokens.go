@@ -162,7 +162,11 @@ func (s *storage) issueAccessToken(ctx context.Context, rq *request, req op.Toke
 	case *refreshRequest:
 		c, t.SubjectType, t.Credential = r.client, r.t.SubjectType, r.t.Credential
 	case *clientRequest:
-		c, t.SubjectType = r.client, grants.SubjectClient
+		c, t.SubjectType = r.client, r.subjectType()
+		if r.ttl > 0 {
+			t.ExpiresAt = now.Add(r.ttl)
+		}
+		r.expiresAt = t.ExpiresAt
 	}
 	t.ClientID, t.ClientUID = c.id, c.uid
 	if err := s.p.records.PutAccessToken(ctx, rq.tenantID, t); err != nil {
@@ -200,6 +204,9 @@ func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	}
 	if t.SubjectType == grants.SubjectUser && s.p.subjectCurrent(ctx, rq, t.Subject, t.Credential) != nil {
 		return nil, errors.New("refresh_token: its user no longer exists, is not active or changed credentials")
+	}
+	if _, err := s.p.accountOf(ctx, rq, c); err != nil {
+		return nil, errors.New("refresh_token: its service account no longer exists or is not active")
 	}
 	if revoked, err := s.p.records.FamilyRevoked(ctx, rq.tenantID, t.FamilyID); err != nil || revoked {
 		return nil, errors.New("refresh_token: revoked")

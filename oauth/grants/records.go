@@ -31,6 +31,9 @@ const (
 const (
 	SubjectUser   = "user"
 	SubjectClient = "client"
+	// SubjectServiceAccount: a service account's client_credentials
+	// token (sub = the service account id).
+	SubjectServiceAccount = "service_account"
 )
 
 // LoginWindow is how long an auth request waits for its login; once
