@@ -415,6 +415,13 @@ func TestConfigurationRoundTrip(t *testing.T) {
 		switch key {
 		case "tenant":
 			readOnly = []string{"url", "created", "metadata"}
+			// The directory settings are the tenant's own, not its
+			// configuration's: domains are unique across tenants and
+			// provider_id names an identity provider (whose sealed
+			// secret the document cannot carry); identity_provider
+			// and admin_user are inputs of the tenant's create only.
+			readOnly = append(readOnly, "organization_type", "domains", "provider_scope", "provider_id", "mfa_provider", "realm_name",
+				"identity_provider", "admin_user")
 		case "services", "scopes":
 			// authorization_server_id is server_id's alias on input.
 			readOnly = append(readOnly, "authorization_server_id")

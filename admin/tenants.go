@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,7 +16,10 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/gatehouse-dev/gatehouse/directory"
+	"github.com/gatehouse-dev/gatehouse/internal/field"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/internal/passwords"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/resource"
 	"github.com/gatehouse-dev/gatehouse/store"
@@ -36,7 +41,61 @@ type tenantRequest struct {
 	URL                           string                     `json:"url"`
 	Created                       *time.Time                 `json:"created"`
 	Metadata                      json.RawMessage            `json:"metadata"`
+	tenantDirectoryFields
+	// IdentityProvider and AdminUser are accepted on create only: the
+	// tenant's first identity provider and its first user, made in the
+	// same transaction.
+	IdentityProvider *idpRequest      `json:"identity_provider"`
+	AdminUser        *tenantAdminUser `json:"admin_user"`
 }
+
+// tenantDirectoryFields are a tenant's directory settings (issue 14,
+// WAVE2 §1.2 rows 16-19, §1.4 rows 1-5, §1.5 rows 1-5), on the wire as
+// stored.
+type tenantDirectoryFields struct {
+	// OrganizationType is adhoc (default) or domain (users by their email
+	// domains, which Domains lists).
+	OrganizationType string `json:"organization_type"`
+	// Domains are the tenant's email domains: lowercase DNS names, each
+	// one tenant's at most (the login dispatches an email by its domain).
+	Domains []string `json:"domains"`
+	// ProviderScope says where ProviderID is: organization (default, the
+	// tenant's own identity providers) or global (the system-wide ones).
+	ProviderScope string `json:"provider_scope"`
+	// ProviderID is the identity provider the tenant logs in with ("":
+	// none named).
+	ProviderID string `json:"provider_id"`
+	// MFAProvider is "" (none) or totp.
+	MFAProvider string `json:"mfa_provider"`
+	// RealmName is a free label (seed 004), a list filter.
+	RealmName string `json:"realm_name"`
+}
+
+// tenantAdminUser is the first user of a new tenant (POST
+// /api/system/tenants admin_user): an active user of the tenant, with a
+// password when one is given (argon2id). Its admin rights (the built-in
+// tenant_admin role) come with issue G's role bindings.
+type tenantAdminUser struct {
+	Email      string `json:"email"`
+	GivenName  string `json:"given_name"`
+	FamilyName string `json:"family_name"`
+	Password   string `json:"password"`
+}
+
+// Provider scopes of a tenant.
+const (
+	providerScopeGlobal       = "global"
+	providerScopeOrganization = "organization"
+)
+
+// Organization types of a tenant.
+const (
+	organizationAdhoc  = "adhoc"
+	organizationDomain = "domain"
+)
+
+// maxTenantDomains caps a tenant's email domains.
+const maxTenantDomains = 100
 
 // tenantResponse is how a tenant is rendered.
 type tenantResponse struct {
@@ -49,6 +108,15 @@ type tenantResponse struct {
 	AuthenticationContextSettings *model.AuthContextSettings `json:"authentication_context_settings,omitempty"`
 	Created                       time.Time                  `json:"created"`
 	Metadata                      *Metadata                  `json:"metadata"`
+	tenantDirectoryFields
+	// AdminUser is the user admin_user made, in the create response only.
+	AdminUser *tenantAdminUserResponse `json:"admin_user,omitempty"`
+}
+
+// tenantAdminUserResponse names the user a tenant's create made.
+type tenantAdminUserResponse struct {
+	ID    string `json:"id"`
+	Email string `json:"email"`
 }
 
 // tenantURL is the URL a tenant advertises: its own admin route
@@ -68,7 +136,148 @@ func (s *Server) renderTenant(t *store.Typed[model.TenantSpec]) tenantResponse {
 		URL: tenantURL(s.public, t.Meta.ID), Labels: labels,
 		AuthenticationContextSettings: t.Spec.AuthenticationContextSettings,
 		Created:                       t.Meta.CreatedAt, Metadata: metadataOf(&t.Meta),
+		tenantDirectoryFields: directoryFieldsOf(&t.Spec),
 	}
+}
+
+// directoryFieldsOf renders a tenant's directory settings, the defaults
+// named.
+func directoryFieldsOf(sp *model.TenantSpec) tenantDirectoryFields {
+	return tenantDirectoryFields{
+		OrganizationType: cmpOr(sp.OrganizationType, organizationAdhoc), Domains: nonNilStrings(sp.Domains),
+		ProviderScope: cmpOr(sp.ProviderScope, providerScopeOrganization), ProviderID: sp.ProviderID,
+		MFAProvider: sp.MFAProvider, RealmName: sp.RealmName,
+	}
+}
+
+// cmpOr is v, or def when v is "".
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// directoryErrors checks the directory settings (every problem; the
+// references are checkProvider's).
+func (f *tenantDirectoryFields) directoryErrors() field.ErrorList {
+	var errs field.ErrorList
+	add := func(name, format string, args ...any) { errs.Add(field.Invalid(field.NewPath(name), format, args...)) }
+	switch f.OrganizationType {
+	case "", organizationAdhoc:
+	case organizationDomain:
+		if len(f.Domains) == 0 {
+			add("domains", "organization_type domain needs at least one domain")
+		}
+	default:
+		add("organization_type", "unknown organization type %q (adhoc or domain)", f.OrganizationType)
+	}
+	errs.Extend(domainErrors(field.NewPath("domains"), f.Domains, maxTenantDomains))
+	switch f.ProviderScope {
+	case "", providerScopeGlobal, providerScopeOrganization:
+	default:
+		add("provider_scope", "unknown provider scope %q (global or organization)", f.ProviderScope)
+	}
+	if f.ProviderID != "" && !model.ValidObjectID(f.ProviderID) {
+		add("provider_id", "invalid id %q (%s)", f.ProviderID, model.ObjectIDRule)
+	}
+	switch f.MFAProvider {
+	case model.MFANone, model.MFATOTP:
+	default:
+		add("mfa_provider", "unknown MFA provider %q (totp, or empty for none)", f.MFAProvider)
+	}
+	errs.Extend(textErrors("realm_name", f.RealmName, false, 256))
+	return errs
+}
+
+// apply writes the settings onto a tenant's spec (defaults stored as "").
+func (f *tenantDirectoryFields) apply(sp *model.TenantSpec) {
+	sp.OrganizationType, sp.ProviderScope = f.OrganizationType, f.ProviderScope
+	if sp.OrganizationType == organizationAdhoc {
+		sp.OrganizationType = ""
+	}
+	if sp.ProviderScope == providerScopeOrganization {
+		sp.ProviderScope = ""
+	}
+	sp.Domains, sp.ProviderID, sp.MFAProvider, sp.RealmName = f.Domains, f.ProviderID, f.MFAProvider, f.RealmName
+	if len(sp.Domains) == 0 {
+		sp.Domains = nil
+	}
+}
+
+// checkTenantDirectory checks, in tx, a tenant's settings against the
+// other objects: provider_id names a live identity provider of the tenant
+// (organization) or of the system tenant (global) — inline is the id of
+// the identity provider the same create makes — and no other live tenant
+// has one of its domains (409).
+func checkTenantDirectory(ctx context.Context, tx store.Tx, tid string, sp *model.TenantSpec, inline string) error {
+	if id := sp.ProviderID; id != "" {
+		owner := tid
+		if sp.ProviderScope == providerScopeGlobal {
+			owner = model.SystemTenantID
+		}
+		if !(owner == tid && id == inline) {
+			if _, err := directory.IdentityProviders.Get(ctx, tx, owner, id); errors.Is(err, store.ErrNotFound) {
+				where := "of this tenant (provider_scope organization)"
+				if owner == model.SystemTenantID && tid != model.SystemTenantID {
+					where = "among the system-wide ones (provider_scope global)"
+				}
+				return fieldError("provider_id", "identity provider %q does not exist %s", id, where)
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+	if len(sp.Domains) == 0 {
+		return nil
+	}
+	all, err := tenantRepo.ListAll(ctx, tx, store.Query{})
+	if err != nil {
+		return err
+	}
+	for _, other := range all {
+		if other.Meta.ID == tid {
+			continue
+		}
+		for i, d := range sp.Domains {
+			if slices.Contains(other.Spec.Domains, d) {
+				f := fmt.Sprintf("domains[%d]", i)
+				return newError(http.StatusConflict, httpapi.CodeAlreadyExists,
+					fmt.Sprintf("%s: %q is already a domain of tenant %q", f, d, other.Meta.ID),
+					map[string]any{"field": f, "value": d, "reason": "already a domain of another tenant", "kind": "tenant", "id": other.Meta.ID})
+			}
+		}
+	}
+	return nil
+}
+
+// adminUserErrors checks the admin_user of a tenant's create.
+func (u *tenantAdminUser) errors() field.ErrorList {
+	var errs field.ErrorList
+	p := field.NewPath("admin_user")
+	errs.Extend(emailErrors(p.Child("email"), u.Email))
+	errs.Extend(textErrors("given_name", u.GivenName, false, 256).Under(p))
+	errs.Extend(textErrors("family_name", u.FamilyName, false, 256).Under(p))
+	if u.Password != "" && (len(u.Password) < minTenantAdminPassword || len(u.Password) > passwords.MaxPasswordBytes) {
+		errs.Add(field.Invalid(p.Child("password"), "must be %d to %d bytes", minTenantAdminPassword, passwords.MaxPasswordBytes))
+	}
+	return errs
+}
+
+// minTenantAdminPassword is the shortest admin_user password.
+const minTenantAdminPassword = 8
+
+// emailErrors checks an email address: one addr-spec (no display name)
+// with a domain, at most 320 characters.
+func emailErrors(p *field.Path, email string) field.ErrorList {
+	if strings.TrimSpace(email) == "" {
+		return field.ErrorList{field.Required(p)}
+	}
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Name != "" || a.Address != strings.TrimSpace(email) || len(email) > 320 || model.EmailDomain(email) == "" {
+		return field.ErrorList{field.Invalid(p, "%q is not an email address (name@domain, at most 320 characters)", email)}
+	}
+	return nil
 }
 
 // addTenantKinds registers tenants (system-level, soft-deleted: a deleted
@@ -164,7 +373,20 @@ func (s *Server) listTenants(c *gin.Context) {
 		abort(c, apiErr)
 		return
 	}
-	listObjects(s, c, tenantRepo, "tenant", "tenants", store.Query{IncludeDeleted: withDeleted}, s.renderTenant)
+	name, status, mfa, realm := c.Query("name"), model.TenantStatus(c.Query("status")), c.Query("mfa_provider"), c.Query("realm_name")
+	_, hasMFA := c.GetQuery("mfa_provider")
+	if status != "" && !status.Valid() {
+		abort(c, fieldError("status", "unknown status %q (one of CREATING, AVAILABLE, UPDATING, DISABLED, DELETED)", status))
+		return
+	}
+	if name == "" && status == "" && !hasMFA && realm == "" {
+		listObjects(s, c, tenantRepo, "tenant", "tenants", store.Query{IncludeDeleted: withDeleted}, s.renderTenant)
+		return
+	}
+	pageWhere(s, c, tenantRepo, "tenant", "tenants", store.Query{IncludeDeleted: withDeleted}, func(t *store.Typed[model.TenantSpec]) bool {
+		return (name == "" || t.Spec.Name == name) && (status == "" || t.Spec.Status == status) &&
+			(!hasMFA || t.Spec.MFAProvider == mfa) && (realm == "" || t.Spec.RealmName == realm)
+	}, s.renderTenant)
 }
 
 func (s *Server) createTenant(c *gin.Context) {
@@ -183,9 +405,42 @@ func (s *Server) createTenant(c *gin.Context) {
 			strings.Join(model.ReservedTenantIDs(), ", ")))
 		return
 	}
+	var errs field.ErrorList
 	if apiErr := req.validate(); apiErr != nil {
-		abort(c, apiErr)
+		if errs = apiErr.Fields(); len(errs) == 0 {
+			abort(c, apiErr)
+			return
+		}
+	}
+	errs.Extend(req.directoryErrors())
+	// The inline identity provider and first user: checked with the rest,
+	// so a bad one creates nothing.
+	var (
+		idp   *idpBuild
+		idpID string
+	)
+	if r := req.IdentityProvider; r != nil {
+		p := field.NewPath("identity_provider")
+		id, idErr := newObjectID("id", r.ID)
+		if idErr != nil {
+			errs.Extend(idErr.Fields().Under(p))
+		}
+		b, idpErrs := s.buildIdP(req.ID, r)
+		errs.Extend(idpErrs.Under(p))
+		idp, idpID = b, id
+	}
+	if req.AdminUser != nil {
+		errs.Extend(req.AdminUser.errors())
+	}
+	if len(errs) > 0 {
+		abort(c, fieldErrors(errs))
 		return
+	}
+	if idp != nil {
+		if apiErr := s.needsBox(idp, "identity_provider.client_secret"); apiErr != nil {
+			abort(c, apiErr)
+			return
+		}
 	}
 	if req.Status == "" {
 		req.Status = model.TenantAvailable
@@ -194,9 +449,28 @@ func (s *Server) createTenant(c *gin.Context) {
 		abort(c, fieldError("status", "a new tenant can be AVAILABLE or DISABLED, not %s", req.Status))
 		return
 	}
+	var user *store.Typed[model.UserSpec]
+	if u := req.AdminUser; u != nil {
+		user = &store.Typed[model.UserSpec]{
+			Meta: store.Object{TenantID: req.ID, ID: uuid.NewString(), CreatedBy: actor(c)},
+			Spec: model.UserSpec{Email: strings.TrimSpace(u.Email), GivenName: u.GivenName, FamilyName: u.FamilyName, State: model.UserActive},
+		}
+		if u.Password != "" { // hashed before the transaction: argon2id takes a while
+			h, err := passwords.Hash(u.Password)
+			if err != nil {
+				abort(c, internalError(fmt.Errorf("hash the admin user's password: %w", err)))
+				return
+			}
+			user.Spec.PasswordHash = h
+		}
+	}
 	t := &store.Typed[model.TenantSpec]{
 		Meta: store.Object{ID: req.ID, Description: req.Description, Labels: req.Labels, CreatedBy: actor(c)},
 		Spec: model.TenantSpec{Name: req.Name, Status: req.Status, AuthenticationContextSettings: req.AuthenticationContextSettings},
+	}
+	req.tenantDirectoryFields.apply(&t.Spec)
+	if idp != nil && t.Spec.ProviderID == "" && t.Spec.ProviderScope == "" {
+		t.Spec.ProviderID = idpID // the tenant logs in with its first identity provider
 	}
 	_, err := s.update(c.Request.Context(), func(ctx context.Context, tx store.Tx) error {
 		if err := tenantRepo.Create(ctx, tx, t); err != nil {
@@ -207,6 +481,29 @@ func (s *Server) createTenant(c *gin.Context) {
 		if err := createSystemServers(ctx, tx, t.Meta.ID, actor(c), tenantSystemServers...); err != nil {
 			return err
 		}
+		if idp != nil {
+			it := &store.Typed[model.IdentityProviderSpec]{Meta: store.Object{TenantID: t.Meta.ID, ID: idpID, CreatedBy: actor(c)}}
+			if err := s.applyIdP(it, idp, true); err != nil {
+				return err
+			}
+			if err := directory.IdentityProviders.Create(ctx, tx, it); err != nil {
+				return err
+			}
+			if err := record(ctx, tx, c, t.Meta.ID, "create", model.KindIdentityProvider, it.Meta.ID); err != nil {
+				return err
+			}
+		}
+		if err := checkTenantDirectory(ctx, tx, t.Meta.ID, &t.Spec, idpID); err != nil {
+			return err
+		}
+		if user != nil {
+			if err := directory.CreateUser(ctx, tx, user); err != nil {
+				return fmt.Errorf("create the admin user: %w", err)
+			}
+			if err := record(ctx, tx, c, t.Meta.ID, "create", model.KindUser, user.Meta.ID); err != nil {
+				return err
+			}
+		}
 		return record(ctx, tx, c, t.Meta.ID, "create", model.KindTenant, t.Meta.ID)
 	})
 	if err != nil {
@@ -214,7 +511,11 @@ func (s *Server) createTenant(c *gin.Context) {
 		return
 	}
 	c.Header("Location", "/api/system/tenants/"+t.Meta.ID)
-	respondObject(c, http.StatusCreated, t.Meta.Revision, s.renderTenant(t))
+	out := s.renderTenant(t)
+	if user != nil {
+		out.AdminUser = &tenantAdminUserResponse{ID: user.Meta.ID, Email: user.Meta.Name}
+	}
+	respondObject(c, http.StatusCreated, t.Meta.Revision, out)
 }
 
 func (s *Server) getTenant(c *gin.Context) {
@@ -261,8 +562,22 @@ func (s *Server) putTenant(c *gin.Context, tid string, adminRoute bool) {
 		abort(c, fieldError("id", "does not match the tenant in the path (%q); tenant ids cannot be changed", tid))
 		return
 	}
+	var errs field.ErrorList
 	if apiErr := req.validate(); apiErr != nil {
-		abort(c, apiErr)
+		if errs = apiErr.Fields(); len(errs) == 0 {
+			abort(c, apiErr)
+			return
+		}
+	}
+	errs.Extend(req.directoryErrors())
+	if req.IdentityProvider != nil {
+		errs.Add(field.Invalid(field.NewPath("identity_provider"), "is accepted on create only; use the identity providers API"))
+	}
+	if req.AdminUser != nil {
+		errs.Add(field.Invalid(field.NewPath("admin_user"), "is accepted on create only; use the users API"))
+	}
+	if len(errs) > 0 {
+		abort(c, fieldErrors(errs))
 		return
 	}
 	expect, apiErr := ifMatch(c)
@@ -293,6 +608,10 @@ func (s *Server) putTenant(c *gin.Context, tid string, adminRoute bool) {
 		}
 		t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = req.Description, req.Labels, actor(c)
 		t.Spec.Name, t.Spec.Status, t.Spec.AuthenticationContextSettings = req.Name, to, req.AuthenticationContextSettings
+		req.tenantDirectoryFields.apply(&t.Spec)
+		if err := checkTenantDirectory(ctx, tx, tid, &t.Spec, ""); err != nil {
+			return err
+		}
 		if err := tenantRepo.Update(ctx, tx, t, expect); err != nil {
 			return err
 		}
