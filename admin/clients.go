@@ -218,6 +218,10 @@ func clientDeletable(_ context.Context, _ store.Tx, o *store.Object) error {
 		msg = fmt.Sprintf("client %q is the client of gateway %q; delete the gateway", o.ID, spec.GatewayID)
 		details["used_by"] = map[string][]string{model.KindGateway: {spec.GatewayID}}
 	}
+	if spec.ServiceAccountID != "" {
+		msg = fmt.Sprintf("client %q is the client of service account %q; delete the service account", o.ID, spec.ServiceAccountID)
+		details["used_by"] = map[string][]string{model.KindServiceAccount: {spec.ServiceAccountID}}
+	}
 	return newError(http.StatusBadRequest, httpapi.CodeInUse, msg, details)
 }
 
@@ -863,6 +867,9 @@ func (s *Server) updateClient(c *gin.Context) {
 		}
 		return func(ctx context.Context, tx store.Tx, t *store.Typed[model.ClientSpec]) error {
 			old := t.Spec
+			if old.ServiceAccountID != "" {
+				return fieldError("system", "client %q is the client of service account %q; change the service account instead", id, old.ServiceAccountID)
+			}
 			if old.System {
 				return fieldError("system", "client %q is a system client, managed by Gatehouse; it cannot be replaced (its secret can be rotated)", id)
 			}
@@ -933,6 +940,9 @@ func (s *Server) rotateClientSecret(c *gin.Context) {
 			return err
 		}
 		switch {
+		case t.Spec.ServiceAccountID != "":
+			return fieldError("system", "client %q is the client of service account %q: rotate with POST /api/admin/{tid}/service-accounts/%s/rotate, which also revokes its tokens",
+				id, t.Spec.ServiceAccountID, t.Spec.ServiceAccountID)
 		case t.Spec.Public:
 			return fieldError("public", "client %q is a public client: it has no secret to rotate", id)
 		case !clientUsesSecret(false, t.Spec.TokenEndpointAuthMethod):

@@ -84,6 +84,24 @@ var fixtures = map[string]kindFixture{
 		},
 		sameName: map[string]any{"id": "dup", "name": "conf-0"},
 	},
+	"groups": {
+		create: func(i int) map[string]any {
+			return map[string]any{"id": fmt.Sprintf("c%d", i), "name": fmt.Sprintf("conf-%d", i)}
+		},
+		sameName: map[string]any{"id": "dup", "name": "conf-0"},
+	},
+	"projects": {
+		create: func(i int) map[string]any {
+			return map[string]any{"id": fmt.Sprintf("c%d", i), "name": fmt.Sprintf("conf-%d", i)}
+		},
+		sameName: map[string]any{"id": "dup", "name": "conf-0"},
+	},
+	"service-accounts": {
+		create: func(i int) map[string]any {
+			return map[string]any{"id": fmt.Sprintf("c%d", i), "name": fmt.Sprintf("conf-%d", i)}
+		},
+		sameName: map[string]any{"id": "dup", "name": "conf-0"},
+	},
 	// The kind only tests register (admin.AddNoteKind).
 	"notes": {
 		create: func(i int) map[string]any {

@@ -93,6 +93,13 @@ type Options struct {
 	// TokenAuth, when set, authenticates bearer JWTs of the tenants'
 	// admin servers and of system/system (oauth/verify.AdminAuth).
 	TokenAuth TokenVerifier
+	// ServiceAccountTokens issues service accounts' long-lived access
+	// tokens (issue_token; the OAuth provider); nil: issue_token is
+	// refused.
+	ServiceAccountTokens ServiceAccountTokenMinter
+	// UserTokens authenticates the tenant users' bearer JWTs on
+	// /api/identity (oauth/verify.UserAuth); nil: those routes answer 401.
+	UserTokens UserTokenVerifier
 	// Mount, when set, registers more routes on the API's engine after
 	// its own (gatehouse serve mounts the bundle service this way, which
 	// admin does not import): they share the listener, the request id,
@@ -130,6 +137,10 @@ type Server struct {
 	// serverKeys and tokens: see Options.ServerKeys and Options.Tokens.
 	serverKeys *keys.Manager
 	tokens     TokenRevoker
+	// saTokens and userTokens: see Options.ServiceAccountTokens and
+	// Options.UserTokens.
+	saTokens   ServiceAccountTokenMinter
+	userTokens UserTokenVerifier
 	log        *slog.Logger
 	registry   *prometheus.Registry
 	metrics    *httpapi.Metrics
@@ -222,6 +233,8 @@ func New(opts Options) (*Server, error) {
 		mount:       opts.Mount,
 		serverKeys:  opts.ServerKeys,
 		tokens:      opts.Tokens,
+		saTokens:    opts.ServiceAccountTokens,
+		userTokens:  opts.UserTokens,
 
 		allowPrivateImportURLs: opts.AllowPrivateImportURLs,
 		allowPrivateJWKSURLs:   opts.AllowPrivateJWKSURLs,
@@ -278,6 +291,7 @@ func (s *Server) routes() *gin.Engine {
 	} {
 		register(sys, adm)
 	}
+	s.identityRoutes(e)
 	if s.mount != nil {
 		s.mount(e)
 	}
