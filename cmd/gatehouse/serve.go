@@ -353,6 +353,7 @@ func runServe(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) er
 		Bundles: mgr, Keys: keys, AllowPrivateImportURLs: cfg.ImportAllowPrivateURLs, AllowPrivateJWKSURLs: cfg.AllowPrivateJWKS,
 		PolicyTestTimeout: cfg.PolicyTestTimeout, Scheme: scheme, PackageCA: packageCA,
 		ServerKeys: serverKeys, TokenAuth: verify.AdminAuth{Verifier: ownTokens}, Tokens: provider,
+		ServiceAccountTokens: provider, UserTokens: verify.UserAuth{Verifier: ownTokens},
 		AllowPrivateIdPURLs: cfg.AllowPrivateIdP, SecretBox: box}
 	// The bundle service shares the admin API's listener and engine (same
 	// paths, middleware and metrics); admin does not import it.
