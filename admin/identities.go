@@ -244,7 +244,7 @@ func (s *Server) callerTenants(c *gin.Context) {
 	}
 	if err == nil && t.Spec.Status != model.TenantDeleted {
 		if _, err := activeUser(ctx, s.store, who); err == nil {
-			out = append(out, gin.H{"id": t.Meta.ID, "name": t.Meta.Name})
+			out = append(out, gin.H{"id": t.Meta.ID, "name": t.Spec.Name})
 		} else if refused := (*Error)(nil); !errors.As(err, &refused) {
 			fail(c, err, "user", who.userID)
 			return

@@ -672,16 +672,16 @@ func (s *Server) deleteUserRefreshTokens(ctx context.Context, tid, uid string) {
 }
 
 // removeUser is the users' onRemove: in the delete's transaction, the
-// user's subject marker and identity mappings go, and its tokens are
-// revoked at every server.
+// user's subject marker, identity mappings and group and project
+// memberships go, and its tokens are revoked at every server.
 func (s *Server) removeUser(ctx context.Context, tx store.Tx, o *store.Object) error {
 	if err := directory.ReleaseUser(ctx, tx, o.TenantID, o.ID); err != nil {
 		return err
 	}
-	// TODO(issue 14, groups): remove the user's group and project
-	// memberships here with removePrincipalMemberships(ctx, tx,
-	// o.TenantID, model.PrincipalKey(model.PrincipalUser, o.ID)) once
-	// admin/groups.go has it.
+	// The user leaves its groups and projects (groups.go).
+	if err := removePrincipalMemberships(ctx, tx, o.TenantID, model.PrincipalKey(model.PrincipalUser, o.ID)); err != nil {
+		return err
+	}
 	return s.revokeUserTokens(ctx, tx, o.TenantID, o.ID)
 }
 
