@@ -240,6 +240,9 @@ func (s *Server) readConfiguration(ctx context.Context, rd store.Reader, tid str
 			if err != nil {
 				return nil, fmt.Errorf("export %s %q: %w", k.kind, o.ID, err)
 			}
+			if item == nil {
+				continue // not the document's (a service account's client)
+			}
 			items = append(items, item)
 		}
 		doc.add(k.kind, items)
@@ -899,7 +902,8 @@ func (w configWriter) deleteMissing(kind string, want []*configObject, stored co
 	}
 	n := 0
 	for _, id := range slices.Sorted(maps.Keys(stored)) {
-		if keep[id] || kind == model.KindClient && w.keptGateways[stored[id].ParentID] && stored[id].ParentID != "" {
+		if keep[id] || kind == model.KindClient && w.keptGateways[stored[id].ParentID] && stored[id].ParentID != "" ||
+			kind == model.KindClient && isAccountClient(stored[id]) {
 			continue
 		}
 		o, err := w.tx.Delete(w.ctx, kind, w.tid, id, 0, false)

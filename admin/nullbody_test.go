@@ -29,11 +29,13 @@ func TestNullBodyIsRefused(t *testing.T) {
 	post("users", map[string]any{"id": "alice", "email": "alice@example.com"})
 
 	params := map[string]string{"tid": "acme", "sid": "pets", "api": "get-pet", "pid": "keyed", "scp": "read", "iid": "idp", "gw": "edge",
-		"aid": "default", "cid": "web", "claim": "mail", "uid": "alice"}
+		"aid": "default", "cid": "web", "claim": "mail", "uid": "alice", "said": "robot", "gid": "team"}
 	notJSON := map[string]bool{ // bodies that are not a JSON object
-		"/api/admin/:tid/services/:sid/apis/import/file": true, // multipart/form-data
-		"/api/admin/:tid/services/:sid/apis/import/text": true, // an OpenAPI document, JSON or YAML
-		"/api/admin/:tid/gateways/:gw/credentials":       true, // no body
+		"/api/admin/:tid/services/:sid/apis/import/file":               true, // multipart/form-data
+		"/api/admin/:tid/services/:sid/apis/import/text":               true, // an OpenAPI document, JSON or YAML
+		"/api/admin/:tid/gateways/:gw/credentials":                     true, // no body
+		"/api/admin/:tid/projects/:pid/members/users/:uid":             true, // no body
+		"/api/admin/:tid/projects/:pid/members/service-accounts/:said": true, // no body
 	}
 	checked := 0
 	for _, rt := range e.api.Routes() {

@@ -175,6 +175,43 @@ func addServiceAccountKinds(sch *resource.Scheme) {
 			},
 		},
 	})
+	keepAccountClientsOutOfDocuments(sch)
+}
+
+// keepAccountClientsOutOfDocuments makes the service accounts' clients
+// no part of the configuration document (service accounts are not in it
+// yet): export leaves them out, an import's replace does not delete them
+// (configuration.go), and a document client of the same id as one is
+// refused (it would lose its account).
+func keepAccountClientsOutOfDocuments(sch *resource.Scheme) {
+	api := apiOf(sch.MustKind(model.KindClient))
+	export, check := api.export, api.importCheck
+	api.export = func(o *store.Object) (any, error) {
+		if isAccountClient(o) {
+			return nil, nil
+		}
+		return export(o)
+	}
+	api.importCheck = func(want []*configObject, stored configState, merge bool) *Error {
+		for _, o := range want {
+			if cur := stored[o.obj.ID]; cur != nil && isAccountClient(cur) {
+				return fieldError(o.field+".client_id", "client %q is a service account's client, which configuration documents do not carry (it goes with its account)", o.obj.ID)
+			}
+		}
+		if check != nil {
+			return check(want, stored, merge)
+		}
+		return nil
+	}
+}
+
+// isAccountClient reports whether a stored client is a service
+// account's.
+func isAccountClient(o *store.Object) bool {
+	var spec struct {
+		ServiceAccountID string `json:"service_account_id"`
+	}
+	return o != nil && json.Unmarshal(o.Spec, &spec) == nil && spec.ServiceAccountID != ""
 }
 
 // loadServiceAccount reads an account and its groups.
