@@ -184,6 +184,16 @@ func TestProjects(t *testing.T) {
 		t.Fatalf("%d assignments after the user's delete, want 1 (the account's)", n)
 	}
 
+	// POST /projects/{pid}/users: a user, assigned to the project in the
+	// same write; an unknown project creates nothing.
+	d.refused(404, "", "POST", coll+"/nosuch/users", map[string]any{"email": "cy@example.com"})
+	d.refused(400, "email", "POST", coll+"/p2/users", map[string]any{"given_name": "Cy"})
+	cy := d.expect(d.do("POST", coll+"/p2/users", rootToken, map[string]any{"email": "cy@example.com", "given_name": "Cy"}), 201).json(t)
+	if got := projectIDs(t, d.expect(d.do("GET", "/api/admin/acme/users/"+cy["id"].(string)+"/projects", rootToken, nil), 200).json(t)); got != "p2" {
+		t.Fatalf("the projects of a user created in p2: %q", got)
+	}
+	d.expect(d.do("DELETE", "/api/admin/acme/users/"+cy["id"].(string), rootToken, nil), 204)
+
 	// A project's delete takes its assignments and group links.
 	d.expect(d.do("POST", "/api/admin/acme/groups", rootToken, map[string]any{"id": "g3", "name": "g3", "user_ids": []string{u1}}), 201)
 	d.expect(d.do("PUT", coll+"/p1", rootToken, map[string]any{"name": "one", "group_ids": []string{"g3"}}), 200)

@@ -93,6 +93,7 @@ func addProjectKinds(sch *resource.Scheme) {
 					adm.DELETE("/projects/:pid/members/"+m.path+"/:"+m.param, s.unassignProjectMember(m.typ, m.param))
 					adm.GET("/"+m.path+"/:"+m.param+"/projects", s.principalProjects(m.typ, m.param))
 				}
+				adm.POST("/projects/:pid/users", s.createProjectUser)
 			},
 		},
 	})
@@ -287,13 +288,11 @@ func (s *Server) assignProjectMember(typ, param string) gin.HandlerFunc {
 			return
 		}
 		principal := model.PrincipalKey(typ, id)
-		name := projectMemberName(pid, principal)
 		var (
 			m       *store.Typed[model.ProjectMemberSpec]
 			created bool
 		)
 		if !s.write(c, "project", pid, func(ctx context.Context, tx store.Tx) error {
-			created = false
 			if _, err := projectRepo.Get(ctx, tx, tid, pid); err != nil {
 				return err
 			}
@@ -301,20 +300,8 @@ func (s *Server) assignProjectMember(typ, param string) gin.HandlerFunc {
 				return err
 			}
 			var err error
-			if m, err = projectMemberRepo.Get(ctx, tx, tid, markerID(name)); err == nil {
-				return nil
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			m = &store.Typed[model.ProjectMemberSpec]{
-				Meta: store.Object{TenantID: tid, ID: markerID(name), Name: name, ParentID: principal, CreatedBy: actor(c)},
-				Spec: model.ProjectMemberSpec{ProjectID: pid, Principal: principal},
-			}
-			if err := projectMemberRepo.Create(ctx, tx, m); err != nil {
-				return err
-			}
-			created = true
-			return record(ctx, tx, c, tid, "create", model.KindProjectMember, m.Meta.ID)
+			m, created, err = putProjectMember(ctx, tx, c, tid, pid, principal)
+			return err
 		}) {
 			return
 		}
@@ -324,6 +311,45 @@ func (s *Server) assignProjectMember(typ, param string) gin.HandlerFunc {
 		}
 		respondObject(c, status, m.Meta.Revision, renderProjectMember(m))
 	}
+}
+
+// putProjectMember assigns principal to project pid in tx (created false:
+// it was already), recording the audit event of a new assignment.
+func putProjectMember(ctx context.Context, tx store.Tx, c *gin.Context, tid, pid, principal string) (*store.Typed[model.ProjectMemberSpec], bool, error) {
+	name := projectMemberName(pid, principal)
+	m, err := projectMemberRepo.Get(ctx, tx, tid, markerID(name))
+	if err == nil || !errors.Is(err, store.ErrNotFound) {
+		return m, false, err
+	}
+	m = &store.Typed[model.ProjectMemberSpec]{
+		Meta: store.Object{TenantID: tid, ID: markerID(name), Name: name, ParentID: principal, CreatedBy: actor(c)},
+		Spec: model.ProjectMemberSpec{ProjectID: pid, Principal: principal},
+	}
+	if err := projectMemberRepo.Create(ctx, tx, m); err != nil {
+		return nil, false, err
+	}
+	return m, true, record(ctx, tx, c, tid, "create", model.KindProjectMember, m.Meta.ID)
+}
+
+// createProjectUser answers POST /projects/{pid}/users (seed 001
+// CreateUserSpace): POST /users's user, assigned to the project in the
+// same transaction (404 when the project does not exist; nothing is
+// written then).
+func (s *Server) createProjectUser(c *gin.Context) {
+	pid, apiErr := objectIDParam(c, "pid")
+	if apiErr != nil {
+		abort(c, apiErr)
+		return
+	}
+	s.createUserThen(c, func(ctx context.Context, tx store.Tx, t *store.Typed[model.UserSpec]) error {
+		if _, err := projectRepo.Get(ctx, tx, t.Meta.TenantID, pid); errors.Is(err, store.ErrNotFound) {
+			return notFound("project", pid)
+		} else if err != nil {
+			return err
+		}
+		_, _, err := putProjectMember(ctx, tx, c, t.Meta.TenantID, pid, model.PrincipalKey(model.PrincipalUser, t.Meta.ID))
+		return err
+	})
 }
 
 // unassignProjectMember answers DELETE /projects/{pid}/members/{type}/{id}

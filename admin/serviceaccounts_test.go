@@ -541,7 +541,7 @@ func TestDirectoryRoutesAreTenantIsolated(t *testing.T) {
 			{"PATCH", a + "/projects/" + pid}, {"DELETE", a + "/projects/" + pid},
 			{"PUT", a + "/projects/" + pid + "/members/users/" + uid}, {"DELETE", a + "/projects/" + pid + "/members/users/" + uid},
 			{"PUT", a + "/projects/" + pid + "/members/service-accounts/" + said}, {"DELETE", a + "/projects/" + pid + "/members/service-accounts/" + said},
-			{"GET", a + "/users/" + uid + "/projects"}, {"GET", a + "/identities/" + uid},
+			{"GET", a + "/users/" + uid + "/projects"}, {"GET", a + "/identities/" + uid}, {"POST", a + "/projects/" + pid + "/users"},
 		}
 	}
 	before := d.dirState()

@@ -352,7 +352,12 @@ func (r *userRequest) validate(tid string, create bool) (*userInput, *Error) {
 }
 
 // createUser answers POST /users.
-func (s *Server) createUser(c *gin.Context) {
+func (s *Server) createUser(c *gin.Context) { s.createUserThen(c, nil) }
+
+// createUserThen is createUser with then (when set) run in the create's
+// transaction after the user is written (POST /projects/{pid}/users
+// assigns it to the project there).
+func (s *Server) createUserThen(c *gin.Context, then func(ctx context.Context, tx store.Tx, t *store.Typed[model.UserSpec]) error) {
 	tid := tenantID(c)
 	var req userRequest
 	if apiErr := decodeJSON(c, &req); apiErr != nil {
@@ -382,7 +387,13 @@ func (s *Server) createUser(c *gin.Context) {
 		if err := directory.CreateUser(ctx, tx, t); err != nil {
 			return userWriteError(err, &t.Spec)
 		}
-		return record(ctx, tx, c, tid, "create", model.KindUser, id)
+		if err := record(ctx, tx, c, tid, "create", model.KindUser, id); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(ctx, tx, t)
+		}
+		return nil
 	}) {
 		return
 	}
