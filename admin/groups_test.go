@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 )
 
@@ -37,8 +38,12 @@ func projectIDs(t *testing.T, m map[string]any) string {
 // TestGroups: members must exist (404 naming the element), be listed once
 // and be ids (400 naming it); names are unique; the markers follow every
 // write.
-func TestGroups(t *testing.T) {
-	d := newDirEnv(t)
+func TestGroups(t *testing.T) { testGroups(t, newDirEnv(t)) }
+
+// TestGroupsOnPostgres: the same on PostgreSQL (its parent-id index).
+func TestGroupsOnPostgres(t *testing.T) { testGroups(t, newDirEnvOn(t, testkit.PostgresStore(t))) }
+
+func testGroups(t *testing.T, d *dirEnv) {
 	u1 := d.createUser("ada@example.com", "Ada", "Lovelace")
 	u2 := d.createUser("bob@example.com", "Bob", "")
 	sa := d.createAccount(map[string]any{"name": "ci"})["id"].(string)
@@ -103,8 +108,12 @@ func TestGroups(t *testing.T) {
 // TestProjects: project rules, direct members, members through groups,
 // the projects of users and service accounts, and the cascades of
 // project, group and user deletes.
-func TestProjects(t *testing.T) {
-	d := newDirEnv(t)
+func TestProjects(t *testing.T) { testProjects(t, newDirEnv(t)) }
+
+// TestProjectsOnPostgres: the same on PostgreSQL (its parent-id index).
+func TestProjectsOnPostgres(t *testing.T) { testProjects(t, newDirEnvOn(t, testkit.PostgresStore(t))) }
+
+func testProjects(t *testing.T, d *dirEnv) {
 	u1 := d.createUser("ada@example.com", "Ada", "Lovelace")
 	u2 := d.createUser("bob@example.com", "Bob", "")
 	sa := d.createAccount(map[string]any{"name": "ci"})["id"].(string)

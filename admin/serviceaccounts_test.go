@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth"
 	serverkeys "github.com/gatehouse-dev/gatehouse/oauth/keys"
@@ -40,8 +41,14 @@ const ghPublic = "https://gh.example"
 
 func newDirEnv(t *testing.T) *dirEnv {
 	t.Helper()
+	return newDirEnvOn(t, nil)
+}
+
+// newDirEnvOn is newDirEnv on st (nil: a new embedded store).
+func newDirEnvOn(t *testing.T, st store.Store) *dirEnv {
+	t.Helper()
 	d := &dirEnv{}
-	d.env = newEnvWith(t, func(o *admin.Options) {
+	edit := func(o *admin.Options) {
 		p, err := oauth.New(oauth.Options{Store: o.Store, Keys: o.ServerKeys, PublicURL: o.PublicURL, CryptoKey: [32]byte{7, 7, 7}})
 		if err != nil {
 			t.Fatal(err)
@@ -51,7 +58,12 @@ func newDirEnv(t *testing.T) *dirEnv {
 		o.UserTokens = verify.UserAuth{Verifier: d.verifier}
 		mount := o.Mount
 		o.Mount = func(r gin.IRouter) { mount(r); p.Register(r) }
-	})
+	}
+	if st == nil {
+		d.env = newEnvWith(t, edit)
+	} else {
+		d.env = newEnvOnWith(t, st, edit)
+	}
 	d.createTenant("acme")
 	d.createTenant("other")
 	return d
@@ -336,7 +348,15 @@ func TestServiceAccountRefusals(t *testing.T) {
 // the client and revokes; reactivating lets it in again; deleting
 // revokes, deletes the client and leaves groups and projects.
 func TestServiceAccountRotateSuspendDelete(t *testing.T) {
-	d := newDirEnv(t)
+	serviceAccountRotateSuspendDelete(t, newDirEnv(t))
+}
+
+// The same on PostgreSQL (the markers and revocations on its indexes).
+func TestServiceAccountRotateSuspendDeleteOnPostgres(t *testing.T) {
+	serviceAccountRotateSuspendDelete(t, newDirEnvOn(t, testkit.PostgresStore(t)))
+}
+
+func serviceAccountRotateSuspendDelete(t *testing.T, d *dirEnv) {
 	gid := d.expect(d.do("POST", "/api/admin/acme/groups", rootToken, map[string]any{"name": "robots"}), 201).json(t)["id"].(string)
 	pid := d.expect(d.do("POST", "/api/admin/acme/projects", rootToken, map[string]any{"name": "p"}), 201).json(t)["id"].(string)
 	out := d.createAccount(map[string]any{"name": "ci", "group_ids": []string{gid}})
