@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -13,6 +14,10 @@ import (
 // {} had been sent), and nothing is written.
 func TestNullBodyIsRefused(t *testing.T) {
 	e := newEnv(t)
+	// As gatehouse serve does: /api/system/identity-providers are its.
+	if err := admin.EnsureSystemTenant(context.Background(), e.store); err != nil {
+		t.Fatal(err)
+	}
 	e.createTenant("acme")
 	post := func(kind string, body map[string]any) map[string]any {
 		t.Helper()
@@ -29,7 +34,8 @@ func TestNullBodyIsRefused(t *testing.T) {
 	post("users", map[string]any{"id": "alice", "email": "alice@example.com"})
 
 	params := map[string]string{"tid": "acme", "sid": "pets", "api": "get-pet", "pid": "keyed", "scp": "read", "iid": "idp", "gw": "edge",
-		"aid": "default", "cid": "web", "claim": "mail", "uid": "alice", "said": "robot", "gid": "team"}
+		"aid": "default", "cid": "web", "claim": "mail", "uid": "alice", "said": "robot", "gid": "team",
+		"idp": "corp", "invitation": "inv"}
 	notJSON := map[string]bool{ // bodies that are not a JSON object
 		"/api/admin/:tid/services/:sid/apis/import/file":               true, // multipart/form-data
 		"/api/admin/:tid/services/:sid/apis/import/text":               true, // an OpenAPI document, JSON or YAML
