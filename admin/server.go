@@ -282,6 +282,9 @@ func (s *Server) routes() *gin.Engine {
 
 	sys := e.Group("/api/system", s.authenticate, s.requireSystem)
 	adm := e.Group("/api/admin/:tid", s.authenticate, s.loadTenant)
+	// Custom logins are decided by the tenant's application (its own
+	// credential) or a system-wide principal (logins.go).
+	s.loginRoutes(e.Group("/api/system/:tid/logins", s.authenticate, s.loadTenant))
 	// Each resource file registers its own routes.
 	// Every registered kind's routes, then the routes that are no kind's.
 	for _, register := range []func(sys, adm *gin.RouterGroup){

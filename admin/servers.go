@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/gatehouse-dev/gatehouse/directory"
 	"github.com/gatehouse-dev/gatehouse/internal/field"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/passwords"
@@ -121,6 +123,7 @@ type serverSettings struct {
 	EnableDynamicClientRegistration bool            `json:"enable_dynamic_client_registration"`
 	UserPolicyID                    string          `json:"user_policy_id"`
 	DeveloperPolicyID               string          `json:"developer_policy_id"`
+	AutoProvisionUsers              bool            `json:"auto_provision_users"`
 }
 
 // serverRequest is the body of POST /servers and PUT /servers/{aid}.
@@ -158,6 +161,7 @@ type serverRequest struct {
 	EnableDynamicClientRegistration bool            `json:"enable_dynamic_client_registration"`
 	UserPolicyID                    string          `json:"user_policy_id"`
 	DeveloperPolicyID               string          `json:"developer_policy_id"`
+	AutoProvisionUsers              bool            `json:"auto_provision_users"`
 }
 
 // settings are the request's settings.
@@ -166,7 +170,8 @@ func (r *serverRequest) settings() *serverSettings {
 		AccessTokenTTL: r.AccessTokenTTL, IDTokenTTL: r.IDTokenTTL, RefreshTokenTTL: r.RefreshTokenTTL, CookieMaxAge: r.CookieMaxAge,
 		KeyActivationDelay: r.KeyActivationDelay, EnforcePKCE: r.EnforcePKCE, Profiles: r.Profiles, LogoURI: r.LogoURI,
 		AccessTokenStrategy: r.AccessTokenStrategy, SingleSessionPerClient: r.SingleSessionPerClient, Audiences: r.Audiences,
-		EnableDynamicClientRegistration: r.EnableDynamicClientRegistration, UserPolicyID: r.UserPolicyID, DeveloperPolicyID: r.DeveloperPolicyID}
+		EnableDynamicClientRegistration: r.EnableDynamicClientRegistration, UserPolicyID: r.UserPolicyID, DeveloperPolicyID: r.DeveloperPolicyID,
+		AutoProvisionUsers: r.AutoProvisionUsers}
 }
 
 // serverSettingsView are the settings as GET shows them.
@@ -186,6 +191,7 @@ type serverSettingsView struct {
 	SingleSessionPerClient          bool           `json:"single_session_per_client"`
 	Audiences                       []string       `json:"audiences"`
 	EnableDynamicClientRegistration bool           `json:"enable_dynamic_client_registration"`
+	AutoProvisionUsers              bool           `json:"auto_provision_users"`
 }
 
 func viewSettings(s *model.ServerSpec) serverSettingsView {
@@ -195,7 +201,7 @@ func viewSettings(s *model.ServerSpec) serverSettingsView {
 		RefreshTokenTTL: s.RefreshTokenTTL, CookieMaxAge: s.CookieMaxAge, KeyActivationDelay: s.KeyActivationDelay,
 		EnforcePKCE: s.EnforcePKCE, Profiles: nonNilStrings(s.Profiles), LogoURI: s.LogoURI,
 		AccessTokenStrategy: s.AccessTokenStrategy, SingleSessionPerClient: s.SingleSessionPerClient,
-		Audiences: nonNilStrings(s.Audiences),
+		Audiences: nonNilStrings(s.Audiences), AutoProvisionUsers: s.AutoProvisionUsers,
 	}
 }
 
@@ -338,6 +344,7 @@ func (r *serverSettings) spec() (model.ServerSpec, field.ErrorList) {
 		errs.Add(field.Invalid(field.NewPath("access_token_strategy"), "must be jwt or opaque, not %q", r.AccessTokenStrategy))
 	}
 	spec.SingleSessionPerClient = r.SingleSessionPerClient
+	spec.AutoProvisionUsers = r.AutoProvisionUsers
 	if len(r.Audiences) > maxAudiences {
 		errs.Add(field.Invalid(field.NewPath("audiences"), "at most %d audiences are allowed", maxAudiences))
 	}
@@ -946,9 +953,6 @@ func (s *Server) serverAPIs(c *gin.Context) {
 
 // ---- login methods (PUT/GET /servers/{aid}/authentications) ----
 
-// Login methods of part F: refused until directory and federation land.
-var laterLoginMethods = []string{"password", "oidc", "custom", "azure", "cognito"}
-
 // authenticationsBody is the server's login methods (seed Authentications):
 // the body of PUT …/authentications and what GET shows (users without
 // passwords).
@@ -956,22 +960,27 @@ type authenticationsBody struct {
 	Methods []authMethodBody `json:"methods"`
 }
 
-// authMethodBody is one login method on the wire. The sub-objects of the
-// methods of part F are accepted by the decoder only to be refused by
-// name.
+// authMethodBody is one login method on the wire: the sub-object of its
+// method and no other. The sub-objects other than static stay raw here
+// and are read by methodSettings, so that a setting Gatehouse does not
+// take (an upstream client given inline, azure's fetch_groups) is a 400
+// naming it and saying what to do instead.
 type authMethodBody struct {
-	ID                 string                `json:"id"`
-	Name               string                `json:"name,omitempty"`
-	Method             string                `json:"method"`
-	Disabled           bool                  `json:"disabled"`
-	Attributes         []model.AuthAttribute `json:"attributes"`
-	Mappings           []model.AuthMapping   `json:"mappings"`
-	Static             *staticLoginBody      `json:"static,omitempty"`
-	OIDC               json.RawMessage       `json:"oidc,omitempty"`
-	Custom             json.RawMessage       `json:"custom,omitempty"`
-	Azure              json.RawMessage       `json:"azure,omitempty"`
-	Cognito            json.RawMessage       `json:"cognito,omitempty"`
-	IdentityProviderID string                `json:"identity_provider_id,omitempty"`
+	ID         string                `json:"id"`
+	Name       string                `json:"name,omitempty"`
+	Method     string                `json:"method"`
+	Disabled   bool                  `json:"disabled"`
+	Attributes []model.AuthAttribute `json:"attributes"`
+	Mappings   []model.AuthMapping   `json:"mappings"`
+	Static     *staticLoginBody      `json:"static,omitempty"`
+	Password   json.RawMessage       `json:"password,omitempty"`
+	OIDC       json.RawMessage       `json:"oidc,omitempty"`
+	Custom     json.RawMessage       `json:"custom,omitempty"`
+	Azure      json.RawMessage       `json:"azure,omitempty"`
+	Cognito    json.RawMessage       `json:"cognito,omitempty"`
+	// IdentityProviderID is accepted beside oidc, azure and cognito as
+	// their identity_provider_id (the seed's reference form).
+	IdentityProviderID string `json:"identity_provider_id,omitempty"`
 }
 
 // staticLoginBody is a static login: users in the configuration.
@@ -989,32 +998,220 @@ type staticUserBody struct {
 	AuthenticationContext map[string]any `json:"authentication_context,omitempty"`
 }
 
+// The sub-objects of the methods of part F, as PUT takes and GET shows
+// them: password{hint} (the tenant's users, by email), oidc, azure and
+// cognito {identity_provider_id} (an identity provider of the tenant or
+// of the system tenant; azure's must be a Microsoft Entra ID issuer,
+// cognito's an Amazon Cognito user pool's), custom{login_url}.
+type (
+	passwordLoginBody struct {
+		Hint string `json:"hint,omitempty"`
+	}
+	idpLoginBody struct {
+		IdentityProviderID string `json:"identity_provider_id"`
+	}
+	customLoginBody struct {
+		LoginURL string `json:"login_url"`
+	}
+)
+
+// maxLoginURLLen bounds a custom method's login_url.
+const maxLoginURLLen = 2048
+
+// federatedMethods are the methods that log in at an identity provider.
+var federatedMethods = []string{model.LoginOIDC, model.LoginAzure, model.LoginCognito}
+
+// inlineProviderSettings are the seed's inline upstream settings of the
+// federated methods, refused with what to do instead: Gatehouse keeps
+// upstream clients (and their sealed secrets) as identity providers, one
+// place for their rules, shared by every method and server naming them.
+var inlineProviderSettings = map[string]struct {
+	keys []string
+	how  string
+}{
+	model.LoginOIDC: {[]string{"client_id", "client_secret", "issuer_url", "redirect_url", "scopes", "get_user_info"},
+		"create an identity provider (POST /api/admin/{tid}/identity-providers with issuer, client_id and client_secret) and name it in oidc.identity_provider_id"},
+	model.LoginAzure: {[]string{"tenant", "tenant_id", "client_id", "client_secret", "redirect_url", "scopes", "get_user_info"},
+		"create an identity provider of type microsoft whose issuer is https://login.microsoftonline.com/{tenant}/v2.0 and name it in azure.identity_provider_id"},
+	model.LoginCognito: {[]string{"client_id", "client_secret", "region", "user_pool_id", "pool_id", "domain", "redirect_url", "scopes", "get_user_info"},
+		"create an identity provider whose issuer is https://cognito-idp.{region}.amazonaws.com/{user_pool_id} and name it in cognito.identity_provider_id"},
+}
+
+// unsupportedProviderSettings are seed settings Gatehouse does not offer.
+var unsupportedProviderSettings = map[string]string{
+	"fetch_groups":         "not supported: groups come from the upstream ID token's claims (the identity provider's mappings), not from a directory API",
+	"only_security_groups": "not supported: groups come from the upstream ID token's claims (the identity provider's mappings), not from a directory API",
+}
+
+// rawObject renders v as a method's sub-object.
+func rawObject(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// methodBody is a stored method on the wire (static users without their
+// password hashes).
+func methodBody(m model.AuthenticationMethod) authMethodBody {
+	b := authMethodBody{ID: m.ID, Name: m.Name, Method: m.Method, Disabled: m.Disabled, Attributes: m.Attributes, Mappings: m.Mappings}
+	if m.Static != nil {
+		st := &staticLoginBody{Hint: m.Static.Hint, Users: make([]staticUserBody, 0, len(m.Static.Users))}
+		for _, u := range m.Static.Users {
+			st.Users = append(st.Users, staticUserBody{Username: u.Username, AuthenticationContext: u.AuthenticationContext})
+		}
+		b.Static = st
+	}
+	if m.Password != nil {
+		b.Password = rawObject(passwordLoginBody{Hint: m.Password.Hint})
+	}
+	if m.OIDC != nil {
+		raw := rawObject(idpLoginBody{IdentityProviderID: m.OIDC.IdentityProviderID})
+		switch m.Method {
+		case model.LoginAzure:
+			b.Azure = raw
+		case model.LoginCognito:
+			b.Cognito = raw
+		default:
+			b.OIDC = raw
+		}
+	}
+	if m.Custom != nil {
+		b.Custom = rawObject(customLoginBody{LoginURL: m.Custom.LoginURL})
+	}
+	return b
+}
+
 // viewAuthentications renders stored login methods (no password hashes).
 func viewAuthentications(methods []model.AuthenticationMethod) authenticationsBody {
 	out := authenticationsBody{Methods: make([]authMethodBody, 0, len(methods))}
 	for _, m := range methods {
-		b := authMethodBody{ID: m.ID, Name: m.Name, Method: m.Method, Disabled: m.Disabled,
-			Attributes: m.Attributes, Mappings: m.Mappings}
+		b := methodBody(m)
 		if b.Attributes == nil {
 			b.Attributes = []model.AuthAttribute{}
 		}
 		if b.Mappings == nil {
 			b.Mappings = []model.AuthMapping{}
 		}
-		if m.Static != nil {
-			st := &staticLoginBody{Hint: m.Static.Hint, Users: make([]staticUserBody, 0, len(m.Static.Users))}
-			for _, u := range m.Static.Users {
-				st.Users = append(st.Users, staticUserBody{Username: u.Username, AuthenticationContext: u.AuthenticationContext})
-			}
-			b.Static = st
-		}
 		out.Methods = append(out.Methods, b)
 	}
 	return out
 }
 
+// subObjects are the method sub-objects a body sets.
+func (m *authMethodBody) subObjects() []struct {
+	name string
+	set  bool
+} {
+	return []struct {
+		name string
+		set  bool
+	}{{model.LoginStatic, m.Static != nil}, {model.LoginPassword, len(m.Password) > 0}, {model.LoginOIDC, len(m.OIDC) > 0},
+		{model.LoginCustom, len(m.Custom) > 0}, {model.LoginAzure, len(m.Azure) > 0}, {model.LoginCognito, len(m.Cognito) > 0}}
+}
+
+// decodeSettings reads a method's sub-object raw into v, whose fields
+// are known; refused maps settings Gatehouse does not take to why. Every
+// problem names its field.
+func decodeSettings(p *field.Path, raw json.RawMessage, v any, known []string, refused map[string]string) field.ErrorList {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return field.ErrorList{field.Invalid(p, "must be an object")}
+	}
+	var errs field.ErrorList
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		switch {
+		case refused[k] != "":
+			errs.Add(field.Invalid(p.Child(k), "%s", refused[k]))
+		case !slices.Contains(known, k):
+			errs.Add(field.Invalid(p.Child(k), "unknown field (the settings are %s)", strings.Join(known, ", ")))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return field.ErrorList{field.Invalid(p.Child(te.Field), "must be a %s", te.Type.String())}
+		}
+		return field.ErrorList{field.Invalid(p, "%s", err.Error())}
+	}
+	return nil
+}
+
+// methodSettings checks the sub-object of a method of part F (password,
+// oidc, azure, cognito, custom) and returns it in its stored form (the
+// method's Password, OIDC or Custom).
+func methodSettings(p *field.Path, m *authMethodBody) (model.AuthenticationMethod, field.ErrorList) {
+	var (
+		out  model.AuthenticationMethod
+		errs field.ErrorList
+	)
+	switch m.Method {
+	case model.LoginPassword:
+		var b passwordLoginBody
+		errs.Extend(decodeSettings(p.Child("password"), m.Password, &b, []string{"hint"}, nil))
+		errs.Extend(textErrors(p.Child("password", "hint").String(), b.Hint, false, 1024))
+		out.Password = &model.PasswordLogin{Hint: b.Hint}
+	case model.LoginOIDC, model.LoginAzure, model.LoginCognito:
+		raw := map[string]json.RawMessage{model.LoginOIDC: m.OIDC, model.LoginAzure: m.Azure, model.LoginCognito: m.Cognito}[m.Method]
+		refused := maps.Clone(unsupportedProviderSettings)
+		inline := inlineProviderSettings[m.Method]
+		for _, k := range inline.keys {
+			refused[k] = "upstream settings are not given inline: " + inline.how
+		}
+		var b idpLoginBody
+		sub := p.Child(m.Method)
+		errs.Extend(decodeSettings(sub, raw, &b, []string{"identity_provider_id"}, refused))
+		id := b.IdentityProviderID
+		switch {
+		case id == "":
+			id = m.IdentityProviderID
+		case m.IdentityProviderID != "" && m.IdentityProviderID != id:
+			errs.Add(field.Invalid(p.Child("identity_provider_id"), "differs from %s.identity_provider_id; give one of them", m.Method))
+		}
+		switch {
+		case len(errs) > 0:
+		case id == "":
+			errs.Add(field.Required(sub.Child("identity_provider_id")))
+		case !model.ValidObjectID(id):
+			errs.Add(field.Invalid(sub.Child("identity_provider_id"), "invalid id %q (%s)", id, model.ObjectIDRule))
+		}
+		out.OIDC = &model.OIDCLogin{IdentityProviderID: id}
+	case model.LoginCustom:
+		var b customLoginBody
+		sub := p.Child("custom")
+		if len(m.Custom) == 0 || string(m.Custom) == "null" {
+			errs.Add(field.Required(sub))
+			break
+		}
+		errs.Extend(decodeSettings(sub, m.Custom, &b, []string{"login_url"}, nil))
+		switch {
+		case len(errs) > 0:
+		case b.LoginURL == "":
+			errs.Add(field.Required(sub.Child("login_url")))
+		case len(b.LoginURL) > maxLoginURLLen:
+			errs.Add(field.Invalid(sub.Child("login_url"), "must be at most %d characters", maxLoginURLLen))
+		default:
+			if msg := clientRedirectProblem(b.LoginURL); msg != "" {
+				errs.Add(field.Invalid(sub.Child("login_url"), "%s", msg))
+			}
+		}
+		out.Custom = &model.CustomLogin{LoginURL: b.LoginURL}
+	}
+	return out, errs
+}
+
 // authMethodErrors checks the login methods, field by field, without
-// the stored state (passwords left out are checked against it later).
+// the stored state (passwords left out are checked against it later, the
+// identity providers named by methodReferenceError).
 func authMethodErrors(root *field.Path, methods []authMethodBody) field.ErrorList {
 	var errs field.ErrorList
 	if len(methods) > maxAuthMethods {
@@ -1035,28 +1232,30 @@ func authMethodErrors(root *field.Path, methods []authMethodBody) field.ErrorLis
 		}
 		ids[m.ID] = true
 		errs.Extend(textErrors(p.Child("name").String(), m.Name, false, 256))
-		switch {
-		case m.Method == "":
+		switch m.Method {
+		case "":
 			errs.Add(field.Required(p.Child("method")))
 			continue
-		case slices.Contains(laterLoginMethods, m.Method):
-			errs.Add(field.Invalid(p.Child("method"), "%q: not supported until directory and federation (part F); use static", m.Method))
-			continue
-		case m.Method != model.LoginStatic:
-			errs.Add(field.Invalid(p.Child("method"), "unknown method %q (static; password, oidc, custom, azure and cognito come with part F)", m.Method))
+		case model.LoginStatic, model.LoginPassword, model.LoginOIDC, model.LoginCustom, model.LoginAzure, model.LoginCognito:
+		default:
+			errs.Add(field.Invalid(p.Child("method"), "unknown method %q (static, password, oidc, custom, azure or cognito)", m.Method))
 			continue
 		}
-		for _, other := range []struct {
-			name string
-			set  bool
-		}{{"oidc", len(m.OIDC) > 0}, {"custom", len(m.Custom) > 0}, {"azure", len(m.Azure) > 0}, {"cognito", len(m.Cognito) > 0},
-			{"identity_provider_id", m.IdentityProviderID != ""}} {
-			if other.set {
-				errs.Add(field.Invalid(p.Child(other.name), "is not a setting of method static"))
+		for _, other := range m.subObjects() {
+			if other.set && other.name != m.Method {
+				errs.Add(field.Invalid(p.Child(other.name), "is not a setting of method %s", m.Method))
 			}
+		}
+		if m.IdentityProviderID != "" && !slices.Contains(federatedMethods, m.Method) {
+			errs.Add(field.Invalid(p.Child("identity_provider_id"), "is not a setting of method %s", m.Method))
 		}
 		errs.Extend(attributeErrors(p, m.Attributes))
 		errs.Extend(mappingErrors(p, m.Mappings))
+		if m.Method != model.LoginStatic {
+			_, serrs := methodSettings(p, m)
+			errs.Extend(serrs)
+			continue
+		}
 		if m.Static == nil {
 			errs.Add(field.Required(p.Child("static")))
 			continue
@@ -1092,6 +1291,69 @@ func authMethodErrors(root *field.Path, methods []authMethodBody) field.ErrorLis
 		}
 	}
 	return errs
+}
+
+// methodReferenceError checks the identity providers stored methods
+// name: each must be a live identity provider of tenant tid or of the
+// system tenant (404 naming the field otherwise); azure's must have a
+// Microsoft Entra ID issuer (or be of type microsoft), cognito's an
+// Amazon Cognito user pool's issuer (400 otherwise). root names the list.
+func methodReferenceError(ctx context.Context, rd store.Reader, tid string, root *field.Path, methods []model.AuthenticationMethod) error {
+	for i, m := range methods {
+		if m.OIDC == nil {
+			continue
+		}
+		f := root.Index(i).Child(m.Method, "identity_provider_id").String()
+		idp, err := findIdentityProvider(ctx, rd, tid, m.OIDC.IdentityProviderID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return newError(http.StatusNotFound, httpapi.CodeNotFound,
+				fmt.Sprintf("%s: identity provider %q does not exist in tenant %q or the system tenant", f, m.OIDC.IdentityProviderID, tid),
+				map[string]any{"field": f, "kind": "identity provider", "id": m.OIDC.IdentityProviderID})
+		case err != nil:
+			return err
+		}
+		switch m.Method {
+		case model.LoginAzure:
+			if idp.Spec.Type != model.IdPMicrosoft && !azureIssuer(idp.Spec.Issuer) {
+				return fieldError(f, "identity provider %q (issuer %q) is not Microsoft Entra ID: its type must be microsoft or its issuer https://login.microsoftonline.com/{tenant}/v2.0", idp.Meta.ID, idp.Spec.Issuer)
+			}
+		case model.LoginCognito:
+			if !cognitoIssuer(idp.Spec.Issuer) {
+				return fieldError(f, "identity provider %q (issuer %q) is not an Amazon Cognito user pool: its issuer must be https://cognito-idp.{region}.amazonaws.com/{user_pool_id}", idp.Meta.ID, idp.Spec.Issuer)
+			}
+		}
+	}
+	return nil
+}
+
+// findIdentityProvider is the live identity provider id of tenant tid,
+// else of the system tenant, or store.ErrNotFound.
+func findIdentityProvider(ctx context.Context, rd store.Reader, tid, id string) (*store.Typed[model.IdentityProviderSpec], error) {
+	idp, err := directory.IdentityProviders.Get(ctx, rd, tid, id)
+	if errors.Is(err, store.ErrNotFound) && tid != model.SystemTenantID {
+		idp, err = directory.IdentityProviders.Get(ctx, rd, model.SystemTenantID, id)
+	}
+	return idp, err
+}
+
+// azureIssuer reports whether iss is a Microsoft Entra ID (v2.0) issuer.
+func azureIssuer(iss string) bool {
+	u, err := url.Parse(iss)
+	return err == nil && u.Scheme == "https" && u.Host == "login.microsoftonline.com" && strings.HasSuffix(u.Path, "/v2.0")
+}
+
+// cognitoIssuer reports whether iss is an Amazon Cognito user pool's
+// issuer (https://cognito-idp.{region}.amazonaws.com/{user_pool_id}).
+func cognitoIssuer(iss string) bool {
+	u, err := url.Parse(iss)
+	if err != nil || u.Scheme != "https" {
+		return false
+	}
+	region, ok := strings.CutPrefix(u.Host, "cognito-idp.")
+	region, ok2 := strings.CutSuffix(region, ".amazonaws.com")
+	pool := strings.TrimPrefix(u.Path, "/")
+	return ok && ok2 && region != "" && !strings.Contains(region, ".") && pool != "" && !strings.Contains(pool, "/")
 }
 
 func attributeErrors(p *field.Path, attrs []model.AuthAttribute) field.ErrorList {
@@ -1160,7 +1422,9 @@ func missingPasswords(methods []authMethodBody, stored map[[2]string]string) fie
 
 // storedMethods turns validated methods into their stored form: hashes
 // holds the new passwords' hashes by [i][j]; users without one keep
-// their stored hash.
+// their stored hash. The other methods keep their sub-object
+// (methodSettings): azure and cognito are stored with their oidc
+// reference, under their own method name.
 func storedMethods(methods []authMethodBody, hashes map[[2]int]string, stored map[[2]string]string) []model.AuthenticationMethod {
 	out := make([]model.AuthenticationMethod, 0, len(methods))
 	for i, m := range methods {
@@ -1175,6 +1439,10 @@ func storedMethods(methods []authMethodBody, hashes map[[2]int]string, stored ma
 				st.Users = append(st.Users, model.StaticUser{Username: u.Username, PasswordHash: h, AuthenticationContext: u.AuthenticationContext})
 			}
 			sm.Static = st
+		}
+		if m.Method != model.LoginStatic {
+			settings, _ := methodSettings(field.NewPath("methods").Index(i), &methods[i])
+			sm.Password, sm.OIDC, sm.Custom = settings.Password, settings.OIDC, settings.Custom
 		}
 		out = append(out, sm)
 	}
@@ -1216,6 +1484,10 @@ func (s *Server) putAuthentications(c *gin.Context) {
 		abort(c, apiErr)
 		return
 	}
+	if err := methodReferenceError(c.Request.Context(), s.store, tid, field.NewPath("methods"), storedMethods(req.Methods, nil, nil)); err != nil {
+		fail(c, err, "server", aid)
+		return
+	}
 	hashes := map[[2]int]string{}
 	for i, m := range req.Methods {
 		if m.Static == nil {
@@ -1248,6 +1520,9 @@ func (s *Server) putAuthentications(c *gin.Context) {
 		}
 		before := t.Spec.Authentications
 		t.Spec.Authentications = storedMethods(req.Methods, hashes, stored)
+		if err := methodReferenceError(ctx, tx, tid, field.NewPath("methods"), t.Spec.Authentications); err != nil {
+			return err
+		}
 		// Users removed, disabled or with a new password lose their
 		// tokens everywhere (gateways check them offline) in this write.
 		if err := s.revokeChangedUsers(ctx, tx, tid, aid, &t.Spec, before); err != nil {
@@ -1420,6 +1695,7 @@ type configServerItem struct {
 	EnableDynamicClientRegistration bool                         `json:"enable_dynamic_client_registration"`
 	UserPolicyID                    string                       `json:"user_policy_id"`
 	DeveloperPolicyID               string                       `json:"developer_policy_id"`
+	AutoProvisionUsers              bool                         `json:"auto_provision_users"`
 }
 
 // settings are the item's settings.
@@ -1428,7 +1704,8 @@ func (r *configServerItem) settings() *serverSettings {
 		AccessTokenTTL: r.AccessTokenTTL, IDTokenTTL: r.IDTokenTTL, RefreshTokenTTL: r.RefreshTokenTTL, CookieMaxAge: r.CookieMaxAge,
 		KeyActivationDelay: r.KeyActivationDelay, EnforcePKCE: r.EnforcePKCE, Profiles: r.Profiles, LogoURI: r.LogoURI,
 		AccessTokenStrategy: r.AccessTokenStrategy, SingleSessionPerClient: r.SingleSessionPerClient, Audiences: r.Audiences,
-		EnableDynamicClientRegistration: r.EnableDynamicClientRegistration, UserPolicyID: r.UserPolicyID, DeveloperPolicyID: r.DeveloperPolicyID}
+		EnableDynamicClientRegistration: r.EnableDynamicClientRegistration, UserPolicyID: r.UserPolicyID, DeveloperPolicyID: r.DeveloperPolicyID,
+		AutoProvisionUsers: r.AutoProvisionUsers}
 }
 
 // configServerOut is how a server is exported (configServerItem's
@@ -1477,14 +1754,7 @@ func configServerObject(_ *Server, in *configServerItem) (*configObject, *Error)
 	}
 	methods := make([]authMethodBody, 0, len(in.Authentications))
 	for _, m := range in.Authentications {
-		b := authMethodBody{ID: m.ID, Name: m.Name, Method: m.Method, Disabled: m.Disabled, Attributes: m.Attributes, Mappings: m.Mappings}
-		if m.Static != nil {
-			b.Static = &staticLoginBody{Hint: m.Static.Hint}
-			for _, u := range m.Static.Users {
-				b.Static.Users = append(b.Static.Users, staticUserBody{Username: u.Username, AuthenticationContext: u.AuthenticationContext})
-			}
-		}
-		methods = append(methods, b)
+		methods = append(methods, methodBody(m))
 	}
 	root := field.NewPath("authentications")
 	errs.Extend(authMethodErrors(root, methods))
