@@ -674,10 +674,11 @@ func printableText(s string, n int) string {
 // user is set); err is a store failure.
 func (p *Provider) resolveIdentity(ctx context.Context, rq *request, a *authRequest, idp *identityProvider,
 	ext *externalIdentity) (user *store.Typed[model.UserSpec], denial string, err error) {
-	// Hook for invitations (oauth/invitations.go): an auth request started
-	// from an invitation's accept link resolves the identity to the
-	// invitation's user instead of the rules below — when a.r carries the
-	// invitation key's hash, return p.acceptInvitation(...) here.
+	// An auth request started from an invitation's accept link resolves
+	// the identity to the invitation's user instead (invitations.go).
+	if a.r.InvitationKeyHash != "" {
+		return p.acceptInvitation(ctx, rq.tenantID, a.r.InvitationKeyHash, federatedInvitee(idp, ext))
+	}
 	tid := rq.tenantID
 	user, err = directory.UserByMapping(ctx, p.store, tid, idp.id(), ext.Subject)
 	switch {

@@ -231,6 +231,10 @@ func (p *Provider) handle(c *gin.Context) {
 	if p.cors(w, r, rq) {
 		return
 	}
+	if key, ok := strings.CutPrefix(rest, pathInvitations+"/"); ok {
+		p.serveInvitation(w, r, rq, key)
+		return
+	}
 	switch rest {
 	case pathOIDCDiscovery, pathOAuthDiscovery:
 		p.discovery(w, r, rq)

@@ -63,6 +63,11 @@ func (s *storage) client(ctx context.Context, id string) (*client, error) {
 		if t = s.p.consoleClient(rq); t == nil {
 			return nil, errUnknownClient
 		}
+	} else if id == invitationClientID {
+		// Built in on default servers (invitations.go), never stored.
+		if t = s.p.invitationClient(rq); t == nil {
+			return nil, errUnknownClient
+		}
 	} else {
 		t, err = rq.cfg.client(ctx, id)
 		switch {

@@ -140,6 +140,10 @@ type AuthRequest struct {
 	// Slot is the slot it holds while it waits for its login ("" once
 	// logged in).
 	Slot string `json:"slot,omitempty"`
+	// InvitationKeyHash is set on the auth requests an invitation's
+	// accept link starts (oauth/invitations.go): the login's identity
+	// resolution then accepts that invitation.
+	InvitationKeyHash string `json:"invitation_key_hash,omitempty"`
 }
 
 // Code is an issued authorization code (KindCodes, id = Hash(code)).
