@@ -235,6 +235,9 @@ func TestFederationMappedUser(t *testing.T) {
 		if amr, _ := claims["amr"].([]any); len(amr) != 2 || amr[0] != "pwd" {
 			t.Errorf("ID token amr %v: want the upstream's", claims["amr"])
 		}
+		if claims["acr"] != "urn:upstream:strong" {
+			t.Errorf("ID token acr %v: want the upstream's", claims["acr"])
+		}
 		at := decodeJWT(t, tok.AccessToken)
 		if at["sub"] != bob || at["email"] != "bob@corp.example" {
 			t.Errorf("access token sub %v email %v: want the user's id and directory email", at["sub"], at["email"])
@@ -636,4 +639,32 @@ func TestFederationGatehouseUpstream(t *testing.T) {
 			t.Fatalf("aud %v", idt.Audience)
 		}
 	})
+}
+
+// TestFederationChooserPassword: with a password method beside an
+// identity provider, an email of the tenant's domains (no provider_id)
+// and one nothing claims go to the password form, the email filled in;
+// the provider's domain still goes upstream.
+func TestFederationChooserPassword(t *testing.T) {
+	e := newFedEnv(t, testkit.Store(t), false)
+	corp := newFakeOP(t, fedClientID, fedSecret)
+	e.fakeIdP("acme", "corp", corp, func(s *model.IdentityProviderSpec) { s.Domains = []string{"corp.example"} })
+	testkit.Edit(t, e.st, model.KindTenant, "", "acme", func(s *model.TenantSpec) { s.Domains = []string{"acme.example"} })
+	e.methods("acme", "default", false, model.AuthenticationMethod{ID: "pw", Method: model.LoginPassword, Password: &model.PasswordLogin{}},
+		oidcMethod("corp-login", "corp"))
+	r := e.rp("acme", "default", "web", webSecret, webRedirect)
+	for _, email := range []string{"ann@acme.example", "ann@elsewhere.example"} {
+		c := e.browser()
+		page := e.follow(c, http.MethodGet, r.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), nil, webRedirect)
+		res := e.choose(c, page, url.Values{"email": {email}}, webRedirect)
+		_, fields, ok := browser.Form(res.body)
+		if res.status != http.StatusOK || !ok || fields.Get("method") != "pw" || fields.Get("email") != email || !fields.Has("password") {
+			t.Fatalf("%s: %d %s (want the password form with the email)", email, res.status, res.body)
+		}
+	}
+	c := e.browser()
+	page := e.follow(c, http.MethodGet, r.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), nil, webRedirect)
+	if res := e.choose(c, page, url.Values{"email": {"ann@corp.example"}}, corp.srv.URL); res.callback == nil {
+		t.Fatalf("the identity provider's domain beside a password method: %d %s", res.status, res.body)
+	}
 }

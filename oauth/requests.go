@@ -69,7 +69,7 @@ func newAuthRequest(r *grants.AuthRequest, c *client) *authRequest {
 }
 
 func (a *authRequest) GetID() string          { return a.r.ID }
-func (a *authRequest) GetACR() string         { return "" }
+func (a *authRequest) GetACR() string         { return claimString(a.r.AuthContext, "acr") } // a federated login's upstream acr
 func (a *authRequest) GetAMR() []string       { return a.r.AMR }
 func (a *authRequest) GetAuthTime() time.Time { return a.r.AuthTime }
 func (a *authRequest) GetClientID() string    { return a.r.ClientID }
