@@ -283,7 +283,7 @@ func (p *Provider) openSeed(tid, uid, sealed string) (string, error) {
 
 // totpIssuer is the issuer label of enrolments: the tenant's name.
 func totpIssuer(rq *request) string {
-	if n := rq.cfg.tenant.Meta.Name; n != "" {
+	if n := rq.cfg.tenant.Spec.Name; n != "" {
 		return n
 	}
 	return rq.tenantID
