@@ -63,6 +63,17 @@ func detailsField(t *testing.T, r resp) string {
 	return f
 }
 
+func init() {
+	// No user fixture: what keeps a provider from being deleted is a
+	// tenant's provider_id (TestSystemIdentityProviders).
+	fixtures[model.KindIdentityProvider] = kindFixture{
+		create: func(i int) map[string]any {
+			return map[string]any{"id": fmt.Sprintf("c%d", i), "name": fmt.Sprintf("conf-%d", i), "type": "google", "client_id": "c"}
+		},
+		sameName: map[string]any{"id": "dup", "name": "conf-0", "type": "google", "client_id": "c"},
+	}
+}
+
 const idpSecret = "upstream-Secret-0123456789-abcdef"
 
 func oidcIdP(name string) map[string]any {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 
 	"github.com/gatehouse-dev/gatehouse/directory"
 	"github.com/gatehouse-dev/gatehouse/internal/field"
@@ -37,6 +36,8 @@ const maxInvitationURL = 2048
 
 // invitationRequest is the body of POST …/invitations.
 type invitationRequest struct {
+	// ID is optional (generated when left out).
+	ID                   string `json:"id"`
 	InvitedEmailAddress  string `json:"invited_email_address"`
 	InvitationURL        string `json:"invitation_url"`
 	TargetUserIdentityID string `json:"target_user_identity_id"`
@@ -77,8 +78,10 @@ func addInvitationKinds(sch *resource.Scheme) {
 	k := &resource.Kind{Name: model.KindInvitation, Singular: "invitation"}
 	k.API = &kindAPI{
 		param: "invitation", current: typedCurrent(directory.Invitations, renderInvitation),
-		list:   (*Server).listInvitations,
-		get:    func(s *Server, c *gin.Context) { getKind(s, c, directory.Invitations, "invitation", k.Singular, renderInvitation) },
+		list: (*Server).listInvitations,
+		get: func(s *Server, c *gin.Context) {
+			getKind(s, c, directory.Invitations, "invitation", k.Singular, renderInvitation)
+		},
 		create: (*Server).createInvitation,
 		routes: func(s *Server, _, adm *gin.RouterGroup) {
 			for _, action := range []string{directory.InvitationAccept, directory.InvitationDecline, directory.InvitationRevoke} {
@@ -156,6 +159,10 @@ func (s *Server) createInvitation(c *gin.Context) {
 		return
 	}
 	var errs field.ErrorList
+	id, idErr := newObjectID("id", req.ID)
+	if idErr != nil {
+		errs.Extend(idErr.Fields())
+	}
 	errs.Extend(emailErrors(field.NewPath("invited_email_address"), req.InvitedEmailAddress))
 	errs.Extend(invitationURLErrors(req.InvitationURL))
 	if req.TargetUserIdentityID != "" && !model.ValidObjectID(req.TargetUserIdentityID) {
@@ -175,7 +182,7 @@ func (s *Server) createInvitation(c *gin.Context) {
 	}
 	now := time.Now().UTC()
 	t := &store.Typed[model.InvitationSpec]{
-		Meta: store.Object{TenantID: tid, ID: uuid.NewString(), Name: hash, CreatedBy: actor(c)},
+		Meta: store.Object{TenantID: tid, ID: id, Name: hash, CreatedBy: actor(c)},
 		Spec: model.InvitationSpec{InvitedEmailAddress: strings.TrimSpace(req.InvitedEmailAddress), InvitationURL: req.InvitationURL,
 			TargetUserIdentityID: req.TargetUserIdentityID, Expiration: now.Add(model.InvitationTTL), KeyHash: hash},
 	}

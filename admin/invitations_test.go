@@ -22,6 +22,16 @@ import (
 	"github.com/gatehouse-dev/gatehouse/store"
 )
 
+func init() {
+	fixtures[model.KindInvitation] = kindFixture{
+		create: func(i int) map[string]any {
+			return map[string]any{"id": fmt.Sprintf("c%d", i), "invited_email_address": fmt.Sprintf("conf-%d@example.com", i),
+				"invitation_url": "https://app.example/join"}
+		},
+		answersOnly: true,
+	}
+}
+
 // invitationKey is the key the create answer's invitation_url carries.
 func invitationKey(t *testing.T, m map[string]any) string {
 	t.Helper()
