@@ -745,8 +745,8 @@ func (s *Server) createClient(c *gin.Context) {
 		if idErr == nil {
 			id, idErr = newObjectID("client_id", id)
 		}
-		if idErr == nil && id == model.ConsoleClientID {
-			idErr = reservedConsoleClientID()
+		if idErr == nil {
+			idErr = reservedClientID(id)
 		}
 		spec, apiErr := req.clientSpec(s, tid)
 		var errs field.ErrorList
@@ -788,6 +788,19 @@ func (s *Server) createClient(c *gin.Context) {
 // its place or its name.
 func reservedConsoleClientID() *Error {
 	return fieldError("client_id", "%q is reserved for the web console's built-in client of the admin servers; choose another id", model.ConsoleClientID)
+}
+
+// reservedClientID refuses the ids of the provider's built-in clients:
+// the console's, and model.InvitationClientID (the default servers'
+// invitation sign-ins). nil for any other id.
+func reservedClientID(id string) *Error {
+	switch id {
+	case model.ConsoleClientID:
+		return reservedConsoleClientID()
+	case model.InvitationClientID:
+		return fieldError("client_id", "%q is reserved for the built-in client of the default servers' invitation sign-ins; choose another id", id)
+	}
+	return nil
 }
 
 // requestedID is the id the body names ("" none): client_id or id.
@@ -1023,8 +1036,8 @@ func importClient(s *Server, raw json.RawMessage) (*configObject, *Error) {
 		return nil, missingField("client_id")
 	case !model.ValidObjectID(in.ClientID):
 		return nil, fieldError("client_id", "invalid id %q (%s)", in.ClientID, model.ObjectIDRule)
-	case in.ClientID == model.ConsoleClientID:
-		return nil, reservedConsoleClientID()
+	case reservedClientID(in.ClientID) != nil:
+		return nil, reservedClientID(in.ClientID)
 	}
 	spec, apiErr := in.clientSpec(s, "")
 	if apiErr != nil {

@@ -184,6 +184,12 @@ func TestInvitationCreateRefusals(t *testing.T) {
 		}
 	}
 	e.requireIdPStateUnchanged(t, before, "refused creates changed the store", "acme", "other")
+	// The key flow's built-in client id is no stored client's.
+	if r := e.do("POST", "/api/admin/acme/clients", rootToken, map[string]any{"client_id": model.InvitationClientID,
+		"authorization_server_id": "default", "grant_types": []string{"client_credentials"}}); r.status != 400 || detailsField(t, r) != "client_id" {
+		t.Errorf("a client with the invitations' built-in id: %d %s", r.status, r.body)
+	}
+	e.requireIdPStateUnchanged(t, before, "a refused client changed the store", "acme", "other")
 	// No PUT or PATCH: invitations change only by their answers.
 	id := e.expect(e.do("POST", base, rootToken, ok), 201).json(t)["id"].(string)
 	for _, method := range []string{"PUT", "PATCH"} {

@@ -246,6 +246,11 @@ const (
 	InvitationRevoked  InvitationState = "Revoked"
 )
 
+// InvitationClientID is the built-in client of every tenant's default
+// server whose sign-ins accept invitations (oauth/invitations.go): not
+// stored, and refused as the id of a stored client.
+const InvitationClientID = "gatehouse-invitations"
+
 // InvitationTTL is how long an invitation stays open.
 const InvitationTTL = 7 * 24 * time.Hour
 

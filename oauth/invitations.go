@@ -54,7 +54,7 @@ const invitationDone = "done"
 
 // invitationClientID is the default servers' built-in client of the
 // invitation sign-ins.
-const invitationClientID = "gatehouse-invitations"
+const invitationClientID = model.InvitationClientID
 
 // invitationClientUID is its UID (never re-created, never changes).
 const invitationClientUID = "builtin:" + invitationClientID
