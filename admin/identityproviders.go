@@ -569,32 +569,59 @@ func uniqueIdPDomains(ctx context.Context, tx store.Tx, t *store.Typed[model.Ide
 	return nil
 }
 
-// idpDeletable refuses deleting an identity provider a tenant logs in
-// with (its provider_id): the tenant's own, or, for a system-wide
-// provider, any tenant whose provider_scope is global.
+// idpDeletable refuses deleting an identity provider in use (409
+// in_use): named as a tenant's provider_id (the tenant's own provider;
+// for a system-wide one, by a tenant whose provider_scope is global), or
+// by a login method of a server that resolves to it (the owner's
+// servers; for a system-wide one, those of every tenant without a
+// provider of the same id of its own).
 func idpDeletable(ctx context.Context, tx store.Tx, o *store.Object) error {
-	var users []string
+	tenants := []string{o.TenantID}
 	if o.TenantID == model.SystemTenantID {
 		all, err := tenantRepo.ListAll(ctx, tx, store.Query{})
 		if err != nil {
 			return err
 		}
+		tenants = tenants[:0]
 		for _, t := range all {
-			if t.Spec.ProviderID == o.ID && t.Spec.ProviderScope == providerScopeGlobal {
-				users = append(users, t.Meta.ID)
-			}
+			tenants = append(tenants, t.Meta.ID)
 		}
-	} else {
-		t, err := tenantRepo.Get(ctx, tx, "", o.TenantID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+	}
+	users := map[string][]string{}
+	for _, tid := range tenants {
+		t, err := tenantRepo.Get(ctx, tx, "", tid)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
 			return err
 		}
-		if err == nil && t.Spec.ProviderID == o.ID && t.Spec.ProviderScope != providerScopeGlobal {
-			users = append(users, t.Meta.ID)
+		if tid != o.TenantID {
+			// A tenant's own provider of the same id shadows the system's.
+			if _, err := directory.IdentityProviders.Get(ctx, tx, tid, o.ID); err == nil {
+				continue
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if global := t.Spec.ProviderScope == providerScopeGlobal; t.Spec.ProviderID == o.ID && global == (o.TenantID == model.SystemTenantID) {
+			users["tenants"] = append(users["tenants"], tid)
+		}
+		servers, err := serverRepo.ListAll(ctx, tx, store.Query{TenantID: tid})
+		if err != nil {
+			return err
+		}
+		for _, srv := range servers {
+			for _, m := range srv.Spec.Authentications {
+				if m.OIDC != nil && m.OIDC.IdentityProviderID == o.ID {
+					users["servers"] = append(users["servers"], tid+"/"+srv.Meta.ID)
+					break
+				}
+			}
 		}
 	}
 	if len(users) > 0 {
-		return inUse("identity provider", o.ID, map[string][]string{"tenants": users})
+		return inUse("identity provider", o.ID, users)
 	}
 	return nil
 }

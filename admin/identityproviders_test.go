@@ -484,6 +484,14 @@ func TestSystemIdentityProviders(t *testing.T) {
 	ten = e.expect(e.do("GET", "/api/system/tenants/acme", rootToken, nil), 200).json(t)
 	ten["provider_id"] = ""
 	e.expect(e.do("PUT", "/api/system/tenants/acme", rootToken, ten), 200)
+	// A login method of any tenant's server that uses it: 409 too.
+	e.expect(e.do("PUT", "/api/admin/acme/servers/default/authentications", rootToken, map[string]any{"methods": []any{
+		map[string]any{"id": "g", "method": "oidc", "oidc": map[string]any{"identity_provider_id": id}}}}), 200)
+	r := e.do("DELETE", base+"/"+id, rootToken, nil)
+	if r.status != 409 || !strings.Contains(string(r.body), "acme/default") {
+		t.Fatalf("delete a provider a server logs in with: %d %s", r.status, r.body)
+	}
+	e.expect(e.do("PUT", "/api/admin/acme/servers/default/authentications", rootToken, map[string]any{"methods": []any{}}), 200)
 	e.expect(e.do("DELETE", base+"/"+id, rootToken, nil), 204)
 	e.expect(e.do("GET", base+"/"+id, rootToken, nil), 404)
 }
@@ -520,4 +528,20 @@ func TestIdentityProviderIsolation(t *testing.T) {
 		t.Fatalf("acme's provider under other: %d %s", r.status, r.body)
 	}
 	e.requireIdPStateUnchanged(t, before, "foreign requests changed the store", "acme", "other")
+}
+
+// A provider a login method of one of the tenant's servers uses cannot
+// be deleted (409 in_use naming the server); nothing changes.
+func TestIdentityProviderInUseByServer(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	id := e.expect(e.do("POST", "/api/admin/acme/identity-providers", rootToken, oidcIdP("corp")), 201).json(t)["id"].(string)
+	e.expect(e.do("PUT", "/api/admin/acme/servers/default/authentications", rootToken, map[string]any{"methods": []any{
+		map[string]any{"id": "corp-login", "method": "oidc", "oidc": map[string]any{"identity_provider_id": id}}}}), 200)
+	before := e.idpState("acme")
+	r := e.do("DELETE", "/api/admin/acme/identity-providers/"+id, rootToken, nil)
+	if r.status != 409 || r.errorCode(t) != httpapi.CodeInUse || !strings.Contains(string(r.body), "acme/default") {
+		t.Fatalf("delete a provider in use: %d %s", r.status, r.body)
+	}
+	e.requireIdPStateUnchanged(t, before, "a refused delete changed the store", "acme")
 }
