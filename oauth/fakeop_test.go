@@ -44,6 +44,8 @@ type fakeOP struct {
 	idTokenIssuer string
 	nonce         string
 	deny          bool
+	// pad adds that many bytes to the discovery document.
+	pad int
 	// authorizations are the query strings /authorize was sent; tokenForms
 	// the token requests' forms and tokenAuth their Authorization headers.
 	authorizations []url.Values
@@ -102,7 +104,10 @@ func writeJSONTest(w http.ResponseWriter, status int, v any) {
 
 func (f *fakeOP) discovery(w http.ResponseWriter, _ *http.Request) {
 	f.discoveryHits.Add(1)
-	writeJSONTest(w, 200, map[string]any{
+	f.mu.Lock()
+	pad := f.pad
+	f.mu.Unlock()
+	writeJSONTest(w, 200, map[string]any{"padding": strings.Repeat("x", pad),
 		"issuer": f.issuer, "authorization_endpoint": f.srv.URL + "/authorize", "token_endpoint": f.srv.URL + "/token",
 		"userinfo_endpoint": f.srv.URL + "/userinfo", "jwks_uri": f.srv.URL + "/jwks",
 		"response_types_supported": []string{"code"}, "subject_types_supported": []string{"public"},

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse-dev/gatehouse/directory"
+	"github.com/gatehouse-dev/gatehouse/internal/netguard"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/internal/testkit/browser"
@@ -471,9 +472,9 @@ func TestFederationPrivateURLsRefused(t *testing.T) {
 	if _, err := newIdPHTTPClient(false).Get(up.srv.URL + "/.well-known/openid-configuration"); err == nil || !strings.Contains(err.Error(), "https is required") {
 		t.Fatalf("plain http without the flag: %v", err)
 	}
-	var ng interface{ Error() string }
+	var ng *netguard.Error
 	_, err := newIdPHTTPClient(false).Get(strings.Replace(up.srv.URL, "http://", "https://", 1))
-	if err == nil || !errors.As(err, &ng) || !strings.Contains(err.Error(), "loopback") {
+	if !errors.As(err, &ng) || ng.Kind != "loopback" {
 		t.Fatalf("https to loopback without the flag: %v", err)
 	}
 }
@@ -666,5 +667,25 @@ func TestFederationChooserPassword(t *testing.T) {
 	page := e.follow(c, http.MethodGet, r.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), nil, webRedirect)
 	if res := e.choose(c, page, url.Values{"email": {"ann@corp.example"}}, corp.srv.URL); res.callback == nil {
 		t.Fatalf("the identity provider's domain beside a password method: %d %s", res.status, res.body)
+	}
+}
+
+// TestFederationResponseCap: an identity provider's answer over 1 MiB
+// (here its discovery document) is refused.
+func TestFederationResponseCap(t *testing.T) {
+	e := newFedEnv(t, testkit.Store(t), false)
+	up := newFakeOP(t, fedClientID, fedSecret)
+	up.set(func(f *fakeOP) { f.pad = maxIdPResponseBytes })
+	e.fakeIdP("acme", "corp", up, nil)
+	e.methods("acme", "default", true, oidcMethod("m", "corp"))
+	r := e.rp("acme", "default", "web", webSecret, webRedirect)
+	res := e.follow(e.browser(), http.MethodGet, r.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), nil, webRedirect)
+	if res.status != http.StatusBadGateway || res.wentTo(up.srv.URL) || up.discoveryHits.Load() != 1 {
+		t.Fatalf("an oversized discovery document: %d %s (hits %d)", res.status, res.body, up.discoveryHits.Load())
+	}
+	up.set(func(f *fakeOP) { f.pad = 0 })
+	res = e.follow(e.browser(), http.MethodGet, r.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), nil, webRedirect)
+	if !res.wentTo(up.srv.URL) {
+		t.Fatalf("the same provider with a normal document: %d %s", res.status, res.body)
 	}
 }
