@@ -689,3 +689,33 @@ func TestFederationResponseCap(t *testing.T) {
 		t.Fatalf("the same provider with a normal document: %d %s", res.status, res.body)
 	}
 }
+
+// TestFederationGitHub: a github identity provider (OAuth 2.0, no ID
+// token) signs in by its user endpoint: the numeric id is the upstream
+// sub, its email is not taken as verified, and no openid scope is asked.
+func TestFederationGitHub(t *testing.T) {
+	e := newFedEnv(t, testkit.Store(t), false)
+	ctx := context.Background()
+	up := newFakeOP(t, fedClientID, fedSecret)
+	up.set(func(f *fakeOP) { f.userinfo = map[string]any{"id": 4242, "login": "octo", "email": "octo@gh.example"} })
+	e.idp("acme", "gh", fedSecret, model.IdentityProviderSpec{Type: model.IdPGitHub, Issuer: "https://github.com", ClientID: fedClientID,
+		AuthorizationEndpoint: up.srv.URL + "/authorize", TokenEndpoint: up.srv.URL + "/token", UserInfoEndpoint: up.srv.URL + "/userinfo",
+		LinkByEmail: true, Active: true})
+	e.dirUser("acme", "octo@gh.example", model.UserActive) // not linked: the email is not verified
+	e.methods("acme", "default", false, oidcMethod("gh-login", "gh"))
+	r := e.rp("acme", "default", "web", webSecret, webRedirect)
+	res := e.follow(e.browser(), http.MethodGet, r.conf.AuthCodeURL("rp-state", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), nil, webRedirect)
+	if errorAt(res) != "access_denied" {
+		t.Fatalf("a github email linked: %+v", res)
+	}
+	if q := up.lastAuthorization(); q.Get("scope") != "read:user user:email" {
+		t.Fatalf("github scopes %q", q.Get("scope"))
+	}
+	up.set(func(f *fakeOP) { f.userinfo["email"] = "octo@new.example" })
+	testkit.Edit(t, e.st, model.KindServer, "acme", "default", func(s *model.ServerSpec) { s.AutoProvisionUsers = true })
+	idt, _ := r.fedLogin(e.browser())
+	u, err := directory.UserByMapping(ctx, e.st, "acme", "gh", "4242")
+	if err != nil || u.Meta.ID != idt.Subject || u.Spec.PreferredUsername != "octo" || u.Spec.EmailVerified || u.Spec.Email != "octo@new.example" {
+		t.Fatalf("the github user: %+v, %v", u, err)
+	}
+}
