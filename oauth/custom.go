@@ -1,7 +1,11 @@
 package oauth
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -36,19 +40,8 @@ func (p *Provider) startCustom(w http.ResponseWriter, r *http.Request, rq *reque
 		writeErrorPage(w, http.StatusServiceUnavailable, "method: the login_url of login method "+m.ID+" is not a URL; ask the server's administrator.")
 		return
 	}
-	id, err := grants.NewID()
+	l, err := p.customLogin(ctx, rq, a, m)
 	if err != nil {
-		p.serverError(w, "start a custom login", err)
-		return
-	}
-	state, err := grants.NewSecret()
-	if err != nil {
-		p.serverError(w, "start a custom login", err)
-		return
-	}
-	l := &grants.CustomLogin{ID: id, ServerID: rq.serverID, MethodID: m.ID, AuthRequestID: a.r.ID, ClientID: a.r.ClientID,
-		State: state, CreatedAt: p.now().UTC(), ExpiresAt: a.r.ExpiresAt}
-	if err := p.records.PutCustomLogin(ctx, rq.tenantID, l); err != nil {
 		if errors.Is(err, grants.ErrExpired) {
 			writeErrorPage(w, http.StatusBadRequest, "auth_request: expired; go back to the application and sign in again.")
 			return
@@ -57,14 +50,38 @@ func (p *Provider) startCustom(w http.ResponseWriter, r *http.Request, rq *reque
 		return
 	}
 	q := target.Query()
-	q.Set("login_id", id)
-	q.Set("login_state", state)
+	q.Set("login_id", l.ID)
+	q.Set("login_state", l.State)
 	if a.r.LoginHint != "" {
 		q.Set("login_hint", a.r.LoginHint)
 	}
 	target.RawQuery = q.Encode()
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target.String(), http.StatusSeeOther)
+}
+
+// customLogin is the custom login of auth request a by method m: one
+// per auth request and method (its id a MAC of both, so showing the
+// login page again writes nothing new), made on first use.
+func (p *Provider) customLogin(ctx context.Context, rq *request, a *authRequest, m *model.AuthenticationMethod) (*grants.CustomLogin, error) {
+	mac := hmac.New(sha256.New, p.csrfKey)
+	mac.Write([]byte("custom-login\x00" + a.r.ID + "\x00" + m.ID))
+	id := hex.EncodeToString(mac.Sum(nil)[:16])
+	if l, err := p.records.CustomLogin(ctx, rq.tenantID, id); err == nil && l.AuthRequestID == a.r.ID && l.ServerID == rq.serverID {
+		return l, nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	state, err := grants.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	l := &grants.CustomLogin{ID: id, ServerID: rq.serverID, MethodID: m.ID, AuthRequestID: a.r.ID, ClientID: a.r.ClientID,
+		State: state, CreatedAt: p.now().UTC(), ExpiresAt: a.r.ExpiresAt}
+	if err := p.records.PutCustomLogin(ctx, rq.tenantID, l); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // customCallback is GET {issuer}/login/custom/callback.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/grants"
+	"github.com/gatehouse-dev/gatehouse/store"
 )
 
 const appLogin = "https://app.example.com/login"
@@ -47,6 +48,16 @@ func (e *localEnv) callback(tid string, app *url.URL, state string) string {
 	return e.issuer(tid, "default") + "/login/custom/callback?" + q.Encode()
 }
 
+// listState lists a tenant's runtime state of a kind.
+func (e *localEnv) listState(kind, tid string) []*store.StateEntry {
+	e.t.Helper()
+	entries, err := e.st.ListState(context.Background(), kind, tid)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return entries
+}
+
 // The custom method: the browser goes to the application with a login
 // id and state; the application's acceptance logs the user in through
 // the callback, for the browser that started the authorization only and
@@ -62,6 +73,17 @@ func TestCustomLogin(t *testing.T) {
 		r := e.rp("acme", "default", "web", webSecret, webRedirect)
 		app := e.customStart(r, v)
 		state := app.Query().Get("login_state")
+		// The login page again: the same login, nothing new stored.
+		l, err := grants.NewRecords(e.st, nil).CustomLogin(context.Background(), "acme", app.Query().Get("login_id"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		logins := len(e.listState(grants.KindCustomLogins, "acme"))
+		if again := e.walk(r.browser, http.MethodGet, e.issuer("acme", "default")+"/login?auth_request="+l.AuthRequestID, nil, appLogin); again.stopped == nil ||
+			again.stopped.Query().Get("login_id") != app.Query().Get("login_id") || again.stopped.Query().Get("login_state") != state ||
+			len(e.listState(grants.KindCustomLogins, "acme")) != logins {
+			t.Fatalf("the login page again: %v (%d logins, %d before)", again.stopped, len(e.listState(grants.KindCustomLogins, "acme")), logins)
+		}
 		if got := e.walk(r.browser, http.MethodGet, e.callback("acme", app, state), nil, webRedirect); got.status != http.StatusConflict {
 			t.Fatalf("the callback before a decision: %d", got.status)
 		}
