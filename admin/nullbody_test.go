@@ -35,7 +35,7 @@ func TestNullBodyIsRefused(t *testing.T) {
 
 	params := map[string]string{"tid": "acme", "sid": "pets", "api": "get-pet", "pid": "keyed", "scp": "read", "iid": "idp", "gw": "edge",
 		"aid": "default", "cid": "web", "claim": "mail", "uid": "alice", "said": "robot", "gid": "team",
-		"idp": "corp", "invitation": "inv"}
+		"idp": "corp", "invitation": "inv", "login": "l1"}
 	notJSON := map[string]bool{ // bodies that are not a JSON object
 		"/api/admin/:tid/services/:sid/apis/import/file":               true, // multipart/form-data
 		"/api/admin/:tid/services/:sid/apis/import/text":               true, // an OpenAPI document, JSON or YAML
