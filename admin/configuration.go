@@ -112,6 +112,10 @@ var errDryRun = errors.New("dry run")
 // and gateways go before the services and policies they name.
 type configKind struct {
 	kind string
+	// key is the kind's list in the document (and its name in an
+	// import's counts and changes): the kind's name with "_" for "-"
+	// ("service_accounts"), as JSON members are named.
+	key string
 	// what names the kind in messages; nameField is the document field
 	// that holds the unique envelope name (an API's is its route).
 	what, nameField string
@@ -127,7 +131,8 @@ func configKindsOf(sch *resource.Scheme) []configKind {
 	var out []configKind
 	for _, k := range sch.Exported() {
 		api := apiOf(k)
-		out = append(out, configKind{kind: k.Name, what: k.Singular, nameField: api.nameField, canonical: k.Canonical, api: api})
+		out = append(out, configKind{kind: k.Name, key: strings.ReplaceAll(k.Name, "-", "_"), what: k.Singular, nameField: api.nameField,
+			canonical: k.Canonical, api: api})
 	}
 	return out
 }
@@ -230,12 +235,12 @@ func (s *Server) readConfiguration(ctx context.Context, rd store.Reader, tid str
 		Labels: labelsOrEmpty(t.Meta.Labels), AuthenticationContextSettings: t.Spec.AuthenticationContextSettings,
 	})
 	for _, k := range s.configKinds {
-		pg, err := rd.List(ctx, store.Query{Kind: k.kind, TenantID: tid})
+		objs, err := documentObjects(ctx, rd, tid, k)
 		if err != nil {
 			return nil, err
 		}
-		items := make([]any, 0, len(pg.Items))
-		for _, o := range pg.Items {
+		items := make([]any, 0, len(objs))
+		for _, o := range objs {
 			item, err := k.api.export(o)
 			if err != nil {
 				return nil, fmt.Errorf("export %s %q: %w", k.kind, o.ID, err)
@@ -245,9 +250,29 @@ func (s *Server) readConfiguration(ctx context.Context, rd store.Reader, tid str
 			}
 			items = append(items, item)
 		}
-		doc.add(k.kind, items)
+		doc.add(k.key, items)
 	}
 	return doc.marshal()
+}
+
+// documentObjects lists the tenant's stored objects of kind k, ordered by
+// id, completed by the kind's documentState.
+func documentObjects(ctx context.Context, rd store.Reader, tid string, k configKind) ([]*store.Object, error) {
+	pg, err := rd.List(ctx, store.Query{Kind: k.kind, TenantID: tid})
+	if err != nil {
+		return nil, err
+	}
+	if k.api.documentState == nil {
+		return pg.Items, nil
+	}
+	objs := make([]*store.Object, len(pg.Items))
+	for i, o := range pg.Items {
+		objs[i] = o.Clone()
+	}
+	if err := k.api.documentState(ctx, rd, tid, objs); err != nil {
+		return nil, fmt.Errorf("read the %s of the document: %w", k.kind, err)
+	}
+	return objs, nil
 }
 
 // orderedObject is a JSON object whose members keep the order added.
@@ -405,7 +430,7 @@ func (s *Server) validateConfiguration(in map[string]json.RawMessage) (*configPl
 	plan := &configPlan{kinds: s.configKinds, objects: map[string][]*configObject{}}
 	lists := map[string]bool{}
 	for _, k := range plan.kinds {
-		lists[k.kind] = true
+		lists[k.key] = true
 	}
 	for _, name := range slices.Sorted(maps.Keys(in)) {
 		if name != "version" && name != "tenant" && !lists[name] {
@@ -434,9 +459,9 @@ func (s *Server) validateConfiguration(in map[string]json.RawMessage) (*configPl
 	}
 	for _, k := range plan.kinds {
 		var raws []json.RawMessage
-		if raw, ok := in[k.kind]; ok && string(raw) != "null" {
+		if raw, ok := in[k.key]; ok && string(raw) != "null" {
 			if err := json.Unmarshal(raw, &raws); err != nil {
-				return nil, fieldError(k.kind, "must be an array of %s objects", k.what)
+				return nil, fieldError(k.key, "must be an array of %s objects", k.what)
 			}
 		}
 		if k.api.importLimit != nil { // before decoding (and compiling) any of them
@@ -469,13 +494,19 @@ func (s *Server) configItems(raws []json.RawMessage, k configKind) ([]*configObj
 	kind := s.scheme.MustKind(k.kind)
 	out := make([]*configObject, 0, len(raws))
 	for i, raw := range raws {
-		path := fmt.Sprintf("%s[%d]", k.kind, i)
+		path := fmt.Sprintf("%s[%d]", k.key, i)
 		o, apiErr := k.api.importItem(s, raw)
 		if apiErr != nil {
 			return nil, atPath(path, apiErr)
 		}
 		o.field = path
-		o.refs = wireRefs(kind, raw, path)
+		// importItem's own references (fields the kind does not declare
+		// as Refs, such as a project's members[j].id) name fields of the
+		// item: they move under its path.
+		for j := range o.refs {
+			o.refs[j].field = path + "." + o.refs[j].field
+		}
+		o.refs = append(o.refs, wireRefs(kind, raw, path)...)
 		out = append(out, o)
 	}
 	return out, nil
@@ -627,12 +658,12 @@ type configState map[string]*store.Object
 func storedConfiguration(ctx context.Context, rd store.Reader, tid string, kinds []configKind) (map[string]configState, error) {
 	stored := map[string]configState{}
 	for _, k := range kinds {
-		pg, err := rd.List(ctx, store.Query{Kind: k.kind, TenantID: tid})
+		objs, err := documentObjects(ctx, rd, tid, k)
 		if err != nil {
 			return nil, err
 		}
 		stored[k.kind] = configState{}
-		for _, o := range pg.Items {
+		for _, o := range objs {
 			stored[k.kind][o.ID] = o
 		}
 	}
@@ -699,7 +730,7 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 	counts := func() map[string]int {
 		m := map[string]int{}
 		for _, k := range plan.kinds {
-			m[k.kind] = 0
+			m[k.key] = 0
 		}
 		return m
 	}
@@ -712,7 +743,7 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 	if !merge {
 		for i := len(plan.kinds) - 1; i >= 0; i-- {
 			k := plan.kinds[i]
-			if res.Deleted[k.kind], err = w.deleteMissing(k.kind, plan.objects[k.kind], stored[k.kind]); err != nil {
+			if res.Deleted[k.key], err = w.deleteMissing(k, plan.objects[k.kind], stored[k.kind]); err != nil {
 				return nil, err
 			}
 		}
@@ -730,24 +761,34 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 			case err != nil:
 				return nil, err
 			case same:
-				res.Unchanged[k.kind]++
+				res.Unchanged[k.key]++
 				continue
 			case cur == nil:
 				action = "create"
-				res.Created[k.kind]++
+				res.Created[k.key]++
 			default:
 				action = "update"
-				res.Updated[k.kind]++
+				res.Updated[k.key]++
 			}
-			change := configChange{Kind: k.kind, ID: o.obj.ID, Action: action}
+			change := configChange{Kind: k.key, ID: o.obj.ID, Action: action}
 			if cur != nil {
 				if change.Fields, err = changedConfigFields(k, cur, &o.obj); err != nil {
 					return nil, err
 				}
 			}
 			res.Changes = append(res.Changes, change)
+			if action == "create" { // as put writes it, for what importWrite writes with it
+				o.obj.CreatedBy = actor(c)
+			} else {
+				o.obj.UpdatedBy = actor(c)
+			}
 			if k.api.importWrite != nil {
 				if err := k.api.importWrite(s, ctx, tx, tid, cur, &o.obj); err != nil {
+					// A refusal naming a field of the object names it
+					// in the document.
+					if apiErr := (*Error)(nil); errors.As(err, &apiErr) && (len(apiErr.Fields()) > 0 || apiErr.Details["field"] != nil) {
+						return nil, atPath(o.field, apiErr)
+					}
 					return nil, err
 				}
 			}
@@ -895,7 +936,8 @@ type configWriter struct {
 
 // deleteMissing deletes the stored objects the document lacks (and, for a
 // gateway, its credentials).
-func (w configWriter) deleteMissing(kind string, want []*configObject, stored configState) (int, error) {
+func (w configWriter) deleteMissing(k configKind, want []*configObject, stored configState) (int, error) {
+	kind := k.kind
 	keep := map[string]bool{}
 	for _, o := range want {
 		keep[o.obj.ID] = true
@@ -912,11 +954,9 @@ func (w configWriter) deleteMissing(kind string, want []*configObject, stored co
 		}
 		// What a delete through the kind's route does in its transaction
 		// (a client's token revocations, a server's keys).
-		if k, ok := w.s.scheme.Kind(kind); ok {
-			if api := apiOf(k); api != nil && api.onRemove != nil {
-				if err := api.onRemove(w.s, w.ctx, w.tx, o); err != nil {
-					return 0, err
-				}
+		if k.api.onRemove != nil {
+			if err := k.api.onRemove(w.s, w.ctx, w.tx, o); err != nil {
+				return 0, err
 			}
 		}
 		if kind == model.KindGateway {
@@ -928,7 +968,7 @@ func (w configWriter) deleteMissing(kind string, want []*configObject, stored co
 		if err := record(w.ctx, w.tx, w.c, w.tid, "delete", kind, id); err != nil {
 			return 0, err
 		}
-		*w.changes = append(*w.changes, configChange{Kind: kind, ID: id, Action: "delete"})
+		*w.changes = append(*w.changes, configChange{Kind: k.key, ID: id, Action: "delete"})
 		n++
 	}
 	return n, nil
@@ -950,7 +990,11 @@ func (w configWriter) freeNames(want []*configObject, stored configState) error 
 		if cur == nil || cur.Name == o.obj.Name || !taken[cur.Name] {
 			continue
 		}
-		tmp := cur.Clone()
+		// As stored (cur may be completed by documentState).
+		tmp, err := w.tx.Get(w.ctx, o.obj.Kind, w.tid, o.obj.ID)
+		if err != nil {
+			return err
+		}
 		tmp.Name = "~import " + cur.UID
 		tmp.UpdatedBy = actor(w.c)
 		if err := w.tx.Update(w.ctx, tmp, 0); err != nil {

@@ -221,7 +221,8 @@ func (e *env) importCounts(tid, mode string, doc any) map[string]int {
 }
 
 // configKeys are the document's arrays, one per exported kind.
-var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "servers", "clients", "claims", "gateways", "users"}
+var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "servers", "clients", "claims", "gateways", "users",
+	"service_accounts", "groups", "projects"}
 
 // sizes counts the objects of each kind in a document.
 func sizes(doc map[string]any) map[string]int {
@@ -306,7 +307,8 @@ func (e *env) eventCount(tid string) int {
 // envelope fields that differ between tenants.
 func (e *env) resourceView(tid, kind string) []map[string]any {
 	e.t.Helper()
-	list := items(e.t, e.expect(e.do("GET", "/api/admin/"+tid+"/"+kind+"?limit=1000", rootToken, nil), 200).json(e.t), kind)
+	// The document's list service_accounts is the collection service-accounts.
+	list := items(e.t, e.expect(e.do("GET", "/api/admin/"+tid+"/"+strings.ReplaceAll(kind, "_", "-")+"?limit=1000", rootToken, nil), 200).json(e.t), kind)
 	for _, x := range list {
 		delete(x, "metadata")
 		delete(x, "tenant_id")

@@ -60,8 +60,18 @@ func renderGroup(t *store.Typed[model.GroupSpec]) groupBody {
 // addGroupKinds registers groups and their membership markers, projects
 // (projects.go) and the identities routes (identities.go).
 func addGroupKinds(sch *resource.Scheme) {
+	// The members are Unlink references: a deleted user or service
+	// account leaves its groups (removePrincipalMemberships, by the
+	// markers' index); they order the document (users and service
+	// accounts before groups) and resolve its references.
 	sch.MustRegister(&resource.Kind{
-		Name: model.KindGroup, Singular: "group", Canonical: resource.SpecCodec[model.GroupSpec],
+		Name: model.KindGroup, Singular: "group", Canonical: resource.SpecCodec[model.GroupSpec], Exported: true,
+		Refs: []resource.Ref{
+			{Field: "user_ids", Kind: model.KindUser, Many: true, OnDelete: resource.Unlink,
+				IDs: specIDs(func(s *model.GroupSpec) []string { return s.UserIDs })},
+			{Field: "service_account_ids", Kind: model.KindServiceAccount, Many: true, OnDelete: resource.Unlink,
+				IDs: specIDs(func(s *model.GroupSpec) []string { return s.ServiceAccountIDs })},
+		},
 		API: &kindAPI{
 			param: "gid", current: typedCurrent(groupRepo, renderGroup), nameField: "name",
 			list:   func(s *Server, c *gin.Context) { listKind(s, c, groupRepo, "group", "groups", renderGroup) },
@@ -71,6 +81,9 @@ func addGroupKinds(sch *resource.Scheme) {
 			onRemove: func(_ *Server, ctx context.Context, tx store.Tx, o *store.Object) error {
 				return groupRemoved(ctx, tx, o)
 			},
+			export:      exportGroup,
+			importItem:  importOf(configGroupObject),
+			importWrite: importGroupWrite,
 		},
 	})
 	sch.MustRegister(&resource.Kind{Name: model.KindGroupMember, Singular: "group membership", Internal: true})

@@ -80,6 +80,13 @@ type kindAPI struct {
 	// user's credentials) and write what goes with the object (a user's
 	// subject marker).
 	importWrite func(s *Server, ctx context.Context, tx store.Tx, tid string, cur, want *store.Object) error
+	// documentState, when set, completes stored objects of the kind (of
+	// tenant tid; copies, changed in place) with what their document
+	// items hold that other objects keep — a project's direct members,
+	// a service account's client — before an export renders them or an
+	// import compares them with a document (so the completed spec is what
+	// export, Canonical and importWrite's cur see).
+	documentState func(ctx context.Context, rd store.Reader, tid string, objs []*store.Object) error
 }
 
 // NewScheme is the registry of the admin API's kinds: every kind the

@@ -73,8 +73,13 @@ func renderProject(t *store.Typed[model.ProjectSpec]) projectBody {
 // addProjectKinds registers projects, their direct members and the
 // marker of their groups.
 func addProjectKinds(sch *resource.Scheme) {
+	// group_ids is an Unlink reference: a deleted group leaves its
+	// projects (groupRemoved, by the project-group markers). The document
+	// item also carries the direct members (directory_config.go).
 	sch.MustRegister(&resource.Kind{
-		Name: model.KindProject, Singular: "project", Canonical: resource.SpecCodec[model.ProjectSpec],
+		Name: model.KindProject, Singular: "project", Canonical: resource.SpecCodec[projectDocumentSpec], Exported: true,
+		Refs: []resource.Ref{{Field: "group_ids", Kind: model.KindGroup, Many: true, OnDelete: resource.Unlink,
+			IDs: specIDs(func(s *model.ProjectSpec) []string { return s.GroupIDs })}},
 		API: &kindAPI{
 			param: "pid", readOnly: []string{"status"}, current: typedCurrent(projectRepo, renderProject), nameField: "name",
 			list:   func(s *Server, c *gin.Context) { listKind(s, c, projectRepo, "project", "projects", renderProject) },
@@ -95,6 +100,8 @@ func addProjectKinds(sch *resource.Scheme) {
 				}
 				adm.POST("/projects/:pid/users", s.createProjectUser)
 			},
+			export: exportProject, importItem: importOf(configProjectObject), importWrite: importProjectWrite,
+			documentState: projectDocumentState,
 		},
 	})
 	sch.MustRegister(&resource.Kind{Name: model.KindProjectMember, Singular: "project membership", Internal: true})

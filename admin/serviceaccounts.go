@@ -156,7 +156,7 @@ func renderServiceAccount(t *store.Typed[model.ServiceAccountSpec], groups []str
 // addServiceAccountKinds registers service accounts.
 func addServiceAccountKinds(sch *resource.Scheme) {
 	sch.MustRegister(&resource.Kind{
-		Name: model.KindServiceAccount, Singular: "service account", Canonical: resource.SpecCodec[model.ServiceAccountSpec],
+		Name: model.KindServiceAccount, Singular: "service account", Canonical: resource.SpecCodec[serviceAccountDocumentSpec], Exported: true,
 		API: &kindAPI{
 			param: "said", readOnly: []string{"client_id"}, nameField: "name",
 			current: func(s *Server, c *gin.Context, tid, id string) (any, int64, error) {
@@ -173,16 +173,23 @@ func addServiceAccountKinds(sch *resource.Scheme) {
 				adm.POST("/service-accounts/:said/rotate", s.rotateServiceAccount)
 				adm.GET("/service-accounts/"+saMapping+"/:client_id", s.serviceAccountByClient)
 			},
+			// The document's service accounts carry their client
+			// (directory_config.go).
+			export: exportServiceAccount, importItem: importOf(configServiceAccountObject),
+			importCheck: checkConfigServiceAccounts, importWrite: (*Server).importServiceAccountWrite,
+			documentState: serviceAccountDocumentState,
 		},
 	})
 	keepAccountClientsOutOfDocuments(sch)
 }
 
-// keepAccountClientsOutOfDocuments makes the service accounts' clients
-// no part of the configuration document (service accounts are not in it
-// yet): export leaves them out, an import's replace does not delete them
-// (configuration.go), and a document client of the same id as one is
-// refused (it would lose its account).
+// keepAccountClientsOutOfDocuments keeps the service accounts' clients
+// out of the document's clients: each is in its account's item
+// (client_id, secret_hash) and goes with the account — export leaves it
+// out of clients, deleteMissing of clients does not delete it
+// (configuration.go; an import deletes it with its account), and a
+// document client of the same id as one is refused (it would lose its
+// account).
 func keepAccountClientsOutOfDocuments(sch *resource.Scheme) {
 	api := apiOf(sch.MustKind(model.KindClient))
 	export, check := api.export, api.importCheck

@@ -583,33 +583,3 @@ func TestDirectoryRoutesAreTenantIsolated(t *testing.T) {
 		t.Fatalf("/api/system/users with a tenant credential: %d", got.status)
 	}
 }
-
-// TestServiceAccountClientsStayOutOfDocuments: the configuration
-// document has no service account's client; a replace import of it keeps
-// the client (the account keeps working); a document client with the id
-// of one is refused (400 naming it), with nothing changed.
-func TestServiceAccountClientsStayOutOfDocuments(t *testing.T) {
-	d := newDirEnv(t)
-	out := d.createAccount(map[string]any{"name": "ci"})
-	cid, secret := out["client_id"].(string), out["client_secret"].(string)
-	raw := d.expect(d.do("GET", "/api/system/configuration?tid=acme", rootToken, nil), 200).body
-	if strings.Contains(string(raw), cid) {
-		t.Fatalf("the export names the account's client %s: %s", cid, raw)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	d.expect(d.do("PUT", "/api/system/configuration?tid=acme", rootToken, doc), 200)
-	if _, err := d.accountToken(cid, secret); err != nil {
-		t.Fatalf("the account after a replace import: %v", err)
-	}
-	doc["clients"] = []any{map[string]any{"client_id": cid, "authorization_server_id": "default", "grant_types": []string{"client_credentials"}}}
-	before := d.dirState()
-	if r := d.do("PUT", "/api/system/configuration?tid=acme", rootToken, doc); r.status != 400 || !strings.Contains(string(r.body), "clients[0].client_id") {
-		t.Fatalf("a document client with the id of an account's: %d %s", r.status, r.body)
-	}
-	if d.dirState() != before {
-		t.Fatal("a refused import changed the store")
-	}
-}

@@ -22,7 +22,8 @@ type InUseError struct {
 func (e *InUseError) Error() string { return fmt.Sprintf("%s %q is in use", e.Kind.Singular, e.ID) }
 
 // CheckReferences reports every reference of o that names no live object
-// of the tenant (field errors naming the referring field).
+// of the tenant (field errors naming the referring field); Unlink
+// references are the referring kind's to check.
 func (s *Scheme) CheckReferences(ctx context.Context, rd store.Reader, o *store.Object) (field.ErrorList, error) {
 	k, ok := s.Kind(o.Kind)
 	if !ok {
@@ -30,6 +31,9 @@ func (s *Scheme) CheckReferences(ctx context.Context, rd store.Reader, o *store.
 	}
 	var errs field.ErrorList
 	for _, r := range k.Refs {
+		if r.OnDelete == Unlink {
+			continue
+		}
 		targets, err := r.Targets(o)
 		if err != nil {
 			return nil, err
@@ -48,13 +52,16 @@ func (s *Scheme) CheckReferences(ctx context.Context, rd store.Reader, o *store.
 }
 
 // referrers lists, per referring reference, the objects of the tenant that
-// name id through it.
+// name id through it (Unlink references are not looked at).
 func (s *Scheme) referrers(ctx context.Context, rd store.Reader, kind, tid, id string) (map[*Referrer][]*store.Object, []*Referrer, error) {
 	out := map[*Referrer][]*store.Object{}
 	var order []*Referrer
 	refs := s.Referrers(kind)
 	for i := range refs {
 		ref := &refs[i]
+		if ref.Ref.OnDelete == Unlink {
+			continue
+		}
 		pg, err := rd.List(ctx, store.Query{Kind: ref.Kind.Name, TenantID: tid})
 		if err != nil {
 			return nil, nil, fmt.Errorf("list %s: %w", ref.Kind.Name, err)

@@ -30,6 +30,14 @@ const (
 	// Cascade deletes the referrers with the object (in the same
 	// transaction, each with its audit event).
 	Cascade
+	// Unlink leaves the referrers to the referenced kind's own delete,
+	// which takes the object out of them through an index of its own (a
+	// user leaves its groups): the scheme neither refuses nor cascades
+	// the delete and does not look for referrers, and CheckReferences
+	// leaves the reference to the referring kind's handlers. The
+	// reference still orders the kinds (an import writes the referenced
+	// kind first) and resolves the configuration document's references.
+	Unlink
 )
 
 // Ref is a field of a kind that names objects of another kind of the same
