@@ -448,8 +448,10 @@ func (r reader) listLive(q store.Query, cur store.ObjectCursor) (*store.Page, er
 	c := r.btx.Bucket(bucketLive).Cursor()
 	for k, uid := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, uid = c.Next() {
 		page.Total++
+		id := k[len(prefix):]
 		switch {
-		case cur.Passed(&store.Object{ID: string(k[len(prefix):]), UID: string(uid)}):
+		// cur.Passed, without making an object per key.
+		case cur.ID != "" && (string(id) < cur.ID || string(id) == cur.ID && string(uid) <= cur.UID):
 		case q.Limit > 0 && len(page.Items) == q.Limit:
 			if page.Next == "" {
 				page.Next = store.EncodeObjectCursor(page.Items[len(page.Items)-1])
