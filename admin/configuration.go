@@ -44,6 +44,10 @@ const (
 
 // configTenant: the document's tenant. On import its id may differ from the
 // target (that is how a configuration is copied) and its status is ignored.
+// Its directory settings (tenants.go) are the tenant's: provider_id names
+// an identity provider of the document (provider_scope organization) or a
+// system-wide one (global); the identity providers' importResolve checks
+// that it resolves.
 type configTenant struct {
 	ID                            string                     `json:"id"`
 	Name                          string                     `json:"name"`
@@ -51,6 +55,7 @@ type configTenant struct {
 	Status                        model.TenantStatus         `json:"status"`
 	Labels                        map[string]string          `json:"labels"`
 	AuthenticationContextSettings *model.AuthContextSettings `json:"authentication_context_settings,omitempty"`
+	tenantDirectoryFields
 }
 
 // configImportResult counts what an import did (or, dry_run, would do),
@@ -233,6 +238,7 @@ func (s *Server) readConfiguration(ctx context.Context, rd store.Reader, tid str
 	doc.add("tenant", configTenant{
 		ID: t.Meta.ID, Name: t.Spec.Name, Description: t.Meta.Description, Status: t.Spec.Status,
 		Labels: labelsOrEmpty(t.Meta.Labels), AuthenticationContextSettings: t.Spec.AuthenticationContextSettings,
+		tenantDirectoryFields: directoryFieldsOf(&t.Spec),
 	})
 	for _, k := range s.configKinds {
 		objs, err := documentObjects(ctx, rd, tid, k)
@@ -484,7 +490,17 @@ func validateConfigTenant(t *configTenant) *Error {
 	}
 	req := tenantRequest{Name: t.Name, Description: t.Description, Status: t.Status, Labels: t.Labels,
 		AuthenticationContextSettings: t.AuthenticationContextSettings}
-	return req.validate()
+	var errs field.ErrorList
+	if apiErr := req.validate(); apiErr != nil {
+		if errs = apiErr.Fields(); len(errs) == 0 {
+			return apiErr
+		}
+	}
+	errs.Extend(t.directoryErrors())
+	if len(errs) > 0 {
+		return fieldErrors(errs)
+	}
+	return nil
 }
 
 // configItems decodes and validates the objects of one list into their
@@ -724,6 +740,13 @@ func (s *Server) applyConfiguration(ctx context.Context, tx store.Tx, c *gin.Con
 		if k.api.importCheck != nil {
 			if apiErr := k.api.importCheck(plan.objects[k.kind], stored[k.kind], merge); apiErr != nil {
 				return nil, apiErr
+			}
+		}
+	}
+	for _, k := range plan.kinds { // rules across kinds that need the server and the store
+		if k.api.importResolve != nil {
+			if err := k.api.importResolve(s, ctx, tx, tid, plan, stored, merge); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -1021,15 +1044,14 @@ func (w configWriter) put(action string, o store.Object) error {
 	return record(w.ctx, w.tx, w.c, w.tid, action, o.Kind, o.ID)
 }
 
-// applyTenant updates the tenant's name, description, labels and
-// authentication context settings; its id and status stay.
+// applyTenant updates the tenant's name, description, labels,
+// authentication context settings and directory settings; its id and
+// status stay.
 func (w configWriter) applyTenant(t *store.Typed[model.TenantSpec], want *configTenant) error {
 	before, _ := json.Marshal(t.Spec.AuthenticationContextSettings)
 	after, _ := json.Marshal(want.AuthenticationContextSettings)
-	if t.Spec.Name == want.Name && t.Meta.Description == want.Description && maps.Equal(t.Meta.Labels, want.Labels) &&
-		bytes.Equal(before, after) {
-		return nil
-	}
+	dir := t.Spec
+	want.tenantDirectoryFields.apply(&dir)
 	var fields []string
 	for _, f := range []struct {
 		name    string
@@ -1037,18 +1059,28 @@ func (w configWriter) applyTenant(t *store.Typed[model.TenantSpec], want *config
 	}{
 		{"authentication_context_settings", !bytes.Equal(before, after)},
 		{"description", t.Meta.Description != want.Description},
+		{"domains", !slices.Equal(t.Spec.Domains, dir.Domains)},
 		{"labels", !maps.Equal(t.Meta.Labels, want.Labels)},
+		{"mfa_provider", t.Spec.MFAProvider != dir.MFAProvider},
 		{"name", t.Spec.Name != want.Name},
+		{"organization_type", t.Spec.OrganizationType != dir.OrganizationType},
+		{"provider_id", t.Spec.ProviderID != dir.ProviderID},
+		{"provider_scope", t.Spec.ProviderScope != dir.ProviderScope},
+		{"realm_name", t.Spec.RealmName != dir.RealmName},
 	} {
 		if f.changed {
 			fields = append(fields, f.name)
 		}
+	}
+	if len(fields) == 0 {
+		return nil
 	}
 	labels := want.Labels
 	if len(labels) == 0 {
 		labels = nil
 	}
 	t.Spec.Name, t.Spec.AuthenticationContextSettings = want.Name, want.AuthenticationContextSettings
+	want.tenantDirectoryFields.apply(&t.Spec)
 	t.Meta.Description, t.Meta.Labels, t.Meta.UpdatedBy = want.Description, labels, actor(w.c)
 	if err := tenantRepo.Update(w.ctx, w.tx, t, 0); err != nil {
 		return err

@@ -135,6 +135,8 @@ func checkNoClearSecrets(t *testing.T, exported []byte, secrets []string) {
 					case lower == "password_hash" && strings.HasPrefix(s, "$argon2id$"):
 						hashes++
 					case k == "client_secret_expires_at" || k == "previous_secret_expires_at":
+					case k == "client_secret_set" && (x == true || x == false): // an identity provider's: whether it has one
+					case k == "password" && isJSONObject(x): // a password login method's settings ({hint})
 					default:
 						t.Fatalf("the export has %s.%s = %v: only secret hashes (64 hex digits) and argon2id password hashes may be exported", path, k, x)
 					}
@@ -152,6 +154,8 @@ func checkNoClearSecrets(t *testing.T, exported []byte, secrets []string) {
 		t.Fatal("the export carries no secret hashes: the check above proves nothing")
 	}
 }
+
+func isJSONObject(x any) bool { _, ok := x.(map[string]any); return ok }
 
 // validSHA256Hex reports whether s is a SHA-256 digest in lowercase hex.
 func validSHA256Hex(s string) bool {
@@ -221,8 +225,8 @@ func (e *env) importCounts(tid, mode string, doc any) map[string]int {
 }
 
 // configKeys are the document's arrays, one per exported kind.
-var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "servers", "clients", "claims", "gateways", "users",
-	"service_accounts", "groups", "projects"}
+var configKeys = []string{"services", "apis", "policies", "scopes", "issuers", "identity_providers", "servers", "clients", "claims", "gateways",
+	"users", "service_accounts", "groups", "projects"}
 
 // sizes counts the objects of each kind in a document.
 func sizes(doc map[string]any) map[string]int {

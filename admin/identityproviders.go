@@ -120,10 +120,11 @@ func renderIdP(t *store.Typed[model.IdentityProviderSpec]) idpResponse {
 
 // addIdentityProviderKinds registers identity providers: tenant-scoped,
 // soft-deleted (a deleted one keeps its active flag; its name and
-// domains are freed), not part of the configuration document (their
-// secrets cannot travel in it).
+// domains are freed), in the configuration document without their
+// secrets (identityproviders_config.go).
 func addIdentityProviderKinds(sch *resource.Scheme) {
-	k := &resource.Kind{Name: model.KindIdentityProvider, Singular: "identity provider", SoftDelete: true}
+	k := &resource.Kind{Name: model.KindIdentityProvider, Singular: "identity provider", SoftDelete: true, Exported: true,
+		Canonical: idpCanonical}
 	repo := directory.IdentityProviders
 	k.API = &kindAPI{
 		param: "idp", nameField: "name", patchNullKeeps: true, current: typedCurrent(repo, renderIdP),
@@ -133,6 +134,8 @@ func addIdentityProviderKinds(sch *resource.Scheme) {
 		put:       (*Server).putIdP,
 		deletable: idpDeletable,
 		routes:    (*Server).idpRoutes,
+		export:    exportIdP, importItem: importOfServer(configIdPObject),
+		importWrite: (*Server).importIdPWrite, importResolve: (*Server).resolveConfigIdPs,
 	}
 	sch.MustRegister(k)
 }
@@ -576,11 +579,26 @@ func uniqueIdPDomains(ctx context.Context, tx store.Tx, t *store.Typed[model.Ide
 // servers; for a system-wide one, those of every tenant without a
 // provider of the same id of its own).
 func idpDeletable(ctx context.Context, tx store.Tx, o *store.Object) error {
-	tenants := []string{o.TenantID}
-	if o.TenantID == model.SystemTenantID {
-		all, err := tenantRepo.ListAll(ctx, tx, store.Query{})
+	users, err := idpUsers(ctx, tx, o.TenantID, o.ID, true)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return inUse("identity provider", o.ID, users)
+	}
+	return nil
+}
+
+// idpUsers lists what uses identity provider id of tenant owner, as
+// idpDeletable describes it: "tenants" (provider_id) and "servers"
+// ("tid/server"). withOwner false leaves the owner tenant out (an import
+// judges the owner's own use by its document).
+func idpUsers(ctx context.Context, rd store.Reader, owner, id string, withOwner bool) (map[string][]string, error) {
+	tenants := []string{owner}
+	if owner == model.SystemTenantID {
+		all, err := tenantRepo.ListAll(ctx, rd, store.Query{})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tenants = tenants[:0]
 		for _, t := range all {
@@ -589,41 +607,38 @@ func idpDeletable(ctx context.Context, tx store.Tx, o *store.Object) error {
 	}
 	users := map[string][]string{}
 	for _, tid := range tenants {
-		t, err := tenantRepo.Get(ctx, tx, "", tid)
+		if tid == owner && !withOwner {
+			continue
+		}
+		t, err := tenantRepo.Get(ctx, rd, "", tid)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if tid != o.TenantID {
+		if tid != owner {
 			// A tenant's own provider of the same id shadows the system's.
-			if _, err := directory.IdentityProviders.Get(ctx, tx, tid, o.ID); err == nil {
+			if _, err := directory.IdentityProviders.Get(ctx, rd, tid, id); err == nil {
 				continue
 			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
+				return nil, err
 			}
 		}
-		if global := t.Spec.ProviderScope == providerScopeGlobal; t.Spec.ProviderID == o.ID && global == (o.TenantID == model.SystemTenantID) {
+		if global := t.Spec.ProviderScope == providerScopeGlobal; t.Spec.ProviderID == id && global == (owner == model.SystemTenantID) {
 			users["tenants"] = append(users["tenants"], tid)
 		}
-		servers, err := serverRepo.ListAll(ctx, tx, store.Query{TenantID: tid})
+		servers, err := serverRepo.ListAll(ctx, rd, store.Query{TenantID: tid})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, srv := range servers {
-			for _, m := range srv.Spec.Authentications {
-				if m.OIDC != nil && m.OIDC.IdentityProviderID == o.ID {
-					users["servers"] = append(users["servers"], tid+"/"+srv.Meta.ID)
-					break
-				}
+			if slices.Contains(serverIdPIDs(&srv.Spec), id) {
+				users["servers"] = append(users["servers"], tid+"/"+srv.Meta.ID)
 			}
 		}
 	}
-	if len(users) > 0 {
-		return inUse("identity provider", o.ID, users)
-	}
-	return nil
+	return users, nil
 }
 
 // listIdPs answers GET …/identity-providers: include_deleted,

@@ -87,6 +87,16 @@ type kindAPI struct {
 	// import compares them with a document (so the completed spec is what
 	// export, Canonical and importWrite's cur see).
 	documentState func(ctx context.Context, rd store.Reader, tid string, objs []*store.Object) error
+	// importResolve, when set, runs in an import's transaction after
+	// every kind's importCheck and before anything is written, with the
+	// server, the tenant and the whole plan (stored: the tenant's objects
+	// as importCheck left them): rules across kinds that need more than
+	// the document and the tenant's stored objects of its kinds (a
+	// reference that may name a system-wide object, another tenant's
+	// use of this tenant's objects), and completions of the kind's
+	// objects that need the server (a clear secret compared with the
+	// sealed one).
+	importResolve func(s *Server, ctx context.Context, tx store.Tx, tid string, plan *configPlan, stored map[string]configState, merge bool) error
 }
 
 // NewScheme is the registry of the admin API's kinds: every kind the

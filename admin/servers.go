@@ -238,6 +238,14 @@ func addServerKinds(sch *resource.Scheme) {
 	sch.MustRegister(&resource.Kind{
 		Name: model.KindServer, Singular: "server", Bundled: true, Exported: true,
 		Canonical: resource.SpecCodec[model.ServerSpec],
+		// The login methods name identity providers (oidc, azure,
+		// cognito): an Unlink reference, so that a document's identity
+		// providers come before its servers. Deleting a provider in use
+		// is refused by its own idpDeletable, and what a method names
+		// resolves also to the system tenant's providers: the identity
+		// providers' importResolve checks the document's methods.
+		Refs: []resource.Ref{{Field: "authentications", Kind: model.KindIdentityProvider, Many: true, OnDelete: resource.Unlink,
+			IDs: specIDs(serverIdPIDs)}},
 		API: &kindAPI{
 			param: "aid", readOnly: []string{"system", "issuer_url", "authentications"}, nameField: "name",
 			current: func(s *Server, c *gin.Context, tid, id string) (any, int64, error) {
