@@ -57,7 +57,7 @@ func startControlPlane(t *testing.T) *testControlPlane {
 		t.Fatal(err)
 	}
 	api, err := admin.New(admin.Options{Store: st, BootstrapToken: testToken, Logger: log, Registry: reg, Bundles: mgr, Keys: keys,
-		Scheme: scheme, Mount: bsvc.Register, ServerKeys: oauthkeys.NewManager(st, box)})
+		Scheme: scheme, Mount: bsvc.Register, ServerKeys: oauthkeys.NewManager(st, box), SecretBox: box})
 	if err != nil {
 		t.Fatal(err)
 	}
