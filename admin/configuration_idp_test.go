@@ -135,7 +135,9 @@ func (e *env) storeEvents(tenants ...string) []byte {
 // unless the document gives one in clear, which the import seals for
 // that tenant and shows nowhere; a clear secret equal to the stored one
 // changes nothing; client_secret_set false removes a secret.
-func TestConfigurationIdentityProviders(t *testing.T) { testConfigurationIdentityProviders(t, newEnv(t)) }
+func TestConfigurationIdentityProviders(t *testing.T) {
+	testConfigurationIdentityProviders(t, newEnv(t))
+}
 
 // The same on PostgreSQL.
 func TestConfigurationIdentityProvidersOnPostgres(t *testing.T) {
@@ -373,7 +375,10 @@ func TestConfigurationIdentityProviderRefusals(t *testing.T) {
 	_, entraAt := docItem(t, doc, "identity_providers", "entra")
 	_, ghAt := docItem(t, doc, "identity_providers", "gh")
 	_, defAt := docItem(t, doc, "servers", "default")
-	idp := func(doc map[string]any, id string) map[string]any { m, _ := docItem(t, doc, "identity_providers", id); return m }
+	idp := func(doc map[string]any, id string) map[string]any {
+		m, _ := docItem(t, doc, "identity_providers", id)
+		return m
+	}
 	methods := func(doc map[string]any) []any {
 		return docList(doc, "servers")[defAt].(map[string]any)["authentications"].([]any)
 	}
@@ -387,7 +392,9 @@ func TestConfigurationIdentityProviderRefusals(t *testing.T) {
 		doc["identity_providers"] = kept
 	}
 	p := func(at int, f string) string { return fmt.Sprintf("identity_providers[%d].%s", at, f) }
-	method := func(j int) string { return fmt.Sprintf("servers[%d].authentications[%d].oidc.identity_provider_id", defAt, j) }
+	method := func(j int) string {
+		return fmt.Sprintf("servers[%d].authentications[%d].oidc.identity_provider_id", defAt, j)
+	}
 	cases := []struct {
 		name, mode string
 		status     int
