@@ -540,7 +540,9 @@ func nextUserState(cur model.UserState, state model.UserState, active *bool) (mo
 
 // revokes reports whether moving a user from state from to state to
 // revokes its tokens: whenever it stops being active.
-func revokes(from, to model.UserState) bool { return from == model.UserActive && to != model.UserActive }
+func revokes(from, to model.UserState) bool {
+	return from == model.UserActive && to != model.UserActive
+}
 
 // updateUser answers PUT /users/{uid} (and PATCH, through patchObject):
 // the body replaces the user's profile; password, when given, replaces

@@ -262,7 +262,9 @@ func TestUserRulesRefuseNamingTheField(t *testing.T) {
 	}
 	e.t = t
 	// The same rules on PUT, and the route's own.
-	put := func(kv ...any) map[string]any { return with(append([]any{"id", nil, "email", "susp@example.com"}, kv...)...) }
+	put := func(kv ...any) map[string]any {
+		return with(append([]any{"id", nil, "email", "susp@example.com"}, kv...)...)
+	}
 	for _, c := range []struct {
 		name  string
 		body  map[string]any
