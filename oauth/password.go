@@ -218,11 +218,13 @@ func (p *Provider) passwordSubmit(w http.ResponseWriter, r *http.Request, rq *re
 		p.renderPassword(w, rq, a, nonce, m, email, "This account is not active; ask your administrator.", http.StatusForbidden)
 		return
 	}
-	p.clearFailures(ctx, rq.tenantID, key)
 	if mfaRequired(rq) {
+		// The failures are cleared only once the second step succeeds:
+		// a right password must not reset the count of wrong codes.
 		p.startTOTP(w, r, rq, a, nonce, m, user, key)
 		return
 	}
+	p.clearFailures(ctx, rq.tenantID, key)
 	p.completeUserLogin(w, r, rq, a, user, m.ID, []string{"pwd"}, nil)
 }
 

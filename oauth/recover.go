@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"html/template"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/directory"
 	"github.com/gatehouse-dev/gatehouse/internal/passwords"
+	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/oauth/grants"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -70,12 +72,17 @@ func (p *Provider) liveRecovery(w http.ResponseWriter, r *http.Request, rq *requ
 		p.serverError(w, "read the recovery", err)
 		return nil, false
 	}
-	if _, err := directory.Users.Get(r.Context(), p.store, rq.tenantID, rec.UserID); err != nil {
+	u, err := directory.Users.Get(r.Context(), p.store, rq.tenantID, rec.UserID)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			recoveryGone(w)
 		} else {
 			p.serverError(w, "read the user", err)
 		}
+		return nil, false
+	}
+	if !recoveryStillFor(rec, u) {
+		recoveryGone(w)
 		return nil, false
 	}
 	return rec, true
@@ -122,6 +129,13 @@ func (p *Provider) recoverSubmit(w http.ResponseWriter, r *http.Request, rq *req
 		return
 	}
 	_, err = p.store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+		cur, err := directory.Users.Get(ctx, tx, rq.tenantID, rec.UserID)
+		if err != nil {
+			return err
+		}
+		if !recoveryStillFor(rec, cur) {
+			return store.ErrNotFound
+		}
 		u, err := directory.ResetCredentials(ctx, tx, rq.tenantID, rec.UserID, hash)
 		if err != nil {
 			return err
@@ -192,3 +206,14 @@ var recoverDoneTemplate = template.Must(template.New("recover-done").Parse(`<!do
 <p>Go back to the application and sign in with it.</p>
 </body></html>
 `))
+
+// recoveryStillFor reports whether a recovery still belongs to u: the
+// user it was made for (not a user created later under the same id, or
+// restored since), whose credentials have not changed since (a password
+// set or an MFA reset ends the links made before it).
+func recoveryStillFor(rec *directory.Recovery, u *store.Typed[model.UserSpec]) bool {
+	if u.Meta.CreatedAt.After(rec.CreatedAt) {
+		return false
+	}
+	return rec.CredentialVersion == "" || subtle.ConstantTimeCompare([]byte(rec.CredentialVersion), []byte(directory.CredentialVersion(&u.Spec))) == 1
+}

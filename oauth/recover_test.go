@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/directory"
 	"github.com/gatehouse-dev/gatehouse/internal/passwords"
+	"github.com/gatehouse-dev/gatehouse/internal/testkit"
 	"github.com/gatehouse-dev/gatehouse/model"
 	"github.com/gatehouse-dev/gatehouse/store"
 )
@@ -105,5 +106,48 @@ func TestRecoveryLink(t *testing.T) {
 			t.Fatalf("the old password: %d", got.status)
 		}
 		code(t, e.submit(r.browser, again, map[string]string{"email": "alice@acme.example", "password": newPassword}, webRedirect))
+	})
+}
+
+// A recovery link is the user's it was made for, with the credentials it
+// was made at: an MFA reset (or a password set) since, or another user
+// created later under the same id, ends it.
+func TestRecoveryLinkEndsWithItsUser(t *testing.T) {
+	localBackends(t, func(t *testing.T, e *localEnv) {
+		ctx := context.Background()
+		uid := e.addUser("acme", "alice@acme.example", nil)
+		made := func() string {
+			t.Helper()
+			u := e.user("acme", uid)
+			key, _, err := directory.CreateRecovery(ctx, e.st, "acme", uid, directory.CredentialVersion(&u.Spec), time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return directory.RecoveryLink(e.srv.URL, "acme", key)
+		}
+		link := made()
+		if got := e.walk(e.browser(), http.MethodGet, link, nil, "-"); got.status != http.StatusOK {
+			t.Fatalf("a fresh link: %d", got.status)
+		}
+		testkit.Write(t, e.st, func(ctx context.Context, tx store.Tx) error {
+			_, err := directory.ResetMFA(ctx, tx, "acme", uid)
+			return err
+		})
+		if got := e.walk(e.browser(), http.MethodGet, link, nil, "-"); got.status != http.StatusGone {
+			t.Fatalf("the link after an MFA reset: %d", got.status)
+		}
+		// A link made before the user existed (another user of that id,
+		// deleted since) does not serve the new one.
+		old, _, err := directory.CreateRecovery(ctx, e.st, "acme", "later", "", time.Now().Add(-time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testkit.Write(t, e.st, func(ctx context.Context, tx store.Tx) error {
+			return directory.CreateUser(ctx, tx, &store.Typed[model.UserSpec]{Meta: store.Object{TenantID: "acme", ID: "later"},
+				Spec: model.UserSpec{Email: "later@acme.example", State: model.UserActive}})
+		})
+		if got := e.walk(e.browser(), http.MethodGet, directory.RecoveryLink(e.srv.URL, "acme", old), nil, "-"); got.status != http.StatusGone {
+			t.Fatalf("an older link for a newer user of the id: %d", got.status)
+		}
 	})
 }

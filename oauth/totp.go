@@ -47,9 +47,14 @@ import (
 const (
 	kindLoginSteps = "oauth-login-steps"
 	kindTOTPUsed   = "oauth-totp-used"
-	loginStepTTL   = 5 * time.Minute
-	totpPeriod     = 30
-	totpSkew       = 1
+	// kindLoginStepBusy marks a step whose code is being checked: one
+	// attempt per step at a time, so parallel guesses cannot all pass the
+	// lockout check before the first failure is counted.
+	kindLoginStepBusy = "oauth-login-step-busy"
+	loginStepBusyTTL  = 30 * time.Second
+	loginStepTTL      = 5 * time.Minute
+	totpPeriod        = 30
+	totpSkew          = 1
 	// totpUsedTTL covers every step a code is accepted in.
 	totpUsedTTL = (2*totpSkew + 2) * totpPeriod * time.Second
 )
@@ -119,6 +124,20 @@ func (p *Provider) stepSubmit(w http.ResponseWriter, r *http.Request, rq *reques
 		p.serverError(w, "read the login step", err)
 		return
 	}
+	busyID := grants.Hash(secret)
+	if created, err := p.store.PutStateIfAbsent(ctx, kindLoginStepBusy, rq.tenantID, busyID, json.RawMessage(`{}`), loginStepBusyTTL); err != nil {
+		p.serverError(w, "check the login step", err)
+		return
+	} else if !created {
+		w.Header().Set("Retry-After", "1")
+		writeErrorPage(w, http.StatusTooManyRequests, "code: another code for this sign-in is being checked; try again in a moment.")
+		return
+	}
+	defer func() {
+		if err := p.store.DeleteState(context.WithoutCancel(ctx), kindLoginStepBusy, rq.tenantID, busyID); err != nil {
+			p.log.Warn("oauth: free a login step (it expires)", "tenant", rq.tenantID, "error", err)
+		}
+	}()
 	if until, locked, err := p.lockedUntil(ctx, rq.tenantID, step.LockKey); err != nil {
 		p.serverError(w, "check the login lockout", err)
 		return

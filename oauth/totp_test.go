@@ -185,3 +185,39 @@ func TestTOTPStepExpires(t *testing.T) {
 		t.Fatal("a refused step enrolled the seed")
 	}
 }
+
+// A right password does not reset the count of wrong codes: guessing
+// codes across fresh logins is locked out like guessing on one step.
+func TestTOTPLockoutSurvivesRightPasswords(t *testing.T) {
+	localBackends(t, func(t *testing.T, e *localEnv) {
+		e.mfa("acme", model.MFATOTP)
+		e.addUser("acme", "alice@acme.example", nil)
+		v := oauth2.GenerateVerifier()
+		login := func(r *rp) step {
+			t.Helper()
+			form := e.walk(r.browser, http.MethodGet, r.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(v), oauth2.SetAuthURLParam("prompt", "login")), nil, webRedirect)
+			return e.submit(r.browser, form, map[string]string{"email": "alice@acme.example", "password": alicePassword}, webRedirect)
+		}
+		r := e.rp("acme", "default", "web", webSecret, webRedirect)
+		enrol := login(r)
+		secret := totpSecret(enrol.body)
+		if secret == "" {
+			t.Fatalf("no enrolment: %d %s", enrol.status, enrol.body)
+		}
+		var last step
+		for i := range maxLoginFailures {
+			// Every other wrong code comes after a new, right password.
+			page := enrol
+			if i%2 == 1 {
+				page = login(r)
+				if page.status != http.StatusOK || !e.formFields(page).Has("code") {
+					t.Fatalf("attempt %d: the second step after a right password: %d %s", i, page.status, page.body)
+				}
+			}
+			last = e.submit(r.browser, page, map[string]string{"code": e.wrongCode(secret)}, webRedirect)
+		}
+		if last.status != http.StatusTooManyRequests {
+			t.Fatalf("the 5th wrong code across fresh logins: %d %s", last.status, last.body)
+		}
+	})
+}
