@@ -694,6 +694,11 @@ func (p *Provider) resolveIdentity(ctx context.Context, rq *request, a *authRequ
 	if idp.spec().LinkByEmail && ext.EmailVerified && ext.Email != "" {
 		user, err = directory.UserByEmail(ctx, p.store, tid, ext.Email)
 		switch {
+		case err == nil && !user.Spec.EmailVerified:
+			// Both sides must have verified the address: else whoever made
+			// the local user first (an unverified auto-provisioned one)
+			// would receive the real owner's login (account pre-hijack).
+			return nil, "the tenant's user of this email has no verified email; an administrator maps the identity", nil
 		case err == nil:
 			linked, err := p.mapIdentity(ctx, tid, user.Meta.ID, idp, ext, actor)
 			if err != nil {

@@ -332,7 +332,31 @@ func TestFederationIdentityResolution(t *testing.T) {
 		if res := start(); errorAt(res) != "access_denied" {
 			t.Fatalf("an unverified email was linked: %+v", res)
 		}
+		// The local user's email must be verified too (no pre-hijack by
+		// a user made first with the victim's unverified email).
+		testkit.Write(t, e.st, func(ctx context.Context, tx store.Tx) error {
+			u, err := directory.Users.Get(ctx, tx, "acme", carol)
+			if err != nil {
+				return err
+			}
+			u.Spec.EmailVerified = false
+			return directory.Users.Update(ctx, tx, u, 0)
+		})
 		as("ext-carol", "Carol@corp.example", true)
+		if res := start(); errorAt(res) != "access_denied" {
+			t.Fatalf("a verified upstream email was linked to a user whose email is not verified: %+v", res)
+		}
+		if _, err := directory.UserByMapping(ctx, e.st, "acme", "corp", "ext-carol"); err == nil {
+			t.Fatal("the refused link made a mapping")
+		}
+		testkit.Write(t, e.st, func(ctx context.Context, tx store.Tx) error {
+			u, err := directory.Users.Get(ctx, tx, "acme", carol)
+			if err != nil {
+				return err
+			}
+			u.Spec.EmailVerified = true
+			return directory.Users.Update(ctx, tx, u, 0)
+		})
 		if idt, _ := r.fedLogin(e.browser()); idt.Subject != carol {
 			t.Fatalf("linked login sub %q, want %q", idt.Subject, carol)
 		}

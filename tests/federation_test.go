@@ -313,7 +313,7 @@ func TestFederation(t *testing.T) {
 			// Domain dispatch to the Gatehouse upstream, and link_by_email:
 			// the user of that (verified) email, made by an admin.
 			ursula := f.c.must(201, "POST", "/api/admin/acme/users", map[string]any{"email": "ursula@corp.example",
-				"given_name": "Ursula"}).JSON(t)
+				"email_verified": true, "given_name": "Ursula"}).JSON(t)
 			idt = f.login(t, newFedBrowser(t, fedUpstreamUser, fedUpstreamPassword, url.Values{"email": {"ursula@corp.example"}}))
 			if idt.Subject != ursula["id"] {
 				t.Fatalf("link_by_email: sub %q, want ursula's id %v", idt.Subject, ursula["id"])
