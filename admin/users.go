@@ -600,7 +600,9 @@ func (s *Server) updateUser(c *gin.Context) {
 		}
 		t.Spec = spec
 		t.Meta.Name, t.Meta.Description, t.Meta.Labels = name, in.meta.Description, in.meta.Labels
-		return revokes(old.State, state), nil
+		// A new password ends what the old one obtained, as a recovery
+		// does: whoever held it keeps no token.
+		return revokes(old.State, state) || in.passwordHash != "", nil
 	})
 }
 
@@ -755,7 +757,8 @@ func (s *Server) resetUserMFA(c *gin.Context) {
 	s.changeUser(c, id, "reset-mfa", -http.StatusOK, func(_ context.Context, _ store.Tx, t *store.Typed[model.UserSpec]) (bool, error) {
 		t.Spec.TOTPSeed, t.Spec.TOTPConfirmed = "", false
 		t.Spec.CredentialEpoch++
-		return false, nil
+		// The tokens obtained with the old second factor end with it.
+		return true, nil
 	})
 }
 

@@ -606,6 +606,21 @@ func TestUserResetMFA(t *testing.T) {
 		t.Fatalf("reset-mfa event: %v", evs[0])
 	}
 	e.expect(e.do("PUT", usersPath+"/ghost/reset-mfa", rootToken, nil), 404)
+	// The reset ends the tokens obtained with the old factor, at every
+	// server of the tenant, and so does a new password.
+	servers := len(e.revocationsOf("acme", "alice"))
+	if servers == 0 {
+		t.Fatal("reset-mfa revoked no token")
+	}
+	e.createUser("acme", map[string]any{"id": "bob", "email": "bob@example.com", "password": "a good password"})
+	e.expect(e.do("PATCH", usersPath+"/bob", rootToken, map[string]any{"locale": "fr"}, "Content-Type", admin.MergePatchType), 200)
+	if got := e.revocationsOf("acme", "bob"); len(got) != 0 {
+		t.Fatalf("a change without a new password revoked: %v", got)
+	}
+	e.expect(e.do("PATCH", usersPath+"/bob", rootToken, map[string]any{"password": "another good password"}, "Content-Type", admin.MergePatchType), 200)
+	if got := e.revocationsOf("acme", "bob"); len(got) != servers {
+		t.Fatalf("a new password revoked at %v, want %d servers", got, servers)
+	}
 }
 
 func TestUserMappings(t *testing.T) {
